@@ -1,0 +1,38 @@
+/*
+ * lstate.h - creating Lua states: the trusted state of the supervisor and of
+ * `weir script`, and the per-attempt state of a worker (counting allocator,
+ * a minimal standard library, embedded trusted modules only).
+ */
+#ifndef WEIR_LSTATE_H
+#define WEIR_LSTATE_H
+
+#include "weir/common.h"
+
+#include <stddef.h>
+
+#include <lua.h>
+
+/* Memory accounting of one attempt state. cap == 0 means no cap. */
+typedef struct {
+    size_t used;
+    size_t peak;
+    size_t cap;
+    int exceeded; /* set when an allocation was refused by the cap */
+} weir_alloc_acc;
+
+/* A trusted state: every standard library, `require` finds the embedded
+ * library first, then package.path. Returns NULL on allocation failure.
+ * The caller closes it with lua_close. */
+WEIR_API lua_State *weir_state_new_trusted(void);
+
+/* A fresh attempt state charged to acc (borrowed; must outlive the state):
+ * base, table, string, math, bit, os and debug are opened for the trusted
+ * library; the global `require` only finds embedded modules, "ffi" and
+ * "cjson". NULL on failure. Close with lua_close. */
+WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc);
+
+/* Push the embedded module `name` compiled but not run; 0 or an error
+ * status with the message pushed. */
+WEIR_API int weir_state_load_embedded(lua_State *L, const char *name);
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * lstate.c - Lua state creation. Trusted states get the whole standard
+ * library plus a package searcher over the embedded bytecode; attempt
+ * states are built for speed (a few libraries opened, modules loaded on
+ * first require) and charge every allocation to a counting allocator, which
+ * is what enforces a task's memory cap. Relies on LuaJIT in GC64 mode, where
+ * lua_newstate accepts a custom allocator.
+ */
+#include "weir/lstate.h"
+#include "weir/embed.h"
+#include "weir/yaml.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int luaopen_cjson(lua_State *L);
+
+const weir_embedded *weir_embed_find(const char *name)
+{
+    const weir_embedded *e;
+
+    for (e = weir_embedded_table; e->name != NULL; e++)
+        if (strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
+}
+
+WEIR_API int weir_state_load_embedded(lua_State *L, const char *name)
+{
+    const weir_embedded *e = weir_embed_find(name);
+    char chunk[256];
+
+    if (e == NULL || e->kind != 0) {
+        lua_pushfstring(L, "module '%s' not found", name);
+        return LUA_ERRFILE;
+    }
+    snprintf(chunk, sizeof chunk, "=%s", name);
+    return luaL_loadbuffer(L, (const char *)e->data, e->len, chunk);
+}
+
+/* weir._native.resource(name) -> string | nil: an embedded raw file. */
+static int native_resource(lua_State *L)
+{
+    const weir_embedded *e = weir_embed_find(luaL_checkstring(L, 1));
+
+    if (e == NULL || e->kind != 1)
+        return 0;
+    lua_pushlstring(L, (const char *)e->data, e->len);
+    return 1;
+}
+
+/* weir._native.memory() -> used, peak, cap of this attempt state (bytes)
+ * and whether the cap refused an allocation; nothing in a trusted state. */
+static int native_memory(lua_State *L)
+{
+    weir_alloc_acc *acc;
+
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.acc");
+    acc = lua_touserdata(L, -1);
+    if (acc == NULL)
+        return 0;
+    lua_pushnumber(L, (lua_Number)acc->used);
+    lua_pushnumber(L, (lua_Number)acc->peak);
+    lua_pushnumber(L, (lua_Number)acc->cap);
+    lua_pushboolean(L, acc->exceeded);
+    return 4;
+}
+
+/* weir._native.now() -> wall clock ms, monotonic ms. */
+static int native_now(lua_State *L)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+    return 2;
+}
+
+/* weir._native.string_dump() -> string.dump, even where the string library
+ * no longer has it (attempt states). */
+static int native_string_dump(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.string_dump");
+    if (lua_isnil(L, -1)) {
+        lua_getglobal(L, "string");
+        lua_getfield(L, -1, "dump");
+    }
+    return 1;
+}
+
+static int open_native(lua_State *L)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushcfunction(L, native_string_dump);
+    lua_setfield(L, -2, "string_dump");
+    lua_pushcfunction(L, native_now);
+    lua_setfield(L, -2, "now");
+    lua_pushcfunction(L, native_memory);
+    lua_setfield(L, -2, "memory");
+    lua_pushcfunction(L, weir_yaml_decode);
+    lua_setfield(L, -2, "yaml_decode");
+    lua_pushcfunction(L, native_resource);
+    lua_setfield(L, -2, "resource");
+    return 1;
+}
+
+/* package.loaders entry: the embedded library. */
+static int searcher_embedded(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+
+    if (strcmp(name, "weir._native") == 0) {
+        lua_pushcfunction(L, open_native);
+        return 1;
+    }
+    if (strcmp(name, "cjson") == 0) {
+        lua_pushcfunction(L, luaopen_cjson);
+        return 1;
+    }
+    if (weir_embed_find(name) == NULL) {
+        lua_pushfstring(L, "\n\tno embedded module '%s'", name);
+        return 1;
+    }
+    if (weir_state_load_embedded(L, name) != 0)
+        return lua_error(L);
+    return 1;
+}
+
+WEIR_API lua_State *weir_state_new_trusted(void)
+{
+    lua_State *L = luaL_newstate();
+
+    if (L == NULL)
+        return NULL;
+    luaL_openlibs(L);
+    /* insert the embedded searcher right after the preload searcher */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaders");
+    for (int i = (int)lua_objlen(L, -1); i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, searcher_embedded);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+    return L;
+}
+
+static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    weir_alloc_acc *acc = ud;
+    size_t old = ptr ? osize : 0;
+    void *p;
+
+    if (nsize == 0) {
+        free(ptr);
+        acc->used -= old;
+        return NULL;
+    }
+    if (acc->cap && nsize > old && acc->used - old + nsize > acc->cap) {
+        acc->exceeded = 1;
+        return NULL;
+    }
+    p = realloc(ptr, nsize);
+    if (p == NULL)
+        return NULL;
+    acc->used = acc->used - old + nsize;
+    if (acc->used > acc->peak)
+        acc->peak = acc->used;
+    return p;
+}
+
+/* require(name) in an attempt state: the embedded library, ffi, cjson and
+ * weir._native only; results cached in the registry. */
+static int attempt_require(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.loaded");
+    lua_getfield(L, -1, name);
+    if (!lua_isnil(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    if (strcmp(name, "ffi") == 0)
+        lua_pushcfunction(L, luaopen_ffi);
+    else if (strcmp(name, "cjson") == 0)
+        lua_pushcfunction(L, luaopen_cjson);
+    else if (strcmp(name, "weir._native") == 0)
+        lua_pushcfunction(L, open_native);
+    else if (weir_state_load_embedded(L, name) != 0)
+        return lua_error(L);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    return 1;
+}
+
+static void open_lib(lua_State *L, lua_CFunction f, const char *name)
+{
+    lua_pushcfunction(L, f);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 0);
+}
+
+WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
+{
+    lua_State *L = lua_newstate(count_alloc, acc);
+
+    if (L == NULL)
+        return NULL;
+    open_lib(L, luaopen_base, "");
+    open_lib(L, luaopen_table, LUA_TABLIBNAME);
+    open_lib(L, luaopen_string, LUA_STRLIBNAME);
+    open_lib(L, luaopen_math, LUA_MATHLIBNAME);
+    open_lib(L, luaopen_bit, LUA_BITLIBNAME);
+    open_lib(L, luaopen_os, LUA_OSLIBNAME);
+    open_lib(L, luaopen_debug, LUA_DBLIBNAME);
+    /* string.dump is reachable from any string through its shared
+     * metatable ("").dump; keep it only for trusted code, in the registry
+     * (weir._native.string_dump). */
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "dump");
+    lua_setfield(L, LUA_REGISTRYINDEX, "weir.string_dump");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, acc);
+    lua_setfield(L, LUA_REGISTRYINDEX, "weir.acc");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "weir.loaded");
+    lua_pushcfunction(L, attempt_require);
+    lua_setglobal(L, "require");
+    return L;
+}
