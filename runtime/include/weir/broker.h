@@ -1,0 +1,186 @@
+/*
+ * broker.h - the file broker: privilege separation for worker file access.
+ *
+ * Workers may run as an unprivileged user that cannot reach the configured
+ * data directories. Every file operation of a worker is therefore sent over
+ * an AF_UNIX SOCK_SEQPACKET socket to the supervisor, which checks that the
+ * path is confined to one of its root directories (openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) and not inside a denied folder
+ * (weir's own state), performs the operation with its own privileges and
+ * replies; an opened descriptor travels back with SCM_RIGHTS. The worker
+ * side also routes SQLite's unix VFS system calls through the broker, so
+ * databases, journals and WAL files work unchanged.
+ *
+ * Relies on Linux >= 5.6 (openat2), SQLite >= 3.40 (unix VFS
+ * system call names) and common.h for status codes. The wire format is
+ * private to broker.c (both ends live there).
+ */
+#ifndef WEIR_BROKER_H
+#define WEIR_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weir/common.h"
+
+/* ------------------------------------------------------------------------
+ * Supervisor side (C only, not part of the FFI).
+ * ------------------------------------------------------------------------ */
+
+typedef struct weir_broker weir_broker;
+
+/*
+ * Create a broker confined to the given root directories. Each root is made
+ * absolute and canonical with realpath() and opened O_PATH|O_DIRECTORY; the
+ * broker keeps those descriptors until weir_broker_delete. roots (and each
+ * string) are borrowed for the call; roots may be NULL when nroots is 0 (a
+ * broker that refuses every path). On success *out owns a new broker that
+ * the caller frees with weir_broker_delete. On failure returns WEIR_EINVAL,
+ * WEIR_ENOENT, WEIR_EPERM, WEIR_ENOMEM or WEIR_EIO and writes the reason into
+ * err (err may be NULL when errlen is 0).
+ */
+WEIR_API int weir_broker_new(const char *const *roots, size_t nroots,
+                             weir_broker **out, char *err, size_t errlen);
+
+/*
+ * Refuse every request whose target lies physically inside dir, or is dir
+ * itself: the supervisor's own state folder (WEIR_HOME) when it sits inside
+ * a root, so that a task can neither read nor change the metadata store and
+ * the broker never opens (and closes) a descriptor of a database the
+ * supervisor holds POSIX locks on. dir is opened O_PATH|O_DIRECTORY once and
+ * remembered by device and inode number, whatever path later reaches it
+ * (symlinks, "..", bind mounts); a folder that is removed and made again is
+ * a new folder and must be denied again. dir is borrowed for the call and
+ * must exist: nothing is created (the caller creates WEIR_HOME first).
+ * Denying a folder twice is harmless; a root at or below a denied folder
+ * refuses everything. Call before serving: this modifies b, so it must not
+ * run concurrently with weir_broker_handle. Returns WEIR_OK, WEIR_EINVAL (b
+ * or dir NULL, or dir empty), WEIR_ENOENT (dir missing or not a
+ * directory), WEIR_EPERM, WEIR_ENOMEM or WEIR_EIO, with the reason in err
+ * (err may be NULL when errlen is 0).
+ */
+WEIR_API int weir_broker_deny(weir_broker *b, const char *dir, char *err,
+                              size_t errlen);
+
+/* Close the root descriptors and free the broker. b may be NULL. */
+WEIR_API void weir_broker_delete(weir_broker *b);
+
+/*
+ * Receive exactly one request from sock (one end of a SOCK_SEQPACKET
+ * socketpair; the caller keeps ownership), perform it and send the reply.
+ * Returns WEIR_OK when a request was answered (even if the operation itself
+ * failed or was refused: that outcome travels in the reply), WEIR_ECLOSED
+ * when the peer has closed (or sent an empty packet), WEIR_EAGAIN when there
+ * is nothing to read on a non-blocking socket or the wait was interrupted by
+ * a signal, WEIR_EINVAL for a malformed request (an error reply is still
+ * sent when possible) and WEIR_EIO when the socket failed. Descriptors a peer
+ * attaches to a request are closed and the request is refused. b is not
+ * modified, so one broker may serve several sockets, also from several
+ * threads.
+ */
+WEIR_API int weir_broker_handle(weir_broker *b, int sock);
+
+/* Number of roots. b must not be NULL. */
+WEIR_API size_t weir_broker_nroots(const weir_broker *b);
+
+/*
+ * The canonical path of root i (owned by the broker, valid until
+ * weir_broker_delete), or NULL when i is out of range.
+ */
+WEIR_API const char *weir_broker_root(const weir_broker *b, size_t i);
+
+/* ------------------------------------------------------------------------
+ * Worker side.
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Route this process's file access through the broker listening on the
+ * other end of sock: the weir_ffi_file_* calls below and SQLite's unix VFS
+ * system calls "open", "access", "stat", "lstat", "unlink", "readlink",
+ * "mkdir" and "rmdir" (installed on the default VFS; every unix VFS shares
+ * them). sock stays owned by the caller and must outlive every use. Calling
+ * it again replaces the socket. Not thread-safe: call it before any database
+ * is opened. Returns WEIR_OK, WEIR_EINVAL (sock < 0) or WEIR_EIO when the
+ * default VFS does not accept the overrides.
+ */
+WEIR_API int weir_broker_client_init(int sock);
+
+/*
+ * Forget the socket and restore SQLite's default system calls, so the
+ * weir_ffi_file_* calls act directly again. Safe to call at any time.
+ */
+WEIR_API void weir_broker_client_reset(void);
+
+/* weir:cdef:begin */
+/*
+ * Open flags accepted by weir_ffi_file_open: the Linux O_* values of the
+ * generic ABI (x86-64, aarch64's differ and are translated in C). Any bit
+ * not listed here is refused with WEIR_EINVAL.
+ */
+enum {
+    WEIR_O_RDONLY = 0,
+    WEIR_O_WRONLY = 1,
+    WEIR_O_RDWR = 2,
+    WEIR_O_CREAT = 64,          /* 0100 */
+    WEIR_O_EXCL = 128,          /* 0200 */
+    WEIR_O_NOCTTY = 256,        /* 0400 */
+    WEIR_O_TRUNC = 512,         /* 01000 */
+    WEIR_O_APPEND = 1024,       /* 02000 */
+    WEIR_O_NONBLOCK = 2048,     /* 04000 */
+    WEIR_O_DIRECTORY = 65536,   /* 0200000 */
+    WEIR_O_NOFOLLOW = 131072,   /* 0400000 */
+    WEIR_O_CLOEXEC = 524288     /* 02000000 */
+};
+
+/*
+ * Open path (absolute, or relative to the current directory) with flags
+ * from the WEIR_O_* set. mode is used with WEIR_O_CREAT: 0 means 0644; it
+ * is capped at 0644 and the supervisor's umask applies. On success *fd_out
+ * is a descriptor the caller closes with weir_ffi_file_close. Returns
+ * WEIR_OK, WEIR_EPERM (outside the allowed roots, or inside a folder the
+ * supervisor denied with weir_broker_deny), WEIR_ENOENT,
+ * WEIR_EINVAL (bad flags), WEIR_ECLOSED (broker gone) or WEIR_EIO. err may
+ * be NULL when errlen is 0; messages name only the path.
+ */
+WEIR_API int weir_ffi_file_open(const char *path, int32_t flags,
+                                int32_t mode, int32_t *fd_out, char *err,
+                                size_t errlen);
+
+/* Remove a file (not a directory). Same status codes as open. */
+WEIR_API int weir_ffi_file_unlink(const char *path, char *err,
+                                  size_t errlen);
+
+/* Rename from to to; both must lie inside the allowed roots. */
+WEIR_API int weir_ffi_file_rename(const char *from, const char *to,
+                                  char *err, size_t errlen);
+
+/*
+ * Set *exists_out to 1 when path exists (following symlinks), else 0. A
+ * path outside the roots is WEIR_EPERM, not "does not exist".
+ */
+WEIR_API int weir_ffi_file_exists(const char *path, int32_t *exists_out,
+                                  char *err, size_t errlen);
+
+/* Create a directory with mode 0755 (umask applies). */
+WEIR_API int weir_ffi_file_mkdir(const char *path, char *err, size_t errlen);
+
+/* Close fd. Returns WEIR_OK, WEIR_EINVAL (fd < 0) or WEIR_EIO. */
+WEIR_API int weir_ffi_file_close(int32_t fd);
+
+/*
+ * Read at most len bytes into buf (caller's memory); *n_out is the count,
+ * 0 at end of file. Retries on EINTR. WEIR_EAGAIN on a non-blocking fd with
+ * nothing to read.
+ */
+WEIR_API int weir_ffi_file_read(int32_t fd, char *buf, size_t len,
+                                int64_t *n_out, char *err, size_t errlen);
+
+/* Write all len bytes of buf, retrying short writes and EINTR. */
+WEIR_API int weir_ffi_file_write(int32_t fd, const char *buf, size_t len,
+                                 char *err, size_t errlen);
+
+/* Flush fd to stable storage. */
+WEIR_API int weir_ffi_file_fsync(int32_t fd, char *err, size_t errlen);
+/* weir:cdef:end */
+
+#endif
