@@ -1,0 +1,223 @@
+/*
+ * sqlite.c - the SQLite primitive behind the metadata store and the SQLite
+ * connector. Pass-through to the SQLite C API with weir status codes and
+ * caller-provided error buffers. Relies on libsqlite3 (serialized or
+ * multi-thread mode; each handle is used by one thread).
+ */
+#include "weir/sqlite.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+
+struct weir_db {
+    sqlite3 *h;
+};
+
+struct weir_stmt {
+    sqlite3_stmt *h;
+    sqlite3 *db;
+};
+
+static int fail(sqlite3 *db, int rc, char *err, size_t errlen)
+{
+    weir_set_err(err, errlen, "sqlite: %s",
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return WEIR_EAGAIN;
+    if (rc == SQLITE_NOMEM)
+        return WEIR_ENOMEM;
+    if (rc == SQLITE_CANTOPEN)
+        return WEIR_ENOENT;
+    return WEIR_ESQL;
+}
+
+WEIR_API int weir_ffi_db_open(const char *path, int32_t create,
+                              int32_t readonly, int32_t busy_ms,
+                              weir_db **out, char *err, size_t errlen)
+{
+    int flags = SQLITE_OPEN_NOMUTEX;
+    sqlite3 *h = NULL;
+    weir_db *db;
+    int rc;
+
+    *out = NULL;
+    flags |= readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if (create && !readonly)
+        flags |= SQLITE_OPEN_CREATE;
+    rc = sqlite3_open_v2(path, &h, flags, NULL);
+    if (rc != SQLITE_OK) {
+        rc = fail(h, rc, err, errlen);
+        sqlite3_close(h);
+        return rc;
+    }
+    sqlite3_busy_timeout(h, busy_ms);
+    sqlite3_extended_result_codes(h, 1);
+    db = malloc(sizeof *db);
+    if (db == NULL) {
+        sqlite3_close(h);
+        weir_set_err(err, errlen, "sqlite: out of memory");
+        return WEIR_ENOMEM;
+    }
+    db->h = h;
+    *out = db;
+    return WEIR_OK;
+}
+
+WEIR_API void weir_ffi_db_close(weir_db *db)
+{
+    if (db == NULL)
+        return;
+    /* close_v2: statements still alive keep the connection as a zombie
+     * until they are finalized, so finalizers may run in any order. */
+    sqlite3_close_v2(db->h);
+    free(db);
+}
+
+WEIR_API int weir_ffi_db_exec(weir_db *db, const char *sql, char *err,
+                              size_t errlen)
+{
+    int rc = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
+
+    return rc == SQLITE_OK ? WEIR_OK : fail(db->h, rc, err, errlen);
+}
+
+WEIR_API int weir_ffi_db_prepare(weir_db *db, const char *sql, size_t len,
+                                 weir_stmt **out, char *err, size_t errlen)
+{
+    sqlite3_stmt *h = NULL;
+    weir_stmt *st;
+    int rc;
+
+    *out = NULL;
+    rc = sqlite3_prepare_v2(db->h, sql, (int)len, &h, NULL);
+    if (rc != SQLITE_OK)
+        return fail(db->h, rc, err, errlen);
+    if (h == NULL) {
+        weir_set_err(err, errlen, "sqlite: empty statement");
+        return WEIR_EINVAL;
+    }
+    st = malloc(sizeof *st);
+    if (st == NULL) {
+        sqlite3_finalize(h);
+        weir_set_err(err, errlen, "sqlite: out of memory");
+        return WEIR_ENOMEM;
+    }
+    st->h = h;
+    st->db = db->h;
+    *out = st;
+    return WEIR_OK;
+}
+
+WEIR_API void weir_ffi_db_finalize(weir_stmt *st)
+{
+    if (st == NULL)
+        return;
+    sqlite3_finalize(st->h);
+    free(st);
+}
+
+WEIR_API int weir_ffi_db_bind_null(weir_stmt *st, int32_t i)
+{
+    return sqlite3_bind_null(st->h, i) == SQLITE_OK ? WEIR_OK : WEIR_EINVAL;
+}
+
+WEIR_API int weir_ffi_db_bind_int64(weir_stmt *st, int32_t i, int64_t v)
+{
+    return sqlite3_bind_int64(st->h, i, v) == SQLITE_OK ? WEIR_OK
+                                                        : WEIR_EINVAL;
+}
+
+WEIR_API int weir_ffi_db_bind_double(weir_stmt *st, int32_t i, double v)
+{
+    return sqlite3_bind_double(st->h, i, v) == SQLITE_OK ? WEIR_OK
+                                                         : WEIR_EINVAL;
+}
+
+WEIR_API int weir_ffi_db_bind_text(weir_stmt *st, int32_t i, const char *s,
+                                   size_t len)
+{
+    return sqlite3_bind_text64(st->h, i, s, len, SQLITE_TRANSIENT,
+                               SQLITE_UTF8) == SQLITE_OK ? WEIR_OK
+                                                         : WEIR_EINVAL;
+}
+
+WEIR_API int weir_ffi_db_bind_blob(weir_stmt *st, int32_t i, const char *s,
+                                   size_t len)
+{
+    return sqlite3_bind_blob64(st->h, i, s, len, SQLITE_TRANSIENT)
+        == SQLITE_OK ? WEIR_OK : WEIR_EINVAL;
+}
+
+WEIR_API int32_t weir_ffi_db_bind_count(weir_stmt *st)
+{
+    return sqlite3_bind_parameter_count(st->h);
+}
+
+WEIR_API int weir_ffi_db_step(weir_stmt *st, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(st->h);
+
+    if (rc == SQLITE_ROW)
+        return WEIR_SQL_ROW;
+    if (rc == SQLITE_DONE)
+        return WEIR_SQL_DONE;
+    rc = fail(st->db, rc, err, errlen);
+    sqlite3_reset(st->h);
+    return rc;
+}
+
+WEIR_API void weir_ffi_db_reset(weir_stmt *st)
+{
+    sqlite3_reset(st->h);
+    sqlite3_clear_bindings(st->h);
+}
+
+WEIR_API int32_t weir_ffi_db_column_count(weir_stmt *st)
+{
+    return sqlite3_column_count(st->h);
+}
+
+WEIR_API const char *weir_ffi_db_column_name(weir_stmt *st, int32_t i)
+{
+    const char *n = sqlite3_column_name(st->h, i);
+
+    return n ? n : "";
+}
+
+WEIR_API int32_t weir_ffi_db_column_type(weir_stmt *st, int32_t i)
+{
+    return sqlite3_column_type(st->h, i);
+}
+
+WEIR_API int64_t weir_ffi_db_column_int64(weir_stmt *st, int32_t i)
+{
+    return sqlite3_column_int64(st->h, i);
+}
+
+WEIR_API double weir_ffi_db_column_double(weir_stmt *st, int32_t i)
+{
+    return sqlite3_column_double(st->h, i);
+}
+
+WEIR_API const char *weir_ffi_db_column_bytes(weir_stmt *st, int32_t i,
+                                              size_t *len)
+{
+    const char *p;
+
+    if (sqlite3_column_type(st->h, i) == SQLITE_BLOB)
+        p = sqlite3_column_blob(st->h, i);
+    else
+        p = (const char *)sqlite3_column_text(st->h, i);
+    *len = (size_t)sqlite3_column_bytes(st->h, i);
+    return p ? p : "";
+}
+
+WEIR_API int64_t weir_ffi_db_changes(weir_db *db)
+{
+    return sqlite3_changes64(db->h);
+}
+
+WEIR_API int64_t weir_ffi_db_last_rowid(weir_db *db)
+{
+    return sqlite3_last_insert_rowid(db->h);
+}
