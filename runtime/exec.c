@@ -1,0 +1,569 @@
+/*
+ * exec.c - the executor primitive: pre-forked `weir __worker` processes,
+ * job frames out, result frames back, broker requests served in between.
+ * Workers are started with fork+execve so they inherit nothing but their
+ * two sockets (fd 3: jobs/results, fd 4: broker), a scrubbed environment
+ * and their own process group (a terminal's Ctrl-C reaches only the
+ * supervisor, which then cancels cleanly). Relies on Linux (close_range,
+ * SOCK_SEQPACKET, /proc/self/exe).
+ */
+#include "weir/exec.h"
+#include "weir/broker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    char *p;
+    size_t len, cap, off; /* off: bytes already consumed at the front */
+} buf_t;
+
+typedef struct {
+    pid_t pid;
+    int job_fd;
+    int broker_fd;
+    int eof;
+    buf_t in, out;
+} slot_t;
+
+struct weir_exec {
+    int n;
+    slot_t *slots;
+    char exe[PATH_MAX];
+    char user[64];
+    long long rlimit_as;
+    int nofile;
+    weir_broker *broker;
+};
+
+static int sig_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t sig_last;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+
+    sig_last = sig;
+    if (sig_pipe[1] >= 0)
+        (void)!write(sig_pipe[1], &b, 1);
+    errno = saved;
+}
+
+WEIR_API int weir_ffi_signal_install(void)
+{
+    struct sigaction sa;
+
+    if (sig_pipe[0] < 0) {
+        if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+            return WEIR_EIO;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return WEIR_OK;
+}
+
+WEIR_API int32_t weir_ffi_signal_pending(void)
+{
+    int32_t s = sig_last;
+    unsigned char b[64];
+
+    sig_last = 0;
+    if (sig_pipe[0] >= 0)
+        while (read(sig_pipe[0], b, sizeof b) > 0)
+            ;
+    return s;
+}
+
+WEIR_API double weir_ffi_now_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+WEIR_API double weir_ffi_now_wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+WEIR_API void weir_ffi_sleep_ms(double ms)
+{
+    struct timespec ts;
+
+    if (ms <= 0)
+        return;
+    ts.tv_sec = (time_t)(ms / 1e3);
+    ts.tv_nsec = (long)((ms - (double)ts.tv_sec * 1e3) * 1e6);
+    nanosleep(&ts, NULL);
+}
+
+WEIR_API int32_t weir_ffi_getpid(void)
+{
+    return (int32_t)getpid();
+}
+
+WEIR_API int32_t weir_ffi_pid_alive(int32_t pid)
+{
+    char path[64], buf[256], *p;
+    FILE *f;
+    size_t n;
+
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+        return 0;
+    /* a zombie (killed, not yet reaped) is not alive */
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return !(p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
+WEIR_API int32_t weir_ffi_isatty(int32_t fd)
+{
+    return isatty(fd) == 1;
+}
+
+WEIR_API int64_t weir_ffi_rss_bytes(void)
+{
+    long long size = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%lld %lld", &size, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : (int64_t)rss * sysconf(_SC_PAGESIZE);
+}
+
+static int buf_reserve(buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra, cap;
+    char *p;
+
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 65536;
+    while (cap < need)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (p == NULL)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_compact(buf_t *b)
+{
+    if (b->off == 0)
+        return;
+    memmove(b->p, b->p + b->off, b->len - b->off);
+    b->len -= b->off;
+    b->off = 0;
+}
+
+static void buf_free(buf_t *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+static void put_u32(char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static int spawn(weir_exec *e, int i, char *err, size_t errlen)
+{
+    slot_t *s = &e->slots[i];
+    int job[2], br[2];
+    char as[32], nofile[32];
+    char *argv[] = { e->exe, "__worker", "--user", e->user, "--as", as,
+                     "--nofile", nofile, NULL };
+    char *envp[8];
+    int ne = 0;
+    static const char *pass[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                                  "LSAN_OPTIONS", NULL };
+    static char envbuf[3][512];
+    pid_t pid;
+
+    snprintf(as, sizeof as, "%lld", e->rlimit_as);
+    snprintf(nofile, sizeof nofile, "%d", e->nofile);
+    envp[ne++] = "LANG=C";
+    envp[ne++] = "PATH=/usr/bin:/bin";
+    for (int k = 0; pass[k]; k++) {
+        const char *v = getenv(pass[k]);
+        if (v) {
+            snprintf(envbuf[k], sizeof envbuf[k], "%s=%s", pass[k], v);
+            envp[ne++] = envbuf[k];
+        }
+    }
+    envp[ne] = NULL;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, job) != 0) {
+        weir_set_err(err, errlen, "executor: socketpair: %s",
+                     strerror(errno));
+        return WEIR_EIO;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, br) != 0) {
+        weir_set_err(err, errlen, "executor: socketpair: %s",
+                     strerror(errno));
+        close(job[0]);
+        close(job[1]);
+        return WEIR_EIO;
+    }
+    pid = fork();
+    if (pid < 0) {
+        weir_set_err(err, errlen, "executor: fork: %s", strerror(errno));
+        close(job[0]);
+        close(job[1]);
+        close(br[0]);
+        close(br[1]);
+        return WEIR_EIO;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        int a, b;
+
+        setpgid(0, 0);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        a = fcntl(job[1], F_DUPFD_CLOEXEC, 10);
+        b = fcntl(br[1], F_DUPFD_CLOEXEC, 10);
+        if (a < 0 || b < 0 || dup2(a, 3) != 3 || dup2(b, 4) != 4)
+            _exit(126);
+        close_range(5, ~0U, 0);
+        execve(e->exe, argv, envp);
+        _exit(127);
+    }
+    close(job[1]);
+    close(br[1]);
+    fcntl(job[0], F_SETFL, O_NONBLOCK);
+    fcntl(br[0], F_SETFL, O_NONBLOCK);
+    s->pid = pid;
+    s->job_fd = job[0];
+    s->broker_fd = br[0];
+    s->eof = 0;
+    s->in.len = s->in.off = 0;
+    s->out.len = s->out.off = 0;
+    return WEIR_OK;
+}
+
+static void close_slot(slot_t *s)
+{
+    if (s->job_fd >= 0)
+        close(s->job_fd);
+    if (s->broker_fd >= 0)
+        close(s->broker_fd);
+    s->job_fd = s->broker_fd = -1;
+}
+
+WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
+                               char *err, size_t errlen)
+{
+    weir_exec *e;
+    int rc;
+
+    *out = NULL;
+    if (o->workers < 1 || o->workers > 1024) {
+        weir_set_err(err, errlen, "executor: workers must be 1..1024");
+        return WEIR_EINVAL;
+    }
+    e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return WEIR_ENOMEM;
+    e->slots = calloc((size_t)o->workers, sizeof *e->slots);
+    if (e->slots == NULL) {
+        free(e);
+        return WEIR_ENOMEM;
+    }
+    for (int i = 0; i < o->workers; i++)
+        e->slots[i].job_fd = e->slots[i].broker_fd = -1;
+    if (o->exe) {
+        snprintf(e->exe, sizeof e->exe, "%s", o->exe);
+    } else {
+        ssize_t k = readlink("/proc/self/exe", e->exe, sizeof e->exe - 1);
+        if (k <= 0) {
+            weir_set_err(err, errlen, "executor: cannot find own binary");
+            weir_ffi_exec_delete(e);
+            return WEIR_EIO;
+        }
+        e->exe[k] = '\0';
+    }
+    snprintf(e->user, sizeof e->user, "%s", o->user ? o->user : "nobody");
+    e->rlimit_as = o->rlimit_as;
+    e->nofile = o->rlimit_nofile > 0 ? o->rlimit_nofile : 64;
+    rc = weir_broker_new(o->roots, o->nroots, &e->broker, err, errlen);
+    for (size_t i = 0; rc == WEIR_OK && i < o->ndeny; i++)
+        rc = weir_broker_deny(e->broker, o->deny[i], err, errlen);
+    if (rc != WEIR_OK) {
+        weir_ffi_exec_delete(e);
+        return rc;
+    }
+    weir_ffi_signal_install();
+    for (int i = 0; i < o->workers; i++) {
+        e->n = i + 1;
+        rc = spawn(e, i, err, errlen);
+        if (rc != WEIR_OK) {
+            weir_ffi_exec_delete(e);
+            return rc;
+        }
+    }
+    *out = e;
+    return WEIR_OK;
+}
+
+WEIR_API void weir_ffi_exec_delete(weir_exec *e)
+{
+    if (e == NULL)
+        return;
+    for (int i = 0; i < e->n; i++) {
+        slot_t *s = &e->slots[i];
+        if (s->pid > 0) {
+            kill(s->pid, SIGKILL);
+            close_slot(s);
+            waitpid(s->pid, NULL, 0);
+        }
+        buf_free(&s->in);
+        buf_free(&s->out);
+    }
+    weir_broker_delete(e->broker);
+    free(e->slots);
+    free(e);
+}
+
+static int flush_out(slot_t *s)
+{
+    while (s->out.off < s->out.len) {
+        ssize_t k = send(s->job_fd, s->out.p + s->out.off,
+                         s->out.len - s->out.off, MSG_NOSIGNAL);
+        if (k > 0) {
+            s->out.off += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        s->eof = 1; /* broken pipe: the worker is gone */
+        return -1;
+    }
+    s->out.off = s->out.len = 0;
+    return 0;
+}
+
+WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
+                                const char *data, size_t len, char *err,
+                                size_t errlen)
+{
+    slot_t *s;
+    char hdr[WEIR_FRAME_HDR];
+
+    if (slot < 0 || slot >= e->n || len > 0x7fffffffu) {
+        weir_set_err(err, errlen, "executor: bad slot or frame size");
+        return WEIR_EINVAL;
+    }
+    s = &e->slots[slot];
+    buf_compact(&s->out);
+    if (buf_reserve(&s->out, WEIR_FRAME_HDR + len) != 0) {
+        weir_set_err(err, errlen, "executor: out of memory");
+        return WEIR_ENOMEM;
+    }
+    put_u32(hdr, (uint32_t)len);
+    put_u32(hdr + 4, WEIR_FRAME_JOB);
+    memcpy(hdr + 8, &arg, 8);
+    memcpy(s->out.p + s->out.len, hdr, WEIR_FRAME_HDR);
+    memcpy(s->out.p + s->out.len + WEIR_FRAME_HDR, data, len);
+    s->out.len += WEIR_FRAME_HDR + len;
+    flush_out(s);
+    return WEIR_OK;
+}
+
+static void read_in(slot_t *s)
+{
+    for (;;) {
+        ssize_t k;
+
+        if (buf_reserve(&s->in, 65536) != 0)
+            return;
+        k = read(s->job_fd, s->in.p + s->in.len, s->in.cap - s->in.len);
+        if (k > 0) {
+            s->in.len += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            s->eof = 1;
+        return;
+    }
+}
+
+/* Next complete frame of slot s, or 0. */
+static int next_frame(slot_t *s, const char **data, size_t *len)
+{
+    uint32_t plen;
+
+    if (s->in.len - s->in.off < WEIR_FRAME_HDR)
+        return 0;
+    memcpy(&plen, s->in.p + s->in.off, 4);
+    if (s->in.len - s->in.off < WEIR_FRAME_HDR + (size_t)plen)
+        return 0;
+    *data = s->in.p + s->in.off + WEIR_FRAME_HDR;
+    *len = plen;
+    s->in.off += WEIR_FRAME_HDR + plen;
+    return 1;
+}
+
+static int has_frame(const slot_t *s)
+{
+    uint32_t plen;
+
+    if (s->in.len - s->in.off < WEIR_FRAME_HDR)
+        return 0;
+    memcpy(&plen, s->in.p + s->in.off, 4);
+    return s->in.len - s->in.off >= WEIR_FRAME_HDR + (size_t)plen;
+}
+
+WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
+                                weir_exec_event *evs, int32_t max,
+                                int32_t *n, char *err, size_t errlen)
+{
+    struct pollfd *pfd;
+    int np = 0, k = 0, ready = 0;
+
+    *n = 0;
+    if (max < 1)
+        return WEIR_EINVAL;
+    for (int i = 0; i < e->n; i++) {
+        buf_compact(&e->slots[i].in);
+        if (e->slots[i].eof || has_frame(&e->slots[i]))
+            ready = 1;
+    }
+    pfd = calloc((size_t)(2 * e->n + 1), sizeof *pfd);
+    if (pfd == NULL)
+        return WEIR_ENOMEM;
+    pfd[np].fd = sig_pipe[0];
+    pfd[np++].events = POLLIN;
+    for (int i = 0; i < e->n; i++) {
+        slot_t *s = &e->slots[i];
+        pfd[np].fd = s->job_fd;
+        pfd[np++].events = POLLIN | (s->out.len > s->out.off ? POLLOUT : 0);
+        pfd[np].fd = s->broker_fd;
+        pfd[np++].events = POLLIN;
+    }
+    if (poll(pfd, (nfds_t)np, ready ? 0 : timeout_ms) < 0 && errno != EINTR) {
+        weir_set_err(err, errlen, "executor: poll: %s", strerror(errno));
+        free(pfd);
+        return WEIR_EIO;
+    }
+    if (pfd[0].revents & POLLIN) {
+        int32_t sig = weir_ffi_signal_pending();
+        if (sig) {
+            evs[k].kind = WEIR_EV_SIGNAL;
+            evs[k].slot = -1;
+            evs[k].pid = 0;
+            evs[k].status = sig;
+            evs[k].data = NULL;
+            evs[k++].len = 0;
+        }
+    }
+    for (int i = 0; i < e->n; i++) {
+        slot_t *s = &e->slots[i];
+        struct pollfd *pj = &pfd[1 + 2 * i], *pb = &pfd[2 + 2 * i];
+
+        if (pb->revents & POLLIN) {
+            int rc;
+            do {
+                rc = weir_broker_handle(e->broker, s->broker_fd);
+            } while (rc == WEIR_OK);
+        }
+        if (pj->revents & POLLOUT)
+            flush_out(s);
+        if (pj->revents & (POLLIN | POLLHUP | POLLERR))
+            read_in(s);
+    }
+    free(pfd);
+    for (int i = 0; i < e->n && k < max; i++) {
+        slot_t *s = &e->slots[i];
+        const char *data;
+        size_t len;
+
+        while (k < max && next_frame(s, &data, &len)) {
+            evs[k].kind = WEIR_EV_RESULT;
+            evs[k].slot = i;
+            evs[k].pid = s->pid;
+            evs[k].status = 0;
+            evs[k].data = data;
+            evs[k++].len = len;
+        }
+        if (s->eof && k < max && !has_frame(s)) {
+            int st = 0, rc;
+            pid_t old = s->pid;
+
+            close_slot(s);
+            waitpid(old, &st, 0);
+            evs[k].kind = WEIR_EV_EXIT;
+            evs[k].slot = i;
+            evs[k].pid = old;
+            evs[k].status = WIFSIGNALED(st) ? -WTERMSIG(st)
+                                            : WEXITSTATUS(st);
+            evs[k].data = NULL;
+            evs[k++].len = 0;
+            rc = spawn(e, i, err, errlen);
+            if (rc != WEIR_OK) {
+                s->pid = -1;
+                *n = k;
+                return rc;
+            }
+        }
+    }
+    *n = k;
+    return WEIR_OK;
+}
+
+WEIR_API int weir_ffi_exec_kill(weir_exec *e, int32_t slot)
+{
+    if (slot < 0 || slot >= e->n || e->slots[slot].pid <= 0)
+        return WEIR_EINVAL;
+    return kill(e->slots[slot].pid, SIGKILL) == 0 ? WEIR_OK : WEIR_EIO;
+}
+
+WEIR_API int32_t weir_ffi_exec_pid(weir_exec *e, int32_t slot)
+{
+    if (slot < 0 || slot >= e->n)
+        return -1;
+    return e->slots[slot].pid;
+}
+
+WEIR_API int32_t weir_ffi_exec_workers(weir_exec *e)
+{
+    return e->n;
+}

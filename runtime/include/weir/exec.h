@@ -1,0 +1,93 @@
+/*
+ * exec.h - the executor primitive: a pool of pre-forked worker processes,
+ * each running `weir __worker`, fed length-prefixed job frames over a
+ * socket and answering with result frames. File access of workers goes
+ * through the broker (broker.h) on a second socket. Policy (what to run,
+ * retries, deadlines) lives in Lua; this unit only moves bytes, kills and
+ * replaces processes.
+ *
+ * Frame: uint32 payload length, uint32 type, uint64 argument, payload.
+ */
+#ifndef WEIR_EXEC_H
+#define WEIR_EXEC_H
+
+#include "weir/common.h"
+
+#define WEIR_FRAME_JOB 1u
+#define WEIR_FRAME_RESULT 2u
+#define WEIR_FRAME_HDR 16u
+
+/* weir:cdef:begin */
+typedef struct weir_exec weir_exec;
+
+enum {
+    WEIR_EV_RESULT = 1, /* a worker answered a job: data/len hold it */
+    WEIR_EV_EXIT = 2,   /* a worker died; status = exit code, or -signal */
+    WEIR_EV_SIGNAL = 3  /* the supervisor got SIGINT/SIGTERM: status = sig */
+};
+
+typedef struct {
+    int32_t kind;
+    int32_t slot;
+    int32_t pid;
+    int32_t status;
+    const char *data; /* WEIR_EV_RESULT: valid until the next poll */
+    size_t len;
+} weir_exec_event;
+
+typedef struct {
+    int32_t workers;           /* number of worker processes, >= 1 */
+    const char *exe;           /* weir binary; NULL = /proc/self/exe */
+    const char *const *roots;  /* directories workers may reach */
+    size_t nroots;
+    const char *const *deny;   /* directories inside roots they may not */
+    size_t ndeny;
+    const char *user;          /* drop to this user when root; NULL=nobody */
+    int64_t rlimit_as;         /* RLIMIT_AS of a worker in bytes; 0 none */
+    int32_t rlimit_nofile;     /* RLIMIT_NOFILE of a worker; 0 = 64 */
+} weir_exec_opts;
+
+/* Start the pool. *out is freed with weir_ffi_exec_delete. */
+WEIR_API int weir_ffi_exec_new(const weir_exec_opts *opts, weir_exec **out,
+                               char *err, size_t errlen);
+/* Kill and reap every worker, free the pool. NULL-safe. */
+WEIR_API void weir_ffi_exec_delete(weir_exec *e);
+/* Queue a job frame for the worker in slot (copied). arg travels in the
+ * frame header (the attempt's memory cap in bytes). */
+WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
+                                const char *data, size_t len, char *err,
+                                size_t errlen);
+/* Wait up to timeout_ms (-1 forever, 0 no wait) for events; serves broker
+ * requests and flushes queued frames meanwhile. A dead worker is replaced
+ * before its EXIT event is returned. */
+WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
+                                weir_exec_event *evs, int32_t max,
+                                int32_t *n, char *err, size_t errlen);
+/* SIGKILL the worker in slot (its EXIT event follows from poll). */
+WEIR_API int weir_ffi_exec_kill(weir_exec *e, int32_t slot);
+WEIR_API int32_t weir_ffi_exec_pid(weir_exec *e, int32_t slot);
+WEIR_API int32_t weir_ffi_exec_workers(weir_exec *e);
+/* Route SIGINT and SIGTERM to WEIR_EV_SIGNAL events (also used when no
+ * pool exists: weir_ffi_signal_pending then reports them). */
+WEIR_API int weir_ffi_signal_install(void);
+/* The signal received since the last call (0 if none), and clear it. */
+WEIR_API int32_t weir_ffi_signal_pending(void);
+/* Monotonic clock in milliseconds and wall clock in milliseconds. */
+WEIR_API double weir_ffi_now_mono_ms(void);
+WEIR_API double weir_ffi_now_wall_ms(void);
+/* Sleep for ms milliseconds (wakes early on a signal). */
+WEIR_API void weir_ffi_sleep_ms(double ms);
+/* The process id, and whether process pid is alive (1/0). */
+WEIR_API int32_t weir_ffi_getpid(void);
+WEIR_API int32_t weir_ffi_pid_alive(int32_t pid);
+/* 1 when fd is a terminal. */
+WEIR_API int32_t weir_ffi_isatty(int32_t fd);
+/* Resident set size of this process in bytes (from /proc/self/statm). */
+WEIR_API int64_t weir_ffi_rss_bytes(void);
+/* weir:cdef:end */
+
+/* Run a worker (the `weir __worker` entry point). Never returns on error
+ * paths that cannot report; returns the process exit status. */
+WEIR_API int weir_worker_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,208 @@
+/*
+ * worker.c - `weir __worker`: the process a task attempt runs in. It locks
+ * itself down first (drops to an unprivileged user when root, no new
+ * privileges, not dumpable, rlimits on cores, files, processes and address
+ * space, cwd "/"), routes all file access through the supervisor's broker
+ * (fd 4), then answers job frames from fd 3: each job gets a fresh Lua
+ * state with its own memory cap, runs the trusted weir._worker module on
+ * the payload and sends back what it returns. Relies on Linux prctl.
+ */
+#include "weir/broker.h"
+#include "weir/exec.h"
+#include "weir/lstate.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <lauxlib.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WEIR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEIR_ASAN 1
+#endif
+#endif
+
+static int read_full(int fd, void *p, size_t n)
+{
+    char *c = p;
+
+    while (n > 0) {
+        ssize_t k = read(fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int send_result(const char *data, size_t len)
+{
+    char hdr[WEIR_FRAME_HDR];
+    uint32_t l = (uint32_t)len, t = WEIR_FRAME_RESULT;
+    uint64_t z = 0;
+
+    memcpy(hdr, &l, 4);
+    memcpy(hdr + 4, &t, 4);
+    memcpy(hdr + 8, &z, 8);
+    if (write_full(3, hdr, sizeof hdr) != 0)
+        return -1;
+    return write_full(3, data, len);
+}
+
+/* A failure result built without Lua (the state may be out of memory), in
+ * the weir._ser format the supervisor decodes: a table of three strings. */
+static int send_failure(const char *kind, const char *msg)
+{
+    char out[1400];
+    size_t mlen = strnlen(msg, 1024);
+    int o;
+
+    o = snprintf(out, sizeof out, "t1;s6:statuss6:faileds4:kinds%zu:%s"
+                 "s5:errors%zu:%.*se", strlen(kind), kind, mlen, (int)mlen,
+                 msg);
+    if (o < 0 || (size_t)o >= sizeof out)
+        return -1;
+    return send_result(out, (size_t)o);
+}
+
+static int lock_down(const char *user, long long as, int nofile)
+{
+    struct rlimit rl;
+
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam(user);
+        if (pw == NULL || pw->pw_uid == 0) {
+            fprintf(stderr, "weir worker: user \"%s\" not usable\n", user);
+            return -1;
+        }
+        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+            setuid(pw->pw_uid) != 0 || setuid(0) == 0) {
+            fprintf(stderr, "weir worker: cannot drop privileges: %s\n",
+                    strerror(errno));
+            return -1;
+        }
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return -1;
+    rl.rlim_cur = rl.rlim_max = 0;
+    setrlimit(RLIMIT_CORE, &rl);
+    setrlimit(RLIMIT_NPROC, &rl);
+    rl.rlim_cur = rl.rlim_max = (rlim_t)nofile;
+    setrlimit(RLIMIT_NOFILE, &rl);
+#ifndef WEIR_ASAN
+    if (as > 0) {
+        rl.rlim_cur = rl.rlim_max = (rlim_t)as;
+        setrlimit(RLIMIT_AS, &rl);
+    }
+#else
+    (void)as;
+#endif
+    if (chdir("/") != 0)
+        return -1;
+    return 0;
+}
+
+static void run_job(const char *payload, size_t len, uint64_t cap)
+{
+    weir_alloc_acc acc = { 0, 0, (size_t)cap, 0 };
+    lua_State *L = weir_state_new_attempt(&acc);
+    char msg[1024];
+    size_t rlen;
+    const char *r;
+
+    if (L == NULL) {
+        send_failure("memory", "cannot create a Lua state within the "
+                               "memory limit");
+        return;
+    }
+    if (weir_state_load_embedded(L, "weir._worker") != 0 ||
+        lua_pcall(L, 0, 1, 0) != 0) {
+        snprintf(msg, sizeof msg, "worker bootstrap: %s",
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+        send_failure(acc.exceeded ? "memory" : "internal", msg);
+        lua_close(L);
+        return;
+    }
+    lua_getfield(L, -1, "handle");
+    lua_pushlstring(L, payload, len);
+    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isstring(L, -1)) {
+        if (acc.exceeded)
+            snprintf(msg, sizeof msg, "memory limit of %zu bytes exceeded",
+                     acc.cap);
+        else
+            snprintf(msg, sizeof msg, "%s",
+                     lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                         : "worker returned no result");
+        send_failure(acc.exceeded ? "memory" : "internal", msg);
+        lua_close(L);
+        return;
+    }
+    r = lua_tolstring(L, -1, &rlen);
+    send_result(r, rlen);
+    lua_close(L);
+}
+
+WEIR_API int weir_worker_main(int argc, char **argv)
+{
+    const char *user = "nobody";
+    long long as = 0;
+    int nofile = 64;
+
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--user") == 0)
+            user = argv[i + 1];
+        else if (strcmp(argv[i], "--as") == 0)
+            as = atoll(argv[i + 1]);
+        else if (strcmp(argv[i], "--nofile") == 0)
+            nofile = atoi(argv[i + 1]);
+    }
+    if (lock_down(user, as, nofile) != 0)
+        return 70;
+    weir_broker_client_init(4);
+    for (;;) {
+        char hdr[WEIR_FRAME_HDR];
+        uint32_t len;
+        uint64_t arg;
+        char *payload;
+
+        if (read_full(3, hdr, sizeof hdr) != 0)
+            return 0;
+        memcpy(&len, hdr, 4);
+        memcpy(&arg, hdr + 8, 8);
+        payload = malloc(len ? len : 1);
+        if (payload == NULL || read_full(3, payload, len) != 0) {
+            free(payload);
+            return 71;
+        }
+        run_job(payload, len, arg);
+        free(payload);
+    }
+}
