@@ -1,5 +1,6 @@
 std = "luajit"
-max_line_length = 100
+max_line_length = 120
 codes = true
 files["tests/**/*_spec.lua"] = { std = "+busted" }
 exclude_files = { "build*/**" }
+files["tests/lua/run.lua"] = { globals = { "arg" } }

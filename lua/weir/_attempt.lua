@@ -1,0 +1,83 @@
+-- weir._attempt: one task attempt, inside a worker's fresh Lua state.
+--
+-- Rebuilds the task's run function from its serialised closure (or
+-- compiles the YAML/JSON task's Lua text), builds a fresh sandbox and the
+-- ctx, runs the task, checks its output (JSON-able, depth, cycles, size)
+-- and returns the result record. Everything costly (FFI declarations,
+-- connectors) is loaded only when a task asks for it, so a no-op attempt
+-- stays in the tens of microseconds.
+local xpcall, tostring, load, select = xpcall, tostring, load, select
+local concat = table.concat
+local traceback = debug.traceback
+local sandbox = require("weir.sandbox")
+local ser = require("weir._ser")
+local native = require("weir._native")
+
+local M = {}
+
+--- Run the attempt described by job; returns the result table.
+function M.run(job)
+  local started = native.now()
+  local logs, log_bytes, log_max, dropped = {}, 0, job.log_max or 65536, false
+  local function log(line)
+    if log_bytes + #line + 1 > log_max then
+      dropped = true
+      return
+    end
+    logs[#logs + 1] = line
+    log_bytes = log_bytes + #line + 1
+  end
+
+  local stats = { rows_in = 0, rows_out = 0 }
+  local json -- loaded on demand
+  local function get_json()
+    json = json or require("weir.json")
+    return json
+  end
+
+  local ctx, close_ctx = require("weir._ctx").new(job, log, stats)
+  local env, by_name = sandbox.new(nil, log)
+
+  local fn, err
+  if job.fn then
+    fn, err = ser.decode(job.fn, { builtins = by_name, env = env })
+  else
+    fn, err = load(job.src, job.chunkname, "t", env)
+  end
+  local res
+  if not fn then
+    res = { status = "failed", kind = "load", error = tostring(err) }
+  else
+    local trace
+    local ok, out = xpcall(fn, function(e)
+      trace = traceback("", 2)
+      return sandbox.describe_error(e)
+    end, ctx)
+    if ok then
+      local text, eerr = "null", nil
+      if out ~= nil then
+        text, eerr = get_json().encode(out, { max_bytes = job.output_max or 1048576,
+                                              max_depth = 32, name = "output" })
+      end
+      if text then
+        res = { status = "success", output = text }
+      else
+        res = { status = "failed", kind = "output", error = "task output: " .. tostring(eerr) }
+      end
+    else
+      local exceeded = select(4, native.memory())
+      res = { status = "failed", kind = exceeded and "memory" or "error", error = out }
+      if trace then log("error: " .. out .. trace) end
+    end
+  end
+  close_ctx()
+  if dropped then logs[#logs + 1] = "[log truncated at " .. log_max .. " bytes]" end
+  res.log = concat(logs, "\n")
+  res.rows_in, res.rows_out = stats.rows_in, stats.rows_out
+  local _, peak = native.memory()
+  res.mem_peak = peak
+  res.started, res.finished = started, native.now()
+  return res
+end
+
+return M

@@ -1,0 +1,185 @@
+-- weir._ser: serialise Lua values, user functions included, to a string.
+--
+-- This is how a task's `run` closure travels from the definition phase to
+-- an attempt without re-evaluating the pipeline file (see
+-- docs/adr/0002-task-closures-by-value.md): a user function is its bytecode
+-- (string.dump of a function the compiler made from the user's text) plus
+-- its upvalues, serialised by value; standard-library functions and tables
+-- travel by name. Host (trusted) functions are refused, so nothing of the
+-- trusted library can leak into a task. Tables keep sharing and cycles
+-- within one value.
+local type, next, tostring, tonumber = type, next, tostring, tonumber
+local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
+local getfenv, setfenv, load = getfenv, setfenv, load
+local format, byte, sub, find = string.format, string.byte, string.sub, string.find
+local dump = require("weir._native").string_dump()
+local concat = table.concat
+local getinfo, getupvalue, setupvalue = debug.getinfo, debug.getupvalue, debug.setupvalue
+local huge = math.huge
+
+local M = {}
+
+local function is_sequence(t)
+  local n = 0
+  for k in next, t do
+    if type(k) ~= "number" then return false end
+    n = n + 1
+  end
+  if n == 0 then return false end
+  for i = 1, n do
+    if rawget(t, i) == nil then return false end
+  end
+  return true
+end
+
+--- Encode v. opts.builtins maps values (library functions and tables) to
+-- names; opts.env is the only function environment accepted for Lua
+-- functions (nil: functions are refused). Returns a string or nil, err.
+function M.encode(v, opts)
+  opts = opts or {}
+  local builtins, env = opts.builtins or {}, opts.env
+  local out, n = {}, 0
+  local seen, next_id = {}, 0
+
+  local function put(s) n = n + 1; out[n] = s end
+
+  local function enc(x, path)
+    local t = type(x)
+    if t == "nil" then put("n")
+    elseif t == "boolean" then put(x and "T" or "F")
+    elseif t == "number" then
+      if x ~= x then put("N")
+      elseif x == huge then put("I")
+      elseif x == -huge then put("i")
+      else put(format("d%.17g;", x)) end
+    elseif t == "string" then put(format("s%d:", #x)); put(x)
+    else
+      local name = builtins[x]
+      if name then put(format("b%d:", #name)); put(name); return end
+      local id = seen[x]
+      if id then put(format("r%d;", id)); return end
+      if t == "table" then
+        next_id = next_id + 1; seen[x] = next_id
+        put(format("t%d;", next_id))
+        local mt = getmetatable(x)
+        if mt ~= nil then
+          if type(mt) ~= "table" then error(path .. ": protected metatable", 0) end
+          put("M"); enc(mt, path .. "<metatable>")
+        end
+        if is_sequence(x) then put("A") end
+        for k, val in next, x do
+          local kt = type(k)
+          if kt ~= "string" and kt ~= "number" and kt ~= "boolean" then
+            error(path .. ": table key of type " .. kt .. " cannot be serialised", 0)
+          end
+          enc(k, path); enc(val, path .. "." .. tostring(k))
+        end
+        put("e")
+      elseif t == "function" then
+        local info = getinfo(x, "Su")
+        if info.what == "C" then
+          error(path .. ": cannot capture a host function", 0)
+        end
+        if env == nil or getfenv(x) ~= env then
+          error(path .. ": cannot capture a function of the host", 0)
+        end
+        next_id = next_id + 1; seen[x] = next_id
+        local bc = dump(x)
+        put(format("f%d;%d:", next_id, #bc)); put(bc)
+        put(format("%d;", info.nups))
+        for i = 1, info.nups do
+          local uname, uval = getupvalue(x, i)
+          enc(uval, path .. "<" .. tostring(uname) .. ">")
+        end
+      else
+        error(path .. ": value of type " .. t .. " cannot be serialised", 0)
+      end
+    end
+  end
+
+  local ok, err = pcall(enc, v, opts.name or "value")
+  if not ok then return nil, err end
+  return concat(out, "", 1, n)
+end
+
+--- Decode s. opts.builtins maps names back to values, opts.env is the
+-- environment given to decoded functions (nil: functions are refused),
+-- opts.array_mt is set on tables that were sequences. Returns value or
+-- nil, err.
+function M.decode(s, opts)
+  opts = opts or {}
+  local builtins, env, array_mt = opts.builtins or {}, opts.env, opts.array_mt
+  local refs = {}
+  local pos = 1
+
+  local function num_until(ch)
+    local e = find(s, ch, pos, true)
+    if not e then error("truncated", 0) end
+    local v = tonumber(sub(s, pos, e - 1))
+    if not v then error("bad number at " .. pos, 0) end
+    pos = e + 1
+    return v
+  end
+
+  local dec
+  function dec()
+    local tag = byte(s, pos)
+    pos = pos + 1
+    if tag == 110 then return nil                -- n
+    elseif tag == 84 then return true            -- T
+    elseif tag == 70 then return false           -- F
+    elseif tag == 100 then return num_until(";") -- d
+    elseif tag == 78 then return 0 / 0           -- N
+    elseif tag == 73 then return huge            -- I
+    elseif tag == 105 then return -huge          -- i
+    elseif tag == 115 or tag == 98 then          -- s, b
+      local len = num_until(":")
+      local str = sub(s, pos, pos + len - 1)
+      if #str ~= len then error("truncated", 0) end
+      pos = pos + len
+      if tag == 115 then return str end
+      local val = builtins[str]
+      if val == nil then error("unknown builtin " .. str, 0) end
+      return val
+    elseif tag == 114 then                        -- r
+      return refs[num_until(";")]
+    elseif tag == 116 then                        -- t
+      local t = {}
+      refs[num_until(";")] = t
+      local mt
+      if byte(s, pos) == 77 then pos = pos + 1; mt = dec() end
+      if byte(s, pos) == 65 then
+        pos = pos + 1
+        if mt == nil then mt = array_mt end
+      end
+      while byte(s, pos) ~= 101 do
+        if pos > #s then error("truncated", 0) end
+        local k = dec()
+        t[k] = dec()
+      end
+      pos = pos + 1
+      if mt then setmetatable(t, mt) end
+      return t
+    elseif tag == 102 then                        -- f
+      if env == nil then error("unexpected function", 0) end
+      local id = num_until(";")
+      local len = num_until(":")
+      local bc = sub(s, pos, pos + len - 1)
+      pos = pos + len
+      local fn, err = load(bc, nil, "b")
+      if not fn then error(err, 0) end
+      setfenv(fn, env)
+      refs[id] = fn
+      local nups = num_until(";")
+      for i = 1, nups do setupvalue(fn, i, dec()) end
+      return fn
+    end
+    error("bad tag at " .. (pos - 1), 0)
+  end
+
+  local ok, v = pcall(dec)
+  if not ok then return nil, "serialised value: " .. tostring(v) end
+  return v
+end
+
+return M

@@ -1,0 +1,422 @@
+-- weir.cli: the `weir` command line.
+--
+-- Exit codes: 0 success; 1 a run failed or a file is invalid; 2 usage
+-- error; 3 the run or store could not be opened; 130 cancelled by SIGINT;
+-- 143 cancelled by SIGTERM.
+local pipeline = require("weir.pipeline")
+local json = require("weir.json")
+local util = require("weir.util")
+local format, concat = string.format, table.concat
+
+local M = {}
+
+M.VERSION = "0.1.0"
+
+M.USAGE = [[
+usage: weir <command> [options]
+
+commands:
+  run FILE [--param k=v]... [--workers N] [--only TASK | --from TASK]
+           [--log-format text|json] [--quiet]
+                         run a pipeline (.lua, .yaml, .yml or .json)
+  validate FILE          check a pipeline; prints every error with its path
+  runs [--json] [--limit N]
+                         list recent runs
+  show RUN_ID [--json]   a run: status, tasks, attempts, errors, outputs
+  resume RUN_ID [--workers N]
+                         finish a run that was interrupted, re-running only
+                         what did not succeed
+  script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
+  version                print the version
+  help                   this text
+
+environment:
+  WEIR_HOME      state folder (default ./.weir): metadata store weir.db
+  WEIR_ROOTS     extra folders tasks may read and write (colon-separated);
+                 the pipeline's own folder is always allowed
+  WEIR_WORKER_USER  user workers drop to when weir runs as root (nobody)
+
+exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
+  3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM)
+]]
+
+local function eprintf(...) io.stderr:write(format(...)) end
+
+local function parse(args, spec)
+  local o, pos = { params = {} }, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w%-]+)$")
+    if name then
+      local kind = spec[name]
+      if not kind then return nil, "unknown option --" .. name end
+      if kind == "flag" then
+        o[name] = true
+      else
+        if not val then
+          i = i + 1
+          val = args[i]
+          if val == nil then return nil, "option --" .. name .. " needs a value" end
+        end
+        if kind == "param" then
+          local k, v = val:match("^([^=]+)=(.*)$")
+          if not k then return nil, "--param expects k=v, got " .. val end
+          o.params[k] = v
+        elseif kind == "number" then
+          o[name] = tonumber(val)
+          if not o[name] then return nil, "--" .. name .. " expects a number" end
+        else
+          o[name] = val
+        end
+      end
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  return o, pos
+end
+
+local function home()
+  local h = os.getenv("WEIR_HOME")
+  if not h or h == "" then h = ".weir" end
+  os.execute("mkdir -p '" .. h:gsub("'", "'\\''") .. "'")
+  return h
+end
+
+local function open_store()
+  local store, err = require("weir.store").open(home())
+  if not store then
+    eprintf("weir: cannot open the metadata store: %s\n", tostring(err))
+    return nil
+  end
+  return store
+end
+
+local function roots_for(dir)
+  local roots = { dir }
+  for r in (os.getenv("WEIR_ROOTS") or ""):gmatch("[^:]+") do
+    roots[#roots + 1] = pipeline.abspath(r)
+  end
+  return roots
+end
+
+local function new_exec(workers, roots)
+  return require("weir.executor").new({
+    workers = workers, roots = roots, deny = { pipeline.abspath(home()) },
+    user = os.getenv("WEIR_WORKER_USER"),
+    -- the Lua cap does not see C-side buffers: bound the whole process too
+    rlimit_as = util.size(os.getenv("WEIR_WORKER_AS") or "4GB"),
+  })
+end
+
+local function print_errors(errs)
+  io.stderr:write(pipeline.format_errors(errs), "\n")
+end
+
+local function view_mode(o)
+  if o.quiet then return "quiet" end
+  if o["log-format"] == "json" then return "json" end
+  local F = require("weir._ffi")
+  if F.C.weir_ffi_isatty(2) == 1 then return "live" end
+  return "plain"
+end
+
+local function summary(store, run_id, status, e)
+  local tasks = store:tasks(run_id)
+  local c = {}
+  for _, t in ipairs(tasks) do c[t.state] = (c[t.state] or 0) + 1 end
+  local parts = {}
+  for _, s in ipairs({ "success", "failed", "upstream_failed", "skipped", "cancelled" }) do
+    if c[s] then parts[#parts + 1] = format("%d %s", c[s], s) end
+  end
+  local secs = (require("weir.executor").mono() - e.started) / 1000
+  eprintf("run %s %s in %s: %s\n", run_id, status, util.human_duration(secs), concat(parts, ", "))
+  local shown = 0
+  for _, t in ipairs(tasks) do
+    if t.state == "failed" and shown < 10 then
+      shown = shown + 1
+      eprintf("  task %s failed after %d attempt(s): %s\n", t.task, t.attempts, t.error or "?")
+    end
+  end
+  if status ~= "success" then
+    eprintf("details: weir show %s\n", run_id)
+  end
+end
+
+local function exit_code(status, e)
+  if status == "success" then return 0 end
+  if status == "cancelled" then return (e.cancelled_by == 15) and 143 or 130 end
+  return 1
+end
+
+local function execute(P, store, o, run_id, resume_tasks, params)
+  local roots = roots_for(P.base_dir)
+  local exec, err = o.exec
+  if not exec then
+    exec, err = new_exec(o.workers or 2, roots)
+    if not exec then eprintf("weir: cannot start workers: %s\n", tostring(err)); return 3 end
+  end
+  local view = require("weir.view").new(view_mode(o))
+  local ok, status, e = pcall(require("weir.engine").run, {
+    P = P, store = store, exec = exec, run_id = run_id, params = params, roots = roots,
+    resume = resume_tasks ~= nil, resume_tasks = resume_tasks, only = o.only, from = o.from,
+    view = view,
+  })
+  exec:close()
+  if not ok then
+    eprintf("weir: run %s stopped: %s\n", run_id, tostring(status))
+    return 3
+  end
+  if not o.quiet then summary(store, run_id, status, e) end
+  return exit_code(status, e)
+end
+
+local commands = {}
+
+function commands.run(args)
+  local o, pos = parse(args, { param = "param", workers = "number", only = "string",
+                               from = "string", ["log-format"] = "string", quiet = "flag" })
+  if not o then eprintf("weir run: %s\n", pos); return 2 end
+  if #pos ~= 1 then eprintf("usage: weir run FILE [options] (see weir help)\n"); return 2 end
+  if o.workers and (o.workers < 1 or o.workers > 256) then
+    eprintf("weir run: --workers must be 1..256\n"); return 2
+  end
+  if o["log-format"] and o["log-format"] ~= "json" and o["log-format"] ~= "text" then
+    eprintf("weir run: --log-format must be text or json\n"); return 2
+  end
+  require("weir.executor").signal_install()
+  local dir = util.dirname(pipeline.abspath(pos[1]))
+  local exec, eerr = new_exec(o.workers or 2, roots_for(dir))
+  if not exec then eprintf("weir: cannot start workers: %s\n", tostring(eerr)); return 3 end
+  local P, errs = pipeline.load(pos[1], { exec = exec })
+  if not P then exec:close(); print_errors(errs); return 1 end
+  for _, flag in ipairs({ "only", "from" }) do
+    if o[flag] and not P.tasks[o[flag]] then
+      exec:close()
+      eprintf("weir run: --%s: unknown task %q\n", flag, o[flag]); return 2
+    end
+  end
+  local params, perr = pipeline.resolve_params(P, o.params)
+  if not params then exec:close(); eprintf("weir run: %s\n", perr); return 2 end
+  local store = open_store()
+  if not store then exec:close(); return 3 end
+  local now = require("weir.executor").now()
+  local vid, pid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
+  local run_id = require("weir.engine").new_run_id()
+  store:begin()
+  store:create_run({ id = run_id, pipeline_id = pid, version_id = vid, status = "queued",
+                     params = json.encode(params), created_at = now,
+                     options = json.encode({ workers = o.workers or 2, only = o.only,
+                                             from = o.from }),
+                     supervisor_pid = require("weir.executor").getpid() })
+  store:commit()
+  if view_mode(o) ~= "quiet" then eprintf("run %s of %s started\n", run_id, P.name) end
+  o.exec = exec
+  local rc = execute(P, store, o, run_id, nil, params)
+  store:close()
+  return rc
+end
+
+function commands.validate(args)
+  local o, pos = parse(args, { json = "flag" })
+  if not o or #pos ~= 1 then eprintf("usage: weir validate FILE\n"); return 2 end
+  local P, errs = pipeline.load(pos[1])
+  if not P then
+    if o.json then
+      io.write(json.encode({ valid = false, errors = errs }), "\n")
+    else
+      print_errors(errs)
+      eprintf("%s: %d error(s)\n", pos[1], #errs)
+    end
+    return 1
+  end
+  local n = 0
+  for _ in pairs(P.tasks) do n = n + 1 end
+  if o.json then
+    io.write(json.encode({ valid = true, name = P.name, tasks = n }), "\n")
+  else
+    io.write(format("%s: valid (pipeline %s, %d task%s)\n", pos[1], P.name, n, n == 1 and "" or "s"))
+  end
+  return 0
+end
+
+local function fmt_time(ms)
+  if not ms then return "-" end
+  return os.date("!%Y-%m-%d %H:%M:%S", math.floor(ms / 1000))
+end
+
+function commands.runs(args)
+  local o = parse(args, { json = "flag", limit = "number", pipeline = "string" })
+  if not o then eprintf("usage: weir runs [--json] [--limit N]\n"); return 2 end
+  local store = open_store()
+  if not store then return 3 end
+  local runs = store:runs(o.limit or 20, o.pipeline)
+  store:close()
+  if o.json then
+    local list = setmetatable({}, json.array_mt)
+    for _, r in ipairs(runs) do
+      list[#list + 1] = { id = r.id, pipeline = r.pipeline, status = r.status,
+                          created_at = r.created_at, started_at = r.started_at,
+                          finished_at = r.finished_at }
+    end
+    io.write(json.encode(list), "\n")
+    return 0
+  end
+  if #runs == 0 then io.write("no runs yet\n"); return 0 end
+  io.write(format("%-26s %-20s %-10s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
+                  "DURATION"))
+  for _, r in ipairs(runs) do
+    local dur = r.finished_at and r.started_at
+                and util.human_duration((r.finished_at - r.started_at) / 1000) or "-"
+    io.write(format("%-26s %-20s %-10s %-19s %s\n", r.id, r.pipeline, r.status,
+                    fmt_time(r.started_at or r.created_at), dur))
+  end
+  return 0
+end
+
+function commands.show(args)
+  local o, pos = parse(args, { json = "flag" })
+  if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json]\n"); return 2 end
+  local store = open_store()
+  if not store then return 3 end
+  local run = store:run(pos[1])
+  if not run then store:close(); eprintf("weir show: no run %q\n", pos[1]); return 3 end
+  local tasks, attempts = store:tasks(run.id), store:attempts(run.id)
+  store:close()
+  local by_task = {}
+  for _, a in ipairs(attempts) do
+    by_task[a.task] = by_task[a.task] or setmetatable({}, json.array_mt)
+    local l = by_task[a.task]
+    l[#l + 1] = a
+  end
+  if o.json then
+    local list = setmetatable({}, json.array_mt)
+    for _, t in ipairs(tasks) do
+      t.output = t.output and json.decode(t.output) or nil
+      t.attempt_list = by_task[t.task] or setmetatable({}, json.array_mt)
+      for _, a in ipairs(t.attempt_list) do a.output = a.output and json.decode(a.output) end
+      list[#list + 1] = t
+    end
+    run.params = json.decode(run.params)
+    run.options = json.decode(run.options)
+    run.tasks = list
+    io.write(json.encode(run), "\n")
+    return 0
+  end
+  io.write(format("run %s  pipeline %s  status %s\n", run.id, run.pipeline, run.status))
+  io.write(format("started %s  finished %s  params %s\n", fmt_time(run.started_at),
+                  fmt_time(run.finished_at), run.params))
+  for _, t in ipairs(tasks) do
+    local dur = t.finished_at and t.started_at
+                and util.human_duration((t.finished_at - t.started_at) / 1000) or "-"
+    io.write(format("  %-24s %-16s attempts %d  %s", t.task, t.state, t.attempts, dur))
+    if (t.rows_out or 0) > 0 or (t.rows_in or 0) > 0 then
+      io.write(format("  rows in %d out %d", t.rows_in, t.rows_out))
+    end
+    io.write("\n")
+    if t.error then io.write("      error: ", t.error, "\n") end
+    if t.output and t.output ~= "null" then
+      local s = t.output
+      if #s > 200 then s = s:sub(1, 200) .. "..." end
+      io.write("      output: ", s, "\n")
+    end
+    for _, a in ipairs(by_task[t.task] or {}) do
+      if a.status ~= "success" or (a.log and a.log ~= "") then
+        io.write(format("      attempt %d %s%s\n", a.attempt, a.status,
+                        a.error and (": " .. a.error) or ""))
+        if a.log and a.log ~= "" then
+          for line in (a.log .. "\n"):gmatch("(.-)\n") do io.write("        | ", line, "\n") end
+        end
+      end
+    end
+  end
+  return 0
+end
+
+function commands.resume(args)
+  local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag" })
+  if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
+  local store = open_store()
+  if not store then return 3 end
+  local run = store:run(pos[1])
+  if not run then store:close(); eprintf("weir resume: no run %q\n", pos[1]); return 3 end
+  if run.status == "success" then
+    store:close(); eprintf("weir resume: run %s already succeeded\n", run.id); return 0
+  end
+  local ex = require("weir.executor")
+  if run.status == "running" and run.supervisor_pid and run.supervisor_pid ~= ex.getpid()
+     and ex.pid_alive(run.supervisor_pid) then
+    store:close()
+    eprintf("weir resume: run %s is still running (supervisor pid %d)\n", run.id,
+            run.supervisor_pid)
+    return 3
+  end
+  local v = store:version(run.version_id)
+  require("weir.executor").signal_install()
+  local P, errs = pipeline.load(v.path, { source = v.source, kind = v.kind })
+  if not P then store:close(); print_errors(errs); return 1 end
+  local options = json.decode(run.options) or {}
+  o.workers = o.workers or options.workers
+  o.only, o.from = options.only, options.from
+  -- attempts that were running when the supervisor stopped are lost
+  store:begin()
+  for _, a in ipairs(store:attempts(run.id)) do
+    if a.status == "running" then
+      store:update_attempt(run.id, a.task, a.attempt, {
+        status = "lost", error = "the supervisor stopped during this attempt",
+        finished_at = ex.now() })
+    end
+  end
+  store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
+  store:commit()
+  if view_mode(o) ~= "quiet" then eprintf("resuming run %s of %s\n", run.id, P.name) end
+  local rc = execute(P, store, o, run.id, store:tasks(run.id), json.decode(run.params))
+  store:close()
+  return rc
+end
+
+function commands.script(args)
+  if #args < 1 then eprintf("usage: weir script FILE [ARGS...]\n"); return 2 end
+  local file = args[1]
+  local script_args = { [0] = file }
+  for i = 2, #args do script_args[i - 1] = args[i] end
+  _G.arg = script_args
+  local fn, err = loadfile(file)
+  if not fn then eprintf("weir script: %s\n", err); return 1 end
+  local ok, res = xpcall(function() return fn(unpack(script_args)) end, debug.traceback)
+  if not ok then eprintf("weir script: %s\n", tostring(res)); return 1 end
+  io.stdout:flush()
+  return type(res) == "number" and res or 0
+end
+
+function commands.version()
+  io.write("weir ", M.VERSION, " (", jit and jit.version or _VERSION, ")\n")
+  return 0
+end
+
+function commands.help()
+  io.write(M.USAGE)
+  return 0
+end
+
+--- Entry point: args is the process arg table; returns the exit code.
+function M.main(args)
+  local cmd = args[1]
+  local rest = {}
+  for i = 2, #args do rest[#rest + 1] = args[i] end
+  if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
+  if cmd == "--version" then cmd = "version" end
+  local f = commands[cmd]
+  if not f then
+    eprintf("weir: unknown command %q\n\n%s", cmd, M.USAGE)
+    return 2
+  end
+  local code = f(rest)
+  io.stdout:flush()
+  return code or 0
+end
+
+return M

@@ -1,0 +1,174 @@
+-- weir.db: SQLite through the C primitive (connectors/sqlite.c).
+--
+-- Used by the metadata store in the supervisor and by the SQLite connector
+-- in workers. Values are always bound parameters; statements are cached
+-- per handle. Operational errors return nil, err; misuse raises.
+local F = require("weir._ffi")
+local ffi, C = F.ffi, F.C
+local errors = require("weir.errors")
+local type, tonumber, error, select = type, tonumber, error, select
+local floor = math.floor
+
+local M = {}
+local DB = {}
+DB.__index = DB
+
+--- A value that binds as SQL NULL where nil cannot be stored (updates).
+M.NULL = setmetatable({ __null = true }, { __metatable = false })
+
+local ROW, DONE = 1, 2
+local T_INT, T_FLOAT, T_NULL = 1, 2, 5
+local lenp = ffi.new("size_t[1]")
+
+local function fail(rc, what)
+  return nil, errors.new(F.code_name(rc), what and (what .. ": " .. F.errmsg()) or F.errmsg())
+end
+
+--- Open the database at path. opts: create (default true), readonly,
+-- busy_ms (default 5000), name (for messages). Returns db or nil, err.
+function M.open(path, opts)
+  opts = opts or {}
+  local out = ffi.new("weir_db *[1]")
+  local rc = C.weir_ffi_db_open(path, opts.create == false and 0 or 1, opts.readonly and 1 or 0,
+                                opts.busy_ms or 5000, out, F.errbuf, F.errlen)
+  if rc ~= 0 then return fail(rc, "sqlite \"" .. (opts.name or path) .. "\"") end
+  return setmetatable({ h = ffi.gc(out[0], C.weir_ffi_db_close), cache = {}, path = path },
+                      DB)
+end
+
+--- Run statements without results (DDL, PRAGMA, BEGIN/COMMIT).
+function DB:exec(sql)
+  local rc = C.weir_ffi_db_exec(self.h, sql, F.errbuf, F.errlen)
+  if rc ~= 0 then return fail(rc) end
+  return true
+end
+
+local function prepare(self, sql)
+  local st = self.cache[sql]
+  if st then return st end
+  local out = ffi.new("weir_stmt *[1]")
+  local rc = C.weir_ffi_db_prepare(self.h, sql, #sql, out, F.errbuf, F.errlen)
+  if rc ~= 0 then return fail(rc) end
+  st = ffi.gc(out[0], C.weir_ffi_db_finalize)
+  self.cache[sql] = st
+  return st
+end
+
+local function bind(st, params, n)
+  for i = 1, n do
+    local v = params[i]
+    local t = type(v)
+    if t == "number" then
+      if v == floor(v) and v >= -9007199254740992 and v <= 9007199254740992 then
+        C.weir_ffi_db_bind_int64(st, i, v)
+      else
+        C.weir_ffi_db_bind_double(st, i, v)
+      end
+    elseif t == "string" then
+      C.weir_ffi_db_bind_text(st, i, v, #v)
+    elseif t == "boolean" then
+      C.weir_ffi_db_bind_int64(st, i, v and 1 or 0)
+    elseif v == nil or (t == "table" and v.__null) or t == "userdata" then
+      C.weir_ffi_db_bind_null(st, i)
+    else
+      error("weir.db: cannot bind parameter " .. i .. " of type " .. t, 3)
+    end
+  end
+end
+
+local function column(st, i)
+  local t = C.weir_ffi_db_column_type(st, i)
+  if t == T_INT then
+    return tonumber(C.weir_ffi_db_column_int64(st, i))
+  elseif t == T_FLOAT then
+    return C.weir_ffi_db_column_double(st, i)
+  elseif t == T_NULL then
+    return nil
+  end
+  local p = C.weir_ffi_db_column_bytes(st, i, lenp)
+  return ffi.string(p, lenp[0])
+end
+M.column = column
+
+--- Execute sql with params (array; params.n for trailing nils). Returns
+-- the number of changed rows or nil, err.
+function DB:run(sql, params)
+  local st, err = prepare(self, sql)
+  if not st then return nil, err end
+  if params then bind(st, params, params.n or #params) end
+  local rc = C.weir_ffi_db_step(st, F.errbuf, F.errlen)
+  C.weir_ffi_db_reset(st)
+  if rc < 0 then return fail(rc) end
+  return tonumber(C.weir_ffi_db_changes(self.h))
+end
+
+--- All rows of a query as an array of tables keyed by column name.
+function DB:all(sql, params)
+  local st, err = prepare(self, sql)
+  if not st then return nil, err end
+  if params then bind(st, params, params.n or #params) end
+  local rows, names = {}, {}
+  local nc = C.weir_ffi_db_column_count(st)
+  for i = 0, nc - 1 do names[i] = ffi.string(C.weir_ffi_db_column_name(st, i)) end
+  while true do
+    local rc = C.weir_ffi_db_step(st, F.errbuf, F.errlen)
+    if rc == DONE then break end
+    if rc ~= ROW then C.weir_ffi_db_reset(st); return fail(rc) end
+    local row = {}
+    for i = 0, nc - 1 do row[names[i]] = column(st, i) end
+    rows[#rows + 1] = row
+  end
+  C.weir_ffi_db_reset(st)
+  return rows
+end
+
+--- The first row of a query, or nil.
+function DB:first(sql, params)
+  local rows, err = self:all(sql, params)
+  if not rows then return nil, err end
+  return rows[1]
+end
+
+--- A prepared statement for streaming (caller resets); see weir.stream.
+function DB:prepare(sql) return prepare(self, sql) end
+M.bind = bind
+M.ROW, M.DONE = ROW, DONE
+
+--- Run fn inside a transaction; rolls back if fn raises or returns nil.
+function DB:transaction(fn, ...)
+  local ok, err = self:exec("BEGIN IMMEDIATE")
+  if not ok then return nil, err end
+  local res = { pcall(fn, ...) }
+  if res[1] and res[2] ~= nil then
+    local cok, cerr = self:exec("COMMIT")
+    if not cok then self:exec("ROLLBACK"); return nil, cerr end
+    return select(2, unpack(res))
+  end
+  self:exec("ROLLBACK")
+  if not res[1] then error(res[2], 0) end
+  return nil, res[3]
+end
+
+function DB:changes() return tonumber(C.weir_ffi_db_changes(self.h)) end
+
+--- Close the handle and its statements (safe twice).
+function DB:close()
+  if self.h then
+    for k, st in pairs(self.cache) do
+      C.weir_ffi_db_finalize(ffi.gc(st, nil))
+      self.cache[k] = nil
+    end
+    C.weir_ffi_db_close(ffi.gc(self.h, nil))
+    self.h = nil
+  end
+end
+
+--- Quote an identifier for SQL ("a""b"); rejects empty names and NUL.
+function M.quote(name)
+  if type(name) ~= "string" or name == "" or name:find("%z") then
+    error("weir.db: bad identifier " .. tostring(name), 2)
+  end
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+
+return M

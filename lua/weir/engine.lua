@@ -1,0 +1,391 @@
+-- weir.engine: the DAG engine of the supervisor.
+--
+-- Keeps every task's state, dispatches ready tasks to worker slots, applies
+-- retries with exponential backoff and jitter, enforces deadlines by
+-- killing workers, propagates upstream failures and records every state
+-- change in the store. Each loop step is one store transaction that is
+-- committed before the step's jobs are sent, so nothing is acted on before
+-- it is recorded and a killed supervisor leaves a run `weir resume` can
+-- finish.
+--
+-- States: queued, running, success, failed, up_for_retry, upstream_failed,
+-- skipped, cancelled.
+local ser = require("weir._ser")
+local executor = require("weir.executor")
+local util = require("weir.util")
+local pairs, ipairs, format, min, max, random = pairs, ipairs, string.format,
+  math.min, math.max, math.random
+local remove = table.remove
+
+local M = {}
+
+local TERMINAL = { success = true, failed = true, upstream_failed = true, skipped = true,
+                   cancelled = true }
+M.TERMINAL = TERMINAL
+
+local SIGNAMES = { [-9] = "SIGKILL", [-11] = "SIGSEGV", [-6] = "SIGABRT", [-15] = "SIGTERM",
+                   [-7] = "SIGBUS", [-8] = "SIGFPE", [-4] = "SIGILL", [-24] = "SIGXCPU" }
+
+local function describe_exit(status)
+  if status < 0 then
+    return format("worker killed by %s", SIGNAMES[status] or ("signal " .. -status))
+  end
+  return format("worker exited with code %d", status)
+end
+
+--- A new run id: sortable by time, random suffix.
+function M.new_run_id()
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("uint8_t[4]")
+  F.C.weir_ffi_random(buf, 4)
+  return format("%s-%02x%02x%02x%02x", os.date("!%Y%m%dT%H%M%S"), buf[0], buf[1], buf[2],
+                buf[3])
+end
+
+--- Run (or resume) a run. o: P (loaded pipeline), store, exec, run_id,
+-- params, resume (bool), only / from (task names), prefetch, view
+-- (optional callbacks: task(T, event), tick(engine)), roots.
+-- Returns the final run status: "success", "failed" or "cancelled".
+function M.run(o)
+  local P, store, exec = o.P, o.store, o.exec
+  local run_id = o.run_id
+  local now, mono = executor.now, executor.mono
+  local view = o.view or {}
+  local prefetch = o.prefetch or 2
+  local T, order = {}, {}
+  local ready, rq_head, rq_tail = {}, 1, 0
+  local retrying = {}
+  local counts = { queued = 0, running = 0, success = 0, failed = 0, up_for_retry = 0,
+                   upstream_failed = 0, skipped = 0, cancelled = 0 }
+  local self = { T = T, order = order, counts = counts, run_id = run_id, P = P,
+                 started = mono() }
+
+  for name, spec in pairs(P.tasks) do
+    T[name] = { name = name, spec = spec, state = "queued", attempt = 0, base = 0,
+                deps = spec.after, downs = {}, waiting = #spec.after }
+    order[#order + 1] = name
+  end
+  table.sort(order)
+  for _, name in ipairs(order) do
+    for _, d in ipairs(T[name].deps) do
+      local dn = T[d].downs
+      dn[#dn + 1] = name
+    end
+  end
+
+  local function set_state(t, state, fields)
+    counts[t.state] = counts[t.state] - 1
+    counts[state] = counts[state] + 1
+    t.state = state
+    fields = fields or {}
+    fields.state = state
+    store:set_task(run_id, t.name, fields)
+    if view.task then view.task(t, state) end
+  end
+
+  local function push_ready(t)
+    rq_tail = rq_tail + 1
+    ready[rq_tail] = t
+  end
+
+  -- initial states
+  local selected
+  if o.only or o.from then
+    selected = {}
+    local root = o.only or o.from
+    selected[root] = true
+    if o.from then
+      local stack = { root }
+      while #stack > 0 do
+        local n = remove(stack)
+        for _, d in ipairs(T[n].downs) do
+          if not selected[d] then selected[d] = true; stack[#stack + 1] = d end
+        end
+      end
+    end
+  end
+
+  store:begin()
+  counts.queued = #order
+  if o.resume then
+    for _, row in ipairs(o.resume_tasks or {}) do
+      local t = T[row.task]
+      if t then
+        t.attempt, t.base = row.attempts or 0, row.attempts or 0
+        if row.state == "success" or row.state == "skipped" then
+          counts.queued = counts.queued - 1
+          counts[row.state] = counts[row.state] + 1
+          t.state, t.output = row.state, row.output
+        elseif row.state ~= "queued" then
+          set_state(t, "queued", { error = require("weir.db").NULL })
+        end
+      end
+    end
+  else
+    for _, name in ipairs(order) do
+      if selected and not selected[name] then
+        set_state(T[name], "skipped")
+      else
+        store:set_task(run_id, name, { state = "queued" })
+      end
+    end
+  end
+  store:update_run(run_id, { status = "running", started_at = now(),
+                             supervisor_pid = executor.getpid() })
+  store:commit()
+
+  -- readiness: a task waits for its dependencies that have not succeeded
+  -- (a skipped dependency counts as done: its output is simply absent)
+  for _, name in ipairs(order) do
+    local t = T[name]
+    local w = 0
+    for _, d in ipairs(t.deps) do
+      local s = T[d].state
+      if s ~= "success" and s ~= "skipped" then w = w + 1 end
+    end
+    t.waiting = w
+    if t.state == "queued" and w == 0 then push_ready(t) end
+  end
+
+  local slots = {}
+  for i = 0, exec.n - 1 do slots[i] = { queue = {}, head_start = 0 } end
+
+  local function fail_downstream(t)
+    local stack = { t }
+    while #stack > 0 do
+      local x = remove(stack)
+      for _, dn in ipairs(x.downs) do
+        local d = T[dn]
+        if not TERMINAL[d.state] then
+          set_state(d, "upstream_failed", { error = "upstream task " .. x.name .. " failed",
+                                            finished_at = now() })
+          stack[#stack + 1] = d
+        end
+      end
+    end
+  end
+
+  local function on_success(t)
+    for _, dn in ipairs(t.downs) do
+      local d = T[dn]
+      d.waiting = d.waiting - 1
+      if d.waiting == 0 and d.state == "queued" then push_ready(d) end
+    end
+  end
+
+  local function on_failure(t, msg)
+    local spec = t.spec
+    if t.attempt - t.base <= spec.retries then
+      local n = t.attempt - t.base
+      local delay = min(spec.retry_delay * spec.retry_backoff ^ (n - 1), spec.retry_max_delay)
+      delay = delay * (0.8 + 0.4 * random())
+      t.next_try = mono() + delay * 1000
+      set_state(t, "up_for_retry", { error = msg, next_try_at = now() + delay * 1000 })
+      retrying[#retrying + 1] = t
+    else
+      set_state(t, "failed", { error = msg, finished_at = now() })
+      fail_downstream(t)
+    end
+  end
+
+  local function build_job(t)
+    local spec = t.spec
+    local inputs = {}
+    for _, d in ipairs(t.deps) do
+      local out = T[d].output
+      if out then inputs[d] = out end
+    end
+    return ser.encode({
+      kind = "attempt", fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
+      chunkname = "=" .. P.file .. ":tasks." .. t.name,
+      run_id = run_id, task = t.name, attempt = t.attempt, pipeline = P.name,
+      params = o.params, inputs = inputs, base_dir = P.base_dir, roots = o.roots,
+      output_max = spec.output_max, log_max = spec.log_max,
+    })
+  end
+
+  local function pick_slot(tnow)
+    local best, best_n
+    for i = 0, exec.n - 1 do
+      local q = slots[i].queue
+      local n = #q
+      if n == 0 then return i end
+      if n < prefetch and tnow - slots[i].head_start < 5 then
+        if not best or n < best_n then best, best_n = i, n end
+      end
+    end
+    return best
+  end
+
+  local cancelled_by
+  local function cancel(sig)
+    cancelled_by = sig
+    for i = 0, exec.n - 1 do
+      for _, t in ipairs(slots[i].queue) do
+        store:update_attempt(run_id, t.name, t.attempt, { status = "cancelled",
+                                                         finished_at = now() })
+      end
+      slots[i].queue = {}
+    end
+    for _, name in ipairs(order) do
+      local t = T[name]
+      if not TERMINAL[t.state] then
+        set_state(t, "cancelled", { finished_at = now(),
+                                    error = "run cancelled by signal " .. sig })
+      end
+    end
+  end
+
+  local function handle_result(ev)
+    local slot = slots[ev.slot]
+    local t = remove(slot.queue, 1)
+    slot.head_start = mono()
+    if not t then return end
+    local res = ser.decode(ev.data) or { status = "failed", error = "unreadable result" }
+    local fin = now()
+    store:update_attempt(run_id, t.name, t.attempt, {
+      status = res.status, finished_at = fin, error = res.error, output = res.output,
+      log = res.log, mem_peak = res.mem_peak, rows_in = res.rows_in, rows_out = res.rows_out,
+    })
+    t.rows_in, t.rows_out = res.rows_in, res.rows_out
+    t.last_log = res.log
+    if res.status == "success" then
+      t.output = res.output
+      set_state(t, "success", { output = res.output, finished_at = fin, error = require(
+        "weir.db").NULL, rows_in = res.rows_in or 0, rows_out = res.rows_out or 0 })
+      on_success(t)
+    else
+      local msg = res.error or "failed"
+      if res.kind == "memory" then
+        msg = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
+      end
+      t.error = msg
+      on_failure(t, msg)
+    end
+  end
+
+  local function handle_exit(ev)
+    local slot = slots[ev.slot]
+    local q = slot.queue
+    slot.queue = {}
+    slot.head_start = mono()
+    local head = q[1]
+    if head then
+      local msg
+      if head.timed_out then
+        msg = format("timed out after %s (worker killed)", util.human_duration(head.spec.timeout))
+      else
+        msg = describe_exit(ev.status) .. " during the attempt"
+      end
+      head.timed_out = nil
+      store:update_attempt(run_id, head.name, head.attempt, { status = "failed",
+                                                             finished_at = now(), error = msg })
+      head.error = msg
+      on_failure(head, msg)
+    end
+    for i = 2, #q do
+      local t = q[i]
+      store:update_attempt(run_id, t.name, t.attempt, { status = "requeued" })
+      t.attempt = t.attempt - 1
+      set_state(t, "queued")
+      push_ready(t)
+    end
+  end
+
+  -- the loop
+  while true do
+    local tnow = mono()
+    local sends = {}
+    store:begin()
+    -- retries that are due
+    local i = 1
+    while i <= #retrying do
+      local t = retrying[i]
+      if t.state ~= "up_for_retry" then
+        remove(retrying, i)
+      elseif t.next_try <= tnow then
+        remove(retrying, i)
+        set_state(t, "queued")
+        push_ready(t)
+      else
+        i = i + 1
+      end
+    end
+    -- dispatch
+    while rq_head <= rq_tail and not cancelled_by do
+      local s = pick_slot(tnow)
+      if not s then break end
+      local t = ready[rq_head]
+      ready[rq_head] = nil
+      rq_head = rq_head + 1
+      if t.state == "queued" then
+        t.attempt = t.attempt + 1
+        local started = now()
+        set_state(t, "running", { attempts = t.attempt, started_at = t.started_at or started })
+        t.started_at = t.started_at or started
+        store:put_attempt(run_id, t.name, t.attempt, { status = "running",
+                                                       worker_pid = exec:pid(s),
+                                                       started_at = started })
+        local q = slots[s].queue
+        if #q == 0 then slots[s].head_start = tnow end
+        q[#q + 1] = t
+        sends[#sends + 1] = { s, t.spec.memory, build_job(t) }
+      end
+    end
+    if rq_head > rq_tail then ready, rq_head, rq_tail = {}, 1, 0 end
+    store:commit()
+    for _, m in ipairs(sends) do
+      local ok, err = exec:send(m[1], m[2], m[3])
+      if not ok then error("executor: " .. tostring(err), 0) end
+    end
+    if view.tick then view.tick(self) end
+
+    local busy = counts.running > 0
+    if not busy and rq_head > rq_tail and #retrying == 0 then break end
+
+    -- how long to wait: next deadline, next retry, view refresh
+    local wait = view.interval or 1000
+    tnow = mono()
+    for s = 0, exec.n - 1 do
+      local h = slots[s].queue[1]
+      if h then wait = min(wait, slots[s].head_start + h.spec.timeout * 1000 - tnow) end
+    end
+    for _, t in ipairs(retrying) do wait = min(wait, t.next_try - tnow) end
+    if rq_head <= rq_tail and counts.running < exec.n then wait = 0 end
+    local evs, perr = exec:poll(max(0, math.ceil(wait)))
+    if not evs then error("executor: " .. tostring(perr), 0) end
+    store:begin()
+    for _, ev in ipairs(evs) do
+      if ev.kind == "result" then handle_result(ev)
+      elseif ev.kind == "exit" then handle_exit(ev)
+      elseif ev.kind == "signal" and not cancelled_by then cancel(ev.status) end
+    end
+    -- deadlines
+    tnow = mono()
+    for s = 0, exec.n - 1 do
+      local h = slots[s].queue[1]
+      if h and not h.timed_out and slots[s].head_start + h.spec.timeout * 1000 <= tnow then
+        h.timed_out = true
+        exec:kill(s)
+      end
+    end
+    store:commit()
+    if cancelled_by then break end
+  end
+
+  local status = "success"
+  if cancelled_by then
+    status = "cancelled"
+  elseif counts.failed > 0 or counts.upstream_failed > 0 then
+    status = "failed"
+  end
+  store:begin()
+  store:update_run(run_id, { status = status, finished_at = now() })
+  store:commit()
+  self.status = status
+  self.cancelled_by = cancelled_by
+  if view.finish then view.finish(self) end
+  return status, self
+end
+
+return M

@@ -1,0 +1,103 @@
+-- weir.executor: the Lua face of the C executor (runtime/exec.c).
+--
+-- A pool of worker processes. send() queues a job on a slot, poll() returns
+-- the events that arrived (results copied into Lua strings, worker exits,
+-- signals). Scheduling policy lives in weir.engine; this module only wraps
+-- the primitive and owns its lifetime (ffi.gc at birth, close() is safe
+-- twice).
+local F = require("weir._ffi")
+local ffi, C = F.ffi, F.C
+local errors = require("weir.errors")
+
+local M = {}
+local Exec = {}
+Exec.__index = Exec
+
+local MAX_EVENTS = 1024
+
+--- Start a pool. opts: workers, roots (array of directories), deny
+-- (directories inside roots that stay out of reach: weir's home), user,
+-- rlimit_as (bytes), exe. Returns the pool or nil, err.
+function M.new(opts)
+  local o = ffi.new("weir_exec_opts")
+  o.workers = opts.workers or 2
+  o.exe = opts.exe
+  local roots = opts.roots or {}
+  local croots = ffi.new("const char *[?]", #roots + 1)
+  for i, r in ipairs(roots) do croots[i - 1] = r end
+  o.roots, o.nroots = croots, #roots
+  local deny = opts.deny or {}
+  local cdeny = ffi.new("const char *[?]", #deny + 1)
+  for i, r in ipairs(deny) do cdeny[i - 1] = r end
+  o.deny, o.ndeny = cdeny, #deny
+  o.user = opts.user
+  o.rlimit_as = opts.rlimit_as or 0
+  o.rlimit_nofile = opts.rlimit_nofile or 0
+  local out = ffi.new("weir_exec *[1]")
+  local rc = C.weir_ffi_exec_new(o, out, F.errbuf, F.errlen)
+  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  local self = setmetatable({
+    h = ffi.gc(out[0], C.weir_ffi_exec_delete),
+    n = o.workers,
+    evs = ffi.new("weir_exec_event[?]", MAX_EVENTS),
+    nev = ffi.new("int32_t[1]"),
+    _roots = croots, _deny = cdeny, _keep = { roots, deny },
+  }, Exec)
+  return self
+end
+
+--- Queue payload for the worker in slot (0-based); cap = memory cap bytes.
+function Exec:send(slot, cap, payload)
+  local rc = C.weir_ffi_exec_send(self.h, slot, cap, payload, #payload, F.errbuf, F.errlen)
+  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  return true
+end
+
+--- Wait up to timeout_ms for events. Returns an array of
+-- { kind = "result"|"exit"|"signal", slot, pid, status, data }.
+function Exec:poll(timeout_ms)
+  local rc = C.weir_ffi_exec_poll(self.h, timeout_ms, self.evs, MAX_EVENTS, self.nev,
+                                  F.errbuf, F.errlen)
+  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  local out = {}
+  for i = 0, self.nev[0] - 1 do
+    local e = self.evs[i]
+    local kind = e.kind
+    out[#out + 1] = {
+      kind = kind == C.WEIR_EV_RESULT and "result" or kind == C.WEIR_EV_EXIT and "exit"
+             or "signal",
+      slot = e.slot, pid = e.pid, status = e.status,
+      data = kind == C.WEIR_EV_RESULT and ffi.string(e.data, e.len) or nil,
+    }
+  end
+  return out
+end
+
+--- SIGKILL the worker in slot; its exit event follows.
+function Exec:kill(slot)
+  return C.weir_ffi_exec_kill(self.h, slot) == 0
+end
+
+--- The pid of the worker in slot.
+function Exec:pid(slot)
+  return C.weir_ffi_exec_pid(self.h, slot)
+end
+
+--- Stop every worker and free the pool (safe twice).
+function Exec:close()
+  if self.h then
+    C.weir_ffi_exec_delete(ffi.gc(self.h, nil))
+    self.h = nil
+  end
+end
+
+--- Clocks: wall and monotonic milliseconds.
+function M.now() return C.weir_ffi_now_wall_ms() end
+function M.mono() return C.weir_ffi_now_mono_ms() end
+function M.sleep(ms) C.weir_ffi_sleep_ms(ms) end
+function M.signal_install() return C.weir_ffi_signal_install() end
+function M.signal_pending() return C.weir_ffi_signal_pending() end
+function M.getpid() return C.weir_ffi_getpid() end
+function M.pid_alive(pid) return C.weir_ffi_pid_alive(pid) == 1 end
+
+return M

@@ -1,0 +1,452 @@
+-- weir.pipeline: load a pipeline file and check it.
+--
+-- Lua files are evaluated in a worker (weir._define) and come back as data;
+-- YAML and JSON files are parsed here as data. Every form then goes through
+-- the same steps: JSON Schema (schemas/pipeline.schema.json), then semantic
+-- checks (dependencies exist, acyclic, durations/sizes/params). All errors
+-- are collected and reported at once, each with its path and, where known,
+-- the file line.
+local json = require("weir.json")
+local schema = require("weir.schema")
+local util = require("weir.util")
+local ser = require("weir._ser")
+local native = require("weir._native")
+local F = require("weir._ffi")
+local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
+local sort, concat = table.sort, table.concat
+
+local M = {}
+
+M.DEFAULTS = {
+  retries = 0, retry_delay = 1, retry_backoff = 2, retry_max_delay = 300,
+  timeout = 3600, memory = 256 * 1024 * 1024, output_max = 1024 * 1024,
+  log_max = 64 * 1024,
+}
+M.DEFINE_TIMEOUT_MS = tonumber(os.getenv("WEIR_LOAD_TIMEOUT") or "") or 10000
+M.DEFINE_MEMORY = 64 * 1024 * 1024
+
+local validator
+local function get_validator()
+  if not validator then
+    local text = assert(native.resource("weir/schemas/pipeline.schema.json"))
+    local doc = assert(json.decode(text))
+    validator = assert(schema.compile(doc))
+  end
+  return validator
+end
+
+--- SHA-256 hex digest of s.
+function M.sha256(s)
+  local out = F.ffi.new("char[65]")
+  F.C.weir_ffi_sha256_hex(s, #s, out)
+  return F.ffi.string(out, 64)
+end
+
+--- Read a whole file (trusted side). Returns text or nil, err.
+function M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function kind_of(path)
+  local ext = path:match("%.(%w+)$")
+  ext = ext and ext:lower()
+  if ext == "lua" then return "lua" end
+  if ext == "yaml" or ext == "yml" then return "yaml" end
+  if ext == "json" then return "json" end
+  return nil
+end
+
+local function abspath(path)
+  if path:sub(1, 1) == "/" then return util.normalize(path) end
+  local pwd = os.getenv("PWD")
+  if not pwd then
+    local p = io.popen("pwd")
+    pwd = p:read("*l")
+    p:close()
+  end
+  return util.normalize(pwd .. "/" .. path)
+end
+M.abspath = abspath
+
+-- Evaluate a Lua pipeline in a worker; returns data, lines or nil, err.
+local function define_in_worker(exec, source, chunkname)
+  local own = false
+  if not exec then
+    local e, err = require("weir.executor").new({ workers = 1 })
+    if not e then return nil, tostring(err) end
+    exec, own = e, true
+  end
+  local payload = ser.encode({ kind = "define", source = source, chunkname = chunkname })
+  local ok, err = exec:send(0, M.DEFINE_MEMORY, payload)
+  local result
+  if ok then
+    local deadline = require("weir.executor").mono() + M.DEFINE_TIMEOUT_MS
+    while not result do
+      local left = deadline - require("weir.executor").mono()
+      if left <= 0 then
+        exec:kill(0)
+        err = format("%s: loading took longer than %s (killed)", chunkname:sub(2),
+                     util.human_duration(M.DEFINE_TIMEOUT_MS / 1000))
+        -- collect the exit event so the pool is clean
+        for _ = 1, 100 do
+          local evs = exec:poll(100) or {}
+          local done = false
+          for _, ev in ipairs(evs) do if ev.kind == "exit" then done = true end end
+          if done then break end
+        end
+        break
+      end
+      local evs, perr = exec:poll(math.min(left, 1000))
+      if not evs then err = tostring(perr); break end
+      for _, ev in ipairs(evs) do
+        if ev.slot == 0 and ev.kind == "result" then
+          result = ser.decode(ev.data)
+        elseif ev.slot == 0 and ev.kind == "exit" then
+          err = format("%s: the worker loading it died (status %d)", chunkname:sub(2), ev.status)
+          break
+        end
+      end
+      if err then break end
+    end
+  end
+  if own then exec:close() end
+  if not result then return nil, err end
+  if result.status ~= "success" then
+    local msg = result.error or "failed"
+    if result.kind == "memory" then
+      msg = chunkname:sub(2) .. ": loading exceeded the memory limit of "
+            .. util.human_size(M.DEFINE_MEMORY)
+    end
+    return nil, msg
+  end
+  local data, derr = ser.decode(result.def, { array_mt = json.array_mt })
+  if not data then return nil, derr end
+  return data, result.lines
+end
+
+-- The line of the nearest path prefix with a known line.
+local function line_for(lines, path)
+  if not lines then return nil end
+  local p = path
+  while true do
+    if lines[p] then return lines[p] end
+    if p == "" then return nil end
+    local cut = p:match("^(.*)[%.%[][^%.%[]*$")
+    p = cut or ""
+  end
+end
+
+local function is_array(t)
+  return type(t) == "table" and getmetatable(t) == json.array_mt
+end
+
+local function detect_cycle(tasks, names)
+  local color, stack = {}, {}
+  local cycle
+  local function visit(n)
+    color[n] = 1
+    stack[#stack + 1] = n
+    local t = tasks[n]
+    for _, d in ipairs(type(t) == "table" and type(t.after) == "table" and t.after or {}) do
+      if tasks[d] ~= nil then
+        if color[d] == 1 then
+          local from
+          for i, s in ipairs(stack) do if s == d then from = i end end
+          local path = {}
+          for i = from, #stack do path[#path + 1] = stack[i] end
+          path[#path + 1] = d
+          -- stack goes from dependant to dependency; show dependency order
+          local rev = {}
+          for i = #path, 1, -1 do rev[#rev + 1] = path[i] end
+          cycle = concat(rev, " -> ")
+          return true
+        elseif not color[d] then
+          if visit(d) then return true end
+        end
+      end
+    end
+    stack[#stack] = nil
+    color[n] = 2
+    return false
+  end
+  for _, n in ipairs(names) do
+    if not color[n] and visit(n) then return cycle end
+  end
+  return nil
+end
+
+--- Semantic checks beyond the schema. Appends {path, message} to errs.
+local function semantic(def, errs)
+  local function add(path, msg) errs[#errs + 1] = { path = path, message = msg } end
+  local tasks = type(def.tasks) == "table" and def.tasks or {}
+  local names = {}
+  for n in pairs(tasks) do names[#names + 1] = tostring(n) end
+  sort(names)
+  for _, n in ipairs(names) do
+    local t = tasks[n]
+    if type(t) == "table" then
+      local base = "tasks." .. n
+      if type(t.after) == "table" then
+        for i, d in ipairs(t.after) do
+          if type(d) == "string" and tasks[d] == nil then
+            add(format("%s.after[%d]", base, i), format("unknown task %q", d))
+          elseif d == n then
+            add(format("%s.after[%d]", base, i), "a task cannot depend on itself")
+          end
+        end
+      end
+      for _, k in ipairs({ "timeout", "retry_delay", "retry_max_delay" }) do
+        if t[k] ~= nil and not util.duration(t[k]) then
+          add(base .. "." .. k, select(2, util.duration(t[k])))
+        end
+      end
+      for _, k in ipairs({ "memory", "output_max", "log_max" }) do
+        if t[k] ~= nil and not util.size(t[k]) then add(base .. "." .. k, select(2, util.size(t[k]))) end
+      end
+      if type(t.memory) ~= "nil" and util.size(t.memory) and util.size(t.memory) < 1024 * 1024 then
+        add(base .. ".memory", "must be at least 1MB")
+      end
+    end
+  end
+  local cycle = detect_cycle(tasks, names)
+  if cycle then add("tasks", "dependency cycle " .. cycle) end
+  if type(def.params) == "table" then
+    for name, p in pairs(def.params) do
+      if type(p) == "table" and p.default ~= nil then
+        local ok = M.coerce_param(p, p.default)
+        if ok == nil then
+          add("params." .. tostring(name) .. ".default",
+              format("expected %s, got %s", tostring(p.type), util.show(p.default)))
+        end
+      end
+    end
+  end
+  if type(def.schedule) == "string" then
+    local ok, err = M.check_cron(def.schedule)
+    if not ok then add("schedule", err) end
+  end
+end
+
+--- Check a 5-field cron expression ("min hour day month weekday").
+function M.check_cron(s)
+  local fields = {}
+  for f in s:gmatch("%S+") do fields[#fields + 1] = f end
+  if s:match("^@") then
+    local ok = ({ ["@hourly"] = 1, ["@daily"] = 1, ["@weekly"] = 1, ["@monthly"] = 1,
+                  ["@yearly"] = 1, ["@annually"] = 1, ["@midnight"] = 1 })[s]
+    return ok ~= nil, ok == nil and format("unknown cron macro %q", s) or nil
+  end
+  if #fields ~= 5 then
+    return nil, format("expected 5 cron fields (minute hour day month weekday), got %d", #fields)
+  end
+  local ranges = { { 0, 59, "minute" }, { 0, 23, "hour" }, { 1, 31, "day" }, { 1, 12, "month" },
+                   { 0, 7, "weekday" } }
+  for i, f in ipairs(fields) do
+    local lo, hi, what = ranges[i][1], ranges[i][2], ranges[i][3]
+    for part in (f .. ","):gmatch("([^,]*),") do
+      local range, step = part:match("^([^/]+)/(%d+)$")
+      range = range or part
+      if step and tonumber(step) == 0 then return nil, what .. ": step 0" end
+      if range ~= "*" then
+        local a, b = range:match("^(%d+)%-(%d+)$")
+        a = tonumber(a or range:match("^(%d+)$"))
+        b = tonumber(b) or a
+        if not a or a < lo or b > hi or a > b then
+          return nil, format("bad %s field %q (allowed %d-%d)", what, part, lo, hi)
+        end
+      end
+    end
+  end
+  return true
+end
+
+--- Coerce a parameter value (a string from the command line, or a
+-- default) to the parameter's type; nil when it does not fit.
+function M.coerce_param(p, v)
+  local t = p.type
+  if t == "string" then
+    if type(v) ~= "string" then return nil end
+  elseif t == "integer" then
+    v = tonumber(v)
+    if not v or v ~= math.floor(v) then return nil end
+  elseif t == "number" then
+    v = tonumber(v)
+    if not v then return nil end
+  elseif t == "boolean" then
+    if v == "true" then v = true elseif v == "false" then v = false end
+    if type(v) ~= "boolean" then return nil end
+  end
+  if type(p.enum) == "table" and #p.enum > 0 then
+    local found = false
+    for _, e in ipairs(p.enum) do if e == v then found = true end end
+    if not found then return nil end
+  end
+  return v
+end
+
+--- Resolve run parameters from overrides (name -> string). Returns the
+-- params table or nil, message.
+function M.resolve_params(P, overrides)
+  local out, defs = {}, P.def.params or {}
+  for k, v in pairs(overrides or {}) do
+    local p = defs[k]
+    if not p then return nil, format("unknown param %q (the pipeline declares: %s)", k,
+                                     concat(M.param_names(P), ", ")) end
+    local cv = M.coerce_param(p, v)
+    if cv == nil then
+      return nil, format("param %q: expected %s, got %s", k, p.type, util.show(v))
+    end
+    out[k] = cv
+  end
+  for k, p in pairs(defs) do
+    if out[k] == nil then
+      if p.default == nil then return nil, format("param %q is required (no default)", k) end
+      out[k] = M.coerce_param(p, p.default)
+    end
+  end
+  return out
+end
+
+function M.param_names(P)
+  local n = {}
+  for k in pairs(P.def.params or {}) do n[#n + 1] = k end
+  sort(n)
+  if #n == 0 then n[1] = "none" end
+  return n
+end
+
+--- Load and check the pipeline in path (or given source). opts.exec: an
+-- executor to evaluate Lua files in. Returns P or nil, errors (an array of
+-- { path, message, line }) with errors.file set.
+function M.load(path, opts)
+  opts = opts or {}
+  local kind = opts.kind or kind_of(path)
+  local file = path
+  local fail = function(list) list.file = file; return nil, list end
+  if not kind then
+    return fail({ { path = "", message = "unknown file type (expected .lua, .yaml, .yml or .json)" } })
+  end
+  local source = opts.source
+  if not source then
+    local s, err = M.read(path)
+    if not s then return fail({ { path = "", message = "cannot read: " .. tostring(err) } }) end
+    source = s
+  end
+
+  local def, lines
+  local chunkname = "=" .. path
+  if kind == "lua" then
+    local d, l = define_in_worker(opts.exec, source, chunkname)
+    if not d then
+      local msg = tostring(l)
+      local ln, rest = msg:match("^" .. path:gsub("%p", "%%%0") .. ":(%d+): (.*)$")
+      return fail({ { path = "", message = rest or msg, line = tonumber(ln) } })
+    end
+    def, lines = d, l
+  elseif kind == "yaml" then
+    local ok, v, l = pcall(native.yaml_decode, source, path, json.array_mt, json.null)
+    if not ok then return fail({ { path = "", message = tostring(v) } }) end
+    def, lines = v, l
+  else
+    local v, err = json.decode(source)
+    if v == nil then return fail({ { path = "", message = tostring(err) } }) end
+    def = v
+  end
+  if type(def) ~= "table" or is_array(def) then
+    return fail({ { path = "", message = "expected a pipeline object at the top level" } })
+  end
+
+  -- take the run functions out; the schema sees a marker string
+  local fns, errs = {}, {}
+  if type(def.tasks) == "table" and not is_array(def.tasks) then
+    for name, t in pairs(def.tasks) do
+      if type(t) == "table" then
+        local r = t.run
+        if type(r) == "table" and r.__weir_function then
+          fns[name] = { blob = r.__weir_function }
+          t.run = "<function>"
+        elseif kind == "lua" and r ~= nil then
+          errs[#errs + 1] = { path = "tasks." .. tostring(name) .. ".run",
+                              message = "expected function, got " .. util.show(r) }
+          t.run = nil
+        elseif type(r) == "string" then
+          local f, err = load(r, "=" .. path .. ":tasks." .. tostring(name), "t", {})
+          if not f then
+            errs[#errs + 1] = { path = "tasks." .. tostring(name) .. ".run", message = err }
+          end
+          fns[name] = { src = r }
+        end
+        if t.after ~= nil and type(t.after) == "table" and next(t.after) == nil then
+          setmetatable(t.after, json.array_mt)
+        end
+      end
+    end
+  end
+  if type(def.params) == "table" then
+    for _, p in pairs(def.params) do
+      if type(p) == "table" and type(p.enum) == "table" and next(p.enum) == nil then
+        setmetatable(p.enum, json.array_mt)
+      end
+    end
+  end
+
+  local _, serrs = get_validator():validate(def)
+  for _, e in ipairs(serrs or {}) do errs[#errs + 1] = e end
+  semantic(def, errs)
+  if #errs > 0 then
+    for _, e in ipairs(errs) do e.line = e.line or line_for(lines, e.path) end
+    sort(errs, function(a, b)
+      if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
+      return a.path < b.path
+    end)
+    return fail(errs)
+  end
+
+  local P = {
+    name = def.name, def = def, fns = fns, lines = lines or {}, source = source,
+    hash = M.sha256(source), kind = kind, path = abspath(path), file = path,
+  }
+  P.base_dir = util.dirname(P.path)
+  P.tasks = {}
+  local d = def.defaults or {}
+  for name, t in pairs(def.tasks) do
+    local function opt(k, conv)
+      local v = t[k]
+      if v == nil then v = d[k] end
+      if v == nil then return M.DEFAULTS[k] end
+      return conv and conv(v) or v
+    end
+    P.tasks[name] = {
+      name = name,
+      after = t.after and { unpack(t.after) } or {},
+      retries = opt("retries"),
+      retry_delay = opt("retry_delay", util.duration),
+      retry_backoff = opt("retry_backoff"),
+      retry_max_delay = opt("retry_max_delay", util.duration),
+      timeout = opt("timeout", util.duration),
+      memory = opt("memory", util.size),
+      output_max = opt("output_max", util.size),
+      log_max = opt("log_max", util.size),
+      fn = fns[name],
+    }
+  end
+  return P
+end
+
+--- Format load errors one per line: "file:line: path: message".
+function M.format_errors(errs)
+  local out = {}
+  for _, e in ipairs(errs) do
+    local where = errs.file or "?"
+    if e.line then where = where .. ":" .. e.line end
+    local p = (e.path == nil or e.path == "") and "" or (e.path .. ": ")
+    out[#out + 1] = where .. ": " .. p .. e.message
+  end
+  return concat(out, "\n")
+end
+
+return M

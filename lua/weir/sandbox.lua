@@ -1,0 +1,159 @@
+-- weir.sandbox: the environment user code runs in.
+--
+-- The allow-list is data: every name user code can reach is listed below,
+-- grouped by origin. Anything not listed is unreachable, in particular
+-- ffi, debug, io, package, require, jit, string.dump, getfenv/setfenv,
+-- os.execute/exit/getenv/remove/rename, dofile/loadfile, rawset and
+-- bytecode loading. Each environment is fresh: library tables are copies
+-- whose __newindex raises and whose metatable is locked; the environment
+-- itself reports reads of undefined globals. docs/security.md lists the
+-- same names; a spec checks the two agree.
+local type, error, pairs, rawget, tostring = type, error, pairs, rawget, tostring
+local setmetatable, getmetatable, load, select = setmetatable, getmetatable, load, select
+local collectgarbage = collectgarbage
+
+local M = {}
+
+--- Names user code may use, grouped by the library they come from.
+M.allow = {
+  -- base library: pure functions, no access to environments or files
+  base = {
+    "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",
+    "select", "setmetatable", "tonumber", "tostring", "type", "unpack", "xpcall",
+  },
+  string = {
+    "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match",
+    "rep", "reverse", "sub", "upper",
+  },
+  table = { "concat", "insert", "maxn", "remove", "sort" },
+  math = {
+    "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh", "deg", "exp",
+    "floor", "fmod", "frexp", "huge", "ldexp", "log", "log10", "max", "min", "modf",
+    "pi", "pow", "rad", "random", "randomseed", "sin", "sinh", "sqrt", "tan", "tanh",
+  },
+  os = { "clock", "date", "difftime", "time" },
+  bit = {
+    "arshift", "band", "bnot", "bor", "bswap", "bxor", "lshift", "rol", "ror",
+    "rshift", "tobit", "tohex",
+  },
+  coroutine = { "create", "resume", "running", "status", "wrap", "yield" },
+}
+
+--- Functions replaced by a restricted version (see wrappers below).
+M.wrapped = {
+  getmetatable = "tables only: strings' shared metatable is not reachable",
+  load = "source text only (mode \"t\"), environment defaults to the sandbox",
+  loadstring = "source text only, like load",
+  collectgarbage = "only \"count\"",
+  print = "writes to the task log",
+}
+
+--- Deliberate removals, for the documentation and the escape specs.
+M.deny = {
+  "ffi", "debug", "io", "package", "require", "module", "jit", "dofile", "loadfile",
+  "getfenv", "setfenv", "rawset", "newproxy", "gcinfo", "string.dump", "os.execute",
+  "os.exit", "os.getenv", "os.remove", "os.rename", "os.tmpname", "os.setlocale",
+}
+
+-- A read-only view of t: reads go to t, writes raise.
+local function locked(name, t)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k)
+      error("sandbox: " .. name .. " is read-only (cannot set " .. tostring(k) .. ")", 2)
+    end,
+    __metatable = false,
+  })
+end
+
+--- Build a fresh environment. extra: names to add (pipeline/task or ctx);
+-- print_fn: where print goes. Returns env, builtins (name -> value) and
+-- names (value -> name) for weir._ser.
+function M.new(extra, print_fn)
+  local env, by_name = {}, {}
+  for _, n in pairs(M.allow.base) do
+    env[n] = rawget(_G, n)
+    by_name[n] = env[n]
+  end
+  env._VERSION = _VERSION
+  for lib, names in pairs(M.allow) do
+    if lib ~= "base" then
+      local src, copy = rawget(_G, lib), {}
+      for _, n in pairs(names) do
+        copy[n] = src[n]
+        by_name[lib .. "." .. n] = src[n]
+      end
+      env[lib] = locked(lib, copy)
+      by_name[lib] = env[lib]
+    end
+  end
+
+  env.getmetatable = function(x)
+    if type(x) ~= "table" then return nil end
+    return getmetatable(x)
+  end
+  env.load = function(chunk, name, _, e)
+    if type(chunk) ~= "string" then
+      return nil, "load: only a string of Lua source is accepted"
+    end
+    return load(chunk, "=" .. tostring(name or "load"), "t", e or env)
+  end
+  env.loadstring = function(chunk, name) return env.load(chunk, name) end
+  env.collectgarbage = function(opt)
+    if opt ~= "count" then
+      error("sandbox: collectgarbage only accepts \"count\"", 2)
+    end
+    return collectgarbage("count")
+  end
+  env.print = function(...)
+    if print_fn then
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      print_fn(table.concat(parts, "\t"))
+    end
+  end
+  for n in pairs(M.wrapped) do by_name[n] = env[n] end
+  if extra then
+    for k, v in pairs(extra) do
+      env[k] = v
+      by_name[k] = v
+    end
+  end
+  env._G = env
+  by_name._G = env
+
+  setmetatable(env, {
+    __index = function(_, k)
+      error("undefined global '" .. tostring(k) .. "' (globals of the pipeline file are "
+            .. "not visible in tasks; declare values local)", 2)
+    end,
+    __metatable = false,
+  })
+  local names = {}
+  for k, v in pairs(by_name) do
+    if type(v) == "function" or type(v) == "table" then names[v] = k end
+  end
+  return env, by_name, names
+end
+
+--- Turn any error value into a bounded string without calling user
+-- metamethods (__tostring, __index, __concat are never triggered).
+function M.describe_error(e, limit)
+  limit = limit or 4096
+  local t = type(e)
+  local s
+  if t == "string" then
+    s = e
+  elseif t == "number" or t == "boolean" or t == "nil" then
+    s = tostring(e)
+  elseif t == "table" then
+    local m = rawget(e, "message")
+    s = type(m) == "string" and m or "error object (table)"
+  else
+    s = "error object (" .. t .. ")"
+  end
+  if #s > limit then s = s:sub(1, limit) .. "... (truncated)" end
+  return s
+end
+
+return M

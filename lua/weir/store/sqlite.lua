@@ -1,0 +1,241 @@
+-- weir.store.sqlite: the metadata store on SQLite (WAL).
+--
+-- Versioned migrations; pipelines with immutable versions (source hash);
+-- runs pinned to a version; one row per task of a run and one per attempt.
+-- The engine batches the changes of one step in a transaction and commits
+-- before acting on them, so a killed supervisor leaves a resumable run.
+local db_mod = require("weir.db")
+local errors = require("weir.errors")
+local pairs, ipairs, error, concat = pairs, ipairs, error, table.concat
+
+local M = {}
+local S = {}
+S.__index = S
+
+M.MIGRATIONS = {
+  [1] = [[
+    CREATE TABLE pipelines (
+      id INTEGER PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      created_at REAL NOT NULL
+    );
+    CREATE TABLE pipeline_versions (
+      id INTEGER PRIMARY KEY,
+      pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+      hash TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      path TEXT NOT NULL,
+      source TEXT NOT NULL,
+      created_at REAL NOT NULL,
+      UNIQUE (pipeline_id, hash)
+    );
+    CREATE TABLE runs (
+      id TEXT PRIMARY KEY,
+      pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+      version_id INTEGER NOT NULL REFERENCES pipeline_versions(id),
+      status TEXT NOT NULL,
+      params TEXT NOT NULL,
+      options TEXT NOT NULL,
+      created_at REAL NOT NULL,
+      started_at REAL,
+      finished_at REAL,
+      supervisor_pid INTEGER,
+      error TEXT
+    );
+    CREATE INDEX runs_created ON runs(created_at);
+    CREATE TABLE task_runs (
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      task TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      output TEXT,
+      error TEXT,
+      started_at REAL,
+      finished_at REAL,
+      next_try_at REAL,
+      rows_in INTEGER NOT NULL DEFAULT 0,
+      rows_out INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (run_id, task)
+    );
+    CREATE TABLE attempts (
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      task TEXT NOT NULL,
+      attempt INTEGER NOT NULL,
+      status TEXT NOT NULL,
+      worker_pid INTEGER,
+      started_at REAL,
+      finished_at REAL,
+      error TEXT,
+      output TEXT,
+      log TEXT,
+      mem_peak INTEGER,
+      rows_in INTEGER,
+      rows_out INTEGER,
+      PRIMARY KEY (run_id, task, attempt)
+    );
+  ]],
+}
+
+local function check(ok, err)
+  if ok == nil then error(err, 0) end
+  return ok
+end
+
+--- Open (creating) the store at path and apply pending migrations.
+function M.open(path)
+  local db, err = db_mod.open(path, { create = true, busy_ms = 10000, name = "metadata" })
+  if not db then return nil, err end
+  local self = setmetatable({ db = db, path = path, depth = 0 }, S)
+  local ok, merr = pcall(S.migrate, self)
+  if not ok then db:close(); return nil, errors.new("store", tostring(merr)) end
+  return self
+end
+
+function S:migrate()
+  local db = self.db
+  check(db:exec("PRAGMA journal_mode=WAL"))
+  check(db:exec("PRAGMA synchronous=" .. (os.getenv("WEIR_SYNC") == "full" and "FULL"
+                                           or "NORMAL")))
+  check(db:exec("PRAGMA foreign_keys=ON"))
+  check(db:exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                .. "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"))
+  local row = check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+  local current = row and row.v or 0
+  for v = current + 1, #M.MIGRATIONS do
+    check(db:exec("BEGIN IMMEDIATE"))
+    local ok, err = db:exec(M.MIGRATIONS[v])
+    if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
+    if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
+    check(db:exec("COMMIT"))
+  end
+end
+
+--- The schema version in force.
+function S:schema_version()
+  return check(self.db:all("SELECT max(version) AS v FROM schema_migrations"))[1].v
+end
+
+function S:begin()
+  self.depth = self.depth + 1
+  if self.depth == 1 then check(self.db:exec("BEGIN IMMEDIATE")) end
+end
+
+function S:commit()
+  self.depth = self.depth - 1
+  if self.depth == 0 then check(self.db:exec("COMMIT")) end
+end
+
+function S:rollback()
+  self.depth = 0
+  self.db:exec("ROLLBACK")
+end
+
+--- The version id for this source of pipeline name (created if new).
+function S:pipeline_version(name, kind, path, source, hash, now)
+  local db = self.db
+  self:begin()
+  check(db:run("INSERT OR IGNORE INTO pipelines (name, created_at) VALUES (?, ?)", { name, now }))
+  local pid = check(db:all("SELECT id FROM pipelines WHERE name = ?", { name }))[1].id
+  check(db:run("INSERT OR IGNORE INTO pipeline_versions (pipeline_id, hash, kind, path, source, "
+               .. "created_at) VALUES (?, ?, ?, ?, ?, ?)", { pid, hash, kind, path, source, now }))
+  local vid = check(db:all("SELECT id FROM pipeline_versions WHERE pipeline_id = ? AND hash = ?",
+                           { pid, hash }))[1].id
+  self:commit()
+  return vid, pid
+end
+
+function S:version(id)
+  return check(self.db:all("SELECT v.*, p.name AS pipeline FROM pipeline_versions v "
+                           .. "JOIN pipelines p ON p.id = v.pipeline_id WHERE v.id = ?",
+                           { id }))[1]
+end
+
+local RUN_COLS = { "status", "started_at", "finished_at", "supervisor_pid", "error" }
+local TASK_COLS = { "state", "attempts", "output", "error", "started_at", "finished_at",
+                    "next_try_at", "rows_in", "rows_out" }
+local ATTEMPT_COLS = { "status", "worker_pid", "started_at", "finished_at", "error", "output",
+                       "log", "mem_peak", "rows_in", "rows_out" }
+
+local function allowed(cols)
+  local set = {}
+  for _, c in ipairs(cols) do set[c] = true end
+  return set
+end
+local RUN_OK, TASK_OK, ATTEMPT_OK = allowed(RUN_COLS), allowed(TASK_COLS), allowed(ATTEMPT_COLS)
+
+-- UPDATE with a fixed column list: names come from the allow-lists above,
+-- never from callers' data; values are bound.
+local function update(self, tbl, ok_cols, fields, where, keys)
+  local sets, vals = {}, {}
+  for k, v in pairs(fields) do
+    if not ok_cols[k] then error("weir.store: unknown column " .. tostring(k), 3) end
+    sets[#sets + 1] = k .. " = ?"
+    vals[#sets] = v
+  end
+  if #sets == 0 then return end
+  for _, k in ipairs(keys) do vals[#vals + 1] = k end
+  vals.n = #sets + #keys
+  check(self.db:run("UPDATE " .. tbl .. " SET " .. concat(sets, ", ") .. " WHERE " .. where, vals))
+end
+
+function S:create_run(r)
+  check(self.db:run("INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
+                    .. "created_at, supervisor_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    { r.id, r.pipeline_id, r.version_id, r.status, r.params, r.options,
+                      r.created_at, r.supervisor_pid }))
+end
+
+function S:update_run(id, fields)
+  update(self, "runs", RUN_OK, fields, "id = ?", { id })
+end
+
+--- Create or update the row of task in run_id.
+function S:set_task(run_id, task, fields)
+  check(self.db:run("INSERT OR IGNORE INTO task_runs (run_id, task, state) VALUES (?, ?, ?)",
+                    { run_id, task, fields.state or "queued" }))
+  update(self, "task_runs", TASK_OK, fields, "run_id = ? AND task = ?", { run_id, task })
+end
+
+--- Create (or replace, for a requeued attempt) an attempt row.
+function S:put_attempt(run_id, task, attempt, fields)
+  check(self.db:run("INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, worker_pid, "
+                    .. "started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    { run_id, task, attempt, fields.status, fields.worker_pid,
+                      fields.started_at, n = 6 }))
+end
+
+function S:update_attempt(run_id, task, attempt, fields)
+  update(self, "attempts", ATTEMPT_OK, fields, "run_id = ? AND task = ? AND attempt = ?",
+         { run_id, task, attempt })
+end
+
+function S:runs(limit, pipeline)
+  if pipeline then
+    return check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+                             .. "ON p.id = r.pipeline_id WHERE p.name = ? "
+                             .. "ORDER BY r.created_at DESC LIMIT ?", { pipeline, limit or 20 }))
+  end
+  return check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+                           .. "ON p.id = r.pipeline_id ORDER BY r.created_at DESC LIMIT ?",
+                           { limit or 20 }))
+end
+
+function S:run(id)
+  return check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+                           .. "ON p.id = r.pipeline_id WHERE r.id = ?", { id }))[1]
+end
+
+function S:tasks(run_id)
+  return check(self.db:all("SELECT * FROM task_runs WHERE run_id = ? ORDER BY task", { run_id }))
+end
+
+function S:attempts(run_id)
+  return check(self.db:all("SELECT * FROM attempts WHERE run_id = ? ORDER BY task, attempt",
+                           { run_id }))
+end
+
+function S:close()
+  if self.db then self.db:close(); self.db = nil end
+end
+
+return M

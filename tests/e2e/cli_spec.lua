@@ -1,0 +1,303 @@
+-- End-to-end: the real `weir` binary, real worker processes, a real
+-- SQLite store in a temporary WEIR_HOME.
+local H = require("helpers")
+
+local function pipeline_file(dir, name, text)
+  H.write(dir .. "/" .. name, text)
+  return name
+end
+
+describe("weir CLI", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("prints its version and help", function()
+    local code, out = H.weir(dir, "version")
+    assert.equal(0, code)
+    assert.matches("^weir %d+%.%d+%.%d+", out)
+    code, out = H.weir(dir, "help")
+    assert.equal(0, code)
+    assert.matches("run FILE", out, 1, true)
+    code = H.weir(dir, "frobnicate")
+    assert.equal(2, code)
+  end)
+
+  it("runs a pipeline, passes outputs downstream and records the run", function()
+    pipeline_file(dir, "p.lua", [[
+      local base = 40
+      return pipeline {
+        name = "simple",
+        params = { n = { type = "integer", default = 2 } },
+        tasks = {
+          a = task { run = function(ctx) ctx.log("hello %s", "log") return { v = base } end },
+          b = task { after = { "a" }, run = function(ctx)
+            return { v = ctx.inputs.a.v + ctx.params.n, attempt = ctx.attempt } end },
+        },
+      }
+    ]])
+    local code, _, err = H.weir(dir, "run p.lua --param n=2")
+    assert.equal(0, code, err)
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("success", run.status)
+    assert.same({ v = 42, attempt = 1 }, H.task(run, "b").output)
+    assert.equal("hello log", H.task(run, "a").attempt_list[1].log)
+    local _, text = H.weir(dir, "runs")
+    assert.matches("simple", text)
+  end)
+
+  it("rejects bad params with a clear message", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "p", params = { n = { type = "integer", default = 1 } },
+        tasks = { a = task { run = function() end } } }
+    ]])
+    local code, _, err = H.weir(dir, "run p.lua --param n=abc")
+    assert.equal(2, code)
+    assert.matches('param "n": expected integer, got "abc"', err, 1, true)
+    code, _, err = H.weir(dir, "run p.lua --param m=1")
+    assert.equal(2, code)
+    assert.matches('unknown param "m"', err, 1, true)
+  end)
+
+  it("validates and reports every error with its path and line", function()
+    pipeline_file(dir, "bad.lua", [[
+      return pipeline {
+        name = "bad",
+        tasks = {
+          load = task {
+            retries = "three",
+            after = { "extrct" },
+            run = function() end,
+          },
+          x = task { after = { "y" }, timeout = "10 parsecs", run = function() end },
+          y = task { after = { "x" }, run = function() end },
+        },
+      }
+    ]])
+    local code, _, err = H.weir(dir, "validate bad.lua")
+    assert.equal(1, code)
+    assert.matches('bad.lua:4: tasks.load.retries: expected integer, got "three"', err, 1, true)
+    assert.matches('tasks.load.after[1]: unknown task "extrct"', err, 1, true)
+    assert.matches("dependency cycle x -> y -> x", err, 1, true)
+    assert.matches("bad.lua:9: tasks.x.timeout", err, 1, true)
+    code = H.weir(dir, "run bad.lua")
+    assert.equal(1, code)
+  end)
+
+  it("reports a syntax error with file and line", function()
+    pipeline_file(dir, "syn.lua", "return pipeline {\n name = 'x',\n tasks = { a = task { run = function() end } \n")
+    local code, _, err = H.weir(dir, "validate syn.lua")
+    assert.equal(1, code)
+    assert.matches("syn.lua:%d+:", err)
+  end)
+
+  it("retries with backoff, then fails and skips what depends on the failure", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "flaky", tasks = {
+        bad = task { retries = 2, retry_delay = "10ms", run = function(ctx)
+          error("boom on attempt " .. ctx.attempt) end },
+        after_bad = task { after = { "bad" }, run = function() return 1 end },
+        fine = task { run = function() return "ok" end },
+      } }
+    ]])
+    local code, _, err = H.weir(dir, "run p.lua")
+    assert.equal(1, code, err)
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("failed", run.status)
+    local bad = H.task(run, "bad")
+    assert.equal("failed", bad.state)
+    assert.equal(3, bad.attempts)
+    assert.matches("boom on attempt 3", bad.error)
+    assert.equal("upstream_failed", H.task(run, "after_bad").state)
+    assert.equal("success", H.task(run, "fine").state)
+  end)
+
+  it("kills a task at its deadline, even inside one long C call", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "slow", tasks = {
+        spin = task { timeout = "300ms", run = function() while true do end end },
+        regex = task { timeout = "300ms", run = function()
+          return string.rep("a", 2000):find(".-.-.-b") end },
+        fine = task { run = function() return 1 end },
+      } }
+    ]])
+    local t0 = os.time()
+    local code = H.weir(dir, "run p.lua")
+    assert.equal(1, code)
+    assert.is_true(os.time() - t0 < 20)
+    local run = H.show(dir, H.last_run(dir))
+    assert.matches("timed out after 300ms", H.task(run, "spin").error, 1, true)
+    assert.matches("timed out after 300ms", H.task(run, "regex").error, 1, true)
+    assert.equal("success", H.task(run, "fine").state)
+  end)
+
+  it("enforces the memory cap of a task", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "mem", tasks = {
+        hog = task { memory = "16MB", run = function()
+          local t = {}
+          for i = 1, 1e8 do t[i] = { i } end
+        end },
+        bigstr = task { memory = "16MB", run = function() return #string.rep("x", 64 * 1024 * 1024) end },
+        fine = task { run = function() return 1 end },
+      } }
+    ]])
+    local code = H.weir(dir, "run p.lua")
+    assert.equal(1, code)
+    local run = H.show(dir, H.last_run(dir))
+    assert.matches("memory limit of 16 MB exceeded", H.task(run, "hog").error, 1, true)
+    assert.matches("memory limit of 16 MB exceeded", H.task(run, "bigstr").error, 1, true)
+    assert.equal("success", H.task(run, "fine").state)
+  end)
+
+  it("refuses outputs that are too large or not JSON-able", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "out", tasks = {
+        big = task { output_max = "1KB", run = function() return string.rep("x", 5000) end },
+        fn = task { run = function() return { f = function() end } end },
+        cyc = task { run = function() local t = {} t.self = t return t end },
+      } }
+    ]])
+    H.weir(dir, "run p.lua")
+    local run = H.show(dir, H.last_run(dir))
+    assert.matches("task output", H.task(run, "big").error, 1, true)
+    assert.matches("function", H.task(run, "fn").error, 1, true)
+    assert.matches("cycle", H.task(run, "cyc").error, 1, true)
+  end)
+
+  it("fails only the attempt whose worker was killed, and retries it", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "crash", tasks = {
+        victim = task { retries = 1, retry_delay = "10ms", run = function(ctx)
+          if ctx.attempt == 1 then local t0 = os.clock() while os.clock() - t0 < 5 do end end
+          return ctx.attempt end },
+      } }
+    ]])
+    local pid = H.spawn(dir, "run p.lua --workers 1", dir .. "/run.log")
+    -- the worker is the child of the supervisor that runs `__worker`
+    local wpid = H.wait_for(function()
+      local s = H.sh("pgrep -P " .. pid .. " -f __worker")
+      return tonumber(s:match("%d+"))
+    end, 10)
+    assert.truthy(wpid)
+    os.execute("sleep 0.5")
+    os.execute("kill -9 " .. wpid)
+    H.wait_for(function() return H.sh("kill -0 " .. pid .. " 2>&1") ~= "" end, 20)
+    local run = H.show(dir, H.last_run(dir))
+    local t = H.task(run, "victim")
+    assert.equal("success", t.state)
+    assert.equal(2, t.output)
+    assert.matches("worker killed by SIGKILL", t.attempt_list[1].error, 1, true)
+  end)
+
+  it("cancels cleanly on SIGTERM", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "long", tasks = {
+        forever = task { run = function() while true do end end },
+        next = task { after = { "forever" }, run = function() end },
+      } }
+    ]])
+    local pid = H.spawn(dir, "run p.lua", dir .. "/run.log")
+    H.wait_for(function() return H.sh("pgrep -P " .. pid .. " -f __worker") ~= "" end, 10)
+    os.execute("sleep 0.3")
+    os.execute("kill -TERM " .. pid)
+    H.wait_for(function() return H.sh("kill -0 " .. pid .. " 2>&1") ~= "" end, 10)
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("cancelled", run.status)
+    assert.equal("cancelled", H.task(run, "forever").state)
+    assert.equal("cancelled", H.task(run, "next").state)
+    assert.equal("", H.sh("pgrep -f 'weir __worker' -P " .. pid))
+  end)
+
+  it("resumes a run whose supervisor was killed, re-running only what did not succeed", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "resumable", tasks = {
+        first = task { run = function() return "done" end },
+        second = task { after = { "first" }, run = function(ctx)
+          local t0 = os.time() while os.time() - t0 < 2 do end
+          return ctx.inputs.first .. "+second" end },
+      } }
+    ]])
+    local pid = H.spawn(dir, "run p.lua", dir .. "/run.log")
+    local run_id = H.wait_for(function()
+      local id = H.last_run(dir)
+      if not id then return nil end
+      local r = H.show(dir, id)
+      local s = H.task(r, "second")
+      return s and s.state == "running" and id
+    end, 10)
+    assert.truthy(run_id)
+    os.execute("kill -9 " .. pid)
+    os.execute("sleep 0.2")
+    os.execute("pkill -9 -f 'weir __worker' -P " .. pid .. " 2>/dev/null")
+    local code, _, err = H.weir(dir, "resume " .. run_id)
+    assert.equal(0, code, err)
+    local run = H.show(dir, run_id)
+    assert.equal("success", run.status)
+    assert.equal(1, H.task(run, "first").attempts)
+    assert.equal("done+second", H.task(run, "second").output)
+    assert.equal("lost", H.task(run, "second").attempt_list[1].status)
+  end)
+
+  it("runs only one task, or a task and what follows it", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "sel", tasks = {
+        a = task { run = function() return 1 end },
+        b = task { after = { "a" }, run = function() return 2 end },
+        c = task { after = { "b" }, run = function() return 3 end },
+      } }
+    ]])
+    assert.equal(0, (H.weir(dir, "run p.lua --only b")))
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("skipped", H.task(run, "a").state)
+    assert.equal("success", H.task(run, "b").state)
+    assert.equal("skipped", H.task(run, "c").state)
+    assert.equal(0, (H.weir(dir, "run p.lua --from b")))
+    run = H.show(dir, H.last_run(dir))
+    assert.equal("skipped", H.task(run, "a").state)
+    assert.equal("success", H.task(run, "c").state)
+  end)
+
+  it("runs YAML and JSON pipelines", function()
+    pipeline_file(dir, "p.yaml", [[
+name: yamlpipe
+params:
+  who: { type: string, default: world }
+tasks:
+  greet:
+    run: |
+      local ctx = ...
+      return "hello " .. ctx.params.who
+  shout:
+    after: [greet]
+    run: "local ctx = ... return ctx.inputs.greet:upper()"
+]])
+    local code, _, err = H.weir(dir, "run p.yaml")
+    assert.equal(0, code, err)
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("HELLO WORLD", H.task(run, "shout").output)
+    pipeline_file(dir, "p.json", [[{"name": "jsonpipe", "tasks": {"a": {"run": "return 7"}}}]])
+    code, _, err = H.weir(dir, "run p.json")
+    assert.equal(0, code, err)
+    pipeline_file(dir, "bad.yaml", "name: b\ntasks:\n  a:\n    retries: -1\n    run: 'return 1'\n")
+    code, _, err = H.weir(dir, "validate bad.yaml")
+    assert.equal(1, code)
+    assert.matches("bad.yaml:4: tasks.a.retries:", err, 1, true)
+  end)
+
+  it("prints JSON log lines with --log-format json", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "j", tasks = { a = task { run = function() return 1 end } } }
+    ]])
+    local code, _, err = H.weir(dir, "run p.lua --log-format json")
+    assert.equal(0, code)
+    local json = require("weir.json")
+    local events = {}
+    for line in err:gmatch("[^\n]+") do
+      if line:sub(1, 1) == "{" then events[#events + 1] = json.decode(line) end
+    end
+    assert.equal("task", events[1].event)
+    assert.equal("run", events[#events].event)
+    assert.equal("success", events[#events].status)
+  end)
+end)

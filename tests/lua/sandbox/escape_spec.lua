@@ -1,0 +1,144 @@
+-- Escape specs: each case is one way out of the sandbox that must stay
+-- closed. Task cases run in real workers (one pipeline, one task per
+-- case); definition cases load a pipeline file. Each checks the clear
+-- error and that the rest of the run went on.
+local H = require("helpers")
+
+-- name -> { code of the task, pattern its error must match }
+local TASK_CASES = {
+  ffi_global = { "return ffi.C", "undefined global 'ffi'" },
+  require_ffi = { "return require('ffi')", "undefined global 'require'" },
+  debug_library = { "return debug.getinfo(1)", "undefined global 'debug'" },
+  io_library = { "return io.open('/etc/passwd')", "undefined global 'io'" },
+  os_execute = { "return os.execute('id')", "execute" },
+  os_getenv = { "return os.getenv('HOME')", "getenv" },
+  os_exit = { "return os.exit(3)", "exit" },
+  os_remove = { "return os.remove('x')", "remove" },
+  package_library = { "return package.loaded", "undefined global 'package'" },
+  jit_library = { "return jit.off()", "undefined global 'jit'" },
+  string_dump = { "return string.dump(function() end)", "dump" },
+  string_dump_through_metatable = { "return ('').dump(function() end)", "dump" },
+  string_metatable = { "local mt = getmetatable('') return mt.__index", "'mt' %(a nil value%)" },
+  bytecode_load = { "return assert(load('\\27LJ\\2\\0'))()", "wrong mode" },
+  bytecode_loadstring = { "return assert(loadstring('\\27LJ\\2\\0'))()", "wrong mode" },
+  load_function_reader = { "return assert(load(function() return nil end))()", "only a string" },
+  getfenv_host = { "return getfenv(ctx.log)", "undefined global 'getfenv'" },
+  setfenv_host = { "return setfenv(1, {})", "undefined global 'setfenv'" },
+  rawset_env = { "return rawset(_G, 'x', 1)", "undefined global 'rawset'" },
+  dofile = { "return dofile('/etc/passwd')", "undefined global 'dofile'" },
+  loadfile = { "return loadfile('/etc/passwd')", "undefined global 'loadfile'" },
+  collectgarbage_stop = { "return collectgarbage('stop')", "only accepts \"count\"" },
+  newproxy = { "return newproxy(true)", "undefined global 'newproxy'" },
+  library_tables_read_only = { "string.format = nil", "read%-only" },
+  library_metatable_locked = { "return setmetatable(string, {})", "protected metatable" },
+  file_outside_roots = { "return ctx.csv('/etc/passwd'):count()", "outside the allowed roots" },
+  file_dotdot_escape = { "return ctx.csv('../../../../etc/passwd'):count()",
+                         "outside the allowed roots" },
+  file_symlink_escape = { "return ctx.csv('link_out/passwd'):count()", "outside" },
+  metadata_store = { "return ctx.sqlite('.weir/weir.db'):rows('select * from runs')",
+                     "state folder" },
+  error_metamethods_not_called = {
+    "error(setmetatable({}, { __tostring = function() while true do end end }))",
+    "error object %(table%)" },
+}
+
+-- values that must come back as the task's output
+local TASK_VALUES = {
+  db_object_is_opaque = { "local d = ctx.sqlite('x.db') return { getmetatable(d), next(d) }",
+                          { false } },
+  stream_object_is_opaque = { "local s = ctx.rows({ { a = 1 } }) return { getmetatable(s), next(s) }",
+                              { false } },
+  ctx_functions_hide_upvalues = { "return type(ctx.log)", "function" },
+  env_is_fresh_per_attempt = { "local seen = rawget(_G, 'leaked') leaked = 1 return seen == nil",
+                               true },
+}
+
+describe("sandbox escape", function()
+  local dir, run
+  lazy_setup(function()
+    dir = H.tmpdir()
+    os.execute("ln -s /etc " .. H.q(dir .. "/link_out"))
+    local parts = { "return pipeline { name = 'escapes', tasks = {" }
+    for name, c in pairs(TASK_CASES) do
+      parts[#parts + 1] = string.format("%s = task { timeout = '5s', run = function(ctx) %s end },",
+                                        name, c[1])
+    end
+    for name, c in pairs(TASK_VALUES) do
+      parts[#parts + 1] = string.format("%s = task { run = function(ctx) %s end },", name, c[1])
+    end
+    parts[#parts + 1] = "canary = task { run = function() return 'still running' end } } }"
+    H.write(dir .. "/escapes.lua", table.concat(parts, "\n"))
+    H.weir(dir, "run escapes.lua --workers 2")
+    run = H.show(dir, H.last_run(dir))
+  end)
+  lazy_teardown(function() H.cleanup(dir) end)
+
+  for name, c in pairs(TASK_CASES) do
+    it("is closed: " .. name:gsub("_", " "), function()
+      local t = H.task(run, name)
+      assert.equal("failed", t.state)
+      assert.matches(c[2], t.error)
+    end)
+  end
+
+  for name, c in pairs(TASK_VALUES) do
+    it("holds: " .. name:gsub("_", " "), function()
+      local t = H.task(run, name)
+      assert.equal("success", t.state, t.error)
+      assert.same(c[2], t.output)
+    end)
+  end
+
+  it("lets the rest of the run go on", function()
+    assert.equal("success", H.task(run, "canary").state)
+    assert.equal("still running", H.task(run, "canary").output)
+  end)
+end)
+
+describe("sandbox of the definition phase", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  local function validate(src, env)
+    H.write(dir .. "/p.lua", src)
+    return H.weir(dir, "validate p.lua", env)
+  end
+
+  it("offers no io while loading", function()
+    local code, _, err = validate("io.open('/tmp/x', 'w') return pipeline { name = 'a', tasks = {} }")
+    assert.equal(1, code)
+    assert.matches("undefined global 'io'", err, 1, true)
+  end)
+
+  it("stops a file that loops forever while loading", function()
+    local code, _, err = validate("while true do end", { WEIR_LOAD_TIMEOUT = "500" })
+    assert.equal(1, code)
+    assert.matches("loading took longer than", err, 1, true)
+  end)
+
+  it("caps the memory a file may use while loading", function()
+    local code, _, err = validate("local t = {} for i = 1, 1e9 do t[i] = i end")
+    assert.equal(1, code)
+    assert.matches("memory limit", err, 1, true)
+  end)
+
+  it("refuses to capture a host function into a task", function()
+    local code, _, err = validate([[
+      local t = task
+      return pipeline { name = "cap", tasks = { a = task { run = function() return t end } } }
+    ]])
+    -- capturing `task` itself is allowed by name, but it does not exist in a task
+    assert.equal(0, code, err)
+    local rc = H.weir(dir, "run p.lua")
+    assert.equal(1, rc)
+    local run = H.show(dir, H.last_run(dir))
+    assert.matches("unknown builtin task", H.task(run, "a").error, 1, true)
+  end)
+
+  it("requires the file to return pipeline { ... }", function()
+    local code, _, err = validate("return { name = 'x', tasks = {} }")
+    assert.equal(1, code)
+    assert.matches("must return pipeline", err, 1, true)
+  end)
+end)
