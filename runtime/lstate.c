@@ -14,6 +14,7 @@
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 int luaopen_cjson(lua_State *L);
@@ -151,22 +152,89 @@ WEIR_API lua_State *weir_state_new_trusted(void)
     return L;
 }
 
+/*
+ * The attempt arena: one region per process, reused by one attempt state
+ * at a time. Allocation is a pointer bump and freeing is a no-op, so a
+ * state's thousands of small allocations cost almost nothing; when the
+ * state is closed (its live bytes drop to zero) the region is reset. An
+ * attempt that allocates more than the region holds continues with
+ * malloc, so a long task's garbage is still returned. The memory cap
+ * counts live bytes either way.
+ */
+#define ARENA_SIZE ((size_t)16 << 20)
+#define ARENA_ALIGN 16
+
+static char *arena_base;
+static size_t arena_top;
+static int arena_busy;
+
+static size_t round_up(size_t n)
+{
+    return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+static int in_arena(const void *p)
+{
+    return arena_base != NULL && (const char *)p >= arena_base &&
+           (const char *)p < arena_base + ARENA_SIZE;
+}
+
+static void *arena_alloc(size_t n)
+{
+    size_t r = round_up(n);
+    void *p;
+
+    if (arena_top + r > ARENA_SIZE)
+        return NULL;
+    p = arena_base + arena_top;
+    arena_top += r;
+    return p;
+}
+
 static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     weir_alloc_acc *acc = ud;
     size_t old = ptr ? osize : 0;
-    void *p;
+    void *p = NULL;
 
     if (nsize == 0) {
-        free(ptr);
+        if (ptr != NULL && !in_arena(ptr))
+            free(ptr);
         acc->used -= old;
+        if (acc->used == 0 && acc->arena) {
+            arena_top = 0; /* the state is closed: reuse the region */
+            arena_busy = 0;
+            acc->arena = 0;
+        }
         return NULL;
     }
     if (acc->cap && nsize > old && acc->used - old + nsize > acc->cap) {
         acc->exceeded = 1;
         return NULL;
     }
-    p = realloc(ptr, nsize);
+    if (ptr != NULL && in_arena(ptr)) {
+        char *end = (char *)ptr + round_up(old);
+        if (nsize <= old)
+            p = ptr; /* shrink in place */
+        else if (end == arena_base + arena_top &&
+                 (size_t)((char *)ptr - arena_base) + round_up(nsize) <=
+                     ARENA_SIZE) {
+            arena_top = (size_t)((char *)ptr - arena_base) + round_up(nsize);
+            p = ptr; /* the last block grows in place */
+        } else {
+            p = acc->arena ? arena_alloc(nsize) : NULL;
+            if (p == NULL)
+                p = malloc(nsize);
+            if (p != NULL)
+                memcpy(p, ptr, old);
+        }
+    } else if (ptr == NULL && acc->arena) {
+        p = arena_alloc(nsize);
+        if (p == NULL)
+            p = malloc(nsize);
+    } else {
+        p = realloc(ptr, nsize);
+    }
     if (p == NULL)
         return NULL;
     acc->used = acc->used - old + nsize;
@@ -214,10 +282,30 @@ static void open_lib(lua_State *L, lua_CFunction f, const char *name)
 
 WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
 {
-    lua_State *L = lua_newstate(count_alloc, acc);
+    lua_State *L;
 
-    if (L == NULL)
+    acc->arena = 0;
+    if (!arena_busy) {
+        if (arena_base == NULL) {
+            void *m = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+                           0);
+            arena_base = m == MAP_FAILED ? NULL : m;
+        }
+        if (arena_base != NULL) {
+            arena_busy = 1;
+            arena_top = 0;
+            acc->arena = 1;
+        }
+    }
+    L = lua_newstate(count_alloc, acc);
+    if (L == NULL) {
+        if (acc->arena) {
+            arena_busy = 0;
+            acc->arena = 0;
+        }
         return NULL;
+    }
     open_lib(L, luaopen_base, "");
     open_lib(L, luaopen_table, LUA_TABLIBNAME);
     open_lib(L, luaopen_string, LUA_STRLIBNAME);

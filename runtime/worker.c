@@ -132,7 +132,7 @@ static int lock_down(const char *user, long long as, int nofile)
 
 static void run_job(const char *payload, size_t len, uint64_t cap)
 {
-    weir_alloc_acc acc = { 0, 0, (size_t)cap, 0 };
+    weir_alloc_acc acc = { 0, 0, (size_t)cap, 0, 0 };
     lua_State *L = weir_state_new_attempt(&acc);
     char msg[1024];
     size_t rlen;

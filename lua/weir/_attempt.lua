@@ -29,10 +29,15 @@ function M.run(job)
   end
 
   local stats = { rows_in = 0, rows_out = 0 }
-  local json -- loaded on demand
-  local function get_json()
-    json = json or require("weir.json")
-    return json
+  -- Encode the task's output. cjson (C, never calls metamethods) is the
+  -- fast path; when it refuses a value, weir.json says what and where.
+  local function encode_output(out, max)
+    local cjson = require("cjson")
+    cjson.encode_max_depth(32)
+    cjson.encode_sparse_array(false)
+    local ok, text = pcall(cjson.encode, out)
+    if ok and #text <= max then return text end
+    return require("weir.json").encode(out, { max_bytes = max, max_depth = 32, name = "output" })
   end
 
   local ctx, close_ctx = require("weir._ctx").new(job, log, stats)
@@ -56,8 +61,7 @@ function M.run(job)
     if ok then
       local text, eerr = "null", nil
       if out ~= nil then
-        text, eerr = get_json().encode(out, { max_bytes = job.output_max or 1048576,
-                                              max_depth = 32, name = "output" })
+        text, eerr = encode_output(out, job.output_max or 1048576)
       end
       if text then
         res = { status = "success", output = text }

@@ -51,7 +51,7 @@ function M.run(o)
   local run_id = o.run_id
   local now, mono = executor.now, executor.mono
   local view = o.view or {}
-  local prefetch = o.prefetch or 2
+  local prefetch = o.prefetch or 4
   local T, order = {}, {}
   local ready, rq_head, rq_tail = {}, 1, 0
   local retrying = {}
@@ -122,12 +122,9 @@ function M.run(o)
       end
     end
   else
+    store:add_tasks(run_id, order)
     for _, name in ipairs(order) do
-      if selected and not selected[name] then
-        set_state(T[name], "skipped")
-      else
-        store:set_task(run_id, name, { state = "queued" })
-      end
+      if selected and not selected[name] then set_state(T[name], "skipped") end
     end
   end
   store:update_run(run_id, { status = "running", started_at = now(),
@@ -292,11 +289,26 @@ function M.run(o)
     end
   end
 
-  -- the loop
+  -- the loop: one store transaction per step, committed before the
+  -- step's jobs are sent
+  local evs = {}
   while true do
-    local tnow = mono()
-    local sends = {}
     store:begin()
+    for _, ev in ipairs(evs) do
+      if ev.kind == "result" then handle_result(ev)
+      elseif ev.kind == "exit" then handle_exit(ev)
+      elseif ev.kind == "signal" and not cancelled_by then cancel(ev.status) end
+    end
+    local tnow = mono()
+    -- deadlines: the exit event of the killed worker records the failure
+    for s = 0, exec.n - 1 do
+      local h = slots[s].queue[1]
+      if h and not h.timed_out and slots[s].head_start + h.spec.timeout * 1000 <= tnow then
+        h.timed_out = true
+        exec:kill(s)
+      end
+    end
+    if cancelled_by then store:commit(); break end
     -- retries that are due
     local i = 1
     while i <= #retrying do
@@ -312,7 +324,8 @@ function M.run(o)
       end
     end
     -- dispatch
-    while rq_head <= rq_tail and not cancelled_by do
+    local sends = {}
+    while rq_head <= rq_tail do
       local s = pick_slot(tnow)
       if not s then break end
       local t = ready[rq_head]
@@ -321,8 +334,8 @@ function M.run(o)
       if t.state == "queued" then
         t.attempt = t.attempt + 1
         local started = now()
-        set_state(t, "running", { attempts = t.attempt, started_at = t.started_at or started })
         t.started_at = t.started_at or started
+        set_state(t, "running", { attempts = t.attempt, started_at = t.started_at })
         store:put_attempt(run_id, t.name, t.attempt, { status = "running",
                                                        worker_pid = exec:pid(s),
                                                        started_at = started })
@@ -340,8 +353,7 @@ function M.run(o)
     end
     if view.tick then view.tick(self) end
 
-    local busy = counts.running > 0
-    if not busy and rq_head > rq_tail and #retrying == 0 then break end
+    if counts.running == 0 and rq_head > rq_tail and #retrying == 0 then break end
 
     -- how long to wait: next deadline, next retry, view refresh
     local wait = view.interval or 1000
@@ -352,25 +364,9 @@ function M.run(o)
     end
     for _, t in ipairs(retrying) do wait = min(wait, t.next_try - tnow) end
     if rq_head <= rq_tail and counts.running < exec.n then wait = 0 end
-    local evs, perr = exec:poll(max(0, math.ceil(wait)))
+    local perr
+    evs, perr = exec:poll(max(0, math.ceil(wait)))
     if not evs then error("executor: " .. tostring(perr), 0) end
-    store:begin()
-    for _, ev in ipairs(evs) do
-      if ev.kind == "result" then handle_result(ev)
-      elseif ev.kind == "exit" then handle_exit(ev)
-      elseif ev.kind == "signal" and not cancelled_by then cancel(ev.status) end
-    end
-    -- deadlines
-    tnow = mono()
-    for s = 0, exec.n - 1 do
-      local h = slots[s].queue[1]
-      if h and not h.timed_out and slots[s].head_start + h.spec.timeout * 1000 <= tnow then
-        h.timed_out = true
-        exec:kill(s)
-      end
-    end
-    store:commit()
-    if cancelled_by then break end
   end
 
   local status = "success"

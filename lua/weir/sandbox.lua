@@ -8,7 +8,8 @@
 -- whose __newindex raises and whose metatable is locked; the environment
 -- itself reports reads of undefined globals. docs/security.md lists the
 -- same names; a spec checks the two agree.
-local type, error, pairs, rawget, tostring = type, error, pairs, rawget, tostring
+local type, error, pairs, ipairs, rawget, rawset, tostring = type, error, pairs, ipairs, rawget,
+  rawset, tostring
 local setmetatable, getmetatable, load, select = setmetatable, getmetatable, load, select
 local collectgarbage = collectgarbage
 
@@ -68,25 +69,12 @@ end
 
 --- Build a fresh environment. extra: names to add (pipeline/task or ctx);
 -- print_fn: where print goes. Returns env, builtins (name -> value) and
--- names (value -> name) for weir._ser.
+-- names (value -> name) for weir._ser; the last two and the library tables
+-- are built on first use, so a task that touches none of them pays nothing.
 function M.new(extra, print_fn)
-  local env, by_name = {}, {}
-  for _, n in pairs(M.allow.base) do
-    env[n] = rawget(_G, n)
-    by_name[n] = env[n]
-  end
+  local env = {}
+  for _, n in ipairs(M.allow.base) do env[n] = rawget(_G, n) end
   env._VERSION = _VERSION
-  for lib, names in pairs(M.allow) do
-    if lib ~= "base" then
-      local src, copy = rawget(_G, lib), {}
-      for _, n in pairs(names) do
-        copy[n] = src[n]
-        by_name[lib .. "." .. n] = src[n]
-      end
-      env[lib] = locked(lib, copy)
-      by_name[lib] = env[lib]
-    end
-  end
 
   env.getmetatable = function(x)
     if type(x) ~= "table" then return nil end
@@ -112,28 +100,68 @@ function M.new(extra, print_fn)
       print_fn(table.concat(parts, "\t"))
     end
   end
-  for n in pairs(M.wrapped) do by_name[n] = env[n] end
   if extra then
-    for k, v in pairs(extra) do
-      env[k] = v
-      by_name[k] = v
-    end
+    for k, v in pairs(extra) do env[k] = v end
   end
   env._G = env
-  by_name._G = env
 
   setmetatable(env, {
-    __index = function(_, k)
+    __index = function(t, k)
+      local names = M.allow[k]
+      if names and k ~= "base" then
+        -- a library table: a read-only view of a copy, made on first use
+        local src, copy = rawget(_G, k), {}
+        for _, n in ipairs(names) do copy[n] = src[n] end
+        local lib = locked(k, copy)
+        rawset(t, k, lib)
+        return lib
+      end
       error("undefined global '" .. tostring(k) .. "' (globals of the pipeline file are "
             .. "not visible in tasks; declare values local)", 2)
     end,
     __metatable = false,
   })
-  local names = {}
-  for k, v in pairs(by_name) do
-    if type(v) == "function" or type(v) == "table" then names[v] = k end
-  end
-  return env, by_name, names
+
+  -- name -> value: "string.format" resolves through env (and its libraries)
+  local builtins = setmetatable({}, { __index = function(t, name)
+    local lib, fn = name:match("^([%w_]+)%.([%w_]+)$")
+    local v
+    if lib then
+      if M.allow[lib] and lib ~= "base" then v = env[lib][fn] end
+    elseif M.allow[name] and name ~= "base" then
+      v = env[name]
+    else
+      v = rawget(env, name)
+    end
+    rawset(t, name, v)
+    return v
+  end })
+
+  -- value -> name: every reachable function and library table
+  local names = setmetatable({}, { __index = function(t, v)
+    setmetatable(t, nil)
+    local own = {}
+    for _, k in ipairs(M.allow.base) do own[#own + 1] = k end
+    for k in pairs(M.wrapped) do own[#own + 1] = k end
+    for k in pairs(extra or {}) do own[#own + 1] = k end
+    for _, k in ipairs(own) do
+      local x = rawget(env, k)
+      if type(x) == "function" then t[x] = k end
+    end
+    for lib, list in pairs(M.allow) do
+      if lib ~= "base" then
+        local tbl = env[lib]
+        t[tbl] = lib
+        for _, n in ipairs(list) do
+          local x = tbl[n]
+          if type(x) == "function" and t[x] == nil then t[x] = lib .. "." .. n end
+        end
+      end
+    end
+    t[env] = "_G"
+    return rawget(t, v)
+  end })
+  return env, builtins, names
 end
 
 --- Turn any error value into a bounded string without calling user

@@ -189,10 +189,16 @@ function S:update_run(id, fields)
   update(self, "runs", RUN_OK, fields, "id = ?", { id })
 end
 
---- Create or update the row of task in run_id.
+--- Create the rows of a run's tasks, all queued.
+function S:add_tasks(run_id, names)
+  for _, name in ipairs(names) do
+    check(self.db:run("INSERT OR IGNORE INTO task_runs (run_id, task, state) VALUES (?, ?, ?)",
+                      { run_id, name, "queued" }))
+  end
+end
+
+--- Update the row of task in run_id (created by add_tasks).
 function S:set_task(run_id, task, fields)
-  check(self.db:run("INSERT OR IGNORE INTO task_runs (run_id, task, state) VALUES (?, ?, ?)",
-                    { run_id, task, fields.state or "queued" }))
   update(self, "task_runs", TASK_OK, fields, "run_id = ? AND task = ?", { run_id, task })
 end
 

@@ -18,6 +18,7 @@ typedef struct {
     size_t peak;
     size_t cap;
     int exceeded; /* set when an allocation was refused by the cap */
+    int arena;    /* internal: the state allocates from the process arena */
 } weir_alloc_acc;
 
 /* A trusted state: every standard library, `require` finds the embedded
