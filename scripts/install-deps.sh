@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install what weir needs to build and test, from Debian 12's packages.
+# LuaJIT is OpenResty's maintained branch (luajit2): Debian's plain luajit
+# snapshot (git 20220320) has the JIT bug that ends pairs() loops early
+# (docs/adr/0004-luajit2.md); installing luajit2 replaces it.
 # Safe to run again; runs apt-get update only when the package lists are
 # older than a day (or missing).
 set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  luajit libluajit-5.1-dev
+  luajit2 libluajit2-5.1-dev
   libyaml-dev lua-cjson lua-cjson-dev libsqlite3-dev libssl-dev
   lua-busted lua-check sqlite3
 )

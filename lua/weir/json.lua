@@ -14,7 +14,6 @@ local error, getmetatable, next, pcall, rawget, setmetatable, tonumber,
       tostring, type =
   error, getmetatable, next, pcall, rawget, setmetatable, tonumber,
   tostring, type
-local jit = jit -- nil outside LuaJIT
 
 local M = {}
 
@@ -112,15 +111,6 @@ function M._keys(t)
   return names, n, odd
 end
 local keys = M._keys
-
--- Debian 12's LuaJIT (2.1 git 20220320) miscompiles some loops over next()
--- results: under the JIT, kind() intermittently returned a wrong length
--- for decoded arrays (length 1 for [1, "x"]) while -joff was always right.
--- Every table walk therefore runs in the interpreter.
-if jit then
-  jit.off(kind)
-  jit.off(keys)
-end
 
 -- Shortest "%.Ng" that reads back as the same double.
 local function format_number(x)

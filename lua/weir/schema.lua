@@ -22,7 +22,6 @@ local error, getmetatable, ipairs, next, pcall, rawget, select, setmetatable,
       tonumber, tostring, type =
   error, getmetatable, ipairs, next, pcall, rawget, select, setmetatable,
   tonumber, tostring, type
-local jit = jit -- nil outside LuaJIT
 
 local kind, null, keys_of = json.kind, json.null, json._keys
 local format_number, quote = json._format_number, json._quote
@@ -165,12 +164,6 @@ local function count_keys(obj)
     k = next(obj, k)
   end
   return n
-end
-
--- Table walks stay out of the JIT (see the note in weir.json).
-if jit then
-  jit.off(equal)
-  jit.off(count_keys)
 end
 
 local function plural(n, one, many)
