@@ -1,0 +1,192 @@
+-- End-to-end: streams and the file and SQLite connectors, through real
+-- workers and the file broker.
+local H = require("helpers")
+
+local function sqlite(db, sql)
+  return (H.sh("sqlite3 " .. H.q(db) .. " " .. H.q(sql)):gsub("%s+$", ""))
+end
+
+describe("data connectors", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  local function run(src, args)
+    H.write(dir .. "/p.lua", src)
+    local code, _, err = H.weir(dir, "run p.lua " .. (args or ""))
+    return code, H.show(dir, H.last_run(dir)), err
+  end
+
+  it("loads RFC 4180 CSV into SQLite, quoted fields and newlines included", function()
+    H.write(dir .. "/in.csv", 'id,name,note\n1,"Smith, Ann","said ""hi""\nthen left"\n2,Bob,\n')
+    local code, r, err = run([[
+      return pipeline { name = "csv", tasks = { load = task { run = function(ctx)
+        return ctx.csv("in.csv", { types = { id = "integer" } })
+          :into(ctx.sqlite("out/db.sqlite"), "people", { mode = "append" })
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal(2, H.task(r, "load").output.rows)
+    assert.equal('Smith, Ann|said "hi"\nthen left', sqlite(dir .. "/out/db.sqlite",
+      "select name, note from people where id = 1"))
+  end)
+
+  it("names the file and line of a malformed row", function()
+    H.write(dir .. "/in.csv", 'a,b\n1,2\n3,"x"y\n4,5\n')
+    local code, r = run([[
+      return pipeline { name = "bad", tasks = { load = task { run = function(ctx)
+        return ctx.csv("in.csv"):count() end } } }
+    ]])
+    assert.equal(1, code)
+    assert.matches("in.csv: line 3: unexpected character after closing quote",
+                   H.task(r, "load").error, 1, true)
+  end)
+
+  it("sends bad rows to a dead-letter file with the reason, by policy", function()
+    H.write(dir .. "/in.csv", 'a,b\n1,2\n3,"x"y\n4\n5,6\n7,oops\n')
+    local code, r, err = run([[
+      return pipeline { name = "dl", tasks = { load = task { run = function(ctx)
+        return ctx.csv("in.csv", { types = { b = "integer" }, dead_letter = "bad.jsonl" })
+          :map(function(row) if row.a == "5" then error("five is right out") end return row end)
+          :count()
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal(1, H.task(r, "load").output)
+    local dl = H.read(dir .. "/bad.jsonl")
+    assert.matches("unexpected character after closing quote", dl, 1, true)
+    assert.matches("expected 2 fields, got 1", dl, 1, true)
+    assert.matches("expected integer", dl, 1, true)
+    assert.matches("five is right out", dl, 1, true)
+  end)
+
+  it("replaces and upserts atomically", function()
+    local p = [[
+      return pipeline { name = "modes", params = { mode = { type = "string", default = "append" },
+                                                     v = { type = "integer", default = 1 } },
+        tasks = { load = task { run = function(ctx)
+          local rows = {}
+          local base = ctx.params.mode == "append" and 3 or 0
+          for i = 1, 3 do rows[i] = { id = base + i, v = ctx.params.v } end
+          return ctx.rows(rows):into(ctx.sqlite("m.db"), "t",
+                                     { mode = ctx.params.mode, key = "id" })
+        end } } }
+    ]]
+    assert.equal(0, (run(p, "--param mode=upsert --param v=1")))
+    assert.equal(0, (run(p, "--param mode=upsert --param v=2")))
+    assert.equal("3|6", sqlite(dir .. "/m.db", "select count(*), sum(v) from t"))
+    assert.equal(0, (run(p, "--param mode=append --param v=5")))
+    assert.equal("6", sqlite(dir .. "/m.db", "select count(*) from t"))
+    assert.equal(1, (run(p, "--param mode=append --param v=5")))
+    assert.equal("6", sqlite(dir .. "/m.db", "select count(*) from t"))
+    assert.equal(0, (run(p, "--param mode=replace --param v=7")))
+    assert.equal("3|21", sqlite(dir .. "/m.db", "select count(*), sum(v) from t"))
+  end)
+
+  it("does not load twice when a retried attempt repeats a committed load", function()
+    local code, r, err = run([[
+      return pipeline { name = "retry", tasks = { load = task { retries = 1, retry_delay = "10ms",
+        run = function(ctx)
+          local res = ctx.rows({ { id = 1 }, { id = 2 } }):into(ctx.sqlite("r.db"), "t")
+          if ctx.attempt == 1 then error("fail after the load committed") end
+          return res
+        end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal("2", sqlite(dir .. "/r.db", "select count(*) from t"))
+    assert.is_true(H.task(r, "load").output.skipped)
+  end)
+
+  it("streams JSON Lines through select, rename and filter into CSV", function()
+    H.write(dir .. "/in.jsonl", '{"id":1,"name":"a","x":null}\n\n{"id":2,"name":"b"}\n{"id":3,"name":"c"}\n')
+    local code, r, err = run([[
+      return pipeline { name = "jl", tasks = { t = task { run = function(ctx)
+        return ctx.jsonl("in.jsonl"):filter(function(row) return row.id > 1 end)
+          :select("id", "name"):rename({ name = "label" }):batch(1)
+          :to_csv("out/o.csv")
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal(2, H.task(r, "t").output.rows)
+    assert.equal("id,label\n2,b\n3,c\n", H.read(dir .. "/out/o.csv"))
+  end)
+
+  it("binds query values and quotes identifiers", function()
+    local code, r, err = run([[
+      return pipeline { name = "q", tasks = { t = task { run = function(ctx)
+        local db = ctx.sqlite("q.db")
+        ctx.rows({ { ["we\"ird"] = "x'); DROP TABLE t; --" } }):into(db, 'ta"ble')
+        return db:rows('SELECT count(*) AS n FROM "ta""ble" WHERE "we""ird" = ?',
+                       { "x'); DROP TABLE t; --" })[1].n
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal(1, H.task(r, "t").output)
+  end)
+
+  it("reaches extra roots from WEIR_ROOTS and nothing else", function()
+    local other = H.tmpdir()
+    H.write(other .. "/x.csv", "a\n1\n")
+    H.write(dir .. "/p.lua", string.format([[
+      return pipeline { name = "roots", tasks = { t = task { run = function(ctx)
+        return ctx.csv(%q):count() end } } }
+    ]], other .. "/x.csv"))
+    local code = H.weir(dir, "run p.lua")
+    assert.equal(1, code)
+    code = H.weir(dir, "run p.lua", { WEIR_ROOTS = other })
+    assert.equal(0, code)
+    H.cleanup(other)
+  end)
+end)
+
+describe("worker processes", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("are locked down: unprivileged, scrubbed environment, no inherited files", function()
+    if H.sh("id -u"):match("^0") == nil then
+      pending("needs root to check the privilege drop")
+      return
+    end
+    H.write(dir .. "/p.lua", [[
+      return pipeline { name = "lock", tasks = { t = task { run = function()
+        local t0 = os.time() while os.time() - t0 < 3 do end end } } }
+    ]])
+    local pid = H.spawn(dir, "run p.lua --workers 1", dir .. "/run.log")
+    local wpid = H.wait_for(function()
+      return tonumber(H.sh("pgrep -P " .. pid .. " -f __worker"):match("%d+"))
+    end, 10)
+    assert.truthy(wpid)
+    os.execute("sleep 0.3")
+    local status = H.read("/proc/" .. wpid .. "/status")
+    assert.matches("\nUid:%s+65534", status)
+    assert.matches("\nNoNewPrivs:%s+1", status)
+    local env = H.read("/proc/" .. wpid .. "/environ") or ""
+    assert.is_nil(env:find("WEIR_HOME", 1, true))
+    local fds = H.sh("ls /proc/" .. wpid .. "/fd")
+    local n = 0
+    for fd in fds:gmatch("%d+") do
+      n = n + 1
+      assert.is_true(tonumber(fd) <= 4, "unexpected fd " .. fd)
+    end
+    assert.is_true(n <= 5)
+    local limits = H.read("/proc/" .. wpid .. "/limits")
+    assert.matches("Max core file size%s+0%s+0", limits)
+    assert.matches("Max processes%s+0%s+0", limits)
+    os.execute("kill -TERM " .. pid)
+    H.wait_for(function() return H.sh("kill -0 " .. pid .. " 2>&1") ~= "" end, 10)
+  end)
+
+  it("retry a task killed at every deadline a bounded number of times", function()
+    H.write(dir .. "/p.lua", [[
+      return pipeline { name = "spin", tasks = { s = task { retries = 2, retry_delay = "10ms",
+        timeout = "200ms", run = function() while true do end end } } }
+    ]])
+    local code = H.weir(dir, "run p.lua")
+    assert.equal(1, code)
+    local r = H.show(dir, H.last_run(dir))
+    assert.equal(3, H.task(r, "s").attempts)
+    assert.equal("failed", H.task(r, "s").state)
+  end)
+end)
