@@ -104,13 +104,13 @@ end
 
 --- Decode s. opts.builtins maps names back to values, opts.env is the
 -- environment given to decoded functions (nil: functions are refused),
--- opts.array_mt is set on tables that were sequences. Returns value or
--- nil, err.
-function M.decode(s, opts)
+-- opts.array_mt is set on tables that were sequences. start: where to
+-- begin (1). Returns value and the position after it, or nil, err.
+function M.decode(s, opts, start)
   opts = opts or {}
   local builtins, env, array_mt = opts.builtins or {}, opts.env, opts.array_mt
   local refs = {}
-  local pos = 1
+  local pos = start or 1
 
   local function num_until(ch)
     local e = find(s, ch, pos, true)
@@ -179,7 +179,7 @@ function M.decode(s, opts)
 
   local ok, v = pcall(dec)
   if not ok then return nil, "serialised value: " .. tostring(v) end
-  return v
+  return v, pos
 end
 
 return M

@@ -2,12 +2,23 @@
 -- side (runtime/worker.c) creates a fresh state per job, loads this module
 -- and calls handle(payload); the returned string is the result frame.
 local ser = require("weir._ser")
+local pairs = pairs
 
 local M = {}
 
---- Run one job (a weir._ser string) and return the serialised result.
+--- Run one job and return the serialised result. A job is one weir._ser
+-- value, or two back to back: the part shared by every attempt of a run,
+-- then the attempt's own fields (which win).
 function M.handle(payload)
   local job, err = ser.decode(payload)
+  if job and err <= #payload then
+    local own, e2 = ser.decode(payload, nil, err)
+    if own then
+      for k, v in pairs(own) do job[k] = v end
+    else
+      job, err = nil, e2
+    end
+  end
   local res
   if not job then
     res = { status = "failed", kind = "internal", error = err }

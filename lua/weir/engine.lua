@@ -185,6 +185,10 @@ function M.run(o)
     end
   end
 
+  -- a job: the fields every attempt of this run shares, encoded once,
+  -- followed by the attempt's own fields
+  local job_base = ser.encode({ kind = "attempt", run_id = run_id, pipeline = P.name,
+                                params = o.params, base_dir = P.base_dir, roots = o.roots })
   local function build_job(t)
     local spec = t.spec
     local inputs = {}
@@ -192,11 +196,10 @@ function M.run(o)
       local out = T[d].output
       if out then inputs[d] = out end
     end
-    return ser.encode({
-      kind = "attempt", fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
+    return job_base .. ser.encode({
+      fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
       chunkname = "=" .. P.file .. ":tasks." .. t.name,
-      run_id = run_id, task = t.name, attempt = t.attempt, pipeline = P.name,
-      params = o.params, inputs = inputs, base_dir = P.base_dir, roots = o.roots,
+      task = t.name, attempt = t.attempt, inputs = inputs,
       output_max = spec.output_max, log_max = spec.log_max,
     })
   end

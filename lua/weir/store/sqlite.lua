@@ -156,26 +156,46 @@ local TASK_COLS = { "state", "attempts", "output", "error", "started_at", "finis
 local ATTEMPT_COLS = { "status", "worker_pid", "started_at", "finished_at", "error", "output",
                        "log", "mem_peak", "rows_in", "rows_out" }
 
-local function allowed(cols)
-  local set = {}
-  for _, c in ipairs(cols) do set[c] = true end
-  return set
-end
-local RUN_OK, TASK_OK, ATTEMPT_OK = allowed(RUN_COLS), allowed(TASK_COLS), allowed(ATTEMPT_COLS)
-
--- UPDATE with a fixed column list: names come from the allow-lists above,
--- never from callers' data; values are bound.
-local function update(self, tbl, ok_cols, fields, where, keys)
-  local sets, vals = {}, {}
-  for k, v in pairs(fields) do
-    if not ok_cols[k] then error("weir.store: unknown column " .. tostring(k), 3) end
-    sets[#sets + 1] = k .. " = ?"
-    vals[#sets] = v
+-- UPDATE with a column list taken from the fixed lists above, never from
+-- callers' data; values are bound. The statement text is cached per table
+-- and set of columns (a bit mask), so the hot path builds no strings.
+local sql_cache = {}
+local function update(self, tbl, cols, fields, where, keys)
+  local mask, bit_ = 0, 1
+  local vals, n = {}, 0
+  for i = 1, #cols do
+    local v = fields[cols[i]]
+    if v ~= nil then
+      mask = mask + bit_
+      n = n + 1
+      vals[n] = v
+    end
+    bit_ = bit_ * 2
   end
-  if #sets == 0 then return end
-  for _, k in ipairs(keys) do vals[#vals + 1] = k end
-  vals.n = #sets + #keys
-  check(self.db:run("UPDATE " .. tbl .. " SET " .. concat(sets, ", ") .. " WHERE " .. where, vals))
+  local count = 0
+  for _ in pairs(fields) do count = count + 1 end
+  if count ~= n then
+    for k in pairs(fields) do
+      local known = false
+      for i = 1, #cols do if cols[i] == k then known = true end end
+      if not known then error("weir.store: unknown column " .. tostring(k), 3) end
+    end
+  end
+  if n == 0 then return end
+  local per = sql_cache[tbl]
+  if not per then per = {}; sql_cache[tbl] = per end
+  local sql = per[mask]
+  if not sql then
+    local sets = {}
+    for i = 1, #cols do
+      if fields[cols[i]] ~= nil then sets[#sets + 1] = cols[i] .. " = ?" end
+    end
+    sql = "UPDATE " .. tbl .. " SET " .. concat(sets, ", ") .. " WHERE " .. where
+    per[mask] = sql
+  end
+  for i = 1, #keys do vals[n + i] = keys[i] end
+  vals.n = n + #keys
+  check(self.db:run(sql, vals))
 end
 
 function S:create_run(r)
@@ -186,7 +206,7 @@ function S:create_run(r)
 end
 
 function S:update_run(id, fields)
-  update(self, "runs", RUN_OK, fields, "id = ?", { id })
+  update(self, "runs", RUN_COLS, fields, "id = ?", { id })
 end
 
 --- Create the rows of a run's tasks, all queued.
@@ -199,7 +219,7 @@ end
 
 --- Update the row of task in run_id (created by add_tasks).
 function S:set_task(run_id, task, fields)
-  update(self, "task_runs", TASK_OK, fields, "run_id = ? AND task = ?", { run_id, task })
+  update(self, "task_runs", TASK_COLS, fields, "run_id = ? AND task = ?", { run_id, task })
 end
 
 --- Create (or replace, for a requeued attempt) an attempt row.
@@ -211,7 +231,7 @@ function S:put_attempt(run_id, task, attempt, fields)
 end
 
 function S:update_attempt(run_id, task, attempt, fields)
-  update(self, "attempts", ATTEMPT_OK, fields, "run_id = ? AND task = ? AND attempt = ?",
+  update(self, "attempts", ATTEMPT_COLS, fields, "run_id = ? AND task = ? AND attempt = ?",
          { run_id, task, attempt })
 end
 
