@@ -4,8 +4,9 @@
  * privileges, not dumpable, rlimits on cores, files, processes and address
  * space, cwd "/"), routes all file access through the supervisor's broker
  * (fd 4), then answers job frames from fd 3: each job gets a fresh Lua
- * state with its own memory cap, runs the trusted weir._worker module on
- * the payload and sends back what it returns. Relies on Linux prctl.
+ * state with its own memory cap (made ready while the worker waits for the
+ * job), runs the trusted weir._worker module on the payload and sends back
+ * what it returns. Relies on Linux prctl.
  */
 #include "weir/broker.h"
 #include "weir/exec.h"
@@ -130,38 +131,74 @@ static int lock_down(const char *user, long long as, int nofile)
     return 0;
 }
 
-static void run_job(const char *payload, size_t len, uint64_t cap)
+/*
+ * A state made ready before its job arrives: created, weir._worker loaded
+ * and its prepare() run, so that only the job itself is on the critical
+ * path. It has never run user code; its cap is set when the job says it.
+ */
+typedef struct {
+    weir_alloc_acc acc;
+    lua_State *L;
+    char err[512];
+} prepared_t;
+
+static void prepare(prepared_t *p)
 {
-    weir_alloc_acc acc = { 0, 0, (size_t)cap, 0, 0 };
-    lua_State *L = weir_state_new_attempt(&acc);
+    memset(&p->acc, 0, sizeof p->acc);
+    p->err[0] = '\0';
+    p->L = weir_state_new_attempt(&p->acc);
+    if (p->L == NULL) {
+        snprintf(p->err, sizeof p->err, "cannot create a Lua state");
+        return;
+    }
+    if (weir_state_load_embedded(p->L, "weir._worker") != 0 ||
+        lua_pcall(p->L, 0, 1, 0) != 0) {
+        snprintf(p->err, sizeof p->err, "worker bootstrap: %s",
+                 lua_isstring(p->L, -1) ? lua_tostring(p->L, -1) : "?");
+        lua_close(p->L);
+        p->L = NULL;
+        return;
+    }
+    lua_getfield(p->L, -1, "prepare");
+    if (lua_pcall(p->L, 0, 0, 0) != 0) {
+        snprintf(p->err, sizeof p->err, "worker bootstrap: %s",
+                 lua_isstring(p->L, -1) ? lua_tostring(p->L, -1) : "?");
+        lua_close(p->L);
+        p->L = NULL;
+    }
+}
+
+static void run_job(prepared_t *p, const char *payload, size_t len,
+                    uint64_t cap)
+{
+    lua_State *L = p->L;
     char msg[1024];
     size_t rlen;
     const char *r;
 
     if (L == NULL) {
-        send_failure("memory", "cannot create a Lua state within the "
-                               "memory limit");
+        send_failure("internal", p->err);
         return;
     }
-    if (weir_state_load_embedded(L, "weir._worker") != 0 ||
-        lua_pcall(L, 0, 1, 0) != 0) {
-        snprintf(msg, sizeof msg, "worker bootstrap: %s",
-                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-        send_failure(acc.exceeded ? "memory" : "internal", msg);
+    p->acc.cap = (size_t)cap;
+    if (p->acc.cap && p->acc.used > p->acc.cap) {
+        snprintf(msg, sizeof msg, "memory limit of %zu bytes is below what "
+                 "the sandbox itself needs (%zu)", p->acc.cap, p->acc.used);
+        send_failure("memory", msg);
         lua_close(L);
         return;
     }
     lua_getfield(L, -1, "handle");
     lua_pushlstring(L, payload, len);
     if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isstring(L, -1)) {
-        if (acc.exceeded)
+        if (p->acc.exceeded)
             snprintf(msg, sizeof msg, "memory limit of %zu bytes exceeded",
-                     acc.cap);
+                     p->acc.cap);
         else
             snprintf(msg, sizeof msg, "%s",
                      lua_isstring(L, -1) ? lua_tostring(L, -1)
                                          : "worker returned no result");
-        send_failure(acc.exceeded ? "memory" : "internal", msg);
+        send_failure(p->acc.exceeded ? "memory" : "internal", msg);
         lua_close(L);
         return;
     }
@@ -188,21 +225,28 @@ WEIR_API int weir_worker_main(int argc, char **argv)
         return 70;
     weir_broker_client_init(4);
     for (;;) {
+        prepared_t prep;
         char hdr[WEIR_FRAME_HDR];
         uint32_t len;
         uint64_t arg;
         char *payload;
 
-        if (read_full(3, hdr, sizeof hdr) != 0)
+        prepare(&prep);
+        if (read_full(3, hdr, sizeof hdr) != 0) {
+            if (prep.L != NULL)
+                lua_close(prep.L);
             return 0;
+        }
         memcpy(&len, hdr, 4);
         memcpy(&arg, hdr + 8, 8);
         payload = malloc(len ? len : 1);
         if (payload == NULL || read_full(3, payload, len) != 0) {
             free(payload);
+            if (prep.L != NULL)
+                lua_close(prep.L);
             return 71;
         }
-        run_job(payload, len, arg);
+        run_job(&prep, payload, len, arg);
         free(payload);
     }
 }

@@ -6,6 +6,13 @@ local pairs = pairs
 
 local M = {}
 
+--- Load what an attempt needs, before the job arrives (the worker calls
+-- this while it waits; the state has run no user code).
+function M.prepare()
+  require("weir._attempt")
+  require("weir._ctx")
+end
+
 --- Run one job and return the serialised result. A job is one weir._ser
 -- value, or two back to back: the part shared by every attempt of a run,
 -- then the attempt's own fields (which win).

@@ -89,6 +89,7 @@ machine_info() {
   echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "machine: nproc=$(nproc), CPU: ${cpu:-unknown}, $(uname -sr)," \
        "RAM $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average at start)"
   echo "weir:    $("$WEIR" version 2>/dev/null || echo '?') ($(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
 }
 
