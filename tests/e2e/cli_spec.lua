@@ -285,6 +285,17 @@ tasks:
     assert.matches("bad.yaml:4: tasks.a.retries:", err, 1, true)
   end)
 
+  it("caps the log of an attempt", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "loud", tasks = { a = task { log_max = "1KB", run = function(ctx)
+        for i = 1, 1000 do ctx.log("line %d", i) end end } } }
+    ]])
+    assert.equal(0, (H.weir(dir, "run p.lua")))
+    local log = H.task(H.show(dir, H.last_run(dir)), "a").attempt_list[1].log
+    assert.is_true(#log < 1200)
+    assert.matches("[log truncated at 1024 bytes]", log, 1, true)
+  end)
+
   it("prints JSON log lines with --log-format json", function()
     pipeline_file(dir, "p.lua", [[
       return pipeline { name = "j", tasks = { a = task { run = function() return 1 end } } }

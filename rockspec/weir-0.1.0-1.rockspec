@@ -1,0 +1,38 @@
+-- The Lua library of weir as a LuaRocks package (the C primitives come from
+-- libweir, built with CMake; see README.md). A spec checks that this list
+-- names every module under lua/weir and nothing else.
+package = "weir"
+version = "0.1.0-1"
+source = { url = "git+file:///weir" }
+description = {
+  summary = "Data-pipeline orchestration runtime: the trusted Lua library",
+  license = "MIT",
+}
+dependencies = { "lua == 5.1" }
+build = {
+  type = "builtin",
+  modules = {
+    ["weir._attempt"] = "lua/weir/_attempt.lua",
+    ["weir._ctx"] = "lua/weir/_ctx.lua",
+    ["weir._define"] = "lua/weir/_define.lua",
+    ["weir._ffi"] = "lua/weir/_ffi.lua",
+    ["weir._ser"] = "lua/weir/_ser.lua",
+    ["weir._worker"] = "lua/weir/_worker.lua",
+    ["weir.cli"] = "lua/weir/cli.lua",
+    ["weir.db"] = "lua/weir/db.lua",
+    ["weir.engine"] = "lua/weir/engine.lua",
+    ["weir.errors"] = "lua/weir/errors.lua",
+    ["weir.executor"] = "lua/weir/executor.lua",
+    ["weir.json"] = "lua/weir/json.lua",
+    ["weir.pipeline"] = "lua/weir/pipeline.lua",
+    ["weir.regex"] = "lua/weir/regex.lua",
+    ["weir.sandbox"] = "lua/weir/sandbox.lua",
+    ["weir.schema"] = "lua/weir/schema.lua",
+    ["weir.store"] = "lua/weir/store/init.lua",
+    ["weir.store.sqlite"] = "lua/weir/store/sqlite.lua",
+    ["weir.stream"] = "lua/weir/stream.lua",
+    ["weir.util"] = "lua/weir/util.lua",
+    ["weir.view"] = "lua/weir/view.lua",
+  },
+  copy_directories = { "lua/weir/schemas" },
+}
