@@ -141,6 +141,13 @@ WEIR_API int32_t weir_ffi_pid_alive(int32_t pid)
     return !(p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
 }
 
+WEIR_API int32_t weir_ffi_ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (int32_t)n;
+}
+
 WEIR_API int32_t weir_ffi_isatty(int32_t fd)
 {
     return isatty(fd) == 1;

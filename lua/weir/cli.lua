@@ -18,7 +18,8 @@ usage: weir <command> [options]
 commands:
   run FILE [--param k=v]... [--workers N] [--only TASK | --from TASK]
            [--log-format text|json] [--quiet]
-                         run a pipeline (.lua, .yaml, .yml or .json)
+                         run a pipeline (.lua, .yaml, .yml or .json);
+                         --workers defaults to the number of CPUs
   validate FILE          check a pipeline; prints every error with its path
   runs [--json] [--limit N]
                          list recent runs
@@ -103,6 +104,10 @@ local function roots_for(dir)
   return roots
 end
 
+local function default_workers()
+  return require("weir._ffi").C.weir_ffi_ncpu()
+end
+
 local function new_exec(workers, roots)
   return require("weir.executor").new({
     workers = workers, roots = roots, deny = { pipeline.abspath(home()) },
@@ -156,7 +161,7 @@ local function execute(P, store, o, run_id, resume_tasks, params)
   local roots = roots_for(P.base_dir)
   local exec, err = o.exec
   if not exec then
-    exec, err = new_exec(o.workers or 2, roots)
+    exec, err = new_exec(o.workers or default_workers(), roots)
     if not exec then eprintf("weir: cannot start workers: %s\n", tostring(err)); return 3 end
   end
   local view = require("weir.view").new(view_mode(o))
@@ -189,7 +194,7 @@ function commands.run(args)
   end
   require("weir.executor").signal_install()
   local dir = util.dirname(pipeline.abspath(pos[1]))
-  local exec, eerr = new_exec(o.workers or 2, roots_for(dir))
+  local exec, eerr = new_exec(o.workers or default_workers(), roots_for(dir))
   if not exec then eprintf("weir: cannot start workers: %s\n", tostring(eerr)); return 3 end
   local P, errs = pipeline.load(pos[1], { exec = exec })
   if not P then exec:close(); print_errors(errs); return 1 end
@@ -209,7 +214,7 @@ function commands.run(args)
   store:begin()
   store:create_run({ id = run_id, pipeline_id = pid, version_id = vid, status = "queued",
                      params = json.encode(params), created_at = now,
-                     options = json.encode({ workers = o.workers or 2, only = o.only,
+                     options = json.encode({ workers = o.workers, only = o.only,
                                              from = o.from }),
                      supervisor_pid = require("weir.executor").getpid() })
   store:commit()

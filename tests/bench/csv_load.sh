@@ -104,3 +104,4 @@ echo
 echo "ratio = weir rows/s / sqlite3 rows/s (> 1: weir faster). 'task' = the task's own"
 echo "time from the store, without weir's process start, load and bookkeeping."
 echo "design target: CSV->SQLite next to sqlite3 .import"
+load_now

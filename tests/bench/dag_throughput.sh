@@ -279,3 +279,4 @@ if have_peer celery && [ -n "${RES[celery-fanout]:-}" ]; then
 fi
 echo
 echo "design targets: fan-out >= 10000 tasks/s, chain >= 5000 tasks/s (weir)"
+load_now

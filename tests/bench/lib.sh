@@ -4,6 +4,8 @@
 
 # The repository root (tests/bench/..), absolute.
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# WEIR=/path/to/weir measures another build (e.g. one made from a clean
+# checkout while the working tree's build/ is being rebuilt).
 WEIR=${WEIR:-$BENCH_ROOT/build/weir}
 BENCH_TMP=""
 BENCH_PGIDS=()   # process groups started with setsid (killed on exit)
@@ -90,8 +92,12 @@ machine_info() {
   echo "machine: nproc=$(nproc), CPU: ${cpu:-unknown}, $(uname -sr)," \
        "RAM $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
   echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average at start)"
-  echo "weir:    $("$WEIR" version 2>/dev/null || echo '?') ($(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
+  echo "weir:    $WEIR: $("$WEIR" version 2>/dev/null || echo '?')" \
+       "(repo HEAD $(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 }
+
+# The load average now (other processes on the machine skew the numbers).
+load_now() { echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"; }
 
 # A free TCP port on 127.0.0.1 (bounded search from a random start).
 free_port() {

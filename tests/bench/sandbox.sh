@@ -40,3 +40,4 @@ for k in median mean p90 p99; do
 done
 echo
 echo "design target: one sandbox median <= 100 us"
+load_now

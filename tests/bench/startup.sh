@@ -151,3 +151,4 @@ printf '| %-32s | %8s | %10s |\n' "worker running the task" "$(mb "$T/busy.rss")
 printf '| %-32s | %8s | %10s |\n' "idle worker" "$(mb "$T/idle.rss")" "$(mb "$T/idle.anon")"
 echo
 echo "design targets: one-task weir run <= 30 ms; idle supervisor RSS <= 15 MB"
+load_now
