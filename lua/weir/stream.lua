@@ -358,26 +358,31 @@ end
 
 -- stream operators ----------------------------------------------------
 
---- s:map(fn): fn(row) returns the new row, or nil to drop it. A raising
--- fn fails the task, or sends the row to the dead-letter file if the
--- source has one.
-function Stream.map(s, fn)
-  local p = S(s, "map")
-  if type(fn) ~= "function" then error("weir.stream.map: bad 'fn' (function expected)", 2) end
+-- A per-row operator: fn runs on every row under pcall; keep(row, result)
+-- says what goes downstream (nil drops the row). A raising fn fails the
+-- task, or sends the row to the dead-letter file if the source has one.
+local function row_op(s, what, fn, keep)
+  local p = S(s, what)
+  if type(fn) ~= "function" then
+    error("weir.stream." .. what .. ": bad 'fn' (function expected)", 3)
+  end
   local up, dl = p.pull, p.shared.dl
+  local describe = require("weir.sandbox").describe_error
   return new_stream(function()
     while true do
       local batch = up()
       if not batch then return nil end
       local out, n = {}, 0
       for i = 1, #batch do
-        local ok, r = pcall(fn, batch[i])
+        local row = batch[i]
+        local ok, r = pcall(fn, row)
         if ok then
+          r = keep(row, r)
           if r ~= nil then n = n + 1; out[n] = r end
         elseif dl then
-          dl(nil, "map: " .. require("weir.sandbox").describe_error(r), batch[i])
+          dl(nil, what .. ": " .. describe(r), row)
         else
-          error("map: " .. require("weir.sandbox").describe_error(r), 0)
+          error(what .. ": " .. describe(r), 0)
         end
       end
       if n > 0 then return out end
@@ -385,30 +390,16 @@ function Stream.map(s, fn)
   end, p.columns, p.shared)
 end
 
+local function keep_result(_, r) return r end
+local function keep_row_if(row, r) if r then return row end end
+
+--- s:map(fn): fn(row) returns the new row, or nil to drop it. A raising
+-- fn fails the task, or sends the row to the dead-letter file if the
+-- source has one.
+function Stream.map(s, fn) return row_op(s, "map", fn, keep_result) end
+
 --- s:filter(fn): keep rows for which fn(row) is truthy.
-function Stream.filter(s, fn)
-  local p = S(s, "filter")
-  if type(fn) ~= "function" then error("weir.stream.filter: bad 'fn' (function expected)", 2) end
-  local up, dl = p.pull, p.shared.dl
-  return new_stream(function()
-    while true do
-      local batch = up()
-      if not batch then return nil end
-      local out, n = {}, 0
-      for i = 1, #batch do
-        local ok, keep = pcall(fn, batch[i])
-        if ok then
-          if keep then n = n + 1; out[n] = batch[i] end
-        elseif dl then
-          dl(nil, "filter: " .. require("weir.sandbox").describe_error(keep), batch[i])
-        else
-          error("filter: " .. require("weir.sandbox").describe_error(keep), 0)
-        end
-      end
-      if n > 0 then return out end
-    end
-  end, p.columns, p.shared)
-end
+function Stream.filter(s, fn) return row_op(s, "filter", fn, keep_row_if) end
 
 --- s:select(col, ...) or s:select({cols}): keep only these columns.
 function Stream.select(s, first, ...)
