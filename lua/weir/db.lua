@@ -129,8 +129,23 @@ function DB:first(sql, params)
   return rows[1]
 end
 
---- A prepared statement for streaming (caller resets); see weir.stream.
+--- A cached prepared statement (the caller steps and resets it).
 function DB:prepare(sql) return prepare(self, sql) end
+
+--- A new, uncached statement for a stream: an open stream must never share
+-- its statement with another query of the same text (a reset would restart
+-- it). Finalized by the garbage collector, or by finalize(st).
+function DB:prepare_fresh(sql)
+  local out = ffi.new("weir_stmt *[1]")
+  local rc = C.weir_ffi_db_prepare(self.h, sql, #sql, out, F.errbuf, F.errlen)
+  if rc ~= 0 then return fail(rc) end
+  return ffi.gc(out[0], C.weir_ffi_db_finalize)
+end
+
+--- Finalize a statement from prepare_fresh now.
+function M.finalize(st)
+  C.weir_ffi_db_finalize(ffi.gc(st, nil))
+end
 M.bind = bind
 M.ROW, M.DONE = ROW, DONE
 

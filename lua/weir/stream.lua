@@ -718,9 +718,8 @@ function Db.query(d, sql, params)
   local p = D(d, "query")
   if type(sql) ~= "string" then error("weir.sqlite.query: bad 'sql' (string expected)", 2) end
   local h = p.h
-  local st, err = h:prepare(sql)
+  local st, err = h:prepare_fresh(sql)
   if not st then error(format("sqlite %s: %s", p.name, tostring(err)), 0) end
-  C.weir_ffi_db_reset(st)
   if params then dbm.bind(st, params, params.n or #params) end
   local nc = C.weir_ffi_db_column_count(st)
   local names = {}
@@ -732,7 +731,7 @@ function Db.query(d, sql, params)
     local batch, n = {}, 0
     while n < BATCH do
       local rc = C.weir_ffi_db_step(st, F.errbuf, F.errlen)
-      if rc == dbm.DONE then done = true; C.weir_ffi_db_reset(st); break end
+      if rc == dbm.DONE then done = true; dbm.finalize(st); break end
       if rc ~= dbm.ROW then error(format("sqlite %s: %s", p.name, F.errmsg()), 0) end
       local row = {}
       for i = 0, nc - 1 do row[names[i + 1]] = dbm.column(st, i) end

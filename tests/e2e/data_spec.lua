@@ -190,3 +190,28 @@ describe("worker processes", function()
     assert.equal("failed", H.task(r, "s").state)
   end)
 end)
+
+describe("SQLite queries", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("can nest a query of the same text inside an open stream", function()
+    H.write(dir .. "/p.lua", [[
+      return pipeline { name = "nested", tasks = { a = task { timeout = "20s", run = function(ctx)
+        local db = ctx.sqlite("n.db")
+        db:exec("CREATE TABLE n (x)")
+        for i = 1, 2500 do db:exec("INSERT INTO n VALUES (?)", { i }) end
+        local seen = 0
+        db:query("SELECT x FROM n ORDER BY x"):each(function(r)
+          if r.x == 1 then assert(#db:rows("SELECT x FROM n ORDER BY x") == 2500) end
+          seen = seen + 1
+        end)
+        return seen
+      end } } }
+    ]])
+    local code, _, err = H.weir(dir, "run p.lua")
+    assert.equal(0, code, err)
+    assert.equal(2500, H.task(H.show(dir, H.last_run(dir)), "a").output)
+  end)
+end)
