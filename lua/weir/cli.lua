@@ -197,7 +197,12 @@ function commands.run(args)
   local exec, eerr = new_exec(o.workers or default_workers(), roots_for(dir))
   if not exec then eprintf("weir: cannot start workers: %s\n", tostring(eerr)); return 3 end
   local P, errs = pipeline.load(pos[1], { exec = exec })
-  if not P then exec:close(); print_errors(errs); return 1 end
+  if not P then
+    exec:close()
+    print_errors(errs)
+    if pipeline.interrupted then return pipeline.interrupted == 15 and 143 or 130 end
+    return 1
+  end
   for _, flag in ipairs({ "only", "from" }) do
     if o[flag] and not P.tasks[o[flag]] then
       exec:close()

@@ -108,6 +108,10 @@ local function define_in_worker(exec, source, chunkname)
         elseif ev.slot == 0 and ev.kind == "exit" then
           err = format("%s: the worker loading it died (status %d)", chunkname:sub(2), ev.status)
           break
+        elseif ev.kind == "signal" then
+          err = format("%s: loading interrupted by signal %d", chunkname:sub(2), ev.status)
+          M.interrupted = ev.status
+          break
         end
       end
       if err then break end
@@ -343,7 +347,9 @@ function M.load(path, opts)
     local d, l = define_in_worker(opts.exec, source, chunkname)
     if not d then
       local msg = tostring(l)
-      local ln, rest = msg:match("^" .. path:gsub("%p", "%%%0") .. ":(%d+): (.*)$")
+      local quoted = path:gsub("%p", "%%%0")
+      local ln, rest = msg:match("^" .. quoted .. ":(%d+): (.*)$")
+      rest = rest or msg:match("^" .. quoted .. ": (.*)$")
       return fail({ { path = "", message = rest or msg, line = tonumber(ln) } })
     end
     def, lines = d, l

@@ -209,6 +209,19 @@ describe("weir CLI", function()
     assert.equal("", H.sh("pgrep -f 'weir __worker' -P " .. pid))
   end)
 
+  it("stops loading a pipeline on SIGINT", function()
+    pipeline_file(dir, "p.lua", [[
+      local t0 = os.clock() while os.clock() - t0 < 5 do end
+      return pipeline { name = "slowload", tasks = { a = task { run = function() end } } }
+    ]])
+    local pid = H.spawn(dir, "run p.lua", dir .. "/run.log")
+    os.execute("sleep 0.5")
+    os.execute("kill -INT " .. pid)
+    H.wait_for(function() return H.sh("kill -0 " .. pid .. " 2>&1") ~= "" end, 10)
+    assert.matches("loading interrupted by signal 2", H.read(dir .. "/run.log"), 1, true)
+    assert.is_nil(H.last_run(dir))
+  end)
+
   it("resumes a run whose supervisor was killed, re-running only what did not succeed", function()
     pipeline_file(dir, "p.lua", [[
       return pipeline { name = "resumable", tasks = {
