@@ -10,7 +10,7 @@
 # usage: bash tests/bench/csv_load.sh   (after bash scripts/build.sh)
 # env:   RUNS (default 5)  BIG_N (rows of the generated file, 1000000)
 set -euo pipefail
-# shellcheck source=tests/bench/lib.sh
+# shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
 bench_init
 

@@ -12,7 +12,7 @@
 #        CELERY_FAN_N (default FAN_N)  PEERS (default "make celery")
 #        PY (default /usr/bin/python3: Debian's, which has python3-celery)
 set -euo pipefail
-# shellcheck source=tests/bench/lib.sh
+# shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
 bench_init
 

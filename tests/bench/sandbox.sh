@@ -9,13 +9,13 @@
 # usage: bash tests/bench/sandbox.sh   (after bash scripts/build.sh)
 # env:   REPEATS (default 3)  ITER (attempts per run, default 20000)
 set -euo pipefail
-# shellcheck source=tests/bench/lib.sh
+# shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
 bench_init
 
 REPEATS=${REPEATS:-3}
 ITER=${ITER:-20000}
-BENCH=${BENCH_SANDBOX:-$BENCH_ROOT/build/bench_sandbox}
+BENCH=${BENCH_SANDBOX:-$(dirname "$WEIR")/bench_sandbox}
 T=$BENCH_TMP
 if [ ! -x "$BENCH" ]; then
   echo "bench: $BENCH not found; run: bash scripts/build.sh" >&2

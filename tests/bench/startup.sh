@@ -10,7 +10,7 @@
 # usage: bash tests/bench/startup.sh   (after bash scripts/build.sh)
 # env:   N (runs, default 30)  RSS_RUNS (default 5)  NO_HYPERFINE=1
 set -euo pipefail
-# shellcheck source=tests/bench/lib.sh
+# shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
 bench_init
 

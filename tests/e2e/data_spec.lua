@@ -175,7 +175,7 @@ describe("worker processes", function()
     assert.matches("Max core file size%s+0%s+0", limits)
     assert.matches("Max processes%s+0%s+0", limits)
     os.execute("kill -TERM " .. pid)
-    H.wait_for(function() return H.sh("kill -0 " .. pid .. " 2>&1") ~= "" end, 10)
+    H.wait_dead(pid)
   end)
 
   it("retry a task killed at every deadline a bounded number of times", function()

@@ -83,6 +83,14 @@ function M.wait_for(fn, timeout)
   return nil
 end
 
+--- Wait until process pid has exited (gone, or a zombie not yet reaped).
+function M.wait_dead(pid, timeout)
+  return M.wait_for(function()
+    local stat = M.read("/proc/" .. pid .. "/stat")
+    return stat == nil or stat:match("%) ([ZX])") ~= nil
+  end, timeout or 10)
+end
+
 --- Decode `weir show RUN --json`.
 function M.show(dir, run_id)
   local code, out = M.weir(dir, "show " .. run_id .. " --json")
