@@ -199,9 +199,13 @@ EOF
     >"$T/celery/worker.log" 2>&1 &
   worker_pid=$!
   BENCH_PGIDS+=("$worker_pid")
+  # in the background + wait, so a signal reaches the trap at once
+  (cd "$T/celery" && exec setsid timeout 3600 "$PY" drive.py "$RUNS" "$CELERY_FAN_N" \
+    "$CHAIN_N") >"$T/celery/results.txt" 2>"$T/celery/drive.err" &
+  drive_pid=$!
+  BENCH_PGIDS+=("$drive_pid")
   set +e
-  (cd "$T/celery" && timeout 3600 "$PY" drive.py "$RUNS" "$CELERY_FAN_N" "$CHAIN_N") \
-    >"$T/celery/results.txt" 2>"$T/celery/drive.err"
+  wait "$drive_pid"
   rc=$?
   set -e
   # stop the worker (warm shutdown), then redis
