@@ -386,14 +386,18 @@ static int flush_out(slot_t *s)
     return 0;
 }
 
-WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
-                                const char *data, size_t len, char *err,
-                                size_t errlen)
+WEIR_API int weir_ffi_exec_sendv(weir_exec *e, int32_t slot, uint64_t arg,
+                                 const char *const *parts,
+                                 const size_t *lens, int32_t n, char *err,
+                                 size_t errlen)
 {
     slot_t *s;
     char hdr[WEIR_FRAME_HDR];
+    size_t len = 0;
 
-    if (slot < 0 || slot >= e->n || len > 0x7fffffffu) {
+    for (int32_t i = 0; i < n; i++)
+        len += lens[i];
+    if (slot < 0 || slot >= e->n || n < 0 || len > 0x7fffffffu) {
         weir_set_err(err, errlen, "executor: bad slot or frame size");
         return WEIR_EINVAL;
     }
@@ -407,10 +411,20 @@ WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
     put_u32(hdr + 4, WEIR_FRAME_JOB);
     memcpy(hdr + 8, &arg, 8);
     memcpy(s->out.p + s->out.len, hdr, WEIR_FRAME_HDR);
-    memcpy(s->out.p + s->out.len + WEIR_FRAME_HDR, data, len);
-    s->out.len += WEIR_FRAME_HDR + len;
+    s->out.len += WEIR_FRAME_HDR;
+    for (int32_t i = 0; i < n; i++) {
+        memcpy(s->out.p + s->out.len, parts[i], lens[i]);
+        s->out.len += lens[i];
+    }
     flush_out(s);
     return WEIR_OK;
+}
+
+WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
+                                const char *data, size_t len, char *err,
+                                size_t errlen)
+{
+    return weir_ffi_exec_sendv(e, slot, arg, &data, &len, 1, err, errlen);
 }
 
 static void read_in(slot_t *s)

@@ -13,18 +13,16 @@ function M.prepare()
   require("weir._ctx")
 end
 
---- Run one job and return the serialised result. A job is one weir._ser
--- value, or two back to back: the part shared by every attempt of a run,
--- then the attempt's own fields (which win).
+--- Run one job and return the serialised result. A job is one or more
+-- weir._ser values back to back, merged in order (later fields win): the
+-- part every attempt of a run shares, the task's, the attempt's own.
 function M.handle(payload)
   local job, err = ser.decode(payload)
-  if job and err <= #payload then
-    local own, e2 = ser.decode(payload, nil, err)
-    if own then
-      for k, v in pairs(own) do job[k] = v end
-    else
-      job, err = nil, e2
-    end
+  while job and err <= #payload do
+    local more, e2 = ser.decode(payload, nil, err)
+    if not more then job, err = nil, e2; break end
+    for k, v in pairs(more) do job[k] = v end
+    err = e2
   end
   local res
   if not job then

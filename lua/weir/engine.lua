@@ -51,7 +51,7 @@ function M.run(o)
   local run_id = o.run_id
   local now, mono = executor.now, executor.mono
   local view = o.view or {}
-  local prefetch = o.prefetch or 4
+  local prefetch = o.prefetch or 8
   local T, order = {}, {}
   local ready, rq_head, rq_tail = {}, 1, 0
   local retrying = {}
@@ -73,14 +73,19 @@ function M.run(o)
     end
   end
 
-  local function set_state(t, state, fields)
+  -- the state in memory and the view; the caller records it in the store
+  local function move(t, state)
     counts[t.state] = counts[t.state] - 1
     counts[state] = counts[state] + 1
     t.state = state
+    if view.task then view.task(t, state) end
+  end
+
+  local function set_state(t, state, fields)
     fields = fields or {}
     fields.state = state
     store:set_task(run_id, t.name, fields)
-    if view.task then view.task(t, state) end
+    move(t, state)
   end
 
   local function push_ready(t)
@@ -185,23 +190,28 @@ function M.run(o)
     end
   end
 
-  -- a job: the fields every attempt of this run shares, encoded once,
-  -- followed by the attempt's own fields
+  -- a job: the fields every attempt of this run shares (encoded once), the
+  -- task's (once per task) and the attempt's own, sent back to back
   local job_base = ser.encode({ kind = "attempt", run_id = run_id, pipeline = P.name,
                                 params = o.params, base_dir = P.base_dir, roots = o.roots })
   local function build_job(t)
     local spec = t.spec
-    local inputs = {}
+    local inputs
     for _, d in ipairs(t.deps) do
       local out = T[d].output
-      if out then inputs[d] = out end
+      if out then
+        inputs = inputs or {}
+        inputs[d] = out
+      end
     end
-    return job_base .. ser.encode({
-      fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
-      chunkname = "=" .. P.file .. ":tasks." .. t.name,
-      task = t.name, attempt = t.attempt, inputs = inputs,
-      output_max = spec.output_max, log_max = spec.log_max,
-    })
+    if not t.job_task then
+      t.job_task = ser.encode({
+        fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
+        chunkname = "=" .. P.file .. ":tasks." .. t.name, task = t.name,
+        output_max = spec.output_max, log_max = spec.log_max,
+      })
+    end
+    return { job_base, t.job_task, ser.encode({ attempt = t.attempt, inputs = inputs }) }
   end
 
   local function pick_slot(tnow)
@@ -243,16 +253,13 @@ function M.run(o)
     if not t then return end
     local res = ser.decode(ev.data) or { status = "failed", error = "unreadable result" }
     local fin = now()
-    store:update_attempt(run_id, t.name, t.attempt, {
-      status = res.status, finished_at = fin, error = res.error, output = res.output,
-      log = res.log, mem_peak = res.mem_peak, rows_in = res.rows_in, rows_out = res.rows_out,
-    })
+    res.finished_at = fin
+    store:finish_attempt(run_id, t.name, t.attempt, res)
     t.rows_in, t.rows_out = res.rows_in, res.rows_out
-    t.last_log = res.log
     if res.status == "success" then
       t.output = res.output
-      set_state(t, "success", { output = res.output, finished_at = fin, error = require(
-        "weir.db").NULL, rows_in = res.rows_in or 0, rows_out = res.rows_out or 0 })
+      store:task_succeeded(run_id, t.name, res.output, fin, res.rows_in or 0, res.rows_out or 0)
+      move(t, "success")
       on_success(t)
     else
       local msg = res.error or "failed"
@@ -338,10 +345,8 @@ function M.run(o)
         t.attempt = t.attempt + 1
         local started = now()
         t.started_at = t.started_at or started
-        set_state(t, "running", { attempts = t.attempt, started_at = t.started_at })
-        store:put_attempt(run_id, t.name, t.attempt, { status = "running",
-                                                       worker_pid = exec:pid(s),
-                                                       started_at = started })
+        store:start_attempt(run_id, t.name, t.attempt, started, t.started_at, exec:pid(s))
+        move(t, "running")
         local q = slots[s].queue
         if #q == 0 then slots[s].head_start = tnow end
         q[#q + 1] = t
@@ -351,7 +356,7 @@ function M.run(o)
     if rq_head > rq_tail then ready, rq_head, rq_tail = {}, 1, 0 end
     store:commit()
     for _, m in ipairs(sends) do
-      local ok, err = exec:send(m[1], m[2], m[3])
+      local ok, err = exec:sendv(m[1], m[2], m[3])
       if not ok then error("executor: " .. tostring(err), 0) end
     end
     if view.tick then view.tick(self) end
@@ -370,6 +375,18 @@ function M.run(o)
     local perr
     evs, perr = exec:poll(max(0, math.ceil(wait)))
     if not evs then error("executor: " .. tostring(perr), 0) end
+    -- group commit: while every worker still has jobs queued it stays busy,
+    -- so let results gather for a moment and record them in one step
+    if #evs > 0 and #evs < 2 * exec.n then
+      local busy_all = true
+      for s = 0, exec.n - 1 do
+        if #slots[s].queue < 3 then busy_all = false; break end
+      end
+      if busy_all then
+        local more = exec:poll(1)
+        if more then for i = 1, #more do evs[#evs + 1] = more[i] end end
+      end
+    end
   end
 
   local status = "success"

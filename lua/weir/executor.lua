@@ -53,6 +53,21 @@ function Exec:send(slot, cap, payload)
   return true
 end
 
+local parts = ffi.new("const char *[8]")
+local lens = ffi.new("size_t[8]")
+
+--- Queue a job made of up to 8 strings sent back to back (no Lua string
+-- is built for the whole: many long, similar strings are costly to intern).
+function Exec:sendv(slot, cap, list)
+  for i = 1, #list do
+    parts[i - 1] = list[i]
+    lens[i - 1] = #list[i]
+  end
+  local rc = C.weir_ffi_exec_sendv(self.h, slot, cap, parts, lens, #list, F.errbuf, F.errlen)
+  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  return true
+end
+
 --- Wait up to timeout_ms for events. Returns an array of
 -- { kind = "result"|"exit"|"signal", slot, pid, status, data }.
 function Exec:poll(timeout_ms)

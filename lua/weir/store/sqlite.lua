@@ -230,6 +230,36 @@ function S:put_attempt(run_id, task, attempt, fields)
                       fields.started_at, n = 6 }))
 end
 
+-- The engine's hot path, one fixed statement each.
+
+--- A task starts attempt n: its row goes to running, an attempt row is
+-- created (or replaced, for a re-queued attempt).
+function S:start_attempt(run_id, task, n, started_at, task_started_at, worker_pid)
+  local db = self.db
+  check(db:run("UPDATE task_runs SET state = 'running', attempts = ?, started_at = ? "
+               .. "WHERE run_id = ? AND task = ?", { n, task_started_at, run_id, task }))
+  check(db:run("INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, worker_pid, "
+               .. "started_at) VALUES (?, ?, ?, 'running', ?, ?)",
+               { run_id, task, n, worker_pid, started_at }))
+end
+
+--- Attempt n ended: r holds status, finished_at, error, output, log,
+-- mem_peak, rows_in, rows_out (nil stores NULL).
+function S:finish_attempt(run_id, task, n, r)
+  check(self.db:run("UPDATE attempts SET status = ?, finished_at = ?, error = ?, output = ?, "
+                    .. "log = ?, mem_peak = ?, rows_in = ?, rows_out = ? "
+                    .. "WHERE run_id = ? AND task = ? AND attempt = ?",
+                    { r.status, r.finished_at, r.error, r.output, r.log, r.mem_peak, r.rows_in,
+                      r.rows_out, run_id, task, n, n = 11 }))
+end
+
+--- A task succeeded with output (JSON text).
+function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
+  check(self.db:run("UPDATE task_runs SET state = 'success', output = ?, finished_at = ?, "
+                    .. "error = NULL, rows_in = ?, rows_out = ? WHERE run_id = ? AND task = ?",
+                    { output, finished_at, rows_in, rows_out, run_id, task, n = 6 }))
+end
+
 function S:update_attempt(run_id, task, attempt, fields)
   update(self, "attempts", ATTEMPT_COLS, fields, "run_id = ? AND task = ? AND attempt = ?",
          { run_id, task, attempt })

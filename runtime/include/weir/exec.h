@@ -57,6 +57,12 @@ WEIR_API void weir_ffi_exec_delete(weir_exec *e);
 WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
                                 const char *data, size_t len, char *err,
                                 size_t errlen);
+/* The same with the payload given as n parts sent back to back (borrowed
+ * for the call), so callers need not concatenate. */
+WEIR_API int weir_ffi_exec_sendv(weir_exec *e, int32_t slot, uint64_t arg,
+                                 const char *const *parts,
+                                 const size_t *lens, int32_t n, char *err,
+                                 size_t errlen);
 /* Wait up to timeout_ms (-1 forever, 0 no wait) for events; serves broker
  * requests and flushes queued frames meanwhile. A dead worker is replaced
  * before its EXIT event is returned. */
