@@ -84,17 +84,30 @@ WEIR_API int weir_ffi_db_exec(weir_db *db, const char *sql, char *err,
 WEIR_API int weir_ffi_db_prepare(weir_db *db, const char *sql, size_t len,
                                  weir_stmt **out, char *err, size_t errlen)
 {
-    sqlite3_stmt *h = NULL;
+    sqlite3_stmt *h = NULL, *more = NULL;
+    const char *tail = NULL;
     weir_stmt *st;
     int rc;
 
     *out = NULL;
-    rc = sqlite3_prepare_v2(db->h, sql, (int)len, &h, NULL);
+    rc = sqlite3_prepare_v2(db->h, sql, (int)len, &h, &tail);
     if (rc != SQLITE_OK)
         return fail(db->h, rc, err, errlen);
     if (h == NULL) {
         weir_set_err(err, errlen, "sqlite: empty statement");
         return WEIR_EINVAL;
+    }
+    /* One statement per call: a second one would be silently ignored. */
+    if (tail != NULL && tail < sql + len) {
+        rc = sqlite3_prepare_v2(db->h, tail, (int)(sql + len - tail), &more,
+                                NULL);
+        sqlite3_finalize(more);
+        if (rc != SQLITE_OK || more != NULL) {
+            sqlite3_finalize(h);
+            weir_set_err(err, errlen, "sqlite: one statement per call "
+                         "(more SQL follows the first statement)");
+            return WEIR_EINVAL;
+        }
     }
     st = malloc(sizeof *st);
     if (st == NULL) {

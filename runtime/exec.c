@@ -209,8 +209,9 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
     slot_t *s = &e->slots[i];
     int job[2], br[2];
     char as[32], nofile[32];
+    char parent[32];
     char *argv[] = { e->exe, "__worker", "--user", e->user, "--as", as,
-                     "--nofile", nofile, NULL };
+                     "--nofile", nofile, "--parent", parent, NULL };
     char *envp[8];
     int ne = 0;
     static const char *pass[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS",
@@ -219,6 +220,7 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
     pid_t pid;
 
     snprintf(as, sizeof as, "%lld", e->rlimit_as);
+    snprintf(parent, sizeof parent, "%d", (int)getpid());
     snprintf(nofile, sizeof nofile, "%d", e->nofile);
     envp[ne++] = "LANG=C";
     envp[ne++] = "PATH=/usr/bin:/bin";
@@ -266,6 +268,13 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
         b = fcntl(br[1], F_DUPFD_CLOEXEC, 10);
         if (a < 0 || b < 0 || dup2(a, 3) != 3 || dup2(b, 4) != 4)
             _exit(126);
+        /* stdin and stdout: nothing to read, nothing to say; stderr stays
+         * for a worker's own fatal messages */
+        {
+            int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (nul < 0 || dup2(nul, 0) != 0 || dup2(nul, 1) != 1)
+                _exit(126);
+        }
         close_range(5, ~0U, 0);
         execve(e->exe, argv, envp);
         _exit(127);

@@ -1,8 +1,8 @@
 /*
  * worker.c - `weir __worker`: the process a task attempt runs in. It locks
  * itself down first (drops to an unprivileged user when root, no new
- * privileges, not dumpable, rlimits on cores, files, processes and address
- * space, cwd "/"), routes all file access through the supervisor's broker
+ * privileges, not dumpable, killed when the supervisor dies, rlimits on
+ * cores, files, processes and address space, cwd "/"), routes all file access through the supervisor's broker
  * (fd 4), then answers job frames from fd 3: each job gets a fresh Lua
  * state with its own memory cap (made ready while the worker waits for the
  * job), runs the trusted weir._worker module on the payload and sends back
@@ -16,6 +16,7 @@
 #include <grp.h>
 #include <lauxlib.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,8 @@ static int send_failure(const char *kind, const char *msg)
     return send_result(out, (size_t)o);
 }
 
-static int lock_down(const char *user, long long as, int nofile)
+static int lock_down(const char *user, long long as, int nofile,
+                     pid_t parent)
 {
     struct rlimit rl;
 
@@ -110,6 +112,10 @@ static int lock_down(const char *user, long long as, int nofile)
             return -1;
         }
     }
+    /* die with the supervisor (set after setuid, which clears it) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
+        (parent > 0 && getppid() != parent))
+        return -1;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         return -1;
@@ -212,6 +218,7 @@ WEIR_API int weir_worker_main(int argc, char **argv)
     const char *user = "nobody";
     long long as = 0;
     int nofile = 64;
+    pid_t parent = 0;
 
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--user") == 0)
@@ -220,8 +227,10 @@ WEIR_API int weir_worker_main(int argc, char **argv)
             as = atoll(argv[i + 1]);
         else if (strcmp(argv[i], "--nofile") == 0)
             nofile = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--parent") == 0)
+            parent = (pid_t)atoi(argv[i + 1]);
     }
-    if (lock_down(user, as, nofile) != 0)
+    if (lock_down(user, as, nofile, parent) != 0)
         return 70;
     weir_broker_client_init(4);
     for (;;) {

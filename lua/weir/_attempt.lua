@@ -40,6 +40,7 @@ function M.run(job)
     return require("weir.json").encode(out, { max_bytes = max, max_depth = 32, name = "output" })
   end
 
+  if job.seed then math.randomseed(job.seed) end
   local ctx, close_ctx = require("weir._ctx").new(job, log, stats)
   local env, by_name = sandbox.new(nil, log)
 

@@ -29,14 +29,17 @@ function M.run(job)
       if type(t) ~= "table" then
         error(kind .. " { ... } expects a table, got " .. type(t), 2)
       end
+      -- `return pipeline { ... }` is a tail call: its caller's line is
+      -- gone (-1); then no line is better than a wrong one
       local info = getinfo(2, "l")
-      marks[t] = { kind = kind, line = info and info.currentline or 0 }
+      local line = info and info.currentline
+      marks[t] = { kind = kind, line = line and line > 0 and line or nil }
       return t
     end
   end
 
   local env, _, names = sandbox.new({ pipeline = mark("pipeline"), task = mark("task") },
-    function(line) if #log < 100 then log[#log + 1] = line end end)
+    function(line) if #log < 100 then log[#log + 1] = line end end, "define")
 
   local fn, err = load(job.source, job.chunkname, "t", env)
   if not fn then return { status = "failed", error = err } end

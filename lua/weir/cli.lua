@@ -109,11 +109,17 @@ local function default_workers()
 end
 
 local function new_exec(workers, roots)
+  local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
+  if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
+  local deny = { pipeline.abspath(home()) }
+  local url = os.getenv("WEIR_METADATA_URL")
+  local db = url and url:match("^sqlite:(.+)$")
+  if db then deny[2] = util.dirname(pipeline.abspath(db)) end
   return require("weir.executor").new({
-    workers = workers, roots = roots, deny = { pipeline.abspath(home()) },
+    workers = workers, roots = roots, deny = deny,
     user = os.getenv("WEIR_WORKER_USER"),
     -- the Lua cap does not see C-side buffers: bound the whole process too
-    rlimit_as = util.size(os.getenv("WEIR_WORKER_AS") or "4GB"),
+    rlimit_as = as,
   })
 end
 
@@ -127,6 +133,18 @@ local function view_mode(o)
   local F = require("weir._ffi")
   if F.C.weir_ffi_isatty(2) == 1 then return "live" end
   return "plain"
+end
+
+-- "run X of P started": a line, or a JSON event with --log-format json.
+local function announce(o, what, run_id, name)
+  local mode = view_mode(o)
+  if mode == "json" then
+    io.stderr:write(json.encode({ ts = require("weir.executor").now() / 1000,
+                                  event = "run_" .. what, run_id = run_id,
+                                  pipeline = name }), "\n")
+  elseif mode ~= "quiet" then
+    eprintf("run %s of %s %s\n", run_id, name, what)
+  end
 end
 
 local function summary(store, run_id, status, e)
@@ -173,9 +191,16 @@ local function execute(P, store, o, run_id, resume_tasks, params)
   exec:close()
   if not ok then
     eprintf("weir: run %s stopped: %s\n", run_id, tostring(status))
+    pcall(function()
+      store:rollback()
+      store:begin()
+      store:update_run(run_id, { status = "failed", error = tostring(status),
+                                 finished_at = require("weir.executor").now() })
+      store:commit()
+    end)
     return 3
   end
-  if not o.quiet then summary(store, run_id, status, e) end
+  if not o.quiet and o["log-format"] ~= "json" then summary(store, run_id, status, e) end
   return exit_code(status, e)
 end
 
@@ -188,6 +213,9 @@ function commands.run(args)
   if #pos ~= 1 then eprintf("usage: weir run FILE [options] (see weir help)\n"); return 2 end
   if o.workers and (o.workers < 1 or o.workers > 256) then
     eprintf("weir run: --workers must be 1..256\n"); return 2
+  end
+  if o.only and o.from then
+    eprintf("weir run: --only and --from cannot be used together\n"); return 2
   end
   if o["log-format"] and o["log-format"] ~= "json" and o["log-format"] ~= "text" then
     eprintf("weir run: --log-format must be text or json\n"); return 2
@@ -223,7 +251,7 @@ function commands.run(args)
                                              from = o.from }),
                      supervisor_pid = require("weir.executor").getpid() })
   store:commit()
-  if view_mode(o) ~= "quiet" then eprintf("run %s of %s started\n", run_id, P.name) end
+  announce(o, "started", run_id, P.name)
   o.exec = exec
   local rc = execute(P, store, o, run_id, nil, params)
   store:close()
@@ -236,7 +264,11 @@ function commands.validate(args)
   local P, errs = pipeline.load(pos[1])
   if not P then
     if o.json then
-      io.write(json.encode({ valid = false, errors = errs }), "\n")
+      local list = setmetatable({}, json.array_mt)
+      for i, e in ipairs(errs) do
+        list[i] = { path = e.path, message = e.message, line = e.line }
+      end
+      io.write(json.encode({ valid = false, file = errs.file, errors = list }), "\n")
     else
       print_errors(errs)
       eprintf("%s: %d error(s)\n", pos[1], #errs)
@@ -382,7 +414,7 @@ function commands.resume(args)
   end
   store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
   store:commit()
-  if view_mode(o) ~= "quiet" then eprintf("resuming run %s of %s\n", run.id, P.name) end
+  announce(o, "resumed", run.id, P.name)
   local rc = execute(P, store, o, run.id, store:tasks(run.id), json.decode(run.params))
   store:close()
   return rc

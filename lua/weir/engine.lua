@@ -46,7 +46,15 @@ end
 -- params, resume (bool), only / from (task names), prefetch, view
 -- (optional callbacks: task(T, event), tick(engine)), roots.
 -- Returns the final run status: "success", "failed" or "cancelled".
+local function random_u32()
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("uint8_t[4]")
+  F.C.weir_ffi_random(buf, 4)
+  return ((buf[0] * 256 + buf[1]) * 256 + buf[2]) * 256 + buf[3]
+end
+
 function M.run(o)
+  math.randomseed(random_u32())
   local P, store, exec = o.P, o.store, o.exec
   local run_id = o.run_id
   local now, mono = executor.now, executor.mono
@@ -132,7 +140,7 @@ function M.run(o)
       if selected and not selected[name] then set_state(T[name], "skipped") end
     end
   end
-  store:update_run(run_id, { status = "running", started_at = now(),
+  store:update_run(run_id, { status = "running", started_at = not o.resume and now() or nil,
                              supervisor_pid = executor.getpid() })
   store:commit()
 
@@ -211,15 +219,23 @@ function M.run(o)
         output_max = spec.output_max, log_max = spec.log_max,
       })
     end
-    return { job_base, t.job_task, ser.encode({ attempt = t.attempt, inputs = inputs }) }
+    return { job_base, t.job_task, ser.encode({ attempt = t.attempt, inputs = inputs,
+                                                seed = random(1, 2147483646) }) }
   end
 
+  -- An idle worker first. Queue a job behind a running one only when there
+  -- is a backlog (more ready tasks than workers) and that worker's current
+  -- job started less than 5 ms ago: short tasks then stream through without
+  -- a round trip each, and a task is never parked behind a long one while
+  -- another worker could take it.
   local function pick_slot(tnow)
     local best, best_n
     for i = 0, exec.n - 1 do
-      local q = slots[i].queue
-      local n = #q
-      if n == 0 then return i end
+      if #slots[i].queue == 0 then return i end
+    end
+    if rq_tail - rq_head + 1 <= exec.n then return nil end
+    for i = 0, exec.n - 1 do
+      local n = #slots[i].queue
       if n < prefetch and tnow - slots[i].head_start < 5 then
         if not best or n < best_n then best, best_n = i, n end
       end
@@ -254,6 +270,9 @@ function M.run(o)
     local res = ser.decode(ev.data) or { status = "failed", error = "unreadable result" }
     local fin = now()
     res.finished_at = fin
+    if res.status ~= "success" and res.kind == "memory" then
+      res.error = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
+    end
     store:finish_attempt(run_id, t.name, t.attempt, res)
     t.rows_in, t.rows_out = res.rows_in, res.rows_out
     if res.status == "success" then
@@ -263,9 +282,6 @@ function M.run(o)
       on_success(t)
     else
       local msg = res.error or "failed"
-      if res.kind == "memory" then
-        msg = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
-      end
       t.error = msg
       on_failure(t, msg)
     end
@@ -384,7 +400,7 @@ function M.run(o)
       end
       if busy_all then
         local more = exec:poll(1)
-        if more then for i = 1, #more do evs[#evs + 1] = more[i] end end
+        if more then for k = 1, #more do evs[#evs + 1] = more[k] end end
       end
     end
   end

@@ -183,6 +183,22 @@ local function detect_cycle(tasks, names)
   return nil
 end
 
+-- Durations and sizes of a task or of the defaults, parsed as the engine
+-- will parse them.
+local function check_options(t, base, add)
+  for _, k in ipairs({ "timeout", "retry_delay", "retry_max_delay" }) do
+    if t[k] ~= nil and not util.duration(t[k]) then
+      add(base .. "." .. k, select(2, util.duration(t[k])))
+    end
+  end
+  for _, k in ipairs({ "memory", "output_max", "log_max" }) do
+    if t[k] ~= nil and not util.size(t[k]) then add(base .. "." .. k, select(2, util.size(t[k]))) end
+  end
+  if t.memory ~= nil and util.size(t.memory) and util.size(t.memory) < 1024 * 1024 then
+    add(base .. ".memory", "must be at least 1MB")
+  end
+end
+
 --- Semantic checks beyond the schema. Appends {path, message} to errs.
 local function semantic(def, errs)
   local function add(path, msg) errs[#errs + 1] = { path = path, message = msg } end
@@ -203,19 +219,10 @@ local function semantic(def, errs)
           end
         end
       end
-      for _, k in ipairs({ "timeout", "retry_delay", "retry_max_delay" }) do
-        if t[k] ~= nil and not util.duration(t[k]) then
-          add(base .. "." .. k, select(2, util.duration(t[k])))
-        end
-      end
-      for _, k in ipairs({ "memory", "output_max", "log_max" }) do
-        if t[k] ~= nil and not util.size(t[k]) then add(base .. "." .. k, select(2, util.size(t[k]))) end
-      end
-      if type(t.memory) ~= "nil" and util.size(t.memory) and util.size(t.memory) < 1024 * 1024 then
-        add(base .. ".memory", "must be at least 1MB")
-      end
+      check_options(t, base, add)
     end
   end
+  if type(def.defaults) == "table" then check_options(def.defaults, "defaults", add) end
   local cycle = detect_cycle(tasks, names)
   if cycle then add("tasks", "dependency cycle " .. cycle) end
   if type(def.params) == "table" then
@@ -302,6 +309,12 @@ function M.resolve_params(P, overrides)
                                      concat(M.param_names(P), ", ")) end
     local cv = M.coerce_param(p, v)
     if cv == nil then
+      if type(p.enum) == "table" and M.coerce_param({ type = p.type }, v) ~= nil then
+        local opts = {}
+        for i, e in ipairs(p.enum) do opts[i] = util.show(e) end
+        return nil, format("param %q: must be one of %s, got %s", k, concat(opts, ", "),
+                           util.show(v))
+      end
       return nil, format("param %q: expected %s, got %s", k, p.type, util.show(v))
     end
     out[k] = cv
@@ -378,7 +391,7 @@ function M.load(path, opts)
         elseif kind == "lua" and r ~= nil then
           errs[#errs + 1] = { path = "tasks." .. tostring(name) .. ".run",
                               message = "expected function, got " .. util.show(r) }
-          t.run = nil
+          t.run = "<invalid>"
         elseif type(r) == "string" then
           local f, err = load(r, "=" .. path .. ":tasks." .. tostring(name), "t", {})
           if not f then
@@ -401,13 +414,23 @@ function M.load(path, opts)
   end
 
   local _, serrs = get_validator():validate(def)
-  for _, e in ipairs(serrs or {}) do errs[#errs + 1] = e end
-  semantic(def, errs)
+  local own = {}
+  semantic(def, own)
+  -- one error per path: the semantic check's message is the clearer one
+  local seen = {}
+  for _, e in ipairs(errs) do seen[e.path] = true end
+  for _, e in ipairs(own) do
+    if not seen[e.path] then seen[e.path] = true; errs[#errs + 1] = e end
+  end
+  for _, e in ipairs(serrs or {}) do
+    if not seen[e.path] then seen[e.path] = true; errs[#errs + 1] = e end
+  end
   if #errs > 0 then
     for _, e in ipairs(errs) do e.line = e.line or line_for(lines, e.path) end
     sort(errs, function(a, b)
       if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
-      return a.path < b.path
+      if a.path ~= b.path then return a.path < b.path end
+      return a.message < b.message
     end)
     return fail(errs)
   end

@@ -68,10 +68,11 @@ local function locked(name, t)
 end
 
 --- Build a fresh environment. extra: names to add (pipeline/task or ctx);
--- print_fn: where print goes. Returns env, builtins (name -> value) and
+-- print_fn: where print goes; phase: "define" while a pipeline file loads,
+-- else a task. Returns env, builtins (name -> value) and
 -- names (value -> name) for weir._ser; the last two and the library tables
 -- are built on first use, so a task that touches none of them pays nothing.
-function M.new(extra, print_fn)
+function M.new(extra, print_fn, phase)
   local env = {}
   for _, n in ipairs(M.allow.base) do env[n] = rawget(_G, n) end
   env._VERSION = _VERSION
@@ -115,6 +116,9 @@ function M.new(extra, print_fn)
         local lib = locked(k, copy)
         rawset(t, k, lib)
         return lib
+      end
+      if phase == "define" then
+        error("undefined global '" .. tostring(k) .. "'", 2)
       end
       error("undefined global '" .. tostring(k) .. "' (globals of the pipeline file are "
             .. "not visible in tasks; declare values local)", 2)

@@ -168,8 +168,14 @@ function M.context(job, stats, opened, log)
   function X.csv(p, opts)
     opts = opts or {}
     local abs = X.path(p)
+    if opts.delimiter ~= nil and (type(opts.delimiter) ~= "string" or #opts.delimiter ~= 1) then
+      error("ctx.csv: bad 'delimiter' (one character expected)", 3)
+    end
+    if opts.quote ~= nil and (type(opts.quote) ~= "string" or #opts.quote > 1) then
+      error("ctx.csv: bad 'quote' (one character, or \"\" for none)", 3)
+    end
     local delim = (opts.delimiter or ","):byte()
-    local quote = (opts.quote or "\""):byte()
+    local quote = (opts.quote or "\""):byte() or 0
     local fd = open_fd(abs, O_RDONLY + O_CLOEXEC, p)
     local out = ffi.new("weir_csv_reader *[1]")
     local rc = C.weir_ffi_csv_reader_new(fd, 1, delim, quote, opts.max_row_bytes or 1048576,
@@ -181,6 +187,8 @@ function M.context(job, stats, opened, log)
     end
     local fields = ffi.new("const weir_csv_field *[1]")
     local nf = ffi.new("uint32_t[1]")
+    local rawp = ffi.new("const char *[1]")
+    local rawn = ffi.new("size_t[1]")
     local line = ffi.new("uint64_t[1]")
     local dl = dead_letter_sink(opts.dead_letter, p)
     local types = opts.types
@@ -192,7 +200,11 @@ function M.context(job, stats, opened, log)
         if rc2 == C.WEIR_ENOENT then return false end
         local msg = F.errmsg()
         if dl and rc2 == C.WEIR_EPARSE then
-          dl(tonumber(line[0]), msg, nil)
+          local raw
+          if C.weir_ffi_csv_reader_raw(r, rawp, rawn) == 0 then
+            raw = ffi.string(rawp[0], math.min(tonumber(rawn[0]), 65536))
+          end
+          dl(tonumber(line[0]), msg, raw)
         else
           error(format("%s: %s", p, msg), 0)
         end
@@ -539,37 +551,57 @@ end
 function Stream.to_csv(s, path, opts)
   local p = S(s, "to_csv")
   opts = opts or {}
+  local d = opts.delimiter or ","
+  if type(d) ~= "string" or #d ~= 1 then
+    error("weir.stream.to_csv: bad 'delimiter' (one character expected)", 2)
+  end
   local A = M._attempt
   local w = A.atomic_writer(path)
-  local d = opts.delimiter or ","
-  local cols
-  local n = 0
-  local function field(v)
-    v = v == nil and "" or tostring(v)
-    if v:find('[' .. d .. '"\r\n]') or v:match("^%s") or v:match("%s$") then
-      v = '"' .. v:gsub('"', '""') .. '"'
-    end
-    return v
+  -- the C writer (connectors/csv.c) quotes what needs quoting
+  local out = ffi.new("weir_csv_writer *[1]")
+  if C.weir_ffi_csv_writer_new(w.fd, 0, d:byte(), out, F.errbuf, F.errlen) ~= 0 then
+    error(path .. ": " .. F.errmsg(), 0)
   end
+  local cw = ffi.gc(out[0], C.weir_ffi_csv_writer_delete)
+  local fields
+  local keep = {}
+  local function row(values, count)
+    for j = 1, count do
+      local v = values[j]
+      v = v == nil and "" or tostring(v)
+      keep[j] = v
+      fields[j - 1].data = v
+      fields[j - 1].len = #v
+      fields[j - 1].quoted = 0
+    end
+    if C.weir_ffi_csv_write_row(cw, fields, count, F.errbuf, F.errlen) ~= 0 then
+      error(path .. ": " .. F.errmsg(), 0)
+    end
+  end
+  local cols = opts.columns
+  local function header()
+    fields = ffi.new("weir_csv_field[?]", #cols)
+    row(cols, #cols)
+  end
+  if cols then header() end
+  local n = 0
+  local vals = {}
   while true do
     local b = p.pull()
     if not b then break end
-    if not cols then
-      cols = opts.columns or sink_columns(p, b)
-      local h = {}
-      for i, c in ipairs(cols) do h[i] = field(c) end
-      w.write(concat(h, d) .. "\n")
-    end
-    local lines = {}
+    if not cols then cols = sink_columns(p, b); header() end
+    local nc = #cols
     for i = 1, #b do
-      local r, f = b[i], {}
-      for j, c in ipairs(cols) do f[j] = field(r[c]) end
-      lines[i] = concat(f, d)
+      local r = b[i]
+      for j = 1, nc do vals[j] = r[cols[j]] end
+      row(vals, nc)
     end
-    lines[#lines + 1] = ""
-    w.write(concat(lines, "\n"))
     n = n + #b
   end
+  if C.weir_ffi_csv_writer_flush(cw, F.errbuf, F.errlen) ~= 0 then
+    error(path .. ": " .. F.errmsg(), 0)
+  end
+  C.weir_ffi_csv_writer_delete(ffi.gc(cw, nil))
   w.commit()
   A.stats.rows_out = A.stats.rows_out + n
   return { rows = n, path = path }
@@ -633,6 +665,12 @@ function Stream.into(s, target, tbl, opts)
     end
     local first = p.pull()
     local n = 0
+    if not first and mode == "replace" then
+      -- nothing to load: replacing still empties an existing table
+      local exists = check(h:all("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 { tbl }))[1]
+      if exists then check(h:exec("DELETE FROM " .. q(tbl))) end
+    end
     if first then
       local cols = sink_columns(p, first)
       local exists = check(h:all("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",

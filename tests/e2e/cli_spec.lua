@@ -243,7 +243,8 @@ describe("weir CLI", function()
     local workers = H.sh("pgrep -P " .. pid .. " -f __worker")
     os.execute("kill -9 " .. pid)
     assert.truthy(H.wait_dead(pid))
-    for w in workers:gmatch("%d+") do os.execute("kill -9 " .. w .. " 2>/dev/null") end
+    -- the workers die with their supervisor
+    for w in workers:gmatch("%d+") do assert.truthy(H.wait_dead(w, 5)) end
     local code, _, err = H.weir(dir, "resume " .. run_id)
     assert.equal(0, code, err)
     local run = H.show(dir, run_id)
@@ -270,6 +271,48 @@ describe("weir CLI", function()
     run = H.show(dir, H.last_run(dir))
     assert.equal("skipped", H.task(run, "a").state)
     assert.equal("success", H.task(run, "c").state)
+  end)
+
+  it("rejects --only with --from, and bad defaults", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "d", defaults = { memory = "10i", timeout = "soon" },
+        tasks = { a = task { run = function() end } } }
+    ]])
+    local code, out = H.weir(dir, "validate p.lua --json")
+    assert.equal(1, code)
+    local v = require("weir.json").decode(out)
+    assert.is_false(v.valid)
+    local paths = {}
+    for _, e in ipairs(v.errors) do paths[e.path] = e.message end
+    assert.truthy(paths["defaults.memory"])
+    assert.truthy(paths["defaults.timeout"])
+    code = H.weir(dir, "run p.lua --only a --from a")
+    assert.equal(2, code)
+  end)
+
+  it("never parks a task behind a long one while a worker is free", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "hol", tasks = {
+        a_long = task { run = function() local t0 = os.time() while os.time() - t0 < 2 do end end },
+        b = task { run = function() return 1 end },
+        c = task { run = function() return 2 end },
+      } }
+    ]])
+    assert.equal(0, (H.weir(dir, "run p.lua --workers 2")))
+    local r = H.show(dir, H.last_run(dir))
+    assert.is_true(H.task(r, "c").finished_at < H.task(r, "a_long").finished_at - 500)
+  end)
+
+  it("seeds math.random differently in every attempt", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "rnd", tasks = {
+        a = task { run = function() return math.random(1, 1e9) end },
+        b = task { run = function() return math.random(1, 1e9) end },
+      } }
+    ]])
+    assert.equal(0, (H.weir(dir, "run p.lua")))
+    local r = H.show(dir, H.last_run(dir))
+    assert.are_not.equal(H.task(r, "a").output, H.task(r, "b").output)
   end)
 
   it("runs YAML and JSON pipelines", function()
@@ -321,8 +364,10 @@ tasks:
     for line in err:gmatch("[^\n]+") do
       if line:sub(1, 1) == "{" then events[#events + 1] = json.decode(line) end
     end
-    assert.equal("task", events[1].event)
+    assert.equal("run_started", events[1].event)
+    assert.equal("task", events[2].event)
     assert.equal("run", events[#events].event)
+    for line in err:gmatch("[^\n]+") do assert.equal("{", line:sub(1, 1)) end
     assert.equal("success", events[#events].status)
   end)
 end)

@@ -215,3 +215,49 @@ describe("SQLite queries", function()
     assert.equal(2500, H.task(H.show(dir, H.last_run(dir)), "a").output)
   end)
 end)
+
+describe("sinks and statements", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  local function run(src)
+    H.write(dir .. "/p.lua", src)
+    local code, _, err = H.weir(dir, "run p.lua")
+    return code, H.show(dir, H.last_run(dir)), err
+  end
+
+  it("empties the table when replacing with an empty stream", function()
+    local code, _, err = run([[
+      return pipeline { name = "empty", tasks = { t = task { run = function(ctx)
+        local db = ctx.sqlite("e.db")
+        ctx.rows({ { a = 1 }, { a = 2 } }):into(db, "t")
+        return ctx.rows({}):into(db, "t", { mode = "replace" })
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal("0", sqlite(dir .. "/e.db", "select count(*) from t"))
+  end)
+
+  it("refuses to run a second statement silently", function()
+    local code, r = run([[
+      return pipeline { name = "two", tasks = { t = task { run = function(ctx)
+        ctx.sqlite("s.db"):exec("CREATE TABLE a (x); INSERT INTO a VALUES (1)")
+      end } } }
+    ]])
+    assert.equal(1, code)
+    assert.matches("one statement per call", H.task(r, "t").error, 1, true)
+  end)
+
+  it("writes CSV with any delimiter, and a header even with no rows", function()
+    local code, _, err = run([[
+      return pipeline { name = "csvout", tasks = { t = task { run = function(ctx)
+        ctx.rows({ { a = "x%y", b = 2 } }):to_csv("o1.csv", { delimiter = "%" })
+        return ctx.rows({}):to_csv("o2.csv", { columns = { "a", "b" } })
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal('a%b\n"x%y"%2\n', H.read(dir .. "/o1.csv"))
+    assert.equal("a,b\n", H.read(dir .. "/o2.csv"))
+  end)
+end)

@@ -33,7 +33,9 @@ WEIR_API void weir_ffi_db_close(weir_db *db);
 /* Run one or more statements without results (DDL, PRAGMA, BEGIN). */
 WEIR_API int weir_ffi_db_exec(weir_db *db, const char *sql, char *err,
                               size_t errlen);
-/* Compile sql (len bytes). *out is freed by weir_ffi_db_finalize. */
+/* Compile sql (len bytes): exactly one statement (trailing whitespace,
+ * semicolons and comments allowed; more SQL is WEIR_EINVAL).
+ * *out is freed by weir_ffi_db_finalize. */
 WEIR_API int weir_ffi_db_prepare(weir_db *db, const char *sql, size_t len,
                                  weir_stmt **out, char *err, size_t errlen);
 WEIR_API void weir_ffi_db_finalize(weir_stmt *st);
