@@ -564,7 +564,9 @@ function Stream.to_csv(s, path, opts)
   end
   local cw = ffi.gc(out[0], C.weir_ffi_csv_writer_delete)
   local fields
-  local keep = {}
+  -- the C fields point into Lua strings: keep them referenced until the
+  -- row is written, or a GC step in tostring() could free one
+  local keep = {} -- luacheck: ignore 241
   local function row(values, count)
     for j = 1, count do
       local v = values[j]
