@@ -20,11 +20,11 @@ commands:
            [--log-format text|json] [--quiet]
                          run a pipeline (.lua, .yaml, .yml or .json);
                          --workers defaults to the number of CPUs
-  validate FILE          check a pipeline; prints every error with its path
-  runs [--json] [--limit N]
+  validate FILE [--json] check a pipeline; prints every error with its path
+  runs [--json] [--limit N] [--pipeline NAME]
                          list recent runs
-  show RUN_ID [--json]   a run: status, tasks, attempts, errors, outputs
-  resume RUN_ID [--workers N]
+  show RUN_ID [--json]   a run: status, tasks, attempts, errors, logs, outputs
+  resume RUN_ID [--workers N] [--log-format text|json] [--quiet]
                          finish a run that was interrupted, re-running only
                          what did not succeed
   script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
@@ -32,10 +32,14 @@ commands:
   help                   this text
 
 environment:
-  WEIR_HOME      state folder (default ./.weir): metadata store weir.db
-  WEIR_ROOTS     extra folders tasks may read and write (colon-separated);
-                 the pipeline's own folder is always allowed
-  WEIR_WORKER_USER  user workers drop to when weir runs as root (nobody)
+  WEIR_HOME          state folder (default ./.weir): metadata store weir.db
+  WEIR_METADATA_URL  sqlite:PATH to put the metadata store elsewhere
+  WEIR_SYNC          full: fsync every commit (default: WAL, synchronous=NORMAL)
+  WEIR_ROOTS         extra folders tasks may read and write (colon-separated);
+                     the pipeline's own folder is always allowed
+  WEIR_WORKER_USER   user workers drop to when weir runs as root (nobody)
+  WEIR_WORKER_AS     address-space limit of a worker (default 4GB)
+  WEIR_LOAD_TIMEOUT  time limit to load a Lua pipeline file, in ms (10000)
 
 exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
   3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM)
