@@ -56,7 +56,7 @@ M.MIGRATIONS = {
       rows_in INTEGER NOT NULL DEFAULT 0,
       rows_out INTEGER NOT NULL DEFAULT 0,
       PRIMARY KEY (run_id, task)
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE attempts (
       run_id TEXT NOT NULL REFERENCES runs(id),
       task TEXT NOT NULL,
@@ -72,7 +72,7 @@ M.MIGRATIONS = {
       rows_in INTEGER,
       rows_out INTEGER,
       PRIMARY KEY (run_id, task, attempt)
-    );
+    ) WITHOUT ROWID;
   ]],
 }
 
