@@ -121,6 +121,11 @@ WEIR_API int weir_ffi_db_prepare(weir_db *db, const char *sql, size_t len,
     return WEIR_OK;
 }
 
+sqlite3_stmt *weir_stmt_handle(weir_stmt *st)
+{
+    return st->h;
+}
+
 WEIR_API void weir_ffi_db_finalize(weir_stmt *st)
 {
     if (st == NULL)

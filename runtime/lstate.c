@@ -8,6 +8,7 @@
  */
 #include "weir/lstate.h"
 #include "weir/embed.h"
+#include "weir/bulk.h"
 #include "weir/yaml.h"
 
 #include <lauxlib.h>
@@ -96,7 +97,11 @@ static int native_string_dump(lua_State *L)
 
 static int open_native(lua_State *L)
 {
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 7);
+    lua_pushcfunction(L, weir_bulk_csv_batch);
+    lua_setfield(L, -2, "csv_batch");
+    lua_pushcfunction(L, weir_bulk_db_insert);
+    lua_setfield(L, -2, "db_insert");
     lua_pushcfunction(L, native_string_dump);
     lua_setfield(L, -2, "string_dump");
     lua_pushcfunction(L, native_now);

@@ -11,6 +11,7 @@ local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local util = require("weir.util")
 local dbm = require("weir.db")
+local native = require("weir._native")
 local type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable =
   type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable
 local format, concat, sort = string.format, table.concat, table.sort
@@ -141,27 +142,6 @@ function M.context(job, stats, opened, log)
     end
   end
 
-  local function convert(types, row)
-    for col, t in pairs(types) do
-      local v = row[col]
-      if v ~= nil then
-        if t == "number" or t == "integer" then
-          local n = v == "" and nil or tonumber(v)
-          if v ~= "" and (n == nil or (t == "integer" and n ~= math.floor(n))) then
-            return nil, format("column %s: expected %s, got %q", col, t, v)
-          end
-          row[col] = n
-        elseif t == "boolean" then
-          if v == "true" or v == "1" then row[col] = true
-          elseif v == "false" or v == "0" then row[col] = false
-          elseif v == "" then row[col] = nil
-          else return nil, format("column %s: expected boolean, got %q", col, v) end
-        end
-      end
-    end
-    return row
-  end
-
   --- CSV source: header row gives the columns. opts: delimiter, quote,
   -- types = { col = "number"|"integer"|"boolean" }, dead_letter = path,
   -- max_row_bytes.
@@ -216,40 +196,36 @@ function M.context(job, stats, opened, log)
       local f = fields[0][i]
       header[i + 1] = ffi.string(f.data, f.len)
     end
-    local ncol = #header
-    local pull = function()
-      if not r then return nil end
-      local batch, n = {}, 0
-      while n < BATCH do
-        if not next_row() then
-          C.weir_ffi_csv_reader_delete(ffi.gc(r, nil)); r = nil
-          break
-        end
-        local fs, count = fields[0], nf[0]
-        local ln = tonumber(line[0])
-        if count ~= ncol then
-          local reason = format("line %d: expected %d fields, got %d", ln, ncol, count)
-          if dl then dl(ln, reason, nil) else error(p .. ": " .. reason, 0) end
-        else
-          local row = {}
-          for i = 0, count - 1 do
-            local f = fs[i]
-            row[header[i + 1]] = ffi.string(f.data, f.len)
-          end
-          local bad
-          if types then row, bad = convert(types, row) end
-          if row then
-            n = n + 1
-            batch[n] = row
-          else
-            local reason = format("line %d: %s", ln, bad)
-            if dl then dl(ln, reason, nil) else error(p .. ": " .. reason, 0) end
-          end
+    -- the rows of a batch are built in C (weir._native.csv_batch): one
+    -- boundary crossing per batch instead of one per field
+    local TYPE_CODES = { string = 0, number = 1, integer = 2, boolean = 3 }
+    local codes
+    if types then
+      codes = {}
+      for i, col in ipairs(header) do
+        local t = types[col] or "string"
+        codes[i] = TYPE_CODES[t]
+        if not codes[i] then
+          error(format("ctx.csv: bad type %q for column %s", tostring(t), col), 3)
         end
       end
-      stats.rows_in = stats.rows_in + n
-      if n == 0 and not r then return nil end
-      return batch
+    end
+    local batch_fn = native.csv_batch
+    local pull = function()
+      while r do
+        local rows, bad, eof = batch_fn(tonumber(ffi.cast("uintptr_t", r)), header, codes, BATCH)
+        if bad then
+          for _, b in ipairs(bad) do
+            if dl then dl(b.line, b.reason, b.raw) else error(p .. ": " .. b.reason, 0) end
+          end
+        end
+        if eof then C.weir_ffi_csv_reader_delete(ffi.gc(r, nil)); r = nil end
+        if #rows > 0 then
+          stats.rows_in = stats.rows_in + #rows
+          return rows
+        end
+      end
+      return nil
     end
     return new_stream(pull, header, { dl = dl, source = p })
   end
@@ -712,19 +688,13 @@ function Stream.into(s, target, tbl, opts)
               .. (#sets > 0 and ("UPDATE SET " .. concat(sets, ", ")) or "NOTHING")
       end
       local st = check(h:prepare(sql))
-      local ncol = #cols
-      local vals = { n = ncol }
+      local addr = tonumber(ffi.cast("uintptr_t", st))
+      local insert = native.db_insert
       local batch = first
-      local errb, errl = F.errbuf, F.errlen
       while batch do
-        for i = 1, #batch do
-          local r = batch[i]
-          for j = 1, ncol do vals[j] = r[cols[j]] end
-          dbm.bind(st, vals, ncol)
-          local rc = C.weir_ffi_db_step(st, errb, errl)
-          C.weir_ffi_db_reset(st)
-          if rc < 0 then error(format("sqlite %s: table %s: %s", dp.name, tbl, F.errmsg()), 0) end
-        end
+        -- bound and stepped in C (weir._native.db_insert), a batch a call
+        local ok, err = pcall(insert, addr, batch, cols, 1, #batch)
+        if not ok then error(format("sqlite %s: table %s: %s", dp.name, tbl, tostring(err)), 0) end
         n = n + #batch
         batch = p.pull()
       end

@@ -65,4 +65,8 @@ WEIR_API int64_t weir_ffi_db_changes(weir_db *db);
 WEIR_API int64_t weir_ffi_db_last_rowid(weir_db *db);
 /* weir:cdef:end */
 
+struct sqlite3_stmt;
+/* The SQLite statement behind st, for bulk.c (internal, not for Lua). */
+struct sqlite3_stmt *weir_stmt_handle(weir_stmt *st);
+
 #endif

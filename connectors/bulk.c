@@ -1,0 +1,236 @@
+/*
+ * bulk.c - batch conversions for the data path: CSV rows into Lua tables,
+ * and Lua row tables into SQLite statements. They use the classic Lua C
+ * API on purpose: one call per batch instead of one FFI crossing per
+ * field. They never call back into user code (rows are read with rawget).
+ */
+#include "weir/bulk.h"
+#include "weir/csv.h"
+#include "weir/sqlite.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { T_STRING = 0, T_NUMBER = 1, T_INTEGER = 2, T_BOOLEAN = 3 };
+
+static void *addr_arg(lua_State *L, int i)
+{
+    lua_Number n = luaL_checknumber(L, i);
+
+    if (n <= 0)
+        luaL_argerror(L, i, "bad handle");
+    return (void *)(uintptr_t)n;
+}
+
+/* Push a typed field; 0 ok, -1 when it does not convert. */
+static int push_typed(lua_State *L, int type, const char *s, size_t len)
+{
+    char buf[64], *end;
+    double v;
+
+    if (type == T_STRING) {
+        lua_pushlstring(L, s, len);
+        return 0;
+    }
+    if (len == 0) {
+        lua_pushnil(L);
+        return 0;
+    }
+    if (type == T_BOOLEAN) {
+        if ((len == 4 && memcmp(s, "true", 4) == 0) ||
+            (len == 1 && s[0] == '1'))
+            lua_pushboolean(L, 1);
+        else if ((len == 5 && memcmp(s, "false", 5) == 0) ||
+                 (len == 1 && s[0] == '0'))
+            lua_pushboolean(L, 0);
+        else
+            return -1;
+        return 0;
+    }
+    if (len >= sizeof buf)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    errno = 0;
+    v = strtod(buf, &end);
+    if (end == buf || *end != '\0' || isnan(v))
+        return -1;
+    if (type == T_INTEGER && v != floor(v))
+        return -1;
+    lua_pushnumber(L, v);
+    return 0;
+}
+
+static void add_bad(lua_State *L, int bad_idx, int *nbad, uint64_t line,
+                    const char *reason, const char *raw, size_t rawlen)
+{
+    if (*nbad == 0) {
+        lua_newtable(L);
+        lua_replace(L, bad_idx);
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, (lua_Number)line);
+    lua_setfield(L, -2, "line");
+    lua_pushstring(L, reason);
+    lua_setfield(L, -2, "reason");
+    if (raw != NULL) {
+        lua_pushlstring(L, raw, rawlen > 65536 ? 65536 : rawlen);
+        lua_setfield(L, -2, "raw");
+    }
+    lua_rawseti(L, bad_idx, ++*nbad);
+}
+
+WEIR_API int weir_bulk_csv_batch(lua_State *L)
+{
+    weir_csv_reader *r = addr_arg(L, 1);
+    int ncol, max, n = 0, nbad = 0, eof = 0, has_types;
+    int types[1024];
+    char err[512], reason[640];
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    has_types = lua_istable(L, 3);
+    max = (int)luaL_checkinteger(L, 4);
+    ncol = (int)lua_objlen(L, 2);
+    if (ncol < 1 || ncol > 1024)
+        return luaL_error(L, "csv_batch: 1 to 1024 columns");
+    for (int j = 0; j < ncol; j++) {
+        types[j] = T_STRING;
+        if (has_types) {
+            lua_rawgeti(L, 3, j + 1);
+            types[j] = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    lua_createtable(L, max, 0); /* 5: rows */
+    lua_pushnil(L);             /* 6: bad */
+    while (n < max) {
+        const weir_csv_field *f;
+        uint32_t nf;
+        uint64_t line;
+        int rc = weir_ffi_csv_next(r, &f, &nf, &line, err, sizeof err);
+
+        if (rc == WEIR_ENOENT) {
+            eof = 1;
+            break;
+        }
+        if (rc == WEIR_EPARSE || rc == WEIR_ELIMIT) {
+            const char *raw = NULL;
+            size_t rawlen = 0;
+
+            if (weir_ffi_csv_reader_raw(r, &raw, &rawlen) != WEIR_OK)
+                raw = NULL;
+            add_bad(L, 6, &nbad, line, err, raw, rawlen);
+            continue;
+        }
+        if (rc != WEIR_OK)
+            return luaL_error(L, "%s", err);
+        if ((int)nf != ncol) {
+            snprintf(reason, sizeof reason,
+                     "line %llu: expected %d fields, got %u",
+                     (unsigned long long)line, ncol, nf);
+            add_bad(L, 6, &nbad, line, reason, NULL, 0);
+            continue;
+        }
+        lua_createtable(L, 0, ncol);
+        {
+            int bad_col = -1;
+
+            for (int j = 0; j < ncol; j++) {
+                lua_rawgeti(L, 2, j + 1); /* key */
+                if (push_typed(L, types[j], f[j].data ? f[j].data : "",
+                               f[j].len) != 0) {
+                    lua_pop(L, 1);
+                    bad_col = j;
+                    break;
+                }
+                lua_rawset(L, -3);
+            }
+            if (bad_col >= 0) {
+                static const char *names[] = { "string", "number", "integer",
+                                               "boolean" };
+                lua_rawgeti(L, 2, bad_col + 1);
+                snprintf(reason, sizeof reason,
+                         "line %llu: column %s: expected %s, got \"%.*s\"",
+                         (unsigned long long)line, lua_tostring(L, -1),
+                         names[types[bad_col]],
+                         (int)(f[bad_col].len > 40 ? 40 : f[bad_col].len),
+                         f[bad_col].data ? f[bad_col].data : "");
+                lua_pop(L, 2); /* key, partial row */
+                add_bad(L, 6, &nbad, line, reason, NULL, 0);
+                continue;
+            }
+        }
+        lua_rawseti(L, 5, ++n);
+    }
+    lua_pushboolean(L, eof);
+    return 3;
+}
+
+WEIR_API int weir_bulk_db_insert(lua_State *L)
+{
+    weir_stmt *st = addr_arg(L, 1);
+    sqlite3_stmt *h = weir_stmt_handle(st);
+    int ncol, first, last;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    first = (int)luaL_checkinteger(L, 4);
+    last = (int)luaL_checkinteger(L, 5);
+    ncol = (int)lua_objlen(L, 3);
+    for (int i = first; i <= last; i++) {
+        int rc;
+
+        lua_rawgeti(L, 2, i);
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "row %d: not a table", i);
+        for (int j = 1; j <= ncol; j++) {
+            lua_rawgeti(L, 3, j);
+            lua_rawget(L, -2);
+            switch (lua_type(L, -1)) {
+            case LUA_TNUMBER: {
+                lua_Number v = lua_tonumber(L, -1);
+                if (v == floor(v) && fabs(v) <= 9007199254740992.0)
+                    sqlite3_bind_int64(h, j, (sqlite3_int64)v);
+                else
+                    sqlite3_bind_double(h, j, v);
+                break;
+            }
+            case LUA_TSTRING: {
+                size_t len;
+                const char *s = lua_tolstring(L, -1, &len);
+                sqlite3_bind_text64(h, j, s, len, SQLITE_TRANSIENT,
+                                    SQLITE_UTF8);
+                break;
+            }
+            case LUA_TBOOLEAN:
+                sqlite3_bind_int64(h, j, lua_toboolean(L, -1));
+                break;
+            case LUA_TNIL:
+                sqlite3_bind_null(h, j);
+                break;
+            default:
+                sqlite3_reset(h);
+                lua_rawgeti(L, 3, j);
+                return luaL_error(L, "row %d: column %s: cannot store a %s",
+                                  i, lua_tostring(L, -1),
+                                  luaL_typename(L, -2));
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        rc = sqlite3_step(h);
+        sqlite3_reset(h);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            return luaL_error(L, "row %d: %s", i,
+                              sqlite3_errmsg(sqlite3_db_handle(h)));
+    }
+    sqlite3_clear_bindings(h);
+    lua_pushinteger(L, last - first + 1);
+    return 1;
+}

@@ -1,0 +1,30 @@
+/*
+ * bulk.h - bulk conversions between the C connectors and Lua tables, with
+ * the classic Lua C API (the FFI would cross the boundary once per field;
+ * these cross it once per batch). Exposed to trusted Lua as
+ * weir._native.csv_batch and weir._native.db_insert; never to user code.
+ */
+#ifndef WEIR_BULK_H
+#define WEIR_BULK_H
+
+#include "weir/common.h"
+
+#include <lua.h>
+
+/* csv_batch(reader, header, types, max) -> rows, bad, eof
+ * reader: the weir_csv_reader address as a number; header: array of column
+ * names; types: nil or an array of codes per column (0 string, 1 number,
+ * 2 integer, 3 boolean); max: rows per batch. rows: array of row tables;
+ * bad: nil or an array of { line, reason, raw } (malformed rows, wrong
+ * field counts, values that do not convert); eof: true at the end. Raises
+ * on a read error. Empty fields of typed columns become nil. */
+WEIR_API int weir_bulk_csv_batch(lua_State *L);
+
+/* db_insert(stmt, rows, cols, first, last) -> count
+ * stmt: the weir_stmt address as a number, prepared with #cols
+ * parameters; rows[first..last] are bound by column name (numbers,
+ * strings, booleans as 0/1, nil as NULL) and stepped. Raises
+ * "row N: <sqlite message>" on the first failing row. */
+WEIR_API int weir_bulk_db_insert(lua_State *L);
+
+#endif
