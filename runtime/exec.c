@@ -141,6 +141,11 @@ WEIR_API int32_t weir_ffi_pid_alive(int32_t pid)
     return !(p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
 }
 
+WEIR_API int weir_ffi_getcwd(char *buf, size_t len)
+{
+    return getcwd(buf, len) != NULL ? WEIR_OK : WEIR_EIO;
+}
+
 WEIR_API int32_t weir_ffi_ncpu(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

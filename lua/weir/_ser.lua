@@ -15,7 +15,7 @@ local format, byte, sub, find = string.format, string.byte, string.sub, string.f
 local dump = require("weir._native").string_dump()
 local concat = table.concat
 local getinfo, getupvalue, setupvalue = debug.getinfo, debug.getupvalue, debug.setupvalue
-local huge = math.huge
+local huge, floor = math.huge, math.floor
 
 local M = {}
 
@@ -40,64 +40,91 @@ function M.encode(v, opts)
   local builtins, env = opts.builtins or {}, opts.env
   local out, n = {}, 0
   local seen, next_id = {}, 0
+  -- where we are, for error messages only: built when an error is raised
+  local stack, depth = { opts.name or "value" }, 1
 
-  local function put(s) n = n + 1; out[n] = s end
+  local function fail(msg)
+    local parts = {}
+    for i = 1, depth do parts[i] = tostring(stack[i]) end
+    error(table.concat(parts, ".") .. ": " .. msg, 0)
+  end
 
-  local function enc(x, path)
+  local function enc(x)
     local t = type(x)
-    if t == "nil" then put("n")
-    elseif t == "boolean" then put(x and "T" or "F")
+    if t == "string" then
+      out[n + 1] = "s" .. #x .. ":"
+      out[n + 2] = x
+      n = n + 2
     elseif t == "number" then
-      if x ~= x then put("N")
-      elseif x == huge then put("I")
-      elseif x == -huge then put("i")
-      else put(format("d%.17g;", x)) end
-    elseif t == "string" then put(format("s%d:", #x)); put(x)
+      n = n + 1
+      if x ~= x then out[n] = "N"
+      elseif x == huge then out[n] = "I"
+      elseif x == -huge then out[n] = "i"
+      elseif x == floor(x) and x > -1e14 and x < 1e14 then out[n] = "d" .. x .. ";"
+      else out[n] = format("d%.17g;", x) end
+    elseif t == "boolean" then
+      n = n + 1
+      out[n] = x and "T" or "F"
+    elseif t == "nil" then
+      n = n + 1
+      out[n] = "n"
     else
       local name = builtins[x]
-      if name then put(format("b%d:", #name)); put(name); return end
+      if name then
+        out[n + 1] = "b" .. #name .. ":"
+        out[n + 2] = name
+        n = n + 2
+        return
+      end
       local id = seen[x]
-      if id then put(format("r%d;", id)); return end
+      if id then n = n + 1; out[n] = "r" .. id .. ";"; return end
       if t == "table" then
         next_id = next_id + 1; seen[x] = next_id
-        put(format("t%d;", next_id))
+        n = n + 1; out[n] = "t" .. next_id .. ";"
         local mt = getmetatable(x)
         if mt ~= nil then
-          if type(mt) ~= "table" then error(path .. ": protected metatable", 0) end
-          put("M"); enc(mt, path .. "<metatable>")
+          if type(mt) ~= "table" then fail("protected metatable") end
+          n = n + 1; out[n] = "M"
+          depth = depth + 1; stack[depth] = "<metatable>"
+          enc(mt)
+          depth = depth - 1
         end
-        if is_sequence(x) then put("A") end
+        if is_sequence(x) then n = n + 1; out[n] = "A" end
+        depth = depth + 1
         for k, val in next, x do
           local kt = type(k)
+          stack[depth] = k
           if kt ~= "string" and kt ~= "number" and kt ~= "boolean" then
-            error(path .. ": table key of type " .. kt .. " cannot be serialised", 0)
+            fail("table key of type " .. kt .. " cannot be serialised")
           end
-          enc(k, path); enc(val, path .. "." .. tostring(k))
+          enc(k); enc(val)
         end
-        put("e")
+        depth = depth - 1
+        n = n + 1; out[n] = "e"
       elseif t == "function" then
         local info = getinfo(x, "Su")
-        if info.what == "C" then
-          error(path .. ": cannot capture a host function", 0)
-        end
-        if env == nil or getfenv(x) ~= env then
-          error(path .. ": cannot capture a function of the host", 0)
-        end
+        if info.what == "C" then fail("cannot capture a host function") end
+        if env == nil or getfenv(x) ~= env then fail("cannot capture a function of the host") end
         next_id = next_id + 1; seen[x] = next_id
         local bc = dump(x)
-        put(format("f%d;%d:", next_id, #bc)); put(bc)
-        put(format("%d;", info.nups))
+        out[n + 1] = "f" .. next_id .. ";" .. #bc .. ":"
+        out[n + 2] = bc
+        out[n + 3] = info.nups .. ";"
+        n = n + 3
+        depth = depth + 1
         for i = 1, info.nups do
           local uname, uval = getupvalue(x, i)
-          enc(uval, path .. "<" .. tostring(uname) .. ">")
+          stack[depth] = "<" .. tostring(uname) .. ">"
+          enc(uval)
         end
+        depth = depth - 1
       else
-        error(path .. ": value of type " .. t .. " cannot be serialised", 0)
+        fail("value of type " .. t .. " cannot be serialised")
       end
     end
   end
 
-  local ok, err = pcall(enc, v, opts.name or "value")
+  local ok, err = pcall(enc, v)
   if not ok then return nil, err end
   return concat(out, "", 1, n)
 end

@@ -84,10 +84,20 @@ local function parse(args, spec)
   return o, pos
 end
 
+local home_dir
 local function home()
+  if home_dir then return home_dir end
   local h = os.getenv("WEIR_HOME")
   if not h or h == "" then h = ".weir" end
-  os.execute("mkdir -p '" .. h:gsub("'", "'\\''") .. "'")
+  -- mkdir -p, without a shell (trusted side: the calls go straight to the OS)
+  local C, F = require("weir._ffi").C, require("weir._ffi")
+  local abs = pipeline.abspath(h)
+  local acc = ""
+  for part in abs:gmatch("[^/]+") do
+    acc = acc .. "/" .. part
+    C.weir_ffi_file_mkdir(acc, F.errbuf, F.errlen)
+  end
+  home_dir = h
   return h
 end
 

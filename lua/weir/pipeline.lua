@@ -62,13 +62,9 @@ end
 
 local function abspath(path)
   if path:sub(1, 1) == "/" then return util.normalize(path) end
-  local pwd = os.getenv("PWD")
-  if not pwd then
-    local p = io.popen("pwd")
-    pwd = p:read("*l")
-    p:close()
-  end
-  return util.normalize(pwd .. "/" .. path)
+  local buf = F.ffi.new("char[4096]")
+  if F.C.weir_ffi_getcwd(buf, 4096) ~= 0 then error("cannot read the current directory", 2) end
+  return util.normalize(F.ffi.string(buf) .. "/" .. path)
 end
 M.abspath = abspath
 

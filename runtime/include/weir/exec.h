@@ -86,6 +86,8 @@ WEIR_API void weir_ffi_sleep_ms(double ms);
 /* The process id, and whether process pid is alive (1/0). */
 WEIR_API int32_t weir_ffi_getpid(void);
 WEIR_API int32_t weir_ffi_pid_alive(int32_t pid);
+/* The current directory into buf (caller's, len bytes). */
+WEIR_API int weir_ffi_getcwd(char *buf, size_t len);
 /* Number of online processors (at least 1). */
 WEIR_API int32_t weir_ffi_ncpu(void);
 /* 1 when fd is a terminal. */
