@@ -445,7 +445,14 @@ static void read_in(slot_t *s)
 {
     for (;;) {
         ssize_t k;
+        uint32_t plen;
 
+        /* never buffer more than one oversized frame's header's worth */
+        if (s->in.len - s->in.off >= 4) {
+            memcpy(&plen, s->in.p + s->in.off, 4);
+            if (plen > WEIR_FRAME_MAX)
+                return;
+        }
         if (buf_reserve(&s->in, 65536) != 0)
             return;
         k = read(s->job_fd, s->in.p + s->in.len, s->in.cap - s->in.len);
@@ -461,7 +468,8 @@ static void read_in(slot_t *s)
     }
 }
 
-/* Next complete frame of slot s, or 0. */
+/* Next complete frame of slot s, or 0. A worker announcing a frame larger
+ * than WEIR_FRAME_MAX breaks the protocol: it is killed, never buffered. */
 static int next_frame(slot_t *s, const char **data, size_t *len)
 {
     uint32_t plen;
@@ -469,6 +477,12 @@ static int next_frame(slot_t *s, const char **data, size_t *len)
     if (s->in.len - s->in.off < WEIR_FRAME_HDR)
         return 0;
     memcpy(&plen, s->in.p + s->in.off, 4);
+    if (plen > WEIR_FRAME_MAX) {
+        kill(s->pid, SIGKILL);
+        s->eof = 1;
+        s->in.len = s->in.off = 0;
+        return 0;
+    }
     if (s->in.len - s->in.off < WEIR_FRAME_HDR + (size_t)plen)
         return 0;
     *data = s->in.p + s->in.off + WEIR_FRAME_HDR;
@@ -484,6 +498,8 @@ static int has_frame(const slot_t *s)
     if (s->in.len - s->in.off < WEIR_FRAME_HDR)
         return 0;
     memcpy(&plen, s->in.p + s->in.off, 4);
+    if (plen > WEIR_FRAME_MAX)
+        return 1; /* next_frame deals with it */
     return s->in.len - s->in.off >= WEIR_FRAME_HDR + (size_t)plen;
 }
 

@@ -16,6 +16,7 @@
 #define WEIR_FRAME_JOB 1u
 #define WEIR_FRAME_RESULT 2u
 #define WEIR_FRAME_HDR 16u
+#define WEIR_FRAME_MAX (64u << 20) /* largest result frame accepted */
 
 /* weir:cdef:begin */
 typedef struct weir_exec weir_exec;
