@@ -447,8 +447,8 @@ static void read_in(slot_t *s)
         ssize_t k;
         uint32_t plen;
 
-        /* never buffer more than one oversized frame's header's worth */
-        if (s->in.len - s->in.off >= 4) {
+        /* stop at the header of an oversized frame: next_frame kills */
+        if (s->in.len - s->in.off >= WEIR_FRAME_HDR) {
             memcpy(&plen, s->in.p + s->in.off, 4);
             if (plen > WEIR_FRAME_MAX)
                 return;
@@ -550,11 +550,17 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         slot_t *s = &e->slots[i];
         struct pollfd *pj = &pfd[1 + 2 * i], *pb = &pfd[2 + 2 * i];
 
-        if (pb->revents & POLLIN) {
+        if (pb->revents & (POLLIN | POLLHUP | POLLERR)) {
             int rc;
             do {
                 rc = weir_broker_handle(e->broker, s->broker_fd);
             } while (rc == WEIR_OK);
+            /* the worker's end is gone: stop polling it (its death shows
+             * on the job socket) instead of waking up forever */
+            if (rc == WEIR_ECLOSED || (pb->revents & (POLLHUP | POLLERR))) {
+                close(s->broker_fd);
+                s->broker_fd = -1;
+            }
         }
         if (pj->revents & POLLOUT)
             flush_out(s);

@@ -56,6 +56,9 @@ function M.run(job)
 
   local lines = { [""] = marks[def].line }
   local seen = {}
+  -- task name -> serialised run closure, kept apart from the data so that
+  -- no value written in the file can ever pass for compiled code
+  local fns = {}
 
   local function convert(v, path, depth)
     local t = type(v)
@@ -74,10 +77,11 @@ function M.run(job)
       seen[v] = nil
       return out
     elseif t == "function" then
-      if path:match("^tasks%.[^.]+%.run$") then
+      local task = path:match("^tasks%.([^.]+)%.run$")
+      if task and depth == 3 then
         local blob, e = ser.encode(v, { builtins = names, env = env, name = path })
         if not blob then error(e, 0) end
-        return { __weir_function = blob }
+        fns[task] = blob
       end
       return "<function>"
     elseif t == "userdata" or t == "thread" or t == "cdata" then
@@ -97,7 +101,7 @@ function M.run(job)
   end
   local blob, e = ser.encode(data)
   if not blob then return { status = "failed", error = e } end
-  return { status = "success", def = blob, lines = lines, log = log,
+  return { status = "success", def = blob, fns = fns, lines = lines, log = log,
            tasks_line = rawget(lines, "tasks") }
 end
 

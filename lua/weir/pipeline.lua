@@ -125,7 +125,7 @@ local function define_in_worker(exec, source, chunkname)
   end
   local data, derr = ser.decode(result.def, { array_mt = json.array_mt })
   if not data then return nil, derr end
-  return data, result.lines
+  return data, result.lines, result.fns or {}
 end
 
 -- The line of the nearest path prefix with a known line.
@@ -350,10 +350,10 @@ function M.load(path, opts)
     source = s
   end
 
-  local def, lines
+  local def, lines, blobs
   local chunkname = "=" .. path
   if kind == "lua" then
-    local d, l = define_in_worker(opts.exec, source, chunkname)
+    local d, l, b = define_in_worker(opts.exec, source, chunkname)
     if not d then
       local msg = tostring(l)
       local quoted = path:gsub("%p", "%%%0")
@@ -361,7 +361,7 @@ function M.load(path, opts)
       rest = rest or msg:match("^" .. quoted .. ": (.*)$")
       return fail({ { path = "", message = rest or msg, line = tonumber(ln) } })
     end
-    def, lines = d, l
+    def, lines, blobs = d, l, b
   elseif kind == "yaml" then
     local ok, v, l = pcall(native.yaml_decode, source, path, json.array_mt, json.null)
     if not ok then return fail({ { path = "", message = tostring(v) } }) end
@@ -381,8 +381,9 @@ function M.load(path, opts)
     for name, t in pairs(def.tasks) do
       if type(t) == "table" then
         local r = t.run
-        if type(r) == "table" and r.__weir_function then
-          fns[name] = { blob = r.__weir_function }
+        if kind == "lua" and type(name) == "string" and type(blobs[name]) == "string" then
+          -- compiled code only ever comes from the definition phase
+          fns[name] = { blob = blobs[name] }
           t.run = "<function>"
         elseif kind == "lua" and r ~= nil then
           errs[#errs + 1] = { path = "tasks." .. tostring(name) .. ".run",
