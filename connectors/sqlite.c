@@ -18,6 +18,35 @@ struct weir_stmt {
     sqlite3 *db;
 };
 
+/*
+ * Task code writes SQL, so every handle is hardened: defensive mode (no
+ * writable_schema tricks, no shadow-table writes), untrusted schema, no
+ * loadable extensions, and the fts3_tokenizer() function refused (with a
+ * second argument it registers a pointer of the caller's choosing as a
+ * tokenizer: native code execution; with one it leaks an address).
+ */
+static int authorize(void *ud, int action, const char *a, const char *b,
+                     const char *db, const char *trigger)
+{
+    (void)ud;
+    (void)a;
+    (void)db;
+    (void)trigger;
+    if (action == SQLITE_FUNCTION && b != NULL &&
+        sqlite3_stricmp(b, "fts3_tokenizer") == 0)
+        return SQLITE_DENY;
+    return SQLITE_OK;
+}
+
+static void harden(sqlite3 *h)
+{
+    sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+    sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, NULL);
+    sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
+    sqlite3_set_authorizer(h, authorize, NULL);
+}
+
 static int fail(sqlite3 *db, int rc, char *err, size_t errlen)
 {
     weir_set_err(err, errlen, "sqlite: %s",
@@ -52,6 +81,7 @@ WEIR_API int weir_ffi_db_open(const char *path, int32_t create,
     }
     sqlite3_busy_timeout(h, busy_ms);
     sqlite3_extended_result_codes(h, 1);
+    harden(h);
     db = malloc(sizeof *db);
     if (db == NULL) {
         sqlite3_close(h);

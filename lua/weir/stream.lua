@@ -556,7 +556,18 @@ function Stream.to_csv(s, path, opts)
       error(path .. ": " .. F.errmsg(), 0)
     end
   end
-  local cols = opts.columns
+  -- a private copy: the caller's table could grow while rows are written
+  local cols
+  if opts.columns ~= nil then
+    if type(opts.columns) ~= "table" then
+      error("weir.stream.to_csv: bad 'columns' (array of names expected)", 2)
+    end
+    cols = {}
+    for i, c in ipairs(opts.columns) do
+      if type(c) ~= "string" then error("weir.stream.to_csv: bad column " .. i, 2) end
+      cols[i] = c
+    end
+  end
   local function header()
     fields = ffi.new("weir_csv_field[?]", #cols)
     row(cols, #cols)
@@ -568,7 +579,7 @@ function Stream.to_csv(s, path, opts)
     local b = p.pull()
     if not b then break end
     if not cols then cols = sink_columns(p, b); header() end
-    local nc = #cols
+    local nc = #cols -- fixed from here on: fields holds exactly #cols
     for i = 1, #b do
       local r = b[i]
       for j = 1, nc do vals[j] = r[cols[j]] end

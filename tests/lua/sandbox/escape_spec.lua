@@ -37,6 +37,20 @@ local TASK_CASES = {
   file_symlink_escape = { "return ctx.csv('link_out/passwd'):count()", "outside" },
   metadata_store = { "return ctx.sqlite('.weir/weir.db'):rows('select * from runs')",
                      "state folder" },
+  sqlite_fts3_tokenizer_pointer = {
+    "return ctx.sqlite('f.db'):rows(\"SELECT fts3_tokenizer('simple') AS v\")", "not authorized" },
+  sqlite_fts3_tokenizer_register = {
+    "local d = ctx.sqlite('g.db') "
+    .. "d:rows(\"SELECT fts3_tokenizer('evil', X'4141414141414141') AS v\") "
+    .. "d:exec('CREATE VIRTUAL TABLE v USING fts3(tokenize=evil)')", "not authorized" },
+  sqlite_load_extension = {
+    "return ctx.sqlite('h.db'):rows(\"SELECT load_extension('/tmp/x.so') AS v\")",
+    "not authorized" },
+  to_csv_columns_grow = {
+    "local cols = { 'a' } "
+    .. "return ctx.rows({ { a = 1 }, { a = 2 } }):map(function(r) "
+    .. "for i = 1, 200 do cols[#cols + 1] = 'c' .. #cols end return r end)"
+    .. ":to_csv('grow.csv', { columns = cols }) and error('wrote ' .. #cols)", "wrote 401" },
   error_metamethods_not_called = {
     "error(setmetatable({}, { __tostring = function() while true do end end }))",
     "error object %(table%)" },
@@ -134,6 +148,18 @@ describe("sandbox of the definition phase", function()
     assert.equal(1, rc)
     local run = H.show(dir, H.last_run(dir))
     assert.matches("unknown builtin task", H.task(run, "a").error, 1, true)
+  end)
+
+  it("never takes compiled code from the pipeline's own data", function()
+    local forged = 'f1;9:\\27LJ\\2xxxxx0;'
+    local code, _, err = validate("return pipeline { name = 'f', tasks = { a = task { run = "
+                                  .. "{ __weir_function = '" .. forged .. "' } } } }")
+    assert.equal(1, code)
+    assert.matches("tasks.a.run: expected function", err, 1, true)
+    H.write(dir .. "/p.json", '{"name": "f", "tasks": {"a": {"run": {"__weir_function": "f1;1:x0;"}}}}')
+    code, _, err = H.weir(dir, "validate p.json")
+    assert.equal(1, code)
+    assert.matches("tasks.a.run: expected string", err, 1, true)
   end)
 
   it("requires the file to return pipeline { ... }", function()
