@@ -586,6 +586,7 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
             pid_t old = s->pid;
 
             close_slot(s);
+            kill(old, SIGKILL); /* it may have closed fd 3 and lived on */
             waitpid(old, &st, 0);
             evs[k].kind = WEIR_EV_EXIT;
             evs[k].slot = i;

@@ -2,7 +2,7 @@
  * worker.c - `weir __worker`: the process a task attempt runs in. It locks
  * itself down first (drops to an unprivileged user when root, no new
  * privileges, not dumpable, killed when the supervisor dies, rlimits on
- * cores, files, processes and address space, cwd "/"), routes all file access through the supervisor's broker
+ * cores, files, processes and address space, cwd "/", a seccomp filter), routes all file access through the supervisor's broker
  * (fd 4), then answers job frames from fd 3: each job gets a fresh Lua
  * state with its own memory cap (made ready while the worker waits for the
  * job), runs the trusted weir._worker module on the payload and sends back
@@ -11,12 +11,14 @@
 #include "weir/broker.h"
 #include "weir/exec.h"
 #include "weir/lstate.h"
+#include "weir/seccomp.h"
 
 #include <errno.h>
 #include <grp.h>
 #include <lauxlib.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +235,17 @@ WEIR_API int weir_worker_main(int argc, char **argv)
     if (lock_down(user, as, nofile, parent) != 0)
         return 70;
     weir_broker_client_init(4);
+    {
+        /* SQLite seeds its PRNG from /dev/urandom on first use: do it now,
+         * before the filter closes open() */
+        char seed[16];
+        sqlite3_randomness(sizeof seed, seed);
+    }
+    if (weir_seccomp_install() != 0) {
+        fprintf(stderr, "weir worker: cannot install the seccomp filter: "
+                "%s\n", strerror(errno));
+        return 72;
+    }
     for (;;) {
         prepared_t prep;
         char hdr[WEIR_FRAME_HDR];

@@ -397,19 +397,25 @@ function commands.resume(args)
   if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
   local store = open_store()
   if not store then return 3 end
+  -- check and claim the run in one write transaction, so two resumes
+  -- cannot both take it over
+  store:begin()
   local run = store:run(pos[1])
-  if not run then store:close(); eprintf("weir resume: no run %q\n", pos[1]); return 3 end
+  if not run then store:rollback(); store:close(); eprintf("weir resume: no run %q\n", pos[1]); return 3 end
   if run.status == "success" then
-    store:close(); eprintf("weir resume: run %s already succeeded\n", run.id); return 0
+    store:rollback(); store:close(); eprintf("weir resume: run %s already succeeded\n", run.id); return 0
   end
   local ex = require("weir.executor")
   if run.status == "running" and run.supervisor_pid and run.supervisor_pid ~= ex.getpid()
      and ex.pid_alive(run.supervisor_pid) then
+    store:rollback()
     store:close()
     eprintf("weir resume: run %s is still running (supervisor pid %d)\n", run.id,
             run.supervisor_pid)
     return 3
   end
+  store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
+  store:commit()
   local v = store:version(run.version_id)
   require("weir.executor").signal_install()
   local P, errs = pipeline.load(v.path, { source = v.source, kind = v.kind })
@@ -426,7 +432,6 @@ function commands.resume(args)
         finished_at = ex.now() })
     end
   end
-  store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
   store:commit()
   announce(o, "resumed", run.id, P.name)
   local rc = execute(P, store, o, run.id, store:tasks(run.id), json.decode(run.params))

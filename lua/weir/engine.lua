@@ -267,7 +267,11 @@ function M.run(o)
     local t = remove(slot.queue, 1)
     slot.head_start = mono()
     if not t then return end
-    local res = ser.decode(ev.data) or { status = "failed", error = "unreadable result" }
+    -- the result won the race against a deadline kill: the kill now hits
+    -- nothing of this task (see handle_exit)
+    t.timed_out = nil
+    local res = ser.decode(ev.data)
+    if type(res) ~= "table" then res = { status = "failed", error = "unreadable result" } end
     local fin = now()
     res.finished_at = fin
     if res.status ~= "success" and res.kind == "memory" then
@@ -293,6 +297,15 @@ function M.run(o)
     slot.queue = {}
     slot.head_start = mono()
     local head = q[1]
+    local killed = slot.killed_for
+    slot.killed_for = nil
+    if killed and head ~= killed then
+      -- killed for a deadline whose task's result arrived first: the head
+      -- had not been charged for anything, so it goes back too
+      head = nil
+      for i = #q, 1, -1 do q[i + 1] = q[i] end
+      q[1] = false
+    end
     if head then
       local msg
       if head.timed_out then
@@ -308,6 +321,7 @@ function M.run(o)
     end
     for i = 2, #q do
       local t = q[i]
+      t.timed_out = nil
       store:update_attempt(run_id, t.name, t.attempt, { status = "requeued" })
       t.attempt = t.attempt - 1
       set_state(t, "queued")
@@ -331,6 +345,7 @@ function M.run(o)
       local h = slots[s].queue[1]
       if h and not h.timed_out and slots[s].head_start + h.spec.timeout * 1000 <= tnow then
         h.timed_out = true
+        slots[s].killed_for = h
         exec:kill(s)
       end
     end

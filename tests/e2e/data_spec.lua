@@ -162,6 +162,7 @@ describe("worker processes", function()
     local status = H.read("/proc/" .. wpid .. "/status")
     assert.matches("\nUid:%s+65534", status)
     assert.matches("\nNoNewPrivs:%s+1", status)
+    assert.matches("\nSeccomp:%s+2", status)
     local env = H.read("/proc/" .. wpid .. "/environ") or ""
     assert.is_nil(env:find("WEIR_HOME", 1, true))
     local fds = H.sh("ls /proc/" .. wpid .. "/fd")

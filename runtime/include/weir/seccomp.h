@@ -1,0 +1,14 @@
+/*
+ * seccomp.h - the system-call filter a worker installs on itself once it
+ * is locked down: the last layer, for code that escaped the Lua sandbox.
+ */
+#ifndef WEIR_SECCOMP_H
+#define WEIR_SECCOMP_H
+
+#include "weir/common.h"
+
+/* Install the filter (irrevocable). 0 on success, -1 when the kernel or
+ * the architecture does not allow it (errno set). Needs no_new_privs. */
+WEIR_API int weir_seccomp_install(void);
+
+#endif
