@@ -389,6 +389,17 @@ function Stream.map(s, fn) return row_op(s, "map", fn, keep_result) end
 --- s:filter(fn): keep rows for which fn(row) is truthy.
 function Stream.filter(s, fn) return row_op(s, "filter", fn, keep_row_if) end
 
+-- A trusted per-row rewrite (f cannot raise on a row): batch by batch.
+local function each_row(p, cols, f)
+  local up = p.pull
+  return new_stream(function()
+    local batch = up()
+    if not batch then return nil end
+    for i = 1, #batch do batch[i] = f(batch[i]) end
+    return batch
+  end, cols, p.shared)
+end
+
 --- s:select(col, ...) or s:select({cols}): keep only these columns.
 function Stream.select(s, first, ...)
   local p = S(s, "select")
@@ -396,17 +407,11 @@ function Stream.select(s, first, ...)
   for i, c in ipairs(cols) do
     if type(c) ~= "string" then error("weir.stream.select: bad column " .. i, 2) end
   end
-  local up = p.pull
-  return new_stream(function()
-    local batch = up()
-    if not batch then return nil end
-    for i = 1, #batch do
-      local r, o = batch[i], {}
-      for _, c in ipairs(cols) do o[c] = r[c] end
-      batch[i] = o
-    end
-    return batch
-  end, cols, p.shared)
+  return each_row(p, cols, function(r)
+    local o = {}
+    for _, c in ipairs(cols) do o[c] = r[c] end
+    return o
+  end)
 end
 
 --- s:rename({ old = "new", ... }).
@@ -418,18 +423,12 @@ function Stream.rename(s, map)
     cols = {}
     for i, c in ipairs(p.columns) do cols[i] = map[c] or c end
   end
-  local up = p.pull
-  return new_stream(function()
-    local batch = up()
-    if not batch then return nil end
-    for i = 1, #batch do
-      local r = batch[i]
-      for old, new in pairs(map) do
-        if r[old] ~= nil then r[new] = r[old]; r[old] = nil end
-      end
+  return each_row(p, cols, function(r)
+    for old, new in pairs(map) do
+      if r[old] ~= nil then r[new] = r[old]; r[old] = nil end
     end
-    return batch
-  end, cols, p.shared)
+    return r
+  end)
 end
 
 --- s:batch(n): re-chunk into batches of n rows (sinks write per batch).
