@@ -6,7 +6,7 @@
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local errors = require("weir.errors")
-local type, tonumber, error, select = type, tonumber, error, select
+local type, tonumber, error = type, tonumber, error
 local floor = math.floor
 
 local M = {}
@@ -122,13 +122,6 @@ function DB:all(sql, params)
   return rows
 end
 
---- The first row of a query, or nil.
-function DB:first(sql, params)
-  local rows, err = self:all(sql, params)
-  if not rows then return nil, err end
-  return rows[1]
-end
-
 --- A cached prepared statement (the caller steps and resets it).
 function DB:prepare(sql) return prepare(self, sql) end
 
@@ -148,23 +141,6 @@ function M.finalize(st)
 end
 M.bind = bind
 M.ROW, M.DONE = ROW, DONE
-
---- Run fn inside a transaction; rolls back if fn raises or returns nil.
-function DB:transaction(fn, ...)
-  local ok, err = self:exec("BEGIN IMMEDIATE")
-  if not ok then return nil, err end
-  local res = { pcall(fn, ...) }
-  if res[1] and res[2] ~= nil then
-    local cok, cerr = self:exec("COMMIT")
-    if not cok then self:exec("ROLLBACK"); return nil, cerr end
-    return select(2, unpack(res))
-  end
-  self:exec("ROLLBACK")
-  if not res[1] then error(res[2], 0) end
-  return nil, res[3]
-end
-
-function DB:changes() return tonumber(C.weir_ffi_db_changes(self.h)) end
 
 --- Close the handle and its statements (safe twice).
 function DB:close()

@@ -18,9 +18,4 @@ function M.new(code, message, cause)
   return setmetatable({ code = code, message = message, cause = cause }, mt)
 end
 
---- True when v is an error made by M.new.
-function M.is(v)
-  return getmetatable(v) == mt
-end
-
 return M

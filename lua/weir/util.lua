@@ -68,11 +68,6 @@ function M.human_duration(s)
   return format("%dh%02dm", floor(s / 3600), floor(s % 3600 / 60))
 end
 
---- True when s is a valid name: a letter or _, then letters, digits, _ .
-function M.is_identifier(s)
-  return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil and #s <= 128
-end
-
 --- Join path parts with "/".
 function M.join(a, b)
   if b:sub(1, 1) == "/" then return b end

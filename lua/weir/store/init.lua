@@ -5,7 +5,7 @@
 -- create_run(run), update_run(id, fields), add_tasks(run_id, names),
 -- set_task(run_id, task, fields), start_attempt, finish_attempt,
 -- task_succeeded (the engine's hot path), checkpoint(),
--- put_attempt(run_id, task, attempt, fields), update_attempt(...),
+-- update_attempt(run_id, task, attempt, fields),
 -- runs(limit), run(id), tasks(run_id), attempts(run_id), version(id),
 -- close(). Today: SQLite (default). WEIR_METADATA_URL selects another
 -- backend once one exists (PostgreSQL is planned in the connectors issue).

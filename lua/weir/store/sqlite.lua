@@ -225,14 +225,6 @@ function S:set_task(run_id, task, fields)
   update(self, "task_runs", TASK_COLS, fields, "run_id = ? AND task = ?", { run_id, task })
 end
 
---- Create (or replace, for a requeued attempt) an attempt row.
-function S:put_attempt(run_id, task, attempt, fields)
-  check(self.db:run("INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, worker_pid, "
-                    .. "started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    { run_id, task, attempt, fields.status, fields.worker_pid,
-                      fields.started_at, n = 6 }))
-end
-
 -- The engine's hot path, one fixed statement each.
 
 --- A task starts attempt n: its row goes to running, an attempt row is

@@ -20,12 +20,6 @@ describe("weir.util", function()
     assert.is_nil(util.size("lots"))
   end)
 
-  it("checks identifiers", function()
-    assert.is_true(util.is_identifier("extract_1"))
-    assert.is_false(util.is_identifier("1abc"))
-    assert.is_false(util.is_identifier("a-b"))
-  end)
-
   it("normalizes paths lexically", function()
     assert.equal("/a/c", util.normalize("/a/b/../c/./"))
     assert.equal("/", util.normalize("/../.."))
