@@ -277,7 +277,7 @@ function M.context(job, stats, opened, log)
         lineno = lineno + 1
         if l:find("%S") then
           local ok, v = pcall(cjson.decode, l)
-          if ok and type(v) == "table" then
+          if ok and type(v) == "table" and l:find("^%s*{") then
             for k, x in pairs(v) do if x == null then v[k] = nil end end
             n = n + 1
             batch[n] = v

@@ -262,3 +262,45 @@ describe("sinks and statements", function()
     assert.equal("a,b\n", H.read(dir .. "/o2.csv"))
   end)
 end)
+
+describe("CSV and JSON Lines options", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  local function run(src)
+    H.write(dir .. "/p.lua", src)
+    local code, _, err = H.weir(dir, "run p.lua")
+    return code, H.show(dir, H.last_run(dir)), err
+  end
+
+  it("reads other delimiters, no quoting, and typed booleans", function()
+    H.write(dir .. "/semi.csv", 'id;flag;note\n1;true;"kept"\n2;0;\n')
+    local code, r, err = run([[
+      return pipeline { name = "opts", tasks = { t = task { run = function(ctx)
+        local rows = ctx.csv("semi.csv", { delimiter = ";", quote = "",
+                                           types = { id = "integer", flag = "boolean" } })
+          :collect()
+        return { rows[1].flag, rows[2].flag, rows[1].note, rows[2].note }
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.same({ true, false, '"kept"', "" }, H.task(r, "t").output)
+  end)
+
+  it("names the line of a malformed JSON Lines row, or dead-letters it", function()
+    H.write(dir .. "/in.jsonl", '{"a":1}\n{"a":\n[1,2]\n{"a":3}\n')
+    local code, r = run([[
+      return pipeline { name = "jl", tasks = {
+        strict = task { run = function(ctx) return ctx.jsonl("in.jsonl"):count() end },
+        lenient = task { run = function(ctx)
+          return ctx.jsonl("in.jsonl", { dead_letter = "bad.jsonl" }):count() end },
+      } }
+    ]])
+    assert.equal(1, code)
+    assert.matches("in.jsonl: line 2:", H.task(r, "strict").error, 1, true)
+    assert.equal(2, H.task(r, "lenient").output)
+    local bad = H.read(dir .. "/bad.jsonl")
+    assert.matches("line 3: expected a JSON object", bad, 1, true)
+  end)
+end)
