@@ -11,11 +11,7 @@ describe("data connectors", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
 
-  local function run(src, args)
-    H.write(dir .. "/p.lua", src)
-    local code, _, err = H.weir(dir, "run p.lua " .. (args or ""))
-    return code, H.show(dir, H.last_run(dir)), err
-  end
+  local function run(src, args) return H.run_pipeline(dir, src, args) end
 
   it("loads RFC 4180 CSV into SQLite, quoted fields and newlines included", function()
     H.write(dir .. "/in.csv", 'id,name,note\n1,"Smith, Ann","said ""hi""\nthen left"\n2,Bob,\n')
@@ -222,11 +218,7 @@ describe("sinks and statements", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
 
-  local function run(src)
-    H.write(dir .. "/p.lua", src)
-    local code, _, err = H.weir(dir, "run p.lua")
-    return code, H.show(dir, H.last_run(dir)), err
-  end
+  local function run(src, args) return H.run_pipeline(dir, src, args) end
 
   it("empties the table when replacing with an empty stream", function()
     local code, _, err = run([[
@@ -268,11 +260,7 @@ describe("CSV and JSON Lines options", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
 
-  local function run(src)
-    H.write(dir .. "/p.lua", src)
-    local code, _, err = H.weir(dir, "run p.lua")
-    return code, H.show(dir, H.last_run(dir)), err
-  end
+  local function run(src, args) return H.run_pipeline(dir, src, args) end
 
   it("reads other delimiters, no quoting, and typed booleans", function()
     H.write(dir .. "/semi.csv", 'id;flag;note\n1;true;"kept"\n2;0;\n')

@@ -83,6 +83,14 @@ function M.wait_for(fn, timeout)
   return nil
 end
 
+--- Write src as dir/p.lua and `weir run` it; returns the exit code, the
+-- decoded `weir show --json` of the run and stderr.
+function M.run_pipeline(dir, src, args)
+  M.write(dir .. "/p.lua", src)
+  local code, _, err = M.weir(dir, "run p.lua " .. (args or ""))
+  return code, M.show(dir, M.last_run(dir)), err
+end
+
 --- Wait until process pid has exited (gone, or a zombie not yet reaped).
 function M.wait_dead(pid, timeout)
   return M.wait_for(function()
