@@ -447,6 +447,10 @@ static void read_in(slot_t *s)
         ssize_t k;
         uint32_t plen;
 
+        /* a worker cannot make the supervisor buffer without bound: stop
+         * reading past two full frames until they are consumed */
+        if (s->in.len - s->in.off >= 2 * (size_t)WEIR_FRAME_MAX)
+            return;
         /* stop at the header of an oversized frame: next_frame kills */
         if (s->in.len - s->in.off >= WEIR_FRAME_HDR) {
             memcpy(&plen, s->in.p + s->in.off, 4);
