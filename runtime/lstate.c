@@ -248,8 +248,9 @@ static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-/* require(name) in an attempt state: the embedded library, ffi, cjson and
- * weir._native only; results cached in the registry. */
+/* require(name) in an attempt state: the embedded library, ffi, cjson,
+ * weir._native, and os and bit (not opened up front: most tasks never use
+ * them); results cached in the registry. */
 static int attempt_require(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -261,6 +262,10 @@ static int attempt_require(lua_State *L)
     lua_pop(L, 1);
     if (strcmp(name, "ffi") == 0)
         lua_pushcfunction(L, luaopen_ffi);
+    else if (strcmp(name, "os") == 0) /* opened on first use: sandbox */
+        lua_pushcfunction(L, luaopen_os);
+    else if (strcmp(name, "bit") == 0)
+        lua_pushcfunction(L, luaopen_bit);
     else if (strcmp(name, "cjson") == 0)
         lua_pushcfunction(L, luaopen_cjson);
     else if (strcmp(name, "weir._native") == 0)
@@ -315,8 +320,6 @@ WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
     open_lib(L, luaopen_table, LUA_TABLIBNAME);
     open_lib(L, luaopen_string, LUA_STRLIBNAME);
     open_lib(L, luaopen_math, LUA_MATHLIBNAME);
-    open_lib(L, luaopen_bit, LUA_BITLIBNAME);
-    open_lib(L, luaopen_os, LUA_OSLIBNAME);
     open_lib(L, luaopen_debug, LUA_DBLIBNAME);
     /* string.dump is reachable from any string through its shared
      * metatable ("").dump; keep it only for trusted code, in the registry

@@ -111,7 +111,8 @@ function M.new(extra, print_fn, phase)
       local names = M.allow[k]
       if names and k ~= "base" then
         -- a library table: a read-only view of a copy, made on first use
-        local src, copy = rawget(_G, k), {}
+        -- os and bit are opened on first use in attempt states
+        local src, copy = rawget(_G, k) or require(k), {}
         for _, n in ipairs(names) do copy[n] = src[n] end
         local lib = locked(k, copy)
         rawset(t, k, lib)

@@ -711,7 +711,7 @@ function Stream.into(s, target, tbl, opts)
     end
     check(h:run("INSERT INTO _weir_loads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 { job.run_id or "", job.task or "", seq, tbl, mode, n, job.attempt or 0,
-                  os.time() }))
+                  native.now() / 1000 }))
     return { rows = n, table = tbl, mode = mode, skipped = false }
   end)
   if not ok then

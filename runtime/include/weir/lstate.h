@@ -27,9 +27,10 @@ typedef struct {
 WEIR_API lua_State *weir_state_new_trusted(void);
 
 /* A fresh attempt state charged to acc (borrowed; must outlive the state):
- * base, table, string, math, bit, os and debug are opened for the trusted
- * library; the global `require` only finds embedded modules, "ffi" and
- * "cjson". NULL on failure. Close with lua_close. */
+ * base, table, string, math and debug are opened for the trusted library;
+ * the global `require` only finds embedded modules, "ffi", "cjson", and
+ * "os" and "bit" (opened on first use). NULL on failure. Close with
+ * lua_close. */
 WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc);
 
 /* Push the embedded module `name` compiled but not run; 0 or an error
