@@ -4,3 +4,5 @@ codes = true
 files["tests/**/*_spec.lua"] = { std = "+busted" }
 exclude_files = { "build*/**" }
 files["tests/lua/run.lua"] = { globals = { "arg" } }
+-- pipeline files run in the definition sandbox, which provides these
+files["examples/**/pipeline.lua"] = { read_globals = { "pipeline", "task" } }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 echo "== luacheck"
-luacheck -q lua tests scripts
+luacheck -q lua tests scripts examples rockspec
 
 echo "== build (-Werror) and test"
 BUILD_DIR=build bash scripts/build.sh -DWEIR_WERROR=ON -DWEIR_SANITIZE=OFF

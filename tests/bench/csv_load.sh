@@ -3,7 +3,7 @@
 # ctx.csv(path):into(ctx.sqlite("out.db"), "orders", { mode = "append" })
 # next to `sqlite3 DB ".import --csv FILE orders"` on the same file: the
 # quickstart's data/orders.csv (5,000 rows) and a generated file with the
-# same columns (default 1,000,000 rows, tests/bench/gen_orders.lua). Every
+# same columns (default 1,000,000 rows, examples/quickstart/make_data.lua OUT N). Every
 # run loads into a new database file. Median of RUNS. A measurement, never
 # an assertion.
 #
@@ -28,7 +28,7 @@ echo "sqlite3: $(sqlite3 -version | cut -d' ' -f1-2)"
 
 mkdir -p "$T/small" "$T/big"
 cp "$BENCH_ROOT/examples/quickstart/data/orders.csv" "$T/small/orders.csv"
-"$WEIR" script "$BENCH_ROOT/tests/bench/gen_orders.lua" "$T/big/orders.csv" "$BIG_N"
+"$WEIR" script "$BENCH_ROOT/examples/quickstart/make_data.lua" "$T/big/orders.csv" "$BIG_N"
 
 for d in small big; do
   cat >"$T/$d/load.lua" <<'EOF'
