@@ -29,13 +29,21 @@ local O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0, 1, 64, 512,
 local fdp = ffi.new("int32_t[1]")
 local nread = ffi.new("int64_t[1]")
 
-local function S(s, what)
-  local p = priv[s]
-  if not p or p.kind ~= "stream" then
-    error("weir.stream." .. what .. ": expected a stream (call it as s:" .. what .. "(...))", 3)
+-- The private state of an object handed to user code, or a misuse error
+-- that blames the user's line (S and D tail-call this, so level 3 is the
+-- caller of the stream or database method).
+local KINDS = { stream = { "weir.stream.", "a stream", "s:" },
+                db = { "weir.sqlite.", "a database", "db:" } }
+local function owned(x, kind, what)
+  local p = priv[x]
+  if not p or p.kind ~= kind then
+    local k = KINDS[kind]
+    error(k[1] .. what .. ": expected " .. k[2] .. " (call it as " .. k[3] .. what .. "(...))", 3)
   end
   return p
 end
+
+local function S(s, what) return owned(s, "stream", what) end
 
 local function new_stream(pull, columns, shared)
   local s = setmetatable({}, stream_mt)
@@ -725,13 +733,7 @@ end
 
 -- database objects -------------------------------------------------------
 
-local function D(d, what)
-  local p = priv[d]
-  if not p or p.kind ~= "db" then
-    error("weir.sqlite." .. what .. ": expected a database (call it as db:" .. what .. "(...))", 3)
-  end
-  return p
-end
+local function D(d, what) return owned(d, "db", what) end
 
 --- db:query(sql, params): a stream of the query's rows (bound params).
 function Db.query(d, sql, params)
