@@ -9,6 +9,16 @@ bash scripts/install-deps.sh
 echo "== luacheck"
 luacheck -q lua tests scripts examples rockspec
 
+# Real PostgreSQL and Redis for tests/integration (throwaway data, free ports,
+# stopped on exit whatever happens).
+SVC=$(mktemp -d /tmp/weir-services-XXXXXX)
+chmod 755 "$SVC"
+trap 'bash scripts/services.sh stop "$SVC"; rm -rf "$SVC"' EXIT
+echo "== start PostgreSQL and Redis"
+bash scripts/services.sh start "$SVC"
+# shellcheck disable=SC1091
+. "$SVC/env"
+
 echo "== build (-Werror) and test"
 BUILD_DIR=build bash scripts/build.sh -DWEIR_WERROR=ON -DWEIR_SANITIZE=OFF
 (cd build && ctest --output-on-failure -j2)
