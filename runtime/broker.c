@@ -44,6 +44,7 @@
  * started is not caught (the broker itself cannot make links).
  */
 #include "weir/broker.h"
+#include "weir/net.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -158,6 +159,7 @@ struct br_root {
 struct weir_broker {
     struct br_root *roots;
     size_t nroots;
+    weir_net_allow *net; /* endpoints workers may connect to (net.c) */
     struct br_id *deny; /* weir_broker_deny's folders */
     size_t ndeny;
     int roots_denied;   /* some root has denied set */
@@ -383,6 +385,7 @@ WEIR_API void weir_broker_delete(weir_broker *b)
     }
     free(b->roots);
     free(b->deny);
+    weir_net_allow_free(b->net);
     free(b);
 }
 
@@ -1018,6 +1021,17 @@ WEIR_API int weir_broker_handle(weir_broker *b, int sock)
     }
     if (n == 0)
         return WEIR_ECLOSED;
+    if (weir_net_is_request(in, (size_t)n)) {
+        /* a network request (net.c): CONNECT carries the socket */
+        fd = br_close_passed(&msg, 1);
+        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+            if (fd >= 0)
+                close(fd);
+            fd = -1;
+            n = 0;
+        }
+        return weir_net_serve(b->net, sock, in, (size_t)n, fd);
+    }
     /* A request never carries descriptors: drop any, refuse the request. */
     br_close_passed(&msg, 0);
 
@@ -1704,4 +1718,17 @@ WEIR_API int weir_ffi_file_fsync(int32_t fd, char *err, size_t errlen)
     if (rc != 0)
         return ffi_fd_status("fsync", errno, err, errlen);
     return WEIR_OK;
+}
+
+WEIR_API int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
+                                        char *err, size_t errlen)
+{
+    if (b == NULL || endpoint == NULL)
+        return WEIR_EINVAL;
+    return weir_net_allow_add(&b->net, endpoint, err, errlen);
+}
+
+int weir_broker_client_sock(void)
+{
+    return client_sock;
 }

@@ -44,6 +44,7 @@ struct weir_exec {
     long long rlimit_as;
     int nofile;
     weir_broker *broker;
+    int shared_fd;
 };
 
 static int sig_pipe[2] = { -1, -1 };
@@ -261,7 +262,7 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
     }
     if (pid == 0) {
         sigset_t none;
-        int a, b;
+        int a, b, c = -1;
 
         setpgid(0, 0);
         signal(SIGINT, SIG_DFL);
@@ -271,6 +272,8 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
         sigprocmask(SIG_SETMASK, &none, NULL);
         a = fcntl(job[1], F_DUPFD_CLOEXEC, 10);
         b = fcntl(br[1], F_DUPFD_CLOEXEC, 10);
+        if (e->shared_fd >= 0)
+            c = fcntl(e->shared_fd, F_DUPFD_CLOEXEC, 10);
         if (a < 0 || b < 0 || dup2(a, 3) != 3 || dup2(b, 4) != 4)
             _exit(126);
         /* stdin and stdout: nothing to read, nothing to say; stderr stays
@@ -280,7 +283,13 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
             if (nul < 0 || dup2(nul, 0) != 0 || dup2(nul, 1) != 1)
                 _exit(126);
         }
-        close_range(5, ~0U, 0);
+        if (e->shared_fd >= 0) {
+            if (c < 0 || dup2(c, 5) != 5)
+                _exit(126);
+            close_range(6, ~0U, 0);
+        } else {
+            close_range(5, ~0U, 0);
+        }
         execve(e->exe, argv, envp);
         _exit(127);
     }
@@ -344,6 +353,10 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
     rc = weir_broker_new(o->roots, o->nroots, &e->broker, err, errlen);
     for (size_t i = 0; rc == WEIR_OK && i < o->ndeny; i++)
         rc = weir_broker_deny(e->broker, o->deny[i], err, errlen);
+    for (size_t i = 0; rc == WEIR_OK && i < o->nendpoints; i++)
+        rc = weir_broker_allow_endpoint(e->broker, o->endpoints[i], err,
+                                        errlen);
+    e->shared_fd = o->shared_fd > 0 ? o->shared_fd : -1;
     if (rc != WEIR_OK) {
         weir_ffi_exec_delete(e);
         return rc;

@@ -17,6 +17,7 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #if defined(__x86_64__)
@@ -28,6 +29,15 @@
 #define DENY(nr) \
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA))
+
+/* sysno with (argument argi & MSG_FASTOPEN) != 0 fails with EPERM; reloads nr after. */
+#define FASTOPEN(sysno, argi) \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (sysno), 0, 4), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, \
+             offsetof(struct seccomp_data, args[argi])), \
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MSG_FASTOPEN, 0, 1), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
 
 WEIR_API int weir_seccomp_install(void)
 {
@@ -64,7 +74,12 @@ WEIR_API int weir_seccomp_install(void)
         DENY(__NR_ptrace), DENY(__NR_process_vm_readv),
         DENY(__NR_process_vm_writev), DENY(__NR_setns), DENY(__NR_unshare),
         DENY(__NR_prctl), DENY(__NR_personality),
-        /* the network: fds 3 and 4 are all a worker talks through */
+        /* TCP Fast Open would connect without connect(): refuse sendto,
+         * sendmsg and sendmmsg with MSG_FASTOPEN (flags: arg 3, 2, 3) */
+        FASTOPEN(__NR_sendto, 3), FASTOPEN(__NR_sendmsg, 2),
+        FASTOPEN(__NR_sendmmsg, 3),
+        /* the network: a worker talks through fds 3 and 4; TCP sockets
+         * come from the supervisor, connected by it (net.h) */
         DENY(__NR_socket), DENY(__NR_socketpair), DENY(__NR_connect),
         DENY(__NR_bind), DENY(__NR_listen), DENY(__NR_accept),
         DENY(__NR_accept4),

@@ -17,7 +17,9 @@ local MAX_EVENTS = 1024
 
 --- Start a pool. opts: workers, roots (array of directories), deny
 -- (directories inside roots that stay out of reach: weir's home), user,
--- rlimit_as (bytes), exe. Returns the pool or nil, err.
+-- rlimit_as (bytes), exe, endpoints ("IP:PORT" strings workers may
+-- connect to), shared_fd (given to every worker as fd 5: the breaker
+-- table). Returns the pool or nil, err.
 function M.new(opts)
   local o = ffi.new("weir_exec_opts")
   o.workers = opts.workers or 2
@@ -33,6 +35,11 @@ function M.new(opts)
   o.user = opts.user
   o.rlimit_as = opts.rlimit_as or 0
   o.rlimit_nofile = opts.rlimit_nofile or 0
+  local eps = opts.endpoints or {}
+  local ceps = ffi.new("const char *[?]", #eps + 1)
+  for i, r in ipairs(eps) do ceps[i - 1] = r end
+  o.endpoints, o.nendpoints = ceps, #eps
+  o.shared_fd = opts.shared_fd or -1
   local out = ffi.new("weir_exec *[1]")
   local rc = C.weir_ffi_exec_new(o, out, F.errbuf, F.errlen)
   if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
@@ -41,7 +48,7 @@ function M.new(opts)
     n = o.workers,
     evs = ffi.new("weir_exec_event[?]", MAX_EVENTS),
     nev = ffi.new("int32_t[1]"),
-    _roots = croots, _deny = cdeny, _keep = { roots, deny },
+    _roots = croots, _deny = cdeny, _eps = ceps, _keep = { roots, deny, eps },
   }, Exec)
   return self
 end

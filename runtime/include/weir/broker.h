@@ -80,6 +80,15 @@ WEIR_API void weir_broker_delete(weir_broker *b);
  */
 WEIR_API int weir_broker_handle(weir_broker *b, int sock);
 
+/*
+ * Let workers connect to endpoint ("IP:PORT" or "[IPv6]:PORT", numeric):
+ * their socket() and connect() calls reach the supervisor through this
+ * broker (net.h), which connects only to endpoints allowed here. Call
+ * before serving. Returns WEIR_OK, WEIR_EINVAL or WEIR_ENOMEM.
+ */
+WEIR_API int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
+                                        char *err, size_t errlen);
+
 /* Number of roots. b must not be NULL. */
 WEIR_API size_t weir_broker_nroots(const weir_broker *b);
 

@@ -46,6 +46,10 @@ typedef struct {
     const char *user;          /* drop to this user when root; NULL=nobody */
     int64_t rlimit_as;         /* RLIMIT_AS of a worker in bytes; 0 none */
     int32_t rlimit_nofile;     /* RLIMIT_NOFILE of a worker; 0 = 64 */
+    const char *const *endpoints; /* "IP:PORT" workers may connect to (net.h) */
+    size_t nendpoints;
+    int32_t shared_fd;         /* a descriptor every worker gets as fd 5
+                                * (the breaker table), or -1 */
 } weir_exec_opts;
 
 /* Start the pool. *out is freed with weir_ffi_exec_delete. */
