@@ -8,10 +8,12 @@
  * job), runs the trusted weir._worker module on the payload and sends back
  * what it returns. Relies on Linux prctl.
  */
+#include "weir/breaker.h"
 #include "weir/broker.h"
 #include "weir/exec.h"
 #include "weir/lstate.h"
 #include "weir/seccomp.h"
+#include <fcntl.h>
 
 #include <errno.h>
 #include <grp.h>
@@ -235,6 +237,14 @@ WEIR_API int weir_worker_main(int argc, char **argv)
     if (lock_down(user, as, nofile, parent) != 0)
         return 70;
     weir_broker_client_init(4);
+    if (fcntl(5, F_GETFD) >= 0) {
+        /* the shared breaker table (breaker.h), mapped before the filter */
+        char berr[256];
+
+        if (weir_ffi_breaker_attach(5, berr, sizeof berr) != WEIR_OK)
+            fprintf(stderr, "weir worker: breakers: %s\n", berr);
+        close(5);
+    }
     {
         /* SQLite seeds its PRNG from /dev/urandom on first use: do it now,
          * before the filter closes open() */
