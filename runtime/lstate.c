@@ -9,6 +9,7 @@
 #include "weir/lstate.h"
 #include "weir/embed.h"
 #include "weir/bulk.h"
+#include "weir/pg.h"
 #include "weir/yaml.h"
 
 #include <lauxlib.h>
@@ -112,6 +113,9 @@ static int open_native(lua_State *L)
     lua_setfield(L, -2, "yaml_decode");
     lua_pushcfunction(L, native_resource);
     lua_setfield(L, -2, "resource");
+    lua_pushlightuserdata(L, NULL); /* SQL NULL in rows: cjson.null too */
+    lua_setfield(L, -2, "NULL");
+    weir_pg_lua_open(L);
     return 1;
 }
 

@@ -72,6 +72,11 @@ function M.run(job)
     else
       local exceeded = select(4, native.memory())
       res = { status = "failed", kind = exceeded and "memory" or "error", error = out }
+      -- a connector error no retry can cure (a syntax error, a stale
+      -- attempt) fails the task at once
+      if not require("weir.errors").retryable(out) then
+        res.retry = false
+      end
       if trace then log("error: " .. out .. trace) end
     end
   end

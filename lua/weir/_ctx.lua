@@ -66,6 +66,12 @@ function M.new(job, log, stats)
   function ctx.sqlite(p, opts) return io().sqlite(p, opts) end
   --- ctx.rows(list): a stream over a Lua array of row tables.
   function ctx.rows(list, opts) return io().rows(list, opts) end
+  --- ctx.source(name) / ctx.sink(name): the connection called name in
+  -- weir.yaml (PostgreSQL or Redis); the same object either way.
+  function ctx.source(name) return io().connection(name, "source") end
+  function ctx.sink(name) return io().connection(name, "sink") end
+  --- ctx.NULL: SQL NULL in rows of a database (not nil: rows keep the key).
+  ctx.NULL = require("weir._native").NULL
   --- ctx.check(db, table, rules): data quality checks; raises on failure.
   function ctx.check(db, tbl, rules) return io().check(db, tbl, rules) end
   --- ctx.fail(message): fail the attempt with a message.

@@ -17,21 +17,29 @@ usage: weir <command> [options]
 
 commands:
   run FILE [--param k=v]... [--workers N] [--only TASK | --from TASK]
-           [--log-format text|json] [--quiet]
+           [--log-format text|json] [--quiet] [--config FILE]
                          run a pipeline (.lua, .yaml, .yml or .json);
                          --workers defaults to the number of CPUs
   validate FILE [--json] check a pipeline; prints every error with its path
   runs [--json] [--limit N] [--pipeline NAME]
                          list recent runs
   show RUN_ID [--json]   a run: status, tasks, attempts, errors, logs, outputs
-  resume RUN_ID [--workers N] [--log-format text|json] [--quiet]
+  resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
                          finish a run that was interrupted, re-running only
                          what did not succeed
+  health [--config FILE] [--json]
+                         check the metadata store and every connection of
+                         weir.yaml (latency, circuit breaker); exit 1 on failure
   script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
   version                print the version
   help                   this text
 
+configuration:
+  weir.yaml in the current folder, or --config FILE, or WEIR_CONFIG: the
+  connections tasks reach with ctx.source/ctx.sink (docs/connectors.md)
+
 environment:
+  WEIR_CONFIG        the configuration file (instead of ./weir.yaml)
   WEIR_HOME          state folder (default ./.weir): metadata store weir.db
   WEIR_METADATA_URL  sqlite:PATH to put the metadata store elsewhere
   WEIR_SYNC          full: fsync every commit (default: WAL, synchronous=NORMAL)
@@ -122,7 +130,52 @@ local function default_workers()
   return require("weir._ffi").C.weir_ffi_ncpu()
 end
 
-local function new_exec(workers, roots)
+-- weir.yaml: its connections for the workers (host names resolved here,
+-- so workers never need DNS; hostaddr is what they connect to), the
+-- endpoints workers may reach, and the redaction of its secrets.
+local function load_config(o)
+  local config = require("weir.config")
+  local cfg, errs = config.open({ path = o.config })
+  if not cfg then
+    if type(errs) == "table" then
+      for _, e in ipairs(errs) do eprintf("%s\n", e) end
+    else
+      eprintf("weir: %s\n", tostring(errs))
+    end
+    return nil
+  end
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("char[1024]")
+  local conns, endpoints = {}, {}
+  for name, c in pairs(cfg.connections or {}) do
+    local copy = {}
+    for k, v in pairs(c) do copy[k] = v end
+    local rc = F.C.weir_ffi_net_resolve(c.host, c.port, buf, 1024, F.errbuf, F.errlen)
+    if rc == 0 then
+      local first
+      for ep in F.ffi.string(buf):gmatch("[^\n]+") do
+        endpoints[#endpoints + 1] = ep
+        first = first or ep:match("^%[(.*)%]:%d+$") or ep:match("^(.*):%d+$")
+      end
+      copy.hostaddr = first
+    else
+      -- left unresolved: the connection fails in the task, with this reason
+      copy.hostaddr = nil
+      copy.resolve_error = F.errmsg()
+    end
+    conns[name] = copy
+  end
+  local breakers = require("weir.breaker")
+  local fd = breakers.open(pipeline.abspath(home()) .. "/breakers")
+  return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
+           redact = function(text)
+             if type(text) ~= "string" then return text end
+             return config.redact(cfg, text)
+           end }
+end
+
+local function new_exec(workers, roots, conf)
+  conf = conf or {}
   local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
   if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
   local deny = { pipeline.abspath(home()) }
@@ -132,6 +185,7 @@ local function new_exec(workers, roots)
   return require("weir.executor").new({
     workers = workers, roots = roots, deny = deny,
     user = os.getenv("WEIR_WORKER_USER"),
+    endpoints = conf.endpoints, shared_fd = conf.breaker_fd,
     -- the Lua cap does not see C-side buffers: bound the whole process too
     rlimit_as = as,
   })
@@ -193,14 +247,15 @@ local function execute(P, store, o, run_id, resume_tasks, params)
   local roots = roots_for(P.base_dir)
   local exec, err = o.exec
   if not exec then
-    exec, err = new_exec(o.workers or default_workers(), roots)
+    exec, err = new_exec(o.workers or default_workers(), roots, o.conf)
     if not exec then eprintf("weir: cannot start workers: %s\n", tostring(err)); return 3 end
   end
   local view = require("weir.view").new(view_mode(o))
   local ok, status, e = pcall(require("weir.engine").run, {
     P = P, store = store, exec = exec, run_id = run_id, params = params, roots = roots,
     resume = resume_tasks ~= nil, resume_tasks = resume_tasks, only = o.only, from = o.from,
-    view = view,
+    view = view, connections = o.conf and o.conf.connections,
+    redact = o.conf and o.conf.redact,
   })
   exec:close()
   if not ok then
@@ -222,7 +277,8 @@ local commands = {}
 
 function commands.run(args)
   local o, pos = parse(args, { param = "param", workers = "number", only = "string",
-                               from = "string", ["log-format"] = "string", quiet = "flag" })
+                               from = "string", ["log-format"] = "string", quiet = "flag",
+                               config = "string" })
   if not o then eprintf("weir run: %s\n", pos); return 2 end
   if #pos ~= 1 then eprintf("usage: weir run FILE [options] (see weir help)\n"); return 2 end
   if o.workers and (o.workers < 1 or o.workers > 256) then
@@ -235,8 +291,10 @@ function commands.run(args)
     eprintf("weir run: --log-format must be text or json\n"); return 2
   end
   require("weir.executor").signal_install()
+  o.conf = load_config(o)
+  if not o.conf then return 1 end
   local dir = util.dirname(pipeline.abspath(pos[1]))
-  local exec, eerr = new_exec(o.workers or default_workers(), roots_for(dir))
+  local exec, eerr = new_exec(o.workers or default_workers(), roots_for(dir), o.conf)
   if not exec then eprintf("weir: cannot start workers: %s\n", tostring(eerr)); return 3 end
   local P, errs = pipeline.load(pos[1], { exec = exec })
   if not P then
@@ -393,8 +451,11 @@ function commands.show(args)
 end
 
 function commands.resume(args)
-  local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag" })
+  local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag",
+                               config = "string" })
   if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
+  o.conf = load_config(o)
+  if not o.conf then return 1 end
   local store = open_store()
   if not store then return 3 end
   -- check and claim the run in one write transaction, so two resumes
@@ -437,6 +498,62 @@ function commands.resume(args)
   local rc = execute(P, store, o, run.id, store:tasks(run.id), json.decode(run.params))
   store:close()
   return rc
+end
+
+--- weir health: the metadata store, then each connection of weir.yaml:
+-- latency of a round trip and its circuit breaker. Exit 0 when all answer.
+function commands.health(args)
+  local o, pos = parse(args, { config = "string", json = "flag" })
+  if not o or #pos ~= 0 then eprintf("usage: weir health [--config FILE] [--json]\n"); return 2 end
+  local conf = load_config(o)
+  if not conf then return 1 end
+  local ex = require("weir.executor")
+  local checks, failed = {}, false
+  local function check(kind, name, describe, fn)
+    local t0 = ex.mono()
+    local ok, err = pcall(fn)
+    local c = { kind = kind, name = name, target = describe, ok = ok,
+                latency_ms = ok and math.floor((ex.mono() - t0) * 100 + 0.5) / 100 or nil,
+                error = not ok and conf.redact(tostring(err)) or nil }
+    failed = failed or not ok
+    checks[#checks + 1] = c
+    return c
+  end
+  check("metadata", "store", "WEIR_HOME " .. home(), function()
+    local store, err = require("weir.store").open(home())
+    if not store then error(tostring(err), 0) end
+    store:runs(1)
+    store:close()
+  end)
+  local names = {}
+  for name in pairs(conf.connections) do names[#names + 1] = name end
+  table.sort(names)
+  local breakers = require("weir.breaker")
+  local config = require("weir.config")
+  for _, name in ipairs(names) do
+    local c = conf.connections[name]
+    local res = check(c.type, name, config.describe(conf.cfg.connections[name]), function()
+      if c.resolve_error then error(c.resolve_error, 0) end
+      if c.type == "postgres" then
+        require("weir.pg").connect(c):ping()
+      else
+        require("weir.redis").connect(name, c):ping()
+      end
+    end)
+    local b = breakers.info(c)
+    if b then res.breaker = b.state; res.breaker_retry_in_ms = b.state == "open" and b.retry_in_ms or nil end
+  end
+  if o.json then
+    io.write(json.encode({ ok = not failed, checks = checks }), "\n")
+  else
+    for _, c in ipairs(checks) do
+      io.write(format("%-4s %-9s %-16s %s%s%s\n", c.ok and "ok" or "FAIL", c.kind, c.name,
+                      c.ok and format("%.2f ms", c.latency_ms) or c.error,
+                      c.breaker and ("  breaker " .. c.breaker) or "",
+                      "  (" .. c.target .. ")"))
+    end
+  end
+  return failed and 1 or 0
 end
 
 function commands.script(args)

@@ -44,7 +44,10 @@ end
 
 --- Run (or resume) a run. o: P (loaded pipeline), store, exec, run_id,
 -- params, resume (bool), only / from (task names), prefetch, view
--- (optional callbacks: task(T, event), tick(engine)), roots.
+-- (optional callbacks: task(T, event), tick(engine)), roots, connections
+-- (normalized weir.yaml connections for the workers), redact (a function
+-- that masks secrets in text: errors, logs and outputs pass it before the
+-- store sees them).
 -- Returns the final run status: "success", "failed" or "cancelled".
 local function random_u32()
   local F = require("weir._ffi")
@@ -60,6 +63,7 @@ function M.run(o)
   local now, mono = executor.now, executor.mono
   local view = o.view or {}
   local prefetch = o.prefetch or 8
+  local redact = o.redact
   local T, order = {}, {}
   local ready, rq_head, rq_tail = {}, 1, 0
   local retrying = {}
@@ -183,9 +187,9 @@ function M.run(o)
     end
   end
 
-  local function on_failure(t, msg)
+  local function on_failure(t, msg, final)
     local spec = t.spec
-    if t.attempt - t.base <= spec.retries then
+    if not final and t.attempt - t.base <= spec.retries then
       local n = t.attempt - t.base
       local delay = min(spec.retry_delay * spec.retry_backoff ^ (n - 1), spec.retry_max_delay)
       delay = delay * (0.8 + 0.4 * random())
@@ -201,7 +205,8 @@ function M.run(o)
   -- a job: the fields every attempt of this run shares (encoded once), the
   -- task's (once per task) and the attempt's own, sent back to back
   local job_base = ser.encode({ kind = "attempt", run_id = run_id, pipeline = P.name,
-                                params = o.params, base_dir = P.base_dir, roots = o.roots })
+                                params = o.params, base_dir = P.base_dir, roots = o.roots,
+                                connections = o.connections })
   local function build_job(t)
     local spec = t.spec
     local inputs
@@ -277,6 +282,11 @@ function M.run(o)
     if res.status ~= "success" and res.kind == "memory" then
       res.error = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
     end
+    if redact then
+      -- secrets of weir.yaml never reach the store (or the screen)
+      res.error, res.log = redact(res.error), redact(res.log)
+      if res.output then res.output = redact(res.output) end
+    end
     store:finish_attempt(run_id, t.name, t.attempt, res)
     t.rows_in, t.rows_out = res.rows_in, res.rows_out
     if res.status == "success" then
@@ -287,7 +297,7 @@ function M.run(o)
     else
       local msg = res.error or "failed"
       t.error = msg
-      on_failure(t, msg)
+      on_failure(t, msg, res.retry == false)
     end
   end
 

@@ -33,7 +33,9 @@ local nread = ffi.new("int64_t[1]")
 -- that blames the user's line (S and D tail-call this, so level 3 is the
 -- caller of the stream or database method).
 local KINDS = { stream = { "weir.stream.", "a stream", "s:" },
-                db = { "weir.sqlite.", "a database", "db:" } }
+                db = { "weir.sqlite.", "a database", "db:" },
+                pg = { "weir.postgres.", "a PostgreSQL connection", "db:" },
+                redis = { "weir.redis.", "a Redis connection", "r:" } }
 local function owned(x, kind, what)
   local p = priv[x]
   if not p or p.kind ~= kind then
@@ -50,6 +52,21 @@ local function new_stream(pull, columns, shared)
   priv[s] = { kind = "stream", pull = pull, columns = columns, shared = shared }
   return s
 end
+
+-- For the connector modules (weir.pg, weir.redis): streams they start,
+-- opaque objects they hand to user code, the private state behind such an
+-- object (a misuse error blames the user's line), and the sink each kind
+-- of object loads a stream into (M.sinks[kind](stream_state, target_state,
+-- table, opts)).
+M.new_stream = new_stream
+function M.new_object(kind, methods, state)
+  local x = setmetatable({}, { __index = methods, __metatable = false })
+  state.kind = kind
+  priv[x] = state
+  return x
+end
+function M.owned(x, kind, what) return owned(x, kind, what) end
+M.sinks = {}
 
 --- The connector functions of one attempt (called by weir._ctx).
 function M.context(job, stats, opened, log)
@@ -346,6 +363,32 @@ function M.context(job, stats, opened, log)
     return load_seq
   end
 
+  --- A connection of weir.yaml by name (ctx.source and ctx.sink), one
+  -- object per name and attempt.
+  local conns = {}
+  function X.connection(name, what)
+    local c = conns[name]
+    if c then return c end
+    local all = job.connections or {}
+    local cfg = type(name) == "string" and all[name]
+    if not cfg then
+      local known = {}
+      for k in pairs(all) do known[#known + 1] = k end
+      sort(known)
+      error(format("ctx.%s: no connection %s in weir.yaml (%s)", what, tostring(name),
+                   #known > 0 and "known: " .. concat(known, ", ") or "none configured"), 3)
+    end
+    if cfg.type == "postgres" then
+      c = require("weir.pg").for_task(cfg, M._attempt, opened)
+    elseif cfg.type == "redis" then
+      c = require("weir.redis").for_task(cfg, M._attempt, opened)
+    else
+      error(format("ctx.%s: connection %s has unknown type %s", what, name, tostring(cfg.type)), 3)
+    end
+    conns[name] = c
+    return c
+  end
+
   M._attempt = { job = job, stats = stats, next_seq = next_seq, atomic_writer = atomic_writer,
                  log = log }
   X.check = function(d, tbl, rules) return M.check(d, tbl, rules) end
@@ -506,6 +549,7 @@ local function sink_columns(p, batch)
   for _, c in ipairs(extra) do cols[#cols + 1] = c end
   return cols
 end
+M.sink_columns = sink_columns
 
 --- s:to_jsonl(path): write every row as a JSON object per line (atomic:
 -- a temporary file renamed into place). Returns { rows = n, path = path }.
@@ -625,6 +669,7 @@ local LEDGER = [[CREATE TABLE IF NOT EXISTS _weir_loads (
 function Stream.into(s, target, tbl, opts)
   local p = S(s, "into")
   local dp = priv[target]
+  if dp and M.sinks[dp.kind] then return M.sinks[dp.kind](p, dp, tbl, opts) end
   if not dp or dp.kind ~= "db" then
     error("weir.stream.into: bad 'target' (a database from ctx.sqlite expected)", 2)
   end

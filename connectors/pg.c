@@ -1,0 +1,870 @@
+/*
+ * pg.c - PostgreSQL through libpq: pools per process and connection name,
+ * a prepared-statement cache per connection, COPY in and out, rows built
+ * in C. See pg.h for the contract; values go through pgcodec.h.
+ *
+ * Connections are blocking: a worker runs one attempt at a time, and a
+ * statement that runs too long is ended from outside (statement_timeout,
+ * or the attempt's SIGKILL; the server then drops the query on its own
+ * within client_connection_check_interval, which lua/weir/pg.lua sets).
+ */
+#include "weir/pg.h"
+#include "weir/pgcodec.h"
+
+#include <lauxlib.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PG_CACHE_MAX 64
+#define PG_COPY_CHUNK (256u << 10)
+#define PG_MAX_COLS 1600        /* PostgreSQL's own column limit */
+
+struct pg_stmt {
+    char *sql;
+    uint64_t hash;
+    char name[24];
+    int nparams;
+    Oid *ptypes;
+    uint64_t used;              /* cache clock when last used */
+};
+
+struct weir_pg_conn {
+    PGconn *pg;
+    weir_pg_pool *pool;
+    double created, last_used;
+    int busy;
+    int in_copy;                /* 1 copy out, 2 copy in */
+    int copy_eof;               /* a COPY out ended inside the last batch */
+    struct pg_stmt cache[PG_CACHE_MAX];
+    int ncache;
+    uint64_t clock, next_name;
+    weir_buf copy_buf;
+    struct weir_pg_conn *next;  /* in the pool's list */
+};
+
+struct weir_pg_pool {
+    char *name;
+    char **keys, **vals;
+    int n;
+    weir_pg_pool_opts o;
+    struct weir_pg_conn *conns;
+    int nconns;
+    int64_t opened;
+    int retired;                /* replaced: close connections on release */
+    struct weir_pg_pool *next;
+};
+
+static weir_pg_pool *pools;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* libpq's message without the trailing newline. */
+static void conn_err(PGconn *pg, const char *what, char *err, size_t errlen)
+{
+    const char *m = pg ? PQerrorMessage(pg) : "out of memory";
+    size_t n = strlen(m);
+
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+        n--;
+    weir_set_err(err, errlen, "%s: %.*s", what, (int)n, m);
+}
+
+static void stmt_free(struct pg_stmt *s)
+{
+    free(s->sql);
+    free(s->ptypes);
+    memset(s, 0, sizeof(*s));
+}
+
+static void conn_close(struct weir_pg_conn *c)
+{
+    for (int i = 0; i < c->ncache; i++)
+        stmt_free(&c->cache[i]);
+    weir_buf_free(&c->copy_buf);
+    if (c->pg)
+        PQfinish(c->pg);
+    free(c);
+}
+
+/* Unlink c from its pool's list. */
+static void pool_unlink(weir_pg_pool *p, struct weir_pg_conn *c)
+{
+    struct weir_pg_conn **pp;
+
+    for (pp = &p->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            p->nconns--;
+            return;
+        }
+}
+
+static void pool_free(weir_pg_pool *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->keys[i]);
+        free(p->vals[i]);
+    }
+    free(p->keys);
+    free(p->vals);
+    free(p->name);
+    free(p);
+}
+
+/* Close idle connections (all when the pool is retired); frees a retired
+ * pool once nothing is in use. Returns 1 when p was freed. */
+static int pool_sweep(weir_pg_pool *p, int all)
+{
+    double t = now_ms();
+    struct weir_pg_conn *c = p->conns, *nx;
+    int idle = 0;
+
+    for (; c; c = c->next)
+        idle += !c->busy;
+    for (c = p->conns; c; c = nx) {
+        nx = c->next;
+        if (c->busy)
+            continue;
+        if (all || p->retired
+            || (p->o.max_lifetime_ms > 0
+                && t - c->created > p->o.max_lifetime_ms)
+            || (p->o.idle_timeout_ms > 0 && idle > p->o.min_size
+                && t - c->last_used > p->o.idle_timeout_ms)) {
+            pool_unlink(p, c);
+            conn_close(c);
+            idle--;
+        }
+    }
+    if (p->retired && p->conns == NULL) {
+        pool_free(p);
+        return 1;
+    }
+    return 0;
+}
+
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static int conn_open(weir_pg_pool *p, struct weir_pg_conn **out, char *err,
+                     size_t errlen)
+{
+    struct weir_pg_conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return WEIR_ENOMEM;
+    c->pg = PQconnectdbParams((const char *const *)p->keys,
+                              (const char *const *)p->vals, 0);
+    if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
+        conn_err(c->pg, "cannot connect", err, errlen);
+        conn_close(c);
+        return WEIR_EIO;
+    }
+    /* NOTICEs (e.g. "already exists, skipping") are not errors */
+    PQsetNoticeProcessor(c->pg, quiet, NULL);
+    c->pool = p;
+    c->created = c->last_used = now_ms();
+    c->next = p->conns;
+    p->conns = c;
+    p->nconns++;
+    p->opened++;
+    *out = c;
+    return WEIR_OK;
+}
+
+static int same_config(const weir_pg_pool *p, const char *const *keys,
+                       const char *const *vals, int n,
+                       const weir_pg_pool_opts *o)
+{
+    if (p->n != n || memcmp(&p->o, o, sizeof(*o)) != 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(p->keys[i], keys[i]) != 0
+            || strcmp(p->vals[i], vals[i] ? vals[i] : "") != 0)
+            return 0;
+    return 1;
+}
+
+WEIR_API int weir_ffi_pg_pool_get(const char *name, const char *const *keys,
+                                  const char *const *vals, int32_t n,
+                                  const weir_pg_pool_opts *o,
+                                  weir_pg_pool **out, char *err,
+                                  size_t errlen)
+{
+    weir_pg_pool **pp, *p;
+
+    if (name == NULL || o == NULL || out == NULL || n < 0
+        || (n > 0 && (keys == NULL || vals == NULL)) || o->max_size < 1
+        || o->min_size < 0 || o->min_size > o->max_size)
+        return WEIR_EINVAL;
+    for (pp = &pools; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) != 0)
+            continue;
+        if (same_config(*pp, keys, vals, n, o)) {
+            *out = *pp;
+            return WEIR_OK;
+        }
+        p = *pp;
+        *pp = p->next;
+        p->retired = 1;
+        pool_sweep(p, 1);
+        break;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return WEIR_ENOMEM;
+    p->name = strdup(name);
+    p->keys = calloc((size_t)n + 1, sizeof(char *));
+    p->vals = calloc((size_t)n + 1, sizeof(char *));
+    if (p->name == NULL || p->keys == NULL || p->vals == NULL) {
+        pool_free(p);
+        return WEIR_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        p->keys[i] = strdup(keys[i]);
+        p->vals[i] = strdup(vals[i] ? vals[i] : "");
+        p->n = i + 1;
+        if (p->keys[i] == NULL || p->vals[i] == NULL) {
+            pool_free(p);
+            return WEIR_ENOMEM;
+        }
+    }
+    p->o = *o;
+    for (int i = 0; i < o->min_size; i++) {
+        struct weir_pg_conn *c;
+        int rc = conn_open(p, &c, err, errlen);
+
+        if (rc != WEIR_OK) {
+            p->retired = 1;
+            pool_sweep(p, 1);
+            return rc;
+        }
+    }
+    p->next = pools;
+    pools = p;
+    *out = p;
+    return WEIR_OK;
+}
+
+/* Is the idle connection c still usable? */
+static int conn_valid(struct weir_pg_conn *c, double t)
+{
+    weir_pg_pool *p = c->pool;
+    struct pollfd pfd;
+
+    if (PQstatus(c->pg) != CONNECTION_OK
+        || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return 0;
+    if (p->o.max_lifetime_ms > 0 && t - c->created > p->o.max_lifetime_ms)
+        return 0;
+    /* An idle connection has nothing to read: data or EOF means the
+     * server said goodbye (a restart sends 57P01, then closes). */
+    pfd.fd = PQsocket(c->pg);
+    pfd.events = POLLIN;
+    if (pfd.fd < 0 || poll(&pfd, 1, 0) != 0)
+        return 0;
+    if (p->o.validate_after_ms >= 0 && t - c->last_used > p->o.validate_after_ms) {
+        PGresult *r = PQexec(c->pg, "SELECT 1");
+        int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+
+        PQclear(r);
+        return ok;
+    }
+    return 1;
+}
+
+WEIR_API int weir_ffi_pg_acquire(weir_pg_pool *p, weir_pg_conn **out,
+                                 char *err, size_t errlen)
+{
+    struct weir_pg_conn *c, *nx;
+    double t = now_ms();
+
+    if (p == NULL || out == NULL)
+        return WEIR_EINVAL;
+    for (c = p->conns; c; c = nx) {
+        nx = c->next;
+        if (c->busy)
+            continue;
+        if (conn_valid(c, t)) {
+            c->busy = 1;
+            *out = c;
+            return WEIR_OK;
+        }
+        pool_unlink(p, c);
+        conn_close(c);
+    }
+    if (p->nconns >= p->o.max_size) {
+        weir_set_err(err, errlen,
+                     "pool %s: all %d connections are in use (pool.max)",
+                     p->name, p->o.max_size);
+        return WEIR_ELIMIT;
+    }
+    if (conn_open(p, &c, err, errlen) != WEIR_OK)
+        return WEIR_EIO;
+    c->busy = 1;
+    *out = c;
+    return WEIR_OK;
+}
+
+WEIR_API void weir_ffi_pg_release(weir_pg_conn *c, int32_t reuse)
+{
+    weir_pg_pool *p;
+
+    if (c == NULL)
+        return;
+    p = c->pool;
+    c->busy = 0;
+    c->last_used = now_ms();
+    if (!reuse || c->in_copy || PQstatus(c->pg) != CONNECTION_OK
+        || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        /* a statement may still run: ask the server to stop it */
+        if (PQstatus(c->pg) == CONNECTION_OK
+            && PQtransactionStatus(c->pg) == PQTRANS_ACTIVE) {
+            char buf[256];
+            PGcancel *k = PQgetCancel(c->pg);
+
+            if (k) {
+                (void)PQcancel(k, buf, sizeof(buf));
+                PQfreeCancel(k);
+            }
+        }
+        pool_unlink(p, c);
+        conn_close(c);
+    }
+    pool_sweep(p, 0);
+}
+
+WEIR_API int weir_ffi_pg_run(weir_pg_conn *c, const char *sql, char *err,
+                             size_t errlen)
+{
+    PGresult *r;
+    int rc = WEIR_OK;
+
+    if (c == NULL || sql == NULL)
+        return WEIR_EINVAL;
+    if (!PQsendQuery(c->pg, sql)) {
+        conn_err(c->pg, "[08006] connection lost", err, errlen);
+        return WEIR_ECLOSED;
+    }
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+
+        if (rc == WEIR_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK
+            && st != PGRES_EMPTY_QUERY) {
+            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+            if (code == NULL) {
+                conn_err(c->pg, "[08006] connection lost", err, errlen);
+                rc = WEIR_ECLOSED;
+            } else {
+                weir_set_err(err, errlen, "[%s] %s", code, msg ? msg : "");
+                rc = WEIR_ESQL;
+            }
+        }
+        PQclear(r);
+    }
+    if (rc == WEIR_OK && PQstatus(c->pg) != CONNECTION_OK) {
+        conn_err(c->pg, "[08006] connection lost", err, errlen);
+        rc = WEIR_ECLOSED;
+    }
+    return rc;
+}
+
+WEIR_API int32_t weir_ffi_pg_txstatus(weir_pg_conn *c)
+{
+    return c ? (int32_t)PQtransactionStatus(c->pg) : (int32_t)PQTRANS_UNKNOWN;
+}
+
+WEIR_API int32_t weir_ffi_pg_server_version(weir_pg_conn *c)
+{
+    return c ? PQserverVersion(c->pg) : 0;
+}
+
+WEIR_API void weir_ffi_pg_pool_stats(weir_pg_pool *p, int32_t *idle,
+                                     int32_t *busy, int64_t *opened)
+{
+    int32_t i = 0, b = 0;
+
+    if (p == NULL)
+        return;
+    for (struct weir_pg_conn *c = p->conns; c; c = c->next)
+        c->busy ? b++ : i++;
+    if (idle)
+        *idle = i;
+    if (busy)
+        *busy = b;
+    if (opened)
+        *opened = p->opened;
+}
+
+WEIR_API void weir_ffi_pg_pools_close(void)
+{
+    while (pools) {
+        weir_pg_pool *p = pools;
+
+        pools = p->next;
+        p->retired = 1;
+        pool_sweep(p, 1);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Classic Lua API
+ * ------------------------------------------------------------------------ */
+
+static struct weir_pg_conn *arg_conn(lua_State *L)
+{
+    struct weir_pg_conn *c =
+        (struct weir_pg_conn *)(uintptr_t)luaL_checknumber(L, 1);
+
+    if (c == NULL || !c->busy)
+        luaL_error(L, "pg: connection not acquired");
+    return c;
+}
+
+/* Raise "[SQLSTATE] message" for r (cleared) or the connection's error. */
+static int raise_result(lua_State *L, struct weir_pg_conn *c, PGresult *r)
+{
+    char msg[1024];
+    const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+    if (code != NULL) {
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        const char *d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+
+        snprintf(msg, sizeof(msg), "[%s] %s%s%s", code, m ? m : "",
+                 d ? " (" : "", d ? d : "");
+        if (d)
+            strncat(msg, ")", sizeof(msg) - strlen(msg) - 1);
+    } else {
+        conn_err(c->pg, "[08006] connection lost", msg, sizeof(msg));
+    }
+    PQclear(r);
+    /* drain what follows so the connection state is known */
+    while ((r = PQgetResult(c->pg)) != NULL)
+        PQclear(r);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+static uint64_t hash_sql(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The cached prepared statement for sql, preparing it on a miss. */
+static struct pg_stmt *stmt_get(lua_State *L, struct weir_pg_conn *c,
+                                const char *sql, size_t n)
+{
+    uint64_t h = hash_sql(sql, n);
+    struct pg_stmt *s = NULL;
+    PGresult *r;
+    int i;
+
+    for (i = 0; i < c->ncache; i++)
+        if (c->cache[i].hash == h && strcmp(c->cache[i].sql, sql) == 0) {
+            c->cache[i].used = ++c->clock;
+            return &c->cache[i];
+        }
+    if (c->ncache < PG_CACHE_MAX) {
+        s = &c->cache[c->ncache++];
+    } else {
+        char dealloc[48];
+
+        s = &c->cache[0];
+        for (i = 1; i < c->ncache; i++)
+            if (c->cache[i].used < s->used)
+                s = &c->cache[i];
+        snprintf(dealloc, sizeof(dealloc), "DEALLOCATE %s", s->name);
+        PQclear(PQexec(c->pg, dealloc));
+        stmt_free(s);
+    }
+    snprintf(s->name, sizeof(s->name), "weir_%llu",
+             (unsigned long long)++c->next_name);
+    r = PQprepare(c->pg, s->name, sql, 0, NULL);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        /* drop the slot: the last entry takes its place */
+        *s = c->cache[--c->ncache];
+        memset(&c->cache[c->ncache], 0, sizeof(*s));
+        return raise_result(L, c, r), NULL;
+    }
+    PQclear(r);
+    r = PQdescribePrepared(c->pg, s->name);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        *s = c->cache[--c->ncache];
+        memset(&c->cache[c->ncache], 0, sizeof(*s));
+        return raise_result(L, c, r), NULL;
+    }
+    s->nparams = PQnparams(r);
+    s->ptypes = calloc((size_t)s->nparams + 1, sizeof(Oid));
+    s->sql = strdup(sql);
+    if (s->ptypes == NULL || s->sql == NULL) {
+        PQclear(r);
+        stmt_free(s);
+        luaL_error(L, "pg: out of memory");
+    }
+    for (i = 0; i < s->nparams; i++)
+        s->ptypes[i] = PQparamtype(r, i);
+    PQclear(r);
+    s->hash = h;
+    s->used = ++c->clock;
+    return s;
+}
+
+/* Push names (array) and oids (array) of r's columns. */
+static void push_columns(lua_State *L, PGresult *r)
+{
+    int nf = PQnfields(r);
+
+    lua_createtable(L, nf, 0);
+    for (int j = 0; j < nf; j++) {
+        lua_pushstring(L, PQfname(r, j));
+        lua_rawseti(L, -2, j + 1);
+    }
+    lua_createtable(L, nf, 0);
+    for (int j = 0; j < nf; j++) {
+        lua_pushnumber(L, (lua_Number)PQftype(r, j));
+        lua_rawseti(L, -2, j + 1);
+    }
+}
+
+/* Push the rows of r as an array of tables keyed by name; names at nidx. */
+static void push_rows(lua_State *L, struct weir_pg_conn *c, PGresult *r,
+                      int nidx)
+{
+    int nt = PQntuples(r), nf = PQnfields(r);
+    char err[256];
+    Oid oids[PG_MAX_COLS];
+
+    for (int j = 0; j < nf && j < PG_MAX_COLS; j++)
+        oids[j] = PQftype(r, j);
+    lua_createtable(L, nt, 0);
+    for (int i = 0; i < nt; i++) {
+        lua_createtable(L, 0, nf);
+        for (int j = 0; j < nf; j++) {
+            int rc;
+
+            lua_rawgeti(L, nidx, j + 1);
+            rc = weir_pgcodec_push(L, oids[j],
+                                   PQgetisnull(r, i, j) ? NULL
+                                                        : PQgetvalue(r, i, j),
+                                   (size_t)PQgetlength(r, i, j), err,
+                                   sizeof(err));
+            if (rc != WEIR_OK) {
+                PQclear(r);
+                (void)c;
+                luaL_error(L, "column %s: %s", lua_tostring(L, -1), err);
+            }
+            lua_rawset(L, -3);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* pg_exec(conn, sql, params, nparams) -> affected, rows|nil, names|nil */
+static int l_exec(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    size_t sqln;
+    const char *sql = luaL_checklstring(L, 2, &sqln);
+    int np = (int)luaL_optinteger(L, 4, 0);
+    PGresult *r;
+    ExecStatusType st;
+
+    if (np > 0) {
+        struct pg_stmt *s = stmt_get(L, c, sql, sqln);
+        const char **vals;
+        size_t *offs;
+        weir_buf b = { 0 };
+        char err[256];
+
+        if (np != s->nparams)
+            return luaL_error(L, "expected %d parameter(s), got %d",
+                              s->nparams, np);
+        vals = lua_newuserdata(L, (size_t)np * (sizeof(char *) + sizeof(size_t)));
+        offs = (size_t *)(void *)(vals + np);
+        for (int i = 0; i < np; i++) {
+            int rc;
+
+            lua_rawgeti(L, 3, i + 1);
+            offs[i] = b.len;
+            rc = weir_pgcodec_encode(L, lua_gettop(L), s->ptypes[i], 0, &b,
+                                     err, sizeof(err));
+            lua_pop(L, 1);
+            if (rc == WEIR_ENOENT) {
+                offs[i] = (size_t)-1;
+                continue;
+            }
+            if (rc == WEIR_OK)
+                rc = weir_buf_reserve(&b, 1);
+            if (rc != WEIR_OK) {
+                weir_buf_free(&b);
+                return luaL_error(L, "parameter $%d: %s", i + 1,
+                                  rc == WEIR_ENOMEM ? "out of memory" : err);
+            }
+            b.data[b.len++] = '\0';
+        }
+        for (int i = 0; i < np; i++)
+            vals[i] = offs[i] == (size_t)-1 ? NULL : b.data + offs[i];
+        r = PQexecPrepared(c->pg, s->name, np, vals, NULL, NULL, 0);
+        weir_buf_free(&b);
+    } else {
+        r = PQexecParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+    }
+    st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return raise_result(L, c, r);
+    lua_pushnumber(L, (lua_Number)strtod(PQcmdTuples(r), NULL));
+    if (st == PGRES_TUPLES_OK) {
+        size_t size = PQresultMemorySize(r);
+        int top;
+
+        if (c->pool->o.max_result_bytes > 0
+            && size > (size_t)c->pool->o.max_result_bytes) {
+            char msg[200];
+
+            PQclear(r);
+            snprintf(msg, sizeof(msg), "result of %zu bytes exceeds the limit "
+                     "of %lld bytes (max_result); stream it with query() "
+                     "instead", size,
+                     (long long)c->pool->o.max_result_bytes);
+            lua_pushstring(L, msg);
+            return lua_error(L);
+        }
+        push_columns(L, r);
+        lua_pop(L, 1);
+        top = lua_gettop(L);
+        push_rows(L, c, r, top);
+        lua_insert(L, -2);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    PQclear(r);
+    return 3;
+}
+
+/* pg_describe(conn, sql) -> names, oids, nparams */
+static int l_describe(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    size_t n;
+    const char *sql = luaL_checklstring(L, 2, &n);
+    struct pg_stmt *s = stmt_get(L, c, sql, n);
+    PGresult *r = PQdescribePrepared(c->pg, s->name);
+
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
+        return raise_result(L, c, r);
+    push_columns(L, r);
+    lua_pushinteger(L, s->nparams);
+    PQclear(r);
+    return 3;
+}
+
+static void copy_begin(lua_State *L, struct weir_pg_conn *c, int want)
+{
+    const char *sql = luaL_checkstring(L, 2);
+    PGresult *r = PQexec(c->pg, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+
+    if (st != (ExecStatusType)want) {
+        if (st == PGRES_COPY_OUT || st == PGRES_COPY_IN) {
+            PQclear(r);
+            luaL_error(L, "pg: unexpected COPY direction");
+        }
+        raise_result(L, c, r);
+    }
+    PQclear(r);
+    c->in_copy = want == PGRES_COPY_OUT ? 1 : 2;
+    c->copy_eof = 0;
+}
+
+static int l_copy_out_begin(lua_State *L)
+{
+    copy_begin(L, arg_conn(L), PGRES_COPY_OUT);
+    return 0;
+}
+
+/* Read the oids array at idx into out[ncols]. */
+static void get_oids(lua_State *L, int idx, int ncols, Oid *out)
+{
+    for (int j = 0; j < ncols; j++) {
+        lua_rawgeti(L, idx, j + 1);
+        out[j] = (Oid)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+}
+
+/* pg_copy_out_batch(conn, max, names, oids) -> rows | nil */
+static int l_copy_out_batch(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    int max = (int)luaL_checkinteger(L, 2);
+    int ncols = (int)lua_objlen(L, 3);
+    Oid oids[PG_MAX_COLS];
+    char err[256];
+    int n = 0;
+
+    if (c->in_copy != 1) {
+        if (c->copy_eof) {
+            c->copy_eof = 0;
+            lua_pushnil(L);
+            return 1;
+        }
+        return luaL_error(L, "pg: no COPY TO STDOUT in progress");
+    }
+    if (ncols > PG_MAX_COLS)
+        return luaL_error(L, "pg: too many columns");
+    get_oids(L, 4, ncols, oids);
+    lua_createtable(L, max, 0);
+    while (n < max) {
+        char *line = NULL;
+        int len = PQgetCopyData(c->pg, &line, 0);
+        int rc;
+
+        if (len == -1) {
+            PGresult *r = PQgetResult(c->pg);
+
+            c->in_copy = 0;
+            if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
+                return raise_result(L, c, r);
+            PQclear(r);
+            while ((r = PQgetResult(c->pg)) != NULL)
+                PQclear(r);
+            if (n == 0) {
+                lua_pushnil(L);
+                return 1;
+            }
+            c->copy_eof = 1;
+            break;
+        }
+        if (len < 0) {
+            c->in_copy = 0;
+            return raise_result(L, c, PQgetResult(c->pg));
+        }
+        rc = weir_pgcodec_copy_row(L, line, (size_t)len, ncols, oids, 3, err,
+                                   sizeof(err));
+        PQfreemem(line);
+        if (rc != WEIR_OK)
+            return luaL_error(L, "row %d: %s", n + 1, err);
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+static int l_copy_in_begin(lua_State *L)
+{
+    copy_begin(L, arg_conn(L), PGRES_COPY_IN);
+    return 0;
+}
+
+static int put_copy(lua_State *L, struct weir_pg_conn *c, weir_buf *b)
+{
+    if (b->len > 0 && PQputCopyData(c->pg, b->data, (int)b->len) != 1) {
+        c->in_copy = 0;
+        b->len = 0;
+        return raise_result(L, c, NULL);
+    }
+    b->len = 0;
+    return 0;
+}
+
+/* pg_copy_in_batch(conn, rows, names, oids, first, last) -> bytes */
+static int l_copy_in_batch(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    int ncols = (int)lua_objlen(L, 3);
+    int first = (int)luaL_checkinteger(L, 5), last = (int)luaL_checkinteger(L, 6);
+    Oid oids[PG_MAX_COLS];
+    weir_buf *b = &c->copy_buf;
+    char err[256];
+    double bytes = 0;
+
+    if (c->in_copy != 2)
+        return luaL_error(L, "pg: no COPY FROM STDIN in progress");
+    if (ncols > PG_MAX_COLS)
+        return luaL_error(L, "pg: too many columns");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    get_oids(L, 4, ncols, oids);
+    for (int i = first; i <= last; i++) {
+        int rc;
+
+        lua_rawgeti(L, 2, i);
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "row %d: not a table", i);
+        rc = weir_pgcodec_copy_encode_row(L, lua_gettop(L), ncols, 3, oids, b,
+                                          err, sizeof(err));
+        lua_pop(L, 1);
+        if (rc != WEIR_OK) {
+            b->len = 0;
+            return luaL_error(L, "row %d: %s", i, err);
+        }
+        if (b->len >= PG_COPY_CHUNK) {
+            bytes += (double)b->len;
+            put_copy(L, c, b);
+        }
+    }
+    bytes += (double)b->len;
+    put_copy(L, c, b);
+    lua_pushnumber(L, bytes);
+    return 1;
+}
+
+/* pg_copy_in_end(conn, abort_message|nil) -> rows loaded */
+static int l_copy_in_end(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    const char *abort_msg = luaL_optstring(L, 2, NULL);
+    PGresult *r;
+
+    if (c->in_copy != 2)
+        return luaL_error(L, "pg: no COPY FROM STDIN in progress");
+    c->in_copy = 0;
+    if (PQputCopyEnd(c->pg, abort_msg) != 1)
+        return raise_result(L, c, NULL);
+    r = PQgetResult(c->pg);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
+        return raise_result(L, c, r);
+    lua_pushnumber(L, (lua_Number)strtod(PQcmdTuples(r), NULL));
+    PQclear(r);
+    while ((r = PQgetResult(c->pg)) != NULL)
+        PQclear(r);
+    return 1;
+}
+
+WEIR_API int weir_pg_lua_open(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "pg_exec", l_exec },
+        { "pg_describe", l_describe },
+        { "pg_copy_out_begin", l_copy_out_begin },
+        { "pg_copy_out_batch", l_copy_out_batch },
+        { "pg_copy_in_begin", l_copy_in_begin },
+        { "pg_copy_in_batch", l_copy_in_batch },
+        { "pg_copy_in_end", l_copy_in_end },
+        { NULL, NULL },
+    };
+
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+    return 0;
+}

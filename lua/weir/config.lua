@@ -1,0 +1,833 @@
+-- weir.config: find and load weir.yaml (connections and global settings),
+-- expand secret references, normalize connections, redact secrets.
+--
+-- Steps, as weir.pipeline does for pipelines: YAML (weir._native), expand
+-- ${env:NAME} / ${file:PATH} in every string value, JSON Schema
+-- (schemas/config.schema.json), then semantic checks (URLs, ports,
+-- durations, sizes, bounds). Every error is collected and reported at once
+-- as "FILE:LINE: path: message"; each message is redacted before it is
+-- returned, so no secret leaves this module through an error.
+--
+-- References: "${env:NAME}" is the environment variable NAME (unset is an
+-- error, empty is allowed); "${file:PATH}" is the file's content, PATH
+-- relative to the config file's folder, with one trailing "\n" (or "\r\n")
+-- removed. "$${" stands for a literal "${". A value given both inside `url`
+-- and as a separate field takes the separate field. A YAML null counts as
+-- absent, except for a connection itself.
+local json = require("weir.json")
+local schema = require("weir.schema")
+local util = require("weir.util")
+local pipeline = require("weir.pipeline")
+local native = require("weir._native")
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local format, find, sub, floor = string.format, string.find, string.sub, math.floor
+local sort, concat = table.sort, table.concat
+local getmetatable, setmetatable, pcall, error = getmetatable, setmetatable, pcall, error
+
+local M = {}
+
+local KB, MB = 1024, 1024 * 1024
+local MAX_MS = 2147483647        -- durations end up in C ints
+local MAX_SECRET_FILE = 1 * MB   -- a ${file:} bigger than this is a mistake
+
+--- Defaults of a normalized connection (durations in ms, sizes in bytes).
+M.DEFAULTS = {
+  postgres = {
+    host = "localhost", port = 5432, sslmode = "prefer", connect_timeout_ms = 10000,
+    statement_timeout_ms = 0, max_result_bytes = 64 * MB, application_name = "weir",
+  },
+  redis = {
+    host = "localhost", port = 6379, database = 0, connect_timeout_ms = 10000,
+    timeout_ms = 30000, max_reply_bytes = 64 * MB,
+  },
+  pool = { min = 0, max = 4, idle_timeout_ms = 60000, max_lifetime_ms = 1800000 },
+  breaker = { threshold = 5, window_ms = 30000, open_ms = 10000, half_open_probes = 1 },
+}
+
+-- libpq keywords that have their own connection field.
+local RESERVED_OPTIONS = {
+  host = "host", hostaddr = "host", port = "port", dbname = "database", user = "user",
+  password = "password", sslmode = "sslmode", connect_timeout = "connect_timeout",
+  application_name = "application_name",
+}
+
+local validator
+local function get_validator()
+  if not validator then
+    local text = assert(native.resource("weir/schemas/config.schema.json"))
+    validator = assert(schema.compile(assert(json.decode(text))))
+  end
+  return validator
+end
+
+-- Secrets of each loaded config and of each of its connections, kept out
+-- of the tables themselves so dumping a config never dumps the list.
+local secrets_of = setmetatable({}, { __mode = "k" })
+
+---------------------------------------------------------------------------
+-- Redaction
+---------------------------------------------------------------------------
+
+-- Replace every plain occurrence of needle in s with rep.
+local function replace_plain(s, needle, rep)
+  local i = find(s, needle, 1, true)
+  if not i then return s end
+  local out, from = {}, 1
+  while i do
+    out[#out + 1] = sub(s, from, i - 1)
+    out[#out + 1] = rep
+    from = i + #needle
+    i = find(s, needle, from, true)
+  end
+  out[#out + 1] = sub(s, from)
+  return concat(out)
+end
+
+-- "scheme://user:PASSWORD@" -> "scheme://user:***@". The password runs to
+-- the last "@" before a space, quote or "/", so an unencoded "@" in it is
+-- still covered.
+local function mask_urls(s)
+  return (s:gsub("([%a][%w+.-]*://[^:/@%s\"'<>]*):[^%s/\"'<>]*@", "%1:***@"))
+end
+
+local function sorted_secrets(set)
+  local list = {}
+  for s in pairs(set) do list[#list + 1] = s end
+  sort(list, function(a, b)
+    if #a ~= #b then return #a > #b end
+    return a < b
+  end)
+  return list
+end
+
+local function redact_with(list, text)
+  for _, s in ipairs(list) do text = replace_plain(text, s, "***") end
+  return mask_urls(text)
+end
+
+---------------------------------------------------------------------------
+-- Paths, lines, errors
+---------------------------------------------------------------------------
+
+-- Same path syntax as weir.schema: a.b, odd keys quoted (a["x.y"]).
+local function child(base, key)
+  if key == "" or find(key, "[%.%[%]\"%s%c]") then
+    return base .. "[" .. format("%q", key) .. "]"
+  end
+  if base == "" then return key end
+  return base .. "." .. key
+end
+
+-- The line of the nearest path prefix the YAML decoder knows.
+local function line_for(lines, path)
+  if not lines then return nil end
+  local p = path
+  while true do
+    if lines[p] then return lines[p] end
+    if p == "" then return nil end
+    p = p:match("^(.*)[%.%[][^%.%[]*$") or ""
+  end
+end
+
+---------------------------------------------------------------------------
+-- Reference expansion
+---------------------------------------------------------------------------
+
+local function read_secret_file(dir, rel)
+  local full = util.join(dir, rel)
+  local f, err = io.open(full, "rb")
+  if not f then
+    -- io.open says "FULLPATH: reason"; keep the reason only
+    local reason = tostring(err)
+    if sub(reason, 1, #full + 2) == full .. ": " then reason = sub(reason, #full + 3) end
+    return nil, reason
+  end
+  local s, rerr = f:read(MAX_SECRET_FILE + 1)
+  f:close()
+  if s == nil and rerr then return nil, tostring(rerr) end
+  s = s or ""
+  if #s > MAX_SECRET_FILE then return nil, "larger than " .. util.human_size(MAX_SECRET_FILE) end
+  if sub(s, -2) == "\r\n" then
+    s = sub(s, 1, -3)
+  elseif sub(s, -1) == "\n" then
+    s = sub(s, 1, -2)
+  end
+  return s
+end
+
+-- Expand the references in s. Returns the new string, or nil after
+-- adding an error. Substituted values go into st.secrets.
+local function expand(s, path, st)
+  if not find(s, "$", 1, true) then return s end
+  local out, i = {}, 1
+  while true do
+    local j = find(s, "$", i, true)
+    if not j then
+      out[#out + 1] = sub(s, i)
+      break
+    end
+    out[#out + 1] = sub(s, i, j - 1)
+    local nxt = sub(s, j + 1, j + 1)
+    if nxt == "$" and sub(s, j + 2, j + 2) == "{" then
+      out[#out + 1] = "${"
+      i = j + 3
+    elseif nxt == "{" then
+      local close = find(s, "}", j + 2, true)
+      if not close then
+        st.add(path, "unterminated \"${\" (write \"$${\" for a literal \"${\")")
+        return nil
+      end
+      local kind, arg = sub(s, j + 2, close - 1):match("^(%a+):(.*)$")
+      local v
+      if kind == "env" then
+        if not arg:match("^[A-Za-z_][A-Za-z0-9_]*$") then
+          st.add(path, "bad variable name in ${env:NAME} (letters, digits and _)")
+          return nil
+        end
+        v = st.getenv(arg)
+        if v == nil then
+          st.add(path, format("environment variable %s is not set", arg))
+          return nil
+        end
+      elseif kind == "file" then
+        if arg == "" then
+          st.add(path, "empty path in ${file:PATH}")
+          return nil
+        end
+        local err
+        v, err = read_secret_file(st.dir, arg)
+        if not v then
+          st.add(path, format("cannot read secret file %q: %s", arg, err))
+          return nil
+        end
+      elseif kind and #kind <= 16 then
+        st.add(path, format("unknown reference ${%s:...} (expected ${env:NAME} or ${file:PATH};"
+                            .. " write \"$${\" for a literal \"${\")", kind))
+        return nil
+      else
+        st.add(path, "bad reference (expected ${env:NAME} or ${file:PATH};"
+                     .. " write \"$${\" for a literal \"${\")")
+        return nil
+      end
+      v = tostring(v)
+      if v ~= "" then st.secrets[v] = true end
+      st.substituted[path] = true
+      out[#out + 1] = v
+      i = close + 1
+    else
+      out[#out + 1] = "$"
+      i = j + 1
+    end
+  end
+  return concat(out)
+end
+
+-- Expand every string value under t in place and drop nulls (not the
+-- connections themselves). A "password" value is a secret whatever its
+-- source.
+local function expand_tree(t, path, st, keep_null)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    local p = type(k) == "number" and format("%s[%d]", path, k) or child(path, tostring(k))
+    if v == json.null and not keep_null then
+      t[k] = nil
+    elseif type(v) == "string" then
+      local e = expand(v, p, st)
+      if e == nil then
+        -- later checks of this value would only repeat the problem
+        t[k] = st.failed
+        st.failed_paths[p] = true
+      else
+        t[k] = e
+      end
+      if k == "password" then
+        -- failed: the text may still be a literal password
+        local secret = e or v
+        if secret ~= "" then st.secrets[secret] = true end
+      end
+    elseif type(v) == "number" and k == "password" then
+      st.secrets[tostring(v)] = true
+    elseif type(v) == "table" and v ~= json.null then
+      expand_tree(v, p, st, k == "connections" and path == "")
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- URLs
+---------------------------------------------------------------------------
+
+local function unescape(s)
+  if not find(s, "%", 1, true) then return s end
+  if find(s, "%%%X") or find(s, "%%.%X") or find(s, "%%.?$") then return nil end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- Split a URL "scheme://[user[:password]@][host][:port][/path][?query]".
+-- Returns { scheme, user, password, password_raw, host, port, path,
+-- query = { {key, value}, ... } } with user, password, host, path and query
+-- percent-decoded, or nil, message. The message never quotes the URL.
+function M.parse_url(s)
+  if type(s) ~= "string" then return nil, "expected a URL string" end
+  local scheme, rest = s:match("^([%a][%w+.-]*)://(.*)$")
+  if not scheme then return nil, "expected a URL like scheme://host:port/..." end
+  local u = { scheme = scheme:lower(), query = {} }
+  if find(rest, "#", 1, true) then return nil, "a URL fragment (#...) is not allowed" end
+  local authority, tail = rest:match("^([^/?]*)(.*)$")
+  -- the userinfo ends at the last "@", so a raw "@" in a password works
+  local at = authority:match("^.*()@")
+  local hostport = authority
+  if at then
+    local userinfo = sub(authority, 1, at - 1)
+    hostport = sub(authority, at + 1)
+    local colon = find(userinfo, ":", 1, true)
+    local user = colon and sub(userinfo, 1, colon - 1) or userinfo
+    if user ~= "" then
+      u.user = unescape(user)
+      if not u.user then return nil, "bad percent-encoding in the URL's user" end
+    end
+    if colon then
+      u.password_raw = sub(userinfo, colon + 1)
+      u.password = unescape(u.password_raw)
+      if not u.password then return nil, "bad percent-encoding in the URL's password" end
+    end
+  end
+  local host, port
+  if sub(hostport, 1, 1) == "[" then
+    host, port = hostport:match("^%[([^%]]*)%](.*)$")
+    if not host then return nil, "unterminated [ in the URL's host" end
+  else
+    host, port = hostport:match("^([^:]*)(.*)$")
+  end
+  if port ~= "" then
+    port = port:match("^:(%d+)$")
+    if not port then return nil, "the URL's port must be digits" end
+    u.port = tonumber(port)
+    if u.port < 1 or u.port > 65535 then return nil, "the URL's port must be 1..65535" end
+  end
+  if find(host, ",", 1, true) then return nil, "several hosts in one URL are not supported" end
+  if host ~= "" then
+    u.host = unescape(host)
+    if not u.host then return nil, "bad percent-encoding in the URL's host" end
+  end
+  local path, query = tail:match("^([^?]*)%??(.*)$")
+  if path ~= "" then
+    u.path = unescape(path)
+    if not u.path then return nil, "bad percent-encoding in the URL's path" end
+  end
+  for pair in query:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k, v = unescape(k), unescape(v)
+    if not k or not v then return nil, "bad percent-encoding in the URL's query" end
+    u.query[#u.query + 1] = { k, v }
+  end
+  return u
+end
+
+---------------------------------------------------------------------------
+-- Field checks (all messages may show the value: they are redacted later)
+---------------------------------------------------------------------------
+
+-- An integer lo..hi from a number or a string of digits.
+local function int_in(v, lo, hi, path, add)
+  local n = v
+  if type(v) == "string" and v:match("^%s*%d+%s*$") then n = tonumber(v) end
+  if type(n) ~= "number" or n ~= floor(n) or n < lo or n > hi then
+    add(path, format("expected integer %d..%d, got %s", lo, hi, util.show(v)))
+    return nil
+  end
+  return n
+end
+
+-- Milliseconds from a duration ("500ms", "30s", a number of seconds, or a
+-- string of digits, e.g. from ${env:}), at least min_ms.
+local function ms_of(v, path, add, min_ms)
+  if type(v) == "string" and v:match("^%s*%d+%.?%d*%s*$") then v = tonumber(v) end
+  local s, err = util.duration(v)
+  if not s then
+    add(path, err .. (type(v) == "number" and format(", got %s", util.show(v)) or ""))
+    return nil
+  end
+  local ms = floor(s * 1000 + 0.5)
+  if ms < min_ms then
+    add(path, min_ms == 0 and "must be >= 0" or format("must be at least %dms", min_ms))
+    return nil
+  end
+  if ms > MAX_MS then
+    add(path, "must be at most " .. util.human_duration(MAX_MS / 1000))
+    return nil
+  end
+  return ms
+end
+
+local function bytes_of(v, path, add)
+  local n, err = util.size(v)
+  if not n then
+    add(path, err .. (type(v) == "number" and format(", got %s", util.show(v)) or ""))
+    return nil
+  end
+  if n < KB then
+    add(path, "must be at least 1KB")
+    return nil
+  end
+  return n
+end
+
+-- Fill a pool table from raw (may be nil or malformed).
+local function pool_of(raw, base, add)
+  local d = M.DEFAULTS.pool
+  local p = { min = d.min, max = d.max, idle_timeout_ms = d.idle_timeout_ms,
+              max_lifetime_ms = d.max_lifetime_ms }
+  if type(raw) ~= "table" then return p end
+  if raw.min ~= nil then p.min = int_in(raw.min, 0, 1000, base .. ".min", add) or p.min end
+  if raw.max ~= nil then p.max = int_in(raw.max, 1, 1000, base .. ".max", add) or p.max end
+  if p.min > p.max then
+    add(base, format("min (%d) must not exceed max (%d)", p.min, p.max))
+  end
+  if raw.idle_timeout ~= nil then
+    p.idle_timeout_ms = ms_of(raw.idle_timeout, base .. ".idle_timeout", add, 0) or p.idle_timeout_ms
+  end
+  if raw.max_lifetime ~= nil then
+    p.max_lifetime_ms = ms_of(raw.max_lifetime, base .. ".max_lifetime", add, 0) or p.max_lifetime_ms
+  end
+  return p
+end
+
+local function breaker_of(raw, base, add)
+  local d = M.DEFAULTS.breaker
+  local b = { threshold = d.threshold, window_ms = d.window_ms, open_ms = d.open_ms,
+              half_open_probes = d.half_open_probes }
+  if type(raw) ~= "table" then return b end
+  if raw.threshold ~= nil then
+    b.threshold = int_in(raw.threshold, 1, 1000000, base .. ".threshold", add) or b.threshold
+  end
+  if raw.half_open_probes ~= nil then
+    b.half_open_probes = int_in(raw.half_open_probes, 1, 1000, base .. ".half_open_probes", add)
+                         or b.half_open_probes
+  end
+  if raw.window ~= nil then b.window_ms = ms_of(raw.window, base .. ".window", add, 1) or b.window_ms end
+  if raw.open ~= nil then b.open_ms = ms_of(raw.open, base .. ".open", add, 1) or b.open_ms end
+  return b
+end
+
+-- A problem with the URL at path. A reference substituted into a URL is
+-- the usual cause (a password with "/" or "?" in it), so say so then.
+local function url_error(st, path, u, msg)
+  u.bad = true
+  if st.substituted[path] then
+    msg = msg .. " (a value substituted into a URL must be percent-encoded, or given as a"
+          .. " separate field)"
+  end
+  st.add(path, msg)
+end
+
+-- The URL of a connection, checked for scheme. Returns the parsed URL (an
+-- empty table when there is none; u.bad when it is wrong).
+local function url_of(c, base, st, schemes, what, hints)
+  if c.url == nil then return {} end
+  local path = base .. ".url"
+  if type(c.url) ~= "string" then
+    st.add(path, "expected a " .. what .. " URL string")
+    return { bad = true }
+  end
+  local u, err = M.parse_url(c.url)
+  if u and not schemes[u.scheme] then
+    err = hints and hints[u.scheme] or format("expected a %s URL, got scheme %q", what, u.scheme)
+    u = nil
+  end
+  if not u then
+    u = {}
+    url_error(st, path, u, err)
+  end
+  return u
+end
+
+-- A URL's password is a secret, as written and decoded. Only taken from a
+-- URL that parsed well: a misparsed one yields a bogus piece of text.
+local function keep_url_password(u, st)
+  if u.bad then return end
+  if u.password and u.password ~= "" then st.secrets[u.password] = true end
+  if u.password_raw and u.password_raw ~= "" then st.secrets[u.password_raw] = true end
+end
+
+-- Value of field k: the separate field wins over the URL's part.
+local function pick(c, u, k, base)
+  if c[k] ~= nil then return c[k], base .. "." .. k end
+  return u[k], base .. ".url"
+end
+
+local function password_of(c, u, base, st)
+  local v = c.password
+  if v == nil then return u.password end
+  if type(v) ~= "string" then
+    st.add(base .. ".password", "expected a string (quote it in YAML)")
+    return nil
+  end
+  return v
+end
+
+local function str_field(c, u, k, base, st)
+  local v, path = pick(c, u, k, base)
+  if v == nil then return nil end
+  if type(v) ~= "string" or v == "" then
+    st.add(path, "expected a non-empty string, got " .. util.show(v))
+    return nil
+  end
+  return v
+end
+
+local function postgres_of(name, c, base, st)
+  local add = st.add
+  local d = M.DEFAULTS.postgres
+  local u = url_of(c, base, st, { postgres = true, postgresql = true }, "postgres:// or postgresql://")
+  -- the URL's path is the database, its query a few libpq keywords
+  if u.path then
+    local db = u.path:match("^/(.*)$")
+    if db and not find(db, "/", 1, true) then
+      u.database = db ~= "" and db or nil
+    else
+      url_error(st, base .. ".url", u, "the URL's path must be /DATABASE")
+    end
+  end
+  for _, kv in ipairs(u.query or {}) do
+    local k, v = kv[1], kv[2]
+    if k == "sslmode" or k == "application_name" then
+      u[k] = v
+    elseif k == "connect_timeout" then
+      -- libpq counts this one in seconds
+      u.connect_timeout = v
+    else
+      url_error(st, base .. ".url", u, format("unsupported URL parameter %s (supported: sslmode,"
+                                              .. " connect_timeout, application_name)", util.show(k)))
+    end
+  end
+  keep_url_password(u, st)
+  local conn = { name = name, type = "postgres" }
+  conn.host = str_field(c, u, "host", base, st) or d.host
+  local port, pport = pick(c, u, "port", base)
+  conn.port = port ~= nil and int_in(port, 1, 65535, pport, add) or d.port
+  conn.user = str_field(c, u, "user", base, st)
+  conn.database = str_field(c, u, "database", base, st) or conn.user
+  conn.password = password_of(c, u, base, st)
+  if not conn.user and c.user == nil and not u.bad then
+    add(base, "user is required (in url or as a field)")
+  end
+  local sslmode, spath = pick(c, u, "sslmode", base)
+  conn.sslmode = d.sslmode
+  if sslmode ~= nil then
+    local ok = { disable = 1, allow = 1, prefer = 1, require = 1, ["verify-ca"] = 1,
+                 ["verify-full"] = 1 }
+    if ok[sslmode] then
+      conn.sslmode = sslmode
+    else
+      add(spath, "expected one of disable, allow, prefer, require, verify-ca, verify-full, got "
+                 .. util.show(sslmode))
+    end
+  end
+  local ct, cpath = pick(c, u, "connect_timeout", base)
+  conn.connect_timeout_ms = ct ~= nil and ms_of(ct, cpath, add, 1) or d.connect_timeout_ms
+  conn.statement_timeout_ms = c.statement_timeout ~= nil
+    and ms_of(c.statement_timeout, base .. ".statement_timeout", add, 0) or d.statement_timeout_ms
+  conn.max_result_bytes = c.max_result_size ~= nil
+    and bytes_of(c.max_result_size, base .. ".max_result_size", add) or d.max_result_bytes
+  conn.pool = pool_of(c.pool, base .. ".pool", add)
+  conn.breaker = breaker_of(c.breaker, base .. ".breaker", add)
+  conn.options = {}
+  if type(c.options) == "table" then
+    for k, v in pairs(c.options) do
+      local p = child(base .. ".options", tostring(k))
+      if RESERVED_OPTIONS[k] then
+        add(p, format("set %s as a connection field, not in options", RESERVED_OPTIONS[k]))
+      elseif type(v) == "string" or type(v) == "number" or type(v) == "boolean" then
+        conn.options[k] = tostring(v)
+      end
+    end
+  end
+  local app = pick(c, u, "application_name", base)
+  conn.options.application_name = type(app) == "string" and app or d.application_name
+  return conn
+end
+
+local function redis_of(name, c, base, st)
+  local add = st.add
+  local d = M.DEFAULTS.redis
+  local u = url_of(c, base, st, { redis = true }, "redis://",
+                  { rediss = "TLS (rediss://) is not supported" })
+  if u.path then
+    local db = u.path:match("^/(%d+)$")
+    if db then
+      u.database = db
+    elseif u.path ~= "/" then
+      url_error(st, base .. ".url", u, "the URL's path must be /DATABASE (an integer)")
+    end
+  end
+  if u.query and #u.query > 0 then
+    url_error(st, base .. ".url", u, "URL parameters are not supported")
+  end
+  keep_url_password(u, st)
+  local conn = { name = name, type = "redis" }
+  conn.host = str_field(c, u, "host", base, st) or d.host
+  local port, pport = pick(c, u, "port", base)
+  conn.port = port ~= nil and int_in(port, 1, 65535, pport, add) or d.port
+  local db, dpath = pick(c, u, "database", base)
+  conn.database = db ~= nil and int_in(db, 0, 2147483647, dpath, add) or d.database
+  conn.user = str_field(c, u, "user", base, st)
+  conn.password = password_of(c, u, base, st)
+  if conn.user and conn.password == nil then
+    add(base, "a redis user needs a password")
+  end
+  conn.connect_timeout_ms = c.connect_timeout ~= nil
+    and ms_of(c.connect_timeout, base .. ".connect_timeout", add, 1) or d.connect_timeout_ms
+  conn.timeout_ms = c.timeout ~= nil and ms_of(c.timeout, base .. ".timeout", add, 1) or d.timeout_ms
+  conn.max_reply_bytes = c.max_reply_size ~= nil
+    and bytes_of(c.max_reply_size, base .. ".max_reply_size", add) or d.max_reply_bytes
+  conn.pool = pool_of(c.pool, base .. ".pool", add)
+  conn.breaker = breaker_of(c.breaker, base .. ".breaker", add)
+  return conn
+end
+
+---------------------------------------------------------------------------
+-- Config objects
+---------------------------------------------------------------------------
+
+local Config = {}
+Config.__index = Config
+
+--- The secrets of this config, longest first (a fresh list).
+function Config:secrets() return M.secrets(self) end
+
+--- text with this config's secrets and any URL password masked.
+function Config:redact(text) return M.redact(self, text) end
+
+--- The connection called name, or nil, message.
+function Config:connection(name)
+  local c = self.connections[name]
+  if c then return c end
+  local names = {}
+  for n in pairs(self.connections) do names[#names + 1] = n end
+  sort(names)
+  return nil, format("unknown connection %s (%s)", util.show(name),
+                     #names > 0 and "defined: " .. concat(names, ", ")
+                     or (self.file and "none defined in " .. self.file or "no weir.yaml found"))
+end
+
+local function new_config(file, dir, secrets)
+  local cfg = setmetatable({ file = file, dir = dir, connections = {} }, Config)
+  secrets_of[cfg] = secrets
+  return cfg
+end
+
+local function is_readable(p)
+  local f, err = io.open(p, "rb")
+  if not f then return nil, err end
+  local _, rerr = f:read(0)
+  f:close()
+  if rerr then return nil, p .. ": " .. tostring(rerr) end
+  return true
+end
+
+--- Where the config is: opts.path (from --config) first, then the
+-- environment variable WEIR_CONFIG, then weir.yaml in opts.cwd (default:
+-- the current directory); relative paths are taken from opts.cwd when
+-- given. opts.getenv replaces os.getenv. Returns the path; nil when there
+-- is no config at all; nil, message when a given path is not a readable
+-- file.
+function M.find(opts)
+  opts = opts or {}
+  local getenv = opts.getenv or os.getenv
+  local cwd = opts.cwd
+  local function resolve(p)
+    if cwd and sub(p, 1, 1) ~= "/" then return util.join(cwd, p) end
+    return p
+  end
+  local given, from = opts.path, "--config"
+  if given == nil then
+    given, from = getenv("WEIR_CONFIG"), "WEIR_CONFIG"
+    if given == "" then given = nil end
+  end
+  if given ~= nil then
+    if type(given) ~= "string" or given == "" then
+      return nil, format("config file from %s: expected a path", from)
+    end
+    local p = resolve(given)
+    local ok, err = is_readable(p)
+    if not ok then return nil, format("config file from %s: %s", from, tostring(err)) end
+    return p
+  end
+  local p = resolve("weir.yaml")
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  f:close()
+  return p
+end
+
+--- Load and check the config in path; path nil gives an empty config.
+-- opts.getenv(name) replaces os.getenv for ${env:NAME} (tests use it).
+-- Returns cfg, or nil, errors: a list of strings "FILE:LINE: path:
+-- message" (LINE when known), with errors.file set; no message contains a
+-- secret.
+function M.load(path, opts)
+  opts = opts or {}
+  if path ~= nil and type(path) ~= "string" then
+    error("weir.config.load: bad 'path' (string expected, got " .. type(path) .. ")", 2)
+  end
+  local secrets = {}
+  if path == nil then return new_config(nil, nil, {}) end
+
+  local errs, lines = {}, nil
+  local st = {
+    secrets = secrets, getenv = opts.getenv or os.getenv,
+    dir = util.dirname(pipeline.abspath(path)),
+    failed = {},        -- stands for a string whose expansion failed
+    failed_paths = {},  -- their paths: no other error is reported there
+    substituted = {},   -- paths of strings with a reference expanded
+  }
+  function st.add(p, msg)
+    if not st.failed_paths[p] then errs[#errs + 1] = { path = p, message = msg } end
+  end
+  local function finish()
+    local list = sorted_secrets(secrets)
+    for _, e in ipairs(errs) do e.line = e.line or line_for(lines, e.path) end
+    sort(errs, function(a, b)
+      if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
+      if a.path ~= b.path then return a.path < b.path end
+      return a.message < b.message
+    end)
+    local out, dup = { file = path }, {}
+    for _, e in ipairs(errs) do
+      local where = path .. (e.line and ":" .. e.line or "")
+      local p = e.path ~= "" and e.path .. ": " or ""
+      local msg = redact_with(list, where .. ": " .. p .. e.message)
+      -- a schema's allOf branches can say the same thing twice
+      if not dup[msg] then
+        dup[msg] = true
+        out[#out + 1] = msg
+      end
+    end
+    return nil, out
+  end
+
+  local source, rerr = pipeline.read(path)
+  if not source then
+    -- io.open's message starts with the path itself
+    local reason = tostring(rerr)
+    if sub(reason, 1, #path + 2) == path .. ": " then reason = sub(reason, #path + 3) end
+    st.add("", "cannot read: " .. reason)
+    return finish()
+  end
+  local ok, doc, l = pcall(native.yaml_decode, source, path, json.array_mt, json.null)
+  if not ok then
+    -- the decoder quotes a scalar that does not match its tag; drop it
+    local msg = tostring(doc):gsub('value ".*" does not match tag', "value does not match tag")
+    return nil, { file = path, mask_urls(msg) }
+  end
+  lines = l
+  if doc == json.null then doc = {} end
+  if type(doc) ~= "table" or getmetatable(doc) == json.array_mt then
+    st.add("", "expected a mapping at the top level")
+    return finish()
+  end
+  if doc.connections == json.null then doc.connections = {} end
+
+  expand_tree(doc, "", st, false)
+
+  -- semantic checks; a schema error on the same path is dropped when it
+  -- is about the value (the semantic message is the clearer one)
+  local cfg = new_config(path, st.dir, secrets)
+  local conns = type(doc.connections) == "table" and doc.connections or {}
+  for name, c in pairs(conns) do
+    local base = child("connections", tostring(name))
+    if type(c) == "table" and type(c.type) == "string" and getmetatable(c) ~= json.array_mt then
+      local conn
+      if c.type == "postgres" then
+        conn = postgres_of(name, c, base, st)
+      elseif c.type == "redis" then
+        conn = redis_of(name, c, base, st)
+      else
+        st.add(base .. ".type", format("unknown connection type %s (expected postgres or redis)",
+                                       util.show(c.type)))
+      end
+      if conn then cfg.connections[name] = conn end
+    end
+  end
+  if type(doc.metadata_url) == "string" then
+    -- any scheme (or none: a plain path); only its password matters here
+    local u = M.parse_url(doc.metadata_url)
+    if u then keep_url_password(u, st) end
+    cfg.metadata_url = doc.metadata_url
+  end
+
+  -- the schema sees failed expansions as empty strings
+  local function unmark(t)
+    for k, v in pairs(t) do
+      if v == st.failed then t[k] = "" elseif type(v) == "table" then unmark(v) end
+    end
+  end
+  unmark(doc)
+  local _, serrs = get_validator():validate(doc)
+  local seen = {}
+  for i = 1, #errs do seen[errs[i].path] = true end
+  local structural = { required = true, additionalProperties = true, propertyNames = true }
+  for _, e in ipairs(serrs or {}) do
+    if not seen[e.path] or structural[e.keyword] then
+      errs[#errs + 1] = { path = e.path, message = e.message }
+    end
+  end
+  if #errs > 0 then return finish() end
+
+  local list = sorted_secrets(secrets)
+  for _, conn in pairs(cfg.connections) do secrets_of[conn] = list end
+  return cfg
+end
+
+--- find + load: the config the command line asks for (see M.find), or an
+-- empty one. Returns cfg, or nil, errors (a list of strings).
+function M.open(opts)
+  local path, err = M.find(opts)
+  if err then return nil, { err } end
+  return M.load(path, opts)
+end
+
+--- The secrets of a loaded config, longest first: every value from
+-- ${env:} or ${file:}, every password field and every URL password
+-- (decoded and as written). A fresh list.
+function M.secrets(cfg)
+  local set = secrets_of[cfg]
+  if not set then
+    error("weir.config.secrets: bad 'cfg' (a loaded config expected)", 2)
+  end
+  return sorted_secrets(set)
+end
+
+--- text with every secret of cfg replaced by "***" (plain substrings,
+-- longest first) and the password of every "scheme://user:pw@" masked.
+-- cfg may be nil (URL masking only).
+function M.redact(cfg, text)
+  local tt = type(text)
+  if tt == "number" then
+    text = tostring(text)
+  elseif tt ~= "string" then
+    error("weir.config.redact: bad 'text' (string expected, got " .. tt .. ")", 2)
+  end
+  if cfg == nil then return mask_urls(text) end
+  return redact_with(M.secrets(cfg), text)
+end
+
+--- A one-line description safe to log: "postgres://weir@127.0.0.1:5432/db",
+-- "redis://127.0.0.1:6379/0". Never the password; any part that is a
+-- secret (e.g. a user from ${env:}) shows as "***".
+function M.describe(conn)
+  if type(conn) ~= "table" then
+    error("weir.config.describe: bad 'conn' (table expected, got " .. type(conn) .. ")", 2)
+  end
+  local host = tostring(conn.host or "")
+  if find(host, ":", 1, true) then host = "[" .. host .. "]" end
+  local user = conn.user and tostring(conn.user) .. "@" or ""
+  local db = conn.database ~= nil and tostring(conn.database) or ""
+  local s = format("%s://%s%s:%s/%s", tostring(conn.type), user, host, tostring(conn.port), db)
+  return redact_with(secrets_of[conn] or {}, s)
+end
+
+return M

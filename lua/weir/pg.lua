@@ -1,0 +1,650 @@
+-- weir.pg: PostgreSQL connections for tasks (ctx.source / ctx.sink) and
+-- for trusted code (the metadata store, `weir health`).
+--
+-- The C side (connectors/pg.c) keeps a pool per worker process and
+-- connection name, prepares statements once per connection and builds rows
+-- in C. This module is policy: which pool, the breaker around every call,
+-- errors that name the connection (never the DSN or password) and say
+-- whether a retry can help, streams (COPY out, or a cursor when the query
+-- has parameters) and the sink modes, each one atomic transaction fenced
+-- by a ledger row so a retried or killed attempt never loads twice.
+local F = require("weir._ffi")
+local ffi, C = F.ffi, F.C
+local native = require("weir._native")
+local breaker = require("weir.breaker")
+local type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack =
+  type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack
+local format, concat = string.format, table.concat
+
+local M = {}
+
+local BATCH = 1000
+local NULL = require("cjson").null     -- lightuserdata NULL: SQL NULL
+M.NULL = NULL
+
+-- SQLSTATEs a retry can cure: connection trouble (class 08), serialization
+-- failure, deadlock, the server shutting down or starting, too many
+-- connections, lock not available.
+local TRANSIENT = { ["40001"] = true, ["40P01"] = true, ["57P01"] = true, ["57P02"] = true,
+                    ["57P03"] = true, ["53300"] = true, ["55P03"] = true }
+local function transient(msg)
+  local code = tostring(msg):match("^%[(%w%w%w%w%w)%]")
+  return code ~= nil and (code:sub(1, 2) == "08" or TRANSIENT[code] == true)
+end
+M.transient = transient
+
+
+local function fail(cfg, msg, retryable)
+  msg = format("postgres %s: %s", cfg.name, tostring(msg))
+  require("weir.errors").note(msg, retryable)
+  error(msg, 0)
+end
+
+--- A quoted identifier. Names longer than PostgreSQL's 63 bytes are
+-- refused: the server would truncate them silently, into each other.
+local function quote(name)
+  if type(name) ~= "string" or name == "" then
+    error(format("bad identifier %s (non-empty string expected)", tostring(name)), 0)
+  end
+  if #name > 63 then
+    error(format("identifier %q is %d bytes; PostgreSQL's limit is 63", name, #name), 0)
+  end
+  if name:find("%z") then error("identifier contains a NUL byte", 0) end
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+M.quote = quote
+
+--- Split "schema.table" (or take { schema =, name = }): schema, table.
+local function split_name(t)
+  if type(t) == "table" then return t.schema, t.name or t.table end
+  if type(t) ~= "string" then error("bad table name (string expected)", 0) end
+  local s, n = t:match("^([^.]+)%.(.+)$")
+  if s then return s, n end
+  return nil, t
+end
+local function qualified(t)
+  local s, n = split_name(t)
+  return (s and quote(s) .. "." or "") .. quote(n)
+end
+M.qualified = qualified
+
+-- pools -----------------------------------------------------------------
+
+local pools = {}   -- name -> { pool cdata, cfg, stamp }
+
+local function conninfo(cfg)
+  local keys, vals = {}, {}
+  local function kv(k, v)
+    if v ~= nil and v ~= "" then keys[#keys + 1] = k; vals[#vals + 1] = tostring(v) end
+  end
+  kv("host", cfg.host)
+  kv("hostaddr", cfg.hostaddr)
+  kv("port", cfg.port)
+  kv("dbname", cfg.database)
+  kv("user", cfg.user)
+  kv("password", cfg.password)
+  kv("sslmode", cfg.sslmode)
+  kv("connect_timeout", math.max(2, math.ceil((cfg.connect_timeout_ms or 10000) / 1000)))
+  for k, v in pairs(cfg.options or {}) do
+    if k ~= "options" then kv(k, v) end
+  end
+  if not (cfg.options and cfg.options.application_name) then kv("application_name", "weir") end
+  kv("client_encoding", "UTF8")
+  -- text values as the codec expects them; the server drops a statement
+  -- within a second of its client dying (a SIGKILLed attempt)
+  kv("options", format("-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres "
+                       .. "-c extra_float_digits=3 -c client_connection_check_interval=1000 "
+                       .. "-c statement_timeout=%d", cfg.statement_timeout_ms or 0))
+  return keys, vals
+end
+
+local popts = ffi.new("weir_pg_pool_opts")
+local pool_out = ffi.new("weir_pg_pool *[1]")
+local conn_out = ffi.new("weir_pg_conn *[1]")
+
+local function pool_of(cfg)
+  if cfg.resolve_error then fail(cfg, "[08001] " .. cfg.resolve_error, true) end
+  local p = pools[cfg.name]
+  if p and p.cfg == cfg then return p.h end
+  local keys, vals = conninfo(cfg)
+  local ck = ffi.new("const char *[?]", #keys + 1)
+  local cv = ffi.new("const char *[?]", #vals + 1)
+  for i = 1, #keys do ck[i - 1] = keys[i]; cv[i - 1] = vals[i] end
+  local pool = cfg.pool or {}
+  popts.min_size = pool.min or 0
+  popts.max_size = pool.max or 4
+  popts.idle_timeout_ms = pool.idle_timeout_ms or 60000
+  popts.max_lifetime_ms = pool.max_lifetime_ms or 1800000
+  popts.validate_after_ms = pool.validate_after_ms or 30000
+  popts.max_result_bytes = cfg.max_result_bytes or 64 * 1024 * 1024
+  local rc = C.weir_ffi_pg_pool_get(cfg.name, ck, cv, #keys, popts, pool_out, F.errbuf, F.errlen)
+  if rc ~= 0 then fail(cfg, F.errmsg(), true) end
+  pools[cfg.name] = { h = pool_out[0], cfg = cfg }
+  return pool_out[0]
+end
+
+-- One connection for one call (or a stream, or a transaction). Goes
+-- through the connection's breaker: an open breaker fails fast.
+local function acquire(cfg)
+  breaker.allow(cfg)
+  local rc = C.weir_ffi_pg_acquire(pool_of(cfg), conn_out, F.errbuf, F.errlen)
+  if rc ~= 0 then
+    local msg = F.errmsg()
+    if rc == -6 then fail(cfg, msg, true) end      -- pool exhausted: not the server's fault
+    breaker.record(cfg, false)
+    fail(cfg, "[08001] " .. msg, true)
+  end
+  local c = conn_out[0]
+  return c, tonumber(ffi.cast("uintptr_t", c))
+end
+
+-- Give c back after an error or success; records the outcome with the
+-- breaker (only connection trouble counts as the server failing).
+-- An error raised by user code on the way (a map over the rows being
+-- loaded) arrives wrapped as { user_error = e } and is raised unchanged.
+local function release(cfg, c, err)
+  if err == nil then
+    C.weir_ffi_pg_release(c, 1)
+    breaker.record(cfg, true)
+    return
+  end
+  C.weir_ffi_pg_release(c, 0)
+  if type(err) == "table" and err.user_error ~= nil then
+    breaker.record(cfg, true)
+    error(err.user_error, 0)
+  end
+  local t = transient(err)
+  breaker.record(cfg, not t)
+  fail(cfg, err, t)
+end
+
+local function run(c, sql)
+  if C.weir_ffi_pg_run(c, sql, F.errbuf, F.errlen) ~= 0 then error(F.errmsg(), 0) end
+end
+
+-- Call fn(addr, c) with a connection of its own; returns its results.
+local function with_conn(cfg, fn, ...)
+  local c, addr = acquire(cfg)
+  local res = { pcall(fn, addr, c, ...) }
+  if not res[1] then release(cfg, c, res[2]) end
+  release(cfg, c, nil)
+  return select(2, unpack(res))
+end
+
+local function nparams(params)
+  if params == nil then return 0 end
+  if type(params) ~= "table" then error("bad 'params' (array expected)", 0) end
+  local n = params.n or 0
+  for k in pairs(params) do
+    if type(k) == "number" and k > n then n = k end
+  end
+  return n
+end
+
+-- trusted handles -------------------------------------------------------
+
+local Handle = {}
+Handle.__index = Handle
+
+--- A handle on connection cfg (a normalized weir.yaml connection; hostaddr
+-- set by the supervisor). Cheap: the pool is per process and name.
+function M.connect(cfg)
+  return setmetatable({ cfg = cfg }, Handle)
+end
+
+--- Run one statement with bound parameters; returns affected, rows, names.
+function Handle:exec(sql, params)
+  local np = nparams(params)
+  return with_conn(self.cfg, function(addr) return native.pg_exec(addr, sql, params, np) end)
+end
+
+--- All rows of a small query (bounded by max_result), and the names.
+function Handle:all(sql, params)
+  local _, rows, names = self:exec(sql, params)
+  return rows or {}, names or {}
+end
+
+--- Run statements of the simple protocol (no parameters) in order.
+function Handle:run(sql)
+  return with_conn(self.cfg, function(_, c) run(c, sql) end)
+end
+
+--- fn(tx) inside BEGIN/COMMIT on one connection; ROLLBACK if fn raises.
+-- tx has exec(sql, params), all(sql, params), run(sql), addr, conn.
+function Handle:transaction(fn)
+  local cfg = self.cfg
+  local c, addr = acquire(cfg)
+  local tx = {
+    addr = addr, conn = c,
+    exec = function(_, sql, params) return native.pg_exec(addr, sql, params, nparams(params)) end,
+    all = function(_, sql, params)
+      local _, rows, names = native.pg_exec(addr, sql, params, nparams(params))
+      return rows or {}, names or {}
+    end,
+    run = function(_, sql) run(c, sql) end,
+  }
+  local res = { pcall(function()
+    run(c, "BEGIN")
+    local out = { fn(tx) }
+    run(c, "COMMIT")
+    return unpack(out)
+  end) }
+  if not res[1] then
+    pcall(run, c, "ROLLBACK")
+    release(cfg, c, res[2])
+  end
+  release(cfg, c, nil)
+  return select(2, unpack(res))
+end
+
+--- Round-trip latency in ms ("SELECT 1"), for `weir health`.
+function Handle:ping()
+  local t0 = C.weir_ffi_now_mono_ms()
+  self:exec("SELECT 1")
+  return C.weir_ffi_now_mono_ms() - t0
+end
+
+--- Introspection: schemas, tables of a schema, columns, primary key.
+function Handle:schemas()
+  local rows = self:all("SELECT nspname AS name FROM pg_namespace WHERE nspname !~ '^pg_' "
+                        .. "AND nspname <> 'information_schema' ORDER BY 1")
+  local out = {}
+  for i, r in ipairs(rows) do out[i] = r.name end
+  return out
+end
+
+function Handle:tables(schema)
+  local rows = self:all("SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n "
+                        .. "ON n.oid = c.relnamespace WHERE n.nspname = coalesce($1, current_schema()) "
+                        .. "AND c.relkind IN ('r', 'p') ORDER BY 1", { schema or NULL, n = 1 })
+  local out = {}
+  for i, r in ipairs(rows) do out[i] = r.name end
+  return out
+end
+
+local COLUMNS_SQL = [[SELECT a.attname AS name, a.atttypid::int8 AS oid,
+  format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable
+  FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0
+  AND NOT a.attisdropped ORDER BY a.attnum]]
+local PK_SQL = [[SELECT a.attname AS name FROM pg_index i
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+  WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+  ORDER BY array_position(i.indkey::int2[], a.attnum)]]
+
+local function columns_of(exec, tbl)
+  local _, rows = exec(COLUMNS_SQL, { qualified(tbl) })
+  return rows or {}
+end
+local function pk_of(exec, tbl)
+  local _, rows = exec(PK_SQL, { qualified(tbl) })
+  local out = {}
+  for i, r in ipairs(rows or {}) do out[i] = r.name end
+  return out
+end
+
+function Handle:columns(tbl)
+  return columns_of(function(s, p) return self:exec(s, p) end, tbl)
+end
+function Handle:primary_key(tbl)
+  return pk_of(function(s, p) return self:exec(s, p) end, tbl)
+end
+
+-- streams ---------------------------------------------------------------
+
+--- A pull function over the rows of sql, in batches, constant memory:
+-- COPY (sql) TO STDOUT when there are no parameters, else a cursor
+-- fetched BATCH rows at a time inside a transaction. Returns pull, names,
+-- oids, close. on_rows(n) counts rows.
+function Handle:pull(sql, params, on_rows, opts)
+  local cfg = self.cfg
+  opts = opts or {}
+  local batch = opts.batch or BATCH
+  local body = tostring(sql):gsub("[%s;]+$", "")
+  local c, addr = acquire(cfg)
+  local done = false
+  local names, oids, fetch
+  local function finish(err)
+    if done then return end
+    done = true
+    if err then release(cfg, c, err) else release(cfg, c, nil) end
+  end
+  local ok, err = pcall(function()
+    if nparams(params) == 0 and opts.mode ~= "cursor" then
+      names, oids = native.pg_describe(addr, body)
+      native.pg_copy_out_begin(addr, "COPY (" .. body .. ") TO STDOUT")
+    else
+      -- the connection is this stream's own: one cursor name will do
+      names, oids = native.pg_describe(addr, body)
+      run(c, "BEGIN")
+      native.pg_exec(addr, "DECLARE weir_cursor NO SCROLL CURSOR FOR " .. body, params,
+                     nparams(params))
+      fetch = "FETCH FORWARD " .. batch .. " FROM weir_cursor"
+    end
+  end)
+  if not ok then finish(err) end
+  local pull
+  if fetch then
+    pull = function()
+      if done then return nil end
+      local okf, rows = pcall(function()
+        local _, r = native.pg_exec(addr, fetch, nil, 0)
+        return r
+      end)
+      if not okf then finish(rows) end
+      if not rows or #rows == 0 then
+        local okc, e = pcall(run, c, "COMMIT")
+        finish(not okc and e or nil)
+        return nil
+      end
+      if on_rows then on_rows(#rows) end
+      return rows
+    end
+  else
+    pull = function()
+      if done then return nil end
+      local okb, rows = pcall(native.pg_copy_out_batch, addr, batch, names, oids)
+      if not okb then finish(rows) end
+      if rows == nil then finish(nil); return nil end
+      if on_rows then on_rows(#rows) end
+      return rows
+    end
+  end
+  return pull, names, oids, function() if not done then done = true; C.weir_ffi_pg_release(c, 0) end end
+end
+
+-- loading ----------------------------------------------------------------
+
+local LEDGER = [[CREATE TABLE IF NOT EXISTS _weir_loads (
+  run_id text NOT NULL, task text NOT NULL, seq integer NOT NULL, target text NOT NULL,
+  mode text NOT NULL, rows bigint NOT NULL, attempt integer NOT NULL,
+  loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, task, seq));
+CREATE TABLE IF NOT EXISTS _weir_fence (
+  run_id text NOT NULL, task text NOT NULL, attempt integer NOT NULL,
+  PRIMARY KEY (run_id, task))]]
+
+-- A builtin type's SQL name for CREATE TABLE from a PostgreSQL source
+-- (user types have other OIDs on another server: they become text).
+local function infer_type(v)
+  local t = type(v)
+  if t == "number" then
+    return (v == math.floor(v) and v > -2^53 and v < 2^53) and "bigint" or "double precision"
+  end
+  if t == "boolean" then return "boolean" end
+  if t == "table" then return "jsonb" end
+  return "text"
+end
+
+local stage_n = 0
+
+--- Load batches from pull (first batch given) into tbl on connection cfg.
+-- opts: mode (append | replace | upsert | replace_partition), key,
+-- partition, create (default true). fence: { run_id, task, attempt, seq }.
+-- Returns { rows, table, mode, skipped }.
+function Handle:load(pull, first, cols, src_oids, tbl, opts, fence)
+  local cfg = self.cfg
+  opts = opts or {}
+  local mode = opts.mode or "append"
+  local target = qualified(tbl)
+  local keys = opts.key
+  if type(keys) == "string" then keys = { keys } end
+  local parts = opts.partition
+  if type(parts) == "string" then parts = { parts } end
+  if mode == "replace_partition" and (type(parts) ~= "table" or #parts == 0) then
+    error("mode \"replace_partition\" needs opts.partition (column or columns)", 0)
+  end
+  -- the ledger tables, in their own transaction (two creators may race)
+  with_conn(cfg, function(_, c)
+    local ok, e = pcall(run, c, LEDGER)
+    if not ok and not tostring(e):match("^%[(23505)%]") and not tostring(e):match("^%[(42P07)%]") then
+      error(e, 0)
+    end
+  end)
+  -- rows come from user code (a map, a filter): its errors pass through
+  local upstream = pull
+  pull = function()
+    local ok, b = pcall(upstream)
+    if not ok then error({ user_error = b }, 0) end
+    return b
+  end
+  local result
+  self:transaction(function(tx)
+    local function exec(sql, params) return native.pg_exec(tx.addr, sql, params, nparams(params)) end
+    if fence then
+      -- the fence: a newer attempt of this task takes the row (and its
+      -- lock); an older one can then no longer commit
+      local _, won = exec("INSERT INTO _weir_fence (run_id, task, attempt) VALUES ($1, $2, $3) "
+                          .. "ON CONFLICT (run_id, task) DO UPDATE SET attempt = excluded.attempt "
+                          .. "WHERE _weir_fence.attempt <= excluded.attempt RETURNING attempt",
+                          { fence.run_id, fence.task, fence.attempt })
+      if not won or #won == 0 then
+        error(format("[WEIR1] attempt %d of task %s is stale: a newer attempt started",
+                     fence.attempt, fence.task), 0)
+      end
+      local _, done = exec("SELECT rows FROM _weir_loads WHERE run_id = $1 AND task = $2 AND seq = $3",
+                           { fence.run_id, fence.task, fence.seq })
+      if done and done[1] then
+        while pull() do end
+        result = { rows = tonumber(done[1].rows), table = tbl, mode = mode, skipped = true }
+        return
+      end
+    end
+    local tcols = columns_of(exec, tbl)
+    if #tcols == 0 then
+      if opts.create == false then error(format("table %s does not exist", target), 0) end
+      if not first then
+        result = { rows = 0, table = tbl, mode = mode, skipped = false }
+        return
+      end
+      local defs = {}
+      for i, c in ipairs(cols) do
+        local ty
+        local oid = src_oids and src_oids[i]
+        if oid and oid < 10000 then
+          local _, r = exec("SELECT format_type($1::oid, NULL) AS t", { oid })
+          ty = r and r[1] and r[1].t
+        end
+        if not ty then
+          local sample
+          for r = 1, #first do
+            local v = first[r][c]
+            if v ~= nil and v ~= NULL then sample = v; break end
+          end
+          ty = infer_type(sample)
+        end
+        defs[i] = quote(c) .. " " .. ty
+      end
+      if keys then
+        local kq = {}
+        for i, k in ipairs(keys) do kq[i] = quote(k) end
+        defs[#defs + 1] = "PRIMARY KEY (" .. concat(kq, ", ") .. ")"
+      end
+      run(tx.conn, "CREATE TABLE " .. target .. " (" .. concat(defs, ", ") .. ")")
+      tcols = columns_of(exec, tbl)
+    end
+    local oid_of = {}
+    for _, c in ipairs(tcols) do oid_of[c.name] = tonumber(c.oid) end
+    local oids, cq = {}, {}
+    for i, c in ipairs(cols) do
+      if not oid_of[c] then error(format("column %q is not in table %s", c, target), 0) end
+      oids[i] = oid_of[c]
+      cq[i] = quote(c)
+    end
+    local collist = concat(cq, ", ")
+    if mode == "upsert" and not keys then
+      keys = pk_of(exec, tbl)
+      if #keys == 0 then
+        error(format("mode \"upsert\" needs opts.key: table %s has no primary key", target), 0)
+      end
+    end
+    local dest = target
+    if mode == "replace" then
+      run(tx.conn, "TRUNCATE " .. target)
+    elseif mode == "upsert" or mode == "replace_partition" then
+      stage_n = stage_n + 1
+      dest = quote("weir_stage_" .. stage_n)
+      run(tx.conn, "CREATE TEMP TABLE " .. dest .. " (LIKE " .. target .. " INCLUDING DEFAULTS) "
+                   .. "ON COMMIT DROP; ALTER TABLE " .. dest .. " ADD COLUMN \"_weir_ord\" bigserial")
+    elseif mode ~= "append" then
+      error(format("bad mode %q (append, replace, upsert or replace_partition)", tostring(mode)), 0)
+    end
+    local n = 0
+    if first then
+      native.pg_copy_in_begin(tx.addr, "COPY " .. dest .. " (" .. collist .. ") FROM STDIN")
+      local b = first
+      local ok, e = pcall(function()
+        while b do
+          native.pg_copy_in_batch(tx.addr, b, cols, oids, 1, #b)
+          n = n + #b
+          b = pull()
+        end
+      end)
+      if not ok then
+        pcall(native.pg_copy_in_end, tx.addr, "aborted: " .. tostring(e))
+        error(e, 0)
+      end
+      native.pg_copy_in_end(tx.addr, nil)
+    end
+    if mode == "upsert" then
+      local kq, kset, sets = {}, {}, {}
+      for i, k in ipairs(keys) do kq[i] = quote(k); kset[k] = true end
+      for _, c in ipairs(cols) do
+        if not kset[c] then sets[#sets + 1] = quote(c) .. " = excluded." .. quote(c) end
+      end
+      local klist = concat(kq, ", ")
+      -- the last row of a key in the stream wins
+      run(tx.conn, "INSERT INTO " .. target .. " (" .. collist .. ") SELECT DISTINCT ON (" .. klist
+                   .. ") " .. collist .. " FROM " .. dest .. " ORDER BY " .. klist
+                   .. ", \"_weir_ord\" DESC ON CONFLICT (" .. klist .. ") DO "
+                   .. (#sets > 0 and ("UPDATE SET " .. concat(sets, ", ")) or "NOTHING"))
+    elseif mode == "replace_partition" then
+      local conds = {}
+      for i, c in ipairs(parts) do
+        conds[i] = "s." .. quote(c) .. " IS NOT DISTINCT FROM t." .. quote(c)
+      end
+      run(tx.conn, "DELETE FROM " .. target .. " t WHERE EXISTS (SELECT 1 FROM " .. dest
+                   .. " s WHERE " .. concat(conds, " AND ") .. "); INSERT INTO " .. target
+                   .. " (" .. collist .. ") SELECT " .. collist .. " FROM " .. dest
+                   .. " ORDER BY \"_weir_ord\"")
+    end
+    if fence then
+      exec("INSERT INTO _weir_loads (run_id, task, seq, target, mode, rows, attempt) "
+           .. "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+           { fence.run_id, fence.task, fence.seq, target, mode, n, fence.attempt })
+    end
+    result = { rows = n, table = tbl, mode = mode, skipped = false }
+  end)
+  return result
+end
+
+-- what tasks see -------------------------------------------------------
+-- ctx.source(NAME) / ctx.sink(NAME) give an opaque object (weir.stream
+-- keeps its state private); its methods check their receiver and blame
+-- the caller's line on misuse.
+
+local Db = {}
+
+local function D(d, what) return require("weir.stream").owned(d, "pg", what) end
+
+local function check_sql(sql, what)
+  if type(sql) ~= "string" or sql == "" then
+    error("weir.postgres." .. what .. ": bad 'sql' (string expected)", 3)
+  end
+end
+
+--- db:query(sql, params, opts): a stream of the rows (constant memory).
+-- opts.batch: rows per batch (1000); opts.mode = "cursor" forces the
+-- cursor path even without parameters.
+function Db.query(d, sql, params, opts)
+  local p = D(d, "query")
+  check_sql(sql, "query")
+  local stream = require("weir.stream")
+  local A = p.A
+  local pull, names, oids, close = p.h:pull(sql, params, function(n)
+    A.stats.rows_in = A.stats.rows_in + n
+  end, opts)
+  p.opened[#p.opened + 1] = close
+  return stream.new_stream(pull, names, { pg_oids = oids })
+end
+
+--- db:exec(sql, params): run one statement; returns the affected rows.
+function Db.exec(d, sql, params)
+  local p = D(d, "exec")
+  check_sql(sql, "exec")
+  if p.tx then return (p.tx:exec(sql, params)) end
+  return (p.h:exec(sql, params))
+end
+
+--- db:rows(sql, params): the rows of a small query as an array (bounded
+-- by max_result).
+function Db.rows(d, sql, params)
+  local p = D(d, "rows")
+  check_sql(sql, "rows")
+  if p.tx then return (p.tx:all(sql, params)) end
+  return (p.h:all(sql, params))
+end
+
+--- db:transaction(fn): fn(tx) runs inside BEGIN ... COMMIT on one
+-- connection, and ROLLBACK when it raises (the error goes on). tx has
+-- exec and rows. Returns what fn returns.
+function Db.transaction(d, fn)
+  local p = D(d, "transaction")
+  if type(fn) ~= "function" then error("weir.postgres.transaction: bad 'fn' (function expected)", 2) end
+  local stream = require("weir.stream")
+  return p.h:transaction(function(tx)
+    local t = stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened })
+    return fn(t)
+  end)
+end
+
+--- Introspection: db:schemas(), db:tables(schema), db:columns(table)
+-- ({ name, type, nullable }), db:primary_key(table).
+function Db.schemas(d) return D(d, "schemas").h:schemas() end
+function Db.tables(d, schema) return D(d, "tables").h:tables(schema) end
+function Db.columns(d, tbl)
+  local out = {}
+  for i, c in ipairs(D(d, "columns").h:columns(tbl)) do
+    out[i] = { name = c.name, type = c.type, nullable = c.nullable }
+  end
+  return out
+end
+function Db.primary_key(d, tbl) return D(d, "primary_key").h:primary_key(tbl) end
+
+--- The object a task gets for connection cfg. A: the attempt's record
+-- (job, stats, next_seq); opened: closers run when the attempt ends.
+function M.for_task(cfg, A, opened)
+  local stream = require("weir.stream")
+  return stream.new_object("pg", Db, { h = M.connect(cfg), A = A, opened = opened, cfg = cfg })
+end
+
+-- s:into(db, table, opts) with a PostgreSQL target (weir.stream calls it).
+local function sink(sp, dp, tbl, opts)
+  if dp.tx then error("weir.stream.into: load into the connection, not a transaction", 3) end
+  local A = dp.A
+  opts = opts or {}
+  local first = sp.pull()
+  local cols = first and require("weir.stream").sink_columns(sp, first) or sp.columns or {}
+  local src_oids
+  if sp.shared and sp.shared.pg_oids and sp.columns then
+    local by = {}
+    for i, c in ipairs(sp.columns) do by[c] = sp.shared.pg_oids[i] end
+    src_oids = {}
+    for i, c in ipairs(cols) do src_oids[i] = by[c] end
+  end
+  local job = A.job
+  local res = dp.h:load(sp.pull, first, cols, src_oids, tbl, opts, {
+    run_id = job.run_id or "", task = job.task or "", attempt = job.attempt or 0,
+    seq = A.next_seq() })
+  A.stats.rows_out = A.stats.rows_out + res.rows
+  return res
+end
+
+M.sink = sink
+require("weir.stream").sinks.pg = sink
+
+--- Close every pool of this process.
+function M.close_all()
+  C.weir_ffi_pg_pools_close()
+  pools = {}
+end
+
+return M

@@ -1,0 +1,205 @@
+-- PostgreSQL from pipelines: real `weir run` processes, tasks in sandboxed
+-- workers reaching the server through the connect broker, weir.yaml with
+-- secrets by reference, and the faults: a worker SIGKILLed in the middle of
+-- a COPY, the server restarted during a run, a wrong password, an
+-- endpoint that is not configured.
+local H = require("helpers")
+
+local URL = os.getenv("WEIR_TEST_PG_URL")
+local PORT = os.getenv("WEIR_TEST_PG_PORT")
+local PW = os.getenv("WEIR_TEST_PG_PASSWORD")
+local describe_pg = URL and describe or pending
+
+local function psql(url, sql)
+  return H.sh("psql " .. H.q(url) .. " -Atqc " .. H.q(sql) .. " 2>&1"):gsub("%s+$", "")
+end
+
+local function yaml(port, extra)
+  return ([[
+connections:
+  wh:
+    type: postgres
+    url: "postgres://weir:${env:WEIR_PW}@127.0.0.1:%s/%s"
+    sslmode: disable
+%s]]):format(port, "postgres", extra or "")
+end
+
+-- weir with the password in the environment only (never on a command line)
+local function weir(dir, args, pw)
+  return H.weir(dir, args, { WEIR_PW = pw or PW })
+end
+
+describe_pg("PostgreSQL pipelines", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("loads exactly once when a worker is SIGKILLed in the middle of a COPY", function()
+    psql(URL, "DROP TABLE IF EXISTS killed_dst")
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    -- attempt 1 slows down half way through the rows: its deadline SIGKILLs
+    -- the worker while the COPY transaction is open; attempt 2 runs through
+    H.write(dir .. "/p.lua", [[
+return pipeline {
+  name = "killcopy",
+  tasks = {
+    load = task {
+      timeout = "1500ms", retries = 2, retry_delay = "100ms",
+      run = function(ctx)
+        local rows = {}
+        for i = 1, 200000 do rows[i] = { id = i, v = "row" .. i } end
+        local n = 0
+        return ctx.rows(rows, { columns = { "id", "v" } })
+          :map(function(r)
+            n = n + 1
+            if ctx.attempt == 1 and n > 100000 then while true do end end
+            return r
+          end)
+          :into(ctx.sink("wh"), "killed_dst", { mode = "append", key = "id" })
+      end,
+    },
+  },
+}]])
+    local code, _, err = weir(dir, "run p.lua")
+    assert.equal(0, code, err)
+    local run = H.show(dir, H.last_run(dir))
+    local t = H.task(run, "load")
+    assert.equal(2, t.attempts)
+    assert.matches("timed out", t.attempt_list[1].error)
+    assert.equal("200000|200000|1|200000",
+                 psql(URL, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM killed_dst"))
+  end)
+
+  it("never shows a weir.yaml secret in output, errors, logs or the store", function()
+    local canary = "Canary" .. math.random(100000, 999999) .. "pw"
+    psql(URL, "DROP ROLE IF EXISTS canary_role; CREATE ROLE canary_role LOGIN PASSWORD '" .. canary .. "'")
+    H.write(dir .. "/weir.yaml", ([[
+connections:
+  good:
+    type: postgres
+    url: "postgres://canary_role:${env:WEIR_PW}@127.0.0.1:%s/postgres"
+    sslmode: disable
+  bad:
+    type: postgres
+    host: 127.0.0.1
+    port: %s
+    user: canary_role
+    password: "${env:WEIR_PW}-wrong"
+    database: postgres
+    sslmode: disable
+]]):format(PORT, PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline {
+  name = "canary",
+  tasks = {
+    ok = task { run = function(ctx)
+      local r = ctx.source("good"):rows("SELECT current_user AS u")
+      ctx.log("connected as %s", r[1].u)
+      return r[1].u
+    end },
+    wrong = task { retries = 0, run = function(ctx)
+      return ctx.source("bad"):rows("SELECT 1 AS one")
+    end },
+  },
+}]])
+    local code, out, err = weir(dir, "run p.lua", canary)
+    assert.equal(1, code)
+    local run_id = H.last_run(dir)
+    local _, show = weir(dir, "show " .. run_id, canary)
+    local _, show_json = weir(dir, "show " .. run_id .. " --json", canary)
+    local _, health = weir(dir, "health --json", canary)
+    local all = out .. err .. show .. show_json .. health
+    assert.matches("password authentication failed", all)
+    assert.matches("canary_role", all)
+    assert.is_nil(all:find(canary, 1, true), "the canary leaked into output")
+    -- and not in the store, in any form
+    local db = H.sh("cat " .. H.q(dir .. "/.weir") .. "/weir.db* 2>/dev/null")
+    assert.is_true(#db > 0)
+    assert.is_nil(db:find(canary, 1, true), "the canary leaked into the store")
+    psql(URL, "DROP ROLE IF EXISTS canary_role")
+  end)
+
+  it("fails a SQL error at once, without retries, naming connection and SQLSTATE", function()
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "syntax", tasks = { q = task { retries = 3, run = function(ctx)
+  return ctx.source("wh"):exec("SELEC 1")
+end } } }]])
+    local code = weir(dir, "run p.lua")
+    assert.equal(1, code)
+    local run = H.show(dir, H.last_run(dir))
+    local t = H.task(run, "q")
+    assert.equal(1, t.attempts)
+    assert.matches("postgres wh: %[42601%]", t.attempt_list[1].error)
+  end)
+
+  it("checks the store and connections with weir health", function()
+    H.write(dir .. "/weir.yaml", yaml(PORT) .. [[
+  down:
+    type: postgres
+    host: 127.0.0.1
+    port: 1
+    user: weir
+    database: postgres
+    connect_timeout: 2s
+]])
+    local code, out = weir(dir, "health")
+    assert.equal(1, code)
+    assert.matches("ok%s+metadata", out)
+    assert.matches("ok%s+postgres%s+wh", out)
+    assert.matches("FAIL%s+postgres%s+down", out)
+    local c2, j = weir(dir, "health --json")
+    assert.equal(1, c2)
+    local res = require("weir.json").decode(j)
+    assert.is_false(res.ok)
+    assert.equal("closed", res.checks[2].breaker)
+  end)
+end)
+
+describe_pg("PostgreSQL restarted during a run", function()
+  local dir, svc
+  setup(function()
+    -- under /tmp: the server runs as another user, who must reach the folder
+    svc = H.sh("mktemp -d /tmp/weir-spec-pg-XXXXXX"):gsub("%s+$", "")
+    os.execute("chmod 755 " .. H.q(svc))
+    os.execute("bash " .. H.q(H.src .. "/scripts/services.sh") .. " start-pg " .. H.q(svc) .. " >/dev/null")
+  end)
+  teardown(function()
+    os.execute("bash " .. H.q(H.src .. "/scripts/services.sh") .. " stop " .. H.q(svc) .. " >/dev/null")
+    H.cleanup(svc)
+  end)
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("retries through the restart; the breaker opens, then closes", function()
+    local port = H.read(svc .. "/pg.port"):gsub("%s", "")
+    local pw = H.sh(". " .. H.q(svc .. "/env") .. " && printf %s \"$WEIR_TEST_PG_PASSWORD\"")
+    H.write(dir .. "/weir.yaml", yaml(port, [[
+    breaker: { threshold: 1, window: 10s, open: 1500ms }
+]]))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "restart", tasks = { slow = task {
+  retries = 6, retry_delay = "300ms",
+  run = function(ctx)
+    ctx.source("wh"):exec("SELECT pg_sleep(3)")
+    return "done"
+  end } } }]])
+    local log = dir .. "/run.log"
+    local pid = tonumber(H.sh("cd " .. H.q(dir) .. " && WEIR_HOME=" .. H.q(dir .. "/.weir")
+      .. " WEIR_PW=" .. H.q(pw) .. " " .. H.q(H.bin) .. " run p.lua >" .. H.q(log)
+      .. " 2>&1 & echo $!"))
+    os.execute("sleep 1")
+    os.execute("bash " .. H.q(H.src .. "/scripts/services.sh") .. " restart-pg " .. H.q(svc))
+    assert.truthy(H.wait_dead(pid, 60))
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("success", run.status, H.read(log))
+    local errors = {}
+    for _, a in ipairs(H.task(run, "slow").attempt_list) do errors[#errors + 1] = a.error or "" end
+    local all = table.concat(errors, "\n")
+    assert.matches("postgres wh: %[", all)               -- the restart broke attempt 1
+    assert.matches("circuit breaker open", all)          -- then the breaker failed fast
+    local _, out = H.weir(dir, "health --json", { WEIR_PW = pw })
+    local res = require("weir.json").decode(out)
+    assert.equal("closed", res.checks[2].breaker)
+  end)
+end)

@@ -1,0 +1,207 @@
+-- The PostgreSQL connector (weir.pg) against the real server that
+-- scripts/services.sh starts: types both ways, streams, the sink modes,
+-- the load ledger and fence, limits, errors, pooling.
+
+
+local URL = os.getenv("WEIR_TEST_PG_URL")
+local describe_pg = URL and describe or pending
+
+local function url_cfg(url, db)
+  local user, pw, host, port = url:match("^postgres://([^:]+):([^@]+)@([^:]+):(%d+)/")
+  return { name = "pgtest", type = "postgres", host = host, hostaddr = host, port = tonumber(port),
+           user = user, password = pw, database = db or "postgres", sslmode = "disable",
+           pool = { max = 4 }, max_result_bytes = 1024 * 1024 }
+end
+
+describe_pg("weir.pg", function()
+  local pg, admin, db, cfg
+  local NULL = require("cjson").null
+
+  setup(function()
+    pg = require("weir.pg")
+    admin = pg.connect(url_cfg(URL))
+    local name = "weir_t_" .. tostring(os.time()) .. "_" .. math.random(1, 1e6)
+    admin:run("CREATE DATABASE " .. name)
+    cfg = url_cfg(URL, name)
+    db = pg.connect(cfg)
+  end)
+
+  teardown(function()
+    if cfg then
+      pg.close_all()
+      pcall(function() admin:run("DROP DATABASE " .. cfg.database .. " WITH (FORCE)") end)
+    end
+  end)
+
+  local function all(sql, params) return (db:all(sql, params)) end
+  local function pulled(pull)
+    local rows = {}
+    for b in pull do for _, r in ipairs(b) do rows[#rows + 1] = r end end
+    return rows
+  end
+
+  it("decodes every mapped type, NULL as a sentinel", function()
+    local r = all([[SELECT 1::int2 AS a, 2::int4 AS b, 9007199254740993::int8 AS big, 42::int8 AS small,
+      12345678901234567890.123456789::numeric AS n, 1.5::float8 AS f, 'NaN'::float8 AS nan,
+      'x'::text AS t, true AS yes, DATE '2026-01-02' AS d,
+      TIMESTAMP '2026-01-02 03:04:05.5' AS ts, TIMESTAMPTZ '2026-01-02 03:04:05+02' AS tz,
+      '{"a":[1,null]}'::jsonb AS j, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u,
+      '\x00ff'::bytea AS by, ARRAY[1,NULL,3] AS arr, ARRAY['a,b','"q"'] AS sarr,
+      NULL::text AS nothing]])[1]
+    assert.equal(1, r.a); assert.equal(2, r.b)
+    assert.equal("9007199254740993", r.big); assert.equal(42, r.small)
+    assert.equal("12345678901234567890.123456789", r.n)
+    assert.equal(1.5, r.f); assert.is_true(r.nan ~= r.nan)
+    assert.equal("x", r.t); assert.is_true(r.yes)
+    assert.equal("2026-01-02", r.d)
+    assert.equal("2026-01-02 03:04:05.5", r.ts)
+    assert.equal("2026-01-02 01:04:05+00", r.tz)
+    assert.same({ 1, NULL }, r.j.a)
+    assert.equal("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", r.u)
+    assert.equal("\0\255", r.by)
+    assert.same({ 1, NULL, 3 }, r.arr)
+    assert.same({ "a,b", '"q"' }, r.sarr)
+    assert.equal(NULL, r.nothing)
+  end)
+
+  it("binds parameters of every type and round-trips them", function()
+    db:run([[CREATE TABLE types (i2 int2, i4 int4, i8 int8, n numeric, f float8, t text, b bool,
+      d date, ts timestamp, tz timestamptz, j jsonb, u uuid, by bytea, arr int4[], tarr text[])]])
+    local vals = { 7, -8, "9007199254740993", "1.000000000000000000001", 0.1, "tab\there\\.",
+                   false, "2026-03-04", "2026-03-04 05:06:07", "2026-03-04 05:06:07+00",
+                   { k = "v", list = { 1, 2 } }, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                   "\0\1\2\\", { 1, NULL, 3 }, { "x y", "NULL", "" } }
+    db:exec("INSERT INTO types VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)", vals)
+    local r = all("SELECT * FROM types")[1]
+    assert.equal(7, r.i2); assert.equal(-8, r.i4); assert.equal("9007199254740993", r.i8)
+    assert.equal("1.000000000000000000001", r.n); assert.equal(0.1, r.f)
+    assert.equal("tab\there\\.", r.t); assert.is_false(r.b)
+    assert.equal("2026-03-04", r.d); assert.equal("2026-03-04 05:06:07", r.ts)
+    assert.equal("2026-03-04 05:06:07+00", r.tz)
+    assert.same({ k = "v", list = { 1, 2 } }, r.j)
+    assert.equal("\0\1\2\\", r.by)
+    assert.same({ 1, NULL, 3 }, r.arr)
+    assert.same({ "x y", "NULL", "" }, r.tarr)
+    -- a parameter is a value, never SQL
+    local n = all("SELECT count(*) AS n FROM types WHERE t = $1", { "x' OR '1'='1" })[1].n
+    assert.equal(0, n)
+  end)
+
+  it("streams a table with COPY and with a cursor, in batches", function()
+    db:run("CREATE TABLE src (id int8 PRIMARY KEY, name text, score float8, at timestamptz, ok bool)")
+    db:run("INSERT INTO src SELECT g, 'n' || g, g / 2.0, TIMESTAMPTZ '2026-01-01' + g * interval '1 s', "
+           .. "g % 2 = 0 FROM generate_series(1, 2500) g")
+    local rows = 0
+    local pull, names = db:pull("SELECT * FROM src ORDER BY id", nil, function(n) rows = rows + n end)
+    assert.same({ "id", "name", "score", "at", "ok" }, names)
+    local got = pulled(pull)
+    assert.equal(2500, #got); assert.equal(2500, rows)
+    assert.same({ id = 2, name = "n2", score = 1, at = "2026-01-01 00:00:02+00", ok = true }, got[2])
+    local cur = pulled((db:pull("SELECT id FROM src WHERE id > $1 ORDER BY id", { 2000 })))
+    assert.equal(500, #cur); assert.equal(2001, cur[1].id)
+  end)
+
+  it("loads with append, replace, upsert (last row of a key wins) and replace_partition", function()
+    local function from(list)
+      local i = 0
+      return function() i = i + 1; return list[i] end
+    end
+    local cols = { "id", "day", "v" }
+    local res = db:load(from({}), { { id = 1, day = "a", v = "x" }, { id = 2, day = "b", v = "y" } },
+                        cols, nil, "loaded", { mode = "append", key = "id" })
+    assert.equal(2, res.rows)
+    assert.equal("bigint", db:columns("loaded")[1].type)
+    assert.same({ "id" }, db:primary_key("loaded"))
+    res = db:load(from({}), { { id = 2, day = "b", v = "old" }, { id = 3, day = "b", v = "z" },
+                              { id = 2, day = "b", v = "new" } }, cols, nil, "loaded", { mode = "upsert" })
+    assert.equal(3, res.rows)
+    local r = all("SELECT id, v FROM loaded ORDER BY id")
+    assert.same({ { id = 1, v = "x" }, { id = 2, v = "new" }, { id = 3, v = "z" } }, r)
+    db:load(from({}), { { id = 9, day = "b", v = "p" } }, cols, nil, "loaded",
+            { mode = "replace_partition", partition = "day" })
+    r = all("SELECT id FROM loaded ORDER BY id")
+    assert.same({ { id = 1 }, { id = 9 } }, r)
+    db:load(from({}), { { id = 5, day = "c", v = "only" } }, cols, nil, "loaded", { mode = "replace" })
+    assert.same({ { id = 5 } }, all("SELECT id FROM loaded"))
+  end)
+
+  it("never lets a data line \\. end a load early, and escapes control bytes", function()
+    local rows = { { s = "\\." }, { s = "a\tb\nc\rd\\e" }, { s = "\\.\n" }, { s = "\1\127" } }
+    db:load(function() return nil end, rows, { "s" }, nil, "dots", { mode = "append" })
+    local got = all("SELECT s FROM dots")
+    assert.equal(4, #got)
+    for i, r in ipairs(rows) do assert.equal(r.s, got[i].s) end
+  end)
+
+  it("loads once per (run, task, load) and refuses a stale attempt", function()
+    local fence = { run_id = "r1", task = "t", attempt = 2, seq = 1 }
+    local rows = { { id = 1 }, { id = 2 } }
+    local a = db:load(function() return nil end, rows, { "id" }, nil, "fenced", {}, fence)
+    assert.is_false(a.skipped)
+    local b = db:load(function() return nil end, rows, { "id" }, nil, "fenced", {}, fence)
+    assert.is_true(b.skipped); assert.equal(2, b.rows)
+    assert.equal(2, all("SELECT count(*) AS n FROM fenced")[1].n)
+    local old = { run_id = "r1", task = "t", attempt = 1, seq = 2 }
+    local ok, err = pcall(db.load, db, function() return nil end, rows, { "id" }, nil, "fenced", {}, old)
+    assert.is_false(ok)
+    assert.matches("stale", err)
+    assert.is_false(require("weir.errors").retryable(err))
+  end)
+
+  it("quotes identifiers and refuses names over 63 bytes", function()
+    local weird = 'we"ird; DROP TABLE src; --'
+    db:load(function() return nil end, { { [weird] = 1 } }, { weird }, nil, weird, {})
+    assert.equal(1, all('SELECT count(*) AS n FROM "we""ird; DROP TABLE src; --"')[1].n)
+    assert.equal(2500, all("SELECT count(*) AS n FROM src")[1].n)
+    local ok, err = pcall(db.load, db, function() return nil end, { { a = 1 } }, { "a" }, nil,
+                          string.rep("x", 64), {})
+    assert.is_false(ok)
+    assert.matches("63", err)
+  end)
+
+  it("fails a too-large result with a limit error, while streaming it works", function()
+    local ok, err = pcall(db.all, db, "SELECT repeat('x', 1000) FROM generate_series(1, 5000)")
+    assert.is_false(ok)
+    assert.matches("max_result", err)
+    local rows = pulled((db:pull("SELECT repeat('x', 1000) AS s FROM generate_series(1, 5000)")))
+    assert.equal(5000, #rows)
+  end)
+
+  it("names the connection and the SQLSTATE, says what is retryable, hides the password", function()
+    local ok, err = pcall(db.exec, db, "SELEC 1")
+    assert.is_false(ok)
+    assert.matches("^postgres pgtest: %[42601%]", err)
+    assert.is_false(require("weir.errors").retryable(err))
+    assert.is_true(pg.transient("[08006] connection lost"))
+    assert.is_true(pg.transient("[40001] could not serialize"))
+    assert.is_false(pg.transient("[23505] duplicate key"))
+    local bad = url_cfg(URL, cfg.database)
+    bad.name, bad.password = "wrongpw", "canary-" .. math.random(1e6, 9e6)
+    ok, err = pcall(function() pg.connect(bad):exec("SELECT 1") end)
+    assert.is_false(ok)
+    assert.matches("password authentication failed", err)
+    assert.is_nil(err:find(bad.password, 1, true))
+  end)
+
+  it("rolls a transaction back when its function raises", function()
+    db:run("CREATE TABLE tx (v int)")
+    local ok = pcall(db.transaction, db, function(tx)
+      tx:exec("INSERT INTO tx VALUES ($1)", { 1 })
+      error("boom")
+    end)
+    assert.is_false(ok)
+    assert.equal(0, all("SELECT count(*) AS n FROM tx")[1].n)
+    db:transaction(function(tx) tx:exec("INSERT INTO tx VALUES ($1)", { 2 }) end)
+    assert.equal(1, all("SELECT count(*) AS n FROM tx")[1].n)
+  end)
+
+  it("reuses pooled connections and prepared statements", function()
+    local before = all("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()")[1].n
+    for i = 1, 200 do db:exec("SELECT $1::int + 1", { i }) end
+    local after = all("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()")[1].n
+    assert.equal(before, after)
+    local prepared = all("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1",
+                         { "SELECT $1::int + 1" })[1].n
+    assert.equal(1, prepared)
+  end)
+end)
