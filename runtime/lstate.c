@@ -10,6 +10,7 @@
 #include "weir/embed.h"
 #include "weir/bulk.h"
 #include "weir/pg.h"
+#include "weir/redis.h"
 #include "weir/yaml.h"
 
 #include <lauxlib.h>
@@ -116,6 +117,8 @@ static int open_native(lua_State *L)
     lua_pushlightuserdata(L, NULL); /* SQL NULL in rows: cjson.null too */
     lua_setfield(L, -2, "NULL");
     weir_pg_lua_open(L);
+    weir_redis_lua_open(L); /* { command, pipeline } */
+    lua_setfield(L, -2, "redis");
     return 1;
 }
 

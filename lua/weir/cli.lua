@@ -537,7 +537,8 @@ function commands.health(args)
       if c.type == "postgres" then
         require("weir.pg").connect(c):ping()
       else
-        require("weir.redis").connect(name, c):ping()
+        local ms, perr = require("weir.redis").from_config(c):ping()
+        if not ms then error(tostring(perr), 0) end
       end
     end)
     local b = breakers.info(c)

@@ -1,0 +1,76 @@
+-- Redis from pipelines: tasks in sandboxed workers write and read a real
+-- server through ctx.sink/ctx.source, and a server that is down gives a
+-- clear error (without the password) and opens the breaker.
+local H = require("helpers")
+
+local PORT = os.getenv("WEIR_TEST_REDIS_PORT")
+local PW = os.getenv("WEIR_TEST_REDIS_PASSWORD")
+local describe_redis = PORT and describe or pending
+
+local function yaml(port, extra)
+  return ([[
+connections:
+  cache:
+    type: redis
+    url: "redis://:${env:WEIR_PW}@127.0.0.1:%s/3"
+%s]]):format(port, extra or "")
+end
+
+describe_redis("Redis pipelines", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("writes rows with a sink and reads them back with SCAN and HSCAN", function()
+    local prefix = "weirspec:" .. math.random(1, 1e9) .. ":"
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", ([[
+local P = %q
+return pipeline { name = "redis_rt", tasks = {
+  put = task { run = function(ctx)
+    local rows = {}
+    for i = 1, 3000 do rows[i] = { id = P .. i, name = "n" .. i, n = i } end
+    return ctx.rows(rows):into(ctx.sink("cache"), "hset", { key = "id", ttl = 600 })
+  end },
+  get = task { after = { "put" }, run = function(ctx)
+    local r = ctx.source("cache")
+    local seen = ctx.source("cache"):scan(P .. "*", { count = 500 }):count()
+    local fields = r:hscan(P .. "7"):collect()
+    table.sort(fields, function(a, b) return a.field < b.field end)
+    assert(r:command("HGET", P .. "42", "name") == "n42")
+    assert(r:command("TTL", P .. "42") > 0)
+    assert(r:command("GET", P .. "missing") == ctx.NULL)
+    return { seen = seen, fields = #fields, first = fields[1].field }
+  end },
+} }]]):format(prefix))
+    local code, _, err = H.weir(dir, "run p.lua", { WEIR_PW = PW })
+    assert.equal(0, code, err)
+    local run = H.show(dir, H.last_run(dir))
+    local out = H.task(run, "get").output
+    assert.same({ seen = 3000, fields = 2, first = "n" }, out)
+    assert.equal(3000, H.task(run, "put").rows_out)
+  end)
+
+  it("fails clearly when Redis is down, without the password, and opens the breaker", function()
+    -- a port where nothing listens
+    local dead = tostring(20000 + math.random(0, 9999))
+    H.write(dir .. "/weir.yaml", yaml(dead, "    breaker: { threshold: 1, open: 30s }\n"))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "redis_down", tasks = { t = task { retries = 2, retry_delay = "50ms",
+  run = function(ctx) return ctx.source("cache"):command("PING") end } } }]])
+    local canary = "canary-" .. math.random(1e6, 9e6)
+    local code, out, err = H.weir(dir, "run p.lua", { WEIR_PW = canary })
+    assert.equal(1, code)
+    local run = H.show(dir, H.last_run(dir))
+    local t = H.task(run, "t")
+    assert.equal(3, t.attempts)
+    assert.matches("cache", t.attempt_list[1].error)
+    assert.matches("refused", t.attempt_list[1].error)
+    assert.matches("circuit breaker open", t.attempt_list[2].error)
+    local _, show = H.weir(dir, "show " .. run.id .. " --json", { WEIR_PW = canary })
+    assert.is_nil((out .. err .. show):find(canary, 1, true))
+    local hc, hj = H.weir(dir, "health --json", { WEIR_PW = canary })
+    assert.equal(1, hc)
+    assert.equal("open", require("weir.json").decode(hj).checks[2].breaker)
+  end)
+end)
