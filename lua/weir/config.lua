@@ -155,6 +155,17 @@ local function read_secret_file(dir, rel)
   return s
 end
 
+-- Settings that are not credentials: a reference there (a port from
+-- ${env:PGPORT}) is not a secret, so it is not masked everywhere.
+local PLAIN = { type = true, host = true, port = true, database = true, user = true,
+                sslmode = true, application_name = true, connect_timeout = true,
+                statement_timeout = true, timeout = true, max_result_size = true,
+                max_reply_size = true }
+local function plain_setting(path)
+  local parent, key = path:match("([%w_]+)%.([%w_]+)$")
+  return PLAIN[key or ""] == true or parent == "pool" or parent == "breaker"
+end
+
 -- Expand the references in s. Returns the new string, or nil after
 -- adding an error. Substituted values go into st.secrets.
 local function expand(s, path, st)
@@ -210,7 +221,7 @@ local function expand(s, path, st)
         return nil
       end
       v = tostring(v)
-      if v ~= "" then st.secrets[v] = true end
+      if v ~= "" and not plain_setting(path) then st.secrets[v] = true end
       st.substituted[path] = true
       out[#out + 1] = v
       i = close + 1

@@ -194,8 +194,8 @@ connections:
         pool = { min = 0, max = 4, idle_timeout_ms = 60000, max_lifetime_ms = 1800000 },
         breaker = { threshold = 5, window_ms = 30000, open_ms = 10000, half_open_probes = 1 },
       }, kv)
-      -- the port came from ${env:}, so it is a secret like any other reference
-      assert.equal("redis://app@[::1]:***/3", config.describe(kv))
+      -- a port from ${env:} is a setting, not a credential: not masked
+      assert.equal("redis://app@[::1]:6380/3", config.describe(kv))
     end)
 
     it("keeps a global metadata_url, expanded", function()
@@ -346,7 +346,8 @@ connections:
       -- only one trailing newline is removed
       assert.equal("two\n", cfg.connections.pg.password)
       assert.equal("cost $$5 and ${env:NOT_EXPANDED}", cfg.connections.pg.options.application_name)
-      assert.same({ "file-pw", "crlf", "prod", "two\n" }, cfg:secrets())
+      -- host and user are settings: their references are not secrets
+      assert.same({ "file-pw", "two\n" }, cfg:secrets())
     end)
 
     it("reads ${env:NAME} from the real environment by default", function()
@@ -577,8 +578,8 @@ connections:
 ]], { WHO = "someone" }))
       assert.equal("postgres://weir@127.0.0.1:5432/db", config.describe(cfg.connections.pg))
       assert.equal("redis://127.0.0.1:6379/0", config.describe(cfg.connections.r))
-      -- a user from ${env:} is a secret like any other reference
-      assert.equal("postgres://***@h:5432/d", config.describe(cfg.connections.e))
+      -- a user from ${env:} is a setting, shown as it is
+      assert.equal("postgres://someone@h:5432/d", config.describe(cfg.connections.e))
       for _, c in pairs(cfg.connections) do
         assert.falsy(config.describe(c):find(CANARY, 1, true))
       end
