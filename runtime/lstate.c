@@ -166,19 +166,27 @@ WEIR_API lua_State *weir_state_new_trusted(void)
 
 /*
  * The attempt arena: one region per process, reused by one attempt state
- * at a time. Allocation is a pointer bump and freeing is a no-op, so a
- * state's thousands of small allocations cost almost nothing; when the
- * state is closed (its live bytes drop to zero) the region is reset. An
- * attempt that allocates more than the region holds continues with
- * malloc, so a long task's garbage is still returned. The memory cap
- * counts live bytes either way.
+ * at a time. Small blocks (up to ARENA_SMALL bytes) come from free lists
+ * per 16-byte size class, refilled by a pointer bump; Lua tells the size
+ * of every block it frees, so no header is needed. A data task that makes
+ * and drops millions of small rows thus recycles the same memory instead
+ * of going through malloc and free for each. Larger blocks are bumped
+ * while the region is below ARENA_KEEP (the state's start-up: modules,
+ * prototypes) and left until the state closes; later ones, and everything
+ * once the region is full, go to malloc. The region is reserved (MAP_NORESERVE) and only
+ * touched pages are resident; when the state is closed the region is
+ * reset and pages beyond the first ARENA_KEEP are returned to the kernel.
+ * The memory cap counts live bytes either way.
  */
-#define ARENA_SIZE ((size_t)16 << 20)
+#define ARENA_SIZE ((size_t)256 << 20)
+#define ARENA_KEEP ((size_t)16 << 20)
 #define ARENA_ALIGN 16
+#define ARENA_SMALL 1024
 
 static char *arena_base;
-static size_t arena_top;
+static size_t arena_top, arena_high;
 static int arena_busy;
+static void *arena_lists[ARENA_SMALL / ARENA_ALIGN + 1];
 
 static size_t round_up(size_t n)
 {
@@ -196,11 +204,41 @@ static void *arena_alloc(size_t n)
     size_t r = round_up(n);
     void *p;
 
-    if (arena_top + r > ARENA_SIZE)
+    if (r <= ARENA_SMALL && arena_lists[r / ARENA_ALIGN] != NULL) {
+        p = arena_lists[r / ARENA_ALIGN];
+        memcpy(&arena_lists[r / ARENA_ALIGN], p, sizeof(void *));
+        return p;
+    }
+    /* large blocks only in the first ARENA_KEEP bytes (a state's own
+     * start-up): later ones go to malloc, which returns them */
+    if (arena_top + r > (r <= ARENA_SMALL ? ARENA_SIZE : ARENA_KEEP))
         return NULL;
     p = arena_base + arena_top;
     arena_top += r;
+    if (arena_top > arena_high)
+        arena_high = arena_top;
     return p;
+}
+
+/* Give a block of n bytes back: small ones to their size class. */
+static void arena_free(void *p, size_t n)
+{
+    size_t r = round_up(n);
+
+    if (r == 0 || r > ARENA_SMALL)
+        return;
+    memcpy(p, &arena_lists[r / ARENA_ALIGN], sizeof(void *));
+    arena_lists[r / ARENA_ALIGN] = p;
+}
+
+static void arena_reset(void)
+{
+    memset(arena_lists, 0, sizeof(arena_lists));
+    arena_top = 0;
+    if (arena_high > ARENA_KEEP)
+        (void)madvise(arena_base + ARENA_KEEP, arena_high - ARENA_KEEP,
+                      MADV_DONTNEED);
+    arena_high = 0;
 }
 
 static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -210,11 +248,15 @@ static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     void *p = NULL;
 
     if (nsize == 0) {
-        if (ptr != NULL && !in_arena(ptr))
-            free(ptr);
+        if (ptr != NULL) {
+            if (in_arena(ptr))
+                arena_free(ptr, old);
+            else
+                free(ptr);
+        }
         acc->used -= old;
         if (acc->used == 0 && acc->arena) {
-            arena_top = 0; /* the state is closed: reuse the region */
+            arena_reset(); /* the state is closed: reuse the region */
             arena_busy = 0;
             acc->arena = 0;
         }
@@ -226,8 +268,8 @@ static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (ptr != NULL && in_arena(ptr)) {
         char *end = (char *)ptr + round_up(old);
-        if (nsize <= old)
-            p = ptr; /* shrink in place */
+        if (nsize <= old || round_up(nsize) == round_up(old))
+            p = ptr; /* shrink, or grow within the block */
         else if (end == arena_base + arena_top &&
                  (size_t)((char *)ptr - arena_base) + round_up(nsize) <=
                      ARENA_SIZE) {
@@ -237,8 +279,10 @@ static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             p = acc->arena ? arena_alloc(nsize) : NULL;
             if (p == NULL)
                 p = malloc(nsize);
-            if (p != NULL)
+            if (p != NULL) {
                 memcpy(p, ptr, old);
+                arena_free(ptr, old);
+            }
         }
     } else if (ptr == NULL && acc->arena) {
         p = arena_alloc(nsize);
@@ -311,7 +355,7 @@ WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
         }
         if (arena_base != NULL) {
             arena_busy = 1;
-            arena_top = 0;
+            arena_reset();
             acc->arena = 1;
         }
     }
