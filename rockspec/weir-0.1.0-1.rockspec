@@ -33,6 +33,7 @@ build = {
     ["weir.sandbox"] = "lua/weir/sandbox.lua",
     ["weir.schema"] = "lua/weir/schema.lua",
     ["weir.store"] = "lua/weir/store/init.lua",
+    ["weir.store.postgres"] = "lua/weir/store/postgres.lua",
     ["weir.store.sqlite"] = "lua/weir/store/sqlite.lua",
     ["weir.stream"] = "lua/weir/stream.lua",
     ["weir.util"] = "lua/weir/util.lua",

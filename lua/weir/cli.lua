@@ -41,7 +41,8 @@ configuration:
 environment:
   WEIR_CONFIG        the configuration file (instead of ./weir.yaml)
   WEIR_HOME          state folder (default ./.weir): metadata store weir.db
-  WEIR_METADATA_URL  sqlite:PATH to put the metadata store elsewhere
+  WEIR_METADATA_URL  the metadata store: sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB
+                     (also metadata_url in weir.yaml; default WEIR_HOME/weir.db)
   WEIR_SYNC          full: fsync every commit (default: WAL, synchronous=NORMAL)
   WEIR_ROOTS         extra folders tasks may read and write (colon-separated);
                      the pipeline's own folder is always allowed
@@ -109,8 +110,20 @@ local function home()
   return h
 end
 
-local function open_store()
-  local store, err = require("weir.store").open(home())
+-- The store: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf, or
+-- the weir.yaml found here when the command loads no configuration), else
+-- WEIR_HOME/weir.db.
+local function open_store(conf)
+  local url = os.getenv("WEIR_METADATA_URL")
+  if not url or url == "" then
+    local cfg = conf and conf.cfg
+    if not conf then
+      local ok, c = pcall(require("weir.config").open, {})
+      cfg = ok and c or nil
+    end
+    url = cfg and cfg.metadata_url
+  end
+  local store, err = require("weir.store").open(home(), url)
   if not store then
     eprintf("weir: cannot open the metadata store: %s\n", tostring(err))
     return nil
@@ -311,7 +324,7 @@ function commands.run(args)
   end
   local params, perr = pipeline.resolve_params(P, o.params)
   if not params then exec:close(); eprintf("weir run: %s\n", perr); return 2 end
-  local store = open_store()
+  local store = open_store(o.conf)
   if not store then exec:close(); return 3 end
   local now = require("weir.executor").now()
   local vid, pid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
@@ -456,12 +469,17 @@ function commands.resume(args)
   if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
   o.conf = load_config(o)
   if not o.conf then return 1 end
-  local store = open_store()
+  local store = open_store(o.conf)
   if not store then return 3 end
   -- check and claim the run in one write transaction, so two resumes
-  -- cannot both take it over
+  -- cannot both take it over (on PostgreSQL, a supervisor on another host
+  -- holding the run refuses the claim)
   store:begin()
-  local run = store:run(pos[1])
+  local okr, run = pcall(store.run, store, pos[1])
+  if not okr then
+    pcall(store.rollback, store); store:close()
+    eprintf("weir resume: cannot claim run %s: %s\n", pos[1], tostring(run)); return 3
+  end
   if not run then store:rollback(); store:close(); eprintf("weir resume: no run %q\n", pos[1]); return 3 end
   if run.status == "success" then
     store:rollback(); store:close(); eprintf("weir resume: run %s already succeeded\n", run.id); return 0
@@ -475,8 +493,14 @@ function commands.resume(args)
             run.supervisor_pid)
     return 3
   end
-  store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
-  store:commit()
+  local okc, cerr = pcall(function()
+    store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
+    store:commit()
+  end)
+  if not okc then
+    pcall(store.rollback, store); store:close()
+    eprintf("weir resume: cannot claim run %s: %s\n", run.id, tostring(cerr)); return 3
+  end
   local v = store:version(run.version_id)
   require("weir.executor").signal_install()
   local P, errs = pipeline.load(v.path, { source = v.source, kind = v.kind })
@@ -519,8 +543,11 @@ function commands.health(args)
     checks[#checks + 1] = c
     return c
   end
-  check("metadata", "store", "WEIR_HOME " .. home(), function()
-    local store, err = require("weir.store").open(home())
+  local murl = os.getenv("WEIR_METADATA_URL") or conf.cfg.metadata_url
+  local where = (murl and murl ~= "") and require("weir.config").redact(conf.cfg, murl)
+                or "WEIR_HOME " .. home()
+  check("metadata", "store", where, function()
+    local store, err = require("weir.store").open(home(), murl)
     if not store then error(tostring(err), 0) end
     store:runs(1)
     store:close()

@@ -1,24 +1,41 @@
 -- weir.store: the metadata store interface.
 --
--- A backend implements: migrate(), begin(), commit(), rollback(),
--- pipeline_version(name, kind, path, source, hash) -> version_id,
--- create_run(run), update_run(id, fields), add_tasks(run_id, names),
--- set_task(run_id, task, fields), start_attempt, finish_attempt,
--- task_succeeded (the engine's hot path), checkpoint(),
--- update_attempt(run_id, task, attempt, fields),
--- runs(limit), run(id), tasks(run_id), attempts(run_id), version(id),
--- close(). Today: SQLite (default). WEIR_METADATA_URL selects another
--- backend once one exists (PostgreSQL is planned in the connectors issue).
+-- A backend implements: migrate(), schema_version(), begin(), commit(),
+-- rollback(), pipeline_version(name, kind, path, source, hash, now) ->
+-- version_id, pipeline_id, create_run(run), update_run(id, fields),
+-- add_tasks(run_id, names), set_task(run_id, task, fields),
+-- start_attempt, finish_attempt, task_succeeded (the engine's hot path),
+-- checkpoint(), update_attempt(run_id, task, attempt, fields),
+-- runs(limit, pipeline), run(id), tasks(run_id), attempts(run_id),
+-- version(id), close(). Rows are tables keyed by column name; SQL NULL is
+-- an absent field; times are numbers (ms).
+--
+-- Backends, chosen by WEIR_METADATA_URL:
+--   unset or empty        SQLite at WEIR_HOME/weir.db (weir.store.sqlite)
+--   sqlite:PATH           SQLite at PATH
+--   postgres://USER:PASSWORD@HOST:PORT/DB (or postgresql://)
+--                         PostgreSQL (weir.store.postgres); several
+--                         supervisors may share the database
+-- begin()/commit() nest; inside them run(id) is a claim: on PostgreSQL
+-- the row stays locked until commit, on SQLite the write lock is held.
 local M = {}
 
---- Open the store for a weir home directory (created if missing).
-function M.open(home)
-  local url = os.getenv("WEIR_METADATA_URL")
-  if url and url ~= "" and not url:match("^sqlite:") then
-    return nil, "WEIR_METADATA_URL: only sqlite: URLs are supported in this build"
+--- Open the store for a weir home directory (created if missing). url
+-- defaults to WEIR_METADATA_URL. Returns the store, or nil, err; err never
+-- quotes the URL (it may hold a password).
+function M.open(home, url)
+  url = url or os.getenv("WEIR_METADATA_URL")
+  if url == nil or url == "" then
+    return require("weir.store.sqlite").open(home .. "/weir.db")
   end
-  local path = url and url:match("^sqlite:(.+)$") or (home .. "/weir.db")
-  return require("weir.store.sqlite").open(path)
+  local path = url:match("^sqlite:(.+)$")
+  if path then return require("weir.store.sqlite").open(path) end
+  local scheme = url:match("^([%a][%w+.-]*)://")
+  scheme = scheme and scheme:lower()
+  if scheme == "postgres" or scheme == "postgresql" then
+    return require("weir.store.postgres").open(url)
+  end
+  return nil, "WEIR_METADATA_URL: expected sqlite:PATH, postgres:// or postgresql://"
 end
 
 return M

@@ -102,14 +102,22 @@ function S:migrate()
   check(db:exec("PRAGMA wal_autocheckpoint=10000"))
   check(db:exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
                 .. "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"))
-  local row = check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-  local current = row and row.v or 0
-  for v = current + 1, #M.MIGRATIONS do
+  -- an up-to-date store is opened without taking the write lock; otherwise
+  -- the version is read again under it: two processes opening a new store
+  -- at once must not both apply a migration
+  local top = check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+  if top and top.v == #M.MIGRATIONS then return end
+  for v = 1, #M.MIGRATIONS do
     check(db:exec("BEGIN IMMEDIATE"))
-    local ok, err = db:exec(M.MIGRATIONS[v])
-    if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
-    if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
-    check(db:exec("COMMIT"))
+    local row = check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+    if (row and row.v or 0) >= v then
+      check(db:exec("COMMIT"))
+    else
+      local ok, err = db:exec(M.MIGRATIONS[v])
+      if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
+      if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
+      check(db:exec("COMMIT"))
+    end
   end
 end
 
