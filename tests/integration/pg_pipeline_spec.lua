@@ -44,15 +44,15 @@ return pipeline {
   name = "killcopy",
   tasks = {
     load = task {
-      timeout = "1500ms", retries = 2, retry_delay = "100ms",
+      timeout = "4s", retries = 3, retry_delay = "100ms",
       run = function(ctx)
         local rows = {}
-        for i = 1, 200000 do rows[i] = { id = i, v = "row" .. i } end
+        for i = 1, 100000 do rows[i] = { id = i, v = "row" .. i } end
         local n = 0
         return ctx.rows(rows, { columns = { "id", "v" } })
           :map(function(r)
             n = n + 1
-            if ctx.attempt == 1 and n > 100000 then while true do end end
+            if ctx.attempt == 1 and n > 50000 then while true do end end
             return r
           end)
           :into(ctx.sink("wh"), "killed_dst", { mode = "append", key = "id" })
@@ -64,9 +64,10 @@ return pipeline {
     assert.equal(0, code, err)
     local run = H.show(dir, H.last_run(dir))
     local t = H.task(run, "load")
-    assert.equal(2, t.attempts)
+    -- attempt 1 was killed; a later one (slow builds may need two) loaded
+    assert.is_true(t.attempts >= 2)
     assert.matches("timed out", t.attempt_list[1].error)
-    assert.equal("200000|200000|1|200000",
+    assert.equal("100000|100000|1|100000",
                  psql(URL, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM killed_dst"))
   end)
 
