@@ -827,6 +827,25 @@ static int l_copy_in_batch(lua_State *L)
     return 1;
 }
 
+/* pg_copy_in_data(conn, address, n): n bytes at address (the caller's
+ * buffer, given as a number) sent as they are (a CSV file's bytes). */
+static int l_copy_in_data(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    const char *p = (const char *)(uintptr_t)luaL_checknumber(L, 2);
+    lua_Number n = luaL_checknumber(L, 3);
+
+    if (c->in_copy != 2)
+        return luaL_error(L, "pg: no COPY FROM STDIN in progress");
+    if (p == NULL || n < 0 || n > (lua_Number)INT32_MAX)
+        return luaL_error(L, "pg: bad copy data");
+    if (n > 0 && PQputCopyData(c->pg, p, (int)n) != 1) {
+        c->in_copy = 0;
+        return raise_result(L, c, NULL);
+    }
+    return 0;
+}
+
 /* pg_copy_in_end(conn, abort_message|nil) -> rows loaded */
 static int l_copy_in_end(lua_State *L)
 {
@@ -858,6 +877,7 @@ WEIR_API int weir_pg_lua_open(lua_State *L)
         { "pg_copy_out_batch", l_copy_out_batch },
         { "pg_copy_in_begin", l_copy_in_begin },
         { "pg_copy_in_batch", l_copy_in_batch },
+        { "pg_copy_in_data", l_copy_in_data },
         { "pg_copy_in_end", l_copy_in_end },
         { NULL, NULL },
     };

@@ -376,11 +376,55 @@ end
 
 local stage_n = 0
 
+-- A one-character SQL string literal (ctx.csv checked it is one byte).
+local function char_literal(c)
+  if #c ~= 1 or c == "\0" then error("bad CSV delimiter or quote", 0) end
+  return "'" .. (c == "'" and "''" or c) .. "'"
+end
+
+local TEXTLIKE = { [25] = true, [1043] = true, [1042] = true, [19] = true }
+
+-- A CSV file straight into COPY (FORMAT csv): the server parses it, as
+-- for psql's \copy. Empty unquoted fields of text columns stay empty
+-- strings (FORCE_NOT_NULL), as the row path loads them; in other columns
+-- they are NULL. Returns the rows loaded.
+local function copy_raw_csv(addr, dest, collist, cols, tcols, raw)
+  local is_text = {}
+  for _, c in ipairs(tcols) do is_text[c.name] = TEXTLIKE[tonumber(c.oid)] end
+  local fnn = {}
+  for _, c in ipairs(cols) do if is_text[c] then fnn[#fnn + 1] = quote(c) end end
+  local sql = "COPY " .. dest .. " (" .. collist .. ") FROM STDIN (FORMAT csv, HEADER true, "
+              .. "DELIMITER " .. char_literal(raw.delimiter) .. ", QUOTE "
+              .. char_literal(raw.quote ~= "" and raw.quote or "\"")
+              .. (#fnn > 0 and (", FORCE_NOT_NULL (" .. concat(fnn, ", ") .. ")") or "") .. ")"
+  local fd = raw.open()
+  local buf = ffi.new("char[?]", 1048576)
+  local got = ffi.new("int64_t[1]")
+  local bufaddr = tonumber(ffi.cast("uintptr_t", buf))
+  local ok, res = pcall(function()
+    native.pg_copy_in_begin(addr, sql)
+    while true do
+      if C.weir_ffi_file_read(fd, buf, 1048576, got, F.errbuf, F.errlen) ~= 0 then
+        error({ user_error = raw.name .. ": " .. F.errmsg() }, 0)
+      end
+      if got[0] == 0 then break end
+      native.pg_copy_in_data(addr, bufaddr, tonumber(got[0]))
+    end
+    return native.pg_copy_in_end(addr, nil)
+  end)
+  C.weir_ffi_file_close(fd)
+  if not ok then
+    pcall(native.pg_copy_in_end, addr, "aborted")
+    error(res, 0)
+  end
+  return res
+end
+
 --- Load batches from pull (first batch given) into tbl on connection cfg.
 -- opts: mode (append | replace | upsert | replace_partition), key,
 -- partition, create (default true). fence: { run_id, task, attempt, seq }.
 -- Returns { rows, table, mode, skipped }.
-function Handle:load(pull, first, cols, src_oids, tbl, opts, fence)
+function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
   local cfg = self.cfg
   opts = opts or {}
   local mode = opts.mode or "append"
@@ -488,7 +532,9 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence)
       error(format("bad mode %q (append, replace, upsert or replace_partition)", tostring(mode)), 0)
     end
     local n = 0
-    if first then
+    if first and raw then
+      n = copy_raw_csv(tx.addr, dest, collist, cols, tcols, raw)
+    elseif first then
       native.pg_copy_in_begin(tx.addr, "COPY " .. dest .. " (" .. collist .. ") FROM STDIN")
       local b = first
       local ok, e = pcall(function()
@@ -631,9 +677,17 @@ local function sink(sp, dp, tbl, opts)
     for i, c in ipairs(cols) do src_oids[i] = by[c] end
   end
   local job = A.job
+  -- a CSV stream nothing was applied to is loaded as the file itself
+  local raw = sp.raw_csv
+  if raw then cols = raw.header end
   local res = dp.h:load(sp.pull, first, cols, src_oids, tbl, opts, {
     run_id = job.run_id or "", task = job.task or "", attempt = job.attempt or 0,
-    seq = A.next_seq() })
+    seq = A.next_seq() }, raw)
+  if raw and not res.skipped then
+    -- the rows the server read (the first batch was parsed here only to
+    -- type a new table)
+    A.stats.rows_in = A.stats.rows_in - (first and #first or 0) + res.rows
+  end
   A.stats.rows_out = A.stats.rows_out + res.rows
   return res
 end

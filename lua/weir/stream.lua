@@ -252,7 +252,16 @@ function M.context(job, stats, opened, log)
       end
       return nil
     end
-    return new_stream(pull, header, { dl = dl, source = p })
+    local s = new_stream(pull, header, { dl = dl, source = p })
+    if not dl and not types then
+      -- untouched (no operator applies to this very stream object), a CSV
+      -- file can go to a database as it is: a PostgreSQL sink then sends
+      -- the bytes to COPY ... (FORMAT csv) instead of rows
+      priv[s].raw_csv = { name = p, header = header, delimiter = opts.delimiter or ",",
+                          quote = opts.quote or "\"",
+                          open = function() return open_fd(abs, O_RDONLY + O_CLOEXEC, p) end }
+    end
+    return s
   end
 
   --- JSON Lines source: one object per line. opts: dead_letter = path.

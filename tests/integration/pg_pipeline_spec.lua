@@ -204,3 +204,38 @@ return pipeline { name = "restart", tasks = { slow = task {
     assert.equal("closed", res.checks[2].breaker)
   end)
 end)
+
+describe_pg("CSV into PostgreSQL", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  it("sends an untouched CSV file to COPY as it is, and the same rows through a map", function()
+    psql(URL, "DROP TABLE IF EXISTS csv_raw, csv_rows; "
+              .. "CREATE TABLE csv_raw (id int8 PRIMARY KEY, name text, note text, n int4); "
+              .. "CREATE TABLE csv_rows (LIKE csv_raw)")
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/data.csv", 'id,name,note,n\n1,"a, b","line1\nline2",7\n2,,x,\n3,"","say ""hi""",9\n')
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "csvpg", tasks = {
+  raw = task { run = function(ctx)
+    return ctx.csv("data.csv"):into(ctx.sink("wh"), "csv_raw", { mode = "upsert" })
+  end },
+  rows = task { run = function(ctx)
+    return ctx.csv("data.csv")
+      :map(function(r) if r.n == "" then r.n = nil end; return r end)
+      :into(ctx.sink("wh"), "csv_rows")
+  end },
+} }]])
+    local code, _, err = weir(dir, "run p.lua")
+    assert.equal(0, code, err)
+    local want = '1|a, b|line1\nline2|7\n2||x|\n3||say "hi"|9'
+    assert.equal(want, psql(URL, "SELECT id, name, note, n FROM csv_raw ORDER BY id"))
+    assert.equal(want, psql(URL, "SELECT id, name, note, n FROM csv_rows ORDER BY id"))
+    -- empty text fields stay empty strings on both paths, never NULL
+    assert.equal("0", psql(URL, "SELECT count(*) FROM csv_raw WHERE name IS NULL OR note IS NULL"))
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal(3, H.task(run, "raw").rows_out)
+    assert.equal(3, H.task(run, "raw").rows_in)
+  end)
+end)

@@ -95,6 +95,7 @@ WEIR_API int32_t weir_ffi_pg_server_version(weir_pg_conn *c);
  * pg_copy_out_batch(conn, max, names, oids) -> rows | nil at the end
  * pg_copy_in_begin(conn, copy_sql)        COPY ... FROM STDIN (text format)
  * pg_copy_in_batch(conn, rows, names, oids, first, last) -> bytes sent
+ * pg_copy_in_data(conn, address, n)     n raw bytes at address (a number)
  * pg_copy_in_end(conn, abort_message|nil) -> rows loaded
  */
 WEIR_API int weir_pg_lua_open(lua_State *L);
