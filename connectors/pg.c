@@ -9,6 +9,7 @@
  * within client_connection_check_interval, which lua/weir/pg.lua sets).
  */
 #include "weir/pg.h"
+#include "weir/pgbinary.h"
 #include "weir/pgcodec.h"
 
 #include <lauxlib.h>
@@ -39,6 +40,11 @@ struct weir_pg_conn {
     int busy;
     int in_copy;                /* 1 copy out, 2 copy in */
     int copy_eof;               /* a COPY out ended inside the last batch */
+    int copy_binary;            /* the COPY in progress is FORMAT binary */
+    int copy_header;            /* binary COPY out: header not yet seen */
+    int copy_in_tx;             /* the COPY began inside a transaction */
+    char *copy_text_sql;        /* binary COPY in: the same COPY in text */
+    double copy_rows;           /* rows of COPYs ended by a switch to text */
     struct pg_stmt cache[PG_CACHE_MAX];
     int ncache;
     uint64_t clock, next_name;
@@ -91,6 +97,7 @@ static void conn_close(struct weir_pg_conn *c)
     for (int i = 0; i < c->ncache; i++)
         stmt_free(&c->cache[i]);
     weir_buf_free(&c->copy_buf);
+    free(c->copy_text_sql);
     if (c->pg)
         PQfinish(c->pg);
     free(c);
@@ -681,6 +688,7 @@ static int l_describe(lua_State *L)
 static void copy_begin(lua_State *L, struct weir_pg_conn *c, int want)
 {
     const char *sql = luaL_checkstring(L, 2);
+    int in_tx = PQtransactionStatus(c->pg) == PQTRANS_INTRANS;
     PGresult *r = PQexec(c->pg, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 
@@ -691,9 +699,20 @@ static void copy_begin(lua_State *L, struct weir_pg_conn *c, int want)
         }
         raise_result(L, c, r);
     }
+    c->copy_binary = PQbinaryTuples(r);
     PQclear(r);
     c->in_copy = want == PGRES_COPY_OUT ? 1 : 2;
     c->copy_eof = 0;
+    c->copy_header = c->copy_binary;
+    c->copy_in_tx = in_tx;
+    c->copy_rows = 0;
+    free(c->copy_text_sql);
+    c->copy_text_sql = NULL;
+    if (c->copy_binary && want == PGRES_COPY_IN) {
+        c->copy_buf.len = 0;
+        if (weir_pgbinary_header(&c->copy_buf) != WEIR_OK)
+            luaL_error(L, "pg: out of memory");
+    }
 }
 
 static int l_copy_out_begin(lua_State *L)
@@ -759,8 +778,32 @@ static int l_copy_out_batch(lua_State *L)
             c->in_copy = 0;
             return raise_result(L, c, PQgetResult(c->pg));
         }
-        rc = weir_pgcodec_copy_row(L, line, (size_t)len, ncols, oids, 3, err,
-                                   sizeof(err));
+        if (c->copy_binary) {
+            const char *row = line;
+            size_t rl = (size_t)len;
+
+            if (c->copy_header) {
+                /* the file header comes with the first tuple */
+                size_t h = weir_pgbinary_header_len(line, rl);
+
+                if (h == 0) {
+                    PQfreemem(line);
+                    return luaL_error(L, "pg: bad binary COPY header");
+                }
+                row += h;
+                rl -= h;
+                c->copy_header = 0;
+            }
+            rc = weir_pgbinary_copy_row(L, row, rl, ncols, oids, 3, err,
+                                        sizeof(err));
+            if (rc == WEIR_ENOENT) { /* the trailer: -1 comes next */
+                PQfreemem(line);
+                continue;
+            }
+        } else {
+            rc = weir_pgcodec_copy_row(L, line, (size_t)len, ncols, oids, 3,
+                                       err, sizeof(err));
+        }
         PQfreemem(line);
         if (rc != WEIR_OK)
             return luaL_error(L, "row %d: %s", n + 1, err);
@@ -769,9 +812,17 @@ static int l_copy_out_batch(lua_State *L)
     return 1;
 }
 
+/* pg_copy_in_begin(conn, copy_sql, text_sql|nil): text_sql is the same
+ * COPY in text format, for when a binary COPY meets a value only the text
+ * form takes (weir_pgbinary_encode_row says WEIR_EAGAIN). */
 static int l_copy_in_begin(lua_State *L)
 {
-    copy_begin(L, arg_conn(L), PGRES_COPY_IN);
+    struct weir_pg_conn *c = arg_conn(L);
+    const char *text_sql = luaL_optstring(L, 3, NULL);
+
+    copy_begin(L, c, PGRES_COPY_IN);
+    if (text_sql != NULL && (c->copy_text_sql = strdup(text_sql)) == NULL)
+        return luaL_error(L, "pg: out of memory");
     return 0;
 }
 
@@ -784,6 +835,42 @@ static int put_copy(lua_State *L, struct weir_pg_conn *c, weir_buf *b)
     }
     b->len = 0;
     return 0;
+}
+
+/* A value needs text COPY: end the binary COPY (every row sent so far is
+ * whole) and go on with the same COPY in text, in the same transaction. */
+static void copy_in_switch(lua_State *L, struct weir_pg_conn *c, weir_buf *b)
+{
+    PGresult *r;
+
+    if (!c->copy_in_tx || c->copy_text_sql == NULL) {
+        b->len = 0;
+        luaL_error(L, "pg: a value needs text COPY, and this binary COPY "
+                   "cannot switch outside a transaction");
+    }
+    if (weir_pgbinary_trailer(b) != WEIR_OK)
+        luaL_error(L, "pg: out of memory");
+    put_copy(L, c, b);
+    if (PQputCopyEnd(c->pg, NULL) != 1) {
+        c->in_copy = 0;
+        raise_result(L, c, NULL);
+    }
+    r = PQgetResult(c->pg);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        c->in_copy = 0;
+        raise_result(L, c, r);
+    }
+    c->copy_rows += strtod(PQcmdTuples(r), NULL);
+    PQclear(r);
+    while ((r = PQgetResult(c->pg)) != NULL)
+        PQclear(r);
+    r = PQexec(c->pg, c->copy_text_sql);
+    if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
+        c->in_copy = 0;
+        raise_result(L, c, r);
+    }
+    PQclear(r);
+    c->copy_binary = 0;
 }
 
 /* pg_copy_in_batch(conn, rows, names, oids, first, last) -> bytes */
@@ -809,8 +896,16 @@ static int l_copy_in_batch(lua_State *L)
         lua_rawgeti(L, 2, i);
         if (!lua_istable(L, -1))
             return luaL_error(L, "row %d: not a table", i);
-        rc = weir_pgcodec_copy_encode_row(L, lua_gettop(L), ncols, 3, oids, b,
+        rc = WEIR_EAGAIN; /* text, unless binary takes the row */
+        if (c->copy_binary) {
+            rc = weir_pgbinary_encode_row(L, lua_gettop(L), ncols, 3, oids, b,
                                           err, sizeof(err));
+            if (rc == WEIR_EAGAIN)
+                copy_in_switch(L, c, b);
+        }
+        if (rc == WEIR_EAGAIN)
+            rc = weir_pgcodec_copy_encode_row(L, lua_gettop(L), ncols, 3, oids,
+                                              b, err, sizeof(err));
         lua_pop(L, 1);
         if (rc != WEIR_OK) {
             b->len = 0;
@@ -835,8 +930,8 @@ static int l_copy_in_data(lua_State *L)
     const char *p = (const char *)(uintptr_t)luaL_checknumber(L, 2);
     lua_Number n = luaL_checknumber(L, 3);
 
-    if (c->in_copy != 2)
-        return luaL_error(L, "pg: no COPY FROM STDIN in progress");
+    if (c->in_copy != 2 || c->copy_binary)
+        return luaL_error(L, "pg: no text COPY FROM STDIN in progress");
     if (p == NULL || n < 0 || n > (lua_Number)INT32_MAX)
         return luaL_error(L, "pg: bad copy data");
     if (n > 0 && PQputCopyData(c->pg, p, (int)n) != 1) {
@@ -855,16 +950,36 @@ static int l_copy_in_end(lua_State *L)
 
     if (c->in_copy != 2)
         return luaL_error(L, "pg: no COPY FROM STDIN in progress");
+    if (c->copy_binary && abort_msg == NULL
+        && weir_pgbinary_trailer(&c->copy_buf) != WEIR_OK)
+        return luaL_error(L, "pg: out of memory");
+    if (abort_msg == NULL)
+        put_copy(L, c, &c->copy_buf); /* may still hold the header */
+    c->copy_buf.len = 0;
     c->in_copy = 0;
     if (PQputCopyEnd(c->pg, abort_msg) != 1)
         return raise_result(L, c, NULL);
     r = PQgetResult(c->pg);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
         return raise_result(L, c, r);
-    lua_pushnumber(L, (lua_Number)strtod(PQcmdTuples(r), NULL));
+    lua_pushnumber(L, c->copy_rows + strtod(PQcmdTuples(r), NULL));
     PQclear(r);
     while ((r = PQgetResult(c->pg)) != NULL)
         PQclear(r);
+    return 1;
+}
+
+/* pg_binary_ok(oids) -> true when every type has a binary COPY form */
+static int l_binary_ok(lua_State *L)
+{
+    int n = (int)lua_objlen(L, 1);
+    Oid oids[PG_MAX_COLS];
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (n > PG_MAX_COLS)
+        n = 0;
+    get_oids(L, 1, n, oids);
+    lua_pushboolean(L, n > 0 && weir_pgbinary_all_supported(n, oids));
     return 1;
 }
 
@@ -878,6 +993,7 @@ WEIR_API int weir_pg_lua_open(lua_State *L)
         { "pg_copy_in_begin", l_copy_in_begin },
         { "pg_copy_in_batch", l_copy_in_batch },
         { "pg_copy_in_data", l_copy_in_data },
+        { "pg_binary_ok", l_binary_ok },
         { "pg_copy_in_end", l_copy_in_end },
         { NULL, NULL },
     };

@@ -311,7 +311,11 @@ function Handle:pull(sql, params, on_rows, opts)
   local ok, err = pcall(function()
     if nparams(params) == 0 and opts.mode ~= "cursor" then
       names, oids = native.pg_describe(addr, body)
-      native.pg_copy_out_begin(addr, "COPY (" .. body .. ") TO STDOUT")
+      -- binary when every column has a binary form: neither side prints
+      -- or parses numbers and timestamps as text
+      local binary = opts.binary ~= false and native.pg_binary_ok(oids)
+      native.pg_copy_out_begin(addr, "COPY (" .. body .. ") TO STDOUT"
+                                     .. (binary and " (FORMAT binary)" or ""))
     else
       -- the connection is this stream's own: one cursor name will do
       names, oids = native.pg_describe(addr, body)
@@ -535,7 +539,13 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
     if first and raw then
       n = copy_raw_csv(tx.addr, dest, collist, cols, tcols, raw)
     elseif first then
-      native.pg_copy_in_begin(tx.addr, "COPY " .. dest .. " (" .. collist .. ") FROM STDIN")
+      local copy = "COPY " .. dest .. " (" .. collist .. ") FROM STDIN"
+      if opts.binary ~= false and native.pg_binary_ok(oids) then
+        -- a value only the text form takes switches the rest to text
+        native.pg_copy_in_begin(tx.addr, copy .. " (FORMAT binary)", copy)
+      else
+        native.pg_copy_in_begin(tx.addr, copy)
+      end
       local b = first
       local ok, e = pcall(function()
         while b do

@@ -125,6 +125,27 @@ describe_pg("weir.pg", function()
     assert.same({ { id = 5 } }, all("SELECT id FROM loaded"))
   end)
 
+  it("loads in binary COPY, switching to text for a value only the text form takes", function()
+    db:run("CREATE TABLE bin (id int8, at timestamptz, f float8, ok bool, s text)")
+    local rows = {
+      { id = 1, at = "2026-01-02 03:04:05+00", f = 0.1, ok = true, s = "a\tb" },
+      { id = 2, at = "2026-01-02 03:04:05.1234567+00", f = -1e300, ok = false, s = "" },
+      { id = 3, at = "2026-01-02T03:04:05Z", f = 2.5, ok = NULL, s = "\\." },
+    }
+    local res = db:load(function() return nil end, rows, { "id", "at", "f", "ok", "s" }, nil, "bin", {})
+    assert.equal(3, res.rows)
+    local got = all("SELECT id, at, f, ok, s FROM bin ORDER BY id")
+    assert.equal("2026-01-02 03:04:05+00", got[1].at)
+    assert.equal("2026-01-02 03:04:05.123457+00", got[2].at)   -- rounded by the server's text input
+    assert.equal("2026-01-02 03:04:05+00", got[3].at)
+    assert.equal(0.1, got[1].f); assert.equal(-1e300, got[2].f)
+    assert.equal(NULL, got[3].ok); assert.equal("\\.", got[3].s); assert.equal("a\tb", got[1].s)
+    -- and reading it back in binary gives what the text path gives
+    local bin = pulled((db:pull("SELECT * FROM bin ORDER BY id")))
+    local txt = pulled((db:pull("SELECT * FROM bin ORDER BY id", nil, nil, { binary = false })))
+    assert.same(txt, bin)
+  end)
+
   it("never lets a data line \\. end a load early, and escapes control bytes", function()
     local rows = { { s = "\\." }, { s = "a\tb\nc\rd\\e" }, { s = "\\.\n" }, { s = "\1\127" } }
     db:load(function() return nil end, rows, { "s" }, nil, "dots", { mode = "append" })
