@@ -40,6 +40,7 @@ struct weir_pg_conn {
     int busy;
     int in_copy;                /* 1 copy out, 2 copy in */
     int copy_eof;               /* a COPY out ended inside the last batch */
+    int in_rows;                /* a single-row-mode result is being read */
     int copy_binary;            /* the COPY in progress is FORMAT binary */
     int copy_header;            /* binary COPY out: header not yet seen */
     int copy_in_tx;             /* the COPY began inside a transaction */
@@ -334,7 +335,7 @@ WEIR_API void weir_ffi_pg_release(weir_pg_conn *c, int32_t reuse)
     p = c->pool;
     c->busy = 0;
     c->last_used = now_ms();
-    if (!reuse || c->in_copy || PQstatus(c->pg) != CONNECTION_OK
+    if (!reuse || c->in_copy || c->in_rows || PQstatus(c->pg) != CONNECTION_OK
         || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         /* a statement may still run: ask the server to stop it */
         if (PQstatus(c->pg) == CONNECTION_OK
@@ -585,6 +586,48 @@ static void push_rows(lua_State *L, struct weir_pg_conn *c, PGresult *r,
     }
 }
 
+/*
+ * The np parameters at stack index 3, encoded as text for statement s's
+ * parameter types into b (the caller frees it); returns the value
+ * pointers (in a userdata left on the stack), NULL for SQL NULL.
+ */
+static const char **bind_params(lua_State *L, struct pg_stmt *s, int np,
+                                weir_buf *b)
+{
+    const char **vals;
+    size_t *offs;
+    char err[256];
+
+    if (np != s->nparams)
+        luaL_error(L, "expected %d parameter(s), got %d", s->nparams, np);
+    vals = lua_newuserdata(L, (size_t)np * (sizeof(char *) + sizeof(size_t)));
+    offs = (size_t *)(void *)(vals + np);
+    for (int i = 0; i < np; i++) {
+        int rc;
+
+        lua_rawgeti(L, 3, i + 1);
+        offs[i] = b->len;
+        rc = weir_pgcodec_encode(L, lua_gettop(L), s->ptypes[i], 0, b, err,
+                                 sizeof(err));
+        lua_pop(L, 1);
+        if (rc == WEIR_ENOENT) {
+            offs[i] = (size_t)-1;
+            continue;
+        }
+        if (rc == WEIR_OK)
+            rc = weir_buf_reserve(b, 1);
+        if (rc != WEIR_OK) {
+            weir_buf_free(b);
+            luaL_error(L, "parameter $%d: %s", i + 1,
+                       rc == WEIR_ENOMEM ? "out of memory" : err);
+        }
+        b->data[b->len++] = '\0';
+    }
+    for (int i = 0; i < np; i++)
+        vals[i] = offs[i] == (size_t)-1 ? NULL : b->data + offs[i];
+    return vals;
+}
+
 /* pg_exec(conn, sql, params, nparams) -> affected, rows|nil, names|nil */
 static int l_exec(lua_State *L)
 {
@@ -597,39 +640,9 @@ static int l_exec(lua_State *L)
 
     if (np > 0) {
         struct pg_stmt *s = stmt_get(L, c, sql, sqln);
-        const char **vals;
-        size_t *offs;
         weir_buf b = { 0 };
-        char err[256];
+        const char **vals = bind_params(L, s, np, &b);
 
-        if (np != s->nparams)
-            return luaL_error(L, "expected %d parameter(s), got %d",
-                              s->nparams, np);
-        vals = lua_newuserdata(L, (size_t)np * (sizeof(char *) + sizeof(size_t)));
-        offs = (size_t *)(void *)(vals + np);
-        for (int i = 0; i < np; i++) {
-            int rc;
-
-            lua_rawgeti(L, 3, i + 1);
-            offs[i] = b.len;
-            rc = weir_pgcodec_encode(L, lua_gettop(L), s->ptypes[i], 0, &b,
-                                     err, sizeof(err));
-            lua_pop(L, 1);
-            if (rc == WEIR_ENOENT) {
-                offs[i] = (size_t)-1;
-                continue;
-            }
-            if (rc == WEIR_OK)
-                rc = weir_buf_reserve(&b, 1);
-            if (rc != WEIR_OK) {
-                weir_buf_free(&b);
-                return luaL_error(L, "parameter $%d: %s", i + 1,
-                                  rc == WEIR_ENOMEM ? "out of memory" : err);
-            }
-            b.data[b.len++] = '\0';
-        }
-        for (int i = 0; i < np; i++)
-            vals[i] = offs[i] == (size_t)-1 ? NULL : b.data + offs[i];
         r = PQexecPrepared(c->pg, s->name, np, vals, NULL, NULL, 0);
         weir_buf_free(&b);
     } else {
@@ -666,6 +679,68 @@ static int l_exec(lua_State *L)
     }
     PQclear(r);
     return 3;
+}
+
+/* pg_rows_begin(conn, sql, params, nparams): send the statement and read
+ * its result one row at a time (libpq's single-row mode): any statement
+ * that returns rows, DML with RETURNING included, in constant memory. */
+static int l_rows_begin(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    size_t sqln;
+    const char *sql = luaL_checklstring(L, 2, &sqln);
+    int np = (int)luaL_optinteger(L, 4, 0);
+    struct pg_stmt *s = stmt_get(L, c, sql, sqln);
+    weir_buf b = { 0 };
+    const char **vals = bind_params(L, s, np, &b);
+    int ok = PQsendQueryPrepared(c->pg, s->name, np, vals, NULL, NULL, 0);
+
+    weir_buf_free(&b);
+    if (!ok)
+        return raise_result(L, c, NULL);
+    if (!PQsetSingleRowMode(c->pg))
+        return luaL_error(L, "pg: cannot read rows one at a time");
+    c->in_rows = 1;
+    return 0;
+}
+
+/* pg_rows_batch(conn, max, names) -> rows | nil at the end */
+static int l_rows_batch(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    int max = (int)luaL_checkinteger(L, 2);
+    int n = 0;
+
+    if (!c->in_rows) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, max, 0);
+    while (n < max) {
+        PGresult *r = PQgetResult(c->pg);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_COMMAND_OK;
+
+        if (st == PGRES_SINGLE_TUPLE) {
+            push_rows(L, c, r, 3);
+            lua_rawgeti(L, -1, 1);
+            lua_remove(L, -2);
+            lua_rawseti(L, -2, ++n);
+            PQclear(r);
+            continue;
+        }
+        c->in_rows = 0;
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+            return raise_result(L, c, r);
+        PQclear(r);
+        while ((r = PQgetResult(c->pg)) != NULL)
+            PQclear(r);
+        break;
+    }
+    if (n == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    return 1;
 }
 
 /* pg_describe(conn, sql) -> names, oids, nparams */
@@ -994,6 +1069,8 @@ WEIR_API int weir_pg_lua_open(lua_State *L)
         { "pg_copy_in_batch", l_copy_in_batch },
         { "pg_copy_in_data", l_copy_in_data },
         { "pg_binary_ok", l_binary_ok },
+        { "pg_rows_begin", l_rows_begin },
+        { "pg_rows_batch", l_rows_batch },
         { "pg_copy_in_end", l_copy_in_end },
         { NULL, NULL },
     };

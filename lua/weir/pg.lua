@@ -237,6 +237,50 @@ function Handle:transaction(fn)
   return select(2, unpack(res))
 end
 
+--- An explicit transaction: BEGIN on a connection of its own. Returns tx
+-- with exec, all, run, commit() and rollback(); the connection goes back
+-- to the pool when either ends it (a connection left in a transaction is
+-- closed instead, so the server rolls it back).
+function Handle:begin()
+  local cfg = self.cfg
+  local c, addr = acquire(cfg)
+  local ok, err = pcall(run, c, "BEGIN")
+  if not ok then release(cfg, c, err) end
+  local done = false
+  local tx = { addr = addr, conn = c }
+  local function guard(fn, ...)
+    if done then error("the transaction is already over", 0) end
+    local res = { pcall(fn, ...) }
+    if not res[1] then
+      done = true
+      release(cfg, c, res[2])
+    end
+    return select(2, unpack(res))
+  end
+  function tx.exec(_, sql, params)
+    return guard(function() return native.pg_exec(addr, sql, params, nparams(params)) end)
+  end
+  function tx.all(_, sql, params)
+    return guard(function()
+      local _, rows, names = native.pg_exec(addr, sql, params, nparams(params))
+      return rows or {}, names or {}
+    end)
+  end
+  function tx.run(_, sql) return guard(run, c, sql) end
+  local function finish(sql)
+    guard(run, c, sql)
+    done = true
+    release(cfg, c, nil)
+  end
+  function tx.commit() finish("COMMIT") end
+  function tx.rollback() finish("ROLLBACK") end
+  --- For cleanup: give the connection up, ending the transaction.
+  function tx.abandon()
+    if not done then done = true; C.weir_ffi_pg_release(c, 0) end
+  end
+  return tx
+end
+
 --- Round-trip latency in ms ("SELECT 1"), for `weir health`.
 function Handle:ping()
   local t0 = C.weir_ffi_now_mono_ms()
@@ -291,10 +335,15 @@ end
 
 -- streams ---------------------------------------------------------------
 
---- A pull function over the rows of sql, in batches, constant memory:
--- COPY (sql) TO STDOUT when there are no parameters, else a cursor
--- fetched BATCH rows at a time inside a transaction. Returns pull, names,
--- oids, close. on_rows(n) counts rows.
+local QUERY_WORDS = { select = true, with = true, values = true, table = true }
+
+--- A pull function over the rows of sql, in batches, constant memory. A
+-- query (SELECT, WITH, VALUES, TABLE) is read with COPY (sql) TO STDOUT
+-- when it has no parameters, else with a cursor fetched BATCH rows at a
+-- time inside a transaction; any other statement that returns rows (DML
+-- with RETURNING, SHOW...) in libpq's single-row mode. opts.mode = "copy",
+-- "cursor" or "rows" chooses. Returns pull, names, oids, close;
+-- on_rows(n) counts rows.
 function Handle:pull(sql, params, on_rows, opts)
   local cfg = self.cfg
   opts = opts or {}
@@ -308,8 +357,25 @@ function Handle:pull(sql, params, on_rows, opts)
     done = true
     if err then release(cfg, c, err) else release(cfg, c, nil) end
   end
+  local mode = opts.mode
+  if not mode then
+    local word = (body:match("^%s*(%a+)") or ""):lower()
+    if not QUERY_WORDS[word] then mode = "rows"
+    elseif nparams(params) == 0 then mode = "copy"
+    else mode = "cursor" end
+  end
+  if mode ~= "copy" and mode ~= "cursor" and mode ~= "rows" then
+    error(format("bad query mode %q (copy, cursor or rows)", tostring(mode)), 0)
+  end
+  if mode == "copy" and nparams(params) > 0 then
+    error("COPY cannot bind parameters: use mode \"cursor\" or \"rows\"", 0)
+  end
+  local rows_mode = mode == "rows"
   local ok, err = pcall(function()
-    if nparams(params) == 0 and opts.mode ~= "cursor" then
+    if rows_mode then
+      names, oids = native.pg_describe(addr, body)
+      native.pg_rows_begin(addr, body, params, nparams(params))
+    elseif mode == "copy" then
       names, oids = native.pg_describe(addr, body)
       -- binary when every column has a binary form: neither side prints
       -- or parses numbers and timestamps as text
@@ -327,7 +393,16 @@ function Handle:pull(sql, params, on_rows, opts)
   end)
   if not ok then finish(err) end
   local pull
-  if fetch then
+  if rows_mode then
+    pull = function()
+      if done then return nil end
+      local okb, rows = pcall(native.pg_rows_batch, addr, batch, names)
+      if not okb then finish(rows) end
+      if rows == nil then finish(nil); return nil end
+      if on_rows then on_rows(#rows) end
+      return rows
+    end
+  elseif fetch then
     pull = function()
       if done then return nil end
       local okf, rows = pcall(function()
@@ -402,13 +477,14 @@ local function copy_raw_csv(addr, dest, collist, cols, tcols, raw)
               .. char_literal(raw.quote ~= "" and raw.quote or "\"")
               .. (#fnn > 0 and (", FORCE_NOT_NULL (" .. concat(fnn, ", ") .. ")") or "") .. ")"
   local fd = raw.open()
-  local buf = ffi.new("char[?]", 1048576)
+  local CHUNK = 65536
+  local buf = ffi.new("char[?]", CHUNK)
   local got = ffi.new("int64_t[1]")
   local bufaddr = tonumber(ffi.cast("uintptr_t", buf))
   local ok, res = pcall(function()
     native.pg_copy_in_begin(addr, sql)
     while true do
-      if C.weir_ffi_file_read(fd, buf, 1048576, got, F.errbuf, F.errlen) ~= 0 then
+      if C.weir_ffi_file_read(fd, buf, CHUNK, got, F.errbuf, F.errlen) ~= 0 then
         error({ user_error = raw.name .. ": " .. F.errmsg() }, 0)
       end
       if got[0] == 0 then break end
@@ -608,8 +684,9 @@ local function check_sql(sql, what)
 end
 
 --- db:query(sql, params, opts): a stream of the rows (constant memory).
--- opts.batch: rows per batch (1000); opts.mode = "cursor" forces the
--- cursor path even without parameters.
+-- opts.batch: rows per batch (1000); opts.mode: "copy", "cursor" or
+-- "rows" (single-row mode), chosen from the statement when absent;
+-- opts.binary = false: text COPY.
 function Db.query(d, sql, params, opts)
   local p = D(d, "query")
   check_sql(sql, "query")
@@ -650,6 +727,30 @@ function Db.transaction(d, fn)
     local t = stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened })
     return fn(t)
   end)
+end
+
+--- db:begin(): an explicit transaction on a connection of its own; tx
+-- has exec, rows, commit and rollback. One left open when the attempt
+-- ends is rolled back.
+function Db.begin(d)
+  local p = D(d, "begin")
+  local stream = require("weir.stream")
+  local tx = p.h:begin()
+  p.opened[#p.opened + 1] = tx.abandon
+  local t = stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened })
+  return t
+end
+
+--- tx:commit() / tx:rollback() on an object from db:begin().
+function Db.commit(d)
+  local p = D(d, "commit")
+  if not p.tx or not p.tx.commit then error("weir.postgres.commit: not a transaction from db:begin()", 2) end
+  p.tx.commit()
+end
+function Db.rollback(d)
+  local p = D(d, "rollback")
+  if not p.tx or not p.tx.rollback then error("weir.postgres.rollback: not a transaction from db:begin()", 2) end
+  p.tx.rollback()
 end
 
 --- Introspection: db:schemas(), db:tables(schema), db:columns(table)

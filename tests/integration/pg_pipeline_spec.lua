@@ -134,6 +134,45 @@ end } } }]])
     assert.matches("postgres wh: %[42601%]", t.attempt_list[1].error)
   end)
 
+  it("commits and rolls back explicit transactions; a deadline stops the server's statement", function()
+    psql(URL, "DROP TABLE IF EXISTS txs; CREATE TABLE txs (v int)")
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    local tag = "weir_cancel_" .. math.random(1, 1e9)
+    H.write(dir .. "/p.lua", ([[
+return pipeline { name = "tx", tasks = {
+  tx = task { run = function(ctx)
+    local db = ctx.source("wh")
+    local t = db:begin()
+    t:exec("INSERT INTO txs VALUES ($1)", { 1 })
+    t:rollback()
+    t = db:begin()
+    t:exec("INSERT INTO txs VALUES ($1)", { 2 })
+    t:commit()
+    local ok = pcall(t.exec, t, "INSERT INTO txs VALUES (3)")
+    assert(not ok, "a finished transaction refuses statements")
+    t = db:begin()
+    t:exec("INSERT INTO txs VALUES ($1)", { 4 })   -- left open: rolled back at the end
+    return db:rows("SELECT count(*) AS n FROM txs")[1].n
+  end },
+  slow = task { timeout = "1s", retries = 0, run = function(ctx)
+    ctx.source("wh"):exec("SELECT pg_sleep(60) /* %s */")
+  end },
+} }]]):format(tag))
+    local code = weir(dir, "run p.lua")
+    assert.equal(1, code)
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("success", H.task(run, "tx").state)
+    assert.equal(1, H.task(run, "tx").output)
+    assert.equal("2", psql(URL, "SELECT string_agg(v::text, ',') FROM txs"))
+    assert.matches("timed out", H.task(run, "slow").attempt_list[1].error)
+    -- the worker was SIGKILLed; the server notices and stops the query
+    local gone = H.wait_for(function()
+      return psql(URL, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%" .. tag
+                       .. "%' AND pid <> pg_backend_pid()") == "0"
+    end, 10)
+    assert.truthy(gone, "the statement of the killed attempt still runs")
+  end)
+
   it("checks the store and connections with weir health", function()
     H.write(dir .. "/weir.yaml", yaml(PORT) .. [[
   down:

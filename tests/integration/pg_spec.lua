@@ -101,6 +101,21 @@ describe_pg("weir.pg", function()
     assert.equal(500, #cur); assert.equal(2001, cur[1].id)
   end)
 
+  it("streams any statement that returns rows in single-row mode", function()
+    db:run("CREATE TABLE ret (id serial PRIMARY KEY, v text)")
+    local got = pulled((db:pull("INSERT INTO ret (v) SELECT 'x' || g FROM generate_series(1, $1) g RETURNING id, v",
+                                { 2500 })))
+    assert.equal(2500, #got)
+    assert.same({ id = 1, v = "x1" }, got[1])
+    local show = pulled((db:pull("SHOW TimeZone")))
+    assert.same({ { TimeZone = "UTC" } }, show)
+    local forced = pulled((db:pull("SELECT id FROM ret WHERE id <= $1 ORDER BY id", { 3 }, nil, { mode = "rows" })))
+    assert.same({ { id = 1 }, { id = 2 }, { id = 3 } }, forced)
+    local ok, err = pcall(db.pull, db, "SELECT $1::int", { 1 }, nil, { mode = "copy" })
+    assert.is_false(ok)
+    assert.matches("COPY cannot bind parameters", err)
+  end)
+
   it("loads with append, replace, upsert (last row of a key wins) and replace_partition", function()
     local function from(list)
       local i = 0

@@ -91,7 +91,9 @@ WEIR_API int32_t weir_ffi_pg_server_version(weir_pg_conn *c);
  *   in a cache. rows: the result rows (tables keyed by column name) when
  *   the statement returns rows; bounded by max_result_bytes.
  * pg_describe(conn, sql) -> names, oids, nparams
- * pg_copy_out_begin(conn, copy_sql)       COPY ... TO STDOUT (text format)
+ * pg_rows_begin(conn, sql, params, n)     single-row mode, any statement
+ * pg_rows_batch(conn, max, names) -> rows | nil at the end
+ * pg_copy_out_begin(conn, copy_sql)       COPY ... TO STDOUT (text or binary)
  * pg_copy_out_batch(conn, max, names, oids) -> rows | nil at the end
  * pg_copy_in_begin(conn, copy_sql)        COPY ... FROM STDIN (text format)
  * pg_copy_in_batch(conn, rows, names, oids, first, last) -> bytes sent
