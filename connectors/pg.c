@@ -11,9 +11,9 @@
 #include "weir/pg.h"
 #include "weir/pgbinary.h"
 #include "weir/pgcodec.h"
+#include "weir/pq.h"
 
 #include <lauxlib.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +217,8 @@ WEIR_API int weir_ffi_pg_pool_get(const char *name, const char *const *keys,
         || (n > 0 && (keys == NULL || vals == NULL)) || o->max_size < 1
         || o->min_size < 0 || o->min_size > o->max_size)
         return WEIR_EINVAL;
+    if (weir_pq_load(err, errlen) != WEIR_OK)
+        return WEIR_EIO;
     for (pp = &pools; *pp; pp = &(*pp)->next) {
         if (strcmp((*pp)->name, name) != 0)
             continue;
