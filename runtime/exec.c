@@ -45,6 +45,7 @@ struct weir_exec {
     int nofile;
     weir_broker *broker;
     int shared_fd;
+    int32_t preload;
 };
 
 static int sig_pipe[2] = { -1, -1 };
@@ -215,9 +216,10 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
     slot_t *s = &e->slots[i];
     int job[2], br[2];
     char as[32], nofile[32];
-    char parent[32];
+    char parent[32], preload[16];
     char *argv[] = { e->exe, "__worker", "--user", e->user, "--as", as,
-                     "--nofile", nofile, "--parent", parent, NULL };
+                     "--nofile", nofile, "--parent", parent, "--preload",
+                     preload, NULL };
     char *envp[8];
     int ne = 0;
     static const char *pass[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS",
@@ -228,6 +230,7 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
     snprintf(as, sizeof as, "%lld", e->rlimit_as);
     snprintf(parent, sizeof parent, "%d", (int)getpid());
     snprintf(nofile, sizeof nofile, "%d", e->nofile);
+    snprintf(preload, sizeof preload, "%d", (int)e->preload);
     envp[ne++] = "LANG=C";
     envp[ne++] = "PATH=/usr/bin:/bin";
     for (int k = 0; pass[k]; k++) {
@@ -357,6 +360,7 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
         rc = weir_broker_allow_endpoint(e->broker, o->endpoints[i], err,
                                         errlen);
     e->shared_fd = o->shared_fd > 0 ? o->shared_fd : -1;
+    e->preload = o->preload;
     if (rc != WEIR_OK) {
         weir_ffi_exec_delete(e);
         return rc;

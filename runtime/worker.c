@@ -12,6 +12,7 @@
 #include "weir/broker.h"
 #include "weir/exec.h"
 #include "weir/lstate.h"
+#include "weir/pq.h"
 #include "weir/seccomp.h"
 #include <fcntl.h>
 
@@ -223,6 +224,7 @@ WEIR_API int weir_worker_main(int argc, char **argv)
     long long as = 0;
     int nofile = 64;
     pid_t parent = 0;
+    int preload = 0;
 
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--user") == 0)
@@ -233,6 +235,8 @@ WEIR_API int weir_worker_main(int argc, char **argv)
             nofile = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--parent") == 0)
             parent = (pid_t)atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--preload") == 0)
+            preload = atoi(argv[i + 1]);
     }
     if (lock_down(user, as, nofile, parent) != 0)
         return 70;
@@ -250,6 +254,13 @@ WEIR_API int weir_worker_main(int argc, char **argv)
          * before the filter closes open() */
         char seed[16];
         sqlite3_randomness(sizeof seed, seed);
+    }
+    if (preload & WEIR_PRELOAD_LIBPQ) {
+        /* libpq is dlopened (pq.h): only before the filter closes open() */
+        char perr[256];
+
+        if (weir_pq_load(perr, sizeof perr) != WEIR_OK)
+            fprintf(stderr, "weir worker: %s\n", perr);
     }
     if (weir_seccomp_install() != 0) {
         fprintf(stderr, "weir worker: cannot install the seccomp filter: "

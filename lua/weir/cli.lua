@@ -180,7 +180,14 @@ local function load_config(o)
   end
   local breakers = require("weir.breaker")
   local fd = breakers.open(pipeline.abspath(home()) .. "/breakers")
+  -- workers load libpq before their seccomp filter only when some task may
+  -- need it (pq.h)
+  local preload = 0
+  for _, c in pairs(conns) do
+    if c.type == "postgres" then preload = tonumber(F.C.WEIR_PRELOAD_LIBPQ) end
+  end
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
+           preload = preload,
            redact = function(text)
              if type(text) ~= "string" then return text end
              return config.redact(cfg, text)
@@ -198,7 +205,7 @@ local function new_exec(workers, roots, conf)
   return require("weir.executor").new({
     workers = workers, roots = roots, deny = deny,
     user = os.getenv("WEIR_WORKER_USER"),
-    endpoints = conf.endpoints, shared_fd = conf.breaker_fd,
+    endpoints = conf.endpoints, shared_fd = conf.breaker_fd, preload = conf.preload,
     -- the Lua cap does not see C-side buffers: bound the whole process too
     rlimit_as = as,
   })

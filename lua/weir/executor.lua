@@ -19,7 +19,8 @@ local MAX_EVENTS = 1024
 -- (directories inside roots that stay out of reach: weir's home), user,
 -- rlimit_as (bytes), exe, endpoints ("IP:PORT" strings workers may
 -- connect to), shared_fd (given to every worker as fd 5: the breaker
--- table). Returns the pool or nil, err.
+-- table), preload (C.WEIR_PRELOAD_* bits: libraries workers load before
+-- their seccomp filter). Returns the pool or nil, err.
 function M.new(opts)
   local o = ffi.new("weir_exec_opts")
   o.workers = opts.workers or 2
@@ -40,6 +41,7 @@ function M.new(opts)
   for i, r in ipairs(eps) do ceps[i - 1] = r end
   o.endpoints, o.nendpoints = ceps, #eps
   o.shared_fd = opts.shared_fd or -1
+  o.preload = opts.preload or 0
   local out = ffi.new("weir_exec *[1]")
   local rc = C.weir_ffi_exec_new(o, out, F.errbuf, F.errlen)
   if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
