@@ -349,14 +349,7 @@ function Handle:pull(sql, params, on_rows, opts)
   opts = opts or {}
   local batch = opts.batch or BATCH
   local body = tostring(sql):gsub("[%s;]+$", "")
-  local c, addr = acquire(cfg)
-  local done = false
-  local names, oids, fetch
-  local function finish(err)
-    if done then return end
-    done = true
-    if err then release(cfg, c, err) else release(cfg, c, nil) end
-  end
+  -- checked before a connection is taken: an error here must not hold one
   local mode = opts.mode
   if not mode then
     local word = (body:match("^%s*(%a+)") or ""):lower()
@@ -369,6 +362,14 @@ function Handle:pull(sql, params, on_rows, opts)
   end
   if mode == "copy" and nparams(params) > 0 then
     error("COPY cannot bind parameters: use mode \"cursor\" or \"rows\"", 0)
+  end
+  local c, addr = acquire(cfg)
+  local done = false
+  local names, oids, fetch
+  local function finish(err)
+    if done then return end
+    done = true
+    if err then release(cfg, c, err) else release(cfg, c, nil) end
   end
   local rows_mode = mode == "rows"
   local ok, err = pcall(function()
