@@ -50,6 +50,9 @@ struct weir_pg_conn {
     int ncache;
     uint64_t clock, next_name;
     weir_buf copy_buf;
+    uint64_t epoch;             /* the epoch it was last checked out in */
+    PGresult *hold;             /* a result being turned into rows */
+    char *hold_line;            /* a COPY line being turned into a row */
     struct weir_pg_conn *next;  /* in the pool's list */
 };
 
@@ -66,6 +69,55 @@ struct weir_pg_pool {
 };
 
 static weir_pg_pool *pools;
+
+/*
+ * The connections handed out and not yet given back. The Lua side passes a
+ * connection's address as a number; an address not in this set (a
+ * connection already released, perhaps freed) is refused before anything
+ * reads through it.
+ */
+static struct weir_pg_conn **leased;
+static size_t nleased, capleased;
+
+static int lease_add(struct weir_pg_conn *c)
+{
+    if (nleased == capleased) {
+        size_t cap = capleased ? capleased * 2 : 16;
+        struct weir_pg_conn **p = realloc(leased, cap * sizeof(*p));
+
+        if (p == NULL)
+            return WEIR_ENOMEM;
+        leased = p;
+        capleased = cap;
+    }
+    leased[nleased++] = c;
+    return WEIR_OK;
+}
+
+static int lease_drop(const struct weir_pg_conn *c)
+{
+    for (size_t i = 0; i < nleased; i++)
+        if (leased[i] == c) {
+            leased[i] = leased[--nleased];
+            return 1;
+        }
+    return 0;
+}
+
+static int lease_held(const struct weir_pg_conn *c)
+{
+    for (size_t i = 0; i < nleased; i++)
+        if (leased[i] == c)
+            return 1;
+    return 0;
+}
+
+/* Attempts of a worker share its pools. Session state one attempt set
+ * (SET, temporary tables, prepared statements of its own) must not reach
+ * the next: a connection last used in another epoch is reset on checkout
+ * (weir_ffi_pg_new_epoch starts one; weir.pg calls it when it loads, which
+ * is once per attempt state). */
+static uint64_t epoch = 1;
 
 static double now_ms(void)
 {
@@ -93,8 +145,23 @@ static void stmt_free(struct pg_stmt *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* A Lua error (out of memory) can leave a result or COPY line behind
+ * while rows are built: free it on the connection's next use. */
+static void drop_held(struct weir_pg_conn *c)
+{
+    if (c->hold) {
+        PQclear(c->hold);
+        c->hold = NULL;
+    }
+    if (c->hold_line) {
+        PQfreemem(c->hold_line);
+        c->hold_line = NULL;
+    }
+}
+
 static void conn_close(struct weir_pg_conn *c)
 {
+    drop_held(c);
     for (int i = 0; i < c->ncache; i++)
         stmt_free(&c->cache[i]);
     weir_buf_free(&c->copy_buf);
@@ -268,6 +335,33 @@ WEIR_API int weir_ffi_pg_pool_get(const char *name, const char *const *keys,
     return WEIR_OK;
 }
 
+static void stmt_free(struct pg_stmt *s);
+
+/* A connection last used by another attempt: back to its starting state
+ * (DISCARD ALL also drops prepared statements, so the cache goes too).
+ * 1 when it is usable. */
+static int conn_reset(struct weir_pg_conn *c)
+{
+    PGresult *r;
+    int ok;
+
+    if (c->epoch == epoch)
+        return 1;
+    r = PQexec(c->pg, "DISCARD ALL");
+    ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    for (int i = 0; i < c->ncache; i++)
+        stmt_free(&c->cache[i]);
+    c->ncache = 0;
+    c->epoch = epoch;
+    return ok;
+}
+
+WEIR_API void weir_ffi_pg_new_epoch(void)
+{
+    epoch++;
+}
+
 /* Is the idle connection c still usable? */
 static int conn_valid(struct weir_pg_conn *c, double t)
 {
@@ -303,12 +397,16 @@ WEIR_API int weir_ffi_pg_acquire(weir_pg_pool *p, weir_pg_conn **out,
 
     if (p == NULL || out == NULL)
         return WEIR_EINVAL;
+    if (lease_add(NULL) != WEIR_OK) /* room for the lease below */
+        return WEIR_ENOMEM;
+    nleased--;
     for (c = p->conns; c; c = nx) {
         nx = c->next;
         if (c->busy)
             continue;
-        if (conn_valid(c, t)) {
+        if (conn_valid(c, t) && conn_reset(c)) {
             c->busy = 1;
+            lease_add(c);
             *out = c;
             return WEIR_OK;
         }
@@ -324,6 +422,8 @@ WEIR_API int weir_ffi_pg_acquire(weir_pg_pool *p, weir_pg_conn **out,
     if (conn_open(p, &c, err, errlen) != WEIR_OK)
         return WEIR_EIO;
     c->busy = 1;
+    c->epoch = epoch;
+    lease_add(c);
     *out = c;
     return WEIR_OK;
 }
@@ -332,8 +432,9 @@ WEIR_API void weir_ffi_pg_release(weir_pg_conn *c, int32_t reuse)
 {
     weir_pg_pool *p;
 
-    if (c == NULL)
-        return;
+    if (c == NULL || !lease_drop(c))
+        return; /* not out (released twice): nothing to do */
+    drop_held(c);
     p = c->pool;
     c->busy = 0;
     c->last_used = now_ms();
@@ -440,8 +541,9 @@ static struct weir_pg_conn *arg_conn(lua_State *L)
     struct weir_pg_conn *c =
         (struct weir_pg_conn *)(uintptr_t)luaL_checknumber(L, 1);
 
-    if (c == NULL || !c->busy)
-        luaL_error(L, "pg: connection not acquired");
+    if (c == NULL || !lease_held(c))
+        luaL_error(L, "pg: connection not acquired (released already)");
+    drop_held(c);
     return c;
 }
 
@@ -563,8 +665,16 @@ static void push_rows(lua_State *L, struct weir_pg_conn *c, PGresult *r,
     char err[256];
     Oid oids[PG_MAX_COLS];
 
-    for (int j = 0; j < nf && j < PG_MAX_COLS; j++)
+    if (nf > PG_MAX_COLS) {
+        if (c->hold == r)
+            c->hold = NULL;
+        PQclear(r);
+        luaL_error(L, "a result of %d columns is more than %d", nf,
+                   PG_MAX_COLS);
+    }
+    for (int j = 0; j < nf; j++)
         oids[j] = PQftype(r, j);
+    c->hold = r; /* freed on the next call if building the rows raises */
     lua_createtable(L, nt, 0);
     for (int i = 0; i < nt; i++) {
         lua_createtable(L, 0, nf);
@@ -578,14 +688,15 @@ static void push_rows(lua_State *L, struct weir_pg_conn *c, PGresult *r,
                                    (size_t)PQgetlength(r, i, j), err,
                                    sizeof(err));
             if (rc != WEIR_OK) {
+                c->hold = NULL;
                 PQclear(r);
-                (void)c;
                 luaL_error(L, "column %s: %s", lua_tostring(L, -1), err);
             }
             lua_rawset(L, -3);
         }
         lua_rawseti(L, -2, i + 1);
     }
+    c->hold = NULL;
 }
 
 /*
@@ -670,6 +781,7 @@ static int l_exec(lua_State *L)
             lua_pushstring(L, msg);
             return lua_error(L);
         }
+        c->hold = r;
         push_columns(L, r);
         lua_pop(L, 1);
         top = lua_gettop(L);
@@ -756,9 +868,10 @@ static int l_describe(lua_State *L)
 
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
         return raise_result(L, c, r);
+    c->hold = r;
     push_columns(L, r);
     lua_pushinteger(L, s->nparams);
-    PQclear(r);
+    drop_held(c);
     return 3;
 }
 
@@ -855,6 +968,7 @@ static int l_copy_out_batch(lua_State *L)
             c->in_copy = 0;
             return raise_result(L, c, PQgetResult(c->pg));
         }
+        c->hold_line = line; /* freed on the next call if decoding raises */
         if (c->copy_binary) {
             const char *row = line;
             size_t rl = (size_t)len;
@@ -863,10 +977,8 @@ static int l_copy_out_batch(lua_State *L)
                 /* the file header comes with the first tuple */
                 size_t h = weir_pgbinary_header_len(line, rl);
 
-                if (h == 0) {
-                    PQfreemem(line);
+                if (h == 0)
                     return luaL_error(L, "pg: bad binary COPY header");
-                }
                 row += h;
                 rl -= h;
                 c->copy_header = 0;
@@ -874,14 +986,14 @@ static int l_copy_out_batch(lua_State *L)
             rc = weir_pgbinary_copy_row(L, row, rl, ncols, oids, 3, err,
                                         sizeof(err));
             if (rc == WEIR_ENOENT) { /* the trailer: -1 comes next */
-                PQfreemem(line);
+                drop_held(c);
                 continue;
             }
         } else {
             rc = weir_pgcodec_copy_row(L, line, (size_t)len, ncols, oids, 3,
                                        err, sizeof(err));
         }
-        PQfreemem(line);
+        drop_held(c);
         if (rc != WEIR_OK)
             return luaL_error(L, "row %d: %s", n + 1, err);
         lua_rawseti(L, -2, ++n);

@@ -969,7 +969,7 @@ static int br_close_passed(struct msghdr *msg, int keep_first)
             if (keep_first && kept < 0)
                 kept = fd;
             else
-                close(fd);
+                weir_net_close_passed(fd);
         }
     }
     return kept;
@@ -1025,8 +1025,7 @@ WEIR_API int weir_broker_handle(weir_broker *b, int sock)
         /* a network request (net.c): CONNECT carries the socket */
         fd = br_close_passed(&msg, 1);
         if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-            if (fd >= 0)
-                close(fd);
+            weir_net_close_passed(fd);
             fd = -1;
             n = 0;
         }

@@ -147,6 +147,16 @@ void weir_net_allow_free(weir_net_allow *allow)
     free(allow);
 }
 
+void weir_net_close_passed(int fd)
+{
+    struct linger off = { 0, 0 };
+
+    if (fd < 0)
+        return;
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+    close(fd);
+}
+
 int weir_net_is_request(const void *in, size_t n)
 {
     uint32_t magic;
@@ -273,8 +283,7 @@ int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
     } else {
         rep.result = net_do_connect(allow, &rq, fd);
     }
-    if (fd >= 0)
-        close(fd);
+    weir_net_close_passed(fd);
     rc = net_send(sock, &rep, sizeof(rep), out_fd);
     if (out_fd >= 0)
         close(out_fd);

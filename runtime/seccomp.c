@@ -17,6 +17,7 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -36,6 +37,22 @@
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, \
              offsetof(struct seccomp_data, args[argi])), \
     BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MSG_FASTOPEN, 0, 1), \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
+
+/*
+ * setsockopt at level IPPROTO_IPV6 (routing and destination option headers
+ * would steer a connected socket's packets to another host) and
+ * SO_BINDTODEVICE fail with EPERM. libpq and hiredis set only SOL_SOCKET
+ * keepalive and IPPROTO_TCP options. Reloads nr after.
+ */
+#define SETSOCKOPT_RULES \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_setsockopt, 0, 7), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_IPV6, 3, 0), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOL_SOCKET, 0, 3), \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])), \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SO_BINDTODEVICE, 0, 1), \
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)), \
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
 
@@ -78,6 +95,7 @@ WEIR_API int weir_seccomp_install(void)
          * sendmsg and sendmmsg with MSG_FASTOPEN (flags: arg 3, 2, 3) */
         FASTOPEN(__NR_sendto, 3), FASTOPEN(__NR_sendmsg, 2),
         FASTOPEN(__NR_sendmmsg, 3),
+        SETSOCKOPT_RULES,
         /* the network: a worker talks through fds 3 and 4; TCP sockets
          * come from the supervisor, connected by it (net.h) */
         DENY(__NR_socket), DENY(__NR_socketpair), DENY(__NR_connect),

@@ -282,15 +282,17 @@ function M.run(o)
     if res.status ~= "success" and res.kind == "memory" then
       res.error = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
     end
+    -- downstream tasks get the output as the task returned it; the store
+    -- and the screen get it with the secrets of weir.yaml masked
+    local output = res.output
     if redact then
-      -- secrets of weir.yaml never reach the store (or the screen)
       res.error, res.log = redact(res.error), redact(res.log)
       if res.output then res.output = redact(res.output) end
     end
     store:finish_attempt(run_id, t.name, t.attempt, res)
     t.rows_in, t.rows_out = res.rows_in, res.rows_out
     if res.status == "success" then
-      t.output = res.output
+      t.output = output
       store:task_succeeded(run_id, t.name, res.output, fin, res.rows_in or 0, res.rows_out or 0)
       move(t, "success")
       on_success(t)

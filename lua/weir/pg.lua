@@ -19,6 +19,10 @@ local format, concat = string.format, table.concat
 local M = {}
 
 local BATCH = 1000
+
+-- a new attempt state: pooled connections are reset before their first
+-- use in it (pg.c)
+C.weir_ffi_pg_new_epoch()
 local NULL = require("cjson").null     -- lightuserdata NULL: SQL NULL
 M.NULL = NULL
 
@@ -211,24 +215,49 @@ end
 
 --- fn(tx) inside BEGIN/COMMIT on one connection; ROLLBACK if fn raises.
 -- tx has exec(sql, params), all(sql, params), run(sql), addr, conn.
-function Handle:transaction(fn)
+-- trusted: fn is the library's own (a load), so every error it raises is
+-- the connection's; otherwise fn is user code, whose errors (other than
+-- the database's "[SQLSTATE] ..." ones) pass through with their retries.
+function Handle:transaction(fn, trusted)
   local cfg = self.cfg
   local c, addr = acquire(cfg)
+  local over = false
+  local function live()
+    -- tx may outlive the transaction in user code: never reach the
+    -- connection (back in the pool, or closed) through it
+    if over then error("the transaction is already over", 2) end
+  end
   local tx = {
     addr = addr, conn = c,
-    exec = function(_, sql, params) return native.pg_exec(addr, sql, params, nparams(params)) end,
+    exec = function(_, sql, params)
+      live()
+      return native.pg_exec(addr, sql, params, nparams(params))
+    end,
     all = function(_, sql, params)
+      live()
       local _, rows, names = native.pg_exec(addr, sql, params, nparams(params))
       return rows or {}, names or {}
     end,
-    run = function(_, sql) run(c, sql) end,
+    run = function(_, sql) live(); run(c, sql) end,
   }
   local res = { pcall(function()
     run(c, "BEGIN")
-    local out = { fn(tx) }
+    local out
+    if trusted then
+      out = { fn(tx) }
+    else
+      out = { pcall(fn, tx) }
+      if not out[1] then
+        local e = out[2]
+        if type(e) == "string" and e:match("^%[%w%w%w%w%w%]") then error(e, 0) end
+        error({ user_error = e }, 0)
+      end
+      table.remove(out, 1)
+    end
     run(c, "COMMIT")
     return unpack(out)
   end) }
+  over = true
   if not res[1] then
     pcall(run, c, "ROLLBACK")
     release(cfg, c, res[2])
@@ -348,6 +377,9 @@ function Handle:pull(sql, params, on_rows, opts)
   local cfg = self.cfg
   opts = opts or {}
   local batch = opts.batch or BATCH
+  if type(batch) ~= "number" or batch ~= math.floor(batch) or batch < 1 or batch > 1000000 then
+    error(format("bad 'batch' %s (an integer 1..1000000)", tostring(opts.batch)), 0)
+  end
   local body = tostring(sql):gsub("[%s;]+$", "")
   -- checked before a connection is taken: an error here must not hold one
   local mode = opts.mode
@@ -545,8 +577,17 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
         error(format("[WEIR1] attempt %d of task %s is stale: a newer attempt started",
                      fence.attempt, fence.task), 0)
       end
-      local _, done = exec("SELECT rows FROM _weir_loads WHERE run_id = $1 AND task = $2 AND seq = $3",
+      local _, done = exec("SELECT rows, target, mode FROM _weir_loads "
+                           .. "WHERE run_id = $1 AND task = $2 AND seq = $3",
                            { fence.run_id, fence.task, fence.seq })
+      if done and done[1] and (done[1].target ~= target or done[1].mode ~= mode) then
+        -- the task's loads come in another order than in the attempt that
+        -- committed this one: skipping or loading could both be wrong
+        error(format("[WEIR2] load %d of task %s went to %s (%s) in an earlier attempt, "
+                     .. "not to %s (%s): a task must make its loads in the same order "
+                     .. "in every attempt", fence.seq, fence.task, done[1].target,
+                     done[1].mode, target, mode), 0)
+      end
       if done and done[1] then
         while pull() do end
         result = { rows = tonumber(done[1].rows), table = tbl, mode = mode, skipped = true }
@@ -665,7 +706,7 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
            { fence.run_id, fence.task, fence.seq, target, mode, n, fence.attempt })
     end
     result = { rows = n, table = tbl, mode = mode, skipped = false }
-  end)
+  end, true)
   return result
 end
 
@@ -779,6 +820,9 @@ local function sink(sp, dp, tbl, opts)
   if dp.tx then error("weir.stream.into: load into the connection, not a transaction", 3) end
   local A = dp.A
   opts = opts or {}
+  -- the load's number first: a pull that raises (and is caught) must not
+  -- shift the numbers of the loads after it
+  local seq = A.next_seq()
   local first = sp.pull()
   local cols = first and require("weir.stream").sink_columns(sp, first) or sp.columns or {}
   local src_oids
@@ -794,7 +838,7 @@ local function sink(sp, dp, tbl, opts)
   if raw then cols = raw.header end
   local res = dp.h:load(sp.pull, first, cols, src_oids, tbl, opts, {
     run_id = job.run_id or "", task = job.task or "", attempt = job.attempt or 0,
-    seq = A.next_seq() }, raw)
+    seq = seq }, raw)
   if raw and not res.skipped then
     -- the rows the server read (the first batch was parsed here only to
     -- type a new table)

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -92,6 +93,22 @@ static int child(int sock, uint16_t ok_port, uint16_t other_port)
     if (sendto(s, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&other,
                sizeof(other)) != -1 || errno != EPERM)
         bad |= 64;
+    /* no IPv6 routing headers (they would steer a connected socket's
+     * packets elsewhere), no SO_BINDTODEVICE; TCP options stay allowed */
+    {
+        int one = 1;
+        char hdr[24] = { 0 };
+        int s6 = weir_net_socket(AF_INET6, SOCK_STREAM, 0);
+
+        if (s6 < 0 || setsockopt(s6, IPPROTO_IPV6, IPV6_RTHDR, hdr, sizeof hdr) != -1
+            || errno != EPERM)
+            bad |= 128;
+        if (setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) != -1 || errno != EPERM)
+            bad |= 128;
+        if (setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0
+            || setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
+            bad |= 128;
+    }
     return bad;
 }
 

@@ -120,6 +120,21 @@ return pipeline {
     psql(URL, "DROP ROLE IF EXISTS canary_role")
   end)
 
+  it("masks URL passwords in stored outputs, but hands downstream tasks the output as returned", function()
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "outmask", tasks = {
+  a = task { run = function() return { url = "postgres://app:hunter22@db.example/app" } end },
+  b = task { after = { "a" }, run = function(ctx) return #ctx.inputs.a.url end },
+} }]])
+    assert.equal(0, (weir(dir, "run p.lua")))
+    local run_id = H.last_run(dir)
+    local _, show = weir(dir, "show " .. run_id .. " --json")
+    assert.is_nil(show:find("hunter22", 1, true))
+    local run = require("weir.json").decode(show)
+    assert.equal(#"postgres://app:hunter22@db.example/app", H.task(run, "b").output)
+  end)
+
   it("fails a SQL error at once, without retries, naming connection and SQLSTATE", function()
     H.write(dir .. "/weir.yaml", yaml(PORT))
     H.write(dir .. "/p.lua", [[
@@ -171,6 +186,30 @@ return pipeline { name = "tx", tasks = {
                        .. "%' AND pid <> pg_backend_pid()") == "0"
     end, 10)
     assert.truthy(gone, "the statement of the killed attempt still runs")
+  end)
+
+  it("resets a pooled connection's session between attempts", function()
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "reset", tasks = {
+  a = task { run = function(ctx)
+    local db = ctx.source("wh")
+    db:exec("SET TimeZone TO 'America/New_York'")
+    db:exec("SET search_path TO pg_catalog")
+    db:exec("SET extra_float_digits TO -3")
+    return db:rows("SHOW TimeZone")[1].TimeZone
+  end },
+  b = task { after = { "a" }, run = function(ctx)
+    local r = ctx.source("wh"):rows("SELECT current_setting('TimeZone') AS tz, current_schema() AS s, "
+                                    .. "current_setting('extra_float_digits') AS d")[1]
+    return r.tz .. " " .. r.s .. " " .. r.d
+  end },
+} }]])
+    local code, _, err = weir(dir, "run p.lua --workers 1")
+    assert.equal(0, code, err)
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal("America/New_York", H.task(run, "a").output)
+    assert.equal("UTC public 3", H.task(run, "b").output)
   end)
 
   it("checks the store and connections with weir health", function()

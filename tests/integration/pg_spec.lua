@@ -219,6 +219,44 @@ describe_pg("weir.pg", function()
     assert.is_nil(err:find(bad.password, 1, true))
   end)
 
+  it("refuses a connection used after its transaction or release", function()
+    local kept
+    db:transaction(function(tx) kept = tx end)
+    local ok, err = pcall(kept.exec, kept, "SELECT 1")
+    assert.is_false(ok)
+    assert.matches("already over", err)
+    -- the native layer refuses an address that is not checked out
+    ok, err = pcall(require("weir._native").pg_exec, kept.addr, "SELECT 1", nil, 0)
+    assert.is_false(ok)
+    assert.matches("not acquired", err)
+  end)
+
+  it("lets errors of the function given to transaction pass through, retryable", function()
+    local ok, err = pcall(db.transaction, db, function() error("my own problem", 0) end)
+    assert.is_false(ok)
+    assert.equal("my own problem", err)
+    assert.is_true(require("weir.errors").retryable(err))
+  end)
+
+  it("refuses a load whose number went to another table in an earlier attempt", function()
+    local fence = { run_id = "r-order", task = "t", attempt = 1, seq = 1 }
+    db:load(function() return nil end, { { id = 1 } }, { "id" }, nil, "order_b", {}, fence)
+    local later = { run_id = "r-order", task = "t", attempt = 2, seq = 1 }
+    local ok, err = pcall(db.load, db, function() return nil end, { { id = 1 } }, { "id" }, nil,
+                          "order_a", {}, later)
+    assert.is_false(ok)
+    assert.matches("same order", err)
+    assert.is_false(require("weir.errors").retryable(err))
+  end)
+
+  it("refuses results wider than 1600 columns", function()
+    local cols = {}
+    for i = 1, 1650 do cols[i] = i .. " AS c" .. i end
+    local ok, err = pcall(db.all, db, "SELECT " .. table.concat(cols, ", "))
+    assert.is_false(ok)
+    assert.matches("1650 columns", err)
+  end)
+
   it("rolls a transaction back when its function raises", function()
     db:run("CREATE TABLE tx (v int)")
     local ok = pcall(db.transaction, db, function(tx)

@@ -76,6 +76,10 @@ WEIR_API void weir_ffi_pg_pool_stats(weir_pg_pool *p, int32_t *idle,
 /* Close every pool of this process (idle connections closed, busy ones
  * closed when released). */
 WEIR_API void weir_ffi_pg_pools_close(void);
+/* Start a new epoch: connections checked out from now on that were last
+ * used in an earlier one are reset (DISCARD ALL) first, so one attempt's
+ * session settings never reach the next. */
+WEIR_API void weir_ffi_pg_new_epoch(void);
 /* The server version of c (e.g. 150018). */
 WEIR_API int32_t weir_ffi_pg_server_version(weir_pg_conn *c);
 /* weir:cdef:end */

@@ -38,6 +38,14 @@ int weir_net_allow_add(weir_net_allow **allow, const char *endpoint,
                        char *err, size_t errlen);
 void weir_net_allow_free(weir_net_allow *allow);
 
+/*
+ * Close a descriptor a worker passed. A socket's SO_LINGER is switched off
+ * first: with it on and data unsent, this close (the last reference once
+ * the worker closed its copy) would block the supervisor for the linger
+ * time, up to forever.
+ */
+void weir_net_close_passed(int fd);
+
 /* Is the packet in[0..n) a network request (as opposed to a file one)? */
 int weir_net_is_request(const void *in, size_t n);
 

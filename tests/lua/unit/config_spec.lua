@@ -159,7 +159,7 @@ connections:
     database: sales
     user: etl
     password: "${env:PW}"
-    sslmode: verify-full
+    sslmode: require
     application_name: nightly
     options: { client_encoding: UTF8, keepalives: 1 }
     connect_timeout: 2s
@@ -181,7 +181,7 @@ connections:
       local pg, kv = cfg.connections.pg, cfg.connections.kv
       assert.same({
         name = "pg", type = "postgres", host = "db.internal", port = 6432, database = "sales",
-        user = "etl", password = "pgpw", sslmode = "verify-full", connect_timeout_ms = 2000,
+        user = "etl", password = "pgpw", sslmode = "require", connect_timeout_ms = 2000,
         statement_timeout_ms = 90000, max_result_bytes = 16 * MB,
         pool = { min = 1, max = 10, idle_timeout_ms = 300000, max_lifetime_ms = 3600000 },
         breaker = { threshold = 3, window_ms = 10000, open_ms = 500, half_open_probes = 2 },
@@ -399,6 +399,22 @@ connections:
   end)
 
   describe("validation", function()
+    it("refuses settings that need files in task workers, saying why", function()
+      local _, errs = load_text(dir, [[
+connections:
+  pg:
+    type: postgres
+    url: "postgres://weir@h/db"
+    sslmode: verify-full
+    options: { sslrootcert: /etc/ssl/root.crt, passfile: /root/.pgpass, keepalives: 1 }
+]])
+      local all = joined(errs)
+      assert.matches("sslmode: verify%-full is not supported yet", all)
+      assert.matches("options.sslrootcert: sslrootcert is not supported", all)
+      assert.matches("options.passfile: passfile is not supported", all)
+      assert.is_nil(all:find("keepalives", 1, true))
+    end)
+
     it("reports every error at once, with file, line and path", function()
       local _, errs = load_text(dir, [[
 connections:
@@ -435,7 +451,7 @@ extra: 1
         f .. ":7: connections.warehouse.statement_timeout: expected a duration >= 0, got -1",
         f .. ':8: connections.warehouse.max_result_size: expected a size like "64MB", got "lots"',
         f .. ":9: connections.warehouse.sslmode: expected one of disable, allow, prefer, require,"
-          .. ' verify-ca, verify-full, got "maybe"',
+          .. ' got "maybe"',
         f .. ":10: connections.warehouse.pool: min (5) must not exceed max (2)",
         f .. ':10: connections.warehouse.pool.idle_timeout: expected a duration like "500ms",'
           .. ' "30s" or "2h", got "1 fortnight"',
