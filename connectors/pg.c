@@ -373,6 +373,10 @@ static int conn_valid(struct weir_pg_conn *c, double t)
         return 0;
     if (p->o.max_lifetime_ms > 0 && t - c->created > p->o.max_lifetime_ms)
         return 0;
+    /* idle too long: closed (above min_size), as the sweep would */
+    if (p->o.idle_timeout_ms > 0 && t - c->last_used > p->o.idle_timeout_ms
+        && p->nconns > p->o.min_size)
+        return 0;
     /* An idle connection has nothing to read: data or EOF means the
      * server said goodbye (a restart sends 57P01, then closes). */
     pfd.fd = PQsocket(c->pg);

@@ -152,8 +152,11 @@ local function release(cfg, c, err)
     breaker.record(cfg, true)
     return
   end
-  C.weir_ffi_pg_release(c, 0)
-  if type(err) == "table" and err.user_error ~= nil then
+  local user = type(err) == "table" and err.user_error ~= nil
+  -- after a user error the connection may be reused: pg.c keeps it only
+  -- when it is idle (rolled back, no COPY or statement in progress)
+  C.weir_ffi_pg_release(c, user and 1 or 0)
+  if user then
     breaker.record(cfg, true)
     error(err.user_error, 0)
   end

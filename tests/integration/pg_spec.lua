@@ -34,6 +34,7 @@ describe_pg("weir.pg", function()
   end)
 
   local function all(sql, params) return (db:all(sql, params)) end
+  local function all2(h, sql, params) return (h:all(sql, params)) end
   local function pulled(pull)
     local rows = {}
     for b in pull do for _, r in ipairs(b) do rows[#rows + 1] = r end end
@@ -267,6 +268,34 @@ describe_pg("weir.pg", function()
     assert.equal(0, all("SELECT count(*) AS n FROM tx")[1].n)
     db:transaction(function(tx) tx:exec("INSERT INTO tx VALUES ($1)", { 2 }) end)
     assert.equal(1, all("SELECT count(*) AS n FROM tx")[1].n)
+  end)
+
+  it("bounds the pool, and retires idle and old connections", function()
+    local c = url_cfg(URL, cfg.database)
+    c.name = "pooltest"
+    c.pool = { max = 1, idle_timeout_ms = 200, max_lifetime_ms = 60000, min = 0 }
+    local h = pg.connect(c)
+    local pid1 = all2(h, "SELECT pg_backend_pid() AS p")[1].p
+    -- max = 1: a second connection while the first is busy is refused
+    local ok, err = pcall(h.transaction, h, function() h:exec("SELECT 1") end)
+    assert.is_false(ok)
+    assert.matches("pool.max", err)
+    assert.equal(pid1, all2(h, "SELECT pg_backend_pid() AS p")[1].p)
+    -- idle longer than idle_timeout (and above min): closed, a new one opened
+    os.execute("sleep 0.4")
+    h:exec("SELECT 1")  -- the sweep runs when a connection is given back
+    os.execute("sleep 0.4")
+    local pid2 = all2(h, "SELECT pg_backend_pid() AS p")[1].p
+    assert.are_not.equal(pid1, pid2)
+    -- past max_lifetime: replaced on checkout
+    c = url_cfg(URL, cfg.database)
+    c.name = "pooltest2"
+    c.pool = { max = 2, max_lifetime_ms = 300 }
+    h = pg.connect(c)
+    local p1 = all2(h, "SELECT pg_backend_pid() AS p")[1].p
+    assert.equal(p1, all2(h, "SELECT pg_backend_pid() AS p")[1].p)
+    os.execute("sleep 0.5")
+    assert.are_not.equal(p1, all2(h, "SELECT pg_backend_pid() AS p")[1].p)
   end)
 
   it("reuses pooled connections and prepared statements", function()
