@@ -11,6 +11,7 @@
  * Relies on the classic Lua C API of LuaJIT and libc only.
  */
 #include "weir/pgbinary.h"
+#include "weir/pgshared.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -124,47 +125,8 @@ static inline void wr64(char *p, uint64_t v)
 
 /* ---- errors ------------------------------------------------------------- */
 
-static const char *excerpt(char *dst, size_t dstlen, const char *s,
-                           size_t len)
-{
-    size_t i, n = 0, max = dstlen > 4 ? dstlen - 4 : 0;
-
-    for (i = 0; i < len && n < max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        dst[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    if (i < len && dstlen >= 4) {
-        memcpy(dst + n, "...", 3);
-        n += 3;
-    }
-    if (dstlen > 0)
-        dst[n] = '\0';
-    return dst;
-}
 
 /* The Lua value at idx for messages, as the text codec shows it. */
-static const char *describe(lua_State *L, int idx, char *buf, size_t n)
-{
-    char ex[48];
-    size_t len;
-    const char *s;
-
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-        s = lua_tolstring(L, idx, &len);
-        snprintf(buf, n, "string \"%s\"", excerpt(ex, sizeof ex, s, len));
-        break;
-    case LUA_TNUMBER:
-        snprintf(buf, n, "%.17g", lua_tonumber(L, idx));
-        break;
-    case LUA_TBOOLEAN:
-        snprintf(buf, n, "%s", lua_toboolean(L, idx) ? "true" : "false");
-        break;
-    default:
-        snprintf(buf, n, "a %s", lua_typename(L, lua_type(L, idx)));
-    }
-    return buf;
-}
 
 static int expected(lua_State *L, int idx, const char *what, uint32_t oid,
                     char *err, size_t errlen)
@@ -187,11 +149,6 @@ static int fallback(lua_State *L, int idx, uint32_t oid, const char *why,
     return WEIR_EAGAIN;
 }
 
-static int no_memory(char *err, size_t errlen)
-{
-    weir_set_err(err, errlen, "out of memory");
-    return WEIR_ENOMEM;
-}
 
 static void column_err(lua_State *L, int names_idx, int col, char *err,
                        size_t errlen)
@@ -212,11 +169,6 @@ static void column_err(lua_State *L, int names_idx, int col, char *err,
     weir_set_err(err, errlen, "column \"%s\": %s", name, inner);
 }
 
-static inline int abs_index(lua_State *L, int idx)
-{
-    return idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1
-                                              : idx;
-}
 
 /* ---- calendar ----------------------------------------------------------- */
 
@@ -681,109 +633,14 @@ WEIR_API int weir_pgbinary_copy_row(lua_State *L, const char *buf,
 
 /* ---- parsing (encode side) ---------------------------------------------- */
 
-static inline int is_digit(int c)
-{
-    return c >= '0' && c <= '9';
-}
 
 /* [+-]digits -> int64: 0, -1 bad syntax, -2 out of range. */
-static int parse_int64(const char *s, size_t len, int64_t *out)
-{
-    const char *p = s, *end = s + len;
-    uint64_t v = 0;
-    int neg = 0, ovf = 0;
-
-    if (p < end && (*p == '+' || *p == '-'))
-        neg = *p++ == '-';
-    if (p == end)
-        return -1;
-    for (; p < end; p++) {
-        unsigned d = (unsigned)(unsigned char)*p - '0';
-
-        if (d > 9)
-            return -1;
-        if (v > (UINT64_MAX - d) / 10)
-            ovf = 1;
-        v = v * 10 + d;
-    }
-    if (ovf || v > (uint64_t)INT64_MAX + (uint64_t)neg)
-        return -2;
-    *out = neg ? -(int64_t)(v - 1) - 1 : (int64_t)v;
-    return 0;
-}
 
 /* [+-](digits[.digits]|.digits)[e[+-]digits], as the text codec checks. */
-static int decimal_ok(const char *s, size_t len)
-{
-    const char *p = s, *end = s + len;
-    int any = 0;
-
-    if (p < end && (*p == '+' || *p == '-'))
-        p++;
-    while (p < end && is_digit(*p))
-        p++, any = 1;
-    if (p < end && *p == '.')
-        for (p++; p < end && is_digit(*p); p++)
-            any = 1;
-    if (!any)
-        return 0;
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p == end || !is_digit(*p))
-            return 0;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    return p == end;
-}
 
 /* NaN / Infinity spellings the text codec passes for float columns. */
-static int special_float(const char *s, size_t len, double *v)
-{
-    int neg = 0;
 
-    if (len == 3 && strncasecmp(s, "nan", 3) == 0) {
-        *v = NAN;
-        return 1;
-    }
-    if (len > 0 && (s[0] == '+' || s[0] == '-')) {
-        neg = s[0] == '-';
-        s++, len--;
-    }
-    if ((len == 8 && strncasecmp(s, "infinity", 8) == 0) ||
-        (len == 3 && strncasecmp(s, "inf", 3) == 0)) {
-        *v = neg ? -INFINITY : INFINITY;
-        return 1;
-    }
-    return 0;
-}
 
-static int bool_word(const char *s, size_t len)
-{
-    static const char *const yes[] = {"t", "true", "y", "yes", "on", "1"};
-    static const char *const no[] = {"f", "false", "n", "no", "off", "0"};
-
-    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
-        if (strlen(yes[i]) == len && strncasecmp(s, yes[i], len) == 0)
-            return 1;
-        if (strlen(no[i]) == len && strncasecmp(s, no[i], len) == 0)
-            return 0;
-    }
-    return -1;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* uuid_in's forms: optional braces, a hyphen allowed after any group of
  * four digits. */
@@ -949,18 +806,6 @@ static int parse_datetime(const char *s, size_t len, int date_only,
 /* ---- encoding ----------------------------------------------------------- */
 
 /* Integral double in int64 range -> *out. */
-static inline int dbl_to_i64(double v, int64_t *out)
-{
-    int64_t i;
-
-    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
-        return -1;
-    i = (int64_t)v;
-    if ((double)i != v)
-        return -1;
-    *out = i;
-    return 0;
-}
 
 /* Room for n more bytes; the caller fills them and bumps out->len. */
 static inline char *room(weir_buf *out, size_t n)

@@ -9,6 +9,7 @@
  * Relies on the classic Lua C API of LuaJIT and libc only.
  */
 #include "weir/pgcodec.h"
+#include "weir/pgshared.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -261,7 +262,7 @@ static char *scratch(lua_State *L, int slot, size_t need)
 /* ---- errors ------------------------------------------------------------- */
 
 /* A short printable excerpt of a value for messages. */
-static const char *excerpt(char *dst, size_t dstlen, const char *s,
+const char *excerpt(char *dst, size_t dstlen, const char *s,
                            size_t len)
 {
     size_t i, n = 0, max = dstlen > 4 ? dstlen - 4 : 0;
@@ -299,7 +300,7 @@ static int out_of_range(char *err, size_t errlen, uint32_t oid,
     return WEIR_EPARSE;
 }
 
-static int no_memory(char *err, size_t errlen)
+int no_memory(char *err, size_t errlen)
 {
     weir_set_err(err, errlen, "out of memory");
     return WEIR_ENOMEM;
@@ -323,13 +324,9 @@ static const double pow10_exact[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-static inline int is_digit(int c)
-{
-    return c >= '0' && c <= '9';
-}
 
 /* [+-]digits -> int64: 0, -1 bad syntax, -2 out of range. */
-static int parse_int64(const char *s, size_t len, int64_t *out)
+int parse_int64(const char *s, size_t len, int64_t *out)
 {
     const char *p = s, *end = s + len;
     uint64_t v = 0;
@@ -355,7 +352,7 @@ static int parse_int64(const char *s, size_t len, int64_t *out)
 }
 
 /* Is s a decimal literal: [+-](digits[.digits]|.digits)[e[+-]digits]? */
-static int decimal_ok(const char *s, size_t len)
+int decimal_ok(const char *s, size_t len)
 {
     const char *p = s, *end = s + len;
     int any = 0;
@@ -382,7 +379,7 @@ static int decimal_ok(const char *s, size_t len)
 }
 
 /* NaN / Infinity spellings PostgreSQL accepts for float and numeric. */
-static int special_float(const char *s, size_t len, double *v)
+int special_float(const char *s, size_t len, double *v)
 {
     int neg = 0;
 
@@ -511,7 +508,7 @@ static size_t fmt_i64(char *buf, int64_t v)
 }
 
 /* Integral double in int64 range -> *out. */
-static inline int dbl_to_i64(double v, int64_t *out)
+int dbl_to_i64(double v, int64_t *out)
 {
     int64_t i;
 
@@ -643,7 +640,7 @@ static inline void j_ws(jdec *d)
         d->p++;
 }
 
-static int hexval(int c)
+int hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -1572,7 +1569,7 @@ static void column_err(lua_State *L, int names_idx, int col, char *err,
     err_prefix(err, errlen, "column \"%s\": %s", name);
 }
 
-static inline int abs_index(lua_State *L, int idx)
+int abs_index(lua_State *L, int idx)
 {
     return idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1
                                               : idx;
@@ -1678,7 +1675,7 @@ WEIR_API int weir_pgcodec_copy_row(lua_State *L, const char *line,
 
 /* ---- encoding one value ------------------------------------------------- */
 
-static const char *describe(lua_State *L, int idx, char *buf, size_t n)
+const char *describe(lua_State *L, int idx, char *buf, size_t n)
 {
     char ex[48];
     size_t len;
@@ -1727,7 +1724,7 @@ static int put(weir_buf *out, const char *s, size_t len, char *err,
     return WEIR_OK;
 }
 
-static int bool_word(const char *s, size_t len)
+int bool_word(const char *s, size_t len)
 {
     static const char *const yes[] = {"t", "true", "y", "yes", "on", "1"};
     static const char *const no[] = {"f", "false", "n", "no", "off", "0"};

@@ -1727,6 +1727,11 @@ WEIR_API int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
     return weir_net_allow_add(&b->net, endpoint, err, errlen);
 }
 
+int weir_broker_send(int sock, const void *buf, size_t len, int fd)
+{
+    return br_send(sock, buf, len, fd);
+}
+
 int weir_broker_client_sock(void)
 {
     return client_sock;

@@ -229,36 +229,6 @@ static int net_do_connect(const weir_net_allow *allow,
     return rc;
 }
 
-static int net_send(int sock, const void *buf, size_t len, int fd)
-{
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    struct msghdr msg;
-    ssize_t n;
-
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (fd >= 0) {
-        struct cmsghdr *c;
-
-        memset(&ctl, 0, sizeof(ctl));
-        msg.msg_control = ctl.space;
-        msg.msg_controllen = sizeof(ctl.space);
-        c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
-}
 
 int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
                    size_t n, int fd)
@@ -284,7 +254,7 @@ int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
         rep.result = net_do_connect(allow, &rq, fd);
     }
     weir_net_close_passed(fd);
-    rc = net_send(sock, &rep, sizeof(rep), out_fd);
+    rc = weir_broker_send(sock, &rep, sizeof(rep), out_fd);
     if (out_fd >= 0)
         close(out_fd);
     if (rc == -EPIPE || rc == -ECONNRESET || rc == -ENOTCONN)
@@ -362,7 +332,7 @@ static int net_call(struct net_req *rq, int send_fd, int32_t *result,
 
     rq->magic = NET_MAGIC;
     rq->seq = ++net_seq;
-    if (net_send(sock, rq, sizeof(*rq), send_fd) != 0) {
+    if (weir_broker_send(sock, rq, sizeof(*rq), send_fd) != 0) {
         errno = EIO;
         return -1;
     }

@@ -76,6 +76,9 @@ M.qualified = qualified
 
 local pools = {}   -- name -> { pool cdata, cfg, stamp }
 
+--- libpq keywords and values for cfg: the connection fields, cfg.options
+-- (more keywords, in name order) and the session settings, cfg.session or
+-- those the codec expects.
 local function conninfo(cfg)
   local keys, vals = {}, {}
   local function kv(k, v)
@@ -89,18 +92,22 @@ local function conninfo(cfg)
   kv("password", cfg.password)
   kv("sslmode", cfg.sslmode)
   kv("connect_timeout", math.max(2, math.ceil((cfg.connect_timeout_ms or 10000) / 1000)))
-  for k, v in pairs(cfg.options or {}) do
-    if k ~= "options" then kv(k, v) end
+  local extra = {}
+  for k in pairs(cfg.options or {}) do
+    if k ~= "options" then extra[#extra + 1] = k end
   end
+  table.sort(extra)
+  for _, k in ipairs(extra) do kv(k, cfg.options[k]) end
   if not (cfg.options and cfg.options.application_name) then kv("application_name", "weir") end
   kv("client_encoding", "UTF8")
   -- text values as the codec expects them; the server drops a statement
   -- within a second of its client dying (a SIGKILLed attempt)
-  kv("options", format("-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres "
+  kv("options", cfg.session or format("-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres "
                        .. "-c extra_float_digits=3 -c client_connection_check_interval=1000 "
                        .. "-c statement_timeout=%d", cfg.statement_timeout_ms or 0))
   return keys, vals
 end
+M.conninfo = conninfo
 
 local popts = ffi.new("weir_pg_pool_opts")
 local pool_out = ffi.new("weir_pg_pool *[1]")

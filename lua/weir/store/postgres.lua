@@ -140,35 +140,21 @@ end
 -- connection -------------------------------------------------------------
 
 local function conninfo(cfg)
-  local keys, vals = {}, {}
-  local function kv(k, v)
-    if v ~= nil and v ~= "" then keys[#keys + 1] = k; vals[#vals + 1] = tostring(v) end
-  end
-  kv("host", cfg.host)
-  kv("hostaddr", cfg.hostaddr)
-  kv("port", cfg.port)
-  kv("dbname", cfg.database)
-  kv("user", cfg.user)
-  kv("password", cfg.password)
-  kv("sslmode", cfg.sslmode)
-  kv("connect_timeout", math.max(2, math.ceil((cfg.connect_timeout_ms or 10000) / 1000)))
-  kv("application_name", cfg.application_name or "weir metadata")
-  kv("client_encoding", "UTF8")
+  local c = {}
+  for k, v in pairs(cfg) do c[k] = v end
   -- a dead server or network shows within a minute on both sides; the
   -- server then drops the session and with it the run locks it held
-  kv("keepalives", 1)
-  kv("keepalives_idle", 30)
-  kv("keepalives_interval", 10)
-  kv("keepalives_count", 3)
+  c.options = { application_name = cfg.application_name or "weir metadata", keepalives = 1,
+                keepalives_idle = 30, keepalives_interval = 10, keepalives_count = 3 }
   -- synchronous_commit is off unless WEIR_SYNC=full: as with the SQLite
   -- store's synchronous=NORMAL, a crash of the server may lose the last
   -- commits, never consistency (every engine step commits). Generic plans:
   -- the store's statements are few, small and run many times.
-  kv("options", format("-c TimeZone=UTC -c extra_float_digits=3 -c synchronous_commit=%s "
-                       .. "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
-                       .. "-c tcp_keepalives_count=3 -c plan_cache_mode=force_generic_plan",
-                       os.getenv("WEIR_SYNC") == "full" and "on" or "off"))
-  return keys, vals
+  c.session = format("-c TimeZone=UTC -c extra_float_digits=3 -c synchronous_commit=%s "
+                     .. "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
+                     .. "-c tcp_keepalives_count=3 -c plan_cache_mode=force_generic_plan",
+                     os.getenv("WEIR_SYNC") == "full" and "on" or "off")
+  return require("weir.pg").conninfo(c)
 end
 
 local popts = ffi.new("weir_pg_pool_opts")

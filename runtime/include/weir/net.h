@@ -66,6 +66,10 @@ WEIR_API int weir_net_socket(int domain, int type, int protocol);
 WEIR_API int weir_net_connect(int fd, const struct sockaddr *addr,
                               socklen_t len);
 
+/* Send one packet on sock, attaching fd when >= 0 (broker.c): 0, or
+ * -errno. */
+int weir_broker_send(int sock, const void *buf, size_t len, int fd);
+
 /* The broker client socket of this process, or -1 (set by broker.c). */
 int weir_broker_client_sock(void);
 
