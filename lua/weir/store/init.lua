@@ -20,6 +20,17 @@
 -- the row stays locked until commit, on SQLite the write lock is held.
 local M = {}
 
+--- The columns update_run, set_task and update_attempt may change, per
+-- table: both backends build their UPDATE statements from these lists
+-- only, never from callers' keys.
+M.UPDATABLE = {
+  runs = { "status", "started_at", "finished_at", "supervisor_pid", "error" },
+  task_runs = { "state", "attempts", "output", "error", "started_at", "finished_at",
+                "next_try_at", "rows_in", "rows_out" },
+  attempts = { "status", "worker_pid", "started_at", "finished_at", "error", "output",
+               "log", "mem_peak", "rows_in", "rows_out" },
+}
+
 --- Open the store for a weir home directory (created if missing). url
 -- defaults to WEIR_METADATA_URL. Returns the store, or nil, err; err never
 -- quotes the URL (it may hold a password).

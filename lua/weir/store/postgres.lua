@@ -546,11 +546,8 @@ end
 
 -- runs, tasks, attempts --------------------------------------------------
 
-local RUN_COLS = { "status", "started_at", "finished_at", "supervisor_pid", "error" }
-local TASK_COLS = { "state", "attempts", "output", "error", "started_at", "finished_at",
-                    "next_try_at", "rows_in", "rows_out" }
-local ATTEMPT_COLS = { "status", "worker_pid", "started_at", "finished_at", "error", "output",
-                       "log", "mem_peak", "rows_in", "rows_out" }
+local COLS = require("weir.store").UPDATABLE
+local RUN_COLS, TASK_COLS, ATTEMPT_COLS = COLS.runs, COLS.task_runs, COLS.attempts
 
 -- UPDATE with a column list taken from the fixed lists above, never from
 -- callers' data; values are bound. The statement text is cached per table
