@@ -31,6 +31,55 @@ M.UPDATABLE = {
                "log", "mem_peak", "rows_in", "rows_out" },
 }
 
+--- An UPDATE builder for a backend: ph(k) is its k-th placeholder ("?" or
+-- "$k"), conv (optional) converts each bound value. The returned
+-- function(tbl, cols, fields, keycols, keys) gives the statement and its
+-- values (n of them), or nil when fields set nothing. Columns come from the
+-- fixed list cols, never from callers' keys (an unknown one raises); the
+-- text is cached per table and set of columns (a bit mask), so the hot
+-- path builds no strings.
+function M.updater(ph, conv)
+  local cache = {}
+  return function(tbl, cols, fields, keycols, keys)
+    local mask, bit_ = 0, 1
+    local vals, n = {}, 0
+    for i = 1, #cols do
+      local v = fields[cols[i]]
+      if v ~= nil then
+        mask = mask + bit_
+        n = n + 1
+        vals[n] = conv and conv(v) or v
+      end
+      bit_ = bit_ * 2
+    end
+    local count = 0
+    for _ in pairs(fields) do count = count + 1 end
+    if count ~= n then
+      for k in pairs(fields) do
+        local known = false
+        for i = 1, #cols do if cols[i] == k then known = true end end
+        if not known then error("weir.store: unknown column " .. tostring(k), 4) end
+      end
+    end
+    if n == 0 then return nil end
+    local per = cache[tbl]
+    if not per then per = {}; cache[tbl] = per end
+    local sql = per[mask]
+    if not sql then
+      local sets, wh = {}, {}
+      for i = 1, #cols do
+        if fields[cols[i]] ~= nil then sets[#sets + 1] = cols[i] .. " = " .. ph(#sets + 1) end
+      end
+      for i, k in ipairs(keycols) do wh[i] = k .. " = " .. ph(n + i) end
+      sql = "UPDATE " .. tbl .. " SET " .. table.concat(sets, ", ") .. " WHERE "
+            .. table.concat(wh, " AND ")
+      per[mask] = sql
+    end
+    for i = 1, #keys do vals[n + i] = keys[i] end
+    return sql, vals, n + #keys
+  end
+end
+
 --- Open the store for a weir home directory (created if missing). url
 -- defaults to WEIR_METADATA_URL. Returns the store, or nil, err; err never
 -- quotes the URL (it may hold a password).

@@ -549,51 +549,14 @@ end
 local COLS = require("weir.store").UPDATABLE
 local RUN_COLS, TASK_COLS, ATTEMPT_COLS = COLS.runs, COLS.task_runs, COLS.attempts
 
--- UPDATE with a column list taken from the fixed lists above, never from
--- callers' data; values are bound. The statement text is cached per table
--- and set of columns (a bit mask), so the hot path builds no strings.
-local sql_cache = {}
-local function update(self, tbl, cols, fields, where, keys)
-  local mask, bit_ = 0, 1
-  local vals, n = {}, 0
-  for i = 1, #cols do
-    local v = fields[cols[i]]
-    if v ~= nil then
-      mask = mask + bit_
-      n = n + 1
-      -- weir.db.NULL (a table) and cjson.null both store NULL
-      if type(v) == "table" and v.__null then v = NULL end
-      vals[n] = clean(v)
-    end
-    bit_ = bit_ * 2
-  end
-  local count = 0
-  for _ in pairs(fields) do count = count + 1 end
-  if count ~= n then
-    for k in pairs(fields) do
-      local known = false
-      for i = 1, #cols do if cols[i] == k then known = true end end
-      if not known then error("weir.store: unknown column " .. tostring(k), 3) end
-    end
-  end
-  if n == 0 then return end
-  local per = sql_cache[tbl]
-  if not per then per = {}; sql_cache[tbl] = per end
-  local sql = per[mask]
-  if not sql then
-    local sets, k = {}, 0
-    for i = 1, #cols do
-      if fields[cols[i]] ~= nil then
-        k = k + 1
-        sets[k] = cols[i] .. " = $" .. k
-      end
-    end
-    sql = "UPDATE " .. tbl .. " SET " .. concat(sets, ", ") .. " WHERE " .. where:gsub("%$(%d)",
-      function(d) return "$" .. (n + tonumber(d)) end)
-    per[mask] = sql
-  end
-  for i = 1, #keys do vals[n + i] = keys[i] end
-  exec(self, sql, vals, n + #keys)
+-- weir.db.NULL (a table) and cjson.null both store NULL
+local build_update = require("weir.store").updater(function(k) return "$" .. k end, function(v)
+  if type(v) == "table" and v.__null then v = NULL end
+  return clean(v)
+end)
+local function update(self, tbl, cols, fields, keycols, keys)
+  local sql, vals, n = build_update(tbl, cols, fields, keycols, keys)
+  if sql then exec(self, sql, vals, n) end
 end
 
 function S:create_run(r)
@@ -619,7 +582,7 @@ end
 function S:update_run(id, fields)
   local status = fields.status
   if status == "running" then claim(self, id) end
-  update(self, "runs", RUN_COLS, fields, "id = $1", { id })
+  update(self, "runs", RUN_COLS, fields, { "id" }, { id })
   if status ~= nil and status ~= "running" and self.locks[id] then
     -- let go once the new status is committed
     if self.depth > 0 then
@@ -640,7 +603,7 @@ end
 
 --- Update the row of task in run_id (created by add_tasks).
 function S:set_task(run_id, task, fields)
-  update(self, "task_runs", TASK_COLS, fields, "run_id = $1 AND task = $2", { run_id, task })
+  update(self, "task_runs", TASK_COLS, fields, { "run_id", "task" }, { run_id, task })
 end
 
 -- The engine's hot path (its statements and the queue are above).
@@ -690,7 +653,7 @@ function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
 end
 
 function S:update_attempt(run_id, task, attempt, fields)
-  update(self, "attempts", ATTEMPT_COLS, fields, "run_id = $1 AND task = $2 AND attempt = $3",
+  update(self, "attempts", ATTEMPT_COLS, fields, { "run_id", "task", "attempt" },
          { run_id, task, attempt })
 end
 

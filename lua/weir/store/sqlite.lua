@@ -6,7 +6,7 @@
 -- before acting on them, so a killed supervisor leaves a resumable run.
 local db_mod = require("weir.db")
 local errors = require("weir.errors")
-local pairs, ipairs, error, concat = pairs, ipairs, error, table.concat
+local ipairs = ipairs
 
 local M = {}
 local S = {}
@@ -164,45 +164,11 @@ end
 local COLS = require("weir.store").UPDATABLE
 local RUN_COLS, TASK_COLS, ATTEMPT_COLS = COLS.runs, COLS.task_runs, COLS.attempts
 
--- UPDATE with a column list taken from the fixed lists above, never from
--- callers' data; values are bound. The statement text is cached per table
--- and set of columns (a bit mask), so the hot path builds no strings.
-local sql_cache = {}
-local function update(self, tbl, cols, fields, where, keys)
-  local mask, bit_ = 0, 1
-  local vals, n = {}, 0
-  for i = 1, #cols do
-    local v = fields[cols[i]]
-    if v ~= nil then
-      mask = mask + bit_
-      n = n + 1
-      vals[n] = v
-    end
-    bit_ = bit_ * 2
-  end
-  local count = 0
-  for _ in pairs(fields) do count = count + 1 end
-  if count ~= n then
-    for k in pairs(fields) do
-      local known = false
-      for i = 1, #cols do if cols[i] == k then known = true end end
-      if not known then error("weir.store: unknown column " .. tostring(k), 3) end
-    end
-  end
-  if n == 0 then return end
-  local per = sql_cache[tbl]
-  if not per then per = {}; sql_cache[tbl] = per end
-  local sql = per[mask]
-  if not sql then
-    local sets = {}
-    for i = 1, #cols do
-      if fields[cols[i]] ~= nil then sets[#sets + 1] = cols[i] .. " = ?" end
-    end
-    sql = "UPDATE " .. tbl .. " SET " .. concat(sets, ", ") .. " WHERE " .. where
-    per[mask] = sql
-  end
-  for i = 1, #keys do vals[n + i] = keys[i] end
-  vals.n = n + #keys
+local build_update = require("weir.store").updater(function() return "?" end)
+local function update(self, tbl, cols, fields, keycols, keys)
+  local sql, vals, n = build_update(tbl, cols, fields, keycols, keys)
+  if not sql then return end
+  vals.n = n
   check(self.db:run(sql, vals))
 end
 
@@ -214,7 +180,7 @@ function S:create_run(r)
 end
 
 function S:update_run(id, fields)
-  update(self, "runs", RUN_COLS, fields, "id = ?", { id })
+  update(self, "runs", RUN_COLS, fields, { "id" }, { id })
 end
 
 --- Create the rows of a run's tasks, all queued.
@@ -227,7 +193,7 @@ end
 
 --- Update the row of task in run_id (created by add_tasks).
 function S:set_task(run_id, task, fields)
-  update(self, "task_runs", TASK_COLS, fields, "run_id = ? AND task = ?", { run_id, task })
+  update(self, "task_runs", TASK_COLS, fields, { "run_id", "task" }, { run_id, task })
 end
 
 -- The engine's hot path, one fixed statement each.
@@ -261,7 +227,7 @@ function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
 end
 
 function S:update_attempt(run_id, task, attempt, fields)
-  update(self, "attempts", ATTEMPT_COLS, fields, "run_id = ? AND task = ? AND attempt = ?",
+  update(self, "attempts", ATTEMPT_COLS, fields, { "run_id", "task", "attempt" },
          { run_id, task, attempt })
 end
 
