@@ -229,51 +229,20 @@ end
 -- the connection's; otherwise fn is user code, whose errors (other than
 -- the database's "[SQLSTATE] ..." ones) pass through with their retries.
 function Handle:transaction(fn, trusted)
-  local cfg = self.cfg
-  local c, addr = acquire(cfg)
-  local over = false
-  local function live()
-    -- tx may outlive the transaction in user code: never reach the
-    -- connection (back in the pool, or closed) through it
-    if over then error("the transaction is already over", 2) end
+  local tx = self:begin()
+  local res = { pcall(fn, tx) }
+  if res[1] then
+    tx.commit()
+    return select(2, unpack(res))
   end
-  local tx = {
-    addr = addr, conn = c,
-    exec = function(_, sql, params)
-      live()
-      return native.pg_exec(addr, sql, params, nparams(params))
-    end,
-    all = function(_, sql, params)
-      live()
-      local _, rows, names = native.pg_exec(addr, sql, params, nparams(params))
-      return rows or {}, names or {}
-    end,
-    run = function(_, sql) live(); run(c, sql) end,
-  }
-  local res = { pcall(function()
-    run(c, "BEGIN")
-    local out
-    if trusted then
-      out = { fn(tx) }
-    else
-      out = { pcall(fn, tx) }
-      if not out[1] then
-        local e = out[2]
-        if type(e) == "string" and e:match("^%[%w%w%w%w%w%]") then error(e, 0) end
-        error({ user_error = e }, 0)
-      end
-      table.remove(out, 1)
-    end
-    run(c, "COMMIT")
-    return unpack(out)
-  end) }
-  over = true
-  if not res[1] then
-    pcall(run, c, "ROLLBACK")
-    release(cfg, c, res[2])
+  local e = res[2]
+  -- a statement of tx failed: it ended the transaction and said why
+  if tx.over() then error(e, 0) end
+  if not trusted and not (type(e) == "table" and e.user_error ~= nil)
+     and not (type(e) == "string" and e:match("^%[%w%w%w%w%w%]")) then
+    e = { user_error = e }
   end
-  release(cfg, c, nil)
-  return select(2, unpack(res))
+  tx.fail(e)
 end
 
 --- An explicit transaction: BEGIN on a connection of its own. Returns tx
@@ -313,6 +282,14 @@ function Handle:begin()
   end
   function tx.commit() finish("COMMIT") end
   function tx.rollback() finish("ROLLBACK") end
+  function tx.over() return done end
+  --- Roll back and give the connection up because of why (raised: see
+  -- release).
+  function tx.fail(why)
+    done = true
+    pcall(run, c, "ROLLBACK")
+    release(cfg, c, why)
+  end
   --- For cleanup: give the connection up, ending the transaction.
   function tx.abandon()
     if not done then done = true; C.weir_ffi_pg_release(c, 0) end
@@ -789,19 +766,19 @@ function Db.begin(d)
   local stream = require("weir.stream")
   local tx = p.h:begin()
   p.opened[#p.opened + 1] = tx.abandon
-  local t = stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened })
-  return t
+  return stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened,
+                                        explicit = true })
 end
 
 --- tx:commit() / tx:rollback() on an object from db:begin().
 function Db.commit(d)
   local p = D(d, "commit")
-  if not p.tx or not p.tx.commit then error("weir.postgres.commit: not a transaction from db:begin()", 2) end
+  if not p.explicit then error("weir.postgres.commit: not a transaction from db:begin()", 2) end
   p.tx.commit()
 end
 function Db.rollback(d)
   local p = D(d, "rollback")
-  if not p.tx or not p.tx.rollback then error("weir.postgres.rollback: not a transaction from db:begin()", 2) end
+  if not p.explicit then error("weir.postgres.rollback: not a transaction from db:begin()", 2) end
   p.tx.rollback()
 end
 
