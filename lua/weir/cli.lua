@@ -186,32 +186,16 @@ local function load_config(o)
   for _, c in pairs(conns) do
     if c.type == "postgres" then preload = tonumber(F.C.WEIR_PRELOAD_LIBPQ) end
   end
-  -- Secrets appear as written and, in JSON text (outputs), escaped: "\/"
-  -- is unescaped first (the same JSON), and secrets with a quote or a
-  -- backslash are also looked for in their escaped form.
-  local escaped = {}
   for _, sec in ipairs(config.secrets(cfg)) do
     if #sec < 4 then
       eprintf("weir: warning: a secret of %s is shorter than 4 characters; every "
               .. "occurrence of it in errors, logs and outputs will show as ***\n",
               cfg.file or "weir.yaml")
     end
-    local e = sec:gsub("[\\\"]", "\\%0")
-    if e ~= sec then escaped[#escaped + 1] = e end
   end
   local function redact(text)
     if type(text) ~= "string" then return text end
-    text = config.redact(cfg, (text:gsub("\\/", "/")))
-    for _, e in ipairs(escaped) do
-      local i = 1
-      while true do
-        local a, b = text:find(e, i, true)
-        if not a then break end
-        text = text:sub(1, a - 1) .. "***" .. text:sub(b + 1)
-        i = a + 3
-      end
-    end
-    return text
+    return config.redact(cfg, text)
   end
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
            preload = preload, redact = redact }

@@ -107,7 +107,15 @@ local function sorted_secrets(set)
 end
 
 local function redact_with(list, text)
-  for _, s in ipairs(list) do text = replace_plain(text, s, "***") end
+  -- JSON text (task outputs) may write "/" as "\/": undo that first (the
+  -- same JSON), so neither a URL nor a secret hides behind the escape; a
+  -- secret with a quote or a backslash is also found in its escaped form
+  text = string.gsub(text, "\\/", "/")
+  for _, s in ipairs(list) do
+    text = replace_plain(text, s, "***")
+    local e = string.gsub(s, "[\\\"]", "\\%0")
+    if e ~= s then text = replace_plain(text, e, "***") end
+  end
   return mask_urls(text)
 end
 
