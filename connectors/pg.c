@@ -79,7 +79,8 @@ static weir_pg_pool *pools;
 static struct weir_pg_conn **leased;
 static size_t nleased, capleased;
 
-static int lease_add(struct weir_pg_conn *c)
+/* Room for one more lease, so a checkout cannot fail after the fact. */
+static int lease_reserve(void)
 {
     if (nleased == capleased) {
         size_t cap = capleased ? capleased * 2 : 16;
@@ -90,8 +91,13 @@ static int lease_add(struct weir_pg_conn *c)
         leased = p;
         capleased = cap;
     }
-    leased[nleased++] = c;
     return WEIR_OK;
+}
+
+/* Record c as handed out (lease_reserve made the room). */
+static void lease_add(struct weir_pg_conn *c)
+{
+    leased[nleased++] = c;
 }
 
 static int lease_drop(const struct weir_pg_conn *c)
@@ -401,9 +407,8 @@ WEIR_API int weir_ffi_pg_acquire(weir_pg_pool *p, weir_pg_conn **out,
 
     if (p == NULL || out == NULL)
         return WEIR_EINVAL;
-    if (lease_add(NULL) != WEIR_OK) /* room for the lease below */
+    if (lease_reserve() != WEIR_OK)
         return WEIR_ENOMEM;
-    nleased--;
     for (c = p->conns; c; c = nx) {
         nx = c->next;
         if (c->busy)

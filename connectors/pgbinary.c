@@ -125,9 +125,6 @@ static inline void wr64(char *p, uint64_t v)
 
 /* ---- errors ------------------------------------------------------------- */
 
-
-/* The Lua value at idx for messages, as the text codec shows it. */
-
 static int expected(lua_State *L, int idx, const char *what, uint32_t oid,
                     char *err, size_t errlen)
 {

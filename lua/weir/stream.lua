@@ -65,7 +65,7 @@ function M.new_object(kind, methods, state)
   priv[x] = state
   return x
 end
-function M.owned(x, kind, what) return owned(x, kind, what) end
+M.owned = owned
 M.sinks = {}
 
 --- The connector functions of one attempt (called by weir._ctx).
