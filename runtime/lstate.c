@@ -11,6 +11,7 @@
 #include "weir/bulk.h"
 #include "weir/pg.h"
 #include "weir/redis.h"
+#include "weir/ser.h"
 #include "weir/yaml.h"
 
 #include <lauxlib.h>
@@ -99,7 +100,7 @@ static int native_string_dump(lua_State *L)
 
 static int open_native(lua_State *L)
 {
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 13);
     lua_pushcfunction(L, weir_bulk_csv_batch);
     lua_setfield(L, -2, "csv_batch");
     lua_pushcfunction(L, weir_bulk_db_insert);
@@ -114,6 +115,10 @@ static int open_native(lua_State *L)
     lua_setfield(L, -2, "yaml_decode");
     lua_pushcfunction(L, native_resource);
     lua_setfield(L, -2, "resource");
+    lua_pushcfunction(L, weir_ser_encode);
+    lua_setfield(L, -2, "ser_encode");
+    lua_pushcfunction(L, weir_ser_decode);
+    lua_setfield(L, -2, "ser_decode");
     lua_pushlightuserdata(L, NULL); /* SQL NULL in rows: cjson.null too */
     lua_setfield(L, -2, "NULL");
     weir_pg_lua_open(L);
@@ -387,5 +392,10 @@ WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.loaded");
     lua_pushcfunction(L, attempt_require);
     lua_setglobal(L, "require");
+    /* No collection while the trusted library sets the attempt up: what
+     * it allocates lives until the state is closed, so collecting would be
+     * pure cost (about a quarter of a no-op attempt). weir._attempt and
+     * weir._define restart the collector before user code runs. */
+    lua_gc(L, LUA_GCSTOP, 0);
     return L;
 }

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -74,13 +75,30 @@ static int send_result(const char *data, size_t len)
     char hdr[WEIR_FRAME_HDR];
     uint32_t l = (uint32_t)len, t = WEIR_FRAME_RESULT;
     uint64_t z = 0;
+    struct iovec iov[2];
+    ssize_t k;
 
     memcpy(hdr, &l, 4);
     memcpy(hdr + 4, &t, 4);
     memcpy(hdr + 8, &z, 8);
-    if (write_full(3, hdr, sizeof hdr) != 0)
+    /* one write for a whole result in the common case (one wake-up) */
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = sizeof hdr;
+    iov[1].iov_base = (void *)data;
+    iov[1].iov_len = len;
+    do
+        k = writev(3, iov, 2);
+    while (k < 0 && errno == EINTR);
+    if (k < 0)
         return -1;
-    return write_full(3, data, len);
+    if ((size_t)k < sizeof hdr) {
+        if (write_full(3, hdr + k, sizeof hdr - (size_t)k) != 0)
+            return -1;
+        k = 0;
+    } else {
+        k -= (ssize_t)sizeof hdr;
+    }
+    return write_full(3, data + k, len - (size_t)k);
 }
 
 /* A failure result built without Lua (the state may be out of memory), in

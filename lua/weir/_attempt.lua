@@ -55,6 +55,9 @@ function M.run(job)
     res = { status = "failed", kind = "load", error = tostring(err) }
   else
     local trace
+    -- the state was created with the collector stopped (runtime/lstate.c):
+    -- user code runs with it, first cycle when memory has doubled
+    collectgarbage("restart", -1)
     local ok, out = xpcall(fn, function(e)
       trace = traceback("", 2)
       return sandbox.describe_error(e)

@@ -41,6 +41,8 @@ function M.run(job)
   local env, _, names = sandbox.new({ pipeline = mark("pipeline"), task = mark("task") },
     function(line) if #log < 100 then log[#log + 1] = line end end, "define")
 
+  -- the state was created with the collector stopped (runtime/lstate.c)
+  collectgarbage("restart", -1)
   local fn, err = load(job.source, job.chunkname, "t", env)
   if not fn then return { status = "failed", error = err } end
   local ok, def = pcall(fn)

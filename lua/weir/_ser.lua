@@ -12,7 +12,9 @@ local type, next, tostring, tonumber = type, next, tostring, tonumber
 local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
 local getfenv, setfenv, load = getfenv, setfenv, load
 local format, byte, sub, find = string.format, string.byte, string.sub, string.find
-local dump = require("weir._native").string_dump()
+local native = require("weir._native")
+local dump = native.string_dump()
+local native_encode, native_decode = native.ser_encode, native.ser_decode
 local concat = table.concat
 local getinfo, getupvalue, setupvalue = debug.getinfo, debug.getupvalue, debug.setupvalue
 local huge, floor = math.huge, math.floor
@@ -36,6 +38,11 @@ end
 -- names; opts.env is the only function environment accepted for Lua
 -- functions (nil: functions are refused). Returns a string or nil, err.
 function M.encode(v, opts)
+  -- plain data: the C codec (runtime/sercodec.c); it declines the rest
+  if opts == nil or (opts.builtins == nil and opts.env == nil) then
+    local s = native_encode(v)
+    if s then return s end
+  end
   opts = opts or {}
   local builtins, env = opts.builtins or {}, opts.env
   local out, n = {}, 0
@@ -134,6 +141,11 @@ end
 -- opts.array_mt is set on tables that were sequences. start: where to
 -- begin (1). Returns value and the position after it, or nil, err.
 function M.decode(s, opts, start)
+  if opts == nil then
+    -- the C codec; it declines functions, builtins and metatables
+    local v, pos = native_decode(s, start)
+    if pos ~= nil then return v, pos end
+  end
   opts = opts or {}
   local builtins, env, array_mt = opts.builtins or {}, opts.env, opts.array_mt
   local refs = {}

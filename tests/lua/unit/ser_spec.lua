@@ -67,4 +67,77 @@ describe("weir._ser", function()
     assert.is_nil(v)
     assert.matches("serialised value", err, 1, true)
   end)
+  describe("the C codec for plain data (runtime/sercodec.c)", function()
+    local native = require("weir._native")
+    -- opts with builtins force the Lua encoder, the reference
+    local function lua_encode(v) return ser.encode(v, { builtins = {} }) end
+
+    it("writes exactly what the Lua encoder writes", function()
+      local values = {
+        "", "a\0b", 0, -0.5, 1e14, 1e14 - 1, -(1e14 - 1), 2 ^ 53, 1 / 3, 0 / 0, math.huge,
+        -math.huge, true, false,
+        { 1, 2, 3 }, { [1] = "a", [3] = "c" }, { a = { b = { c = { "deep" } } } },
+        { [1.5] = "x", [true] = "t" }, {},
+      }
+      for i, v in ipairs(values) do
+        local c = native.ser_encode(v)
+        assert.is_string(c, "value " .. i)
+        assert.equal(lua_encode(v), c, "value " .. i)
+      end
+      assert.equal("n", native.ser_encode(nil))
+    end)
+
+    it("declines what only the Lua encoder can do", function()
+      assert.is_nil(native.ser_encode({ f = print }))
+      assert.is_nil(native.ser_encode(setmetatable({}, {})))
+      local cyc = {}
+      cyc.self = cyc
+      assert.is_nil(native.ser_encode(cyc))
+      assert.is_nil(native.ser_encode({ [{}] = 1 }))
+      -- ...and the public encoder still handles the cycle
+      local back = ser.decode(ser.encode(cyc))
+      assert.equal(back, back.self)
+    end)
+
+    it("decodes the Lua encoder's output, references included", function()
+      local shared = { "s" }
+      local s = lua_encode({ x = shared, y = shared, n = 42, list = { "a", "b" } })
+      local v, pos = native.ser_decode(s)
+      assert.equal(#s + 1, pos)
+      assert.equal(v.x, v.y)
+      assert.equal(42, v.n)
+      assert.same({ "a", "b" }, v.list)
+      -- values back to back, as jobs are sent
+      local two = native.ser_encode({ a = 1 }) .. native.ser_encode({ b = 2 })
+      local first, p2 = native.ser_decode(two)
+      local second, p3 = native.ser_decode(two, p2)
+      assert.equal(1, first.a)
+      assert.equal(2, second.b)
+      assert.equal(#two + 1, p3)
+      -- false is a value, not the fallback signal
+      local f, fp = native.ser_decode("F")
+      assert.is_false(f)
+      assert.equal(2, fp)
+    end)
+
+    it("hands functions, builtins and metatables to the Lua decoder", function()
+      assert.is_false(native.ser_decode("b5:print"))
+      assert.is_false(native.ser_decode("t1;Mt2;ee"))
+      assert.is_false(native.ser_decode("f1;3:abc0;"))
+    end)
+
+    it("refuses forged input with an error, never a crash", function()
+      local bad = {
+        "", "x", "s5:abc", "s-1:", "s99999999999:", "d;", "d12", "dabc;", "t1;s1:a",
+        "t1;ns1:ae", "t1;Ns1:ae", "r7;", "t1;r2;Te", string.rep("t1;", 5000),
+        "t1;s1:as1:b",
+      }
+      for _, s in ipairs(bad) do
+        local v, err = native.ser_decode(s)
+        assert.is_nil(v, s:sub(1, 20))
+        assert.matches("serialised value", err, 1, true)
+      end
+      assert.has_error(function() native.ser_decode("n", 5) end)
+    end)
+  end)
 end)

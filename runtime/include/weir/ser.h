@@ -1,0 +1,31 @@
+/*
+ * ser.h - the weir._ser format (lua/weir/_ser.lua) for plain data, in C.
+ *
+ * Jobs, results and pipeline definitions cross the supervisor/worker
+ * boundary in that format on every task attempt; the Lua codec is the
+ * reference and handles everything (functions, builtins, metatables,
+ * shared tables). These two functions do the common case only, and much
+ * faster, especially in attempt states, which run without the JIT.
+ *
+ * weir._native.ser_encode(v) -> string | nil
+ *   nil when v holds anything but nil, booleans, numbers, strings and
+ *   tables without metatables, or is nested deeper than 100 (a cycle): the
+ *   caller then uses the Lua encoder, which handles it or says why not.
+ *   A table reached twice is encoded twice (the Lua encoder shares it).
+ *
+ * weir._native.ser_decode(s [, start]) -> value, next_pos | nil, err | false
+ *   false when s holds a tag only the Lua decoder knows (function, builtin,
+ *   metatable). Input is untrusted: bounds, nesting and references are
+ *   checked, and errors are returned, never raised.
+ */
+#ifndef WEIR_SER_H
+#define WEIR_SER_H
+
+#include "weir/common.h"
+
+#include <lua.h>
+
+WEIR_API int weir_ser_encode(lua_State *L);
+WEIR_API int weir_ser_decode(lua_State *L);
+
+#endif

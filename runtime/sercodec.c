@@ -1,0 +1,359 @@
+/*
+ * sercodec.c - the weir._ser format for plain data, in C (see ser.h for
+ * the contract and lua/weir/_ser.lua for the format, which is the
+ * reference).
+ */
+#include "weir/ser.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SER_MAX_DEPTH 100
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int failed; /* out of memory */
+    int next_id;
+} sbuf;
+
+static void put(sbuf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *np;
+
+        while (cap < b->len + n)
+            cap *= 2;
+        np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void put_str(sbuf *b, lua_State *L, int idx)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    char hdr[32];
+    int h = snprintf(hdr, sizeof hdr, "s%zu:", n);
+
+    put(b, hdr, (size_t)h);
+    put(b, s, n);
+}
+
+static void put_num(sbuf *b, lua_Number x)
+{
+    char tmp[40];
+    int h;
+
+    if (x != x)
+        h = snprintf(tmp, sizeof tmp, "N");
+    else if (x == HUGE_VAL)
+        h = snprintf(tmp, sizeof tmp, "I");
+    else if (x == -HUGE_VAL)
+        h = snprintf(tmp, sizeof tmp, "i");
+    else if (x == floor(x) && x > -1e14 && x < 1e14)
+        h = snprintf(tmp, sizeof tmp, "d%.14g;", x); /* as tostring() */
+    else
+        h = snprintf(tmp, sizeof tmp, "d%.17g;", x);
+    put(b, tmp, (size_t)h);
+}
+
+/* The Lua encoder's test: every key a number, and 1..#keys all present. */
+static int is_sequence(lua_State *L, int t)
+{
+    size_t n = 0;
+
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TNUMBER) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    for (size_t i = 1; i <= n; i++) {
+        int absent;
+
+        lua_rawgeti(L, t, (int)i);
+        absent = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (absent)
+            return 0;
+    }
+    return 1;
+}
+
+/* Encode the value at idx (absolute); 0, or -1 to fall back to Lua. */
+static int enc(sbuf *b, lua_State *L, int idx, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        put(b, "n", 1);
+        return 0;
+    case LUA_TBOOLEAN:
+        put(b, lua_toboolean(L, idx) ? "T" : "F", 1);
+        return 0;
+    case LUA_TNUMBER:
+        put_num(b, lua_tonumber(L, idx));
+        return 0;
+    case LUA_TSTRING:
+        put_str(b, L, idx);
+        return 0;
+    case LUA_TTABLE: {
+        char hdr[32];
+        int h;
+
+        if (depth >= SER_MAX_DEPTH || !lua_checkstack(L, 4))
+            return -1;
+        if (lua_getmetatable(L, idx)) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        h = snprintf(hdr, sizeof hdr, "t%d;", ++b->next_id);
+        put(b, hdr, (size_t)h);
+        if (is_sequence(L, idx))
+            put(b, "A", 1);
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            int top = lua_gettop(L);
+            int kt = lua_type(L, top - 1);
+
+            if ((kt != LUA_TSTRING && kt != LUA_TNUMBER &&
+                 kt != LUA_TBOOLEAN) ||
+                enc(b, L, top - 1, depth + 1) != 0 ||
+                enc(b, L, top, depth + 1) != 0) {
+                lua_pop(L, 2);
+                return -1;
+            }
+            lua_pop(L, 1);
+        }
+        put(b, "e", 1);
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+WEIR_API int weir_ser_encode(lua_State *L)
+{
+    sbuf b = { NULL, 0, 0, 0, 0 };
+    int rc;
+
+    lua_settop(L, 1);
+    rc = enc(&b, L, 1, 0);
+    if (rc != 0 || b.failed)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, b.p, b.len);
+    free(b.p);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+typedef struct {
+    const char *s;
+    size_t len, pos;
+    int refs;     /* stack index of the table of tables by id */
+    int fallback; /* a tag only the Lua decoder knows */
+    const char *err;
+} dstate;
+
+/* The number that runs up to the terminator ch. */
+static int num_until(dstate *d, char ch, double *out)
+{
+    const char *start = d->s + d->pos;
+    const char *e = memchr(start, ch, d->len - d->pos);
+    char tmp[64], *end;
+    size_t n;
+
+    if (e == NULL) {
+        d->err = "truncated";
+        return -1;
+    }
+    n = (size_t)(e - start);
+    if (n == 0 || n >= sizeof tmp) {
+        d->err = "bad number";
+        return -1;
+    }
+    memcpy(tmp, start, n);
+    tmp[n] = '\0';
+    *out = strtod(tmp, &end);
+    if (end != tmp + n) {
+        d->err = "bad number";
+        return -1;
+    }
+    d->pos += n + 1;
+    return 0;
+}
+
+static int count_until(dstate *d, char ch, size_t *out)
+{
+    double v;
+
+    if (num_until(d, ch, &v) != 0)
+        return -1;
+    if (!(v >= 0 && v <= 2147483647.0) || v != floor(v)) {
+        d->err = "bad length";
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+/* Push the value at d->pos; 0 or -1 (d->err or d->fallback set). */
+static int dec(dstate *d, lua_State *L, int depth)
+{
+    unsigned char tag;
+
+    if (d->pos >= d->len) {
+        d->err = "truncated";
+        return -1;
+    }
+    if (depth > SER_MAX_DEPTH || !lua_checkstack(L, 4)) {
+        d->err = "nested too deeply";
+        return -1;
+    }
+    tag = (unsigned char)d->s[d->pos++];
+    switch (tag) {
+    case 'n':
+        lua_pushnil(L);
+        return 0;
+    case 'T':
+    case 'F':
+        lua_pushboolean(L, tag == 'T');
+        return 0;
+    case 'N':
+        lua_pushnumber(L, NAN);
+        return 0;
+    case 'I':
+    case 'i':
+        lua_pushnumber(L, tag == 'I' ? HUGE_VAL : -HUGE_VAL);
+        return 0;
+    case 'd': {
+        double v;
+
+        if (num_until(d, ';', &v) != 0)
+            return -1;
+        lua_pushnumber(L, v);
+        return 0;
+    }
+    case 's': {
+        size_t n;
+
+        if (count_until(d, ':', &n) != 0)
+            return -1;
+        if (n > d->len - d->pos) {
+            d->err = "truncated";
+            return -1;
+        }
+        lua_pushlstring(L, d->s + d->pos, n);
+        d->pos += n;
+        return 0;
+    }
+    case 'r': {
+        size_t id;
+
+        if (count_until(d, ';', &id) != 0)
+            return -1;
+        lua_rawgeti(L, d->refs, (int)id);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            d->err = "bad reference";
+            return -1;
+        }
+        return 0;
+    }
+    case 't': {
+        size_t id;
+        int t;
+
+        if (count_until(d, ';', &id) != 0)
+            return -1;
+        if (d->pos < d->len && d->s[d->pos] == 'M') {
+            d->fallback = 1;
+            return -1;
+        }
+        if (d->pos < d->len && d->s[d->pos] == 'A')
+            d->pos++;
+        lua_newtable(L);
+        t = lua_gettop(L);
+        lua_pushvalue(L, t);
+        lua_rawseti(L, d->refs, (int)id);
+        for (;;) {
+            if (d->pos >= d->len) {
+                d->err = "truncated";
+                return -1;
+            }
+            if (d->s[d->pos] == 'e') {
+                d->pos++;
+                return 0;
+            }
+            if (dec(d, L, depth + 1) != 0)
+                return -1;
+            if (lua_isnil(L, -1) ||
+                (lua_type(L, -1) == LUA_TNUMBER &&
+                 lua_tonumber(L, -1) != lua_tonumber(L, -1))) {
+                d->err = "bad table key";
+                return -1;
+            }
+            if (dec(d, L, depth + 1) != 0)
+                return -1;
+            lua_rawset(L, t);
+        }
+    }
+    case 'b':
+    case 'f':
+        d->fallback = 1;
+        return -1;
+    default:
+        d->err = "bad tag";
+        return -1;
+    }
+}
+
+WEIR_API int weir_ser_decode(lua_State *L)
+{
+    dstate d;
+    lua_Integer start = luaL_optinteger(L, 2, 1);
+
+    d.s = luaL_checklstring(L, 1, &d.len);
+    if (start < 1 || (size_t)start > d.len + 1)
+        return luaL_argerror(L, 2, "out of range");
+    d.pos = (size_t)start - 1;
+    d.fallback = 0;
+    d.err = NULL;
+    lua_settop(L, 2);
+    lua_newtable(L);
+    d.refs = 3;
+    if (dec(&d, L, 0) != 0) {
+        lua_settop(L, 3);
+        if (d.fallback) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        lua_pushnil(L);
+        lua_pushfstring(L, "serialised value: %s at %d", d.err,
+                        (int)d.pos);
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)d.pos + 1);
+    return 2;
+}
