@@ -16,6 +16,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <luajit.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -86,6 +87,33 @@ static int native_now(lua_State *L)
     return 2;
 }
 
+/* weir._native.jit_on(): turn the JIT compiler on in this state. Attempt
+ * states start without it: initialising it costs about 20 us (CPU feature
+ * probes), more than a whole no-op attempt, and a short task never runs a
+ * loop long enough to be compiled. Trusted code calls this where work can
+ * be long (a pipeline file's evaluation, a task's first stream). The jit
+ * library it opens is removed again: user code never sees it. */
+static int native_jit_on(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.jit_on");
+    if (lua_toboolean(L, -1))
+        return 0;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "weir.jit_on");
+    lua_pushcfunction(L, luaopen_jit);
+    lua_pushstring(L, LUA_JITLIBNAME);
+    lua_call(L, 1, 0);
+    lua_pushnil(L);
+    lua_setglobal(L, LUA_JITLIBNAME);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, LUA_JITLIBNAME);
+    }
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+    return 0;
+}
+
 /* weir._native.string_dump() -> string.dump, even where the string library
  * no longer has it (attempt states). */
 static int native_string_dump(lua_State *L)
@@ -100,7 +128,7 @@ static int native_string_dump(lua_State *L)
 
 static int open_native(lua_State *L)
 {
-    lua_createtable(L, 0, 13);
+    lua_createtable(L, 0, 14);
     lua_pushcfunction(L, weir_bulk_csv_batch);
     lua_setfield(L, -2, "csv_batch");
     lua_pushcfunction(L, weir_bulk_db_insert);
@@ -115,6 +143,8 @@ static int open_native(lua_State *L)
     lua_setfield(L, -2, "yaml_decode");
     lua_pushcfunction(L, native_resource);
     lua_setfield(L, -2, "resource");
+    lua_pushcfunction(L, native_jit_on);
+    lua_setfield(L, -2, "jit_on");
     lua_pushcfunction(L, weir_ser_encode);
     lua_setfield(L, -2, "ser_encode");
     lua_pushcfunction(L, weir_ser_decode);

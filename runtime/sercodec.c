@@ -172,6 +172,7 @@ typedef struct {
     const char *s;
     size_t len, pos;
     int refs;     /* stack index of the table of tables by id */
+    int array_mt; /* stack index of the metatable for sequences, or 0 */
     int fallback; /* a tag only the Lua decoder knows */
     const char *err;
 } dstate;
@@ -291,10 +292,15 @@ static int dec(dstate *d, lua_State *L, int depth)
             d->fallback = 1;
             return -1;
         }
-        if (d->pos < d->len && d->s[d->pos] == 'A')
-            d->pos++;
         lua_newtable(L);
         t = lua_gettop(L);
+        if (d->pos < d->len && d->s[d->pos] == 'A') {
+            d->pos++;
+            if (d->array_mt) {
+                lua_pushvalue(L, d->array_mt);
+                lua_setmetatable(L, t);
+            }
+        }
         lua_pushvalue(L, t);
         lua_rawseti(L, d->refs, (int)id);
         for (;;) {
@@ -340,11 +346,12 @@ WEIR_API int weir_ser_decode(lua_State *L)
     d.pos = (size_t)start - 1;
     d.fallback = 0;
     d.err = NULL;
-    lua_settop(L, 2);
+    lua_settop(L, 3);
+    d.array_mt = lua_istable(L, 3) ? 3 : 0;
     lua_newtable(L);
-    d.refs = 3;
+    d.refs = 4;
     if (dec(&d, L, 0) != 0) {
-        lua_settop(L, 3);
+        lua_settop(L, 4);
         if (d.fallback) {
             lua_pushboolean(L, 0);
             return 1;

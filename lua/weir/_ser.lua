@@ -34,6 +34,33 @@ local function is_sequence(t)
   return true
 end
 
+-- A user closure whose upvalues are all strings, booleans, nil or
+-- integers, in one go: what a pipeline file that builds its tasks in a loop
+-- has thousands of. Anything else: nil, and the general encoder does it.
+local function encode_simple_closure(f, env)
+  local info = getinfo(f, "Su")
+  if info.what == "C" or getfenv(f) ~= env then return nil end
+  local bc = dump(f)
+  local out = { "f1;", #bc, ":", bc, info.nups, ";" }
+  for i = 1, info.nups do
+    local _, u = getupvalue(f, i)
+    local t = type(u)
+    if t == "string" then
+      out[#out + 1] = "s" .. #u .. ":"
+      out[#out + 1] = u
+    elseif t == "number" and u == floor(u) and u > -1e14 and u < 1e14 then
+      out[#out + 1] = "d" .. u .. ";"
+    elseif t == "boolean" then
+      out[#out + 1] = u and "T" or "F"
+    elseif u == nil then
+      out[#out + 1] = "n"
+    else
+      return nil
+    end
+  end
+  return concat(out)
+end
+
 --- Encode v. opts.builtins maps values (library functions and tables) to
 -- names; opts.env is the only function environment accepted for Lua
 -- functions (nil: functions are refused). Returns a string or nil, err.
@@ -41,6 +68,9 @@ function M.encode(v, opts)
   -- plain data: the C codec (runtime/sercodec.c); it declines the rest
   if opts == nil or (opts.builtins == nil and opts.env == nil) then
     local s = native_encode(v)
+    if s then return s end
+  elseif type(v) == "function" and opts.env then
+    local s = encode_simple_closure(v, opts.env)
     if s then return s end
   end
   opts = opts or {}
@@ -141,9 +171,9 @@ end
 -- opts.array_mt is set on tables that were sequences. start: where to
 -- begin (1). Returns value and the position after it, or nil, err.
 function M.decode(s, opts, start)
-  if opts == nil then
+  if opts == nil or (opts.builtins == nil and opts.env == nil) then
     -- the C codec; it declines functions, builtins and metatables
-    local v, pos = native_decode(s, start)
+    local v, pos = native_decode(s, start, opts and opts.array_mt)
     if pos ~= nil then return v, pos end
   end
   opts = opts or {}

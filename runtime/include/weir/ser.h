@@ -13,9 +13,11 @@
  *   caller then uses the Lua encoder, which handles it or says why not.
  *   A table reached twice is encoded twice (the Lua encoder shares it).
  *
- * weir._native.ser_decode(s [, start]) -> value, next_pos | nil, err | false
+ * weir._native.ser_decode(s [, start [, array_mt]]) -> value, next_pos |
+ *   nil, err | false
  *   false when s holds a tag only the Lua decoder knows (function, builtin,
- *   metatable). Input is untrusted: bounds, nesting and references are
+ *   metatable). Tables that were sequences get array_mt when it is given.
+ *   Input is untrusted: bounds, nesting and references are
  *   checked, and errors are returned, never raised.
  */
 #ifndef WEIR_SER_H

@@ -120,6 +120,13 @@ describe("weir._ser", function()
       assert.equal(2, fp)
     end)
 
+    it("marks sequences with array_mt when asked", function()
+      local mt = {}
+      local v = native.ser_decode(native.ser_encode({ l = { 1 }, m = { k = 1 } }), 1, mt)
+      assert.equal(mt, getmetatable(v.l))
+      assert.is_nil(getmetatable(v.m))
+    end)
+
     it("hands functions, builtins and metatables to the Lua decoder", function()
       assert.is_false(native.ser_decode("b5:print"))
       assert.is_false(native.ser_decode("t1;Mt2;ee"))
