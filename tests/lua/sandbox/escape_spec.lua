@@ -16,6 +16,10 @@ local TASK_CASES = {
   os_remove = { "return os.remove('x')", "remove" },
   package_library = { "return package.loaded", "undefined global 'package'" },
   jit_library = { "return jit.off()", "undefined global 'jit'" },
+  -- a task that moves data gets the JIT turned on (weir.stream): still not
+  -- the jit library
+  jit_library_after_stream = { "ctx.rows({ { a = 1 } }):count() return jit.off()",
+                               "undefined global 'jit'" },
   string_dump = { "return string.dump(function() end)", "dump" },
   string_dump_through_metatable = { "return ('').dump(function() end)", "dump" },
   string_metatable = { "local mt = getmetatable('') return mt.__index", "'mt' %(a nil value%)" },
