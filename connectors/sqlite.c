@@ -93,6 +93,11 @@ WEIR_API int weir_ffi_db_open(const char *path, int32_t create,
     return WEIR_OK;
 }
 
+WEIR_API void weir_ffi_db_keep_wal(weir_db *db)
+{
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+}
+
 WEIR_API void weir_ffi_db_close(weir_db *db)
 {
     if (db == NULL)

@@ -36,6 +36,10 @@ function M.open(path, opts)
                       DB)
 end
 
+--- Leave the WAL in place at close instead of checkpointing it (the
+-- metadata store; SQLite still checkpoints every wal_autocheckpoint pages).
+function DB:keep_wal() C.weir_ffi_db_keep_wal(self.h) end
+
 --- Run statements without results (DDL, PRAGMA, BEGIN/COMMIT).
 function DB:exec(sql)
   local rc = C.weir_ffi_db_exec(self.h, sql, F.errbuf, F.errlen)

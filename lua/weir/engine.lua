@@ -441,7 +441,6 @@ function M.run(o)
   store:begin()
   store:update_run(run_id, { status = status, finished_at = now() })
   store:commit()
-  store:checkpoint()
   self.status = status
   self.cancelled_by = cancelled_by
   if view.finish then view.finish(self) end

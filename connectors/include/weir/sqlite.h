@@ -28,6 +28,10 @@ enum {
 WEIR_API int weir_ffi_db_open(const char *path, int32_t create,
                               int32_t readonly, int32_t busy_ms,
                               weir_db **out, char *err, size_t errlen);
+/* Leave the WAL in place when the last connection closes, instead of
+ * folding it back into the database and syncing (the metadata store: its
+ * WAL is checkpointed by SQLite every wal_autocheckpoint pages). */
+WEIR_API void weir_ffi_db_keep_wal(weir_db *db);
 /* Close and free; NULL-safe. Statements stay valid until finalized. */
 WEIR_API void weir_ffi_db_close(weir_db *db);
 /* Run one or more statements without results (DDL, PRAGMA, BEGIN). */
