@@ -286,13 +286,25 @@ WEIR_API int weir_worker_main(int argc, char **argv)
         return 72;
     }
     for (;;) {
-        prepared_t prep;
+        /* static: a snapshot is tied to the address of its acc */
+        static prepared_t prep;
+        static int snapshot;
         char hdr[WEIR_FRAME_HDR];
         uint32_t len;
         uint64_t arg;
         char *payload;
 
-        prepare(&prep);
+        /* the first state is built and saved; each next one is that
+         * snapshot restored (ADR 9), or built again if it cannot be */
+        prep.L = snapshot ? weir_state_snapshot_restore(&prep.acc) : NULL;
+        if (prep.L != NULL) {
+            lua_settop(prep.L, 1); /* the weir._worker module */
+            prep.err[0] = '\0';
+        } else {
+            prepare(&prep);
+            if (!snapshot && prep.L != NULL)
+                snapshot = weir_state_snapshot_save(prep.L, &prep.acc) == 0;
+        }
         if (read_full(3, hdr, sizeof hdr) != 0) {
             if (prep.L != NULL)
                 lua_close(prep.L);

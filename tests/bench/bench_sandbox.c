@@ -61,36 +61,56 @@ int main(int argc, char **argv)
         job = malloc(len);
         memcpy(job, j, len);
     }
-    for (int i = 0; i < n; i++) {
-        weir_alloc_acc acc = { 0, 0, 64u << 20, 0, 0 };
-        double t0 = now_us();
-        lua_State *L = weir_state_new_attempt(&acc);
+    /* built: every attempt state made from scratch; restored: the worker's
+     * way (ADR 9), a prepared state saved once and restored for each */
+    for (int mode = 0; mode < 2; mode++) {
+        static weir_alloc_acc acc;
+        double sum = 0;
 
-        if (weir_state_load_embedded(L, "weir._worker") != 0 ||
-            lua_pcall(L, 0, 1, 0) != 0) {
-            fprintf(stderr, "bench: %s\n", lua_tostring(L, -1));
-            return 1;
+        for (int i = 0; i < n; i++) {
+            double t0 = now_us();
+            lua_State *L = mode ? weir_state_snapshot_restore(&acc) : NULL;
+
+            if (L == NULL) {
+                memset(&acc, 0, sizeof acc);
+                acc.cap = 64u << 20;
+                L = weir_state_new_attempt(&acc);
+                if (weir_state_load_embedded(L, "weir._worker") != 0 ||
+                    lua_pcall(L, 0, 1, 0) != 0) {
+                    fprintf(stderr, "bench: %s\n", lua_tostring(L, -1));
+                    return 1;
+                }
+                lua_getfield(L, -1, "prepare");
+                if (lua_pcall(L, 0, 0, 0) != 0) {
+                    fprintf(stderr, "bench: %s\n", lua_tostring(L, -1));
+                    return 1;
+                }
+                if (mode && weir_state_snapshot_save(L, &acc) != 0) {
+                    fprintf(stderr, "bench: cannot save a snapshot\n");
+                    return 1;
+                }
+            }
+            lua_getfield(L, -1, "handle");
+            lua_pushlstring(L, job, len);
+            if (lua_pcall(L, 1, 1, 0) != 0) {
+                fprintf(stderr, "bench: %s\n", lua_tostring(L, -1));
+                return 1;
+            }
+            if (i == 0 && strstr(lua_tostring(L, -1), "success") == NULL) {
+                fprintf(stderr, "bench: the attempt did not succeed\n");
+                return 1;
+            }
+            lua_close(L);
+            t[i] = now_us() - t0;
         }
-        lua_getfield(L, -1, "handle");
-        lua_pushlstring(L, job, len);
-        if (lua_pcall(L, 1, 1, 0) != 0) {
-            fprintf(stderr, "bench: %s\n", lua_tostring(L, -1));
-            return 1;
-        }
-        if (i == 0 && strstr(lua_tostring(L, -1), "success") == NULL) {
-            fprintf(stderr, "bench: the attempt did not succeed\n");
-            return 1;
-        }
-        lua_close(L);
-        t[i] = now_us() - t0;
+        for (int i = 0; i < n; i++)
+            sum += t[i];
+        qsort(t, (size_t)n, sizeof(double), cmp);
+        printf("sandbox attempt (%s): n=%d median %.1f us mean %.1f us "
+               "p90 %.1f us p99 %.1f us\n", mode ? "restored" : "built", n,
+               t[n / 2], sum / n, t[n * 9 / 10], t[n * 99 / 100]);
     }
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += t[i];
-    qsort(t, (size_t)n, sizeof(double), cmp);
-    printf("sandbox attempt: n=%d median %.1f us mean %.1f us p90 %.1f us "
-           "p99 %.1f us\n", n, t[n / 2], sum / n, t[n * 9 / 10],
-           t[n * 99 / 100]);
+    weir_state_snapshot_drop();
     free(t);
     free(job);
     lua_close(T);

@@ -33,6 +33,18 @@ WEIR_API lua_State *weir_state_new_trusted(void);
  * lua_close. */
 WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc);
 
+/* Snapshots of a prepared attempt state (ADR 9). save: remember the
+ * whole of L, an attempt state made with acc and not yet closed; -1 when
+ * it cannot be (the state does not live entirely in the arena). restore:
+ * once the previous attempt state is closed, bring the saved state back,
+ * bit for bit, at its own address, and return it (NULL when there is no
+ * snapshot, acc is not the one it was saved with, or a state is open). The
+ * restored state is closed with lua_close like any other. drop: forget the
+ * snapshot (idempotent). */
+WEIR_API int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc);
+WEIR_API lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc);
+WEIR_API void weir_state_snapshot_drop(void);
+
 /* Push the embedded module `name` compiled but not run; 0 or an error
  * status with the message pushed. */
 WEIR_API int weir_state_load_embedded(lua_State *L, const char *name);
