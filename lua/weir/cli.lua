@@ -193,12 +193,8 @@ local function load_config(o)
               cfg.file or "weir.yaml")
     end
   end
-  local function redact(text)
-    if type(text) ~= "string" then return text end
-    return config.redact(cfg, text)
-  end
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
-           preload = preload, redact = redact }
+           preload = preload, redact = config.redactor(cfg) }
 end
 
 local function new_exec(workers, roots, conf)

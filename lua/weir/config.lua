@@ -107,6 +107,8 @@ local function sorted_secrets(set)
 end
 
 local function redact_with(list, text)
+  -- nothing to mask: no secret, and no "user:password@" a URL could hold
+  if list[1] == nil and not find(text, "@", 1, true) then return text end
   -- JSON text (task outputs) may write "/" as "\/": undo that first (the
   -- same JSON), so neither a URL nor a secret hides behind the escape; a
   -- secret with a quote or a backslash is also found in its escaped form
@@ -832,6 +834,17 @@ end
 --- text with every secret of cfg replaced by "***" (plain substrings,
 -- longest first) and the password of every "scheme://user:pw@" masked.
 -- cfg may be nil (URL masking only).
+--- A function(text) that redacts as M.redact(cfg, text) does, for text
+-- that passes it often (every task result): the secrets are listed once.
+-- Values that are not strings are returned as they are.
+function M.redactor(cfg)
+  local list = M.secrets(cfg)
+  return function(text)
+    if type(text) ~= "string" then return text end
+    return redact_with(list, text)
+  end
+end
+
 function M.redact(cfg, text)
   local tt = type(text)
   if tt == "number" then

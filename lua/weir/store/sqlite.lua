@@ -128,14 +128,16 @@ function S:schema_version()
   return check(self.db:all("SELECT max(version) AS v FROM schema_migrations"))[1].v
 end
 
+-- BEGIN and COMMIT run once per engine step: cached statements, not
+-- parsed again each time
 function S:begin()
   self.depth = self.depth + 1
-  if self.depth == 1 then check(self.db:exec("BEGIN IMMEDIATE")) end
+  if self.depth == 1 then check(self.db:run("BEGIN IMMEDIATE")) end
 end
 
 function S:commit()
   self.depth = self.depth - 1
-  if self.depth == 0 then check(self.db:exec("COMMIT")) end
+  if self.depth == 0 then check(self.db:run("COMMIT")) end
 end
 
 function S:rollback()

@@ -614,6 +614,17 @@ connections:
       assert.equal("pw=*** file=*** lit=*** enc=*** dsn=postgres://x:***@h/d redis://:***@h:1"
                    .. " mysql://me@h", cfg:redact(text))
       assert.equal(config.redact(cfg, text), cfg:redact(text))
+      -- the redactor the engine uses on every result says the same
+      local redact = config.redactor(cfg)
+      assert.equal(cfg:redact(text), redact(text))
+      assert.equal("x=***", redact("x=from-file"))
+      assert.equal(nil, redact(nil))
+      -- with no secret, only URLs with a password change
+      local plain = config.redactor(assert(load_text(dir, "connections: {}\n")))
+      assert.equal("null", plain("null"))
+      assert.equal("{\"u\":\"https:\\/\\/a.b\"}", plain("{\"u\":\"https:\\/\\/a.b\"}"))
+      assert.equal("see postgres://u:***@h/db", plain("see postgres://u:p@ss@h/db"))
+      assert.equal("{\"d\":\"postgres://u:***@h\"}", plain("{\"d\":\"postgres:\\/\\/u:p@h\"}"))
       -- URL masking alone
       assert.equal("see postgres://u:***@h/db", config.redact(nil, "see postgres://u:p@ss@h/db"))
     end)
