@@ -447,7 +447,8 @@ WEIR_API int weir_ffi_exec_sendv(weir_exec *e, int32_t slot, uint64_t arg,
         memcpy(s->out.p + s->out.len, parts[i], lens[i]);
         s->out.len += lens[i];
     }
-    flush_out(s);
+    /* sent by the next poll: all the jobs of one engine step to a worker
+     * then go in one system call */
     return WEIR_OK;
 }
 
@@ -535,6 +536,8 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
     if (max < 1)
         return WEIR_EINVAL;
     for (int i = 0; i < e->n; i++) {
+        if (e->slots[i].out.len > e->slots[i].out.off)
+            flush_out(&e->slots[i]);
         buf_compact(&e->slots[i].in);
         if (e->slots[i].eof || has_frame(&e->slots[i]))
             ready = 1;

@@ -56,6 +56,7 @@ function M.new(opts)
 end
 
 --- Queue payload for the worker in slot (0-based); cap = memory cap bytes.
+-- The next poll sends it (with every job queued since, one write per worker).
 function Exec:send(slot, cap, payload)
   local rc = C.weir_ffi_exec_send(self.h, slot, cap, payload, #payload, F.errbuf, F.errlen)
   if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end

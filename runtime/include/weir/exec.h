@@ -63,8 +63,9 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *opts, weir_exec **out,
                                char *err, size_t errlen);
 /* Kill and reap every worker, free the pool. NULL-safe. */
 WEIR_API void weir_ffi_exec_delete(weir_exec *e);
-/* Queue a job frame for the worker in slot (copied). arg travels in the
- * frame header (the attempt's memory cap in bytes). */
+/* Queue a job frame for the worker in slot (copied); the next poll sends
+ * it, with every other frame queued since, in one write per worker. arg
+ * travels in the frame header (the attempt's memory cap in bytes). */
 WEIR_API int weir_ffi_exec_send(weir_exec *e, int32_t slot, uint64_t arg,
                                 const char *data, size_t len, char *err,
                                 size_t errlen);
