@@ -95,6 +95,10 @@ static int native_now(lua_State *L)
  * library it opens is removed again: user code never sees it. */
 static int native_jit_on(lua_State *L)
 {
+    /* trusted states (the supervisor, weir script) have it already */
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.acc");
+    if (lua_isnil(L, -1))
+        return 0;
     lua_getfield(L, LUA_REGISTRYINDEX, "weir.jit_on");
     if (lua_toboolean(L, -1))
         return 0;
@@ -126,29 +130,27 @@ static int native_string_dump(lua_State *L)
     return 1;
 }
 
+static const luaL_Reg native_fns[] = {
+    { "csv_batch", weir_bulk_csv_batch },
+    { "db_insert", weir_bulk_db_insert },
+    { "string_dump", native_string_dump },
+    { "now", native_now },
+    { "memory", native_memory },
+    { "yaml_decode", weir_yaml_decode },
+    { "resource", native_resource },
+    { "jit_on", native_jit_on },
+    { "ser_encode", weir_ser_encode },
+    { "ser_decode", weir_ser_decode },
+    { NULL, NULL },
+};
+
 static int open_native(lua_State *L)
 {
     lua_createtable(L, 0, 14);
-    lua_pushcfunction(L, weir_bulk_csv_batch);
-    lua_setfield(L, -2, "csv_batch");
-    lua_pushcfunction(L, weir_bulk_db_insert);
-    lua_setfield(L, -2, "db_insert");
-    lua_pushcfunction(L, native_string_dump);
-    lua_setfield(L, -2, "string_dump");
-    lua_pushcfunction(L, native_now);
-    lua_setfield(L, -2, "now");
-    lua_pushcfunction(L, native_memory);
-    lua_setfield(L, -2, "memory");
-    lua_pushcfunction(L, weir_yaml_decode);
-    lua_setfield(L, -2, "yaml_decode");
-    lua_pushcfunction(L, native_resource);
-    lua_setfield(L, -2, "resource");
-    lua_pushcfunction(L, native_jit_on);
-    lua_setfield(L, -2, "jit_on");
-    lua_pushcfunction(L, weir_ser_encode);
-    lua_setfield(L, -2, "ser_encode");
-    lua_pushcfunction(L, weir_ser_decode);
-    lua_setfield(L, -2, "ser_decode");
+    for (const luaL_Reg *r = native_fns; r->name != NULL; r++) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, -2, r->name);
+    }
     lua_pushlightuserdata(L, NULL); /* SQL NULL in rows: cjson.null too */
     lua_setfield(L, -2, "NULL");
     weir_pg_lua_open(L);
