@@ -7,6 +7,7 @@
 -- connectors) is loaded only when a task asks for it, so a no-op attempt
 -- stays in the tens of microseconds.
 local xpcall, tostring, load, select = xpcall, tostring, load, select
+local find = string.find
 local concat = table.concat
 local traceback = debug.traceback
 local sandbox = require("weir.sandbox")
@@ -73,7 +74,9 @@ function M.run(job)
         res = { status = "failed", kind = "output", error = "task output: " .. tostring(eerr) }
       end
     else
-      local exceeded = select(4, native.memory())
+      -- the cap was hit and that is what the task died of (the flag alone
+      -- stays set after a memory error the task caught)
+      local exceeded = select(4, native.memory()) and find(out, "not enough memory", 1, true)
       res = { status = "failed", kind = exceeded and "memory" or "error", error = out }
       -- a connector error no retry can cure (a syntax error, a stale
       -- attempt) fails the task at once

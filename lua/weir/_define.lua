@@ -48,6 +48,7 @@ function M.run(job)
   local ok, def = pcall(fn)
   if not ok then
     local exceeded = select(4, require("weir._native").memory())
+      and string.find(sandbox.describe_error(def), "not enough memory", 1, true)
     return { status = "failed", kind = exceeded and "memory" or "error",
              error = sandbox.describe_error(def) }
   end

@@ -139,6 +139,12 @@ describe("weir CLI", function()
           for i = 1, 1e8 do t[i] = { i } end
         end },
         bigstr = task { memory = "16MB", run = function() return #string.rep("x", 64 * 1024 * 1024) end },
+        -- caught the memory error, then failed for another reason: that
+        -- reason is what the task failed of
+        recovered = task { memory = "16MB", retries = 0, run = function()
+          pcall(string.rep, "x", 64 * 1024 * 1024)
+          error("a different failure")
+        end },
         fine = task { run = function() return 1 end },
       } }
     ]])
@@ -147,6 +153,7 @@ describe("weir CLI", function()
     local run = H.show(dir, H.last_run(dir))
     assert.matches("memory limit of 16 MB exceeded", H.task(run, "hog").error, 1, true)
     assert.matches("memory limit of 16 MB exceeded", H.task(run, "bigstr").error, 1, true)
+    assert.matches("a different failure", H.task(run, "recovered").error, 1, true)
     assert.equal("success", H.task(run, "fine").state)
   end)
 
