@@ -7,7 +7,8 @@
 -- connectors) is loaded only when a task asks for it, so a no-op attempt
 -- stays in the tens of microseconds.
 local xpcall, tostring, load, select = xpcall, tostring, load, select
-local find = string.find
+local find, sub, gsub, match = string.find, string.sub, string.gsub, string.match
+local getinfo = debug.getinfo
 local concat = table.concat
 local traceback = debug.traceback
 local sandbox = require("weir.sandbox")
@@ -15,6 +16,39 @@ local ser = require("weir._ser")
 local native = require("weir._native")
 
 local M = {}
+
+-- An error raised inside the trusted library (a bad argument to ctx.path,
+-- to a stream method...) names the user's line that made the call, not a
+-- line of weir/*.lua or none at all. When a tail call (`return
+-- ctx.path(x)`) left no frame of the user's, it names the line where the
+-- task's function starts. Called from the error handler, while the stack
+-- is still there; errors raised by user code are left alone.
+local function blame_user(msg, e, fn)
+  if type(e) ~= "string" then return msg end
+  -- already placed in the user's file by the library's error level
+  local placed = match(msg, "^([^%s:]+):%d+: ")
+  if placed and sub(placed, 1, 5) ~= "weir/" then return msg end
+  local where, from_trusted = nil, false
+  for level = 2, 60 do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if info.what ~= "C" then
+      local trusted = sub(info.source, 1, 6) == "@weir/"
+      if not trusted and not from_trusted then return msg end -- raised by user code
+      from_trusted = true
+      if not trusted and info.currentline > 0 then
+        where = info.short_src .. ":" .. info.currentline .. ": "
+        break
+      end
+    end
+  end
+  if not from_trusted then return msg end
+  if not where then
+    local info = getinfo(fn, "S")
+    where = info.short_src .. ":" .. info.linedefined .. ": "
+  end
+  return where .. (gsub(msg, "^weir/[%w_/]+%.lua:%d+: ", "", 1))
+end
 
 --- Run the attempt described by job; returns the result table.
 function M.run(job)
@@ -55,13 +89,14 @@ function M.run(job)
   if not fn then
     res = { status = "failed", kind = "load", error = tostring(err) }
   else
-    local trace
+    local trace, raw
     -- the state was created with the collector stopped (runtime/lstate.c):
     -- user code runs with it, first cycle when memory has doubled
     collectgarbage("restart", -1)
     local ok, out = xpcall(fn, function(e)
       trace = traceback("", 2)
-      return sandbox.describe_error(e)
+      raw = sandbox.describe_error(e)
+      return blame_user(raw, e, fn)
     end, ctx)
     if ok then
       local text, eerr = "null", nil
@@ -80,7 +115,7 @@ function M.run(job)
       res = { status = "failed", kind = exceeded and "memory" or "error", error = out }
       -- a connector error no retry can cure (a syntax error, a stale
       -- attempt) fails the task at once
-      if not require("weir.errors").retryable(out) then
+      if not require("weir.errors").retryable(raw) then
         res.retry = false
       end
       if trace then log("error: " .. out .. trace) end

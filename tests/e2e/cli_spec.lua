@@ -131,6 +131,38 @@ describe("weir CLI", function()
     assert.equal("success", H.task(run, "fine").state)
   end)
 
+  it("names the user's line when a call into the library fails", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "blame", tasks = {
+        tail = task { retries = 0, run = function(ctx)
+          return ctx.path(123)
+        end },
+        nested = task { retries = 0, run = function(ctx)
+          local s = ctx.csv(nil)
+          return s
+        end },
+        method = task { retries = 0, run = function(ctx)
+          local s = ctx.rows({ { a = 1 } })
+          return s:map(5):count()
+        end },
+        own = task { retries = 0, run = function() error("exactly this", 0) end },
+        vm = task { retries = 0, run = function()
+          local x
+          return x.field
+        end },
+      } }
+    ]])
+    assert.equal(1, H.weir(dir, "run p.lua"))
+    local run = H.show(dir, H.last_run(dir))
+    -- a tail call leaves no frame of the user's: the function's first line
+    assert.equal("p.lua:2: ctx.path: bad path (string expected)", H.task(run, "tail").error)
+    assert.equal("p.lua:6: ctx.path: bad path (string expected)", H.task(run, "nested").error)
+    assert.equal("p.lua:11: weir.stream.map: bad 'fn' (function expected)",
+                 H.task(run, "method").error)
+    assert.equal("exactly this", H.task(run, "own").error)
+    assert.equal("p.lua:16: attempt to index local 'x' (a nil value)", H.task(run, "vm").error)
+  end)
+
   it("enforces the memory cap of a task", function()
     pipeline_file(dir, "p.lua", [[
       return pipeline { name = "mem", tasks = {
