@@ -52,6 +52,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,10 @@ _Static_assert(sizeof(struct stat) <= BR_PAYLOAD_MAX, "stat fits payload");
                          | O_NONBLOCK | O_LARGEFILE)
 #define BR_FILE_MODE_MAX 0644
 #define BR_DIR_MODE_MAX 0755
+/* OPEN's mode bit for WEIR_O_TEMP (above any permission bit) */
+#define BR_MODE_TEMP 0x10000u
+/* temporary files remembered for the sweep; more are simply not */
+#define BR_TEMPS_MAX 4096
 #define BR_EAGAIN_TRIES 16
 
 /* ------------------------------------------------------------------------
@@ -163,6 +168,11 @@ struct weir_broker {
     struct br_id *deny; /* weir_broker_deny's folders */
     size_t ndeny;
     int roots_denied;   /* some root has denied set */
+    /* WEIR_O_TEMP files created and not yet renamed or removed
+     * (normalized paths), for weir_broker_sweep_temps */
+    pthread_mutex_t temps_lock;
+    char **temps;
+    size_t ntemps;
 };
 
 /* A path confined to a root: rel is relative to root->fd ("." = root). */
@@ -291,6 +301,7 @@ WEIR_API int weir_broker_new(const char *const *roots, size_t nroots,
         weir_set_err(err, errlen, "broker: out of memory");
         return WEIR_ENOMEM;
     }
+    pthread_mutex_init(&b->temps_lock, NULL);
     for (i = 0; i < nroots; i++) {
         struct br_root *r = &b->roots[i];
         int e;
@@ -385,8 +396,36 @@ WEIR_API void weir_broker_delete(weir_broker *b)
     }
     free(b->roots);
     free(b->deny);
+    for (i = 0; i < b->ntemps; i++)
+        free(b->temps[i]);
+    free(b->temps);
+    pthread_mutex_destroy(&b->temps_lock);
     weir_net_allow_free(b->net);
     free(b);
+}
+
+/* Remember (add) or forget a WEIR_O_TEMP file by its normalized path. */
+static void br_temp_note(weir_broker *b, const char *path, int add)
+{
+    pthread_mutex_lock(&b->temps_lock);
+    if (add) {
+        char *c;
+
+        if (b->temps == NULL)
+            b->temps = calloc(BR_TEMPS_MAX, sizeof(*b->temps));
+        if (b->temps != NULL && b->ntemps < BR_TEMPS_MAX
+            && (c = strdup(path)) != NULL)
+            b->temps[b->ntemps++] = c;
+    } else {
+        for (size_t i = 0; i < b->ntemps; i++) {
+            if (strcmp(b->temps[i], path) == 0) {
+                free(b->temps[i]);
+                b->temps[i] = b->temps[--b->ntemps];
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&b->temps_lock);
 }
 
 WEIR_API size_t weir_broker_nroots(const weir_broker *b)
@@ -1055,6 +1094,13 @@ WEIR_API int weir_broker_handle(weir_broker *b, int sock)
         p2[rq.len2] = '\0';
         br_serve(b, &rq, p1, rq.len1, p2, rq.len2, &rep,
                  out + sizeof(rep), &fd);
+        /* br_serve normalized p1 in place */
+        if (rep.result >= 0 && rq.op == BR_OPEN && (rq.mode & BR_MODE_TEMP)
+            && (rq.arg & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+            br_temp_note(b, p1, 1);
+        else if (rep.result >= 0
+                 && (rq.op == BR_RENAME || rq.op == BR_UNLINK))
+            br_temp_note(b, p1, 0);
     }
     memcpy(out, &rep, sizeof(rep));
     rc = br_send(sock, out, sizeof(rep) + rep.len, fd);
@@ -1065,6 +1111,35 @@ WEIR_API int weir_broker_handle(weir_broker *b, int sock)
     if (rc != 0)
         return WEIR_EIO;
     return status;
+}
+
+WEIR_API size_t weir_broker_sweep_temps(weir_broker *b)
+{
+    size_t removed = 0;
+
+    if (b == NULL)
+        return 0;
+    pthread_mutex_lock(&b->temps_lock);
+    for (size_t i = 0; i < b->ntemps; i++) {
+        char *norm = b->temps[i];
+        size_t len = strlen(norm);
+        struct br_target t;
+        struct br_node d;
+        uint32_t reason = BR_R_NONE;
+
+        /* the same checks as a worker's unlink of that path */
+        d.dfd = -1;
+        if (br_confine(b, norm, len, &t) == 0
+            && !br_holds_root(b, norm, len, 0)
+            && br_entry(b, &t, &d, &reason) == 0
+            && unlinkat(d.dfd, d.base, 0) == 0)
+            removed++;
+        br_node_close(&d);
+        free(norm);
+    }
+    b->ntemps = 0;
+    pthread_mutex_unlock(&b->temps_lock);
+    return removed;
 }
 
 /* ------------------------------------------------------------------------
@@ -1521,11 +1596,17 @@ WEIR_API int weir_ffi_file_open(const char *path, int32_t flags,
                                 size_t errlen)
 {
     struct br_result res;
-    int host, fd;
+    int host, fd, temp;
 
     if (ffi_bad_path(path, err, errlen) || fd_out == NULL)
         return WEIR_EINVAL;
     *fd_out = -1;
+    temp = (flags & WEIR_O_TEMP) != 0;
+    flags &= ~WEIR_O_TEMP;
+    if (temp && (flags & (WEIR_O_CREAT | WEIR_O_EXCL))
+                    != (WEIR_O_CREAT | WEIR_O_EXCL))
+        return ffi_status("open", path, NULL, -EINVAL, BR_R_FLAGS, err,
+                          errlen);
     host = ffi_host_flags(flags);
     if (host < 0)
         return ffi_status("open", path, NULL, -EINVAL, BR_R_FLAGS, err,
@@ -1542,7 +1623,8 @@ WEIR_API int weir_ffi_file_open(const char *path, int32_t flags,
         *fd_out = fd;
         return WEIR_OK;
     }
-    if (client_call(BR_OPEN, path, NULL, host, (uint32_t)mode, NULL, 0,
+    if (client_call(BR_OPEN, path, NULL, host,
+                    (uint32_t)mode | (temp ? BR_MODE_TEMP : 0), NULL, 0,
                     &res) != 0)
         return ffi_transport(err, errlen);
     if (res.result < 0)

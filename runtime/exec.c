@@ -392,6 +392,9 @@ WEIR_API void weir_ffi_exec_delete(weir_exec *e)
         buf_free(&s->in);
         buf_free(&s->out);
     }
+    /* no worker is left: what their killed attempts left half-written
+     * goes (atomic file sinks write to a WEIR_O_TEMP name first) */
+    weir_broker_sweep_temps(e->broker);
     weir_broker_delete(e->broker);
     free(e->slots);
     free(e);

@@ -25,7 +25,8 @@ local stream_mt = { __index = Stream, __metatable = false }
 local Db = {}
 local db_mt = { __index = Db, __metatable = false }
 
-local O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0, 1, 64, 512, 1024, 524288
+local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC = 0, 1, 64, 128, 1024, 524288
+local O_TEMP = 1073741824 -- WEIR_O_TEMP (broker.h)
 local fdp = ffi.new("int32_t[1]")
 local nread = ffi.new("int64_t[1]")
 
@@ -114,7 +115,11 @@ function M.context(job, stats, opened, log)
     local abs = X.path(p)
     mkdirs(abs)
     local tmp = format("%s.tmp-%s-%d", abs, tostring(job.task), job.attempt or 0)
-    local fd = open_fd(tmp, O_WRONLY + O_CREAT + O_TRUNC + O_CLOEXEC, p)
+    -- created new (a leftover of an earlier run goes first): the
+    -- supervisor removes it when the run ends if this attempt is killed
+    -- before renaming it (WEIR_O_TEMP)
+    C.weir_ffi_file_unlink(tmp, F.errbuf, F.errlen)
+    local fd = open_fd(tmp, O_WRONLY + O_CREAT + O_EXCL + O_CLOEXEC + O_TEMP, p)
     local w = { fd = fd, parts = {}, n = 0, size = 0 }
     local function flush()
       if w.n == 0 then return end

@@ -44,6 +44,9 @@ struct report {
     int state_intact;   /* data/.weir holds weir.db and nothing else */
     int db_lock_held;   /* a third process sees the lock on weir.db */
     int ctl_lock_held;  /* ... and on data/lock.txt (opened: dropped) */
+    long swept;         /* weir_broker_sweep_temps removed this many */
+    int temp_left;      /* the abandoned WEIR_O_TEMP file is still there */
+    int temp_done;      /* the renamed one is */
 };
 
 static char base[1024];         /* the temp tree */
@@ -146,6 +149,32 @@ static int exists(const char *path)
     if (weir_ffi_file_exists(path, &e, err, sizeof(err)) != WEIR_OK)
         return -1;
     return e;
+}
+
+/* WEIR_O_TEMP files: one abandoned (the supervisor sweeps it), one renamed
+ * into place and one removed (both forgotten); the flag needs CREAT|EXCL. */
+static void test_temps(void)
+{
+    const int32_t f = WEIR_O_WRONLY | WEIR_O_CREAT | WEIR_O_EXCL | WEIR_O_TEMP;
+    int32_t fd = -1;
+
+    CHECK_EQ_INT(weir_ffi_file_open(at("data/t_left.tmp"), f, 0, &fd, err,
+                                    sizeof(err)), WEIR_OK);
+    weir_ffi_file_close(fd);
+    CHECK_EQ_INT(weir_ffi_file_open(at("data/t_ren.tmp"), f, 0, &fd, err,
+                                    sizeof(err)), WEIR_OK);
+    weir_ffi_file_close(fd);
+    CHECK_EQ_INT(weir_ffi_file_rename(at("data/t_ren.tmp"), at("data/t_done"),
+                                      err, sizeof(err)), WEIR_OK);
+    CHECK_EQ_INT(weir_ffi_file_open(at("data/t_del.tmp"), f, 0, &fd, err,
+                                    sizeof(err)), WEIR_OK);
+    weir_ffi_file_close(fd);
+    CHECK_EQ_INT(weir_ffi_file_unlink(at("data/t_del.tmp"), err, sizeof(err)),
+                 WEIR_OK);
+    CHECK_EQ_INT(weir_ffi_file_open(at("data/t_bad.tmp"),
+                                    WEIR_O_WRONLY | WEIR_O_CREAT | WEIR_O_TEMP,
+                                    0, &fd, err, sizeof(err)), WEIR_EINVAL);
+    CHECK_EQ_INT(exists(at("data/t_left.tmp")), 1);
 }
 
 /* Broker creation, root canonicalisation and the non-blocking paths. */
@@ -332,6 +361,9 @@ static void serve(int sock, int report_fd)
         else if (rc != WEIR_EAGAIN)
             r.other++;
     }
+    r.swept = (long)weir_broker_sweep_temps(b);
+    r.temp_left = access(at("data/t_left.tmp"), F_OK) == 0;
+    r.temp_done = access(at("data/t_done"), F_OK) == 0;
     weir_broker_delete(b);
     close(sock);
     r.secret_intact = access(at("outside/secret.txt"), F_OK) == 0;
@@ -910,6 +942,7 @@ int main(void)
     CHECK_EQ_INT(weir_broker_client_init(-1), WEIR_EINVAL);
 
     test_files();
+    test_temps();
     test_denied();
     test_malformed(sv[0]);
     test_sqlite("journal.db", 0);
@@ -931,6 +964,9 @@ int main(void)
     CHECK_EQ_INT(r.other, 0);
     CHECK(r.secret_intact);
     CHECK(r.state_intact);
+    CHECK_EQ_INT(r.swept, 1);
+    CHECK_EQ_INT(r.temp_left, 0);
+    CHECK_EQ_INT(r.temp_done, 1);
     /* the lock on weir.db survived every refused request; the control
      * lock was dropped when the broker closed its copy of lock.txt */
     CHECK_EQ_INT(r.db_lock_held, 1);

@@ -93,6 +93,27 @@ describe("data connectors", function()
     assert.is_true(H.task(r, "load").output.skipped)
   end)
 
+  it("leaves no half-written file behind an attempt killed while writing", function()
+    local rows = {}
+    for i = 1, 50 do rows[i] = "{\"i\": " .. i .. "}" end
+    H.write(dir .. "/in.jsonl", table.concat(rows, "\n") .. "\n")
+    local code, r = run([[
+      return pipeline { name = "killed", tasks = { write = task {
+        timeout = "1s", retries = 1, retry_delay = "10ms",
+        run = function(ctx)
+          return ctx.jsonl("in.jsonl"):batch(10):map(function(row)
+            if row.i > 20 then while true do end end
+            return row
+          end):to_csv("out/result.csv")
+        end } } }
+    ]])
+    assert.equal(1, code)
+    assert.matches("timed out", H.task(r, "write").error, 1, true)
+    -- both attempts were killed after opening their temporary file
+    local left = H.sh("ls -A " .. H.q(dir .. "/out"))
+    assert.equal("", (left:gsub("%s+$", "")))
+  end)
+
   it("streams JSON Lines through select, rename and filter into CSV", function()
     H.write(dir .. "/in.jsonl", '{"id":1,"name":"a","x":null}\n\n{"id":2,"name":"b"}\n{"id":3,"name":"c"}\n')
     local code, r, err = run([[

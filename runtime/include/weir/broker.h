@@ -74,11 +74,19 @@ WEIR_API void weir_broker_delete(weir_broker *b);
  * is nothing to read on a non-blocking socket or the wait was interrupted by
  * a signal, WEIR_EINVAL for a malformed request (an error reply is still
  * sent when possible) and WEIR_EIO when the socket failed. Descriptors a peer
- * attaches to a request are closed and the request is refused. b is not
- * modified, so one broker may serve several sockets, also from several
- * threads.
+ * attaches to a request are closed and the request is refused. One broker
+ * may serve several sockets, also from several threads: the only state it
+ * keeps (the list of WEIR_O_TEMP files) has its own lock.
  */
 WEIR_API int weir_broker_handle(weir_broker *b, int sock);
+
+/*
+ * Remove the files workers created with WEIR_O_TEMP that are still there,
+ * neither renamed nor removed (an attempt killed while writing one), with
+ * the same checks as a worker's own unlink. Call it when no worker is left
+ * (the executor does when the pool stops). Returns how many were removed.
+ */
+WEIR_API size_t weir_broker_sweep_temps(weir_broker *b);
 
 /*
  * Let workers connect to endpoint ("IP:PORT" or "[IPv6]:PORT", numeric):
@@ -138,7 +146,11 @@ enum {
     WEIR_O_NONBLOCK = 2048,     /* 04000 */
     WEIR_O_DIRECTORY = 65536,   /* 0200000 */
     WEIR_O_NOFOLLOW = 131072,   /* 0400000 */
-    WEIR_O_CLOEXEC = 524288     /* 02000000 */
+    WEIR_O_CLOEXEC = 524288,    /* 02000000 */
+    /* weir's own: a temporary file (with WEIR_O_CREAT | WEIR_O_EXCL) that
+     * the supervisor removes when the pool stops if it is still there,
+     * i.e. neither renamed nor removed: what a killed attempt leaves */
+    WEIR_O_TEMP = 1073741824    /* 1 << 30 */
 };
 
 /*
