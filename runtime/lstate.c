@@ -16,7 +16,6 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
-#include <luajit.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,37 +86,6 @@ static int native_now(lua_State *L)
     return 2;
 }
 
-/* weir._native.jit_on(): turn the JIT compiler on in this state. Attempt
- * states start without it: initialising it costs about 20 us (CPU feature
- * probes), more than a whole no-op attempt, and a short task never runs a
- * loop long enough to be compiled. Trusted code calls this where work can
- * be long (a pipeline file's evaluation, a task's first stream). The jit
- * library it opens is removed again: user code never sees it. */
-static int native_jit_on(lua_State *L)
-{
-    /* trusted states (the supervisor, weir script) have it already */
-    lua_getfield(L, LUA_REGISTRYINDEX, "weir.acc");
-    if (lua_isnil(L, -1))
-        return 0;
-    lua_getfield(L, LUA_REGISTRYINDEX, "weir.jit_on");
-    if (lua_toboolean(L, -1))
-        return 0;
-    lua_pushboolean(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "weir.jit_on");
-    lua_pushcfunction(L, luaopen_jit);
-    lua_pushstring(L, LUA_JITLIBNAME);
-    lua_call(L, 1, 0);
-    lua_pushnil(L);
-    lua_setglobal(L, LUA_JITLIBNAME);
-    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        lua_setfield(L, -2, LUA_JITLIBNAME);
-    }
-    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
-    return 0;
-}
-
 /* weir._native.string_dump() -> string.dump, even where the string library
  * no longer has it (attempt states). */
 static int native_string_dump(lua_State *L)
@@ -138,7 +106,6 @@ static const luaL_Reg native_fns[] = {
     { "memory", native_memory },
     { "yaml_decode", weir_yaml_decode },
     { "resource", native_resource },
-    { "jit_on", native_jit_on },
     { "ser_encode", weir_ser_encode },
     { "ser_decode", weir_ser_decode },
     { NULL, NULL },
@@ -451,12 +418,27 @@ static void *snap_lists[ARENA_SMALL / ARENA_ALIGN + 1];
 static weir_alloc_acc snap_acc, *snap_owner;
 static lua_State *snap_L;
 
+/* Modules whose C side keeps memory of its own behind the state (ffi's
+ * declarations, cjson's buffers): freed at lua_close, so a restored copy
+ * would point at freed memory. A state that loaded one is not saved. */
+static const char *const snap_unsafe[] = { "ffi", "cjson", NULL };
+
 WEIR_API int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
 {
     char *m;
 
     if (!acc->arena || arena_spilled || !in_arena(L) || !arena_busy)
         return -1;
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.loaded");
+    for (int i = 0; snap_unsafe[i] != NULL && lua_istable(L, -1); i++) {
+        lua_getfield(L, -1, snap_unsafe[i]);
+        if (!lua_isnil(L, -1)) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     m = realloc(snap_mem, arena_top ? arena_top : 1);
     if (m == NULL)
         return -1;

@@ -4,9 +4,11 @@
  * reference).
  */
 #include "weir/ser.h"
+#include "weir/lstate.h"
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +18,21 @@
 typedef struct {
     char *p;
     size_t len, cap;
-    int failed; /* out of memory */
+    size_t limit; /* at most this many bytes (an attempt's memory left) */
+    int failed;   /* out of memory, or past limit */
     int next_id;
+    const void **seen; /* tables met so far (open addressing), for sharing */
+    size_t nseen, seencap;
 } sbuf;
 
 static void put(sbuf *b, const char *s, size_t n)
 {
     if (b->failed)
         return;
+    if (n > b->limit - b->len) {
+        b->failed = 1;
+        return;
+    }
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         char *np;
@@ -99,6 +108,42 @@ static int is_sequence(lua_State *L, int t)
     return 1;
 }
 
+/* Note table t as met; 1 when it was met before (the Lua encoder then
+ * writes a reference), -1 when out of memory. */
+static int seen_before(sbuf *b, const void *t)
+{
+    size_t i, mask;
+
+    if (2 * (b->nseen + 1) > b->seencap) {
+        size_t cap = b->seencap ? 2 * b->seencap : 64;
+        const void **n = calloc(cap, sizeof *n);
+
+        if (n == NULL)
+            return -1;
+        for (i = 0; i < b->seencap; i++) {
+            if (b->seen[i] != NULL) {
+                size_t j = ((uintptr_t)b->seen[i] >> 4) & (cap - 1);
+
+                while (n[j] != NULL)
+                    j = (j + 1) & (cap - 1);
+                n[j] = b->seen[i];
+            }
+        }
+        free(b->seen);
+        b->seen = n;
+        b->seencap = cap;
+    }
+    mask = b->seencap - 1;
+    for (i = ((uintptr_t)t >> 4) & mask; b->seen[i] != NULL;
+         i = (i + 1) & mask) {
+        if (b->seen[i] == t)
+            return 1;
+    }
+    b->seen[i] = t;
+    b->nseen++;
+    return 0;
+}
+
 /* Encode the value at idx (absolute); 0, or -1 to fall back to Lua. */
 static int enc(sbuf *b, lua_State *L, int idx, int depth)
 {
@@ -119,7 +164,10 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
         char hdr[32];
         int h;
 
-        if (depth >= SER_MAX_DEPTH || !lua_checkstack(L, 4))
+        /* deep (or cyclic) and shared tables are the Lua encoder's: it
+         * writes references, where copies could grow without bound */
+        if (depth >= SER_MAX_DEPTH || !lua_checkstack(L, 4) ||
+            seen_before(b, lua_topointer(L, idx)) != 0)
             return -1;
         if (lua_getmetatable(L, idx)) {
             lua_pop(L, 1);
@@ -151,18 +199,47 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
     }
 }
 
+static int push_result(lua_State *L)
+{
+    const sbuf *b = lua_touserdata(L, 1);
+
+    lua_pushlstring(L, b->p, b->len);
+    lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
+    return 0;
+}
+
 WEIR_API int weir_ser_encode(lua_State *L)
 {
-    sbuf b = { NULL, 0, 0, 0, 0 };
+    sbuf b;
+    weir_alloc_acc *acc;
     int rc;
 
+    memset(&b, 0, sizeof b);
+    b.limit = (size_t)-1;
     lua_settop(L, 1);
+    /* in an attempt state the buffer counts against the memory cap: past
+     * what is left of it, the Lua encoder takes over (and fails inside
+     * the cap) */
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.acc");
+    acc = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (acc != NULL && acc->cap)
+        b.limit = acc->cap > acc->used ? acc->cap - acc->used : 0;
     rc = enc(&b, L, 1, 0);
-    if (rc != 0 || b.failed)
+    free(b.seen);
+    if (rc != 0 || b.failed) {
+        free(b.p);
         lua_pushnil(L);
-    else
-        lua_pushlstring(L, b.p, b.len);
+        return 1;
+    }
+    /* pushed in a protected call: a memory error must not skip the free */
+    rc = lua_cpcall(L, push_result, &b);
     free(b.p);
+    if (rc != 0)
+        return lua_error(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     return 1;
 }
 
@@ -229,7 +306,7 @@ static int dec(dstate *d, lua_State *L, int depth)
         return -1;
     }
     if (depth > SER_MAX_DEPTH || !lua_checkstack(L, 4)) {
-        d->err = "nested too deeply";
+        d->fallback = 1; /* the Lua decoder's (and its stack's) to judge */
         return -1;
     }
     tag = (unsigned char)d->s[d->pos++];

@@ -7,7 +7,7 @@
 -- connectors) is loaded only when a task asks for it, so a no-op attempt
 -- stays in the tens of microseconds.
 local xpcall, tostring, load, select = xpcall, tostring, load, select
-local find, sub, gsub, match = string.find, string.sub, string.gsub, string.match
+local find, sub, gsub = string.find, string.sub, string.gsub
 local getinfo = debug.getinfo
 local concat = table.concat
 local traceback = debug.traceback
@@ -25,9 +25,10 @@ local M = {}
 -- is still there; errors raised by user code are left alone.
 local function blame_user(msg, e, fn)
   if type(e) ~= "string" then return msg end
-  -- already placed in the user's file by the library's error level
-  local placed = match(msg, "^([^%s:]+):%d+: ")
-  if placed and sub(placed, 1, 5) ~= "weir/" then return msg end
+  -- already placed in the task's file (the library's error level did it,
+  -- or ctx.fail); chunk names may hold spaces and colons ("f.yaml:tasks.a")
+  local own = getinfo(fn, "S").short_src
+  if sub(msg, 1, #own + 1) == own .. ":" then return msg end
   local where, from_trusted = nil, false
   for level = 2, 60 do
     local info = getinfo(level, "Sl")
@@ -44,14 +45,17 @@ local function blame_user(msg, e, fn)
   end
   if not from_trusted then return msg end
   if not where then
-    local info = getinfo(fn, "S")
-    where = info.short_src .. ":" .. info.linedefined .. ": "
+    where = own .. ":" .. getinfo(fn, "S").linedefined .. ": "
   end
   return where .. (gsub(msg, "^weir/[%w_/]+%.lua:%d+: ", "", 1))
 end
 
 --- Run the attempt described by job; returns the result table.
 function M.run(job)
+  -- the state was set up with the collector stopped (runtime/lstate.c);
+  -- from here on (inputs decoded, the task run) it works as usual: first
+  -- cycle when memory has doubled, which a no-op attempt never reaches
+  collectgarbage("restart", -1)
   local started = native.now()
   local logs, log_bytes, log_max, dropped = {}, 0, job.log_max or 65536, false
   local function log(line)
@@ -90,9 +94,6 @@ function M.run(job)
     res = { status = "failed", kind = "load", error = tostring(err) }
   else
     local trace, raw
-    -- the state was created with the collector stopped (runtime/lstate.c):
-    -- user code runs with it, first cycle when memory has doubled
-    collectgarbage("restart", -1)
     local ok, out = xpcall(fn, function(e)
       trace = traceback("", 2)
       raw = sandbox.describe_error(e)

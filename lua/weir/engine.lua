@@ -11,6 +11,7 @@
 -- States: queued, running, success, failed, up_for_retry, upstream_failed,
 -- skipped, cancelled.
 local ser = require("weir._ser")
+local decode_result = require("weir._native").ser_decode
 local executor = require("weir.executor")
 local util = require("weir.util")
 local pairs, ipairs, format, min, max, random = pairs, ipairs, string.format,
@@ -275,7 +276,9 @@ function M.run(o)
     -- the result won the race against a deadline kill: the kill now hits
     -- nothing of this task (see handle_exit)
     t.timed_out = nil
-    local res = ser.decode(ev.data)
+    -- from a worker that ran user code: plain data only, through the C
+    -- decoder (never the Lua one, which the JIT compiles here)
+    local res = decode_result(ev.data)
     if type(res) ~= "table" then res = { status = "failed", error = "unreadable result" } end
     local fin = now()
     res.finished_at = fin
@@ -441,6 +444,7 @@ function M.run(o)
   store:begin()
   store:update_run(run_id, { status = status, finished_at = now() })
   store:commit()
+  store:checkpoint()
   self.status = status
   self.cancelled_by = cancelled_by
   if view.finish then view.finish(self) end

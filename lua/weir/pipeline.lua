@@ -100,7 +100,13 @@ local function define_in_worker(exec, source, chunkname)
       if not evs then err = tostring(perr); break end
       for _, ev in ipairs(evs) do
         if ev.slot == 0 and ev.kind == "result" then
-          result = ser.decode(ev.data)
+          -- from a worker that ran user code: plain data only, through
+          -- the C decoder (never the Lua one, which the JIT compiles here)
+          result = native.ser_decode(ev.data)
+          if type(result) ~= "table" then
+            result = { status = "failed", error = chunkname:sub(2)
+                       .. ": the worker loading it sent an unreadable result" }
+          end
         elseif ev.slot == 0 and ev.kind == "exit" then
           err = format("%s: the worker loading it died (status %d)", chunkname:sub(2), ev.status)
           break
@@ -123,8 +129,9 @@ local function define_in_worker(exec, source, chunkname)
     end
     return nil, msg
   end
-  local data, derr = ser.decode(result.def, { array_mt = json.array_mt })
-  if not data then return nil, derr end
+  local data, derr = native.ser_decode(result.def, 1, json.array_mt)
+  if data == false then derr = chunkname:sub(2) .. ": the definition is not plain data" end
+  if type(data) ~= "table" then return nil, derr or "the definition is not a table" end
   return data, result.lines, result.fns or {}
 end
 

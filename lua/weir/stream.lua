@@ -71,9 +71,6 @@ M.sinks = {}
 
 --- The connector functions of one attempt (called by weir._ctx).
 function M.context(job, stats, opened, log)
-  -- a task that moves data runs long loops: worth the JIT's start-up cost
-  -- (attempt states start without it, see runtime/lstate.c)
-  native.jit_on()
   local X = {}
   local roots = {}
   for i, r in ipairs(job.roots or {}) do roots[i] = util.normalize(r) end

@@ -3,11 +3,13 @@
  * (runtime/lstate.c, ADR 9): a restored state is the saved one, whatever
  * the attempt before it did (globals, registry, string table, memory);
  * nothing of an attempt survives into the next; the memory cap holds in a
- * restored state; a state that spilled out of the arena is refused; and a
- * restore needs the same accounting block and no open state. Relies on
+ * restored state; a state that spilled out of the arena is refused; a
+ * restore needs the same accounting block and no open state; and the C
+ * encoder of weir._ser stays under an attempt's cap. Relies on
  * check.h and the embedded library (weir._worker).
  */
 #include "weir/lstate.h"
+#include "weir/ser.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -95,6 +97,35 @@ static void test_cap_holds_after_restore(void)
     CHECK_EQ_INT(acc.used, 0);
 }
 
+/* The C encoder's buffer counts against the cap: past what is left of it,
+ * it declines (nil) and leaves the job to the Lua encoder, which fails
+ * inside the cap; it never grows its own buffer past the cap. */
+static void test_encoder_within_cap(void)
+{
+    weir_alloc_acc a = { 0, 0, 0, 0, 0 };
+    lua_State *S = weir_state_new_attempt(&a);
+
+    CHECK(S != NULL);
+    if (S == NULL)
+        return;
+    CHECK_EQ_INT(run(S, "s = string.rep('x', 1024 * 1024) "
+                        "t = {} for i = 1, 20 do t[i] = s end return nil"), 0);
+    lua_pop(S, 1);
+    a.cap = a.used + (8u << 20);
+    lua_pushcfunction(S, weir_ser_encode);
+    lua_getglobal(S, "t");
+    CHECK_EQ_INT(lua_pcall(S, 1, 1, 0), 0);
+    CHECK(lua_isnil(S, -1));
+    lua_pop(S, 1);
+    /* within the cap it encodes */
+    lua_pushcfunction(S, weir_ser_encode);
+    lua_getglobal(S, "s");
+    CHECK_EQ_INT(lua_pcall(S, 1, 1, 0), 0);
+    CHECK(lua_isstring(S, -1) && lua_objlen(S, -1) > 1024 * 1024);
+    lua_pop(S, 1);
+    lua_close(S);
+}
+
 static void test_refusals(void)
 {
     weir_alloc_acc other = { 0, 0, 0, 0, 0 };
@@ -114,6 +145,13 @@ static void test_refusals(void)
     lua_pop(M, 1);
     CHECK_EQ_INT(weir_state_snapshot_save(M, &other), -1);
     lua_close(M);
+    /* nor one that loaded a module with C-side memory of its own */
+    M = weir_state_new_attempt(&other);
+    CHECK(M != NULL);
+    CHECK_EQ_INT(run(M, "require('cjson') return nil"), 0);
+    lua_pop(M, 1);
+    CHECK_EQ_INT(weir_state_snapshot_save(M, &other), -1);
+    lua_close(M);
     /* the old snapshot is still there, then dropped */
     L = weir_state_snapshot_restore(&acc);
     CHECK(L != NULL);
@@ -127,5 +165,6 @@ int main(void)
     test_restore_is_the_saved_state();
     test_cap_holds_after_restore();
     test_refusals();
+    test_encoder_within_cap();
     return CHECK_DONE();
 }

@@ -146,12 +146,19 @@ describe("weir CLI", function()
           return s:map(5):count()
         end },
         own = task { retries = 0, run = function() error("exactly this", 0) end },
+        failed = task { retries = 0, run = function(ctx) ctx.fail("custom failure") end },
         vm = task { retries = 0, run = function()
           local x
           return x.field
         end },
       } }
     ]])
+    -- chunk names with a colon (YAML tasks) are placed once too
+    pipeline_file(dir, "q.yaml", "name: q\ntasks:\n  a:\n    retries: 0\n"
+                  .. "    run: \"local ctx = ... ctx.fail('from yaml')\"\n")
+    assert.equal(1, H.weir(dir, "run q.yaml"))
+    local q = H.show(dir, H.last_run(dir))
+    assert.equal("q.yaml:tasks.a:1: from yaml", H.task(q, "a").error)
     assert.equal(1, H.weir(dir, "run p.lua"))
     local run = H.show(dir, H.last_run(dir))
     -- a tail call leaves no frame of the user's: the function's first line
@@ -160,7 +167,8 @@ describe("weir CLI", function()
     assert.equal("p.lua:11: weir.stream.map: bad 'fn' (function expected)",
                  H.task(run, "method").error)
     assert.equal("exactly this", H.task(run, "own").error)
-    assert.equal("p.lua:16: attempt to index local 'x' (a nil value)", H.task(run, "vm").error)
+    assert.equal("p.lua:14: custom failure", H.task(run, "failed").error)
+    assert.equal("p.lua:17: attempt to index local 'x' (a nil value)", H.task(run, "vm").error)
   end)
 
   it("enforces the memory cap of a task", function()

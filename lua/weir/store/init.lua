@@ -5,7 +5,7 @@
 -- version_id, pipeline_id, create_run(run), update_run(id, fields),
 -- add_tasks(run_id, names), set_task(run_id, task, fields),
 -- start_attempt, finish_attempt, task_succeeded (the engine's hot path),
--- update_attempt(run_id, task, attempt, fields),
+-- checkpoint() (after a run), update_attempt(run_id, task, attempt, fields),
 -- runs(limit, pipeline), run(id), tasks(run_id), attempts(run_id),
 -- version(id), close(). Rows are tables keyed by column name; SQL NULL is
 -- an absent field; times are numbers (ms).

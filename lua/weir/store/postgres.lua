@@ -690,6 +690,9 @@ function S:attempts(run_id)
                        .. "ORDER BY task COLLATE \"C\", attempt", { run_id }, 1)
 end
 
+--- Nothing to fold back on PostgreSQL (SQLite checkpoints its WAL here).
+function S.checkpoint(_) end
+
 --- Roll back what is open, let go of the run locks, return the connection
 -- (safe twice).
 function S:close()

@@ -9,16 +9,17 @@
  *
  * weir._native.ser_encode(v) -> string | nil
  *   nil when v holds anything but nil, booleans, numbers, strings and
- *   tables without metatables, or is nested deeper than 100 (a cycle): the
- *   caller then uses the Lua encoder, which handles it or says why not.
- *   A table reached twice is encoded twice (the Lua encoder shares it).
+ *   tables without metatables, a table reached twice (shared, or a
+ *   cycle), nesting deeper than 100, or more bytes than an attempt state
+ *   has left under its memory cap: the caller then uses the Lua encoder,
+ *   which handles it or says why not.
  *
  * weir._native.ser_decode(s [, start [, array_mt]]) -> value, next_pos |
  *   nil, err | false
  *   false when s holds a tag only the Lua decoder knows (function, builtin,
- *   metatable). Tables that were sequences get array_mt when it is given.
- *   Input is untrusted: bounds, nesting and references are
- *   checked, and errors are returned, never raised.
+ *   metatable) or nests deeper than 100. Tables that were sequences get
+ *   array_mt when it is given. Input is untrusted: bounds, nesting and
+ *   references are checked, and errors are returned, never raised.
  */
 #ifndef WEIR_SER_H
 #define WEIR_SER_H

@@ -16,8 +16,7 @@ local TASK_CASES = {
   os_remove = { "return os.remove('x')", "remove" },
   package_library = { "return package.loaded", "undefined global 'package'" },
   jit_library = { "return jit.off()", "undefined global 'jit'" },
-  -- a task that moves data gets the JIT turned on (weir.stream): still not
-  -- the jit library
+  -- nor once the task moves data
   jit_library_after_stream = { "ctx.rows({ { a = 1 } }):count() return jit.off()",
                                "undefined global 'jit'" },
   string_dump = { "return string.dump(function() end)", "dump" },
@@ -113,6 +112,85 @@ describe("sandbox escape", function()
   end)
 end)
 
+-- This LuaJIT's JIT compiler crashes (SIGSEGV) on this plain Lua loop after
+-- about 10,000 iterations; the interpreter runs it fine. Task code must
+-- never be compiled (ADR 9), before or after it moves data.
+describe("the JIT compiler", function()
+  local LOOP = [[
+    local byte, sub, find = string.byte, string.sub, string.find
+    local function decode(s)
+      local refs, pos = {}, 1
+      local function num_until(ch)
+        local e = find(s, ch, pos, true)
+        if not e then error("truncated", 0) end
+        local v = tonumber(sub(s, pos, e - 1))
+        if not v then error("bad number", 0) end
+        pos = e + 1
+        return v
+      end
+      local dec
+      function dec()
+        local tag = byte(s, pos)
+        pos = pos + 1
+        if tag == 110 then return nil
+        elseif tag == 84 then return true
+        elseif tag == 70 then return false
+        elseif tag == 100 then return num_until(";")
+        elseif tag == 78 then return 0 / 0
+        elseif tag == 73 then return math.huge
+        elseif tag == 105 then return -math.huge
+        elseif tag == 115 or tag == 98 then
+          local len = num_until(":")
+          local str = sub(s, pos, pos + len - 1)
+          if #str ~= len then error("truncated", 0) end
+          pos = pos + len
+          if tag == 115 then return str end
+          error("unknown builtin", 0)
+        elseif tag == 114 then
+          return refs[num_until(";")]
+        elseif tag == 116 then
+          local t = {}
+          refs[num_until(";")] = t
+          if byte(s, pos) == 65 then pos = pos + 1 end
+          while byte(s, pos) ~= 101 do
+            if pos > #s then error("truncated", 0) end
+            local k = dec()
+            t[k] = dec()
+          end
+          pos = pos + 1
+          return t
+        end
+        error("bad tag", 0)
+      end
+      return pcall(dec)
+    end
+    math.randomseed(1)
+    local alphabet = { "d-0;", "d1e2;", "d0x1p4;", "s1.0:", "t1;", "t2;", "e", "A", "s1:",
+                       "s2:", "d1;", "r1;", "r2;", "n", "T", "F", "N", "I", "a", "b", "x", ";", ":" }
+    for _ = 1, 30000 do
+      local parts = {}
+      for j = 1, math.random(1, 12) do parts[j] = alphabet[math.random(#alphabet)] end
+      decode(table.concat(parts))
+    end
+    return "ok"
+  ]]
+
+  it("never compiles task code", function()
+    local dir = H.tmpdir()
+    H.write(dir .. "/p.lua", "return pipeline { name = 'nojit', tasks = {\n"
+            .. "  plain = task { retries = 0, run = function(ctx)\n" .. LOOP .. " end },\n"
+            .. "  data = task { retries = 0, run = function(ctx)\n"
+            .. "    ctx.rows({ { a = 1 } }):count()\n" .. LOOP .. " end },\n"
+            .. "} }\n")
+    local code, _, err = H.weir(dir, "run p.lua --quiet")
+    local run = H.show(dir, H.last_run(dir))
+    assert.equal(0, code, err)
+    assert.equal("ok", H.task(run, "plain").output)
+    assert.equal("ok", H.task(run, "data").output)
+    H.cleanup(dir)
+  end)
+end)
+
 describe("sandbox of the definition phase", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
@@ -137,6 +215,18 @@ describe("sandbox of the definition phase", function()
 
   it("caps the memory a file may use while loading", function()
     local code, _, err = validate("local t = {} for i = 1, 1e9 do t[i] = i end")
+    assert.equal(1, code)
+    assert.matches("memory limit", err, 1, true)
+  end)
+
+  it("caps the memory of encoding what the file built, too", function()
+    -- one 4 MB string named by 40 tasks: 160 MB once encoded
+    local code, _, err = validate([[
+      local big = string.rep("x", 4 * 1024 * 1024)
+      local tasks = {}
+      for i = 1, 40 do tasks["t" .. i] = task { description = big, run = function() end } end
+      return pipeline { name = "big", tasks = tasks }
+    ]])
     assert.equal(1, code)
     assert.matches("memory limit", err, 1, true)
   end)

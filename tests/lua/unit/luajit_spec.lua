@@ -23,11 +23,4 @@ describe("the LuaJIT this build uses", function()
     end
     assert.is_nil(bad, "pairs() stopped early at iteration " .. tostring(bad))
   end)
-
-  it("weir._native.jit_on leaves a trusted state's jit library alone", function()
-    local before = jit
-    require("weir._native").jit_on()
-    assert.equal(before, jit)
-    assert.is_true(jit.status())
-  end)
 end)
