@@ -9,6 +9,7 @@
  */
 #include "weir/exec.h"
 #include "weir/broker.h"
+#include "weir/spin.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@ typedef struct {
     int job_fd;
     int broker_fd;
     int eof;
+    int inflight; /* jobs sent whose result has not been read */
     buf_t in, out;
 } slot_t;
 
@@ -450,6 +452,7 @@ WEIR_API int weir_ffi_exec_sendv(weir_exec *e, int32_t slot, uint64_t arg,
         memcpy(s->out.p + s->out.len, parts[i], lens[i]);
         s->out.len += lens[i];
     }
+    s->inflight++;
     /* sent by the next poll: all the jobs of one engine step to a worker
      * then go in one system call */
     return WEIR_OK;
@@ -528,12 +531,20 @@ static int has_frame(const slot_t *s)
     return s->in.len - s->in.off >= WEIR_FRAME_HDR + (size_t)plen;
 }
 
+/* While exactly one job is in flight (a chain, the serial parts of a DAG)
+ * the supervisor first polls without sleeping (spin.h): the result of a
+ * short task is then read without a wake-up. With more, the workers have
+ * queued work and want the CPUs more than the supervisor needs to wait
+ * less. */
+#define SPIN_US 200
+static weir_spin exec_spin;
+
 WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
                                 weir_exec_event *evs, int32_t max,
                                 int32_t *n, char *err, size_t errlen)
 {
     struct pollfd *pfd;
-    int np = 0, k = 0, ready = 0;
+    int np = 0, k = 0, ready = 0, busy = 0, prc;
 
     *n = 0;
     if (max < 1)
@@ -544,6 +555,7 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         buf_compact(&e->slots[i].in);
         if (e->slots[i].eof || has_frame(&e->slots[i]))
             ready = 1;
+        busy += e->slots[i].inflight;
     }
     pfd = calloc((size_t)(2 * e->n + 1), sizeof *pfd);
     if (pfd == NULL)
@@ -557,7 +569,12 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         pfd[np].fd = s->broker_fd;
         pfd[np++].events = POLLIN;
     }
-    if (poll(pfd, (nfds_t)np, ready ? 0 : timeout_ms) < 0 && errno != EINTR) {
+    prc = 0;
+    if (busy == 1 && !ready && timeout_ms != 0)
+        prc = weir_spin_poll(&exec_spin, pfd, (nfds_t)np, SPIN_US);
+    if (prc == 0)
+        prc = poll(pfd, (nfds_t)np, ready ? 0 : timeout_ms);
+    if (prc < 0 && errno != EINTR) {
         weir_set_err(err, errlen, "executor: poll: %s", strerror(errno));
         free(pfd);
         return WEIR_EIO;
@@ -601,6 +618,8 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         size_t len;
 
         while (k < max && next_frame(s, &data, &len)) {
+            if (s->inflight > 0)
+                s->inflight--;
             evs[k].kind = WEIR_EV_RESULT;
             evs[k].slot = i;
             evs[k].pid = s->pid;
@@ -613,6 +632,7 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
             pid_t old = s->pid;
 
             close_slot(s);
+            s->inflight = 0;
             kill(old, SIGKILL); /* it may have closed fd 3 and lived on */
             waitpid(old, &st, 0);
             evs[k].kind = WEIR_EV_EXIT;
