@@ -108,12 +108,14 @@ static const luaL_Reg native_fns[] = {
     { "resource", native_resource },
     { "ser_encode", weir_ser_encode },
     { "ser_decode", weir_ser_decode },
+    { "ser_encode_ud", weir_ser_encode_ud },
+    { "ser_decode_ptr", weir_ser_decode_ptr },
     { NULL, NULL },
 };
 
 static int open_native(lua_State *L)
 {
-    lua_createtable(L, 0, 14);
+    lua_createtable(L, 0, 16);
     for (const luaL_Reg *r = native_fns; r->name != NULL; r++) {
         lua_pushcfunction(L, r->func);
         lua_setfield(L, -2, r->name);

@@ -199,18 +199,32 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
     }
 }
 
+/* Push b's bytes as a string, or a full userdata (as_ud), into the
+ * registry, from a protected call: a memory error must not skip the free. */
+typedef struct {
+    const sbuf *b;
+    int as_ud;
+} push_req;
+
 static int push_result(lua_State *L)
 {
-    const sbuf *b = lua_touserdata(L, 1);
+    const push_req *r = lua_touserdata(L, 1);
 
-    lua_pushlstring(L, b->p, b->len);
+    if (r->as_ud) {
+        void *p = lua_newuserdata(L, r->b->len ? r->b->len : 1);
+
+        memcpy(p, r->b->p, r->b->len);
+    } else {
+        lua_pushlstring(L, r->b->p, r->b->len);
+    }
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     return 0;
 }
 
-WEIR_API int weir_ser_encode(lua_State *L)
+static int encode(lua_State *L, int as_ud)
 {
     sbuf b;
+    push_req r;
     weir_alloc_acc *acc;
     int rc;
 
@@ -232,15 +246,29 @@ WEIR_API int weir_ser_encode(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    /* pushed in a protected call: a memory error must not skip the free */
-    rc = lua_cpcall(L, push_result, &b);
+    r.b = &b;
+    r.as_ud = as_ud;
+    rc = lua_cpcall(L, push_result, &r);
     free(b.p);
     if (rc != 0)
         return lua_error(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
-    return 1;
+    if (!as_ud)
+        return 1;
+    lua_pushinteger(L, (lua_Integer)b.len);
+    return 2;
+}
+
+WEIR_API int weir_ser_encode(lua_State *L)
+{
+    return encode(L, 0);
+}
+
+WEIR_API int weir_ser_encode_ud(lua_State *L)
+{
+    return encode(L, 1);
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -412,23 +440,24 @@ static int dec(dstate *d, lua_State *L, int depth)
     }
 }
 
-WEIR_API int weir_ser_decode(lua_State *L)
+/* Decode s[start..len) with the stack as weir_ser_decode leaves it: the
+ * value and the next position, nil and an error, or false. */
+static int decode(lua_State *L, const char *s, size_t len, size_t start,
+                  int array_mt)
 {
     dstate d;
-    lua_Integer start = luaL_optinteger(L, 2, 1);
+    int top;
 
-    d.s = luaL_checklstring(L, 1, &d.len);
-    if (start < 1 || (size_t)start > d.len + 1)
-        return luaL_argerror(L, 2, "out of range");
-    d.pos = (size_t)start - 1;
+    d.s = s;
+    d.len = len;
+    d.pos = start;
     d.fallback = 0;
     d.err = NULL;
-    lua_settop(L, 3);
-    d.array_mt = lua_istable(L, 3) ? 3 : 0;
+    d.array_mt = array_mt;
     lua_newtable(L);
-    d.refs = 4;
+    d.refs = top = lua_gettop(L);
     if (dec(&d, L, 0) != 0) {
-        lua_settop(L, 4);
+        lua_settop(L, top);
         if (d.fallback) {
             lua_pushboolean(L, 0);
             return 1;
@@ -440,4 +469,41 @@ WEIR_API int weir_ser_decode(lua_State *L)
     }
     lua_pushinteger(L, (lua_Integer)d.pos + 1);
     return 2;
+}
+
+WEIR_API int weir_ser_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_Integer start = luaL_optinteger(L, 2, 1);
+
+    if (start < 1 || (size_t)start > len + 1)
+        return luaL_argerror(L, 2, "out of range");
+    lua_settop(L, 3);
+    return decode(L, s, len, (size_t)start - 1, lua_istable(L, 3) ? 3 : 0);
+}
+
+/* LuaJIT's type tag of FFI cdata (lj_obj.h), which lua.h does not name. */
+#define SER_TCDATA 10
+
+WEIR_API int weir_ser_decode_ptr(lua_State *L)
+{
+    const char *s = NULL;
+    lua_Integer len = luaL_checkinteger(L, 2);
+
+    if (lua_type(L, 1) == SER_TCDATA) {
+        /* a pointer cdata: lua_topointer gives the address of its value */
+        const char *const *pp = lua_topointer(L, 1);
+
+        s = pp != NULL ? *pp : NULL;
+    } else if (lua_islightuserdata(L, 1)) {
+        s = lua_touserdata(L, 1);
+    }
+    if (s == NULL && len != 0)
+        return luaL_argerror(L, 1, "pointer expected");
+    if (len < 0)
+        return luaL_argerror(L, 2, "negative length");
+    lua_settop(L, 3);
+    return decode(L, s != NULL ? s : "", (size_t)len, 0,
+                  lua_istable(L, 3) ? 3 : 0);
 }

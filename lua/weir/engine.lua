@@ -11,7 +11,7 @@
 -- States: queued, running, success, failed, up_for_retry, upstream_failed,
 -- skipped, cancelled.
 local ser = require("weir._ser")
-local decode_result = require("weir._native").ser_decode
+local encode_ud = require("weir._native").ser_encode_ud
 local executor = require("weir.executor")
 local util = require("weir.util")
 local pairs, ipairs, format, min, max, random = pairs, ipairs, string.format,
@@ -208,6 +208,14 @@ function M.run(o)
   local job_base = ser.encode({ kind = "attempt", run_id = run_id, pipeline = P.name,
                                 params = o.params, base_dir = P.base_dir, roots = o.roots,
                                 connections = o.connections })
+  -- a job part as a userdata: thousands of long strings that differ in a
+  -- few bytes are costly to intern (weir/ser.h); a string if need be
+  local function part(v)
+    local ud, n = encode_ud(v)
+    if ud then return ud, n end
+    local s = assert(ser.encode(v))
+    return s, #s
+  end
   local function build_job(t)
     local spec = t.spec
     local inputs
@@ -219,14 +227,15 @@ function M.run(o)
       end
     end
     if not t.job_task then
-      t.job_task = ser.encode({
+      t.job_task, t.job_task_n = part({
         fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
         chunkname = "=" .. P.file .. ":tasks." .. t.name, task = t.name,
         output_max = spec.output_max, log_max = spec.log_max,
       })
     end
-    return { job_base, t.job_task, ser.encode({ attempt = t.attempt, inputs = inputs,
-                                                seed = random(1, 2147483646) }) }
+    local own, own_n = part({ attempt = t.attempt, inputs = inputs,
+                              seed = random(1, 2147483646) })
+    return { job_base, t.job_task, own }, { #job_base, t.job_task_n, own_n }
   end
 
   -- An idle worker first. Queue a job behind a running one only when there
@@ -276,9 +285,9 @@ function M.run(o)
     -- the result won the race against a deadline kill: the kill now hits
     -- nothing of this task (see handle_exit)
     t.timed_out = nil
-    -- from a worker that ran user code: plain data only, through the C
-    -- decoder (never the Lua one, which the JIT compiles here)
-    local res = decode_result(ev.data)
+    -- from a worker that ran user code: decoded as plain data by the
+    -- executor (the C decoder, never the Lua one, which the JIT compiles)
+    local res = ev.result
     if type(res) ~= "table" then res = { status = "failed", error = "unreadable result" } end
     local fin = now()
     res.finished_at = fin
@@ -396,13 +405,14 @@ function M.run(o)
         local q = slots[s].queue
         if #q == 0 then slots[s].head_start = tnow end
         q[#q + 1] = t
-        sends[#sends + 1] = { s, t.spec.memory, build_job(t) }
+        local parts, sizes = build_job(t)
+        sends[#sends + 1] = { s, t.spec.memory, parts, sizes }
       end
     end
     if rq_head > rq_tail then ready, rq_head, rq_tail = {}, 1, 0 end
     store:commit()
     for _, m in ipairs(sends) do
-      local ok, err = exec:sendv(m[1], m[2], m[3])
+      local ok, err = exec:sendv(m[1], m[2], m[3], m[4])
       if not ok then error("executor: " .. tostring(err), 0) end
     end
     if view.tick then view.tick(self) end

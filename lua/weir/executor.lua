@@ -8,6 +8,7 @@
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local errors = require("weir.errors")
+local decode_ptr = require("weir._native").ser_decode_ptr
 
 local M = {}
 local Exec = {}
@@ -66,12 +67,15 @@ end
 local parts = ffi.new("const char *[8]")
 local lens = ffi.new("size_t[8]")
 
---- Queue a job made of up to 8 strings sent back to back (no Lua string
--- is built for the whole: many long, similar strings are costly to intern).
-function Exec:sendv(slot, cap, list)
+--- Queue a job made of up to 8 parts sent back to back: strings, or
+-- userdata from weir._native.ser_encode_ud with their length in sizes[i]
+-- (no Lua string is built for the whole: many long, similar strings are
+-- costly to intern).
+function Exec:sendv(slot, cap, list, sizes)
   for i = 1, #list do
-    parts[i - 1] = list[i]
-    lens[i - 1] = #list[i]
+    local x = list[i]
+    parts[i - 1] = x
+    lens[i - 1] = type(x) == "string" and #x or sizes[i]
   end
   local rc = C.weir_ffi_exec_sendv(self.h, slot, cap, parts, lens, #list, F.errbuf, F.errlen)
   if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
@@ -79,7 +83,9 @@ function Exec:sendv(slot, cap, list)
 end
 
 --- Wait up to timeout_ms for events. Returns an array of
--- { kind = "result"|"exit"|"signal", slot, pid, status, data }.
+-- { kind = "result"|"exit"|"signal", slot, pid, status, result }: result
+-- is what the worker sent, decoded as plain data where the executor read it
+-- (no Lua string is made of it), or nil when it could not be.
 function Exec:poll(timeout_ms)
   local rc = C.weir_ffi_exec_poll(self.h, timeout_ms, self.evs, MAX_EVENTS, self.nev,
                                   F.errbuf, F.errlen)
@@ -92,7 +98,7 @@ function Exec:poll(timeout_ms)
       kind = kind == C.WEIR_EV_RESULT and "result" or kind == C.WEIR_EV_EXIT and "exit"
              or "signal",
       slot = e.slot, pid = e.pid, status = e.status,
-      data = kind == C.WEIR_EV_RESULT and ffi.string(e.data, e.len) or nil,
+      result = kind == C.WEIR_EV_RESULT and decode_ptr(e.data, tonumber(e.len)) or nil,
     }
   end
   return out

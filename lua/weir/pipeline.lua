@@ -100,9 +100,9 @@ local function define_in_worker(exec, source, chunkname)
       if not evs then err = tostring(perr); break end
       for _, ev in ipairs(evs) do
         if ev.slot == 0 and ev.kind == "result" then
-          -- from a worker that ran user code: plain data only, through
-          -- the C decoder (never the Lua one, which the JIT compiles here)
-          result = native.ser_decode(ev.data)
+          -- from a worker that ran user code: decoded as plain data by
+          -- the executor (the C decoder, never the Lua one)
+          result = ev.result
           if type(result) ~= "table" then
             result = { status = "failed", error = chunkname:sub(2)
                        .. ": the worker loading it sent an unreadable result" }

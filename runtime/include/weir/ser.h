@@ -14,12 +14,24 @@
  *   has left under its memory cap: the caller then uses the Lua encoder,
  *   which handles it or says why not.
  *
+ * weir._native.ser_encode_ud(v) -> userdata, length | nil
+ *   The same bytes in a full userdata instead of a string. Lua interns
+ *   every string, and thousands of long strings that differ in a few bytes
+ *   (one job per task) can all land in a few hash chains: building 10,000
+ *   of them sometimes took half a second. A userdata is never interned;
+ *   the executor sends it as it is.
+ *
  * weir._native.ser_decode(s [, start [, array_mt]]) -> value, next_pos |
  *   nil, err | false
  *   false when s holds a tag only the Lua decoder knows (function, builtin,
  *   metatable) or nests deeper than 100. Tables that were sequences get
  *   array_mt when it is given. Input is untrusted: bounds, nesting and
  *   references are checked, and errors are returned, never raised.
+ *
+ * weir._native.ser_decode_ptr(ptr, len [, array_mt])
+ *   The same, from len bytes at ptr (an FFI pointer or a light userdata)
+ *   instead of a string: a worker's result is decoded where the executor
+ *   read it, without making a Lua string of it first.
  */
 #ifndef WEIR_SER_H
 #define WEIR_SER_H
@@ -29,6 +41,8 @@
 #include <lua.h>
 
 WEIR_API int weir_ser_encode(lua_State *L);
+WEIR_API int weir_ser_encode_ud(lua_State *L);
 WEIR_API int weir_ser_decode(lua_State *L);
+WEIR_API int weir_ser_decode_ptr(lua_State *L);
 
 #endif

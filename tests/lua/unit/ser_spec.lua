@@ -149,6 +149,26 @@ describe("weir._ser", function()
       assert.same({}, back)
     end)
 
+    it("encodes into a userdata, and decodes from a pointer", function()
+      local ffi = require("ffi")
+      local v = { a = 1, list = { "x", "y" } }
+      local ud, n = native.ser_encode_ud(v)
+      assert.equal("userdata", type(ud))
+      local s = native.ser_encode(v)
+      assert.equal(#s, n)
+      local p = ffi.cast("const char *", ud)
+      assert.equal(s, ffi.string(p, n))
+      local back, pos = native.ser_decode_ptr(p, n)
+      assert.same(v, back)
+      assert.equal(n + 1, pos)
+      -- cut short: an error, not a read past the end
+      local cut, err = native.ser_decode_ptr(p, n - 2)
+      assert.is_nil(cut)
+      assert.matches("serialised value", err, 1, true)
+      assert.has_error(function() native.ser_decode_ptr(nil, 3) end)
+      assert.is_nil(native.ser_encode_ud({ f = print }))
+    end)
+
     it("refuses forged input with an error, never a crash", function()
       local bad = {
         "", "x", "s5:abc", "s-1:", "s99999999999:", "d;", "d12", "dabc;", "t1;s1:a",
