@@ -40,6 +40,7 @@ typedef struct {
 
 struct weir_exec {
     int n;
+    int spin_armed; /* a job was queued since the last polling wait */
     slot_t *slots;
     char exe[PATH_MAX];
     char user[64];
@@ -453,6 +454,7 @@ WEIR_API int weir_ffi_exec_sendv(weir_exec *e, int32_t slot, uint64_t arg,
         s->out.len += lens[i];
     }
     s->inflight++;
+    e->spin_armed = 1;
     /* sent by the next poll: all the jobs of one engine step to a worker
      * then go in one system call */
     return WEIR_OK;
@@ -533,9 +535,10 @@ static int has_frame(const slot_t *s)
 
 /* While exactly one job is in flight (a chain, the serial parts of a DAG)
  * the supervisor first polls without sleeping (spin.h): the result of a
- * short task is then read without a wake-up. With more, the workers have
- * queued work and want the CPUs more than the supervisor needs to wait
- * less. */
+ * short task is then read without a wake-up. Once per job sent: a long
+ * task's broker requests also end a wait, and must not each buy another
+ * 200 us of polling. With more jobs in flight, the workers have queued
+ * work and want the CPUs more than the supervisor needs to wait less. */
 #define SPIN_US 200
 static weir_spin exec_spin;
 
@@ -570,8 +573,10 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         pfd[np++].events = POLLIN;
     }
     prc = 0;
-    if (busy == 1 && !ready && timeout_ms != 0)
+    if (busy == 1 && e->spin_armed && !ready && timeout_ms != 0) {
+        e->spin_armed = 0;
         prc = weir_spin_poll(&exec_spin, pfd, (nfds_t)np, SPIN_US);
+    }
     if (prc == 0)
         prc = poll(pfd, (nfds_t)np, ready ? 0 : timeout_ms);
     if (prc < 0 && errno != EINTR) {
@@ -633,6 +638,10 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
 
             close_slot(s);
             s->inflight = 0;
+            if (old <= 0) { /* a replacement that could not be started */
+                s->eof = 0;     /* stays inert: never kill(-1) */
+                continue;
+            }
             kill(old, SIGKILL); /* it may have closed fd 3 and lived on */
             waitpid(old, &st, 0);
             evs[k].kind = WEIR_EV_EXIT;

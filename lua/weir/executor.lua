@@ -8,7 +8,14 @@
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local errors = require("weir.errors")
-local decode_ptr = require("weir._native").ser_decode_ptr
+-- ser_decode_ptr reads any cdata as a pointer (C cannot tell cdata types
+-- apart): only ever give it the executor's own const char *
+local ser_decode_ptr = require("weir._native").ser_decode_ptr
+local char_ptr = ffi.typeof("const char *")
+local function decode_ptr(p, n)
+  assert(ffi.istype(char_ptr, p), "executor: result data is not a const char *")
+  return ser_decode_ptr(p, n)
+end
 
 local M = {}
 local Exec = {}

@@ -8,6 +8,7 @@
 #include "weir/spin.h"
 
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -39,13 +40,18 @@ int main(void)
     p.fd = sv[0];
     p.events = POLLIN;
 
-    /* nothing to read: polls for the whole budget, then 0 (unless other
-     * tests running beside this one made it back off early) */
-    t0 = mono_us();
-    CHECK_EQ_INT(weir_spin_poll(&s, &p, 1, 2000), 0);
-    took = mono_us() - t0;
-    CHECK(took >= 2000 || s.off > 0);
-    s.off = 0;
+    /* nothing to read: polls for the whole budget, then 0 (tests running
+     * beside this one may make it back off early: then try again) */
+    for (int i = 0; i < 20; i++) {
+        s.off = 0;
+        t0 = mono_us();
+        CHECK_EQ_INT(weir_spin_poll(&s, &p, 1, 2000), 0);
+        took = mono_us() - t0;
+        if (s.off == 0)
+            break;
+    }
+    CHECK_EQ_INT(s.off, 0);
+    CHECK(took >= 2000);
 
     /* something to read: at once */
     CHECK_EQ_INT(write(sv[1], "x", 1), 1);
@@ -64,6 +70,9 @@ int main(void)
     CHECK_EQ_INT(sched_setaffinity(0, sizeof one, &one), 0);
     hog = fork();
     if (hog == 0) {
+        /* never outlive the test, whatever happens to it */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        alarm(10);
         for (;;) {
         }
     }

@@ -29,7 +29,9 @@
  *   references are checked, and errors are returned, never raised.
  *
  * weir._native.ser_decode_ptr(ptr, len [, array_mt])
- *   The same, from len bytes at ptr (an FFI pointer or a light userdata)
+ *   The same, from len bytes at ptr (a light userdata, or an FFI
+ *   `const char *`: any other cdata is read as if it held one, since C
+ *   cannot tell cdata types apart, so callers check with ffi.istype)
  *   instead of a string: a worker's result is decoded where the executor
  *   read it, without making a Lua string of it first.
  */
