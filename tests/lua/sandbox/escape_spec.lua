@@ -114,7 +114,9 @@ end)
 
 -- This LuaJIT's JIT compiler crashes (SIGSEGV) on this plain Lua loop after
 -- about 10,000 iterations; the interpreter runs it fine. Task code must
--- never be compiled (ADR 9), before or after it moves data.
+-- never be compiled (ADR 9), before or after it moves data. The loop is a
+-- copy of weir._ser's decoder fed random strings, kept as it was found: a
+-- task cannot require the library, and the copy must not change with it.
 describe("the JIT compiler", function()
   local LOOP = [[
     local byte, sub, find = string.byte, string.sub, string.find
