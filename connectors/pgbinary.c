@@ -125,16 +125,6 @@ static inline void wr64(char *p, uint64_t v)
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int expected(lua_State *L, int idx, const char *what, uint32_t oid,
-                    char *err, size_t errlen)
-{
-    char d[80];
-
-    weir_set_err(err, errlen, "expected %s for %s, got %s", what, tname(oid),
-                 describe(L, idx, d, sizeof d));
-    return WEIR_EINVAL;
-}
-
 /* WEIR_EAGAIN: the value is fine for text COPY, not for us. */
 static int fallback(lua_State *L, int idx, uint32_t oid, const char *why,
                     char *err, size_t errlen)

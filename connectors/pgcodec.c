@@ -1698,8 +1698,8 @@ const char *describe(lua_State *L, int idx, char *buf, size_t n)
     return buf;
 }
 
-static int expected(lua_State *L, int idx, const char *what, uint32_t oid,
-                    char *err, size_t errlen)
+int expected(lua_State *L, int idx, const char *what, uint32_t oid,
+             char *err, size_t errlen)
 {
     char d[80];
 

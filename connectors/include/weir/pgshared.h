@@ -16,6 +16,7 @@
 #define decimal_ok weir_pg_decimal_ok
 #define describe weir_pg_describe
 #define excerpt weir_pg_excerpt
+#define expected weir_pg_expected
 #define hexval weir_pg_hexval
 #define no_memory weir_pg_no_memory
 #define parse_int64 weir_pg_parse_int64
@@ -33,6 +34,10 @@ int decimal_ok(const char *s, size_t len);
 const char *excerpt(char *dst, size_t dstlen, const char *s, size_t len);
 /* A short description of the Lua value at idx, for error messages. */
 const char *describe(lua_State *L, int idx, char *buf, size_t n);
+/* WEIR_EINVAL with "expected WHAT for TYPE, got ..." in err: the Lua value
+ * at idx does not fit a column of type oid. */
+int expected(lua_State *L, int idx, const char *what, uint32_t oid,
+             char *err, size_t errlen);
 /* The value of a hex digit, or -1. */
 int hexval(int c);
 /* WEIR_ENOMEM with "out of memory" in err. */
