@@ -134,17 +134,6 @@ local function child(base, key)
   return base .. "." .. key
 end
 
--- The line of the nearest path prefix the YAML decoder knows.
-local function line_for(lines, path)
-  if not lines then return nil end
-  local p = path
-  while true do
-    if lines[p] then return lines[p] end
-    if p == "" then return nil end
-    p = p:match("^(.*)[%.%[][^%.%[]*$") or ""
-  end
-end
-
 ---------------------------------------------------------------------------
 -- Reference expansion
 ---------------------------------------------------------------------------
@@ -719,7 +708,7 @@ function M.load(path, opts)
   end
   local function finish()
     local list = sorted_secrets(secrets)
-    for _, e in ipairs(errs) do e.line = e.line or line_for(lines, e.path) end
+    for _, e in ipairs(errs) do e.line = e.line or util.line_for(lines, e.path) end
     sort(errs, function(a, b)
       if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
       if a.path ~= b.path then return a.path < b.path end

@@ -135,17 +135,6 @@ local function define_in_worker(exec, source, chunkname)
   return data, result.lines, result.fns or {}
 end
 
--- The line of the nearest path prefix with a known line.
-local function line_for(lines, path)
-  if not lines then return nil end
-  local p = path
-  while true do
-    if lines[p] then return lines[p] end
-    if p == "" then return nil end
-    local cut = p:match("^(.*)[%.%[][^%.%[]*$")
-    p = cut or ""
-  end
-end
 
 local function is_array(t)
   return type(t) == "table" and getmetatable(t) == json.array_mt
@@ -430,7 +419,7 @@ function M.load(path, opts)
     if not seen[e.path] then seen[e.path] = true; errs[#errs + 1] = e end
   end
   if #errs > 0 then
-    for _, e in ipairs(errs) do e.line = e.line or line_for(lines, e.path) end
+    for _, e in ipairs(errs) do e.line = e.line or util.line_for(lines, e.path) end
     sort(errs, function(a, b)
       if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
       if a.path ~= b.path then return a.path < b.path end

@@ -107,4 +107,17 @@ function M.show(v, n)
   return t
 end
 
+--- The line of path in lines (path -> line, as validation errors and the
+-- YAML decoder give them), or of its nearest prefix that has one
+-- ("tasks.a.retries" -> "tasks.a" -> "tasks" -> ""); nil when none has.
+function M.line_for(lines, path)
+  if not lines then return nil end
+  local p = path
+  while true do
+    if lines[p] then return lines[p] end
+    if p == "" then return nil end
+    p = p:match("^(.*)[%.%[][^%.%[]*$") or ""
+  end
+end
+
 return M
