@@ -27,7 +27,8 @@ local function blame_user(msg, e, fn)
   if type(e) ~= "string" then return msg end
   -- already placed in the task's file (the library's error level did it,
   -- or ctx.fail); chunk names may hold spaces and colons ("f.yaml:tasks.a")
-  local own = getinfo(fn, "S").short_src
+  local fi = getinfo(fn, "S")
+  local own = fi.short_src
   if sub(msg, 1, #own + 1) == own .. ":" then return msg end
   local where, from_trusted = nil, false
   for level = 2, 60 do
@@ -44,9 +45,7 @@ local function blame_user(msg, e, fn)
     end
   end
   if not from_trusted then return msg end
-  if not where then
-    where = own .. ":" .. getinfo(fn, "S").linedefined .. ": "
-  end
+  where = where or own .. ":" .. fi.linedefined .. ": "
   return where .. (gsub(msg, "^weir/[%w_/]+%.lua:%d+: ", "", 1))
 end
 
