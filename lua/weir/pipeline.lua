@@ -68,57 +68,76 @@ local function abspath(path)
 end
 M.abspath = abspath
 
+-- The definition phase as a machine for weir.engine.drive (the loop the
+-- engine's runs use): one `define` job on slot 0, its result, or the
+-- worker's death, a signal, or the deadline (the worker is killed and its
+-- exit awaited, so the pool is clean afterwards).
+local Define = {}
+Define.__index = Define
+
+function Define:step(evs)
+  local mono = self.mono
+  if not self.deadline then
+    self.deadline = mono() + M.DEFINE_TIMEOUT_MS
+    return { { 0, M.DEFINE_MEMORY, { self.payload }, { #self.payload } } }
+  end
+  local name = self.chunkname:sub(2)
+  for _, ev in ipairs(evs) do
+    if self.killed then
+      if ev.kind == "exit" then self.reaped = true end
+    elseif ev.slot == 0 and ev.kind == "result" then
+      -- from a worker that ran user code: decoded as plain data by the
+      -- executor (the C decoder, never the Lua one)
+      local result = ev.result
+      if type(result) ~= "table" then
+        result = { status = "failed",
+                   error = name .. ": the worker loading it sent an unreadable result" }
+      end
+      self.result = result
+      return {}
+    elseif ev.slot == 0 and ev.kind == "exit" then
+      self.err = format("%s: the worker loading it died (status %d)", name, ev.status)
+      return {}
+    elseif ev.kind == "signal" then
+      self.err = format("%s: loading interrupted by signal %d", name, ev.status)
+      M.interrupted = ev.status
+      return {}
+    end
+  end
+  if not self.killed and mono() >= self.deadline then
+    self.exec:kill(0)
+    self.killed, self.reap_until = true, mono() + 10000
+    self.err = format("%s: loading took longer than %s (killed)", name,
+                      util.human_duration(M.DEFINE_TIMEOUT_MS / 1000))
+  end
+  return {}
+end
+
+function Define:done()
+  if self.killed then return self.reaped or self.mono() >= self.reap_until end
+  return self.result ~= nil or self.err ~= nil
+end
+
+function Define:wait_ms()
+  if self.killed then return 100 end
+  return math.max(0, math.min(self.deadline - self.mono(), 1000))
+end
+
 -- Evaluate a Lua pipeline in a worker; returns data, lines or nil, err.
 local function define_in_worker(exec, source, chunkname)
+  local executor = require("weir.executor")
   local own = false
   if not exec then
-    local e, err = require("weir.executor").new({ workers = 1 })
+    local e, err = executor.new({ workers = 1 })
     if not e then return nil, tostring(err) end
     exec, own = e, true
   end
-  local payload = ser.encode({ kind = "define", source = source, chunkname = chunkname })
-  local ok, err = exec:send(0, M.DEFINE_MEMORY, payload)
-  local result
-  if ok then
-    local deadline = require("weir.executor").mono() + M.DEFINE_TIMEOUT_MS
-    while not result do
-      local left = deadline - require("weir.executor").mono()
-      if left <= 0 then
-        exec:kill(0)
-        err = format("%s: loading took longer than %s (killed)", chunkname:sub(2),
-                     util.human_duration(M.DEFINE_TIMEOUT_MS / 1000))
-        -- collect the exit event so the pool is clean
-        for _ = 1, 100 do
-          local evs = exec:poll(100) or {}
-          local done = false
-          for _, ev in ipairs(evs) do if ev.kind == "exit" then done = true end end
-          if done then break end
-        end
-        break
-      end
-      local evs, perr = exec:poll(math.min(left, 1000))
-      if not evs then err = tostring(perr); break end
-      for _, ev in ipairs(evs) do
-        if ev.slot == 0 and ev.kind == "result" then
-          -- from a worker that ran user code: decoded as plain data by
-          -- the executor (the C decoder, never the Lua one)
-          result = ev.result
-          if type(result) ~= "table" then
-            result = { status = "failed", error = chunkname:sub(2)
-                       .. ": the worker loading it sent an unreadable result" }
-          end
-        elseif ev.slot == 0 and ev.kind == "exit" then
-          err = format("%s: the worker loading it died (status %d)", chunkname:sub(2), ev.status)
-          break
-        elseif ev.kind == "signal" then
-          err = format("%s: loading interrupted by signal %d", chunkname:sub(2), ev.status)
-          M.interrupted = ev.status
-          break
-        end
-      end
-      if err then break end
-    end
-  end
+  local m = setmetatable({ exec = exec, chunkname = chunkname, mono = executor.mono,
+                           payload = ser.encode({ kind = "define", source = source,
+                                                  chunkname = chunkname }) }, Define)
+  local ok, perr = pcall(require("weir.engine").drive, m, exec)
+  local result, err = m.result, m.err
+  if not ok then err = tostring(perr) end
   if own then exec:close() end
   if not result then return nil, err end
   if result.status ~= "success" then
