@@ -31,6 +31,7 @@ build = {
     ["weir.redis"] = "lua/weir/redis.lua",
     ["weir.regex"] = "lua/weir/regex.lua",
     ["weir.sandbox"] = "lua/weir/sandbox.lua",
+    ["weir.run"] = "lua/weir/run.lua",
     ["weir.schema"] = "lua/weir/schema.lua",
     ["weir.store"] = "lua/weir/store/init.lua",
     ["weir.store.postgres"] = "lua/weir/store/postgres.lua",

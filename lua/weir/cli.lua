@@ -93,125 +93,10 @@ local function parse(args, spec)
   return o, pos
 end
 
-local home_dir
-local function home()
-  if home_dir then return home_dir end
-  local h = os.getenv("WEIR_HOME")
-  if not h or h == "" then h = ".weir" end
-  -- mkdir -p, without a shell (trusted side: the calls go straight to the OS)
-  local C, F = require("weir._ffi").C, require("weir._ffi")
-  local abs = pipeline.abspath(h)
-  local acc = ""
-  for part in abs:gmatch("[^/]+") do
-    acc = acc .. "/" .. part
-    C.weir_ffi_file_mkdir(acc, F.errbuf, F.errlen)
-  end
-  home_dir = h
-  return h
-end
-
--- The store: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf, or
--- the weir.yaml found here when the command loads no configuration), else
--- WEIR_HOME/weir.db.
-local function open_store(conf)
-  local url = os.getenv("WEIR_METADATA_URL")
-  if not url or url == "" then
-    local cfg = conf and conf.cfg
-    if not conf then
-      local ok, c = pcall(require("weir.config").open, {})
-      cfg = ok and c or nil
-    end
-    url = cfg and cfg.metadata_url
-  end
-  local store, err = require("weir.store").open(home(), url)
-  if not store then
-    eprintf("weir: cannot open the metadata store: %s\n", tostring(err))
-    return nil
-  end
+local function open_store()
+  local store, err = require("weir.run").open_store()
+  if not store then eprintf("weir: %s\n", err) end
   return store
-end
-
-local function roots_for(dir)
-  local roots = { dir }
-  for r in (os.getenv("WEIR_ROOTS") or ""):gmatch("[^:]+") do
-    roots[#roots + 1] = pipeline.abspath(r)
-  end
-  return roots
-end
-
-local function default_workers()
-  return require("weir._ffi").C.weir_ffi_ncpu()
-end
-
--- weir.yaml: its connections for the workers (host names resolved here,
--- so workers never need DNS; hostaddr is what they connect to), the
--- endpoints workers may reach, and the redaction of its secrets.
-local function load_config(o)
-  local config = require("weir.config")
-  local cfg, errs = config.open({ path = o.config })
-  if not cfg then
-    if type(errs) == "table" then
-      for _, e in ipairs(errs) do eprintf("%s\n", e) end
-    else
-      eprintf("weir: %s\n", tostring(errs))
-    end
-    return nil
-  end
-  local F = require("weir._ffi")
-  local buf = F.ffi.new("char[1024]")
-  local conns, endpoints = {}, {}
-  for name, c in pairs(cfg.connections or {}) do
-    local copy = {}
-    for k, v in pairs(c) do copy[k] = v end
-    local rc = F.C.weir_ffi_net_resolve(c.host, c.port, buf, 1024, F.errbuf, F.errlen)
-    if rc == 0 then
-      local first
-      for ep in F.ffi.string(buf):gmatch("[^\n]+") do
-        endpoints[#endpoints + 1] = ep
-        first = first or ep:match("^%[(.*)%]:%d+$") or ep:match("^(.*):%d+$")
-      end
-      copy.hostaddr = first
-    else
-      -- left unresolved: the connection fails in the task, with this reason
-      copy.hostaddr = nil
-      copy.resolve_error = F.errmsg()
-    end
-    conns[name] = copy
-  end
-  local breakers = require("weir.breaker")
-  local fd = breakers.open(pipeline.abspath(home()) .. "/breakers")
-  -- workers load libpq before their seccomp filter only when some task may
-  -- need it (pq.h)
-  local preload = 0
-  for _, c in pairs(conns) do
-    if c.type == "postgres" then preload = tonumber(F.C.WEIR_PRELOAD_LIBPQ) end
-  end
-  for _, sec in ipairs(config.secrets(cfg)) do
-    if #sec < 4 then
-      eprintf("weir: warning: a secret of %s is shorter than 4 characters; every "
-              .. "occurrence of it in errors, logs and outputs will show as ***\n",
-              cfg.file or "weir.yaml")
-    end
-  end
-  return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
-           preload = preload, redact = config.redactor(cfg) }
-end
-
-local function new_exec(workers, roots, conf)
-  conf = conf or {}
-  local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
-  if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
-  local deny = { pipeline.abspath(home()) }
-  local url = os.getenv("WEIR_METADATA_URL")
-  local db = url and url:match("^sqlite:(.+)$")
-  if db then deny[2] = util.dirname(pipeline.abspath(db)) end
-  return require("weir.executor").new({
-    workers = workers, roots = roots, deny = deny,
-    user = os.getenv("WEIR_WORKER_USER"),
-    endpoints = conf.endpoints, shared_fd = conf.breaker_fd, preload = conf.preload,
-    -- the Lua cap does not see C-side buffers: bound the whole process too
-    rlimit_as = as,
-  })
 end
 
 local function print_errors(errs)
@@ -238,8 +123,7 @@ local function announce(o, what, run_id, name)
   end
 end
 
-local function summary(store, run_id, status, e)
-  local tasks = store:tasks(run_id)
+local function summary(tasks, run_id, status, e)
   local c = {}
   for _, t in ipairs(tasks) do c[t.state] = (c[t.state] or 0) + 1 end
   local parts = {}
@@ -266,36 +150,28 @@ local function exit_code(status, e)
   return 1
 end
 
-local function execute(P, store, o, run_id, resume_tasks, params)
-  local roots = roots_for(P.base_dir)
-  local exec, err = o.exec
-  if not exec then
-    exec, err = new_exec(o.workers or default_workers(), roots, o.conf)
-    if not exec then eprintf("weir: cannot start workers: %s\n", tostring(err)); return 3 end
-  end
-  local view = require("weir.view").new(view_mode(o))
-  local ok, status, e = pcall(require("weir.engine").run, {
-    P = P, store = store, exec = exec, run_id = run_id, params = params, roots = roots,
-    resume = resume_tasks ~= nil, resume_tasks = resume_tasks, only = o.only, from = o.from,
-    view = view, connections = o.conf and o.conf.connections,
-    redact = o.conf and o.conf.redact,
-  })
-  exec:close()
+-- Prepare and execute a run object (weir.run), printing as it goes.
+local function drive(r, o, cmd)
+  local ok, err = r:prepare()
   if not ok then
-    eprintf("weir: run %s stopped: %s\n", run_id,
-            (o.conf and o.conf.redact or tostring)(tostring(status)))
-    pcall(function()
-      store:rollback()
-      store:begin()
-      local redact = o.conf and o.conf.redact or tostring
-      store:update_run(run_id, { status = "failed", error = redact(tostring(status)),
-                                 finished_at = require("weir.executor").now() })
-      store:commit()
-    end)
-    return 3
+    if err.located then
+      eprintf("%s\n", err.message)
+    else
+      eprintf("%s: %s\n", cmd, err.message)
+    end
+    r:close()
+    return err.exit
   end
-  if not o.quiet and o["log-format"] ~= "json" then summary(store, run_id, status, e) end
-  return exit_code(status, e)
+  announce(o, r.resumed and "resumed" or "started", r.id, r.P.name)
+  local status, xerr = r:execute(require("weir.view").new(view_mode(o)))
+  if not status then
+    eprintf("%s: %s\n", cmd, xerr.message)
+    r:close()
+    return xerr.exit
+  end
+  if not o.quiet and o["log-format"] ~= "json" then summary(r:tasks(), r.id, status, r.engine) end
+  r:close()
+  return exit_code(status, r)
 end
 
 local commands = {}
@@ -315,44 +191,10 @@ function commands.run(args)
   if o["log-format"] and o["log-format"] ~= "json" and o["log-format"] ~= "text" then
     eprintf("weir run: --log-format must be text or json\n"); return 2
   end
-  require("weir.executor").signal_install()
-  o.conf = load_config(o)
-  if not o.conf then return 1 end
-  local dir = util.dirname(pipeline.abspath(pos[1]))
-  local exec, eerr = new_exec(o.workers or default_workers(), roots_for(dir), o.conf)
-  if not exec then eprintf("weir: cannot start workers: %s\n", tostring(eerr)); return 3 end
-  local P, errs = pipeline.load(pos[1], { exec = exec })
-  if not P then
-    exec:close()
-    print_errors(errs)
-    if pipeline.interrupted then return pipeline.interrupted == 15 and 143 or 130 end
-    return 1
-  end
-  for _, flag in ipairs({ "only", "from" }) do
-    if o[flag] and not P.tasks[o[flag]] then
-      exec:close()
-      eprintf("weir run: --%s: unknown task %q\n", flag, o[flag]); return 2
-    end
-  end
-  local params, perr = pipeline.resolve_params(P, o.params)
-  if not params then exec:close(); eprintf("weir run: %s\n", perr); return 2 end
-  local store = open_store(o.conf)
-  if not store then exec:close(); return 3 end
-  local now = require("weir.executor").now()
-  local vid, pid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
-  local run_id = require("weir.engine").new_run_id()
-  store:begin()
-  store:create_run({ id = run_id, pipeline_id = pid, version_id = vid, status = "queued",
-                     params = json.encode(params), created_at = now,
-                     options = json.encode({ workers = o.workers, only = o.only,
-                                             from = o.from }),
-                     supervisor_pid = require("weir.executor").getpid() })
-  store:commit()
-  announce(o, "started", run_id, P.name)
-  o.exec = exec
-  local rc = execute(P, store, o, run_id, nil, params)
-  store:close()
-  return rc
+  return drive(require("weir.run").new({
+    file = pos[1], params = o.params, workers = o.workers, only = o.only, from = o.from,
+    config = o.config, warn = function(m) eprintf("%s\n", m) end,
+  }), o, "weir run")
 end
 
 function commands.validate(args)
@@ -479,61 +321,9 @@ function commands.resume(args)
   local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag",
                                config = "string" })
   if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
-  o.conf = load_config(o)
-  if not o.conf then return 1 end
-  local store = open_store(o.conf)
-  if not store then return 3 end
-  -- check and claim the run in one write transaction, so two resumes
-  -- cannot both take it over (on PostgreSQL, a supervisor on another host
-  -- holding the run refuses the claim)
-  store:begin()
-  local okr, run = pcall(store.run, store, pos[1])
-  if not okr then
-    pcall(store.rollback, store); store:close()
-    eprintf("weir resume: cannot claim run %s: %s\n", pos[1], tostring(run)); return 3
-  end
-  if not run then store:rollback(); store:close(); eprintf("weir resume: no run %q\n", pos[1]); return 3 end
-  if run.status == "success" then
-    store:rollback(); store:close(); eprintf("weir resume: run %s already succeeded\n", run.id); return 0
-  end
-  local ex = require("weir.executor")
-  if run.status == "running" and run.supervisor_pid and run.supervisor_pid ~= ex.getpid()
-     and ex.pid_alive(run.supervisor_pid) then
-    store:rollback()
-    store:close()
-    eprintf("weir resume: run %s is still running (supervisor pid %d)\n", run.id,
-            run.supervisor_pid)
-    return 3
-  end
-  local okc, cerr = pcall(function()
-    store:update_run(run.id, { status = "running", supervisor_pid = ex.getpid() })
-    store:commit()
-  end)
-  if not okc then
-    pcall(store.rollback, store); store:close()
-    eprintf("weir resume: cannot claim run %s: %s\n", run.id, tostring(cerr)); return 3
-  end
-  local v = store:version(run.version_id)
-  require("weir.executor").signal_install()
-  local P, errs = pipeline.load(v.path, { source = v.source, kind = v.kind })
-  if not P then store:close(); print_errors(errs); return 1 end
-  local options = json.decode(run.options) or {}
-  o.workers = o.workers or options.workers
-  o.only, o.from = options.only, options.from
-  -- attempts that were running when the supervisor stopped are lost
-  store:begin()
-  for _, a in ipairs(store:attempts(run.id)) do
-    if a.status == "running" then
-      store:update_attempt(run.id, a.task, a.attempt, {
-        status = "lost", error = "the supervisor stopped during this attempt",
-        finished_at = ex.now() })
-    end
-  end
-  store:commit()
-  announce(o, "resumed", run.id, P.name)
-  local rc = execute(P, store, o, run.id, store:tasks(run.id), json.decode(run.params))
-  store:close()
-  return rc
+  return drive(require("weir.run").resume(pos[1], {
+    workers = o.workers, config = o.config, warn = function(m) eprintf("%s\n", m) end,
+  }), o, "weir resume")
 end
 
 --- weir health: the metadata store, then each connection of weir.yaml:
@@ -541,8 +331,9 @@ end
 function commands.health(args)
   local o, pos = parse(args, { config = "string", json = "flag" })
   if not o or #pos ~= 0 then eprintf("usage: weir health [--config FILE] [--json]\n"); return 2 end
-  local conf = load_config(o)
-  if not conf then return 1 end
+  local run = require("weir.run")
+  local conf, cerr = run.config(o.config, function(m) eprintf("%s\n", m) end)
+  if not conf then eprintf("%s\n", cerr); return 1 end
   local ex = require("weir.executor")
   local checks, failed = {}, false
   local function check(kind, name, describe, fn)
@@ -557,9 +348,9 @@ function commands.health(args)
   end
   local murl = os.getenv("WEIR_METADATA_URL") or conf.cfg.metadata_url
   local where = (murl and murl ~= "") and require("weir.config").redact(conf.cfg, murl)
-                or "WEIR_HOME " .. home()
+                or "WEIR_HOME " .. run.home()
   check("metadata", "store", where, function()
-    local store, err = require("weir.store").open(home(), murl)
+    local store, err = require("weir.store").open(run.home(), murl)
     if not store then error(tostring(err), 0) end
     store:runs(1)
     store:close()

@@ -1,0 +1,317 @@
+-- weir.run: one run of a pipeline, from its configuration to its final
+-- status. The run object owns what a run needs, in order: the
+-- configuration (weir.yaml: connections resolved for the workers,
+-- breakers, redaction), the worker pool, the definition phase and the
+-- validation of the pipeline, its parameters, the store record, the
+-- engine, the final status (or the record of why the run stopped) and
+-- resume. The command line only parses arguments and prints; a service
+-- can hold many of these.
+--
+--   local r = run.new({ file = "p.lua", params = { day = "2026-01-01" } })
+--   local ok, err = r:prepare()   -- err: { exit = N, message = text }
+--   local status = r:execute(view)
+--   r:close()
+--
+-- Every failure comes back as nil, err with err.exit the exit code the
+-- command line uses (1 invalid pipeline or configuration, 2 bad request,
+-- 3 store, run or workers not available, 130/143 interrupted),
+-- err.message the text to show (one or more lines, no secret) and
+-- err.located when each line already names its file.
+local pipeline = require("weir.pipeline")
+local executor = require("weir.executor")
+local engine = require("weir.engine")
+local json = require("weir.json")
+local util = require("weir.util")
+local format, concat = string.format, table.concat
+
+local M = {}
+
+local Run = {}
+Run.__index = Run
+
+local function fail(exit, message, ...)
+  return nil, { exit = exit, message = select("#", ...) > 0 and format(message, ...) or message }
+end
+
+-- errors of a file, each line already says where (file:line: path: ...)
+local function fail_list(exit, text)
+  return nil, { exit = exit, message = text, located = true }
+end
+
+local home_dir
+--- WEIR_HOME (default ./.weir), created if missing.
+function M.home()
+  if home_dir then return home_dir end
+  local h = os.getenv("WEIR_HOME")
+  if not h or h == "" then h = ".weir" end
+  -- mkdir -p, without a shell (trusted side: the calls go straight to the OS)
+  local F = require("weir._ffi")
+  local acc = ""
+  for part in pipeline.abspath(h):gmatch("[^/]+") do
+    acc = acc .. "/" .. part
+    F.C.weir_ffi_file_mkdir(acc, F.errbuf, F.errlen)
+  end
+  home_dir = h
+  return h
+end
+
+--- The store: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf, or
+-- the weir.yaml found here when no configuration was loaded), else
+-- WEIR_HOME/weir.db. Returns the store, or nil, message.
+function M.open_store(conf)
+  local url = os.getenv("WEIR_METADATA_URL")
+  if not url or url == "" then
+    local cfg = conf and conf.cfg
+    if not conf then
+      local ok, c = pcall(require("weir.config").open, {})
+      cfg = ok and c or nil
+    end
+    url = cfg and cfg.metadata_url
+  end
+  local store, err = require("weir.store").open(M.home(), url)
+  if not store then return nil, "cannot open the metadata store: " .. tostring(err) end
+  return store
+end
+
+--- weir.yaml (path, else WEIR_CONFIG, else ./weir.yaml): its connections
+-- for the workers (host names resolved here, so workers never need DNS;
+-- hostaddr is what they connect to), the endpoints workers may reach, the
+-- breaker table, the libraries workers preload, and the redaction of its
+-- secrets. warn(message) hears about weak secrets. Returns conf, or nil,
+-- message (every error of the file, one per line).
+function M.config(path, warn)
+  local config = require("weir.config")
+  local cfg, errs = config.open({ path = path })
+  if not cfg then
+    if type(errs) == "table" then return nil, concat(errs, "\n") end
+    return nil, "weir: " .. tostring(errs)
+  end
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("char[1024]")
+  local conns, endpoints = {}, {}
+  for name, c in pairs(cfg.connections or {}) do
+    local copy = {}
+    for k, v in pairs(c) do copy[k] = v end
+    local rc = F.C.weir_ffi_net_resolve(c.host, c.port, buf, 1024, F.errbuf, F.errlen)
+    if rc == 0 then
+      local first
+      for ep in F.ffi.string(buf):gmatch("[^\n]+") do
+        endpoints[#endpoints + 1] = ep
+        first = first or ep:match("^%[(.*)%]:%d+$") or ep:match("^(.*):%d+$")
+      end
+      copy.hostaddr = first
+    else
+      -- left unresolved: the connection fails in the task, with this reason
+      copy.hostaddr = nil
+      copy.resolve_error = F.errmsg()
+    end
+    conns[name] = copy
+  end
+  local fd = require("weir.breaker").open(pipeline.abspath(M.home()) .. "/breakers")
+  -- workers load libpq before their seccomp filter only when some task may
+  -- need it (pq.h)
+  local preload = 0
+  for _, c in pairs(conns) do
+    if c.type == "postgres" then preload = tonumber(F.C.WEIR_PRELOAD_LIBPQ) end
+  end
+  for _, sec in ipairs(config.secrets(cfg)) do
+    if #sec < 4 and warn then
+      warn(format("weir: warning: a secret of %s is shorter than 4 characters; every "
+                  .. "occurrence of it in errors, logs and outputs will show as ***",
+                  cfg.file or "weir.yaml"))
+    end
+  end
+  return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
+           preload = preload, redact = config.redactor(cfg) }
+end
+
+-- The folders tasks may reach: the pipeline's own and WEIR_ROOTS.
+local function roots_for(dir)
+  local roots = { dir }
+  for r in (os.getenv("WEIR_ROOTS") or ""):gmatch("[^:]+") do
+    roots[#roots + 1] = pipeline.abspath(r)
+  end
+  return roots
+end
+
+-- The worker pool of a run: weir's home (and a sqlite: store's folder)
+-- stays out of the workers' reach even inside a root.
+local function new_exec(workers, roots, conf)
+  local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
+  if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
+  local deny = { pipeline.abspath(M.home()) }
+  local url = os.getenv("WEIR_METADATA_URL")
+  local db = url and url:match("^sqlite:(.+)$")
+  if db then deny[2] = util.dirname(pipeline.abspath(db)) end
+  return executor.new({
+    workers = workers or require("weir._ffi").C.weir_ffi_ncpu(), roots = roots, deny = deny,
+    user = os.getenv("WEIR_WORKER_USER"),
+    endpoints = conf.endpoints, shared_fd = conf.breaker_fd, preload = conf.preload,
+    -- the Lua cap does not see C-side buffers: bound the whole process too
+    rlimit_as = as,
+  })
+end
+
+--- A new run of the pipeline in o.file. o: params (name -> string, as
+-- given on the command line), workers, only / from (task names), config
+-- (weir.yaml path), warn(message). Nothing happens before prepare().
+function M.new(o)
+  return setmetatable({ o = o, file = o.file, warn = o.warn }, Run)
+end
+
+--- Take over an interrupted run (weir resume). o: workers, config, warn.
+function M.resume(run_id, o)
+  return setmetatable({ o = o, id = run_id, resumed = true, warn = o.warn }, Run)
+end
+
+-- Load the pipeline with the run's own pool (started first: a Lua file is
+-- evaluated by a worker), from its file or a stored source.
+local function define(self, path, workers, source, kind)
+  local exec, err = new_exec(workers, roots_for(util.dirname(pipeline.abspath(path))),
+                             self.conf)
+  if not exec then return fail(3, "cannot start workers: %s", tostring(err)) end
+  self.exec = exec
+  local P, errs = pipeline.load(path, { exec = exec, source = source, kind = kind })
+  if not P then
+    local code = pipeline.interrupted and (pipeline.interrupted == 15 and 143 or 130) or 1
+    return fail_list(code, pipeline.format_errors(errs))
+  end
+  self.P = P
+  return P
+end
+
+local function prepare_new(self)
+  local o = self.o
+  local P, err = define(self, self.file, o.workers)
+  if not P then return nil, err end
+  for _, flag in ipairs({ "only", "from" }) do
+    if o[flag] and not P.tasks[o[flag]] then
+      return fail(2, "--%s: unknown task %q", flag, o[flag])
+    end
+  end
+  local params, perr = pipeline.resolve_params(P, o.params)
+  if not params then return fail(2, perr) end
+  self.params = params
+  local store, serr = M.open_store(self.conf)
+  if not store then return fail(3, serr) end
+  self.store = store
+  local now = executor.now()
+  local vid, pid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
+  self.id = engine.new_run_id()
+  self.only, self.from = o.only, o.from
+  store:begin()
+  store:create_run({ id = self.id, pipeline_id = pid, version_id = vid, status = "queued",
+                     params = json.encode(params), created_at = now,
+                     options = json.encode({ workers = o.workers, only = o.only,
+                                             from = o.from }),
+                     supervisor_pid = executor.getpid() })
+  store:commit()
+  return true
+end
+
+local function prepare_resume(self)
+  local store, serr = M.open_store(self.conf)
+  if not store then return fail(3, serr) end
+  self.store = store
+  -- check and claim the run in one write transaction, so two resumes
+  -- cannot both take it over (on PostgreSQL, a supervisor on another host
+  -- holding the run refuses the claim)
+  store:begin()
+  local okr, run = pcall(store.run, store, self.id)
+  if not okr then
+    pcall(store.rollback, store)
+    return fail(3, "cannot claim run %s: %s", self.id, tostring(run))
+  end
+  if not run then store:rollback(); return fail(3, "no run %q", self.id) end
+  if run.status == "success" then
+    store:rollback()
+    return fail(0, "run %s already succeeded", run.id)
+  end
+  if run.status == "running" and run.supervisor_pid and run.supervisor_pid ~= executor.getpid()
+     and executor.pid_alive(run.supervisor_pid) then
+    store:rollback()
+    return fail(3, "run %s is still running (supervisor pid %d)", run.id, run.supervisor_pid)
+  end
+  local okc, cerr = pcall(function()
+    store:update_run(run.id, { status = "running", supervisor_pid = executor.getpid() })
+    store:commit()
+  end)
+  if not okc then
+    pcall(store.rollback, store)
+    return fail(3, "cannot claim run %s: %s", run.id, tostring(cerr))
+  end
+  -- the source stored with the run's version, not the file as it is now
+  local v = store:version(run.version_id)
+  executor.signal_install()
+  local options = json.decode(run.options) or {}
+  local P, err = define(self, v.path, self.o.workers or options.workers, v.source, v.kind)
+  if not P then return nil, err end
+  self.only, self.from = options.only, options.from
+  self.params = json.decode(run.params)
+  -- attempts that were running when the supervisor stopped are lost
+  store:begin()
+  for _, a in ipairs(store:attempts(run.id)) do
+    if a.status == "running" then
+      store:update_attempt(run.id, a.task, a.attempt, {
+        status = "lost", error = "the supervisor stopped during this attempt",
+        finished_at = executor.now() })
+    end
+  end
+  store:commit()
+  return true
+end
+
+--- Everything before the engine: configuration, workers, the definition
+-- phase and validation, parameters, and the run recorded in the store (a
+-- new run) or claimed (a resumed one). Returns true, or nil, err.
+function Run:prepare()
+  if not self.resumed then executor.signal_install() end
+  local conf, cerr = M.config(self.o.config, self.warn)
+  if not conf then return fail_list(1, cerr) end
+  self.conf = conf
+  if self.resumed then return prepare_resume(self) end
+  return prepare_new(self)
+end
+
+--- Run the engine to the run's end. view: weir.view callbacks (optional).
+-- Returns the final status ("success", "failed" or "cancelled"; the
+-- signal that cancelled it is self.cancelled_by), or nil, err when the
+-- engine itself failed (the run is then recorded as failed, with why).
+function Run:execute(view)
+  local conf = self.conf
+  local ok, status, e = pcall(engine.run, {
+    P = self.P, store = self.store, exec = self.exec, run_id = self.id,
+    params = self.params, roots = roots_for(self.P.base_dir),
+    resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
+    only = self.only, from = self.from, view = view,
+    connections = conf.connections, redact = conf.redact,
+  })
+  self.exec:close()
+  self.exec = nil
+  if not ok then
+    local why = conf.redact(tostring(status))
+    local store = self.store
+    pcall(function()
+      store:rollback()
+      store:begin()
+      store:update_run(self.id, { status = "failed", error = why, finished_at = executor.now() })
+      store:commit()
+    end)
+    return fail(3, "run %s stopped: %s", self.id, why)
+  end
+  self.status, self.engine, self.cancelled_by = status, e, e.cancelled_by
+  return status
+end
+
+--- The run's tasks as recorded (after execute).
+function Run:tasks()
+  return self.store:tasks(self.id)
+end
+
+--- Stop the workers and close the store (safe twice).
+function Run:close()
+  if self.exec then self.exec:close(); self.exec = nil end
+  if self.store then self.store:close(); self.store = nil end
+end
+
+return M
