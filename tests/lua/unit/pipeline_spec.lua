@@ -1,0 +1,127 @@
+-- weir.pipeline: loading the three forms, the definition phase in a real
+-- worker (driven by weir.engine.drive), validation with paths and lines,
+-- and parameters.
+local pipeline = require("weir.pipeline")
+local executor = require("weir.executor")
+local H = require("helpers")
+
+describe("weir.pipeline.load", function()
+  local dir, exec
+  setup(function()
+    dir = H.tmpdir()
+    exec = assert(executor.new({ workers = 1, roots = { dir } }))
+  end)
+  teardown(function()
+    exec:close()
+    H.cleanup(dir)
+  end)
+
+  local function load(name, text, opts)
+    H.write(dir .. "/" .. name, text)
+    opts = opts or {}
+    opts.exec = opts.exec == nil and exec or opts.exec or nil
+    return pipeline.load(dir .. "/" .. name, opts)
+  end
+
+  it("evaluates a Lua file in a worker and applies defaults to every task", function()
+    local P = assert(load("p.lua", [[
+local n = 3
+return pipeline {
+  name = "p",
+  defaults = { retries = 2, timeout = "30s", memory = "16MB" },
+  tasks = {
+    a = task { run = function() return n end },
+    b = task { after = { "a" }, retries = 0, run = function(ctx) return ctx.inputs.a end },
+  },
+}
+]]))
+    assert.equal("p", P.name)
+    assert.equal("lua", P.kind)
+    assert.equal(2, P.tasks.a.retries)
+    assert.equal(0, P.tasks.b.retries)
+    assert.equal(30, P.tasks.a.timeout)
+    assert.equal(16 * 1024 * 1024, P.tasks.b.memory)
+    assert.same({ "a" }, P.tasks.b.after)
+    assert.equal("string", type(P.tasks.a.fn.blob))
+    assert.equal(dir, P.base_dir)
+    assert.equal(64, #P.hash)
+  end)
+
+  it("loads YAML with run as text and reports a syntax error in it", function()
+    local P = assert(load("p.yaml", "name: y\ntasks:\n  a:\n    run: 'return 1'\n"))
+    assert.equal("return 1", P.tasks.a.fn.src)
+    local _, errs = load("bad.yaml", "name: y\ntasks:\n  a:\n    run: 'return +'\n")
+    assert.equal("tasks.a.run", errs[1].path)
+  end)
+
+  it("collects every error with its path and line, in file order", function()
+    local P, errs = load("bad.lua", [[
+return pipeline {
+  name = "bad",
+  tasks = {
+    load = task { retries = "three", run = function() end },
+    x = task { after = { "extrct" }, run = function() end },
+    y = task { timeout = "soon", run = function() end },
+  },
+}
+]])
+    assert.is_nil(P)
+    local got = {}
+    for _, e in ipairs(errs) do got[#got + 1] = e.line .. " " .. e.path end
+    assert.same({ "4 tasks.load.retries", "5 tasks.x.after[1]", "6 tasks.y.timeout" }, got)
+    assert.matches('unknown task "extrct"', pipeline.format_errors(errs), 1, true)
+  end)
+
+  it("reports a dependency cycle", function()
+    local _, errs = load("cyc.json", '{"name":"c","tasks":{"x":{"after":["y"],"run":"return 1"},'
+                                     .. '"y":{"after":["x"],"run":"return 1"}}}')
+    assert.equal("tasks", errs[1].path)
+    assert.matches("dependency cycle", errs[1].message)
+  end)
+
+  it("kills a file that loads for too long, and the pool stays usable", function()
+    local saved = pipeline.DEFINE_TIMEOUT_MS
+    pipeline.DEFINE_TIMEOUT_MS = 300
+    local P, errs = load("slow.lua", "while true do end")
+    pipeline.DEFINE_TIMEOUT_MS = saved
+    assert.is_nil(P)
+    assert.matches("loading took longer than 300ms %(killed%)", errs[1].message)
+    assert.is_truthy(load("ok.lua", 'return pipeline { name = "ok", tasks = { a = task { '
+                          .. 'run = function() end } } }'))
+  end)
+
+  it("names the memory limit of the definition phase", function()
+    local _, errs = load("big.lua", "local t = {} for i = 1, 1e8 do t[i] = i end")
+    assert.matches("loading exceeded the memory limit of 64 MB", errs[1].message, 1, true)
+  end)
+
+  it("refuses an unknown file type and an unreadable file", function()
+    local _, errs = pipeline.load(dir .. "/x.txt")
+    assert.matches("unknown file type", errs[1].message)
+    _, errs = pipeline.load(dir .. "/missing.lua", { exec = exec })
+    assert.matches("cannot read", errs[1].message)
+  end)
+end)
+
+describe("weir.pipeline.resolve_params", function()
+  local P = { def = { params = {
+    day = { type = "string", default = "2026-01-01" },
+    n = { type = "integer", default = 3 },
+    mode = { type = "string", enum = { "full", "delta" }, default = "full" },
+  } } }
+
+  it("coerces overrides and fills defaults", function()
+    assert.same({ day = "x", n = 7, mode = "delta" },
+                pipeline.resolve_params(P, { day = "x", n = "7", mode = "delta" }))
+    assert.same({ day = "2026-01-01", n = 3, mode = "full" }, pipeline.resolve_params(P, {}))
+  end)
+
+  it("says what is wrong with a value", function()
+    assert.same({ nil, 'param "n": expected integer, got "7.5"' },
+                { pipeline.resolve_params(P, { n = "7.5" }) })
+    assert.same({ nil, 'param "mode": must be one of "full", "delta", got "x"' },
+                { pipeline.resolve_params(P, { mode = "x" }) })
+    local _, err = pipeline.resolve_params(P, { nope = "1" })
+    assert.matches('unknown param "nope"', err, 1, true)
+  end)
+end)
