@@ -22,6 +22,7 @@ build = {
     ["weir.cli"] = "lua/weir/cli.lua",
     ["weir.config"] = "lua/weir/config.lua",
     ["weir.db"] = "lua/weir/db.lua",
+    ["weir.document"] = "lua/weir/document.lua",
     ["weir.engine"] = "lua/weir/engine.lua",
     ["weir.errors"] = "lua/weir/errors.lua",
     ["weir.executor"] = "lua/weir/executor.lua",

@@ -15,14 +15,13 @@
 -- and as a separate field takes the separate field. A YAML null counts as
 -- absent, except for a connection itself.
 local json = require("weir.json")
-local schema = require("weir.schema")
+local document = require("weir.document")
 local util = require("weir.util")
 local pipeline = require("weir.pipeline")
-local native = require("weir._native")
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local format, find, sub, floor = string.format, string.find, string.sub, math.floor
 local sort, concat = table.sort, table.concat
-local getmetatable, setmetatable, pcall, error = getmetatable, setmetatable, pcall, error
+local getmetatable, setmetatable, error = getmetatable, setmetatable, error
 
 local M = {}
 
@@ -57,14 +56,6 @@ local RESERVED_OPTIONS = {
 local FILE_OPTIONS = { sslrootcert = true, sslcert = true, sslkey = true, sslcrl = true,
                        sslcrldir = true, passfile = true, service = true, servicefile = true }
 
-local validator
-local function get_validator()
-  if not validator then
-    local text = assert(native.resource("weir/schemas/config.schema.json"))
-    validator = assert(schema.compile(assert(json.decode(text))))
-  end
-  return validator
-end
 
 -- Secrets of each loaded config and of each of its connections, kept out
 -- of the tables themselves so dumping a config never dumps the list.
@@ -708,12 +699,7 @@ function M.load(path, opts)
   end
   local function finish()
     local list = sorted_secrets(secrets)
-    for _, e in ipairs(errs) do e.line = e.line or util.line_for(lines, e.path) end
-    sort(errs, function(a, b)
-      if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
-      if a.path ~= b.path then return a.path < b.path end
-      return a.message < b.message
-    end)
+    document.locate(errs, lines)
     local out, dup = { file = path }, {}
     for _, e in ipairs(errs) do
       local where = path .. (e.line and ":" .. e.line or "")
@@ -728,7 +714,7 @@ function M.load(path, opts)
     return nil, out
   end
 
-  local source, rerr = pipeline.read(path)
+  local source, rerr = document.read(path)
   if not source then
     -- io.open's message starts with the path itself
     local reason = tostring(rerr)
@@ -736,10 +722,10 @@ function M.load(path, opts)
     st.add("", "cannot read: " .. reason)
     return finish()
   end
-  local ok, doc, l = pcall(native.yaml_decode, source, path, json.array_mt, json.null)
-  if not ok then
+  local doc, l = document.decode(source, "yaml", path)
+  if doc == nil then
     -- the decoder quotes a scalar that does not match its tag; drop it
-    local msg = tostring(doc):gsub('value ".*" does not match tag', "value does not match tag")
+    local msg = l:gsub('value ".*" does not match tag', "value does not match tag")
     return nil, { file = path, mask_urls(msg) }
   end
   lines = l
@@ -785,15 +771,9 @@ function M.load(path, opts)
     end
   end
   unmark(doc)
-  local _, serrs = get_validator():validate(doc)
-  local seen = {}
-  for i = 1, #errs do seen[errs[i].path] = true end
+  local _, serrs = document.validator("weir/schemas/config.schema.json"):validate(doc)
   local structural = { required = true, additionalProperties = true, propertyNames = true }
-  for _, e in ipairs(serrs or {}) do
-    if not seen[e.path] or structural[e.keyword] then
-      errs[#errs + 1] = { path = e.path, message = e.message }
-    end
-  end
+  document.merge(errs, serrs, function(e) return structural[e.keyword] end)
   if #errs > 0 then return finish() end
 
   local list = sorted_secrets(secrets)

@@ -7,7 +7,7 @@
 -- are collected and reported at once, each with its path and, where known,
 -- the file line.
 local json = require("weir.json")
-local schema = require("weir.schema")
+local document = require("weir.document")
 local util = require("weir.util")
 local ser = require("weir._ser")
 local native = require("weir._native")
@@ -24,16 +24,7 @@ M.DEFAULTS = {
 }
 M.DEFINE_TIMEOUT_MS = tonumber(os.getenv("WEIR_LOAD_TIMEOUT") or "") or 10000
 M.DEFINE_MEMORY = 64 * 1024 * 1024
-
-local validator
-local function get_validator()
-  if not validator then
-    local text = assert(native.resource("weir/schemas/pipeline.schema.json"))
-    local doc = assert(json.decode(text))
-    validator = assert(schema.compile(doc))
-  end
-  return validator
-end
+local SCHEMA = "weir/schemas/pipeline.schema.json"
 
 --- SHA-256 hex digest of s.
 function M.sha256(s)
@@ -42,14 +33,7 @@ function M.sha256(s)
   return F.ffi.string(out, 64)
 end
 
---- Read a whole file (trusted side). Returns text or nil, err.
-function M.read(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+M.read = document.read
 
 local function kind_of(path)
   local ext = path:match("%.(%w+)$")
@@ -377,14 +361,10 @@ function M.load(path, opts)
       return fail({ { path = "", message = rest or msg, line = tonumber(ln) } })
     end
     def, lines, blobs = d, l, b
-  elseif kind == "yaml" then
-    local ok, v, l = pcall(native.yaml_decode, source, path, json.array_mt, json.null)
-    if not ok then return fail({ { path = "", message = tostring(v) } }) end
-    def, lines = v, l
   else
-    local v, err = json.decode(source)
-    if v == nil then return fail({ { path = "", message = tostring(err) } }) end
-    def = v
+    local v, l = document.decode(source, kind, path)
+    if v == nil then return fail({ { path = "", message = l } }) end
+    def, lines = v, l
   end
   if type(def) ~= "table" or is_array(def) then
     return fail({ { path = "", message = "expected a pipeline object at the top level" } })
@@ -425,27 +405,13 @@ function M.load(path, opts)
     end
   end
 
-  local _, serrs = get_validator():validate(def)
+  local _, serrs = document.validator(SCHEMA):validate(def)
   local own = {}
   semantic(def, own)
   -- one error per path: the semantic check's message is the clearer one
-  local seen = {}
-  for _, e in ipairs(errs) do seen[e.path] = true end
-  for _, e in ipairs(own) do
-    if not seen[e.path] then seen[e.path] = true; errs[#errs + 1] = e end
-  end
-  for _, e in ipairs(serrs or {}) do
-    if not seen[e.path] then seen[e.path] = true; errs[#errs + 1] = e end
-  end
-  if #errs > 0 then
-    for _, e in ipairs(errs) do e.line = e.line or util.line_for(lines, e.path) end
-    sort(errs, function(a, b)
-      if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
-      if a.path ~= b.path then return a.path < b.path end
-      return a.message < b.message
-    end)
-    return fail(errs)
-  end
+  document.merge(errs, own, nil, true)
+  document.merge(errs, serrs, nil, true)
+  if #errs > 0 then return fail(document.locate(errs, lines)) end
 
   local P = {
     name = def.name, def = def, fns = fns, lines = lines or {}, source = source,
