@@ -23,7 +23,7 @@ M.DEFAULTS = {
   log_max = 64 * 1024,
 }
 M.DEFINE_TIMEOUT_MS = tonumber(os.getenv("WEIR_LOAD_TIMEOUT") or "") or 10000
-M.DEFINE_MEMORY = 64 * 1024 * 1024
+M.DEFINE_MEMORY = 256 * 1024 * 1024
 local SCHEMA = "weir/schemas/pipeline.schema.json"
 
 --- SHA-256 hex digest of s.
@@ -143,37 +143,50 @@ local function is_array(t)
   return type(t) == "table" and getmetatable(t) == json.array_mt
 end
 
+-- A dependency cycle as "a -> b -> a" (dependency order), or nil. Depth
+-- first, with an explicit stack: a chain of 100,000 tasks is no deeper
+-- for it than a chain of two.
 local function detect_cycle(tasks, names)
-  local color, stack = {}, {}
-  local cycle
-  local function visit(n)
-    color[n] = 1
-    stack[#stack + 1] = n
+  local color, stack, next_dep = {}, {}, {}
+  local function deps(n)
     local t = tasks[n]
-    for _, d in ipairs(type(t) == "table" and type(t.after) == "table" and t.after or {}) do
-      if tasks[d] ~= nil then
-        if color[d] == 1 then
-          local from
-          for i, s in ipairs(stack) do if s == d then from = i end end
-          local path = {}
-          for i = from, #stack do path[#path + 1] = stack[i] end
-          path[#path + 1] = d
-          -- stack goes from dependant to dependency; show dependency order
-          local rev = {}
-          for i = #path, 1, -1 do rev[#rev + 1] = path[i] end
-          cycle = concat(rev, " -> ")
-          return true
-        elseif not color[d] then
-          if visit(d) then return true end
+    return type(t) == "table" and type(t.after) == "table" and t.after or {}
+  end
+  for _, root in ipairs(names) do
+    if not color[root] then
+      color[root] = 1
+      stack[1], next_dep[1] = root, 1
+      local top = 1
+      while top > 0 do
+        local n = stack[top]
+        local list = deps(n)
+        local i = next_dep[top]
+        local d = list[i]
+        if d == nil then
+          color[n] = 2
+          stack[top] = nil
+          top = top - 1
+        else
+          next_dep[top] = i + 1
+          if tasks[d] ~= nil then
+            if color[d] == 1 then
+              -- the stack goes from dependant to dependency: reverse it
+              local from
+              for k = 1, top do if stack[k] == d then from = k end end
+              local rev = { d }
+              for k = top, from, -1 do rev[#rev + 1] = stack[k] end
+              if #rev <= 12 then return concat(rev, " -> ") end
+              return format("%s -> ... (%d more) -> %s", concat(rev, " -> ", 1, 6), #rev - 11,
+                            concat(rev, " -> ", #rev - 4))
+            elseif not color[d] then
+              color[d] = 1
+              top = top + 1
+              stack[top], next_dep[top] = d, 1
+            end
+          end
         end
       end
     end
-    stack[#stack] = nil
-    color[n] = 2
-    return false
-  end
-  for _, n in ipairs(names) do
-    if not color[n] and visit(n) then return cycle end
   end
   return nil
 end
@@ -191,6 +204,26 @@ local function check_options(t, base, add)
   end
   if t.memory ~= nil and util.size(t.memory) and util.size(t.memory) < 1024 * 1024 then
     add(base .. ".memory", "must be at least 1MB")
+  end
+end
+
+-- A task's output and log travel back in one result frame, which the
+-- supervisor refuses past WEIR_FRAME_MAX (64 MB, exec.h): their caps must
+-- leave room for the rest of the record.
+M.RESULT_ROOM = 60 * 1024 * 1024
+local function check_result_size(t, d, base, add)
+  local sizes, where = {}, {}
+  for _, k in ipairs({ "output_max", "log_max" }) do
+    local v, path = t[k], base .. "." .. k
+    if v == nil then v, path = d[k], "defaults." .. k end
+    sizes[k] = v == nil and M.DEFAULTS[k] or util.size(v)
+    where[k] = path
+  end
+  if sizes.output_max and sizes.log_max and sizes.output_max + sizes.log_max > M.RESULT_ROOM then
+    local k = sizes.output_max >= sizes.log_max and "output_max" or "log_max"
+    add(where[k], format("output_max + log_max must be at most %s (a result travels in one "
+                         .. "frame of at most 64 MB), got %s", util.human_size(M.RESULT_ROOM),
+                         util.human_size(sizes.output_max + sizes.log_max)))
   end
 end
 
@@ -215,6 +248,7 @@ local function semantic(def, errs)
         end
       end
       check_options(t, base, add)
+      check_result_size(t, type(def.defaults) == "table" and def.defaults or {}, base, add)
     end
   end
   if type(def.defaults) == "table" then check_options(def.defaults, "defaults", add) end
@@ -272,15 +306,29 @@ end
 
 --- Coerce a parameter value (a string from the command line, or a
 -- default) to the parameter's type; nil when it does not fit.
+-- Decimal only (no hex, no "inf"/"nan"), finite; an integer also below
+-- 2^53 in magnitude, where every integer is exact (a longer one would
+-- arrive rounded).
+local function decimal(v, integer)
+  if type(v) == "string" then
+    local pat = integer and "^[+-]?%d+$" or "^[+-]?%d*%.?%d*[eE]?[+-]?%d*$"
+    if not v:match(pat) or not v:match("%d") then return nil end
+    v = tonumber(v)
+  end
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then return nil end
+  if integer and (v ~= math.floor(v) or v >= 2 ^ 53 or v <= -2 ^ 53) then return nil end
+  return v
+end
+
 function M.coerce_param(p, v)
   local t = p.type
   if t == "string" then
-    if type(v) ~= "string" then return nil end
+    if type(v) ~= "string" or json._utf8_invalid_at(v) then return nil end
   elseif t == "integer" then
-    v = tonumber(v)
-    if not v or v ~= math.floor(v) then return nil end
+    v = decimal(v, true)
+    if not v then return nil end
   elseif t == "number" then
-    v = tonumber(v)
+    v = decimal(v, false)
     if not v then return nil end
   elseif t == "boolean" then
     if v == "true" then v = true elseif v == "false" then v = false end
@@ -310,7 +358,10 @@ function M.resolve_params(P, overrides)
         return nil, format("param %q: must be one of %s, got %s", k, concat(opts, ", "),
                            util.show(v))
       end
-      return nil, format("param %q: expected %s, got %s", k, p.type, util.show(v))
+      local hint = ({ integer = " (decimal digits, within +-2^53)",
+                      number = " (a finite decimal number)",
+                      string = " (not valid UTF-8)" })[p.type] or ""
+      return nil, format("param %q: expected %s, got %s%s", k, p.type, util.show(v), hint)
     end
     out[k] = cv
   end

@@ -72,6 +72,16 @@ return pipeline {
     assert.matches('unknown task "extrct"', pipeline.format_errors(errs), 1, true)
   end)
 
+  it("refuses output and log caps that cannot fit in one result frame", function()
+    local _, errs = load("big.yaml", "name: b\ndefaults: { log_max: 8MB }\ntasks:\n"
+                         .. "  a: { output_max: 60MB, run: 'return 1' }\n  b: { run: 'return 1' }\n")
+    assert.equal(1, #errs)
+    assert.equal("tasks.a.output_max", errs[1].path)
+    assert.equal(4, errs[1].line)
+    assert.matches("at most 60 MB", errs[1].message)
+    assert.is_truthy(load("ok.yaml", "name: b\ntasks:\n  a: { output_max: 59MB, run: 'return 1' }\n"))
+  end)
+
   it("reports a dependency cycle", function()
     local _, errs = load("cyc.json", '{"name":"c","tasks":{"x":{"after":["y"],"run":"return 1"},'
                                      .. '"y":{"after":["x"],"run":"return 1"}}}')
@@ -92,7 +102,22 @@ return pipeline {
 
   it("names the memory limit of the definition phase", function()
     local _, errs = load("big.lua", "local t = {} for i = 1, 1e8 do t[i] = i end")
-    assert.matches("loading exceeded the memory limit of 64 MB", errs[1].message, 1, true)
+    assert.matches("loading exceeded the memory limit of 256 MB", errs[1].message, 1, true)
+  end)
+
+  it("validates a chain of 100,000 tasks and finds a cycle at its end", function()
+    local parts = { '"t1":{"after":["t100000"],"run":"return 1"}' }
+    for i = 2, 100000 do
+      parts[i] = string.format('"t%d":{"after":["t%d"],"run":"return 1"}', i, i - 1)
+    end
+    local _, errs = load("cyc.json", '{"name":"c","tasks":{' .. table.concat(parts, ",") .. "}}")
+    assert.equal("tasks", errs[1].path)
+    assert.equal("dependency cycle t1 -> t2 -> t3 -> t4 -> t5 -> t6 -> ... (99990 more) -> "
+                 .. "t99997 -> t99998 -> t99999 -> t100000 -> t1", errs[1].message)
+    parts[1] = '"t1":{"run":"return 1"}'
+    local P = assert(load("chain.json", '{"name":"c","tasks":{' .. table.concat(parts, ",")
+                          .. "}}"))
+    assert.same({ "t99999" }, P.tasks.t100000.after)
   end)
 
   it("refuses an unknown file type and an unreadable file", function()
@@ -117,10 +142,23 @@ describe("weir.pipeline.resolve_params", function()
   end)
 
   it("says what is wrong with a value", function()
-    assert.same({ nil, 'param "n": expected integer, got "7.5"' },
+    assert.same({ nil, 'param "n": expected integer, got "7.5" (decimal digits, within +-2^53)' },
                 { pipeline.resolve_params(P, { n = "7.5" }) })
     assert.same({ nil, 'param "mode": must be one of "full", "delta", got "x"' },
                 { pipeline.resolve_params(P, { mode = "x" }) })
+    for _, bad in ipairs({ "nan", "inf", "-inf", "1e400", "0x10", "1e", "--5", "" }) do
+      local v, e = pipeline.resolve_params({ def = { params = { x = { type = "number" } } } },
+                                           { x = bad })
+      assert.is_nil(v, bad)
+      assert.matches('param "x": expected number', e, 1, true)
+    end
+    for _, bad in ipairs({ "9007199254740993", "1e3", "0x10", "1.0" }) do
+      assert.is_nil((pipeline.resolve_params(P, { n = bad })), bad)
+    end
+    assert.same({ nil, 'param "day": expected string, got "\\xff" (not valid UTF-8)' },
+                { pipeline.resolve_params(P, { day = "\255" }) })
+    assert.equal(-1.5e-3, pipeline.resolve_params({ def = { params = { x = { type = "number" } } } },
+                                                  { x = "-1.5e-3" }).x)
     local _, err = pipeline.resolve_params(P, { nope = "1" })
     assert.matches('unknown param "nope"', err, 1, true)
   end)
