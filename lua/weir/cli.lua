@@ -100,7 +100,7 @@ local function open_store()
 end
 
 local function print_errors(errs)
-  io.stderr:write(pipeline.format_errors(errs), "\n")
+  io.stderr:write(util.printable(pipeline.format_errors(errs)), "\n")
 end
 
 local function view_mode(o)
@@ -136,7 +136,8 @@ local function summary(tasks, run_id, status, e)
   for _, t in ipairs(tasks) do
     if t.state == "failed" and shown < 10 then
       shown = shown + 1
-      eprintf("  task %s failed after %d attempt(s): %s\n", t.task, t.attempts, t.error or "?")
+      eprintf("  task %s failed after %d attempt(s): %s\n", t.task, t.attempts,
+              util.printable(t.error or "?"))
     end
   end
   if status ~= "success" then
@@ -155,9 +156,9 @@ local function drive(r, o, cmd)
   local ok, err = r:prepare()
   if not ok then
     if err.located then
-      eprintf("%s\n", err.message)
+      eprintf("%s\n", util.printable(err.message))
     else
-      eprintf("%s: %s\n", cmd, err.message)
+      eprintf("%s: %s\n", cmd, util.printable(err.message))
     end
     r:close()
     return err.exit
@@ -165,7 +166,7 @@ local function drive(r, o, cmd)
   announce(o, r.resumed and "resumed" or "started", r.id, r.P.name)
   local status, xerr = r:execute(require("weir.view").new(view_mode(o)))
   if not status then
-    eprintf("%s: %s\n", cmd, xerr.message)
+    eprintf("%s: %s\n", cmd, util.printable(xerr.message))
     r:close()
     return xerr.exit
   end
@@ -289,7 +290,7 @@ function commands.show(args)
   end
   io.write(format("run %s  pipeline %s  status %s\n", run.id, run.pipeline, run.status))
   io.write(format("started %s  finished %s  params %s\n", fmt_time(run.started_at),
-                  fmt_time(run.finished_at), run.params))
+                  fmt_time(run.finished_at), util.printable(run.params)))
   for _, t in ipairs(tasks) do
     local dur = t.finished_at and t.started_at
                 and util.human_duration((t.finished_at - t.started_at) / 1000) or "-"
@@ -298,18 +299,20 @@ function commands.show(args)
       io.write(format("  rows in %d out %d", t.rows_in, t.rows_out))
     end
     io.write("\n")
-    if t.error then io.write("      error: ", t.error, "\n") end
+    if t.error then io.write("      error: ", util.printable(t.error), "\n") end
     if t.output and t.output ~= "null" then
       local s = t.output
       if #s > 200 then s = s:sub(1, 200) .. "..." end
-      io.write("      output: ", s, "\n")
+      io.write("      output: ", util.printable(s), "\n")
     end
     for _, a in ipairs(by_task[t.task] or {}) do
       if a.status ~= "success" or (a.log and a.log ~= "") then
         io.write(format("      attempt %d %s%s\n", a.attempt, a.status,
-                        a.error and (": " .. a.error) or ""))
+                        a.error and (": " .. util.printable(a.error)) or ""))
         if a.log and a.log ~= "" then
-          for line in (a.log .. "\n"):gmatch("(.-)\n") do io.write("        | ", line, "\n") end
+          for line in (a.log .. "\n"):gmatch("(.-)\n") do
+            io.write("        | ", util.printable(line), "\n")
+          end
         end
       end
     end
@@ -333,7 +336,7 @@ function commands.health(args)
   if not o or #pos ~= 0 then eprintf("usage: weir health [--config FILE] [--json]\n"); return 2 end
   local run = require("weir.run")
   local conf, cerr = run.config(o.config, function(m) eprintf("%s\n", m) end)
-  if not conf then eprintf("%s\n", cerr); return 1 end
+  if not conf then eprintf("%s\n", util.printable(cerr)); return 1 end
   local ex = require("weir.executor")
   local checks, failed = {}, false
   local function check(kind, name, describe, fn)
@@ -379,7 +382,7 @@ function commands.health(args)
   else
     for _, c in ipairs(checks) do
       io.write(format("%-4s %-9s %-16s %s%s%s\n", c.ok and "ok" or "FAIL", c.kind, c.name,
-                      c.ok and format("%.2f ms", c.latency_ms) or c.error,
+                      c.ok and format("%.2f ms", c.latency_ms) or util.printable(c.error),
                       c.breaker and ("  breaker " .. c.breaker) or "",
                       "  (" .. c.target .. ")"))
     end

@@ -1,7 +1,7 @@
 -- weir.util: small pure helpers shared by the supervisor and workers:
 -- duration and size parsing, identifier checks, path handling.
 local type, tonumber, floor = type, tonumber, math.floor
-local format = string.format
+local format, byte = string.format, string.byte
 
 local M = {}
 
@@ -95,12 +95,62 @@ function M.normalize(p)
 end
 
 --- A short string for a value in messages: strings quoted, cut to n chars.
+-- The length of the valid UTF-8 sequence at i of s (a byte >= 0x80), or
+-- nil when it is not one; C1 controls (U+0080..U+009F) count as invalid.
+local function utf8_len_at(s, i)
+  local c = byte(s, i)
+  local n, min
+  if c >= 0xC2 and c <= 0xDF then n, min = 1, 0xA0
+  elseif c >= 0xE0 and c <= 0xEF then n, min = 2, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then n, min = 3, 0x10000
+  else return nil end
+  local cp = c % (2 ^ (6 - n))
+  for j = i + 1, i + n do
+    local cc = byte(s, j)
+    if not cc or cc < 0x80 or cc > 0xBF then return nil end
+    cp = cp * 64 + cc - 0x80
+  end
+  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return nil end
+  return n + 1
+end
+
+--- s safe to print on a terminal: control characters (C0 but newline and
+-- tab, DEL, C1), and bytes that are not UTF-8, become \xHH. Text from
+-- tasks (errors, logs, outputs) passes it before weir prints it, so a task
+-- cannot move the cursor, clear lines or set the window title.
+function M.printable(s)
+  s = tostring(s)
+  if not s:find("[%z\1-\8\11-\31\127-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c >= 0x80 then
+      local len = utf8_len_at(s, i)
+      if len then
+        out[#out + 1] = s:sub(i, i + len - 1)
+        i = i + len
+      else
+        out[#out + 1] = format("\\x%02x", c)
+        i = i + 1
+      end
+    elseif (c < 0x20 and c ~= 10 and c ~= 9) or c == 0x7F then
+      out[#out + 1] = format("\\x%02x", c)
+      i = i + 1
+    else
+      local j = s:find("[%z\1-\8\11-\31\127-\255]", i) or n + 1
+      out[#out + 1] = s:sub(i, j - 1)
+      i = j
+    end
+  end
+  return table.concat(out)
+end
+
 function M.show(v, n)
   n = n or 40
   local t = type(v)
   if t == "string" then
     if #v > n then v = v:sub(1, n) .. "..." end
-    return format("%q", v):gsub("\\\n", "\\n")
+    return M.printable((format("%q", v):gsub("\\\n", "\\n")))
   elseif t == "number" or t == "boolean" or t == "nil" then
     return tostring(v)
   end

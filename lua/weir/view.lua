@@ -53,7 +53,7 @@ function M.new(mode, out)
                          util.human_duration(elapsed(t, executor.mono())), rows))
       elseif state ~= "queued" then
         out:write(format("%s %-24s %s%s\n", ts(), t.name, state,
-                         t.error and (": " .. t.error) or ""))
+                         t.error and (": " .. util.printable(t.error)) or ""))
       end
     end
   elseif mode == "live" then

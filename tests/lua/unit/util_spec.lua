@@ -1,6 +1,15 @@
 local util = require("weir.util")
 
 describe("weir.util", function()
+  it("makes text safe for a terminal", function()
+    assert.equal("plain text\nline two\tok", util.printable("plain text\nline two\tok"))
+    assert.equal("\\x1b[2K\\x0dfake success", util.printable("\27[2K\rfake success"))
+    assert.equal("\\x1b]0;title\\x07", util.printable("\27]0;title\7"))
+    assert.equal("caf\195\169 \226\130\172 \\xff \\xc2\\x9b \\x7f",
+                 util.printable("caf\195\169 \226\130\172 \255 \194\155 \127"))
+    assert.equal('"\\xff"', util.show("\255"))
+  end)
+
   it("parses durations", function()
     assert.equal(0.5, util.duration("500ms"))
     assert.equal(30, util.duration("30s"))
