@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,6 +150,46 @@ WEIR_API int32_t weir_ffi_pid_alive(int32_t pid)
 WEIR_API int weir_ffi_getcwd(char *buf, size_t len)
 {
     return getcwd(buf, len) != NULL ? WEIR_OK : WEIR_EIO;
+}
+
+WEIR_API int weir_ffi_private_dir(const char *path, char *err, size_t errlen)
+{
+    if (path == NULL || path[0] == '\0') {
+        snprintf(err, errlen, "private_dir: empty path");
+        return WEIR_EINVAL;
+    }
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return WEIR_OK;
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return WEIR_EIO;
+}
+
+WEIR_API int weir_ffi_private_file(const char *path, int32_t create, char *err,
+                                   size_t errlen)
+{
+    struct stat st;
+    int fd;
+
+    if (path == NULL || path[0] == '\0') {
+        snprintf(err, errlen, "private_file: empty path");
+        return WEIR_EINVAL;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                        (create ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+        if (errno == ENOENT && !create)
+            return WEIR_OK;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return errno == ELOOP ? WEIR_EPERM : WEIR_EIO;
+    }
+    if (fstat(fd, &st) != 0 ||
+        ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        return WEIR_EIO;
+    }
+    close(fd);
+    return WEIR_OK;
 }
 
 WEIR_API int32_t weir_ffi_ncpu(void)

@@ -106,6 +106,15 @@ WEIR_API int32_t weir_ffi_ncpu(void);
 WEIR_API int32_t weir_ffi_isatty(int32_t fd);
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 WEIR_API int64_t weir_ffi_rss_bytes(void);
+/* Supervisor only: weir's own state, private to its owner. The folder
+ * path is created with mode 0700 when missing (an existing folder is left
+ * as it is: it may be shared, like /tmp). The file path gets mode 0600:
+ * created empty when missing and create is 1, else changed; a missing
+ * file with create 0 is fine. Symbolic links are refused. err: caller's
+ * buffer. */
+WEIR_API int weir_ffi_private_dir(const char *path, char *err, size_t errlen);
+WEIR_API int weir_ffi_private_file(const char *path, int32_t create, char *err,
+                                   size_t errlen);
 /* weir:cdef:end */
 
 /* Run a worker (the `weir __worker` entry point). Never returns on error
