@@ -44,13 +44,16 @@ function M.home()
   if home_dir then return home_dir end
   local h = os.getenv("WEIR_HOME")
   if not h or h == "" then h = ".weir" end
-  -- mkdir -p, without a shell (trusted side: the calls go straight to the OS)
+  -- mkdir -p, without a shell (trusted side: the calls go straight to the
+  -- OS); the home itself is made for its owner only (0700)
   local F = require("weir._ffi")
+  local abs = pipeline.abspath(h)
   local acc = ""
-  for part in pipeline.abspath(h):gmatch("[^/]+") do
+  for part in util.dirname(abs):gmatch("[^/]+") do
     acc = acc .. "/" .. part
     F.C.weir_ffi_file_mkdir(acc, F.errbuf, F.errlen)
   end
+  F.C.weir_ffi_private_dir(abs, F.errbuf, F.errlen)
   home_dir = h
   return h
 end

@@ -82,6 +82,14 @@ end
 
 --- Open (creating) the store at path and apply pending migrations.
 function M.open(path)
+  -- outputs, logs, params and sources: for the owner only (SQLite gives
+  -- the WAL and shared-memory files the database file's mode)
+  local F = require("weir._ffi")
+  for i, suffix in ipairs({ "", "-wal", "-shm" }) do
+    if F.C.weir_ffi_private_file(path .. suffix, i == 1 and 1 or 0, F.errbuf, F.errlen) ~= 0 then
+      return nil, errors.new("store", F.errmsg())
+    end
+  end
   local db, err = db_mod.open(path, { create = true, busy_ms = 10000, name = "metadata" })
   if not db then return nil, err end
   local self = setmetatable({ db = db, path = path, depth = 0 }, S)

@@ -1,0 +1,43 @@
+-- WEIR_HOME holds outputs, logs, params and pipeline sources: its folder
+-- and the store's files are for their owner only.
+local H = require("helpers")
+
+local function mode(path)
+  local p = io.popen("stat -c %a " .. H.q(path) .. " 2>/dev/null")
+  local m = p:read("*l")
+  p:close()
+  return m
+end
+
+describe("the metadata store's files", function()
+  local dir
+  setup(function()
+    dir = H.tmpdir()
+    H.write(dir .. "/p.lua", 'return pipeline { name = "p", tasks = { a = task { '
+                             .. 'run = function() return 1 end } } }')
+  end)
+  teardown(function() H.cleanup(dir) end)
+
+  it("are created 0700 (the folder) and 0600 (database, WAL, shared memory)", function()
+    assert.equal(0, (H.weir(dir, "run p.lua --quiet")))
+    assert.equal("700", mode(dir .. "/.weir"))
+    for _, f in ipairs({ "weir.db", "weir.db-wal", "weir.db-shm", "breakers" }) do
+      assert.equal("600", mode(dir .. "/.weir/" .. f), f)
+    end
+  end)
+
+  it("are made private again when an older store left them readable", function()
+    os.execute("chmod 644 " .. H.q(dir .. "/.weir/weir.db") .. " " .. H.q(dir .. "/.weir/weir.db-wal"))
+    assert.equal(0, (H.weir(dir, "runs")))
+    assert.equal("600", mode(dir .. "/.weir/weir.db"))
+    assert.equal("600", mode(dir .. "/.weir/weir.db-wal"))
+  end)
+
+  it("leave an existing, shared WEIR_HOME folder's own mode alone", function()
+    local shared = dir .. "/shared"
+    os.execute("mkdir -p " .. H.q(shared) .. " && chmod 755 " .. H.q(shared))
+    assert.equal(0, (H.weir(dir, "run p.lua --quiet", { WEIR_HOME = shared })))
+    assert.equal("755", mode(shared))
+    assert.equal("600", mode(shared .. "/weir.db"))
+  end)
+end)
