@@ -152,6 +152,51 @@ WEIR_API int weir_ffi_getcwd(char *buf, size_t len)
     return getcwd(buf, len) != NULL ? WEIR_OK : WEIR_EIO;
 }
 
+/* The first line of a small file into buf (len bytes); 0, or -1. */
+static int read_line(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "re");
+    size_t n;
+
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, len - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    return n > 0 ? 0 : -1;
+}
+
+WEIR_API int weir_ffi_proc_identity(int32_t pid, char *out, size_t len)
+{
+    char path[64], stat[1024], boot[64];
+    const char *p;
+    unsigned long long start = 0;
+    int field;
+
+    if (out == NULL || len == 0 || pid <= 0)
+        return WEIR_EINVAL;
+    out[0] = '\0';
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_line(path, stat, sizeof stat) != 0)
+        return WEIR_ENOENT;
+    if (read_line("/proc/sys/kernel/random/boot_id", boot, sizeof boot) != 0)
+        boot[0] = '\0';
+    /* field 2 (comm) may hold spaces and parentheses: count from the last
+     * ')'; field 22 is the start time */
+    p = strrchr(stat, ')');
+    if (p == NULL)
+        return WEIR_EIO;
+    for (field = 2; *p != '\0' && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    if (field != 22 || sscanf(p, "%llu", &start) != 1)
+        return WEIR_EIO;
+    if ((size_t)snprintf(out, len, "%s:%llu", boot, start) >= len)
+        return WEIR_ELIMIT;
+    return WEIR_OK;
+}
+
 WEIR_API int weir_ffi_private_dir(const char *path, char *err, size_t errlen)
 {
     if (path == NULL || path[0] == '\0') {

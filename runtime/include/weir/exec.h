@@ -106,6 +106,11 @@ WEIR_API int32_t weir_ffi_ncpu(void);
 WEIR_API int32_t weir_ffi_isatty(int32_t fd);
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 WEIR_API int64_t weir_ffi_rss_bytes(void);
+/* The identity of process pid, "BOOT_ID:START_TICKS" (this boot's id and
+ * the process's start time in clock ticks since boot) into out (caller's,
+ * len bytes): a pid reused by another process, or on another boot, has
+ * another identity. WEIR_ENOENT when there is no such process. */
+WEIR_API int weir_ffi_proc_identity(int32_t pid, char *out, size_t len);
 /* Supervisor only: weir's own state, private to its owner. The folder
  * path is created with mode 0700 when missing (an existing folder is left
  * as it is: it may be shared, like /tmp). The file path gets mode 0600:
