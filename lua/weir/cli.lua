@@ -25,8 +25,9 @@ commands:
                          list recent runs
   show RUN_ID [--json]   a run: status, tasks, attempts, errors, logs, outputs
   resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
-                         finish a run that was interrupted, re-running only
-                         what did not succeed
+         [--force]       finish a run that was interrupted, re-running only
+                         what did not succeed; --force takes over a run
+                         whose recorded supervisor still looks alive
   health [--config FILE] [--json]
                          check the metadata store and every connection of
                          weir.yaml (latency, circuit breaker); exit 1 on failure
@@ -322,10 +323,11 @@ end
 
 function commands.resume(args)
   local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag",
-                               config = "string" })
+                               config = "string", force = "flag" })
   if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
   return drive(require("weir.run").resume(pos[1], {
-    workers = o.workers, config = o.config, warn = function(m) eprintf("%s\n", m) end,
+    workers = o.workers, config = o.config, force = o.force,
+    warn = function(m) eprintf("%s\n", m) end,
   }), o, "weir resume")
 end
 

@@ -29,6 +29,16 @@ local M = {}
 local Run = {}
 Run.__index = Run
 
+-- The identity of process pid (boot and start time: a reused pid has
+-- another), or nil when there is no such process.
+local function identity(pid)
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("char[128]")
+  if F.C.weir_ffi_proc_identity(pid, buf, 128) ~= 0 then return nil end
+  return F.ffi.string(buf)
+end
+M.identity = identity
+
 local function fail(exit, message, ...)
   return nil, { exit = exit, message = select("#", ...) > 0 and format(message, ...) or message }
 end
@@ -162,7 +172,8 @@ function M.new(o)
   return setmetatable({ o = o, file = o.file, warn = o.warn }, Run)
 end
 
---- Take over an interrupted run (weir resume). o: workers, config, warn.
+--- Take over an interrupted run (weir resume). o: workers, config, warn,
+-- force (take the run over even when its recorded supervisor looks alive).
 function M.resume(run_id, o)
   return setmetatable({ o = o, id = run_id, resumed = true, warn = o.warn }, Run)
 end
@@ -207,7 +218,8 @@ local function prepare_new(self)
                      params = json.encode(params), created_at = now,
                      options = json.encode({ workers = o.workers, only = o.only,
                                              from = o.from }),
-                     supervisor_pid = executor.getpid() })
+                     supervisor_pid = executor.getpid(),
+                     supervisor_id = identity(executor.getpid()) })
   store:commit()
   return true
 end
@@ -230,13 +242,20 @@ local function prepare_resume(self)
     store:rollback()
     return fail(0, "run %s already succeeded", run.id)
   end
-  if run.status == "running" and run.supervisor_pid and run.supervisor_pid ~= executor.getpid()
-     and executor.pid_alive(run.supervisor_pid) then
+  -- its supervisor is alive when its pid is, and is the same process (a
+  -- pid reused since, or from another boot, is not); --force takes over
+  -- whatever the pid says
+  local sp = run.supervisor_pid
+  if run.status == "running" and sp and sp ~= executor.getpid() and not self.o.force
+     and executor.pid_alive(sp)
+     and (run.supervisor_id == nil or run.supervisor_id == identity(sp)) then
     store:rollback()
-    return fail(3, "run %s is still running (supervisor pid %d)", run.id, run.supervisor_pid)
+    return fail(3, "run %s is still running (supervisor pid %d); if that process is not "
+                .. "its supervisor, weir resume --force takes the run over", run.id, sp)
   end
   local okc, cerr = pcall(function()
-    store:update_run(run.id, { status = "running", supervisor_pid = executor.getpid() })
+    store:update_run(run.id, { status = "running", supervisor_pid = executor.getpid(),
+                               supervisor_id = identity(executor.getpid()) })
     store:commit()
   end)
   if not okc then

@@ -102,6 +102,9 @@ M.MIGRATIONS = {
       PRIMARY KEY (run_id, task, attempt)
     );
   ]],
+  -- the supervisor's process identity (weir_ffi_proc_identity), so that a
+  -- reused pid does not pass for a live supervisor
+  [2] = [[ALTER TABLE runs ADD COLUMN supervisor_id text]],
 }
 
 -- configuration ----------------------------------------------------------
@@ -561,9 +564,10 @@ end
 
 function S:create_run(r)
   exec(self, "INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
-             .. "created_at, supervisor_pid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             .. "created_at, supervisor_pid, supervisor_id) "
+             .. "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
        { r.id, r.pipeline_id, r.version_id, r.status, clean(r.params), clean(r.options),
-         r.created_at, r.supervisor_pid }, 8)
+         r.created_at, r.supervisor_pid, r.supervisor_id }, 9)
 end
 
 -- A run set running is this session's: its advisory lock says so to every

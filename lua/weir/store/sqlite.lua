@@ -73,6 +73,9 @@ M.MIGRATIONS = {
       PRIMARY KEY (run_id, task, attempt)
     ) WITHOUT ROWID;
   ]],
+  -- the supervisor's process identity (weir_ffi_proc_identity), so that a
+  -- reused pid does not pass for a live supervisor
+  [2] = [[ALTER TABLE runs ADD COLUMN supervisor_id TEXT]],
 }
 
 local function check(ok, err)
@@ -185,9 +188,9 @@ end
 
 function S:create_run(r)
   check(self.db:run("INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
-                    .. "created_at, supervisor_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    .. "created_at, supervisor_pid, supervisor_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     { r.id, r.pipeline_id, r.version_id, r.status, r.params, r.options,
-                      r.created_at, r.supervisor_pid }))
+                      r.created_at, r.supervisor_pid, r.supervisor_id, n = 9 }))
 end
 
 function S:update_run(id, fields)
