@@ -197,6 +197,17 @@ WEIR_API int weir_ffi_proc_identity(int32_t pid, char *out, size_t len)
     return WEIR_OK;
 }
 
+WEIR_API int32_t weir_ffi_path_kind(const char *path)
+{
+    struct stat st;
+
+    if (path == NULL || stat(path, &st) != 0)
+        return WEIR_KIND_NONE;
+    if (S_ISREG(st.st_mode))
+        return WEIR_KIND_FILE;
+    return S_ISDIR(st.st_mode) ? WEIR_KIND_DIR : WEIR_KIND_OTHER;
+}
+
 WEIR_API int weir_ffi_private_dir(const char *path, char *err, size_t errlen)
 {
     if (path == NULL || path[0] == '\0') {

@@ -111,6 +111,16 @@ WEIR_API int64_t weir_ffi_rss_bytes(void);
  * len bytes): a pid reused by another process, or on another boot, has
  * another identity. WEIR_ENOENT when there is no such process. */
 WEIR_API int weir_ffi_proc_identity(int32_t pid, char *out, size_t len);
+/* What path is (following links): WEIR_KIND_NONE (missing),
+ * WEIR_KIND_FILE (regular), WEIR_KIND_DIR, WEIR_KIND_OTHER (a FIFO, a
+ * device, a socket: reading it may block or never end). */
+enum {
+    WEIR_KIND_NONE = 0,
+    WEIR_KIND_FILE = 1,
+    WEIR_KIND_DIR = 2,
+    WEIR_KIND_OTHER = 3
+};
+WEIR_API int32_t weir_ffi_path_kind(const char *path);
 /* Supervisor only: weir's own state, private to its owner. The folder
  * path is created with mode 0700 when missing (an existing folder is left
  * as it is: it may be shared, like /tmp). The file path gets mode 0600:
