@@ -630,6 +630,11 @@ local function new_config(file, dir, secrets)
 end
 
 local function is_readable(p)
+  local F = require("weir._ffi")
+  local kind = F.C.weir_ffi_path_kind(p)
+  if kind ~= F.C.WEIR_KIND_FILE and kind ~= F.C.WEIR_KIND_NONE then
+    return nil, p .. ": not a regular file"
+  end
   local f, err = io.open(p, "rb")
   if not f then return nil, err end
   local _, rerr = f:read(0)
@@ -667,6 +672,11 @@ function M.find(opts)
     return p
   end
   local p = resolve("weir.yaml")
+  local F = require("weir._ffi")
+  local kind = F.C.weir_ffi_path_kind(p)
+  if kind == F.C.WEIR_KIND_OTHER or kind == F.C.WEIR_KIND_DIR then
+    return nil, p .. ": not a regular file"
+  end
   local f = io.open(p, "rb")
   if not f then return nil end
   f:close()

@@ -13,8 +13,15 @@ local ipairs, pcall, tostring = ipairs, pcall, tostring
 
 local M = {}
 
---- Read a whole file (trusted side). Returns text or nil, err.
+--- Read a whole file (trusted side). Returns text or nil, err. Only a
+-- regular file: a FIFO or a device could block forever or never end.
 function M.read(path)
+  local F = require("weir._ffi")
+  local kind = F.C.weir_ffi_path_kind(path)
+  if kind == F.C.WEIR_KIND_DIR then return nil, path .. ": is a directory" end
+  if kind == F.C.WEIR_KIND_OTHER then
+    return nil, path .. ": not a regular file (a FIFO, device or socket)"
+  end
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local s, rerr = f:read("*a")
