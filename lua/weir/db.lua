@@ -82,14 +82,16 @@ local function bind(st, params, n)
   end
 end
 
-local function column(st, i)
+-- Column i of the current row; SQL NULL is `null` (nil when not given:
+-- the metadata store's rows leave the key out, user rows carry NULL).
+local function column(st, i, null)
   local t = C.weir_ffi_db_column_type(st, i)
   if t == T_INT then
     return tonumber(C.weir_ffi_db_column_int64(st, i))
   elseif t == T_FLOAT then
     return C.weir_ffi_db_column_double(st, i)
   elseif t == T_NULL then
-    return nil
+    return null
   end
   local p = C.weir_ffi_db_column_bytes(st, i, lenp)
   return ffi.string(p, lenp[0])
