@@ -2,6 +2,7 @@
 -- duration and size parsing, identifier checks, path handling.
 local type, tonumber, floor = type, tonumber, math.floor
 local format = string.format
+local NULL = require("weir._native").NULL
 
 local M = {}
 
@@ -103,6 +104,8 @@ function M.show(v, n)
     return format("%q", v):gsub("\\\n", "\\n")
   elseif t == "number" or t == "boolean" or t == "nil" then
     return tostring(v)
+  elseif v == NULL then
+    return "null" -- a YAML or JSON null (json.null)
   end
   return t
 end
