@@ -190,9 +190,14 @@ WEIR_API int weir_bulk_db_insert(lua_State *L)
         if (!lua_istable(L, -1))
             return luaL_error(L, "row %d: not a table", i);
         for (int j = 1; j <= ncol; j++) {
+            int t;
+
             lua_rawgeti(L, 3, j);
             lua_rawget(L, -2);
-            switch (lua_type(L, -1)) {
+            t = lua_type(L, -1);
+            if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL)
+                t = LUA_TNIL; /* ctx.NULL */
+            switch (t) {
             case LUA_TNUMBER: {
                 lua_Number v = lua_tonumber(L, -1);
                 if (v == floor(v) && fabs(v) <= 9007199254740992.0)

@@ -120,7 +120,9 @@ static int open_native(lua_State *L)
         lua_pushcfunction(L, r->func);
         lua_setfield(L, -2, r->name);
     }
-    lua_pushlightuserdata(L, NULL); /* SQL NULL in rows: cjson.null too */
+    /* the one NULL (ctx.NULL, json.null, weir.db.NULL): SQL NULL in rows
+     * and JSON null, the value cjson.null and the C connectors push */
+    lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
     weir_pg_lua_open(L);
     weir_redis_lua_open(L); /* { command, pipeline } */

@@ -70,7 +70,9 @@ function M.new(job, log, stats)
   -- weir.yaml (PostgreSQL or Redis); the same object either way.
   function ctx.source(name) return io().connection(name, "source") end
   function ctx.sink(name) return io().connection(name, "sink") end
-  --- ctx.NULL: SQL NULL in rows of a database (not nil: rows keep the key).
+  --- ctx.NULL: SQL NULL in rows of every connector (not nil: rows keep the
+  -- key); the lightuserdata NULL, so also cjson.null (cjson is not loaded
+  -- here: a state that loaded it cannot be snapshotted).
   ctx.NULL = require("weir._native").NULL
   --- ctx.check(db, table, rules): data quality checks; raises on failure.
   function ctx.check(db, tbl, rules) return io().check(db, tbl, rules) end

@@ -13,8 +13,10 @@ local M = {}
 local DB = {}
 DB.__index = DB
 
---- A value that binds as SQL NULL where nil cannot be stored (updates).
-M.NULL = setmetatable({ __null = true }, { __metatable = false })
+--- SQL NULL where nil cannot stand (a row's column, an update's value): the
+-- lightuserdata NULL, the same value as ctx.NULL, cjson.null and json.null.
+local NULL = require("weir._native").NULL
+M.NULL = NULL
 
 local ROW, DONE = 1, 2
 local T_INT, T_FLOAT, T_NULL = 1, 2, 5
@@ -72,7 +74,7 @@ local function bind(st, params, n)
       C.weir_ffi_db_bind_text(st, i, v, #v)
     elseif t == "boolean" then
       C.weir_ffi_db_bind_int64(st, i, v and 1 or 0)
-    elseif v == nil or (t == "table" and v.__null) or t == "userdata" then
+    elseif v == nil or t == "userdata" then
       C.weir_ffi_db_bind_null(st, i)
     else
       error("weir.db: cannot bind parameter " .. i .. " of type " .. t, 3)
@@ -80,14 +82,16 @@ local function bind(st, params, n)
   end
 end
 
-local function column(st, i)
+-- Column i of the current row; SQL NULL is `null` (nil when not given:
+-- the metadata store's rows leave the key out, user rows carry NULL).
+local function column(st, i, null)
   local t = C.weir_ffi_db_column_type(st, i)
   if t == T_INT then
     return tonumber(C.weir_ffi_db_column_int64(st, i))
   elseif t == T_FLOAT then
     return C.weir_ffi_db_column_double(st, i)
   elseif t == T_NULL then
-    return nil
+    return null
   end
   local p = C.weir_ffi_db_column_bytes(st, i, lenp)
   return ffi.string(p, lenp[0])

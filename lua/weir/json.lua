@@ -17,12 +17,9 @@ local error, getmetatable, next, pcall, rawget, setmetatable, tonumber,
 
 local M = {}
 
---- The JSON null sentinel: a unique, read-only table that prints as "null".
-M.null = setmetatable({}, {
-  __tostring = function() return "null" end,
-  __newindex = function() error("json.null is read-only", 2) end,
-  __metatable = "json.null",
-})
+--- JSON null: the lightuserdata NULL, the very value of cjson.null and of
+-- ctx.NULL (SQL NULL in rows), so every decoder and row agrees on it.
+M.null = require("weir._native").NULL
 local null = M.null
 
 --- The metatable that marks a table as a JSON array.
@@ -59,7 +56,6 @@ end
 function M.kind(v)
   local t = type(v)
   if t == "table" then
-    if v == null then return "null" end
     if getmetatable(v) == array_mt then
       -- Holes read as null; a third result says what is wrong with it.
       local n, max, bad = 0, 0, nil
@@ -86,7 +82,7 @@ function M.kind(v)
     end
     if n >= 1 and max == n then return "array", n end
     return "object"
-  elseif t == "nil" then
+  elseif v == nil or v == null then
     return "null"
   end
   return t

@@ -23,8 +23,7 @@ local BATCH = 1000
 -- a new attempt state: pooled connections are reset before their first
 -- use in it (pg.c)
 C.weir_ffi_pg_new_epoch()
-local NULL = require("cjson").null     -- lightuserdata NULL: SQL NULL
-M.NULL = NULL
+local NULL = native.NULL -- SQL NULL (ctx.NULL)
 
 -- SQLSTATEs a retry can cure: connection trouble (class 08), serialization
 -- failure, deadlock, the server shutting down or starting, too many

@@ -29,8 +29,8 @@ end
 
 local M = {}
 
---- The value a Redis nil reply becomes (lightuserdata NULL, as cjson.null).
-M.null = require("cjson").null
+-- A Redis nil reply is the lightuserdata NULL the C side pushes: ctx.NULL.
+local NULL = require("weir._native").NULL
 
 local errmt = getmetatable(errors.new("x", "x"))
 local SHAPE_SCAN, SHAPE_HSCAN, SHAPE_XRANGE = 1, 2, 3
@@ -366,7 +366,7 @@ local function arg_of(v)
     if v ~= v then return nil, "NaN" end
     return v
   end
-  if v == nil or v == M.null or v == json.null then return nil end
+  if v == nil or v == NULL then return nil end
   if t == "boolean" then return v and "true" or "false" end
   if t == "table" then return json.encode(v) end
   return nil, "cannot write a " .. t

@@ -12,6 +12,7 @@ local ffi, C = F.ffi, F.C
 local util = require("weir.util")
 local dbm = require("weir.db")
 local native = require("weir._native")
+local NULL = native.NULL -- SQL NULL in rows: ctx.NULL
 local type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable =
   type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable
 local format, concat, sort = string.format, table.concat, table.sort
@@ -273,7 +274,6 @@ function M.context(job, stats, opened, log)
   function X.jsonl(p, opts)
     opts = opts or {}
     local cjson = require("cjson")
-    local null = cjson.null
     local abs = X.path(p)
     local fd = open_fd(abs, O_RDONLY + O_CLOEXEC, p)
     opened[#opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
@@ -317,7 +317,7 @@ function M.context(job, stats, opened, log)
         if l:find("%S") then
           local ok, v = pcall(cjson.decode, l)
           if ok and type(v) == "table" and l:find("^%s*{") then
-            for k, x in pairs(v) do if x == null then v[k] = nil end end
+            for k, x in pairs(v) do if x == NULL then v[k] = nil end end
             n = n + 1
             batch[n] = v
           else
@@ -611,7 +611,7 @@ function Stream.to_csv(s, path, opts)
   local function row(values, count)
     for j = 1, count do
       local v = values[j]
-      v = v == nil and "" or tostring(v)
+      if type(v) ~= "string" then v = (v == nil or v == NULL) and "" or tostring(v) end
       keep[j] = v
       fields[j - 1].data = v
       fields[j - 1].len = #v
@@ -734,7 +734,10 @@ function Stream.into(s, target, tbl, opts)
         local defs = {}
         for i, c in ipairs(cols) do
           local sample
-          for r = 1, #first do if first[r][c] ~= nil then sample = first[r][c]; break end end
+          for r = 1, #first do
+            local v = first[r][c]
+            if v ~= nil and v ~= NULL then sample = v; break end
+          end
           defs[i] = q(c) .. " " .. affinity(sample)
         end
         if keys then
@@ -807,6 +810,7 @@ function Db.query(d, sql, params)
   for i = 0, nc - 1 do names[i + 1] = ffi.string(C.weir_ffi_db_column_name(st, i)) end
   local A = M._attempt
   local done = false
+  local column = dbm.column
   return new_stream(function()
     if done then return nil end
     local batch, n = {}, 0
@@ -815,7 +819,7 @@ function Db.query(d, sql, params)
       if rc == dbm.DONE then done = true; dbm.finalize(st); break end
       if rc ~= dbm.ROW then error(format("sqlite %s: %s", p.name, F.errmsg()), 0) end
       local row = {}
-      for i = 0, nc - 1 do row[names[i + 1]] = dbm.column(st, i) end
+      for i = 0, nc - 1 do row[names[i + 1]] = column(st, i, NULL) end
       n = n + 1
       batch[n] = row
     end

@@ -2,6 +2,7 @@
 -- duration and size parsing, identifier checks, path handling.
 local type, tonumber, floor = type, tonumber, math.floor
 local format, byte = string.format, string.byte
+local NULL = require("weir._native").NULL
 
 local M = {}
 
@@ -153,6 +154,8 @@ function M.show(v, n)
     return M.printable((format("%q", v):gsub("\\\n", "\\n")))
   elseif t == "number" or t == "boolean" or t == "nil" then
     return tostring(v)
+  elseif v == NULL then
+    return "null" -- a YAML or JSON null (json.null)
   end
   return t
 end

@@ -128,6 +128,53 @@ describe("data connectors", function()
     assert.equal("id,label\n2,b\n3,c\n", H.read(dir .. "/out/o.csv"))
   end)
 
+  it("reads SQL NULL as ctx.NULL and keeps it through SQLite, CSV and JSON Lines", function()
+    -- the first row's score is NULL: a created table still takes its
+    -- type from a non-NULL value
+    sqlite(dir .. "/src.db", [[CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL);
+      INSERT INTO t VALUES (1, 'a', NULL), (2, NULL, 2.5), (3, NULL, NULL), (4, 'd', 4.5);]])
+    local code, r, err = run([[
+      return pipeline { name = "nulls", tasks = { t = task { run = function(ctx)
+        local src = ctx.sqlite("src.db")
+        local rows = src:rows("SELECT id, name, score FROM t ORDER BY id")
+        local shape = {}
+        for i, row in ipairs(rows) do
+          local keys, nulls = 0, 0
+          for _, v in pairs(row) do
+            keys = keys + 1
+            if v == ctx.NULL then nulls = nulls + 1 end
+          end
+          shape[i] = keys .. "/" .. nulls
+        end
+        src:query("SELECT * FROM t"):into(ctx.sqlite("dst.db"), "t")
+        src:query("SELECT * FROM t ORDER BY id"):to_csv("out/t.csv")
+        src:query("SELECT * FROM t ORDER BY id"):to_jsonl("out/t.jsonl")
+        return { shape = table.concat(shape, " "), null_is_null = rows[3].name == ctx.NULL,
+                 nil_is_not = rows[3].name ~= nil }
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    local out = H.task(r, "t").output
+    -- every row keeps its three columns; NULLs are ctx.NULL, never nil
+    assert.same({ shape = "3/1 3/1 3/2 3/0", null_is_null = true, nil_is_not = true }, out)
+    -- the copy equals its source, compared by SQLite itself
+    local cmp = "ATTACH '" .. dir .. "/src.db' AS s; "
+    assert.equal("0|0|4", sqlite(dir .. "/dst.db", cmp
+      .. "SELECT (SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM s.t)),"
+      .. " (SELECT count(*) FROM (SELECT * FROM s.t EXCEPT SELECT * FROM t)), count(*) FROM t"))
+    assert.equal("2|2|real", sqlite(dir .. "/dst.db", "SELECT count(*) FILTER (WHERE name IS NULL),"
+      .. " count(*) FILTER (WHERE score IS NULL), (SELECT typeof(score) FROM t WHERE id = 2) FROM t"))
+    assert.equal("id,name,score\n1,a,\n2,,2.5\n3,,\n4,d,4.5\n", H.read(dir .. "/out/t.csv"))
+    local lines = {}
+    for l in H.read(dir .. "/out/t.jsonl"):gmatch("[^\n]+") do
+      lines[#lines + 1] = require("weir.json").decode(l)
+    end
+    assert.equal(4, #lines)
+    assert.equal(require("weir.json").null, lines[3].name)
+    assert.equal(require("weir.json").null, lines[3].score)
+    assert.equal("a", lines[1].name)
+  end)
+
   it("binds query values and quotes identifiers", function()
     local code, r, err = run([[
       return pipeline { name = "q", tasks = { t = task { run = function(ctx)

@@ -317,3 +317,73 @@ return pipeline { name = "csvpg", tasks = {
     assert.equal(3, H.task(run, "raw").rows_in)
   end)
 end)
+
+describe_pg("SQL NULL between SQLite and PostgreSQL", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.cleanup(dir) end)
+
+  -- The rows of a SQLite table as INSERT statements psql runs: the sqlite3
+  -- CLI writes NULL as NULL and '' as '', so no weir code reads them.
+  local function sqlite_inserts(db, into)
+    return H.sh("sqlite3 " .. H.q(db) .. " " .. H.q(".mode insert " .. into) .. " "
+                .. H.q("SELECT id, name, score FROM t"))
+  end
+  -- differences both ways (EXCEPT ALL: NULL matches NULL), then the NULL
+  -- and empty-string counts of tbl
+  local function compare(a, b)
+    return psql(URL, ("SELECT (SELECT count(*) FROM (TABLE %s EXCEPT ALL TABLE %s) x), "
+                      .. "(SELECT count(*) FROM (TABLE %s EXCEPT ALL TABLE %s) y), "
+                      .. "count(*) FILTER (WHERE name IS NULL), count(*) FILTER (WHERE score IS NULL), "
+                      .. "count(*) FILTER (WHERE name = '') FROM %s"):format(a, b, b, a, b))
+  end
+  local ROWS = "(1, 'a', NULL), (2, NULL, 2.5), (3, NULL, NULL), (4, '', 4.5)"
+  local COLS = "(id int8 PRIMARY KEY, name text, score float8)"
+
+  it("copies a table with NULLs both ways and keeps every NULL", function()
+    psql(URL, "DROP TABLE IF EXISTS nul_src, nul_from_sqlite, nul_ref, nul_back; "
+              .. "CREATE TABLE nul_src " .. COLS .. "; INSERT INTO nul_src VALUES " .. ROWS .. "; "
+              .. "CREATE TABLE nul_from_sqlite " .. COLS .. "; CREATE TABLE nul_ref " .. COLS .. "; "
+              .. "CREATE TABLE nul_back " .. COLS)
+    H.sh("sqlite3 " .. H.q(dir .. "/src.db") .. " "
+         .. H.q("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL); "
+                .. "INSERT INTO t VALUES " .. ROWS))
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "nulls", tasks = {
+  to_pg = task { run = function(ctx)
+    return ctx.sqlite("src.db"):query("SELECT id, name, score FROM t")
+      :into(ctx.sink("wh"), "nul_from_sqlite")
+  end },
+  to_sqlite = task { run = function(ctx)
+    local wh = ctx.source("wh")
+    local sql = "SELECT id, name, score FROM nul_src WHERE id > $1 ORDER BY id"
+    -- SQL NULL is ctx.NULL on every read path: COPY, cursor, db:rows
+    local seen = {}
+    for _, rows in ipairs({ wh:query("SELECT id, name, score FROM nul_src ORDER BY id"):collect(),
+                            wh:query(sql, { 0 }):collect(), wh:rows(sql, { 0 }) }) do
+      local n = 0
+      for _, r in ipairs(rows) do
+        for _, c in ipairs({ "id", "name", "score" }) do
+          if r[c] == ctx.NULL then n = n + 1 end
+        end
+      end
+      seen[#seen + 1] = n
+    end
+    wh:query("SELECT id, name, score FROM nul_src"):into(ctx.sqlite("dst.db"), "t")
+    return seen
+  end },
+} }]])
+    local code, _, err = weir(dir, "run p.lua")
+    assert.equal(0, code, err)
+    assert.same({ 4, 4, 4 }, H.task(H.show(dir, H.last_run(dir)), "to_sqlite").output)
+    -- SQLite -> PostgreSQL: the source, as the sqlite3 CLI prints it,
+    -- against what weir loaded
+    psql(URL, sqlite_inserts(dir .. "/src.db", "nul_ref"))
+    assert.equal("0|0|2|2|1", compare("nul_ref", "nul_from_sqlite"))
+    -- PostgreSQL -> SQLite: what weir loaded, as the sqlite3 CLI prints
+    -- it, against the source
+    psql(URL, sqlite_inserts(dir .. "/dst.db", "nul_back"))
+    assert.equal("0|0|2|2|1", compare("nul_src", "nul_back"))
+  end)
+end)

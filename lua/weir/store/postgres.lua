@@ -24,7 +24,7 @@ local ffi, C = F.ffi, F.C
 local native = require("weir._native")
 local errors = require("weir.errors")
 local pg_exec = native.pg_exec
-local NULL = require("cjson").null
+local NULL = native.NULL
 local pairs, ipairs, type, tostring, tonumber, error, pcall, setmetatable =
   pairs, ipairs, type, tostring, tonumber, error, pcall, setmetatable
 local format, find, sub, byte, concat = string.format, string.find, string.sub, string.byte,
@@ -552,11 +552,8 @@ end
 local COLS = require("weir.store").UPDATABLE
 local RUN_COLS, TASK_COLS, ATTEMPT_COLS = COLS.runs, COLS.task_runs, COLS.attempts
 
--- weir.db.NULL (a table) and cjson.null both store NULL
-local build_update = require("weir.store").updater(function(k) return "$" .. k end, function(v)
-  if type(v) == "table" and v.__null then v = NULL end
-  return clean(v)
-end)
+-- weir.db.NULL (= ctx.NULL) stores NULL
+local build_update = require("weir.store").updater(function(k) return "$" .. k end, clean)
 local function update(self, tbl, cols, fields, keycols, keys)
   local sql, vals, n = build_update(tbl, cols, fields, keycols, keys)
   if sql then exec(self, sql, vals, n) end
