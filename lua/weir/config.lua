@@ -632,9 +632,8 @@ end
 local function is_readable(p)
   local F = require("weir._ffi")
   local kind = F.C.weir_ffi_path_kind(p)
-  if kind ~= F.C.WEIR_KIND_FILE and kind ~= F.C.WEIR_KIND_NONE then
-    return nil, p .. ": not a regular file"
-  end
+  if kind == F.C.WEIR_KIND_DIR then return nil, p .. ": is a directory" end
+  if kind == F.C.WEIR_KIND_OTHER then return nil, p .. ": not a regular file" end
   local f, err = io.open(p, "rb")
   if not f then return nil, err end
   local _, rerr = f:read(0)

@@ -79,8 +79,8 @@ end
 -- The shape of `weir show --json` for comparing backends: values whose
 -- content depends on time, pids or ids become their type.
 local VARIABLE = { id = true, run_id = true, created_at = true, started_at = true,
-                   finished_at = true, supervisor_pid = true, worker_pid = true, mem_peak = true,
-                   pipeline_id = true, version_id = true }
+                   finished_at = true, supervisor_pid = true, supervisor_id = true,
+                   worker_pid = true, mem_peak = true, pipeline_id = true, version_id = true }
 local function shape(v)
   if type(v) ~= "table" then return v end
   local out = {}
