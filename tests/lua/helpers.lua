@@ -144,6 +144,33 @@ function M.task(run, name)
   for _, t in ipairs(run.tasks) do if t.task == name then return t end end
 end
 
+--- A task attempt job as the engine sends it to a worker (weir._attempt):
+-- src is the task's Lua text (ctx is `...`), run in a sandbox rooted at
+-- dir; extra fields win.
+function M.attempt_job(src, dir, extra)
+  local job = { kind = "attempt", src = src, chunkname = "=task.lua", run_id = "run1",
+                task = "t", attempt = 1, pipeline = "p", params = {}, inputs = {},
+                base_dir = dir, roots = { dir }, output_max = 1048576, log_max = 65536 }
+  for k, v in pairs(extra or {}) do job[k] = v end
+  return job
+end
+
+--- Poll the executor pool ex until want(event) is true for one event, or
+-- timeout seconds (30) pass; returns that event (nil on timeout) and every
+-- event seen.
+function M.await_event(ex, want, timeout)
+  local executor = require("weir.executor")
+  local seen = {}
+  local deadline = executor.mono() + (timeout or 30) * 1000
+  while executor.mono() < deadline do
+    for _, e in ipairs(assert(ex:poll(100))) do
+      seen[#seen + 1] = e
+      if want(e) then return e, seen end
+    end
+  end
+  return nil, seen
+end
+
 -- ------------------------------------------------------------- services
 
 -- What scripts/services.sh writes for each server (DIR/env), and how its
