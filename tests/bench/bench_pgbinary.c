@@ -1,8 +1,8 @@
 /*
  * bench_pgbinary.c - what the PostgreSQL COPY codecs cost per row
  * (connectors/pgbinary.c, pgcodec.c): the binary and the text codec side
- * by side on one row shape (int8, text, float8, timestamptz, bool), best
- * of 5; then, when WEIR_TEST_PG_URL is set (scripts/services.sh), COPY TO
+ * by side on one row shape (int8, text, float8, timestamptz, bool), and a
+ * jsonb value through the text codec, best of 5; then, when WEIR_TEST_PG_URL is set (scripts/services.sh), COPY TO
  * and COPY FROM end to end against that server, best of 3.
  *
  * Usage: bench_pgbinary [N]   N rows for the codec part (1,000,000).
@@ -95,6 +95,23 @@ static void bench(int n)
            "  (a 5-field Lua table from constants: %.0f ns)\n"
            "  bytes per row: binary %zu, text %zu\n",
            n, bd, td, be, te, fl, tuple.len, line.len);
+    /* a jsonb value through the text codec */
+    push_expr("{ id = 7, name = 'x', tags = { 'a', 'b' }, score = 1.5, "
+              "nested = { ok = true, none = NULL } }");
+    line.len = 0;
+    if (weir_pgcodec_encode(L, -1, 3802, 0, &line, err, sizeof err) !=
+        WEIR_OK) {
+        fprintf(stderr, "bench: %s\n", err);
+        failed++;
+    } else {
+        BEST_OF(n / 4, bd, {
+            rc |= weir_pgcodec_push(L, 3802, line.data, line.len, err,
+                                    sizeof err);
+            lua_pop(L, 1);
+        });
+        printf("jsonb decode (text codec, %zu bytes), best of 5 x %d: "
+               "%.0f ns/value\n", line.len, n / 4, bd);
+    }
     weir_buf_free(&tuple);
     weir_buf_free(&line);
     lua_settop(L, names - 1);
