@@ -4,71 +4,29 @@
  * infinities, int8 past 2^53, long numerics, bytea with all byte values,
  * JSON (checked against lua-cjson), array literals (quoting, NULL vs
  * "NULL", nesting), COPY lines (escapes, field counts, "\."), error
- * messages, and randomized round trips. `test_pgcodec --bench` prints
- * ns/row for a 5-column row instead. Relies on check.h, a plain Lua state
- * with lua-cjson preloaded; needs no server.
+ * messages, and randomized round trips. Needs no server; its timing is
+ * tests/bench/bench_pgbinary.c. Relies on check.h and pgkit.h (a plain
+ * Lua state with lua-cjson preloaded, deepeq and dump).
  */
-#include "weir/pgcodec.h"
+#include "pgkit.h"
 
 #include <lauxlib.h>
-#include <lualib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "check.h"
 
-int luaopen_cjson(lua_State *L);
-
-static lua_State *L;
 static weir_buf buf;
-static char err[256];
 
-/* Stack slot 1: { "c" }, the names of one-column COPY rows. */
-#define NAMES1 1
-
-static const char *lua_helpers =
-    "NULL = require('cjson').null\n"
-    "function deepeq(a, b)\n"
-    "  if a == b then return true end\n"
-    "  if type(a) == 'number' and type(b) == 'number' then\n"
-    "    return a ~= a and b ~= b end\n"
-    "  if type(a) ~= 'table' or type(b) ~= 'table' then return false end\n"
-    "  for k, v in pairs(a) do if not deepeq(v, b[k]) then return false end"
-    " end\n"
-    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
-    "  return true\n"
-    "end\n"
-    "function dump(v)\n"
-    "  if type(v) == 'string' then return string.format('%q', v) end\n"
-    "  if v == NULL then return 'NULL' end\n"
-    "  if type(v) ~= 'table' then return tostring(v) end\n"
-    "  local keys = {}\n"
-    "  for k in pairs(v) do keys[#keys + 1] = k end\n"
-    "  table.sort(keys, function(x, y) return tostring(x) < tostring(y) "
-    "end)\n"
-    "  local parts = {}\n"
-    "  for _, k in ipairs(keys) do\n"
-    "    parts[#parts + 1] = '[' .. dump(k) .. ']=' .. dump(v[k]) end\n"
-    "  return '{' .. table.concat(parts, ',') .. '}'\n"
-    "end\n"
-    "function bytes(from, to)\n"
-    "  local t = {}\n"
-    "  for i = from, to do t[#t + 1] = string.char(i) end\n"
-    "  return table.concat(t)\n"
-    "end\n"
-    /* random values for the round trips; math.random is seeded below */
-    "local pieces = { 'a', 'Z', ' ', ',', '{', '}', '\"', '\\\\', 'NULL',\n"
+/* The text codec's own random values for the round trips (over pgkit's
+ * NULL, deepeq, dump, bytes and rstr); math.random is seeded by
+ * pgkit_open. */
+static const char *lua_codec_helpers =
+    "rstr_pieces = { 'a', 'Z', ' ', ',', '{', '}', '\"', '\\\\', 'NULL',\n"
     "  'null', '\\t', '\\n', '\\r', '\\\\.', '.', 'é', '日本', '\\1', "
     "'\\127', 'x y' }\n"
-    "function rstr(max)\n"
-    "  local t = {}\n"
-    "  for i = 1, math.random(0, max) do\n"
-    "    t[i] = pieces[math.random(#pieces)] end\n"
-    "  return table.concat(t)\n"
-    "end\n"
     "function rtext_array(depth)\n"
     "  local t = {}\n"
     "  local n = math.random(0, 4)\n"
@@ -100,48 +58,12 @@ static const char *lua_helpers =
     "  end\n"
     "end\n";
 
-/* Push the value of a Lua expression. */
-static void push_expr(const char *expr)
-{
-    char chunk[4096];
-
-    snprintf(chunk, sizeof chunk, "return %s", expr);
-    if (luaL_loadstring(L, chunk) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
-        fprintf(stderr, "bad test expression %s: %s\n", expr,
-                lua_tostring(L, -1));
-        exit(2);
-    }
-}
-
-/* deepeq(a, b) for the two values on top; pops nothing. */
-static int deepeq_top(void)
-{
-    int eq;
-
-    lua_getglobal(L, "deepeq");
-    lua_pushvalue(L, -3);
-    lua_pushvalue(L, -3);
-    lua_call(L, 2, 1);
-    eq = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return eq;
-}
-
-static const char *dump_at(int idx)
-{
-    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-    lua_getglobal(L, "dump");
-    lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
-    return lua_tostring(L, -1); /* left on the stack: callers reset it */
-}
-
 static void expect_eq_(int line, const char *what)
 {
     int top = lua_gettop(L);
     const char *got, *want;
 
-    if (deepeq_top()) {
+    if (deepeq_at(-2, -1)) {
         check_passed++;
         return;
     }
@@ -688,13 +610,13 @@ static void test_json(void)
             lua_getfield(L, -1, "decode");
             lua_pushlstring(L, buf.data, buf.len);
             if (lua_pcall(L, 1, 1, 0) != 0 || (lua_replace(L, -2), 0) ||
-                !deepeq_top()) {
+                !deepeq_at(-2, -1)) {
                 bad++;
                 fprintf(stderr, "cjson disagrees: %s\n", buf.data);
             }
             lua_pop(L, 1);
             if (weir_pgcodec_push(L, 3802, buf.data, buf.len, err,
-                                  sizeof err) != WEIR_OK || !deepeq_top()) {
+                                  sizeof err) != WEIR_OK || !deepeq_at(-2, -1)) {
                 bad++;
                 fprintf(stderr, "json round trip: %s\n", buf.data);
             }
@@ -804,7 +726,7 @@ static void test_arrays(void)
             } else {
                 lua_getfield(L, -1, "c");
                 lua_replace(L, -2);
-                if (!deepeq_top()) {
+                if (!deepeq_at(-2, -1)) {
                     bad++;
                     fprintf(stderr, "random array: %s\n", buf.data);
                 }
@@ -1004,7 +926,7 @@ static void test_copy_random(void)
             strcmp(buf.data, "\\.\n") == 0 ||
             weir_pgcodec_copy_row(L, buf.data, buf.len, 3, oids, names, err,
                                   sizeof err) != WEIR_OK ||
-            !deepeq_top()) {
+            !deepeq_at(-2, -1)) {
             bad++;
         }
         lua_settop(L, names);
@@ -1050,111 +972,32 @@ static void test_types_and_buffer(void)
     CHECK(b.data == NULL && b.len == 0 && b.cap == 0);
 }
 
-/* ---- benchmark ---------------------------------------------------------- */
-
-static double now_ns(void)
+int main(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void bench(void)
-{
-    static const uint32_t oids[] = {20, 25, 701, 1184, 16};
-    const char *line = "1234567890\thello world\t3.25\t"
-                       "2024-01-02 03:04:05.123456+00\tt\n";
-    size_t len = strlen(line);
-    int names, row, n = 2000000;
-    double t0, t1;
-
-    push_expr("{ 'id', 'name', 'score', 'ts', 'ok' }");
-    names = lua_gettop(L);
-    weir_pgcodec_copy_row(L, line, len, 5, oids, names, err, sizeof err);
-    row = lua_gettop(L);
-
-    t0 = now_ns();
-    for (int i = 0; i < n; i++) {
-        if (weir_pgcodec_copy_row(L, line, len, 5, oids, names, err,
-                                  sizeof err) != WEIR_OK) {
-            fprintf(stderr, "bench decode: %s\n", err);
-            return;
-        }
-        lua_pop(L, 1);
-    }
-    t1 = now_ns();
-    printf("copy_row decode  (int8, text, float8, timestamptz, bool): "
-           "%.0f ns/row\n", (t1 - t0) / n);
-
-    t0 = now_ns();
-    for (int i = 0; i < n; i++) {
-        buf.len = 0;
-        if (weir_pgcodec_copy_encode_row(L, row, 5, names, oids, &buf, err,
-                                         sizeof err) != WEIR_OK) {
-            fprintf(stderr, "bench encode: %s\n", err);
-            return;
-        }
-    }
-    t1 = now_ns();
-    printf("copy_encode_row  (same row):                             "
-           "%.0f ns/row\n", (t1 - t0) / n);
-
-    push_expr("{ id = 7, name = 'x', tags = { 'a', 'b' }, score = 1.5, "
-              "nested = { ok = true, none = NULL } }");
-    buf.len = 0;
-    weir_pgcodec_encode(L, -1, 3802, 0, &buf, err, sizeof err);
-    t0 = now_ns();
-    for (int i = 0; i < n / 4; i++) {
-        weir_pgcodec_push(L, 3802, buf.data, buf.len, err, sizeof err);
-        lua_pop(L, 1);
-    }
-    t1 = now_ns();
-    printf("jsonb decode     (%zu bytes):                            "
-           "%.0f ns/value\n", buf.len, (t1 - t0) / (n / 4));
-    lua_settop(L, names - 1);
-}
-
-int main(int argc, char **argv)
-{
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    /* require("cjson") as the trusted states provide it */
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_settop(L, 0);
-    if (luaL_dostring(L, lua_helpers) != 0) {
+    if (pgkit_open() != 0)
+        return 2;
+    if (luaL_dostring(L, lua_codec_helpers) != 0) {
         fprintf(stderr, "helpers: %s\n", lua_tostring(L, -1));
         return 2;
     }
-    lua_settop(L, 0);
-    push_expr("{ 'c' }"); /* NAMES1 */
+    lua_settop(L, NAMES1);
     weir_buf_reserve(&buf, 16);
     srand(12345);
-    luaL_dostring(L, "math.randomseed(12345)");
-    lua_settop(L, NAMES1);
-
-    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
-        bench();
-    } else {
-        test_null();
-        test_bool();
-        test_ints();
-        test_numeric();
-        test_floats();
-        test_text();
-        test_uuid();
-        test_bytea();
-        test_json();
-        test_arrays();
-        test_copy_lines();
-        test_copy_random();
-        test_types_and_buffer();
-        CHECK_EQ_INT(lua_gettop(L), NAMES1);
-    }
+    test_null();
+    test_bool();
+    test_ints();
+    test_numeric();
+    test_floats();
+    test_text();
+    test_uuid();
+    test_bytea();
+    test_json();
+    test_arrays();
+    test_copy_lines();
+    test_copy_random();
+    test_types_and_buffer();
+    CHECK_EQ_INT(lua_gettop(L), NAMES1);
     weir_buf_free(&buf);
-    lua_close(L);
-    return argc > 1 ? 0 : CHECK_DONE();
+    pgkit_close();
+    return CHECK_DONE();
 }

@@ -3,7 +3,7 @@
 local H = require("helpers")
 
 local function sqlite(db, sql)
-  return (H.sh("sqlite3 " .. H.q(db) .. " " .. H.q(sql)):gsub("%s+$", ""))
+  return (H.output("sqlite3 " .. H.q(db) .. " " .. H.q(sql)):gsub("%s+$", ""))
 end
 
 describe("data connectors", function()
@@ -110,7 +110,7 @@ describe("data connectors", function()
     assert.equal(1, code)
     assert.matches("timed out", H.task(r, "write").error, 1, true)
     -- both attempts were killed after opening their temporary file
-    local left = H.sh("ls -A " .. H.q(dir .. "/out"))
+    local left = H.output("ls -A " .. H.q(dir .. "/out"))
     assert.equal("", (left:gsub("%s+$", "")))
   end)
 
@@ -209,7 +209,7 @@ describe("worker processes", function()
   after_each(function() H.cleanup(dir) end)
 
   it("are locked down: unprivileged, scrubbed environment, no inherited files", function()
-    if H.sh("id -u"):match("^0") == nil then
+    if H.output("id -u"):match("^0") == nil then
       pending("needs root to check the privilege drop")
       return
     end
@@ -219,7 +219,7 @@ describe("worker processes", function()
     ]])
     local pid = H.spawn(dir, "run p.lua --workers 1", dir .. "/run.log")
     local wpid = H.wait_for(function()
-      return tonumber(H.sh("pgrep -P " .. pid .. " -f __worker"):match("%d+"))
+      return tonumber(H.output("pgrep -P " .. pid .. " -f __worker"):match("%d+"))
     end, 10)
     assert.truthy(wpid)
     os.execute("sleep 0.3")
@@ -229,7 +229,7 @@ describe("worker processes", function()
     assert.matches("\nSeccomp:%s+2", status)
     local env = H.read("/proc/" .. wpid .. "/environ") or ""
     assert.is_nil(env:find("WEIR_HOME", 1, true))
-    local fds = H.sh("ls /proc/" .. wpid .. "/fd")
+    local fds = H.output("ls /proc/" .. wpid .. "/fd")
     local n = 0
     for fd in fds:gmatch("%d+") do
       n = n + 1

@@ -5,23 +5,16 @@
 -- endpoint that is not configured.
 local H = require("helpers")
 
-local URL = os.getenv("WEIR_TEST_PG_URL")
-local PORT = os.getenv("WEIR_TEST_PG_PORT")
-local PW = os.getenv("WEIR_TEST_PG_PASSWORD")
-local describe_pg = URL and describe or pending
+local PG = H.service("pg") or {}
+local URL, PORT, PW = PG.url, PG.port, PG.password
 
 local function psql(url, sql)
-  return H.sh("psql " .. H.q(url) .. " -Atqc " .. H.q(sql) .. " 2>&1"):gsub("%s+$", "")
+  return H.output("psql " .. H.q(url) .. " -Atqc " .. H.q(sql) .. " 2>&1"):gsub("%s+$", "")
 end
 
+-- weir.yaml: the connection "wh" to the server on port
 local function yaml(port, extra)
-  return ([[
-connections:
-  wh:
-    type: postgres
-    url: "postgres://weir:${env:WEIR_PW}@127.0.0.1:%s/%s"
-    sslmode: disable
-%s]]):format(port, "postgres", extra or "")
+  return H.yaml("pg", "wh", port, extra)
 end
 
 -- weir with the password in the environment only (never on a command line)
@@ -29,7 +22,7 @@ local function weir(dir, args, pw)
   return H.weir(dir, args, { WEIR_PW = pw or PW })
 end
 
-describe_pg("PostgreSQL pipelines", function()
+H.describe_with("pg", "PostgreSQL pipelines", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
@@ -114,7 +107,7 @@ return pipeline {
     assert.matches("canary_role", all)
     assert.is_nil(all:find(canary, 1, true), "the canary leaked into output")
     -- and not in the store, in any form
-    local db = H.sh("cat " .. H.q(dir .. "/.weir") .. "/weir.db* 2>/dev/null")
+    local db = H.output("cat " .. H.q(dir .. "/.weir") .. "/weir.db* 2>/dev/null")
     assert.is_true(#db > 0)
     assert.is_nil(db:find(canary, 1, true), "the canary leaked into the store")
     psql(URL, "DROP ROLE IF EXISTS canary_role")
@@ -235,25 +228,16 @@ return pipeline { name = "reset", tasks = {
   end)
 end)
 
-describe_pg("PostgreSQL restarted during a run", function()
+H.describe_with("pg", "PostgreSQL restarted during a run", function()
   local dir, svc
-  setup(function()
-    -- under /tmp: the server runs as another user, who must reach the folder
-    svc = H.sh("mktemp -d /tmp/weir-spec-pg-XXXXXX"):gsub("%s+$", "")
-    os.execute("chmod 755 " .. H.q(svc))
-    os.execute("bash " .. H.q(H.src .. "/scripts/services.sh") .. " start-pg " .. H.q(svc) .. " >/dev/null")
-  end)
-  teardown(function()
-    os.execute("bash " .. H.q(H.src .. "/scripts/services.sh") .. " stop " .. H.q(svc) .. " >/dev/null")
-    H.cleanup(svc)
-  end)
+  setup(function() svc = H.private_service("pg") end)
+  teardown(function() svc.stop() end)
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
 
   it("retries through the restart; the breaker opens, then closes", function()
-    local port = H.read(svc .. "/pg.port"):gsub("%s", "")
-    local pw = H.sh(". " .. H.q(svc .. "/env") .. " && printf %s \"$WEIR_TEST_PG_PASSWORD\"")
-    H.write(dir .. "/weir.yaml", yaml(port, [[
+    local pw = svc.password
+    H.write(dir .. "/weir.yaml", yaml(svc.port, [[
     breaker: { threshold: 1, window: 10s, open: 1500ms }
 ]]))
     H.write(dir .. "/p.lua", [[
@@ -264,11 +248,9 @@ return pipeline { name = "restart", tasks = { slow = task {
     return "done"
   end } } }]])
     local log = dir .. "/run.log"
-    local pid = tonumber(H.sh("cd " .. H.q(dir) .. " && WEIR_HOME=" .. H.q(dir .. "/.weir")
-      .. " WEIR_PW=" .. H.q(pw) .. " " .. H.q(H.bin) .. " run p.lua >" .. H.q(log)
-      .. " 2>&1 & echo $!"))
+    local pid = H.spawn(dir, "run p.lua", log, { WEIR_PW = pw })
     os.execute("sleep 1")
-    os.execute("bash " .. H.q(H.src .. "/scripts/services.sh") .. " restart-pg " .. H.q(svc))
+    assert.is_true(svc.restart())
     assert.truthy(H.wait_dead(pid, 60))
     local run = H.show(dir, H.last_run(dir))
     assert.equal("success", run.status, H.read(log))
@@ -283,7 +265,7 @@ return pipeline { name = "restart", tasks = { slow = task {
   end)
 end)
 
-describe_pg("CSV into PostgreSQL", function()
+H.describe_with("pg", "CSV into PostgreSQL", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)

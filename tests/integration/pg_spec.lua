@@ -3,8 +3,8 @@
 -- the load ledger and fence, limits, errors, pooling.
 
 
-local URL = os.getenv("WEIR_TEST_PG_URL")
-local describe_pg = URL and describe or pending
+local H = require("helpers")
+local URL = (H.service("pg") or {}).url
 
 local function url_cfg(url, db)
   local user, pw, host, port = url:match("^postgres://([^:]+):([^@]+)@([^:]+):(%d+)/")
@@ -13,7 +13,7 @@ local function url_cfg(url, db)
            pool = { max = 4 }, max_result_bytes = 1024 * 1024 }
 end
 
-describe_pg("weir.pg", function()
+H.describe_with("pg", "weir.pg", function()
   local pg, admin, db, cfg
   local NULL = require("cjson").null
 

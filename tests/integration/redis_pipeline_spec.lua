@@ -3,20 +3,15 @@
 -- clear error (without the password) and opens the breaker.
 local H = require("helpers")
 
-local PORT = os.getenv("WEIR_TEST_REDIS_PORT")
-local PW = os.getenv("WEIR_TEST_REDIS_PASSWORD")
-local describe_redis = PORT and describe or pending
+local REDIS = H.service("redis") or {}
+local PORT, PW = REDIS.port, REDIS.password
 
+-- weir.yaml: the connection "cache" to the server on port
 local function yaml(port, extra)
-  return ([[
-connections:
-  cache:
-    type: redis
-    url: "redis://:${env:WEIR_PW}@127.0.0.1:%s/3"
-%s]]):format(port, extra or "")
+  return H.yaml("redis", "cache", port, extra)
 end
 
-describe_redis("Redis pipelines", function()
+H.describe_with("redis", "Redis pipelines", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)

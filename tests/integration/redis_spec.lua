@@ -3,15 +3,8 @@
 -- redis-server this spec starts and restarts for the reconnect test.
 local H = require("helpers")
 
-local URL, PORT = os.getenv("WEIR_TEST_REDIS_URL"), tonumber(os.getenv("WEIR_TEST_REDIS_PORT"))
-local PASSWORD = os.getenv("WEIR_TEST_REDIS_PASSWORD")
-
-if not (URL and PORT and PASSWORD) then
-  describe("the redis connector", function()
-    pending("WEIR_TEST_REDIS_URL/PORT/PASSWORD unset: run scripts/services.sh start DIR and . DIR/env")
-  end)
-  return
-end
+local REDIS = H.service("redis") or {}
+local URL, PORT, PASSWORD = REDIS.url, REDIS.port, REDIS.password
 
 -- weir._native.redis, even from a binary whose lstate.c does not register
 -- it yet: load the same function from libweir.
@@ -27,11 +20,7 @@ local F = require("weir._ffi")
 local NULL = native.NULL -- ctx.NULL
 
 local function now() return select(2, native.now()) end
-local function sh(cmd)
-  local a = os.execute(cmd)
-  return a == 0 or a == true
-end
-local function sleep(s) sh("sleep " .. s) end
+local function sleep(s) H.succeeds("sleep " .. s) end
 
 -- Every message the connector produced in this file, to check for secrets.
 local messages = {}
@@ -67,7 +56,7 @@ local function drain(pull)
   return batches
 end
 
-describe("the redis connector", function()
+H.describe_with("redis", "the redis connector", function()
   local r
 
   lazy_setup(function()
@@ -537,7 +526,7 @@ describe("the redis connector", function()
         " --dir %s --pidfile %s --logfile %s/redis.log", port, H.q(dir), H.q(pidfile), H.q(dir)))
       return H.wait_for(function()
         local p = H.read(pidfile)
-        return p and p:match("%d+") and sh("redis-cli -p " .. port .. " ping >/dev/null 2>&1")
+        return p and p:match("%d+") and H.succeeds("redis-cli -p " .. port .. " ping >/dev/null 2>&1")
       end, 10)
     end
 
@@ -545,8 +534,8 @@ describe("the redis connector", function()
       local pid = H.read(pidfile)
       pid = pid and pid:match("%d+")
       if not pid then return end
-      sh("kill " .. pid)
-      H.wait_for(function() return not sh("kill -0 " .. pid .. " 2>/dev/null") end, 10)
+      H.succeeds("kill " .. pid)
+      H.wait_for(function() return not H.succeeds("kill -0 " .. pid .. " 2>/dev/null") end, 10)
       os.remove(pidfile)
     end
 

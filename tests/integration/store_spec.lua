@@ -4,7 +4,7 @@
 -- (`weir run`, `weir show --json`, `weir runs --json`, `weir resume`).
 local H = require("helpers")
 local json = require("weir.json")
-local PG_URL = os.getenv("WEIR_TEST_PG_URL")
+local PG_URL = (H.service("pg") or {}).url
 
 -- url with its path replaced by /db (query kept).
 local function with_db(url, db)
@@ -33,8 +33,7 @@ local BACKENDS = {
   },
   {
     name = "postgres",
-    skip = not PG_URL and "WEIR_TEST_PG_URL is unset (bash scripts/services.sh start DIR; "
-                          .. ". DIR/env)",
+    needs = "pg",
     fresh = function()
       local name = string.format("weir_store_%d_%d", os.time(), math.random(1, 1e9))
       admin():run("CREATE DATABASE " .. name)
@@ -53,29 +52,6 @@ local BACKENDS = {
   },
 }
 
-local function spawn_env(env)
-  local s = ""
-  for k, v in pairs(env or {}) do s = s .. " " .. k .. "=" .. H.q(v) end
-  return s
-end
-
---- Start `weir ARGS` in dir with env in the background; returns its pid.
--- With codefile, a shell waits for it and writes its exit code there (the
--- pid is then the shell's).
-local function spawn(dir, args, env, log, codefile)
-  local cmd = string.format("env WEIR_HOME=%s%s %s %s >%s 2>&1", H.q(dir .. "/.weir"),
-                            spawn_env(env), H.q(H.bin), args, H.q(log))
-  if codefile then
-    cmd = string.format("(%s; echo $? >%s)", cmd, H.q(codefile))
-  else
-    cmd = "exec " .. cmd
-  end
-  local p = io.popen(string.format("cd %s && { %s & } ; echo $!", H.q(dir), cmd))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid
-end
-
 -- The shape of `weir show --json` for comparing backends: values whose
 -- content depends on time, pids or ids become their type.
 local VARIABLE = { id = true, run_id = true, created_at = true, started_at = true,
@@ -90,8 +66,7 @@ end
 local shown = {}
 
 for _, B in ipairs(BACKENDS) do
-  local describe_b = B.skip and pending or describe
-  describe_b("the metadata store on " .. B.name .. (B.skip and (": " .. B.skip) or ""), function()
+  H.describe_with(B.needs, "the metadata store on " .. B.name, function()
     local dir, url, opened
     local NULL = require("weir.db").NULL
 
@@ -154,8 +129,8 @@ for _, B in ipairs(BACKENDS) do
       local codes = {}
       for i = 1, 6 do
         codes[i] = dir .. "/code" .. i
-        spawn(dir, "script open.lua " .. H.q(dir .. "/.weir"),
-                        { WEIR_METADATA_URL = url }, dir .. "/open" .. i .. ".log", codes[i])
+        H.spawn(dir, "script open.lua " .. H.q(dir .. "/.weir"), dir .. "/open" .. i .. ".log",
+                { WEIR_METADATA_URL = url }, codes[i])
       end
       for i = 1, 6 do
         -- the shell creates the file before it writes the code: wait for the line
@@ -415,8 +390,8 @@ for _, B in ipairs(BACKENDS) do
       assert.equal("failed", s:run("claimed").status)
       s:update_run("claimed", { status = "running", supervisor_pid = 4242 })
       local out = dir .. "/claim.out"
-      spawn(dir, "script claim.lua " .. H.q(dir .. "/.weir") .. " " .. H.q(out) .. " claimed",
-            { WEIR_METADATA_URL = url }, dir .. "/claim.log")
+      H.spawn(dir, "script claim.lua " .. H.q(dir .. "/.weir") .. " " .. H.q(out) .. " claimed",
+              dir .. "/claim.log", { WEIR_METADATA_URL = url })
       assert.truthy(H.wait_for(function() return H.read(out) end, 10), H.read(dir .. "/claim.log"))
       os.execute("sleep 0.8")
       -- the second claimer is still waiting for the first transaction
@@ -538,7 +513,7 @@ for _, B in ipairs(BACKENDS) do
       -- the store exists before concurrent openers come (weir.store.sqlite's
       -- first migration is not safe against them)
       open():close()
-      local pid = spawn(dir, "run p.lua", env, dir .. "/run.log")
+      local pid = H.spawn(dir, "run p.lua", dir .. "/run.log", env)
       local run_id = H.wait_for(function()
         local id = last_run()
         local s = id and H.task(show(id), "second")
@@ -549,14 +524,14 @@ for _, B in ipairs(BACKENDS) do
       local code, _, err = H.weir(dir, "resume " .. run_id, env)
       assert.equal(3, code, err)
       assert.matches("is still running", err, 1, true)
-      local workers = H.sh("pgrep -P " .. pid .. " -f __worker")
+      local workers = H.output("pgrep -P " .. pid .. " -f __worker")
       os.execute("kill -9 " .. pid)
       assert.truthy(H.wait_dead(pid))
       for w in workers:gmatch("%d+") do assert.truthy(H.wait_dead(w, 5)) end
       -- two resumes at once: one takes the run over
       local codes = { dir .. "/c1", dir .. "/c2" }
       for i = 1, 2 do
-        spawn(dir, "resume " .. run_id, env, dir .. "/resume" .. i .. ".log", codes[i])
+        H.spawn(dir, "resume " .. run_id, dir .. "/resume" .. i .. ".log", env, codes[i])
       end
       for i = 1, 2 do
         assert.truthy(H.wait_for(function() return (H.read(codes[i]) or ""):find("\n") end, 30))

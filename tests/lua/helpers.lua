@@ -1,5 +1,9 @@
--- helpers.lua - shared by the specs: temporary folders, running the real
--- weir binary, writing files.
+-- helpers.lua - shared by the specs: temporary folders and files, shell
+-- commands, running the real weir binary, and the PostgreSQL and Redis
+-- servers of scripts/services.sh (the one the suite starts, or a private
+-- one a spec may stop and restart).
+local busted = require("busted")
+
 local M = {}
 
 M.bin = os.getenv("WEIR_BIN") or "build/weir"
@@ -40,36 +44,59 @@ function M.read(path)
   return s
 end
 
---- Run `weir ARGS` in dir with WEIR_HOME=dir/.weir. Returns code, stdout,
--- stderr.
-function M.weir(dir, args, env)
-  local out, err = os.tmpname(), os.tmpname()
-  local envs = "WEIR_HOME=" .. sh_quote(dir .. "/.weir")
-  for k, v in pairs(env or {}) do envs = envs .. " " .. k .. "=" .. sh_quote(v) end
-  local cmd = string.format("cd %s && env %s %s %s >%s 2>%s", sh_quote(dir), envs,
-                            sh_quote(M.bin), args, out, err)
+-- ---------------------------------------------------------------- shell
+
+--- The standard output of shell command cmd, whole.
+function M.output(cmd)
+  local p = io.popen(cmd)
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+--- The exit code of shell command cmd.
+function M.status(cmd)
   local ok, _, code = os.execute(cmd)
   if type(ok) == "number" then code = ok / 256 end -- Lua 5.1 returns the raw status
+  return code
+end
+
+--- Did shell command cmd exit with 0?
+function M.succeeds(cmd)
+  return M.status(cmd) == 0
+end
+
+-- "env" arguments: WEIR_HOME=dir/.weir and the pairs of env.
+local function env_words(dir, env)
+  local words = "WEIR_HOME=" .. sh_quote(dir .. "/.weir")
+  for k, v in pairs(env or {}) do words = words .. " " .. k .. "=" .. sh_quote(v) end
+  return words
+end
+
+--- Run `weir ARGS` in dir with WEIR_HOME=dir/.weir and env added. Returns
+-- code, stdout, stderr.
+function M.weir(dir, args, env)
+  local out, err = os.tmpname(), os.tmpname()
+  local code = M.status(string.format("cd %s && env %s %s %s >%s 2>%s", sh_quote(dir),
+                                      env_words(dir, env), sh_quote(M.bin), args, out, err))
   local o, e = M.read(out), M.read(err)
   os.remove(out); os.remove(err)
   return code, o, e
 end
 
---- Start `weir ARGS` in the background; returns its pid.
-function M.spawn(dir, args, logfile)
-  local cmd = string.format("cd %s && WEIR_HOME=%s %s %s >%s 2>&1 & echo $!", sh_quote(dir),
-                            sh_quote(dir .. "/.weir"), sh_quote(M.bin), args, sh_quote(logfile))
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid
-end
-
-function M.sh(cmd)
-  local p = io.popen(cmd)
-  local s = p:read("*a")
-  p:close()
-  return s
+--- Start `weir ARGS` in dir, as M.weir does, in the background with its
+-- output to logfile; returns its pid. With codefile, a shell waits for it
+-- and writes its exit code there (the pid is then the shell's).
+function M.spawn(dir, args, logfile, env, codefile)
+  local cmd = string.format("env %s %s %s >%s 2>&1", env_words(dir, env), sh_quote(M.bin),
+                            args, sh_quote(logfile))
+  if codefile then
+    cmd = string.format("(%s; echo $? >%s)", cmd, sh_quote(codefile))
+  else
+    cmd = "exec " .. cmd
+  end
+  return tonumber(M.output(string.format("cd %s && { %s & } ; echo $!", sh_quote(dir), cmd))
+                    :match("%d+"))
 end
 
 --- Wait until fn() is truthy or timeout seconds pass.
@@ -115,6 +142,110 @@ end
 
 function M.task(run, name)
   for _, t in ipairs(run.tasks) do if t.task == name then return t end end
+end
+
+--- A task attempt job as the engine sends it to a worker (weir._attempt):
+-- src is the task's Lua text (ctx is `...`), run in a sandbox rooted at
+-- dir; extra fields win.
+function M.attempt_job(src, dir, extra)
+  local job = { kind = "attempt", src = src, chunkname = "=task.lua", run_id = "run1",
+                task = "t", attempt = 1, pipeline = "p", params = {}, inputs = {},
+                base_dir = dir, roots = { dir }, output_max = 1048576, log_max = 65536 }
+  for k, v in pairs(extra or {}) do job[k] = v end
+  return job
+end
+
+--- Poll the executor pool ex until want(event) is true for one event, or
+-- timeout seconds (30) pass; returns that event (nil on timeout) and every
+-- event seen.
+function M.await_event(ex, want, timeout)
+  local executor = require("weir.executor")
+  local seen = {}
+  local deadline = executor.mono() + (timeout or 30) * 1000
+  while executor.mono() < deadline do
+    for _, e in ipairs(assert(ex:poll(100))) do
+      seen[#seen + 1] = e
+      if want(e) then return e, seen end
+    end
+  end
+  return nil, seen
+end
+
+-- ------------------------------------------------------------- services
+
+-- What scripts/services.sh writes for each server (DIR/env), and how its
+-- URL holds the port and the password.
+local SERVICES = {
+  pg = { url = "WEIR_TEST_PG_URL", port = "WEIR_TEST_PG_PORT",
+         password = "WEIR_TEST_PG_PASSWORD", start = "start-pg", restart = "restart-pg",
+         pattern = "^postgres://[^:]*:([^@]*)@[^:/]*:(%d+)" },
+  redis = { url = "WEIR_TEST_REDIS_URL", port = "WEIR_TEST_REDIS_PORT",
+            password = "WEIR_TEST_REDIS_PASSWORD", start = "start-redis",
+            pattern = "^redis://[^:]*:([^@]*)@[^:/]*:(%d+)" },
+}
+
+local function service_from(name, get)
+  local S = assert(SERVICES[name], "no such test service")
+  local url = get(S.url)
+  if not url or url == "" then return nil end
+  local pw, port = url:match(S.pattern)
+  return { url = url, port = tonumber(get(S.port) or port),
+           password = get(S.password) or pw }
+end
+
+--- The server of scripts/services.sh for name ("pg" or "redis"), from the
+-- environment the suite runs in: { url, port, password }; or nil and a
+-- sentence saying how to start one.
+function M.service(name)
+  local s = service_from(name, os.getenv)
+  if s then return s end
+  return nil, SERVICES[name].url .. " is unset (bash scripts/services.sh start DIR; . DIR/env)"
+end
+
+--- describe(title, fn) when the server name needs is there (needs nil:
+-- always); otherwise a pending spec saying why, never a silent skip.
+function M.describe_with(needs, title, fn)
+  local ok, why = true, nil
+  if needs then ok, why = M.service(needs) end
+  if ok then return busted.describe(title, fn) end
+  return busted.pending(title .. ": " .. why)
+end
+
+--- A private server for name ("pg") that a spec may restart or stop: a
+-- fresh scripts/services.sh folder under /tmp (the server runs as another
+-- user, who must reach it). The service table of M.service, plus dir,
+-- restart() and stop() (which also removes the folder).
+function M.private_service(name)
+  local S = SERVICES[name]
+  local script = "bash " .. sh_quote(M.src .. "/scripts/services.sh")
+  local dir = M.output("mktemp -d /tmp/weir-spec-" .. name .. "-XXXXXX"):gsub("%s+$", "")
+  assert(M.succeeds("chmod 755 " .. sh_quote(dir)))
+  assert(M.succeeds(script .. " " .. S.start .. " " .. sh_quote(dir) .. " >/dev/null"),
+         "could not start a private " .. name .. " server")
+  local s = service_from(name, function(key)
+    return M.output(". " .. sh_quote(dir .. "/env") .. " && printf %s \"$" .. key .. "\"")
+  end)
+  s.dir = dir
+  function s.restart()
+    return M.succeeds(script .. " " .. S.restart .. " " .. sh_quote(dir) .. " >/dev/null")
+  end
+  function s.stop()
+    M.succeeds(script .. " stop " .. sh_quote(dir) .. " >/dev/null")
+    M.cleanup(dir)
+  end
+  return s
+end
+
+--- weir.yaml with one connection, name, to the local server of service
+-- ("pg" or "redis") on port, its password read from $WEIR_PW; extra:
+-- more YAML after it (lines indented by four spaces belong to it).
+function M.yaml(service, name, port, extra)
+  local conn = ({
+    pg = '    type: postgres\n    url: "postgres://weir:${env:WEIR_PW}@127.0.0.1:%s/postgres"\n'
+         .. "    sslmode: disable\n",
+    redis = '    type: redis\n    url: "redis://:${env:WEIR_PW}@127.0.0.1:%s/3"\n',
+  })[service]
+  return "connections:\n  " .. name .. ":\n" .. conn:format(port) .. (extra or "")
 end
 
 return M

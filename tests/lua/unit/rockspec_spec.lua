@@ -12,7 +12,7 @@ describe("the rockspec", function()
       listed[path] = name
       assert.truthy(H.read(H.src .. "/" .. path), path .. " listed but missing")
     end
-    local files = H.sh("cd " .. H.q(H.src) .. " && find lua/weir -name '*.lua' | sort")
+    local files = H.output("cd " .. H.q(H.src) .. " && find lua/weir -name '*.lua' | sort")
     for path in files:gmatch("[^\n]+") do
       assert.truthy(listed[path], path .. " is not in the rockspec")
       local mod = path:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")

@@ -2,6 +2,7 @@
 -- supported keyword, then weir's own error paths and messages.
 local json = require "weir.json"
 local schema = require "weir.schema"
+local H = require("helpers")
 
 local function decode(text)
   local v, err = json.decode(text)
@@ -77,20 +78,12 @@ local function skip_reason(file, case)
   return nil
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
 local function find_suite()
   local base = os.getenv("WEIR_TESTDATA") or "../shared/testdata"
   local root = base .. "/json-schema-test-suite"
   local layouts = { "/tests/draft2020-12", "/draft2020-12", "/draft2020-12/tests/draft2020-12" }
   for _, sub in ipairs(layouts) do
-    if read_file(root .. sub .. "/type.json") then return root .. sub, root end
+    if H.read(root .. sub .. "/type.json") then return root .. sub, root end
   end
   return nil, root
 end
@@ -115,7 +108,7 @@ describe("weir.schema against JSON-Schema-Test-Suite draft2020-12", function()
   local loaded = {}
   for _, file in ipairs(SUITE_FILES) do
     local path = dir .. "/" .. file .. ".json"
-    local text = read_file(path)
+    local text = H.read(path)
     if not text then
       it(file .. ".json is present", function()
         error("missing " .. path)
