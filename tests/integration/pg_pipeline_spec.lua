@@ -300,7 +300,7 @@ return pipeline { name = "csvpg", tasks = {
   end)
 end)
 
-describe_pg("SQL NULL between SQLite and PostgreSQL", function()
+H.describe_with("pg", "SQL NULL between SQLite and PostgreSQL", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
@@ -308,7 +308,7 @@ describe_pg("SQL NULL between SQLite and PostgreSQL", function()
   -- The rows of a SQLite table as INSERT statements psql runs: the sqlite3
   -- CLI writes NULL as NULL and '' as '', so no weir code reads them.
   local function sqlite_inserts(db, into)
-    return H.sh("sqlite3 " .. H.q(db) .. " " .. H.q(".mode insert " .. into) .. " "
+    return H.output("sqlite3 " .. H.q(db) .. " " .. H.q(".mode insert " .. into) .. " "
                 .. H.q("SELECT id, name, score FROM t"))
   end
   -- differences both ways (EXCEPT ALL: NULL matches NULL), then the NULL
@@ -327,7 +327,7 @@ describe_pg("SQL NULL between SQLite and PostgreSQL", function()
               .. "CREATE TABLE nul_src " .. COLS .. "; INSERT INTO nul_src VALUES " .. ROWS .. "; "
               .. "CREATE TABLE nul_from_sqlite " .. COLS .. "; CREATE TABLE nul_ref " .. COLS .. "; "
               .. "CREATE TABLE nul_back " .. COLS)
-    H.sh("sqlite3 " .. H.q(dir .. "/src.db") .. " "
+    H.output("sqlite3 " .. H.q(dir .. "/src.db") .. " "
          .. H.q("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL); "
                 .. "INSERT INTO t VALUES " .. ROWS))
     H.write(dir .. "/weir.yaml", yaml(PORT))
