@@ -171,63 +171,6 @@ static const char *tname(uint32_t oid)
     return n != NULL ? n : "text";
 }
 
-/* ---- the growable buffer ------------------------------------------------ */
-
-WEIR_API int weir_buf_reserve(weir_buf *b, size_t extra)
-{
-    size_t need, cap;
-    char *p;
-
-    if (extra > SIZE_MAX - b->len - 1)
-        return WEIR_ENOMEM;
-    need = b->len + extra + 1;
-    if (need <= b->cap)
-        return WEIR_OK;
-    cap = b->cap < 256 ? 256 : b->cap;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    p = realloc(b->data, cap);
-    if (p == NULL)
-        return WEIR_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return WEIR_OK;
-}
-
-WEIR_API int weir_buf_append(weir_buf *b, const void *p, size_t n)
-{
-    if (b->cap - b->len <= n && weir_buf_reserve(b, n) != WEIR_OK)
-        return WEIR_ENOMEM;
-    if (n > 0)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return WEIR_OK;
-}
-
-WEIR_API void weir_buf_free(weir_buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static inline int buf_putc(weir_buf *b, char c)
-{
-    if (b->cap - b->len <= 1 && weir_buf_reserve(b, 1) != WEIR_OK)
-        return WEIR_ENOMEM;
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
-    return WEIR_OK;
-}
-
-static void buf_truncate(weir_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data != NULL)
-        b->data[len] = '\0';
-}
-
 /* ---- scratch memory ----------------------------------------------------- */
 
 /* One scratch buffer per use, so nested decoders (a COPY field holding an
@@ -1056,30 +999,30 @@ static int j_enc_table(lua_State *L, int idx, weir_buf *out, char *err,
         return WEIR_EINVAL;
     }
     if (is_array) {
-        if (buf_putc(out, '[') != WEIR_OK)
+        if (weir_buf_putc(out, '[') != WEIR_OK)
             return no_memory(err, errlen);
         for (size_t i = 1; i <= max && rc == WEIR_OK; i++) {
-            if (i > 1 && buf_putc(out, ',') != WEIR_OK)
+            if (i > 1 && weir_buf_putc(out, ',') != WEIR_OK)
                 return no_memory(err, errlen);
             lua_rawgeti(L, idx, (int)i);
             rc = j_enc(L, lua_gettop(L), out, err, errlen, depth + 1);
             lua_pop(L, 1);
         }
-        if (rc == WEIR_OK && buf_putc(out, ']') != WEIR_OK)
+        if (rc == WEIR_OK && weir_buf_putc(out, ']') != WEIR_OK)
             return no_memory(err, errlen);
         return rc;
     }
-    if (buf_putc(out, '{') != WEIR_OK)
+    if (weir_buf_putc(out, '{') != WEIR_OK)
         return no_memory(err, errlen);
     lua_pushnil(L);
     for (int first = 1; lua_next(L, idx) != 0; first = 0) {
         int top = lua_gettop(L);
 
-        if (!first && buf_putc(out, ',') != WEIR_OK)
+        if (!first && weir_buf_putc(out, ',') != WEIR_OK)
             rc = no_memory(err, errlen);
         if (rc == WEIR_OK)
             rc = j_enc_key(L, top - 1, out, err, errlen);
-        if (rc == WEIR_OK && buf_putc(out, ':') != WEIR_OK)
+        if (rc == WEIR_OK && weir_buf_putc(out, ':') != WEIR_OK)
             rc = no_memory(err, errlen);
         if (rc == WEIR_OK)
             rc = j_enc(L, top, out, err, errlen, depth + 1);
@@ -1089,7 +1032,7 @@ static int j_enc_table(lua_State *L, int idx, weir_buf *out, char *err,
             return rc;
         }
     }
-    if (buf_putc(out, '}') != WEIR_OK)
+    if (weir_buf_putc(out, '}') != WEIR_OK)
         return no_memory(err, errlen);
     return WEIR_OK;
 }
@@ -2010,12 +1953,12 @@ static int enc_array(lua_State *L, int idx, uint32_t elem, weir_buf *out,
             return WEIR_EINVAL;
         }
     }
-    if (buf_putc(out, '{') != WEIR_OK)
+    if (weir_buf_putc(out, '{') != WEIR_OK)
         return no_memory(err, errlen);
     for (size_t i = 1; i <= n; i++) {
         int top;
 
-        if (i > 1 && buf_putc(out, ',') != WEIR_OK)
+        if (i > 1 && weir_buf_putc(out, ',') != WEIR_OK)
             return no_memory(err, errlen);
         lua_rawgeti(L, idx, (int)i);
         top = lua_gettop(L);
@@ -2040,7 +1983,7 @@ static int enc_array(lua_State *L, int idx, uint32_t elem, weir_buf *out,
         if (rc != WEIR_OK)
             return rc;
     }
-    if (buf_putc(out, '}') != WEIR_OK)
+    if (weir_buf_putc(out, '}') != WEIR_OK)
         return no_memory(err, errlen);
     return WEIR_OK;
 }
@@ -2109,7 +2052,7 @@ static int encode_value(lua_State *L, int idx, uint32_t oid, int copy,
     if (rc == WEIR_OK && copy && copy_escape_inplace(out, start) != WEIR_OK)
         rc = no_memory(err, errlen);
     if (rc != WEIR_OK)
-        buf_truncate(out, start);
+        weir_buf_truncate(out, start);
     return rc;
 }
 
@@ -2150,7 +2093,7 @@ WEIR_API int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
     if (!lua_checkstack(L, 8))
         return no_memory(err, errlen);
     for (int i = 0; i < ncols && rc == WEIR_OK; i++) {
-        if (i > 0 && buf_putc(out, '\t') != WEIR_OK) {
+        if (i > 0 && weir_buf_putc(out, '\t') != WEIR_OK) {
             rc = no_memory(err, errlen);
             break;
         }
@@ -2168,10 +2111,10 @@ WEIR_API int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
         if (rc != WEIR_OK && rc != WEIR_ENOMEM)
             column_err(L, names_idx, i, err, errlen);
     }
-    if (rc == WEIR_OK && buf_putc(out, '\n') != WEIR_OK)
+    if (rc == WEIR_OK && weir_buf_putc(out, '\n') != WEIR_OK)
         rc = no_memory(err, errlen);
     lua_settop(L, top);
     if (rc != WEIR_OK)
-        buf_truncate(out, start);
+        weir_buf_truncate(out, start);
     return rc;
 }

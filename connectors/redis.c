@@ -17,6 +17,7 @@
  * task privdata set from reader->privdata), POSIX sockets, Linux.
  */
 #include "weir/redis.h"
+#include "weir/buf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,8 +60,8 @@ struct weir_redis_conn {
     weir_redis_pool *pool;
     int fd;
     redisReader *rd;
-    char *out;         /* queued commands not yet sent */
-    size_t outlen, outcap, outpos;
+    weir_buf out;      /* queued commands not yet sent */
+    size_t outpos;     /* bytes of out already sent */
     long pending;      /* replies expected */
     int broken;        /* an I/O or protocol error: never reuse */
     pid_t pid;         /* the process that connected it */
@@ -375,7 +376,7 @@ static void conn_free(weir_redis_conn *k)
     if (k->fd >= 0)
         close(k->fd);
     redisReaderFree(k->rd);
-    free(k->out);
+    weir_buf_free(&k->out);
     free(k);
 }
 
@@ -401,9 +402,9 @@ static int conn_flush(weir_redis_conn *k, char *err, size_t errlen)
 {
     double deadline = now_ms() + k->pool->o.command_ms;
 
-    while (k->outpos < k->outlen) {
-        ssize_t n = send(k->fd, k->out + k->outpos, k->outlen - k->outpos,
-                         MSG_NOSIGNAL);
+    while (k->outpos < k->out.len) {
+        ssize_t n = send(k->fd, k->out.data + k->outpos,
+                         k->out.len - k->outpos, MSG_NOSIGNAL);
         if (n > 0) {
             k->outpos += (size_t)n;
             continue;
@@ -424,30 +425,14 @@ static int conn_flush(weir_redis_conn *k, char *err, size_t errlen)
         }
         return fail_errno(k, n < 0 ? errno : EPIPE, err, errlen);
     }
-    k->outpos = k->outlen = 0;
+    k->outpos = k->out.len = 0;
     return WEIR_OK;
-}
-
-static int out_reserve(weir_redis_conn *k, size_t more)
-{
-    size_t cap = k->outcap ? k->outcap : 4096;
-    char *p;
-
-    if (k->outlen + more <= k->outcap)
-        return 0;
-    while (cap < k->outlen + more)
-        cap *= 2;
-    p = realloc(k->out, cap);
-    if (p == NULL)
-        return -1;
-    k->out = p;
-    k->outcap = cap;
-    return 0;
 }
 
 static void out_header(weir_redis_conn *k, char kind, size_t n)
 {
-    k->outlen += (size_t)sprintf(k->out + k->outlen, "%c%zu\r\n", kind, n);
+    k->out.len += (size_t)sprintf(k->out.data + k->out.len, "%c%zu\r\n", kind,
+                                  n);
 }
 
 WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
@@ -463,20 +448,20 @@ WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
     }
     for (int i = 0; i < argc; i++)
         need += argvlen[i] + 26;
-    if (out_reserve(k, need) != 0) {
+    if (weir_buf_reserve(&k->out, need) != WEIR_OK) {
         perr(k->pool, err, errlen, "out of memory queuing a command");
         return WEIR_ENOMEM;
     }
     out_header(k, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
         out_header(k, '$', argvlen[i]);
-        memcpy(k->out + k->outlen, argv[i], argvlen[i]);
-        k->outlen += argvlen[i];
-        memcpy(k->out + k->outlen, "\r\n", 2);
-        k->outlen += 2;
+        memcpy(k->out.data + k->out.len, argv[i], argvlen[i]);
+        k->out.len += argvlen[i];
+        memcpy(k->out.data + k->out.len, "\r\n", 2);
+        k->out.len += 2;
     }
     k->pending++;
-    if (k->outlen - k->outpos >= FLUSH_AT)
+    if (k->out.len - k->outpos >= FLUSH_AT)
         return conn_flush(k, err, errlen);
     return WEIR_OK;
 }
@@ -969,7 +954,7 @@ WEIR_API void weir_redis_release(weir_redis_conn *k, int reusable)
     k->last_used = now_ms();
     pthread_mutex_lock(&g_mu);
     p->in_use--;
-    if (!reusable || k->broken || k->pending != 0 || k->outlen != 0 ||
+    if (!reusable || k->broken || k->pending != 0 || k->out.len != 0 ||
         p->retired || expired(p, k, k->last_used)) {
         p->open--;
         if (!p->retired)

@@ -4,6 +4,7 @@
  * reference).
  */
 #include "weir/ser.h"
+#include "weir/buf.h"
 #include "weir/lstate.h"
 
 #include <lauxlib.h>
@@ -16,8 +17,7 @@
 #define SER_MAX_DEPTH 100
 
 typedef struct {
-    char *p;
-    size_t len, cap;
+    weir_buf out;
     size_t limit; /* at most this many bytes (an attempt's memory left) */
     int failed;   /* out of memory, or past limit */
     int next_id;
@@ -29,26 +29,9 @@ static void put(sbuf *b, const char *s, size_t n)
 {
     if (b->failed)
         return;
-    if (n > b->limit - b->len) {
+    if (n > b->limit - b->out.len ||
+        weir_buf_append(&b->out, s, n) != WEIR_OK)
         b->failed = 1;
-        return;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *np;
-
-        while (cap < b->len + n)
-            cap *= 2;
-        np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
 }
 
 static void put_str(sbuf *b, lua_State *L, int idx)
@@ -211,11 +194,11 @@ static int push_result(lua_State *L)
     const push_req *r = lua_touserdata(L, 1);
 
     if (r->as_ud) {
-        void *p = lua_newuserdata(L, r->b->len ? r->b->len : 1);
+        void *p = lua_newuserdata(L, r->b->out.len ? r->b->out.len : 1);
 
-        memcpy(p, r->b->p, r->b->len);
+        memcpy(p, r->b->out.data, r->b->out.len);
     } else {
-        lua_pushlstring(L, r->b->p, r->b->len);
+        lua_pushlstring(L, r->b->out.data, r->b->out.len);
     }
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     return 0;
@@ -226,6 +209,7 @@ static int encode(lua_State *L, int as_ud)
     sbuf b;
     push_req r;
     weir_alloc_acc *acc;
+    size_t len;
     int rc;
 
     memset(&b, 0, sizeof b);
@@ -242,14 +226,15 @@ static int encode(lua_State *L, int as_ud)
     rc = enc(&b, L, 1, 0);
     free(b.seen);
     if (rc != 0 || b.failed) {
-        free(b.p);
+        weir_buf_free(&b.out);
         lua_pushnil(L);
         return 1;
     }
     r.b = &b;
     r.as_ud = as_ud;
     rc = lua_cpcall(L, push_result, &r);
-    free(b.p);
+    len = b.out.len;
+    weir_buf_free(&b.out);
     if (rc != 0)
         return lua_error(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
@@ -257,7 +242,7 @@ static int encode(lua_State *L, int as_ud)
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     if (!as_ud)
         return 1;
-    lua_pushinteger(L, (lua_Integer)b.len);
+    lua_pushinteger(L, (lua_Integer)len);
     return 2;
 }
 
