@@ -9,6 +9,7 @@
  * Relies on the classic Lua C API of LuaJIT and libc only.
  */
 #include "weir/pgcodec.h"
+#include "weir/numfmt.h"
 #include "weir/pgshared.h"
 
 #include <lauxlib.h>
@@ -433,23 +434,6 @@ static int parse_float(const char *s, size_t len, double *out)
     return parse_decimal(s, len, out);
 }
 
-static size_t fmt_i64(char *buf, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0, i = 0;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        buf[i++] = '-';
-    while (n > 0)
-        buf[i++] = tmp[--n];
-    return i;
-}
-
 /* Integral double in int64 range -> *out. */
 int dbl_to_i64(double v, int64_t *out)
 {
@@ -464,78 +448,16 @@ int dbl_to_i64(double v, int64_t *out)
     return 0;
 }
 
-/* v with k decimals if m / 10^k (m = v * 10^k rounded) reads back as v:
- * the first k that works is the shortest text. Both m and 10^k are exact,
- * so the check is one correctly rounded division (as in parse_decimal).
- * Covers the values %g prints without an exponent; 0 when it does not
- * apply. */
-static size_t fmt_fixed(char *buf, double v)
-{
-    static const uint64_t p10[18] = {
-        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-        100000000000000000ULL};
-    double a = fabs(v);
-    size_t n = 0;
-
-    if (!(a >= 1e-4 && a < 1e15))
-        return 0;
-    for (int k = 1; k <= 17; k++) {
-        double t = a * pow10_exact[k], r;
-        uint64_t m, ip, fp;
-
-        if (t >= 9007199254740992.0)
-            return 0;
-        r = nearbyint(t);
-        if (r / pow10_exact[k] != a)
-            continue;
-        m = (uint64_t)r;
-        ip = m / p10[k];
-        fp = m % p10[k];
-        if (v < 0)
-            buf[n++] = '-';
-        n += fmt_i64(buf + n, (int64_t)ip);
-        buf[n++] = '.';
-        for (int j = k - 1; j >= 0; j--) {
-            buf[n + (size_t)j] = (char)('0' + fp % 10);
-            fp /= 10;
-        }
-        return n + (size_t)k;
-    }
-    return 0;
-}
-
-/* The shortest text that reads back as v: integers in int64 range in
- * full, then fmt_fixed, then the shortest %.Ng (N = 15..17). v must be
- * finite. buf holds 32 bytes. */
+/* A number as PostgreSQL text: every integer of int64 range in full
+ * (numeric and text columns keep all its digits), the rest by the shortest
+ * round-trip text (numfmt.h). v must be finite. buf holds 32 bytes. */
 static size_t fmt_double(char *buf, double v)
 {
     int64_t i;
-    double back;
-    int n = 0;
-    size_t f;
 
-    if (v == 0) {
-        if (signbit(v)) {
-            memcpy(buf, "-0", 2);
-            return 2;
-        }
-        buf[0] = '0';
-        return 1;
-    }
-    if (dbl_to_i64(v, &i) == 0)
-        return fmt_i64(buf, i);
-    if ((f = fmt_fixed(buf, v)) != 0)
-        return f;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, 32, "%.*g", prec, v);
-        if (prec == 17 || (parse_decimal(buf, (size_t)n, &back) == 0 &&
-                           back == v))
-            break;
-    }
-    return (size_t)n;
+    if (v != 0 && dbl_to_i64(v, &i) == 0)
+        return weir_fmt_i64(buf, i);
+    return weir_fmt_double(buf, v);
 }
 
 /* The same for a float4 column: the value rounded to float. */
@@ -1720,7 +1642,7 @@ static int enc_int(lua_State *L, int idx, uint32_t oid, weir_buf *out,
     if (lua_type(L, idx) == LUA_TNUMBER) {
         if (dbl_to_i64(lua_tonumber(L, idx), &i) != 0 || i < lo || i > hi)
             return expected(L, idx, "integer", oid, err, errlen);
-        return put(out, num, fmt_i64(num, i), err, errlen);
+        return put(out, num, weir_fmt_i64(num, i), err, errlen);
     }
     if (lua_type(L, idx) != LUA_TSTRING)
         return expected(L, idx, "integer", oid, err, errlen);

@@ -18,6 +18,7 @@
  */
 #include "weir/redis.h"
 #include "weir/buf.h"
+#include "weir/numfmt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1047,22 +1048,16 @@ static weir_redis_pool *pool_arg(lua_State *L, int i)
     return (weir_redis_pool *)(uintptr_t)n;
 }
 
-/* Integers as integers (Redis parses "1e+15" as no integer), other
- * numbers in the fewest digits that read back the same. */
+/* Integers as integers (Redis parses "1e+15" as no integer, and "-0" as
+ * none either), other numbers in the fewest digits that read back the
+ * same (numfmt.h). buf holds 32 bytes. */
 static int fmt_number(char *buf, lua_Number x)
 {
-    int n = 0;
-
     if (isinf(x))
         return snprintf(buf, 32, "%s", x > 0 ? "+inf" : "-inf");
     if (x == floor(x) && fabs(x) < 9.2e18)
-        return snprintf(buf, 32, "%lld", (long long)x);
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, 32, "%.*g", prec, x);
-        if (strtod(buf, NULL) == x)
-            break;
-    }
-    return n;
+        return (int)weir_fmt_i64(buf, (int64_t)x);
+    return (int)weir_fmt_double(buf, x);
 }
 
 /* Check that the table at idx is a non-empty array of strings and numbers

@@ -8,6 +8,7 @@
  */
 #include "weir/lstate.h"
 #include "weir/embed.h"
+#include "weir/numfmt.h"
 #include "weir/bulk.h"
 #include "weir/pg.h"
 #include "weir/redis.h"
@@ -86,6 +87,20 @@ static int native_now(lua_State *L)
     return 2;
 }
 
+/* weir._native.num_format(x) -> the shortest text that reads back as x
+ * (numfmt.h), or nil for NaN and infinities. */
+static int native_num_format(lua_State *L)
+{
+    char buf[WEIR_NUMFMT_MAX];
+    size_t n = weir_fmt_double(buf, luaL_checknumber(L, 1));
+
+    if (n == 0)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, buf, n);
+    return 1;
+}
+
 /* weir._native.string_dump() -> string.dump, even where the string library
  * no longer has it (attempt states). */
 static int native_string_dump(lua_State *L)
@@ -103,6 +118,7 @@ static const luaL_Reg native_fns[] = {
     { "db_insert", weir_bulk_db_insert },
     { "string_dump", native_string_dump },
     { "now", native_now },
+    { "num_format", native_num_format },
     { "memory", native_memory },
     { "yaml_decode", weir_yaml_decode },
     { "resource", native_resource },

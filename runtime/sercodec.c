@@ -6,6 +6,7 @@
 #include "weir/ser.h"
 #include "weir/buf.h"
 #include "weir/lstate.h"
+#include "weir/numfmt.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -56,10 +57,17 @@ static void put_num(sbuf *b, lua_Number x)
         h = snprintf(tmp, sizeof tmp, "I");
     else if (x == -HUGE_VAL)
         h = snprintf(tmp, sizeof tmp, "i");
-    else if (x == floor(x) && x > -1e14 && x < 1e14)
-        h = snprintf(tmp, sizeof tmp, "d%.14g;", x); /* as tostring() */
-    else
+    else if (x == floor(x) && x > -1e14 && x < 1e14) {
+        /* every digit, as tostring() prints it: "d42;", "d-0;" */
+        tmp[0] = 'd';
+        h = (int)weir_fmt_double(tmp + 1, x) + 1;
+        tmp[h++] = ';';
+    } else {
+        /* 17 digits always read back; the shortest text would cost up to
+         * three snprintf calls per number, on every job and result, for
+         * bytes only weir's own decoders read */
         h = snprintf(tmp, sizeof tmp, "d%.17g;", x);
+    }
     put(b, tmp, (size_t)h);
 }
 
