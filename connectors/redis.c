@@ -18,6 +18,7 @@
  */
 #include "weir/redis.h"
 #include "weir/buf.h"
+#include "weir/clock.h"
 #include "weir/numfmt.h"
 
 #include <arpa/inet.h>
@@ -89,10 +90,7 @@ static int g_live;
 
 static double now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_mono_ms();
 }
 
 /* ---- error text -------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include "weir/exec.h"
 #include "weir/broker.h"
 #include "weir/buf.h"
+#include "weir/clock.h"
 #include "weir/spin.h"
 
 #include <errno.h>
@@ -93,18 +94,12 @@ WEIR_API int32_t weir_ffi_signal_pending(void)
 
 WEIR_API double weir_ffi_now_mono_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_mono_ms();
 }
 
 WEIR_API double weir_ffi_now_wall_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_wall_ms();
 }
 
 WEIR_API void weir_ffi_sleep_ms(double ms)

@@ -7,6 +7,7 @@
  * lua_newstate accepts a custom allocator.
  */
 #include "weir/lstate.h"
+#include "weir/clock.h"
 #include "weir/embed.h"
 #include "weir/numfmt.h"
 #include "weir/bulk.h"
@@ -78,12 +79,8 @@ static int native_memory(lua_State *L)
 /* weir._native.now() -> wall clock ms, monotonic ms. */
 static int native_now(lua_State *L)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+    lua_pushnumber(L, weir_clock_wall_ms());
+    lua_pushnumber(L, weir_clock_mono_ms());
     return 2;
 }
 
