@@ -35,14 +35,25 @@ static void put(sbuf *b, const char *s, size_t n)
         b->failed = 1;
 }
 
+/* The headers of a string of n bytes ("s5:") and of table number id
+ * ("t1;"): the format's two length-prefixed forms. hdr holds 32 bytes. */
+static size_t str_header(char *hdr, size_t n)
+{
+    return (size_t)snprintf(hdr, 32, "s%zu:", n);
+}
+
+static size_t table_header(char *hdr, int id)
+{
+    return (size_t)snprintf(hdr, 32, "t%d;", id);
+}
+
 static void put_str(sbuf *b, lua_State *L, int idx)
 {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     char hdr[32];
-    int h = snprintf(hdr, sizeof hdr, "s%zu:", n);
 
-    put(b, hdr, (size_t)h);
+    put(b, hdr, str_header(hdr, n));
     put(b, s, n);
 }
 
@@ -153,7 +164,6 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
         return 0;
     case LUA_TTABLE: {
         char hdr[32];
-        int h;
 
         /* deep (or cyclic) and shared tables are the Lua encoder's: it
          * writes references, where copies could grow without bound */
@@ -164,8 +174,7 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
             lua_pop(L, 1);
             return -1;
         }
-        h = snprintf(hdr, sizeof hdr, "t%d;", ++b->next_id);
-        put(b, hdr, (size_t)h);
+        put(b, hdr, table_header(hdr, ++b->next_id));
         if (is_sequence(L, idx))
             put(b, "A", 1);
         lua_pushnil(L);
@@ -262,6 +271,32 @@ WEIR_API int weir_ser_encode(lua_State *L)
 WEIR_API int weir_ser_encode_ud(lua_State *L)
 {
     return encode(L, 1);
+}
+
+WEIR_API int weir_ser_put_fields(weir_buf *out, int n,
+                                const char *const *keys,
+                                const char *const *vals,
+                                const size_t *vlens)
+{
+    char hdr[32];
+    size_t start = out->len;
+    int rc;
+
+    rc = weir_buf_append(out, hdr, table_header(hdr, 1));
+    for (int i = 0; i < n && rc == WEIR_OK; i++) {
+        size_t klen = strlen(keys[i]);
+
+        if (weir_buf_append(out, hdr, str_header(hdr, klen)) != WEIR_OK ||
+            weir_buf_append(out, keys[i], klen) != WEIR_OK ||
+            weir_buf_append(out, hdr, str_header(hdr, vlens[i])) != WEIR_OK ||
+            weir_buf_append(out, vals[i], vlens[i]) != WEIR_OK)
+            rc = WEIR_ENOMEM;
+    }
+    if (rc == WEIR_OK)
+        rc = weir_buf_putc(out, 'e');
+    if (rc != WEIR_OK)
+        weir_buf_truncate(out, start);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- decode */
