@@ -9,6 +9,7 @@
  * within client_connection_check_interval, which lua/weir/pg.lua sets).
  */
 #include "weir/pg.h"
+#include "weir/clock.h"
 #include "weir/pgbinary.h"
 #include "weir/pgcodec.h"
 #include "weir/pq.h"
@@ -127,10 +128,7 @@ static uint64_t epoch = 1;
 
 static double now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_mono_ms();
 }
 
 /* libpq's message without the trailing newline. */

@@ -11,6 +11,7 @@
  * Relies on the classic Lua C API of LuaJIT and libc only.
  */
 #include "weir/pgbinary.h"
+#include "weir/numfmt.h"
 #include "weir/pgshared.h"
 
 #include <errno.h>
@@ -219,29 +220,6 @@ static inline char *put2(char *p, unsigned v)
     return p + 2;
 }
 
-static size_t fmt_u64(char *buf, uint64_t u)
-{
-    char tmp[24];
-    size_t n = 0, i = 0;
-
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    while (n > 0)
-        buf[i++] = tmp[--n];
-    return i;
-}
-
-static size_t fmt_i64(char *buf, int64_t v)
-{
-    if (v < 0) {
-        buf[0] = '-';
-        return 1 + fmt_u64(buf + 1, 0 - (uint64_t)v);
-    }
-    return fmt_u64(buf, (uint64_t)v);
-}
-
 /* YYYY-MM-DD as EncodeDateOnly/EncodeDateTime print it: the AD/BC year,
  * zero-padded to at least 4 digits. */
 static char *put_date(char *p, int64_t y, unsigned m, unsigned d)
@@ -252,7 +230,7 @@ static char *put_date(char *p, int64_t y, unsigned m, unsigned d)
         p = put2(p, (unsigned)(ay / 100));
         p = put2(p, (unsigned)(ay % 100));
     } else {
-        p += fmt_u64(p, ay);
+        p += weir_fmt_i64(p, (int64_t)ay);
     }
     *p++ = '-';
     p = put2(p, m);
@@ -447,7 +425,7 @@ static int push_field(lua_State *L, uint32_t oid, int kind,
         if (i >= -(INT64_C(1) << 53) && i <= (INT64_C(1) << 53))
             lua_pushnumber(L, (lua_Number)i);
         else
-            lua_pushlstring(L, buf, fmt_i64(buf, i));
+            lua_pushlstring(L, buf, weir_fmt_i64(buf, i));
         return WEIR_OK;
     case B_FLOAT4: {
         float f;

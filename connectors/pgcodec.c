@@ -9,6 +9,7 @@
  * Relies on the classic Lua C API of LuaJIT and libc only.
  */
 #include "weir/pgcodec.h"
+#include "weir/numfmt.h"
 #include "weir/pgshared.h"
 
 #include <lauxlib.h>
@@ -169,63 +170,6 @@ static const char *tname(uint32_t oid)
     const char *n = weir_pgcodec_type_name(oid);
 
     return n != NULL ? n : "text";
-}
-
-/* ---- the growable buffer ------------------------------------------------ */
-
-WEIR_API int weir_buf_reserve(weir_buf *b, size_t extra)
-{
-    size_t need, cap;
-    char *p;
-
-    if (extra > SIZE_MAX - b->len - 1)
-        return WEIR_ENOMEM;
-    need = b->len + extra + 1;
-    if (need <= b->cap)
-        return WEIR_OK;
-    cap = b->cap < 256 ? 256 : b->cap;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    p = realloc(b->data, cap);
-    if (p == NULL)
-        return WEIR_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return WEIR_OK;
-}
-
-WEIR_API int weir_buf_append(weir_buf *b, const void *p, size_t n)
-{
-    if (b->cap - b->len <= n && weir_buf_reserve(b, n) != WEIR_OK)
-        return WEIR_ENOMEM;
-    if (n > 0)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return WEIR_OK;
-}
-
-WEIR_API void weir_buf_free(weir_buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static inline int buf_putc(weir_buf *b, char c)
-{
-    if (b->cap - b->len <= 1 && weir_buf_reserve(b, 1) != WEIR_OK)
-        return WEIR_ENOMEM;
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
-    return WEIR_OK;
-}
-
-static void buf_truncate(weir_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data != NULL)
-        b->data[len] = '\0';
 }
 
 /* ---- scratch memory ----------------------------------------------------- */
@@ -490,23 +434,6 @@ static int parse_float(const char *s, size_t len, double *out)
     return parse_decimal(s, len, out);
 }
 
-static size_t fmt_i64(char *buf, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0, i = 0;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        buf[i++] = '-';
-    while (n > 0)
-        buf[i++] = tmp[--n];
-    return i;
-}
-
 /* Integral double in int64 range -> *out. */
 int dbl_to_i64(double v, int64_t *out)
 {
@@ -521,78 +448,16 @@ int dbl_to_i64(double v, int64_t *out)
     return 0;
 }
 
-/* v with k decimals if m / 10^k (m = v * 10^k rounded) reads back as v:
- * the first k that works is the shortest text. Both m and 10^k are exact,
- * so the check is one correctly rounded division (as in parse_decimal).
- * Covers the values %g prints without an exponent; 0 when it does not
- * apply. */
-static size_t fmt_fixed(char *buf, double v)
-{
-    static const uint64_t p10[18] = {
-        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-        100000000000000000ULL};
-    double a = fabs(v);
-    size_t n = 0;
-
-    if (!(a >= 1e-4 && a < 1e15))
-        return 0;
-    for (int k = 1; k <= 17; k++) {
-        double t = a * pow10_exact[k], r;
-        uint64_t m, ip, fp;
-
-        if (t >= 9007199254740992.0)
-            return 0;
-        r = nearbyint(t);
-        if (r / pow10_exact[k] != a)
-            continue;
-        m = (uint64_t)r;
-        ip = m / p10[k];
-        fp = m % p10[k];
-        if (v < 0)
-            buf[n++] = '-';
-        n += fmt_i64(buf + n, (int64_t)ip);
-        buf[n++] = '.';
-        for (int j = k - 1; j >= 0; j--) {
-            buf[n + (size_t)j] = (char)('0' + fp % 10);
-            fp /= 10;
-        }
-        return n + (size_t)k;
-    }
-    return 0;
-}
-
-/* The shortest text that reads back as v: integers in int64 range in
- * full, then fmt_fixed, then the shortest %.Ng (N = 15..17). v must be
- * finite. buf holds 32 bytes. */
+/* A number as PostgreSQL text: every integer of int64 range in full
+ * (numeric and text columns keep all its digits), the rest by the shortest
+ * round-trip text (numfmt.h). v must be finite. buf holds 32 bytes. */
 static size_t fmt_double(char *buf, double v)
 {
     int64_t i;
-    double back;
-    int n = 0;
-    size_t f;
 
-    if (v == 0) {
-        if (signbit(v)) {
-            memcpy(buf, "-0", 2);
-            return 2;
-        }
-        buf[0] = '0';
-        return 1;
-    }
-    if (dbl_to_i64(v, &i) == 0)
-        return fmt_i64(buf, i);
-    if ((f = fmt_fixed(buf, v)) != 0)
-        return f;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, 32, "%.*g", prec, v);
-        if (prec == 17 || (parse_decimal(buf, (size_t)n, &back) == 0 &&
-                           back == v))
-            break;
-    }
-    return (size_t)n;
+    if (v != 0 && dbl_to_i64(v, &i) == 0)
+        return weir_fmt_i64(buf, i);
+    return weir_fmt_double(buf, v);
 }
 
 /* The same for a float4 column: the value rounded to float. */
@@ -1056,30 +921,30 @@ static int j_enc_table(lua_State *L, int idx, weir_buf *out, char *err,
         return WEIR_EINVAL;
     }
     if (is_array) {
-        if (buf_putc(out, '[') != WEIR_OK)
+        if (weir_buf_putc(out, '[') != WEIR_OK)
             return no_memory(err, errlen);
         for (size_t i = 1; i <= max && rc == WEIR_OK; i++) {
-            if (i > 1 && buf_putc(out, ',') != WEIR_OK)
+            if (i > 1 && weir_buf_putc(out, ',') != WEIR_OK)
                 return no_memory(err, errlen);
             lua_rawgeti(L, idx, (int)i);
             rc = j_enc(L, lua_gettop(L), out, err, errlen, depth + 1);
             lua_pop(L, 1);
         }
-        if (rc == WEIR_OK && buf_putc(out, ']') != WEIR_OK)
+        if (rc == WEIR_OK && weir_buf_putc(out, ']') != WEIR_OK)
             return no_memory(err, errlen);
         return rc;
     }
-    if (buf_putc(out, '{') != WEIR_OK)
+    if (weir_buf_putc(out, '{') != WEIR_OK)
         return no_memory(err, errlen);
     lua_pushnil(L);
     for (int first = 1; lua_next(L, idx) != 0; first = 0) {
         int top = lua_gettop(L);
 
-        if (!first && buf_putc(out, ',') != WEIR_OK)
+        if (!first && weir_buf_putc(out, ',') != WEIR_OK)
             rc = no_memory(err, errlen);
         if (rc == WEIR_OK)
             rc = j_enc_key(L, top - 1, out, err, errlen);
-        if (rc == WEIR_OK && buf_putc(out, ':') != WEIR_OK)
+        if (rc == WEIR_OK && weir_buf_putc(out, ':') != WEIR_OK)
             rc = no_memory(err, errlen);
         if (rc == WEIR_OK)
             rc = j_enc(L, top, out, err, errlen, depth + 1);
@@ -1089,7 +954,7 @@ static int j_enc_table(lua_State *L, int idx, weir_buf *out, char *err,
             return rc;
         }
     }
-    if (buf_putc(out, '}') != WEIR_OK)
+    if (weir_buf_putc(out, '}') != WEIR_OK)
         return no_memory(err, errlen);
     return WEIR_OK;
 }
@@ -1777,7 +1642,7 @@ static int enc_int(lua_State *L, int idx, uint32_t oid, weir_buf *out,
     if (lua_type(L, idx) == LUA_TNUMBER) {
         if (dbl_to_i64(lua_tonumber(L, idx), &i) != 0 || i < lo || i > hi)
             return expected(L, idx, "integer", oid, err, errlen);
-        return put(out, num, fmt_i64(num, i), err, errlen);
+        return put(out, num, weir_fmt_i64(num, i), err, errlen);
     }
     if (lua_type(L, idx) != LUA_TSTRING)
         return expected(L, idx, "integer", oid, err, errlen);
@@ -2010,12 +1875,12 @@ static int enc_array(lua_State *L, int idx, uint32_t elem, weir_buf *out,
             return WEIR_EINVAL;
         }
     }
-    if (buf_putc(out, '{') != WEIR_OK)
+    if (weir_buf_putc(out, '{') != WEIR_OK)
         return no_memory(err, errlen);
     for (size_t i = 1; i <= n; i++) {
         int top;
 
-        if (i > 1 && buf_putc(out, ',') != WEIR_OK)
+        if (i > 1 && weir_buf_putc(out, ',') != WEIR_OK)
             return no_memory(err, errlen);
         lua_rawgeti(L, idx, (int)i);
         top = lua_gettop(L);
@@ -2040,7 +1905,7 @@ static int enc_array(lua_State *L, int idx, uint32_t elem, weir_buf *out,
         if (rc != WEIR_OK)
             return rc;
     }
-    if (buf_putc(out, '}') != WEIR_OK)
+    if (weir_buf_putc(out, '}') != WEIR_OK)
         return no_memory(err, errlen);
     return WEIR_OK;
 }
@@ -2109,7 +1974,7 @@ static int encode_value(lua_State *L, int idx, uint32_t oid, int copy,
     if (rc == WEIR_OK && copy && copy_escape_inplace(out, start) != WEIR_OK)
         rc = no_memory(err, errlen);
     if (rc != WEIR_OK)
-        buf_truncate(out, start);
+        weir_buf_truncate(out, start);
     return rc;
 }
 
@@ -2150,7 +2015,7 @@ WEIR_API int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
     if (!lua_checkstack(L, 8))
         return no_memory(err, errlen);
     for (int i = 0; i < ncols && rc == WEIR_OK; i++) {
-        if (i > 0 && buf_putc(out, '\t') != WEIR_OK) {
+        if (i > 0 && weir_buf_putc(out, '\t') != WEIR_OK) {
             rc = no_memory(err, errlen);
             break;
         }
@@ -2168,10 +2033,10 @@ WEIR_API int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
         if (rc != WEIR_OK && rc != WEIR_ENOMEM)
             column_err(L, names_idx, i, err, errlen);
     }
-    if (rc == WEIR_OK && buf_putc(out, '\n') != WEIR_OK)
+    if (rc == WEIR_OK && weir_buf_putc(out, '\n') != WEIR_OK)
         rc = no_memory(err, errlen);
     lua_settop(L, top);
     if (rc != WEIR_OK)
-        buf_truncate(out, start);
+        weir_buf_truncate(out, start);
     return rc;
 }

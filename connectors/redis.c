@@ -17,6 +17,9 @@
  * task privdata set from reader->privdata), POSIX sockets, Linux.
  */
 #include "weir/redis.h"
+#include "weir/buf.h"
+#include "weir/clock.h"
+#include "weir/numfmt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,8 +62,8 @@ struct weir_redis_conn {
     weir_redis_pool *pool;
     int fd;
     redisReader *rd;
-    char *out;         /* queued commands not yet sent */
-    size_t outlen, outcap, outpos;
+    weir_buf out;      /* queued commands not yet sent */
+    size_t outpos;     /* bytes of out already sent */
     long pending;      /* replies expected */
     int broken;        /* an I/O or protocol error: never reuse */
     pid_t pid;         /* the process that connected it */
@@ -87,10 +90,7 @@ static int g_live;
 
 static double now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_mono_ms();
 }
 
 /* ---- error text -------------------------------------------------------- */
@@ -375,7 +375,7 @@ static void conn_free(weir_redis_conn *k)
     if (k->fd >= 0)
         close(k->fd);
     redisReaderFree(k->rd);
-    free(k->out);
+    weir_buf_free(&k->out);
     free(k);
 }
 
@@ -401,9 +401,9 @@ static int conn_flush(weir_redis_conn *k, char *err, size_t errlen)
 {
     double deadline = now_ms() + k->pool->o.command_ms;
 
-    while (k->outpos < k->outlen) {
-        ssize_t n = send(k->fd, k->out + k->outpos, k->outlen - k->outpos,
-                         MSG_NOSIGNAL);
+    while (k->outpos < k->out.len) {
+        ssize_t n = send(k->fd, k->out.data + k->outpos,
+                         k->out.len - k->outpos, MSG_NOSIGNAL);
         if (n > 0) {
             k->outpos += (size_t)n;
             continue;
@@ -424,30 +424,14 @@ static int conn_flush(weir_redis_conn *k, char *err, size_t errlen)
         }
         return fail_errno(k, n < 0 ? errno : EPIPE, err, errlen);
     }
-    k->outpos = k->outlen = 0;
+    k->outpos = k->out.len = 0;
     return WEIR_OK;
-}
-
-static int out_reserve(weir_redis_conn *k, size_t more)
-{
-    size_t cap = k->outcap ? k->outcap : 4096;
-    char *p;
-
-    if (k->outlen + more <= k->outcap)
-        return 0;
-    while (cap < k->outlen + more)
-        cap *= 2;
-    p = realloc(k->out, cap);
-    if (p == NULL)
-        return -1;
-    k->out = p;
-    k->outcap = cap;
-    return 0;
 }
 
 static void out_header(weir_redis_conn *k, char kind, size_t n)
 {
-    k->outlen += (size_t)sprintf(k->out + k->outlen, "%c%zu\r\n", kind, n);
+    k->out.len += (size_t)sprintf(k->out.data + k->out.len, "%c%zu\r\n", kind,
+                                  n);
 }
 
 WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
@@ -463,20 +447,20 @@ WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
     }
     for (int i = 0; i < argc; i++)
         need += argvlen[i] + 26;
-    if (out_reserve(k, need) != 0) {
+    if (weir_buf_reserve(&k->out, need) != WEIR_OK) {
         perr(k->pool, err, errlen, "out of memory queuing a command");
         return WEIR_ENOMEM;
     }
     out_header(k, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
         out_header(k, '$', argvlen[i]);
-        memcpy(k->out + k->outlen, argv[i], argvlen[i]);
-        k->outlen += argvlen[i];
-        memcpy(k->out + k->outlen, "\r\n", 2);
-        k->outlen += 2;
+        memcpy(k->out.data + k->out.len, argv[i], argvlen[i]);
+        k->out.len += argvlen[i];
+        memcpy(k->out.data + k->out.len, "\r\n", 2);
+        k->out.len += 2;
     }
     k->pending++;
-    if (k->outlen - k->outpos >= FLUSH_AT)
+    if (k->out.len - k->outpos >= FLUSH_AT)
         return conn_flush(k, err, errlen);
     return WEIR_OK;
 }
@@ -969,7 +953,7 @@ WEIR_API void weir_redis_release(weir_redis_conn *k, int reusable)
     k->last_used = now_ms();
     pthread_mutex_lock(&g_mu);
     p->in_use--;
-    if (!reusable || k->broken || k->pending != 0 || k->outlen != 0 ||
+    if (!reusable || k->broken || k->pending != 0 || k->out.len != 0 ||
         p->retired || expired(p, k, k->last_used)) {
         p->open--;
         if (!p->retired)
@@ -1062,22 +1046,16 @@ static weir_redis_pool *pool_arg(lua_State *L, int i)
     return (weir_redis_pool *)(uintptr_t)n;
 }
 
-/* Integers as integers (Redis parses "1e+15" as no integer), other
- * numbers in the fewest digits that read back the same. */
+/* Integers as integers (Redis parses "1e+15" as no integer, and "-0" as
+ * none either), other numbers in the fewest digits that read back the
+ * same (numfmt.h). buf holds 32 bytes. */
 static int fmt_number(char *buf, lua_Number x)
 {
-    int n = 0;
-
     if (isinf(x))
         return snprintf(buf, 32, "%s", x > 0 ? "+inf" : "-inf");
     if (x == floor(x) && fabs(x) < 9.2e18)
-        return snprintf(buf, 32, "%lld", (long long)x);
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, 32, "%.*g", prec, x);
-        if (strtod(buf, NULL) == x)
-            break;
-    }
-    return n;
+        return (int)weir_fmt_i64(buf, (int64_t)x);
+    return (int)weir_fmt_double(buf, x);
 }
 
 /* Check that the table at idx is a non-empty array of strings and numbers

@@ -6,9 +6,11 @@
  * failure window a ring of timestamps appended with fetch-add, a slot's
  * name published by a claim word. Relies on lock-free 64-bit C11 atomics
  * (checked below) working across processes on a MAP_SHARED mapping,
- * flock(), CLOCK_MONOTONIC and /proc/sys/kernel/random/boot_id (optional).
+ * flock(), weir/clock.h (CLOCK_MONOTONIC) and /proc/sys/kernel/random/boot_id
+ * (optional).
  */
 #include "weir/breaker.h"
+#include "weir/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,12 +84,9 @@ _Static_assert(sizeof(struct slot) % 64 == 0, "slot layout");
 static struct table *g_tbl;  /* this process's table, or NULL */
 static int g_fd = -1;        /* descriptor opened by breaker_open, or -1 */
 
-static uint64_t now_us(void)
+static inline uint64_t now_us(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (uint64_t)weir_clock_mono_us();
 }
 
 static inline uint64_t pack(unsigned state, unsigned probes, uint64_t t)

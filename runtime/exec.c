@@ -9,6 +9,8 @@
  */
 #include "weir/exec.h"
 #include "weir/broker.h"
+#include "weir/buf.h"
+#include "weir/clock.h"
 #include "weir/spin.h"
 
 #include <errno.h>
@@ -26,17 +28,13 @@
 #include <unistd.h>
 
 typedef struct {
-    char *p;
-    size_t len, cap, off; /* off: bytes already consumed at the front */
-} buf_t;
-
-typedef struct {
     pid_t pid;
     int job_fd;
     int broker_fd;
     int eof;
     int inflight; /* jobs sent whose result has not been read */
-    buf_t in, out;
+    weir_buf in, out;        /* result frames read, job frames to send */
+    size_t in_off, out_off;  /* bytes already consumed at the front */
 } slot_t;
 
 struct weir_exec {
@@ -97,18 +95,12 @@ WEIR_API int32_t weir_ffi_signal_pending(void)
 
 WEIR_API double weir_ffi_now_mono_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_mono_ms();
 }
 
 WEIR_API double weir_ffi_now_wall_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return weir_clock_wall_ms();
 }
 
 WEIR_API void weir_ffi_sleep_ms(double ms)
@@ -273,37 +265,11 @@ WEIR_API int64_t weir_ffi_rss_bytes(void)
     return rss < 0 ? -1 : (int64_t)rss * sysconf(_SC_PAGESIZE);
 }
 
-static int buf_reserve(buf_t *b, size_t extra)
+/* Drop what was consumed from the front of a queue. */
+static void compact(weir_buf *b, size_t *off)
 {
-    size_t need = b->len + extra, cap;
-    char *p;
-
-    if (need <= b->cap)
-        return 0;
-    cap = b->cap ? b->cap : 65536;
-    while (cap < need)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (p == NULL)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void buf_compact(buf_t *b)
-{
-    if (b->off == 0)
-        return;
-    memmove(b->p, b->p + b->off, b->len - b->off);
-    b->len -= b->off;
-    b->off = 0;
-}
-
-static void buf_free(buf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
+    weir_buf_shift(b, *off);
+    *off = 0;
 }
 
 static void put_u32(char *p, uint32_t v)
@@ -404,8 +370,8 @@ static int spawn(weir_exec *e, int i, char *err, size_t errlen)
     s->job_fd = job[0];
     s->broker_fd = br[0];
     s->eof = 0;
-    s->in.len = s->in.off = 0;
-    s->out.len = s->out.off = 0;
+    s->in.len = s->in_off = 0;
+    s->out.len = s->out_off = 0;
     return WEIR_OK;
 }
 
@@ -489,8 +455,8 @@ WEIR_API void weir_ffi_exec_delete(weir_exec *e)
             close_slot(s);
             waitpid(s->pid, NULL, 0);
         }
-        buf_free(&s->in);
-        buf_free(&s->out);
+        weir_buf_free(&s->in);
+        weir_buf_free(&s->out);
     }
     /* no worker is left: what their killed attempts left half-written
      * goes (atomic file sinks write to a WEIR_O_TEMP name first) */
@@ -502,11 +468,11 @@ WEIR_API void weir_ffi_exec_delete(weir_exec *e)
 
 static int flush_out(slot_t *s)
 {
-    while (s->out.off < s->out.len) {
-        ssize_t k = send(s->job_fd, s->out.p + s->out.off,
-                         s->out.len - s->out.off, MSG_NOSIGNAL);
+    while (s->out_off < s->out.len) {
+        ssize_t k = send(s->job_fd, s->out.data + s->out_off,
+                         s->out.len - s->out_off, MSG_NOSIGNAL);
         if (k > 0) {
-            s->out.off += (size_t)k;
+            s->out_off += (size_t)k;
             continue;
         }
         if (k < 0 && errno == EINTR)
@@ -516,7 +482,7 @@ static int flush_out(slot_t *s)
         s->eof = 1; /* broken pipe: the worker is gone */
         return -1;
     }
-    s->out.off = s->out.len = 0;
+    s->out_off = s->out.len = 0;
     return 0;
 }
 
@@ -536,18 +502,18 @@ WEIR_API int weir_ffi_exec_sendv(weir_exec *e, int32_t slot, uint64_t arg,
         return WEIR_EINVAL;
     }
     s = &e->slots[slot];
-    buf_compact(&s->out);
-    if (buf_reserve(&s->out, WEIR_FRAME_HDR + len) != 0) {
+    compact(&s->out, &s->out_off);
+    if (weir_buf_reserve(&s->out, WEIR_FRAME_HDR + len) != WEIR_OK) {
         weir_set_err(err, errlen, "executor: out of memory");
         return WEIR_ENOMEM;
     }
     put_u32(hdr, (uint32_t)len);
     put_u32(hdr + 4, WEIR_FRAME_JOB);
     memcpy(hdr + 8, &arg, 8);
-    memcpy(s->out.p + s->out.len, hdr, WEIR_FRAME_HDR);
+    memcpy(s->out.data + s->out.len, hdr, WEIR_FRAME_HDR);
     s->out.len += WEIR_FRAME_HDR;
     for (int32_t i = 0; i < n; i++) {
-        memcpy(s->out.p + s->out.len, parts[i], lens[i]);
+        memcpy(s->out.data + s->out.len, parts[i], lens[i]);
         s->out.len += lens[i];
     }
     s->inflight++;
@@ -572,17 +538,18 @@ static void read_in(slot_t *s)
 
         /* a worker cannot make the supervisor buffer without bound: stop
          * reading past two full frames until they are consumed */
-        if (s->in.len - s->in.off >= 2 * (size_t)WEIR_FRAME_MAX)
+        if (s->in.len - s->in_off >= 2 * (size_t)WEIR_FRAME_MAX)
             return;
         /* stop at the header of an oversized frame: next_frame kills */
-        if (s->in.len - s->in.off >= WEIR_FRAME_HDR) {
-            memcpy(&plen, s->in.p + s->in.off, 4);
+        if (s->in.len - s->in_off >= WEIR_FRAME_HDR) {
+            memcpy(&plen, s->in.data + s->in_off, 4);
             if (plen > WEIR_FRAME_MAX)
                 return;
         }
-        if (buf_reserve(&s->in, 65536) != 0)
+        if (weir_buf_reserve(&s->in, 65536) != WEIR_OK)
             return;
-        k = read(s->job_fd, s->in.p + s->in.len, s->in.cap - s->in.len);
+        k = read(s->job_fd, s->in.data + s->in.len,
+                 s->in.cap - s->in.len - 1);
         if (k > 0) {
             s->in.len += (size_t)k;
             continue;
@@ -601,20 +568,20 @@ static int next_frame(slot_t *s, const char **data, size_t *len)
 {
     uint32_t plen;
 
-    if (s->in.len - s->in.off < WEIR_FRAME_HDR)
+    if (s->in.len - s->in_off < WEIR_FRAME_HDR)
         return 0;
-    memcpy(&plen, s->in.p + s->in.off, 4);
+    memcpy(&plen, s->in.data + s->in_off, 4);
     if (plen > WEIR_FRAME_MAX) {
         kill(s->pid, SIGKILL);
         s->eof = 1;
-        s->in.len = s->in.off = 0;
+        s->in.len = s->in_off = 0;
         return 0;
     }
-    if (s->in.len - s->in.off < WEIR_FRAME_HDR + (size_t)plen)
+    if (s->in.len - s->in_off < WEIR_FRAME_HDR + (size_t)plen)
         return 0;
-    *data = s->in.p + s->in.off + WEIR_FRAME_HDR;
+    *data = s->in.data + s->in_off + WEIR_FRAME_HDR;
     *len = plen;
-    s->in.off += WEIR_FRAME_HDR + plen;
+    s->in_off += WEIR_FRAME_HDR + plen;
     return 1;
 }
 
@@ -622,12 +589,12 @@ static int has_frame(const slot_t *s)
 {
     uint32_t plen;
 
-    if (s->in.len - s->in.off < WEIR_FRAME_HDR)
+    if (s->in.len - s->in_off < WEIR_FRAME_HDR)
         return 0;
-    memcpy(&plen, s->in.p + s->in.off, 4);
+    memcpy(&plen, s->in.data + s->in_off, 4);
     if (plen > WEIR_FRAME_MAX)
         return 1; /* next_frame deals with it */
-    return s->in.len - s->in.off >= WEIR_FRAME_HDR + (size_t)plen;
+    return s->in.len - s->in_off >= WEIR_FRAME_HDR + (size_t)plen;
 }
 
 /* While exactly one job is in flight (a chain, the serial parts of a DAG)
@@ -650,9 +617,9 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
     if (max < 1)
         return WEIR_EINVAL;
     for (int i = 0; i < e->n; i++) {
-        if (e->slots[i].out.len > e->slots[i].out.off)
+        if (e->slots[i].out.len > e->slots[i].out_off)
             flush_out(&e->slots[i]);
-        buf_compact(&e->slots[i].in);
+        compact(&e->slots[i].in, &e->slots[i].in_off);
         if (e->slots[i].eof || has_frame(&e->slots[i]))
             ready = 1;
         busy += e->slots[i].inflight;
@@ -665,7 +632,7 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
     for (int i = 0; i < e->n; i++) {
         slot_t *s = &e->slots[i];
         pfd[np].fd = s->job_fd;
-        pfd[np++].events = POLLIN | (s->out.len > s->out.off ? POLLOUT : 0);
+        pfd[np++].events = POLLIN | (s->out.len > s->out_off ? POLLOUT : 0);
         pfd[np].fd = s->broker_fd;
         pfd[np++].events = POLLIN;
     }

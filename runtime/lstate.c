@@ -7,7 +7,9 @@
  * lua_newstate accepts a custom allocator.
  */
 #include "weir/lstate.h"
+#include "weir/clock.h"
 #include "weir/embed.h"
+#include "weir/numfmt.h"
 #include "weir/bulk.h"
 #include "weir/pg.h"
 #include "weir/redis.h"
@@ -77,13 +79,23 @@ static int native_memory(lua_State *L)
 /* weir._native.now() -> wall clock ms, monotonic ms. */
 static int native_now(lua_State *L)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+    lua_pushnumber(L, weir_clock_wall_ms());
+    lua_pushnumber(L, weir_clock_mono_ms());
     return 2;
+}
+
+/* weir._native.num_format(x) -> the shortest text that reads back as x
+ * (numfmt.h), or nil for NaN and infinities. */
+static int native_num_format(lua_State *L)
+{
+    char buf[WEIR_NUMFMT_MAX];
+    size_t n = weir_fmt_double(buf, luaL_checknumber(L, 1));
+
+    if (n == 0)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, buf, n);
+    return 1;
 }
 
 /* weir._native.string_dump() -> string.dump, even where the string library
@@ -103,6 +115,7 @@ static const luaL_Reg native_fns[] = {
     { "db_insert", weir_bulk_db_insert },
     { "string_dump", native_string_dump },
     { "now", native_now },
+    { "num_format", native_num_format },
     { "memory", native_memory },
     { "yaml_decode", weir_yaml_decode },
     { "resource", native_resource },

@@ -4,7 +4,9 @@
  * reference).
  */
 #include "weir/ser.h"
+#include "weir/buf.h"
 #include "weir/lstate.h"
+#include "weir/numfmt.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -16,8 +18,7 @@
 #define SER_MAX_DEPTH 100
 
 typedef struct {
-    char *p;
-    size_t len, cap;
+    weir_buf out;
     size_t limit; /* at most this many bytes (an attempt's memory left) */
     int failed;   /* out of memory, or past limit */
     int next_id;
@@ -29,26 +30,21 @@ static void put(sbuf *b, const char *s, size_t n)
 {
     if (b->failed)
         return;
-    if (n > b->limit - b->len) {
+    if (n > b->limit - b->out.len ||
+        weir_buf_append(&b->out, s, n) != WEIR_OK)
         b->failed = 1;
-        return;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *np;
+}
 
-        while (cap < b->len + n)
-            cap *= 2;
-        np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
+/* The headers of a string of n bytes ("s5:") and of table number id
+ * ("t1;"): the format's two length-prefixed forms. hdr holds 32 bytes. */
+static size_t str_header(char *hdr, size_t n)
+{
+    return (size_t)snprintf(hdr, 32, "s%zu:", n);
+}
+
+static size_t table_header(char *hdr, int id)
+{
+    return (size_t)snprintf(hdr, 32, "t%d;", id);
 }
 
 static void put_str(sbuf *b, lua_State *L, int idx)
@@ -56,9 +52,8 @@ static void put_str(sbuf *b, lua_State *L, int idx)
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     char hdr[32];
-    int h = snprintf(hdr, sizeof hdr, "s%zu:", n);
 
-    put(b, hdr, (size_t)h);
+    put(b, hdr, str_header(hdr, n));
     put(b, s, n);
 }
 
@@ -73,10 +68,17 @@ static void put_num(sbuf *b, lua_Number x)
         h = snprintf(tmp, sizeof tmp, "I");
     else if (x == -HUGE_VAL)
         h = snprintf(tmp, sizeof tmp, "i");
-    else if (x == floor(x) && x > -1e14 && x < 1e14)
-        h = snprintf(tmp, sizeof tmp, "d%.14g;", x); /* as tostring() */
-    else
+    else if (x == floor(x) && x > -1e14 && x < 1e14) {
+        /* every digit, as tostring() prints it: "d42;", "d-0;" */
+        tmp[0] = 'd';
+        h = (int)weir_fmt_double(tmp + 1, x) + 1;
+        tmp[h++] = ';';
+    } else {
+        /* 17 digits always read back; the shortest text would cost up to
+         * three snprintf calls per number, on every job and result, for
+         * bytes only weir's own decoders read */
         h = snprintf(tmp, sizeof tmp, "d%.17g;", x);
+    }
     put(b, tmp, (size_t)h);
 }
 
@@ -162,7 +164,6 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
         return 0;
     case LUA_TTABLE: {
         char hdr[32];
-        int h;
 
         /* deep (or cyclic) and shared tables are the Lua encoder's: it
          * writes references, where copies could grow without bound */
@@ -173,8 +174,7 @@ static int enc(sbuf *b, lua_State *L, int idx, int depth)
             lua_pop(L, 1);
             return -1;
         }
-        h = snprintf(hdr, sizeof hdr, "t%d;", ++b->next_id);
-        put(b, hdr, (size_t)h);
+        put(b, hdr, table_header(hdr, ++b->next_id));
         if (is_sequence(L, idx))
             put(b, "A", 1);
         lua_pushnil(L);
@@ -211,11 +211,11 @@ static int push_result(lua_State *L)
     const push_req *r = lua_touserdata(L, 1);
 
     if (r->as_ud) {
-        void *p = lua_newuserdata(L, r->b->len ? r->b->len : 1);
+        void *p = lua_newuserdata(L, r->b->out.len ? r->b->out.len : 1);
 
-        memcpy(p, r->b->p, r->b->len);
+        memcpy(p, r->b->out.data, r->b->out.len);
     } else {
-        lua_pushlstring(L, r->b->p, r->b->len);
+        lua_pushlstring(L, r->b->out.data, r->b->out.len);
     }
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     return 0;
@@ -226,6 +226,7 @@ static int encode(lua_State *L, int as_ud)
     sbuf b;
     push_req r;
     weir_alloc_acc *acc;
+    size_t len;
     int rc;
 
     memset(&b, 0, sizeof b);
@@ -242,14 +243,15 @@ static int encode(lua_State *L, int as_ud)
     rc = enc(&b, L, 1, 0);
     free(b.seen);
     if (rc != 0 || b.failed) {
-        free(b.p);
+        weir_buf_free(&b.out);
         lua_pushnil(L);
         return 1;
     }
     r.b = &b;
     r.as_ud = as_ud;
     rc = lua_cpcall(L, push_result, &r);
-    free(b.p);
+    len = b.out.len;
+    weir_buf_free(&b.out);
     if (rc != 0)
         return lua_error(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
@@ -257,7 +259,7 @@ static int encode(lua_State *L, int as_ud)
     lua_setfield(L, LUA_REGISTRYINDEX, "weir.ser_out");
     if (!as_ud)
         return 1;
-    lua_pushinteger(L, (lua_Integer)b.len);
+    lua_pushinteger(L, (lua_Integer)len);
     return 2;
 }
 
@@ -269,6 +271,32 @@ WEIR_API int weir_ser_encode(lua_State *L)
 WEIR_API int weir_ser_encode_ud(lua_State *L)
 {
     return encode(L, 1);
+}
+
+WEIR_API int weir_ser_put_fields(weir_buf *out, int n,
+                                const char *const *keys,
+                                const char *const *vals,
+                                const size_t *vlens)
+{
+    char hdr[32];
+    size_t start = out->len;
+    int rc;
+
+    rc = weir_buf_append(out, hdr, table_header(hdr, 1));
+    for (int i = 0; i < n && rc == WEIR_OK; i++) {
+        size_t klen = strlen(keys[i]);
+
+        if (weir_buf_append(out, hdr, str_header(hdr, klen)) != WEIR_OK ||
+            weir_buf_append(out, keys[i], klen) != WEIR_OK ||
+            weir_buf_append(out, hdr, str_header(hdr, vlens[i])) != WEIR_OK ||
+            weir_buf_append(out, vals[i], vlens[i]) != WEIR_OK)
+            rc = WEIR_ENOMEM;
+    }
+    if (rc == WEIR_OK)
+        rc = weir_buf_putc(out, 'e');
+    if (rc != WEIR_OK)
+        weir_buf_truncate(out, start);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- decode */

@@ -1,8 +1,9 @@
 /*
  * spin.c - bounded busy-polling with back-off (see spin.h). Relies on
- * Linux sched_yield and CLOCK_MONOTONIC.
+ * Linux sched_yield and weir/clock.h.
  */
 #include "weir/spin.h"
+#include "weir/clock.h"
 
 #include <sched.h>
 #include <stdint.h>
@@ -13,14 +14,6 @@
 /* Waits that sleep at once after that. */
 #define SPIN_BACKOFF 50
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 WEIR_API int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
                             int budget_us)
 {
@@ -30,15 +23,15 @@ WEIR_API int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
         s->off--;
         return 0;
     }
-    start = mono_us();
+    start = weir_clock_mono_us();
     for (;;) {
         int rc = poll(pfd, n, 0);
 
         if (rc != 0)
             return rc;
-        before = mono_us();
+        before = weir_clock_mono_us();
         sched_yield();
-        t = mono_us();
+        t = weir_clock_mono_us();
         if (t - before > SPIN_BUSY_US) {
             s->off = SPIN_BACKOFF;
             return 0;

@@ -14,6 +14,7 @@
 #include "weir/lstate.h"
 #include "weir/pq.h"
 #include "weir/seccomp.h"
+#include "weir/ser.h"
 #include "weir/spin.h"
 #include <fcntl.h>
 
@@ -115,20 +116,21 @@ static void await_job(void)
     (void)weir_spin_poll(&spin, &p, 1, WORKER_SPIN_US);
 }
 
-/* A failure result built without Lua (the state may be out of memory), in
- * the weir._ser format the supervisor decodes: a table of three strings. */
+/* A failure result built without Lua (the state may be out of memory):
+ * { status = "failed", kind = kind, error = msg }, msg cut at 1024 bytes,
+ * in the weir._ser format through the C codec. */
 static int send_failure(const char *kind, const char *msg)
 {
-    char out[1400];
-    size_t mlen = strnlen(msg, 1024);
-    int o;
+    const char *keys[3] = { "status", "kind", "error" };
+    const char *vals[3] = { "failed", kind, msg };
+    size_t lens[3] = { 6, strlen(kind), strnlen(msg, 1024) };
+    weir_buf out = {0};
+    int rc = -1;
 
-    o = snprintf(out, sizeof out, "t1;s6:statuss6:faileds4:kinds%zu:%s"
-                 "s5:errors%zu:%.*se", strlen(kind), kind, mlen, (int)mlen,
-                 msg);
-    if (o < 0 || (size_t)o >= sizeof out)
-        return -1;
-    return send_result(out, (size_t)o);
+    if (weir_ser_put_fields(&out, 3, keys, vals, lens) == WEIR_OK)
+        rc = send_result(out.data, out.len);
+    weir_buf_free(&out);
+    return rc;
 }
 
 static int lock_down(const char *user, long long as, int nofile,

@@ -1,4 +1,5 @@
--- weir.json - JSON (RFC 8259) that keeps structure, in pure Lua.
+-- weir.json - JSON (RFC 8259) that keeps structure, in Lua (numbers are
+-- printed by runtime/numfmt.c through weir._native).
 --
 -- Decoded arrays carry `json.array_mt` (even empty ones), decoded objects are
 -- plain tables, and JSON null is the sentinel `json.null`, so a value survives
@@ -10,6 +11,7 @@ local byte, char, concat, find, format, gsub, sub =
   string.gsub, string.sub
 local floor, huge = math.floor, math.huge
 local sort = table.sort
+local num_format = require("weir._native").num_format
 local error, getmetatable, next, pcall, rawget, setmetatable, tonumber,
       tostring, type =
   error, getmetatable, next, pcall, rawget, setmetatable, tonumber,
@@ -28,7 +30,6 @@ local array_mt = M.array_mt
 
 local DEFAULT_DECODE_DEPTH = 512
 local DEFAULT_ENCODE_DEPTH = 64
-local MAX_SAFE_INT = 2 ^ 53
 
 -- Thrown inside the codec and turned into `nil, err` at the entry points.
 local Failure = {}
@@ -108,17 +109,12 @@ function M._keys(t)
 end
 local keys = M._keys
 
--- Shortest "%.Ng" that reads back as the same double.
+-- The shortest text that reads back as the same double (runtime/numfmt.c:
+-- integers below 2^53 in full); nil for NaN and infinities. Negative zero
+-- prints as "0", as it always has here.
 local function format_number(x)
-  if x ~= x or x == huge or x == -huge then return nil end
-  if x == floor(x) and x > -MAX_SAFE_INT and x < MAX_SAFE_INT then
-    return format("%d", x)
-  end
-  for prec = 15, 16 do
-    local s = format("%." .. prec .. "g", x)
-    if tonumber(s) == x then return s end
-  end
-  return format("%.17g", x)
+  if x == 0 then return "0" end
+  return num_format(x)
 end
 M._format_number = format_number
 

@@ -5,7 +5,8 @@
  * in the FFI. Nothing here calls back into Lua code: rows and arrays are
  * read with rawget, JSON is decoded and encoded in C. The only Lua error
  * these functions can raise is a memory error from the Lua allocator.
- * Relies on weir/common.h and LuaJIT's lua.h.
+ * Relies on weir/buf.h (the weir_buf it appends to), weir/common.h and
+ * LuaJIT's lua.h.
  *
  * SQL NULL is the lightuserdata NULL sentinel (== cjson.null). When
  * encoding, Lua nil means NULL too.
@@ -58,28 +59,13 @@
 #ifndef WEIR_PGCODEC_H
 #define WEIR_PGCODEC_H
 
+#include "weir/buf.h"
 #include "weir/common.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
-
-/* A growable byte buffer. Zero-initialise it; free with weir_buf_free.
- * After any successful append by this unit, data[len] is '\0' (the space
- * for it is reserved but not counted in len). */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} weir_buf;
-
-/* Make room for `extra` more bytes plus a terminating NUL.
- * WEIR_OK or WEIR_ENOMEM (the buffer is unchanged then). */
-WEIR_API int weir_buf_reserve(weir_buf *b, size_t extra);
-/* Append n bytes (and keep the NUL). WEIR_OK or WEIR_ENOMEM. */
-WEIR_API int weir_buf_append(weir_buf *b, const void *p, size_t n);
-/* Free the memory and zero the struct; safe twice. */
-WEIR_API void weir_buf_free(weir_buf *b);
 
 /* Push the Lua value of one text-format value of type oid. s == NULL is
  * SQL NULL and pushes the sentinel. s is borrowed (need not be

@@ -34,17 +34,30 @@
  *   cannot tell cdata types apart, so callers check with ffi.istype)
  *   instead of a string: a worker's result is decoded where the executor
  *   read it, without making a Lua string of it first.
+ *
+ * weir_ser_put_fields(out, n, keys, vals, vlens)
+ *   From C, without a Lua state: append to out the record of a table of
+ *   n string fields, keys[i] (NUL-terminated) = vals[i] (vlens[i]
+ *   bytes), as the encoders write it. A worker sends its failure results
+ *   this way when Lua itself failed. WEIR_OK, or WEIR_ENOMEM with out as
+ *   it was.
  */
 #ifndef WEIR_SER_H
 #define WEIR_SER_H
 
+#include "weir/buf.h"
 #include "weir/common.h"
 
 #include <lua.h>
+#include <stddef.h>
 
 WEIR_API int weir_ser_encode(lua_State *L);
 WEIR_API int weir_ser_encode_ud(lua_State *L);
 WEIR_API int weir_ser_decode(lua_State *L);
 WEIR_API int weir_ser_decode_ptr(lua_State *L);
+WEIR_API int weir_ser_put_fields(weir_buf *out, int n,
+                                const char *const *keys,
+                                const char *const *vals,
+                                const size_t *vlens);
 
 #endif

@@ -131,4 +131,20 @@ describe("weir.executor", function()
     local b = executor.mono()
     assert.is_true(b >= a)
   end)
+
+  it("gets a failure record built in C when Lua cannot run the job", function()
+    -- a memory cap below what the prepared sandbox already uses: the worker
+    -- answers without running Lua (runtime/worker.c: send_failure)
+    ex = assert(executor.new({ workers = 1, roots = { dir } }))
+    assert(ex:send(0, 1000, "unused"))
+    local res = await(ex, result_of(0)).result
+    assert.is_table(res)
+    assert.equal("failed", res.status)
+    assert.equal("memory", res.kind)
+    assert.matches("^memory limit of 1000 bytes is below what the sandbox itself needs %(%d+%)$",
+                   res.error)
+    local n = 0
+    for _ in pairs(res) do n = n + 1 end
+    assert.equal(3, n)
+  end)
 end)
