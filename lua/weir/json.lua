@@ -119,25 +119,13 @@ end
 M._format_number = format_number
 
 -- Returns the position of the first byte that is not valid UTF-8, or nil.
+local utf8_len_at = require("weir.util").utf8_len_at
 local function utf8_invalid_at(s, init)
   local i = find(s, "[\128-\255]", init or 1)
   while i do
-    local c = byte(s, i)
-    local n, min
-    if c >= 0xC2 and c <= 0xDF then n, min = 1, 0x80
-    elseif c >= 0xE0 and c <= 0xEF then n, min = 2, 0x800
-    elseif c >= 0xF0 and c <= 0xF4 then n, min = 3, 0x10000
-    else return i end
-    local cp = c % (2 ^ (6 - n))
-    for j = i + 1, i + n do
-      local cc = byte(s, j)
-      if not cc or cc < 0x80 or cc > 0xBF then return i end
-      cp = cp * 64 + cc - 0x80
-    end
-    if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then
-      return i
-    end
-    i = find(s, "[\128-\255]", i + n + 1)
+    local n = utf8_len_at(s, i)
+    if not n then return i end
+    i = find(s, "[\128-\255]", i + n)
   end
   return nil
 end

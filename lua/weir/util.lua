@@ -96,12 +96,13 @@ function M.normalize(p)
 end
 
 --- A short string for a value in messages: strings quoted, cut to n chars.
--- The length of the valid UTF-8 sequence at i of s (a byte >= 0x80), or
--- nil when it is not one; C1 controls (U+0080..U+009F) count as invalid.
+--- The length of the valid UTF-8 sequence that starts at byte i of s (a
+-- byte >= 0x80), or nil when it is not one (overlong, surrogate, past
+-- U+10FFFF, cut short).
 local function utf8_len_at(s, i)
   local c = byte(s, i)
   local n, min
-  if c >= 0xC2 and c <= 0xDF then n, min = 1, 0xA0
+  if c >= 0xC2 and c <= 0xDF then n, min = 1, 0x80
   elseif c >= 0xE0 and c <= 0xEF then n, min = 2, 0x800
   elseif c >= 0xF0 and c <= 0xF4 then n, min = 3, 0x10000
   else return nil end
@@ -114,6 +115,7 @@ local function utf8_len_at(s, i)
   if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return nil end
   return n + 1
 end
+M.utf8_len_at = utf8_len_at
 
 --- s safe to print on a terminal: control characters (C0 but newline and
 -- tab, DEL, C1), and bytes that are not UTF-8, become \xHH. Text from
@@ -127,7 +129,8 @@ function M.printable(s)
     local c = byte(s, i)
     if c >= 0x80 then
       local len = utf8_len_at(s, i)
-      if len then
+      -- C1 controls (U+0080..U+009F) are UTF-8 but act on a terminal
+      if len and not (c == 0xC2 and byte(s, i + 1) < 0xA0) then
         out[#out + 1] = s:sub(i, i + len - 1)
         i = i + len
       else
