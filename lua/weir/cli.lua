@@ -428,8 +428,21 @@ function M.main(args)
     eprintf("weir: unknown command %q\n\n%s", cmd, M.USAGE)
     return 2
   end
-  local code = f(rest)
+  -- the store failing under a command is an operational error (a damaged
+  -- or full disk), not weir's: say so, exit 3
+  local ok, code = xpcall(f, function(e)
+    if type(e) == "table" and e.code == "store" then return e end
+    return debug.traceback(tostring(e), 2)
+  end, rest)
   io.stdout:flush()
+  if not ok then
+    if type(code) == "table" then
+      eprintf("weir: %s\n", util.printable(tostring(code)))
+      return 3
+    end
+    eprintf("weir: internal error: %s\n", code)
+    return 70
+  end
   return code or 0
 end
 

@@ -33,6 +33,27 @@ describe("the metadata store's files", function()
     assert.equal("600", mode(dir .. "/.weir/weir.db-wal"))
   end)
 
+  it("say they are damaged, and how to recover, instead of an internal error", function()
+    local d = H.tmpdir()
+    H.write(d .. "/p.lua", H.read(dir .. "/p.lua"))
+    assert.equal(0, (H.weir(d, "run p.lua --quiet")))
+    assert.equal(0, H.status("sqlite3 " .. H.q(d .. "/.weir/weir.db")
+                             .. " 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null"))
+    -- overwrite the pages after the schema's
+    local f = assert(io.open(d .. "/.weir/weir.db", "r+b"))
+    f:seek("set", 8192)
+    f:write(string.rep("\222\173", 8192))
+    f:close()
+    for _, cmd in ipairs({ "runs", "run p.lua --quiet" }) do
+      local code, _, err = H.weir(d, cmd)
+      assert.equal(3, code, cmd .. ": " .. err)
+      assert.matches("the metadata store .-weir.db is damaged", err)
+      assert.matches(".recover", err, 1, true)
+      assert.is_nil(err:find("internal error", 1, true))
+    end
+    H.cleanup(d)
+  end)
+
   it("leave an existing, shared WEIR_HOME folder's own mode alone", function()
     local shared = dir .. "/shared"
     os.execute("mkdir -p " .. H.q(shared) .. " && chmod 755 " .. H.q(shared))

@@ -78,8 +78,22 @@ M.MIGRATIONS = {
   [2] = [[ALTER TABLE runs ADD COLUMN supervisor_id TEXT]],
 }
 
+-- A store error: code "store", and for a damaged file what to do.
+local function store_error(path, err)
+  if type(err) == "table" and err.code == "store" then return err end
+  local msg = tostring(err)
+  if msg:find("malformed", 1, true) or msg:find("not a database", 1, true) then
+    msg = string.format("the metadata store %s is damaged (%s); recover what it holds with "
+                        .. "`sqlite3 %s .recover | sqlite3 NEW.db` and put NEW.db in its "
+                        .. "place, or move it away to start a new history", path, msg, path)
+  end
+  return errors.new("store", msg)
+end
+
 local function check(ok, err)
-  if ok == nil then error(err, 0) end
+  if ok == nil then
+    error(store_error(M.current_path or "weir.db", err), 0)
+  end
   return ok
 end
 
@@ -93,11 +107,12 @@ function M.open(path)
       return nil, errors.new("store", F.errmsg())
     end
   end
+  M.current_path = path
   local db, err = db_mod.open(path, { create = true, busy_ms = 10000, name = "metadata" })
-  if not db then return nil, err end
+  if not db then return nil, store_error(path, err) end
   local self = setmetatable({ db = db, path = path, depth = 0 }, S)
   local ok, merr = pcall(S.migrate, self)
-  if not ok then db:close(); return nil, errors.new("store", tostring(merr)) end
+  if not ok then db:close(); return nil, store_error(path, merr) end
   return self
 end
 
