@@ -242,6 +242,7 @@ function commands.runs(args)
     local list = setmetatable({}, json.array_mt)
     for _, r in ipairs(runs) do
       list[#list + 1] = { id = r.id, pipeline = r.pipeline, status = r.status,
+                          interrupted = require("weir.run").interrupted(r) or nil,
                           created_at = r.created_at, started_at = r.started_at,
                           finished_at = r.finished_at }
     end
@@ -249,12 +250,13 @@ function commands.runs(args)
     return 0
   end
   if #runs == 0 then io.write("no runs yet\n"); return 0 end
-  io.write(format("%-26s %-20s %-10s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
+  io.write(format("%-26s %-20s %-11s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
                   "DURATION"))
   for _, r in ipairs(runs) do
     local dur = r.finished_at and r.started_at
                 and util.human_duration((r.finished_at - r.started_at) / 1000) or "-"
-    io.write(format("%-26s %-20s %-10s %-19s %s\n", r.id, r.pipeline, r.status,
+    local status = require("weir.run").interrupted(r) and "interrupted" or r.status
+    io.write(format("%-26s %-20s %-11s %-19s %s\n", r.id, r.pipeline, status,
                     fmt_time(r.started_at or r.created_at), dur))
   end
   return 0
@@ -285,11 +287,16 @@ function commands.show(args)
     end
     run.params = json.decode(run.params)
     run.options = json.decode(run.options)
+    run.interrupted = require("weir.run").interrupted(run) or nil
     run.tasks = list
     io.write(json.encode(run), "\n")
     return 0
   end
-  io.write(format("run %s  pipeline %s  status %s\n", run.id, run.pipeline, run.status))
+  local interrupted = require("weir.run").interrupted(run)
+  io.write(format("run %s  pipeline %s  status %s\n", run.id, run.pipeline,
+                  interrupted and "interrupted (its supervisor is gone: weir resume "
+                  .. run.id .. " finishes it)" or run.status))
+  if run.error then io.write("error: ", util.printable(run.error), "\n") end
   io.write(format("started %s  finished %s  params %s\n", fmt_time(run.started_at),
                   fmt_time(run.finished_at), util.printable(run.params)))
   for _, t in ipairs(tasks) do

@@ -39,6 +39,21 @@ local function identity(pid)
 end
 M.identity = identity
 
+--- Whether the supervisor a run records is alive: its pid is, and is the
+-- same process (a pid reused since, or from another boot, is not). This
+-- process counts as not alive (it is taking the run over).
+function M.supervisor_alive(run)
+  local sp = run.supervisor_pid
+  return sp ~= nil and sp ~= executor.getpid() and executor.pid_alive(sp)
+         and (run.supervisor_id == nil or run.supervisor_id == identity(sp))
+end
+
+--- Whether a run was interrupted: recorded running, its supervisor gone
+-- (killed, or stopped because the store could not be written).
+function M.interrupted(run)
+  return run.status == "running" and not M.supervisor_alive(run)
+end
+
 local function fail(exit, message, ...)
   return nil, { exit = exit, message = select("#", ...) > 0 and format(message, ...) or message }
 end
@@ -242,16 +257,11 @@ local function prepare_resume(self)
     store:rollback()
     return fail(0, "run %s already succeeded", run.id)
   end
-  -- its supervisor is alive when its pid is, and is the same process (a
-  -- pid reused since, or from another boot, is not); --force takes over
-  -- whatever the pid says
-  local sp = run.supervisor_pid
-  if run.status == "running" and sp and sp ~= executor.getpid() and not self.o.force
-     and executor.pid_alive(sp)
-     and (run.supervisor_id == nil or run.supervisor_id == identity(sp)) then
+  if run.status == "running" and not self.o.force and M.supervisor_alive(run) then
     store:rollback()
     return fail(3, "run %s is still running (supervisor pid %d); if that process is not "
-                .. "its supervisor, weir resume --force takes the run over", run.id, sp)
+                .. "its supervisor, weir resume --force takes the run over", run.id,
+                run.supervisor_pid)
   end
   local okc, cerr = pcall(function()
     store:update_run(run.id, { status = "running", supervisor_pid = executor.getpid(),
@@ -298,7 +308,9 @@ end
 --- Run the engine to the run's end. view: weir.view callbacks (optional).
 -- Returns the final status ("success", "failed" or "cancelled"; the
 -- signal that cancelled it is self.cancelled_by), or nil, err when the
--- engine itself failed (the run is then recorded as failed, with why).
+-- engine itself failed (a store that cannot be written, say): the run is
+-- then left `running` as of its last committed step, with why in `error`
+-- if the store takes it, for weir resume to finish.
 function Run:execute(view)
   local conf = self.conf
   local ok, status, e = pcall(engine.run, {
@@ -311,15 +323,19 @@ function Run:execute(view)
   self.exec:close()
   self.exec = nil
   if not ok then
+    -- the run stays as the last committed step left it, `running`, like a
+    -- killed supervisor's (weir runs shows it interrupted), with why when
+    -- the store takes it: weir resume finishes it
     local why = conf.redact(tostring(status))
     local store = self.store
     pcall(function()
       store:rollback()
       store:begin()
-      store:update_run(self.id, { status = "failed", error = why, finished_at = executor.now() })
+      store:update_run(self.id, { error = why })
       store:commit()
     end)
-    return fail(3, "run %s stopped: %s", self.id, why)
+    return fail(3, "run %s stopped: %s; `weir resume %s` finishes it once that is fixed",
+                self.id, why, self.id)
   end
   self.status, self.engine, self.cancelled_by = status, e, e.cancelled_by
   return status

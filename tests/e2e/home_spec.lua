@@ -62,3 +62,52 @@ describe("the metadata store's files", function()
     assert.equal("600", mode(shared .. "/weir.db"))
   end)
 end)
+
+describe("a run whose store fills up", function()
+  local dir, home, mounted
+  setup(function()
+    dir = H.tmpdir()
+    home = dir .. "/home"
+    os.execute("mkdir -p " .. H.q(home))
+    mounted = H.succeeds("mount -t tmpfs -o size=600k tmpfs " .. H.q(home) .. " 2>/dev/null")
+    H.write(dir .. "/p.lua", [[
+      local tasks = {}
+      for i = 1, 3000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
+      return pipeline { name = "full", tasks = tasks }
+    ]])
+  end)
+  teardown(function()
+    if mounted then os.execute("umount " .. H.q(home)) end
+    H.cleanup(dir)
+  end)
+
+  it("stops, is shown interrupted with why, and resume finishes it with room again", function()
+    if not mounted then
+      pending("needs root to mount a small tmpfs as WEIR_HOME")
+      return
+    end
+    local env = { WEIR_HOME = home }
+    local code, _, err = H.weir(dir, "run p.lua --quiet", env)
+    assert.equal(3, code, err)
+    assert.matches("database or disk is full; `weir resume .-` finishes it", err)
+    local id = err:match("run (%S+) stopped")
+    local _, out = H.weir(dir, "runs", env)
+    assert.matches(id:gsub("%p", "%%%0") .. "%s+full%s+interrupted", out)
+    local _, shown = H.weir(dir, "show " .. id, env)
+    assert.matches("status interrupted (its supervisor is gone", shown, 1, true)
+    -- why, when the full store still took that one write
+    local why = shown:match("\nerror: ([^\n]*)")
+    if why then assert.equal("sqlite: database or disk is full", why) end
+    local _, js = H.weir(dir, "show " .. id .. " --json", env)
+    local run = require("weir.json").decode(js)
+    assert.equal("running", run.status)
+    assert.is_true(run.interrupted)
+    assert.is_true(H.succeeds("mount -o remount,size=20m " .. H.q(home)))
+    code, _, err = H.weir(dir, "resume " .. id .. " --quiet", env)
+    assert.equal(0, code, err)
+    local _, js2 = H.weir(dir, "show " .. id .. " --json", env)
+    run = require("weir.json").decode(js2)
+    assert.equal("success", run.status)
+    assert.is_nil(run.interrupted)
+  end)
+end)
