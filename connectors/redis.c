@@ -17,6 +17,7 @@
  * task privdata set from reader->privdata), POSIX sockets, Linux.
  */
 #include "weir/redis.h"
+#include "weir/lstate.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1055,11 +1056,7 @@ static guard *guard_new(lua_State *L)
 
 static weir_redis_pool *pool_arg(lua_State *L, int i)
 {
-    lua_Number n = luaL_checknumber(L, i);
-
-    if (n <= 0)
-        luaL_argerror(L, i, "bad pool handle");
-    return (weir_redis_pool *)(uintptr_t)n;
+    return weir_lua_cdata_ptr(L, i, "weir_redis_pool *");
 }
 
 /* Integers as integers (Redis parses "1e+15" as no integer), other

@@ -46,6 +46,22 @@ WEIR_API int weir_state_load_embedded(lua_State *L, const char *name)
     return luaL_loadbuffer(L, (const char *)e->data, e->len, chunk);
 }
 
+/* LuaJIT's type tag of cdata (lj_obj.h; lua.h does not name it). */
+#define WEIR_LUA_TCDATA 10
+
+void *weir_lua_cdata_ptr(lua_State *L, int idx, const char *what)
+{
+    void *const *pp;
+
+    if (lua_type(L, idx) != WEIR_LUA_TCDATA)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s expected", what));
+    /* lua_topointer gives the address of a cdata's value: the pointer */
+    pp = lua_topointer(L, idx);
+    if (pp == NULL || *pp == NULL)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s is NULL", what));
+    return *pp;
+}
+
 /* weir._native.resource(name) -> string | nil: an embedded raw file. */
 static int native_resource(lua_State *L)
 {

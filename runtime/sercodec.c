@@ -492,10 +492,7 @@ WEIR_API int weir_ser_decode_ptr(lua_State *L)
     lua_Integer len = luaL_checkinteger(L, 2);
 
     if (lua_type(L, 1) == SER_TCDATA) {
-        /* a pointer cdata: lua_topointer gives the address of its value */
-        const char *const *pp = lua_topointer(L, 1);
-
-        s = pp != NULL ? *pp : NULL;
+        s = len != 0 ? weir_lua_cdata_ptr(L, 1, "const char *") : NULL;
     } else if (lua_islightuserdata(L, 1)) {
         s = lua_touserdata(L, 1);
     }

@@ -163,7 +163,6 @@ function M.connect(name, opts)
   priv[handle] = {
     name = name,
     pool = ffi.gc(out[0], C.weir_ffi_redis_pool_release),
-    addr = tonumber(ffi.cast("uintptr_t", out[0])),
   }
   return handle
 end
@@ -183,7 +182,7 @@ function R:close()
   p.closed = true
   ffi.gc(p.pool, nil)
   C.weir_ffi_redis_pool_release(p.pool)
-  p.pool, p.addr = nil, nil
+  p.pool = nil
 end
 
 -- Check one command's arguments: strings and numbers, no holes.
@@ -205,11 +204,11 @@ function R:command(...)
   local p = state(self, "command")
   local args = { ... }
   check_cmd("command", select("#", ...), args, 3)
-  return N.command(p.addr, args, 0, errmt)
+  return N.command(p.pool, args, 0, errmt)
 end
 
 local function run_pipeline(p, cmds)
-  local res, err = N.pipeline(p.addr, cmds, errmt)
+  local res, err = N.pipeline(p.pool, cmds, errmt)
   if not res then return nil, err end
   for i = 1, #res do
     if getmetatable(res[i]) == errmt then return res, res[i] end
@@ -294,7 +293,7 @@ local function cursor_pull(p, shape, batch, args)
   local cursor, done, pending = "0", false, {}
   return function()
     while #pending < batch and not done do
-      local c, rows = N.command(p.addr, args(cursor), shape, errmt)
+      local c, rows = N.command(p.pool, args(cursor), shape, errmt)
       if c == nil then M.raise(rows) end
       cursor, done = c, c == "0"
       if #pending == 0 then
@@ -346,7 +345,7 @@ function R:xrange_pull(key, start, stop, batch)
   local from, done = start, false
   return function()
     if done then return nil end
-    local rows, last = N.command(p.addr, { "XRANGE", key, from, stop, "COUNT", batch },
+    local rows, last = N.command(p.pool, { "XRANGE", key, from, stop, "COUNT", batch },
                                  SHAPE_XRANGE, errmt)
     if rows == nil then M.raise(last) end
     if #rows < batch then done = true end

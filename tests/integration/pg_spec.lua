@@ -226,10 +226,18 @@ describe_pg("weir.pg", function()
     local ok, err = pcall(kept.exec, kept, "SELECT 1")
     assert.is_false(ok)
     assert.matches("already over", err)
-    -- the native layer refuses an address that is not checked out
-    ok, err = pcall(require("weir._native").pg_exec, kept.addr, "SELECT 1", nil, 0)
+    -- the native layer refuses a connection given back, and anything but
+    -- a connection (an address as a number above all)
+    local native = require("weir._native")
+    ok, err = pcall(native.pg_exec, kept.conn, "SELECT 1", nil, 0)
     assert.is_false(ok)
     assert.matches("not acquired", err)
+    native.pg_release(kept.conn, true) -- safe twice
+    for _, bad in ipairs({ 12345678, "conn", {}, io.stdout }) do
+      ok, err = pcall(native.pg_exec, bad, "SELECT 1", nil, 0)
+      assert.is_false(ok)
+      assert.matches("weir.pg.conn expected", err)
+    end
   end)
 
   it("lets errors of the function given to transaction pass through, retryable", function()

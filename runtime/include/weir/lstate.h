@@ -49,4 +49,22 @@ WEIR_API void weir_state_snapshot_drop(void);
  * status with the message pushed. */
 WEIR_API int weir_state_load_embedded(lua_State *L, const char *name);
 
+/*
+ * The pointer held by the pointer cdata at idx (an FFI object passed to a
+ * classic-API function as it is, never as a number); raises naming what
+ * when idx holds no cdata or a NULL pointer. C cannot tell cdata types
+ * apart: the Lua caller passes only a pointer of the type the function
+ * documents, from its own private state.
+ */
+void *weir_lua_cdata_ptr(lua_State *L, int idx, const char *what);
+
+/*
+ * The pointer held by the pointer cdata at idx (an FFI object passed to a
+ * classic-API function as it is, never as a number); raises naming what
+ * when idx holds no cdata or a NULL pointer. C cannot tell cdata types
+ * apart: the Lua caller passes only a pointer of the type the function
+ * documents, from its own private state.
+ */
+void *weir_lua_cdata_ptr(lua_State *L, int idx, const char *what);
+
 #endif
