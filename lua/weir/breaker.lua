@@ -70,9 +70,9 @@ function M.allow(cfg)
   if C.weir_ffi_breaker_allow(slot(cfg), state_out, retry_out) ~= 0 then
     local msg = format("%s %s: circuit breaker open after repeated failures; next try in %.1f s",
                        cfg.type or "connection", cfg.name, retry_out[0] / 1000)
-    local errs = require("weir.errors")
-    errs.note(msg, true)
-    error(msg, 0)
+    local e = require("weir.errors").new("again", msg)
+    e.transient = true
+    error(e, 0)
   end
 end
 

@@ -12,6 +12,7 @@ local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local native = require("weir._native")
 local breaker = require("weir.breaker")
+local errors = require("weir.errors")
 local pg_exec, pg_run, pg_release = native.pg_exec, native.pg_run, native.pg_release
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack =
   type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack
@@ -39,10 +40,20 @@ end
 M.transient = transient
 
 
-local function fail(cfg, msg, retryable)
-  msg = format("postgres %s: %s", cfg.name, tostring(msg))
-  require("weir.errors").note(msg, retryable)
-  error(msg, 0)
+-- Raise the error object of a failure on connection cfg: msg is what the
+-- C side raised ("[SQLSTATE] message") or plain text; an error object
+-- passes unchanged. code: the status's name when not the SQLSTATE's.
+local function fail(cfg, msg, is_transient, code)
+  if errors.is(msg) then error(msg, 0) end
+  local text = tostring(msg)
+  local state = text:match("^%[(%w%w%w%w%w)%]")
+  if state and state:find("^WEIR") then state = nil end   -- weir's own, not the server's
+  if not code then
+    code = not state and "invalid" or state:sub(1, 2) == "08" and "closed" or "sql"
+  end
+  local e = errors.new(code, format("postgres %s: %s", cfg.name, text))
+  e.sqlstate, e.transient = state, is_transient and true or false
+  error(e, 0)
 end
 
 --- A quoted identifier. Names longer than PostgreSQL's 63 bytes are
@@ -114,7 +125,7 @@ local popts = ffi.new("weir_pg_pool_opts")
 
 -- Set up the C pool of cfg.name for cfg (once per cfg).
 local function pool_of(cfg)
-  if cfg.resolve_error then fail(cfg, "[08001] " .. cfg.resolve_error, true) end
+  if cfg.resolve_error then fail(cfg, "[08001] " .. cfg.resolve_error, true, "io") end
   local p = pools[cfg.name]
   if p and p.cfg == cfg then return end
   local keys, vals = conninfo(cfg)
@@ -128,8 +139,9 @@ local function pool_of(cfg)
   popts.max_lifetime_ms = pool.max_lifetime_ms or 1800000
   popts.validate_after_ms = pool.validate_after_ms or 30000
   popts.max_result_bytes = cfg.max_result_bytes or 64 * 1024 * 1024
-  local rc = C.weir_ffi_pg_pool_set(cfg.name, ck, cv, #keys, popts, F.errbuf, F.errlen)
-  if rc ~= 0 then fail(cfg, F.errmsg(), true) end
+  local ok, err = F.check(C.weir_ffi_pg_pool_set(cfg.name, ck, cv, #keys, popts,
+                                                  F.errbuf, F.errlen))
+  if not ok then fail(cfg, err.message, true, err.code) end
   pools[cfg.name] = { cfg = cfg }
 end
 
@@ -141,9 +153,9 @@ local function acquire(cfg)
   local c, rc, msg = native.pg_acquire(cfg.name)
   if not c then
     -- pool exhausted: not the server's fault
-    if rc == C.WEIR_ELIMIT then fail(cfg, msg, true) end
+    if rc == C.WEIR_ELIMIT then fail(cfg, msg, true, "limit") end
     breaker.record(cfg, false)
-    fail(cfg, "[08001] " .. msg, true)
+    fail(cfg, "[08001] " .. msg, true, "io")
   end
   return c
 end
@@ -166,7 +178,8 @@ local function release(cfg, c, err)
     breaker.record(cfg, true)
     error(err.user_error, 0)
   end
-  local t = transient(err)
+  local t
+  if errors.is(err) then t = err.transient else t = transient(err) end
   breaker.record(cfg, not t)
   fail(cfg, err, t)
 end

@@ -10,8 +10,8 @@
 --
 -- Operational failures return nil, err (err.code, err.message,
 -- err.transient, err.redis = "WRONGTYPE"...); pulls raise instead, because
--- nil means the end of the stream (M.raise: the message, noted with its
--- retry verdict for the engine). Misuse raises.
+-- nil means the end of the stream (M.raise: the error object itself, whose
+-- transient the attempt reads to decide on retries). Misuse raises.
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local errors = require("weir.errors")
@@ -32,7 +32,7 @@ local M = {}
 --- The value a Redis nil reply becomes (lightuserdata NULL, as cjson.null).
 M.null = require("cjson").null
 
-local errmt = getmetatable(errors.new("x", "x"))
+local errmt = errors.mt
 local SHAPE_SCAN, SHAPE_HSCAN, SHAPE_XRANGE = 1, 2, 3
 local INT32_MAX = 2147483647
 
@@ -41,12 +41,13 @@ function M.is_error(v)
   return type(v) == "table" and getmetatable(v) == errmt
 end
 
---- Raise err the way the engine expects connector errors: its message,
--- noted as retryable when err.transient (weir.errors.note).
+--- Raise err the way the engine expects connector errors: an error
+-- object whose transient says whether a retry can help (only errors the C
+-- side found transient are).
 function M.raise(err)
-  local msg = tostring(err)
-  errors.note(msg, type(err) == "table" and err.transient)
-  error(msg, 0)
+  if not errors.is(err) then err = errors.new("invalid", tostring(err)) end
+  if err.transient == nil then err.transient = false end
+  error(err, 0)
 end
 
 local priv = setmetatable({}, { __mode = "k" })
@@ -157,8 +158,8 @@ function M.connect(name, opts)
   o.validate_idle_ms = opt_ms("connect", pool, "validate_idle", "opts.pool.validate_idle")
   o.max_reply_bytes = max_reply
   local out = ffi.new("weir_redis_pool *[1]")
-  local rc = C.weir_ffi_redis_pool_get(name, o, out, F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  local ok, err = F.check(C.weir_ffi_redis_pool_get(name, o, out, F.errbuf, F.errlen))
+  if not ok then return nil, err end
   local handle = setmetatable({}, R_mt)
   priv[handle] = {
     name = name,
@@ -253,8 +254,8 @@ function R:ping()
   local p = state(self, "ping")
   local ms = ffi.new("double[1]")
   local rc = C.weir_ffi_redis_ping(p.pool, ms, F.errbuf, F.errlen)
-  if rc ~= 0 then
-    local e = errors.new(F.code_name(rc), F.errmsg())
+  local ok, e = F.check(rc)
+  if not ok then
     e.transient = C.weir_ffi_redis_transient(rc) == 1
     return nil, e
   end

@@ -176,9 +176,8 @@ local function acquire(cfg)
   popts.validate_after_ms = 30000
   -- the store reads what it wrote (logs of a run): no cap, as in SQLite
   popts.max_result_bytes = 0
-  if C.weir_ffi_pg_pool_set(POOL, ck, cv, #keys, popts, F.errbuf, F.errlen) ~= 0 then
-    fail("[08001] " .. F.errmsg())
-  end
+  local ok, err = F.check(C.weir_ffi_pg_pool_set(POOL, ck, cv, #keys, popts, F.errbuf, F.errlen))
+  if not ok then fail("[08001] " .. err.message) end
   -- another store with another URL may replace the pool: taken by name
   local c, rc, msg = native.pg_acquire(POOL)
   if not c then fail((rc == C.WEIR_ELIMIT and "" or "[08001] ") .. msg) end
