@@ -78,7 +78,7 @@ static void add_bad(lua_State *L, int bad_idx, int *nbad, uint64_t line,
     lua_rawseti(L, bad_idx, ++*nbad);
 }
 
-WEIR_API int weir_bulk_csv_batch(lua_State *L)
+int weir_bulk_csv_batch(lua_State *L)
 {
     weir_csv_reader *r = weir_lua_cdata_ptr(L, 1, "weir_csv_reader *");
     int ncol, max, n = 0, nbad = 0, eof = 0, has_types;
@@ -164,7 +164,7 @@ WEIR_API int weir_bulk_csv_batch(lua_State *L)
     return 3;
 }
 
-WEIR_API int weir_bulk_db_insert(lua_State *L)
+int weir_bulk_db_insert(lua_State *L)
 {
     weir_stmt *st = weir_lua_cdata_ptr(L, 1, "weir_stmt *");
     sqlite3_stmt *h = weir_stmt_handle(st);

@@ -33,7 +33,7 @@ const weir_embedded *weir_embed_find(const char *name)
     return NULL;
 }
 
-WEIR_API int weir_state_load_embedded(lua_State *L, const char *name)
+int weir_state_load_embedded(lua_State *L, const char *name)
 {
     const weir_embedded *e = weir_embed_find(name);
     char chunk[256];
@@ -166,7 +166,7 @@ static int searcher_embedded(lua_State *L)
     return 1;
 }
 
-WEIR_API lua_State *weir_state_new_trusted(void)
+lua_State *weir_state_new_trusted(void)
 {
     lua_State *L = luaL_newstate();
 
@@ -366,7 +366,7 @@ static void open_lib(lua_State *L, lua_CFunction f, const char *name)
     lua_call(L, 1, 0);
 }
 
-WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
+lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
 {
     lua_State *L;
 
@@ -441,7 +441,7 @@ static lua_State *snap_L;
  * would point at freed memory. A state that loaded one is not saved. */
 static const char *const snap_unsafe[] = { "ffi", "cjson", NULL };
 
-WEIR_API int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
+int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
 {
     char *m;
 
@@ -470,7 +470,7 @@ WEIR_API int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
     return 0;
 }
 
-WEIR_API lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc)
+lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc)
 {
     if (snap_mem == NULL || acc != snap_owner || arena_busy)
         return NULL;
@@ -485,7 +485,7 @@ WEIR_API lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc)
     return snap_L;
 }
 
-WEIR_API void weir_state_snapshot_drop(void)
+void weir_state_snapshot_drop(void)
 {
     free(snap_mem);
     snap_mem = NULL;

@@ -261,12 +261,12 @@ static int encode(lua_State *L, int as_ud)
     return 2;
 }
 
-WEIR_API int weir_ser_encode(lua_State *L)
+int weir_ser_encode(lua_State *L)
 {
     return encode(L, 0);
 }
 
-WEIR_API int weir_ser_encode_ud(lua_State *L)
+int weir_ser_encode_ud(lua_State *L)
 {
     return encode(L, 1);
 }
@@ -471,7 +471,7 @@ static int decode(lua_State *L, const char *s, size_t len, size_t start,
     return 2;
 }
 
-WEIR_API int weir_ser_decode(lua_State *L)
+int weir_ser_decode(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
@@ -486,7 +486,7 @@ WEIR_API int weir_ser_decode(lua_State *L)
 /* LuaJIT's type tag of FFI cdata (lj_obj.h), which lua.h does not name. */
 #define SER_TCDATA 10
 
-WEIR_API int weir_ser_decode_ptr(lua_State *L)
+int weir_ser_decode_ptr(lua_State *L)
 {
     const char *s = NULL;
     lua_Integer len = luaL_checkinteger(L, 2);

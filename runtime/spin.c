@@ -21,8 +21,8 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-WEIR_API int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
-                            int budget_us)
+int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
+                   int budget_us)
 {
     int64_t start, before, t;
 

@@ -110,6 +110,6 @@ WEIR_API int64_t weir_ffi_rss_bytes(void);
 
 /* Run a worker (the `weir __worker` entry point). Never returns on error
  * paths that cannot report; returns the process exit status. */
-WEIR_API int weir_worker_main(int argc, char **argv);
+int weir_worker_main(int argc, char **argv);
 
 #endif

@@ -35,6 +35,15 @@
  *   instead of a string: a worker's result is decoded where the executor
  *   read it, without making a Lua string of it first.
  */
+/*
+ * The same, as listed for tests/lua/unit/native_spec.lua:
+ * weir:native:begin
+ * ser_encode(v) -> string | nil
+ * ser_encode_ud(v) -> userdata, length | nil
+ * ser_decode(s [, start [, array_mt]]) -> value, next_pos | nil, err | false
+ * ser_decode_ptr(ptr, len [, array_mt]) -> value | nil, err | false
+ * weir:native:end
+ */
 #ifndef WEIR_SER_H
 #define WEIR_SER_H
 
@@ -42,9 +51,9 @@
 
 #include <lua.h>
 
-WEIR_API int weir_ser_encode(lua_State *L);
-WEIR_API int weir_ser_encode_ud(lua_State *L);
-WEIR_API int weir_ser_decode(lua_State *L);
-WEIR_API int weir_ser_decode_ptr(lua_State *L);
+int weir_ser_encode(lua_State *L);
+int weir_ser_encode_ud(lua_State *L);
+int weir_ser_decode(lua_State *L);
+int weir_ser_decode_ptr(lua_State *L);
 
 #endif
