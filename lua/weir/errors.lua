@@ -6,8 +6,11 @@
 -- transient (whether a retry can cure it: a lost connection can, a syntax
 -- error cannot), sqlstate (PostgreSQL) and a cause. It prints as its
 -- message. Misuse raises a string instead.
-local setmetatable, getmetatable, tostring, rawget =
-  setmetatable, getmetatable, tostring, rawget
+local setmetatable, tostring, rawget = setmetatable, tostring, rawget
+-- tasks get these objects (pcall): getmetatable gives them false, so the
+-- metatable every error shares is out of their reach; this module reads it
+-- raw
+local getmetatable = debug.getmetatable
 
 local M = {}
 
@@ -17,6 +20,7 @@ mt.__tostring = function(e)
   if e.cause then return e.message .. ": " .. tostring(e.cause) end
   return e.message
 end
+mt.__metatable = false
 --- The metatable of error objects (C builds error replies with it).
 M.mt = mt
 

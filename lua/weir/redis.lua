@@ -17,9 +17,9 @@ local ffi, C = F.ffi, F.C
 local errors = require("weir.errors")
 local json = require("weir.json")
 local N = require("weir._native").redis
-local type, error, select, setmetatable, getmetatable, tostring, pairs,
+local type, error, select, setmetatable, tostring, pairs,
       ipairs, tonumber =
-  type, error, select, setmetatable, getmetatable, tostring, pairs,
+  type, error, select, setmetatable, tostring, pairs,
   ipairs, tonumber
 local format, sort, floor = string.format, table.sort, math.floor
 
@@ -38,7 +38,7 @@ local INT32_MAX = 2147483647
 
 --- True when v is an error value (an error reply inside a pipeline result).
 function M.is_error(v)
-  return type(v) == "table" and getmetatable(v) == errmt
+  return errors.is(v)
 end
 
 --- Raise err the way the engine expects connector errors: an error
@@ -212,7 +212,7 @@ local function run_pipeline(p, cmds)
   local res, err = N.pipeline(p.pool, cmds, errmt)
   if not res then return nil, err end
   for i = 1, #res do
-    if getmetatable(res[i]) == errmt then return res, res[i] end
+    if errors.is(res[i]) then return res, res[i] end
   end
   return res
 end
