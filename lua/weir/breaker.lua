@@ -23,7 +23,8 @@ local state_out = ffi.new("int32_t[1]")
 local retry_out = ffi.new("double[1]")
 local info = ffi.new("weir_breaker_info")
 
-M.STATES = { [0] = "closed", [1] = "open", [2] = "half_open" }
+M.STATES = { [C.WEIR_BREAKER_CLOSED] = "closed", [C.WEIR_BREAKER_OPEN] = "open",
+             [C.WEIR_BREAKER_HALF_OPEN] = "half_open" }
 
 --- Open (creating if needed) the shared table at path; returns its
 -- descriptor (for the workers), or nil, err.

@@ -25,8 +25,9 @@ local stream_mt = { __index = Stream, __metatable = false }
 local Db = {}
 local db_mt = { __index = Db, __metatable = false }
 
-local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC = 0, 1, 64, 128, 1024, 524288
-local O_TEMP = 1073741824 -- WEIR_O_TEMP (broker.h)
+local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC, O_TEMP =
+  C.WEIR_O_RDONLY, C.WEIR_O_WRONLY, C.WEIR_O_CREAT, C.WEIR_O_EXCL, C.WEIR_O_APPEND,
+  C.WEIR_O_CLOEXEC, C.WEIR_O_TEMP
 local fdp = ffi.new("int32_t[1]")
 local nread = ffi.new("int64_t[1]")
 
