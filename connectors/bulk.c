@@ -6,6 +6,7 @@
  */
 #include "weir/bulk.h"
 #include "weir/csv.h"
+#include "weir/lstate.h"
 #include "weir/sqlite.h"
 
 #include <errno.h>
@@ -18,15 +19,6 @@
 #include <string.h>
 
 enum { T_STRING = 0, T_NUMBER = 1, T_INTEGER = 2, T_BOOLEAN = 3 };
-
-static void *addr_arg(lua_State *L, int i)
-{
-    lua_Number n = luaL_checknumber(L, i);
-
-    if (n <= 0)
-        luaL_argerror(L, i, "bad handle");
-    return (void *)(uintptr_t)n;
-}
 
 /* Push a typed field; 0 ok, -1 when it does not convert. */
 static int push_typed(lua_State *L, int type, const char *s, size_t len)
@@ -86,9 +78,9 @@ static void add_bad(lua_State *L, int bad_idx, int *nbad, uint64_t line,
     lua_rawseti(L, bad_idx, ++*nbad);
 }
 
-WEIR_API int weir_bulk_csv_batch(lua_State *L)
+int weir_bulk_csv_batch(lua_State *L)
 {
-    weir_csv_reader *r = addr_arg(L, 1);
+    weir_csv_reader *r = weir_lua_cdata_ptr(L, 1, "weir_csv_reader *");
     int ncol, max, n = 0, nbad = 0, eof = 0, has_types;
     int types[1024];
     char err[512], reason[640];
@@ -172,9 +164,9 @@ WEIR_API int weir_bulk_csv_batch(lua_State *L)
     return 3;
 }
 
-WEIR_API int weir_bulk_db_insert(lua_State *L)
+int weir_bulk_db_insert(lua_State *L)
 {
-    weir_stmt *st = addr_arg(L, 1);
+    weir_stmt *st = weir_lua_cdata_ptr(L, 1, "weir_stmt *");
     sqlite3_stmt *h = weir_stmt_handle(st);
     int ncol, first, last;
 

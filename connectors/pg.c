@@ -14,12 +14,14 @@
 #include "weir/pgcodec.h"
 #include "weir/pq.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PG_CACHE_MAX 64
 #define PG_COPY_CHUNK (256u << 10)
@@ -70,54 +72,6 @@ struct weir_pg_pool {
 };
 
 static weir_pg_pool *pools;
-
-/*
- * The connections handed out and not yet given back. The Lua side passes a
- * connection's address as a number; an address not in this set (a
- * connection already released, perhaps freed) is refused before anything
- * reads through it.
- */
-static struct weir_pg_conn **leased;
-static size_t nleased, capleased;
-
-/* Room for one more lease, so a checkout cannot fail after the fact. */
-static int lease_reserve(void)
-{
-    if (nleased == capleased) {
-        size_t cap = capleased ? capleased * 2 : 16;
-        struct weir_pg_conn **p = realloc(leased, cap * sizeof(*p));
-
-        if (p == NULL)
-            return WEIR_ENOMEM;
-        leased = p;
-        capleased = cap;
-    }
-    return WEIR_OK;
-}
-
-/* Record c as handed out (lease_reserve made the room). */
-static void lease_add(struct weir_pg_conn *c)
-{
-    leased[nleased++] = c;
-}
-
-static int lease_drop(const struct weir_pg_conn *c)
-{
-    for (size_t i = 0; i < nleased; i++)
-        if (leased[i] == c) {
-            leased[i] = leased[--nleased];
-            return 1;
-        }
-    return 0;
-}
-
-static int lease_held(const struct weir_pg_conn *c)
-{
-    for (size_t i = 0; i < nleased; i++)
-        if (leased[i] == c)
-            return 1;
-    return 0;
-}
 
 /* Attempts of a worker share its pools. Session state one attempt set
  * (SET, temporary tables, prepared statements of its own) must not reach
@@ -276,15 +230,14 @@ static int same_config(const weir_pg_pool *p, const char *const *keys,
     return 1;
 }
 
-WEIR_API int weir_ffi_pg_pool_get(const char *name, const char *const *keys,
+WEIR_API int weir_ffi_pg_pool_set(const char *name, const char *const *keys,
                                   const char *const *vals, int32_t n,
-                                  const weir_pg_pool_opts *o,
-                                  weir_pg_pool **out, char *err,
+                                  const weir_pg_pool_opts *o, char *err,
                                   size_t errlen)
 {
     weir_pg_pool **pp, *p;
 
-    if (name == NULL || o == NULL || out == NULL || n < 0
+    if (name == NULL || o == NULL || n < 0
         || (n > 0 && (keys == NULL || vals == NULL)) || o->max_size < 1
         || o->min_size < 0 || o->min_size > o->max_size)
         return WEIR_EINVAL;
@@ -293,10 +246,8 @@ WEIR_API int weir_ffi_pg_pool_get(const char *name, const char *const *keys,
     for (pp = &pools; *pp; pp = &(*pp)->next) {
         if (strcmp((*pp)->name, name) != 0)
             continue;
-        if (same_config(*pp, keys, vals, n, o)) {
-            *out = *pp;
+        if (same_config(*pp, keys, vals, n, o))
             return WEIR_OK;
-        }
         p = *pp;
         *pp = p->next;
         p->retired = 1;
@@ -335,7 +286,6 @@ WEIR_API int weir_ffi_pg_pool_get(const char *name, const char *const *keys,
     }
     p->next = pools;
     pools = p;
-    *out = p;
     return WEIR_OK;
 }
 
@@ -397,23 +347,21 @@ static int conn_valid(struct weir_pg_conn *c, double t)
     return 1;
 }
 
-WEIR_API int weir_ffi_pg_acquire(weir_pg_pool *p, weir_pg_conn **out,
-                                 char *err, size_t errlen)
+/* A connection from p: an idle one that passes validation, else a new
+ * one. WEIR_ELIMIT when max_size are in use; WEIR_EIO when connecting
+ * failed (message in err). */
+static int conn_acquire(weir_pg_pool *p, struct weir_pg_conn **out,
+                        char *err, size_t errlen)
 {
     struct weir_pg_conn *c, *nx;
     double t = now_ms();
 
-    if (p == NULL || out == NULL)
-        return WEIR_EINVAL;
-    if (lease_reserve() != WEIR_OK)
-        return WEIR_ENOMEM;
     for (c = p->conns; c; c = nx) {
         nx = c->next;
         if (c->busy)
             continue;
         if (conn_valid(c, t) && conn_reset(c)) {
             c->busy = 1;
-            lease_add(c);
             *out = c;
             return WEIR_OK;
         }
@@ -430,17 +378,16 @@ WEIR_API int weir_ffi_pg_acquire(weir_pg_pool *p, weir_pg_conn **out,
         return WEIR_EIO;
     c->busy = 1;
     c->epoch = epoch;
-    lease_add(c);
     *out = c;
     return WEIR_OK;
 }
 
-WEIR_API void weir_ffi_pg_release(weir_pg_conn *c, int32_t reuse)
+/* Give c back: kept for reuse only when reuse is 1 and it is healthy and
+ * idle; otherwise a running statement is cancelled and c closed. */
+static void conn_release(struct weir_pg_conn *c, int reuse)
 {
     weir_pg_pool *p;
 
-    if (c == NULL || !lease_drop(c))
-        return; /* not out (released twice): nothing to do */
     drop_held(c);
     p = c->pool;
     c->busy = 0;
@@ -464,14 +411,15 @@ WEIR_API void weir_ffi_pg_release(weir_pg_conn *c, int32_t reuse)
     pool_sweep(p, 0);
 }
 
-WEIR_API int weir_ffi_pg_run(weir_pg_conn *c, const char *sql, char *err,
-                             size_t errlen)
+/* sql (no parameters, one or more statements) with the simple query
+ * protocol, rows discarded: WEIR_ESQL with "[SQLSTATE] message" in err, or
+ * WEIR_ECLOSED when the connection is lost. */
+static int conn_run(struct weir_pg_conn *c, const char *sql, char *err,
+                    size_t errlen)
 {
     PGresult *r;
     int rc = WEIR_OK;
 
-    if (c == NULL || sql == NULL)
-        return WEIR_EINVAL;
     if (!PQsendQuery(c->pg, sql)) {
         conn_err(c->pg, "[08006] connection lost", err, errlen);
         return WEIR_ECLOSED;
@@ -501,33 +449,6 @@ WEIR_API int weir_ffi_pg_run(weir_pg_conn *c, const char *sql, char *err,
     return rc;
 }
 
-WEIR_API int32_t weir_ffi_pg_txstatus(weir_pg_conn *c)
-{
-    return c ? (int32_t)PQtransactionStatus(c->pg) : (int32_t)PQTRANS_UNKNOWN;
-}
-
-WEIR_API int32_t weir_ffi_pg_server_version(weir_pg_conn *c)
-{
-    return c ? PQserverVersion(c->pg) : 0;
-}
-
-WEIR_API void weir_ffi_pg_pool_stats(weir_pg_pool *p, int32_t *idle,
-                                     int32_t *busy, int64_t *opened)
-{
-    int32_t i = 0, b = 0;
-
-    if (p == NULL)
-        return;
-    for (struct weir_pg_conn *c = p->conns; c; c = c->next)
-        c->busy ? b++ : i++;
-    if (idle)
-        *idle = i;
-    if (busy)
-        *busy = b;
-    if (opened)
-        *opened = p->opened;
-}
-
 WEIR_API void weir_ffi_pg_pools_close(void)
 {
     while (pools) {
@@ -543,15 +464,90 @@ WEIR_API void weir_ffi_pg_pools_close(void)
  * Classic Lua API
  * ------------------------------------------------------------------------ */
 
+/*
+ * A connection Lua holds is a userdata of this metatable boxing the
+ * pointer: pg_release (or the collector) empties the box, so a connection
+ * given back can never be reached through it again.
+ */
+#define CONN_MT "weir.pg.conn"
+
 static struct weir_pg_conn *arg_conn(lua_State *L)
 {
-    struct weir_pg_conn *c =
-        (struct weir_pg_conn *)(uintptr_t)luaL_checknumber(L, 1);
+    struct weir_pg_conn **box = luaL_checkudata(L, 1, CONN_MT);
 
-    if (c == NULL || !lease_held(c))
+    if (*box == NULL)
         luaL_error(L, "pg: connection not acquired (released already)");
-    drop_held(c);
-    return c;
+    drop_held(*box);
+    return *box;
+}
+
+/* pg_acquire(pool_name) -> conn | nil, status, message */
+static int l_acquire(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    struct weir_pg_conn **box;
+    weir_pg_pool *p;
+    char err[1024] = "";
+    int rc;
+
+    /* the box first: once acquired, nothing may raise before it holds c */
+    box = lua_newuserdata(L, sizeof(*box));
+    *box = NULL;
+    luaL_getmetatable(L, CONN_MT);
+    lua_setmetatable(L, -2);
+    for (p = pools; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            break;
+    if (p == NULL) {
+        weir_set_err(err, sizeof(err), "pool %s: not configured", name);
+        rc = WEIR_ENOENT;
+    } else {
+        rc = conn_acquire(p, box, err, sizeof(err));
+    }
+    if (rc == WEIR_OK)
+        return 1;
+    lua_pushnil(L);
+    lua_pushinteger(L, rc);
+    lua_pushstring(L, err);
+    return 3;
+}
+
+/* pg_release(conn, reuse): give it back (safe twice); __gc with reuse 0 */
+static int l_release(lua_State *L)
+{
+    struct weir_pg_conn **box = luaL_checkudata(L, 1, CONN_MT);
+    struct weir_pg_conn *c = *box;
+
+    *box = NULL;
+    if (c != NULL)
+        conn_release(c, lua_toboolean(L, 2));
+    return 0;
+}
+
+/* pg_run(conn, sql): raises "[SQLSTATE] message" */
+static int l_run(lua_State *L)
+{
+    struct weir_pg_conn *c = arg_conn(L);
+    const char *sql = luaL_checkstring(L, 2);
+    char err[1024];
+
+    if (conn_run(c, sql, err, sizeof(err)) != WEIR_OK) {
+        lua_pushstring(L, err);
+        return lua_error(L);
+    }
+    return 0;
+}
+
+/* pg_txstatus(conn) -> "idle" | "active" | "intrans" | "inerror" |
+ * "unknown" (libpq's transaction status) */
+static int l_txstatus(lua_State *L)
+{
+    static const char *const names[] = { "idle", "active", "intrans",
+                                         "inerror", "unknown" };
+    int st = (int)PQtransactionStatus(arg_conn(L)->pg);
+
+    lua_pushstring(L, names[st >= 0 && st < 5 ? st : 4]);
+    return 1;
 }
 
 /* Raise "[SQLSTATE] message" for r (cleared) or the connection's error. */
@@ -1118,23 +1114,37 @@ static int l_copy_in_batch(lua_State *L)
     return 1;
 }
 
-/* pg_copy_in_data(conn, address, n): n bytes at address (the caller's
- * buffer, given as a number) sent as they are (a CSV file's bytes). */
-static int l_copy_in_data(lua_State *L)
+/* pg_copy_in_file(conn, fd) -> true | nil, message: the bytes of the
+ * open file fd, to its end, sent as they are (a CSV file's bytes). A read
+ * error is returned (the file's fault, not the connection's). */
+static int l_copy_in_file(lua_State *L)
 {
     struct weir_pg_conn *c = arg_conn(L);
-    const char *p = (const char *)(uintptr_t)luaL_checknumber(L, 2);
-    lua_Number n = luaL_checknumber(L, 3);
+    int fd = (int)luaL_checkinteger(L, 2);
+    weir_buf *b = &c->copy_buf;
+    ssize_t n;
 
     if (c->in_copy != 2 || c->copy_binary)
         return luaL_error(L, "pg: no text COPY FROM STDIN in progress");
-    if (p == NULL || n < 0 || n > (lua_Number)INT32_MAX)
-        return luaL_error(L, "pg: bad copy data");
-    if (n > 0 && PQputCopyData(c->pg, p, (int)n) != 1) {
-        c->in_copy = 0;
-        return raise_result(L, c, NULL);
+    put_copy(L, c, b); /* nothing is held in text COPY: to be sure */
+    if (weir_buf_reserve(b, PG_COPY_CHUNK) != WEIR_OK)
+        return luaL_error(L, "pg: out of memory");
+    for (;;) {
+        do
+            n = read(fd, b->data, PG_COPY_CHUNK);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "read failed: %s", strerror(errno));
+            return 2;
+        }
+        if (n == 0)
+            break;
+        b->len = (size_t)n;
+        put_copy(L, c, b);
     }
-    return 0;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* pg_copy_in_end(conn, abort_message|nil) -> rows loaded */
@@ -1179,16 +1189,20 @@ static int l_binary_ok(lua_State *L)
     return 1;
 }
 
-WEIR_API int weir_pg_lua_open(lua_State *L)
+int weir_pg_lua_open(lua_State *L)
 {
     static const luaL_Reg fns[] = {
+        { "pg_acquire", l_acquire },
+        { "pg_release", l_release },
+        { "pg_run", l_run },
+        { "pg_txstatus", l_txstatus },
         { "pg_exec", l_exec },
         { "pg_describe", l_describe },
         { "pg_copy_out_begin", l_copy_out_begin },
         { "pg_copy_out_batch", l_copy_out_batch },
         { "pg_copy_in_begin", l_copy_in_begin },
         { "pg_copy_in_batch", l_copy_in_batch },
-        { "pg_copy_in_data", l_copy_in_data },
+        { "pg_copy_in_file", l_copy_in_file },
         { "pg_binary_ok", l_binary_ok },
         { "pg_rows_begin", l_rows_begin },
         { "pg_rows_batch", l_rows_batch },
@@ -1200,5 +1214,12 @@ WEIR_API int weir_pg_lua_open(lua_State *L)
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
+    if (luaL_newmetatable(L, CONN_MT)) {
+        lua_pushcfunction(L, l_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
     return 0;
 }

@@ -69,12 +69,12 @@ static inline int kind_of(uint32_t oid)
     }
 }
 
-WEIR_API int weir_pgbinary_supported(uint32_t oid)
+int weir_pgbinary_supported(uint32_t oid)
 {
     return kind_of(oid) != B_NONE;
 }
 
-WEIR_API int weir_pgbinary_all_supported(int ncols, const uint32_t *oids)
+int weir_pgbinary_all_supported(int ncols, const uint32_t *oids)
 {
     if (ncols < 0 || ncols > INT16_MAX || (ncols > 0 && oids == NULL))
         return 0;
@@ -496,7 +496,7 @@ static int push_field(lua_State *L, uint32_t oid, int kind,
 
 static const char signature[12] = "PGCOPY\n\377\r\n";
 
-WEIR_API size_t weir_pgbinary_header_len(const char *buf, size_t len)
+size_t weir_pgbinary_header_len(const char *buf, size_t len)
 {
     const unsigned char *p = (const unsigned char *)buf;
     uint32_t flags, ext;
@@ -511,10 +511,10 @@ WEIR_API size_t weir_pgbinary_header_len(const char *buf, size_t len)
     return 19 + (size_t)ext;
 }
 
-WEIR_API int weir_pgbinary_copy_row(lua_State *L, const char *buf,
-                                    size_t len, int ncols,
-                                    const uint32_t *oids, int names_idx,
-                                    char *err, size_t errlen)
+int weir_pgbinary_copy_row(lua_State *L, const char *buf,
+                           size_t len, int ncols,
+                           const uint32_t *oids, int names_idx,
+                           char *err, size_t errlen)
 {
     const unsigned char *p = (const unsigned char *)buf, *end;
     int top = lua_gettop(L), nf, rc;
@@ -1070,10 +1070,10 @@ static int encode_value(lua_State *L, int idx, uint32_t oid, weir_buf *out,
     }
 }
 
-WEIR_API int weir_pgbinary_encode_row(lua_State *L, int row_idx, int ncols,
-                                      int names_idx, const uint32_t *oids,
-                                      weir_buf *out, char *err,
-                                      size_t errlen)
+int weir_pgbinary_encode_row(lua_State *L, int row_idx, int ncols,
+                             int names_idx, const uint32_t *oids,
+                             weir_buf *out, char *err,
+                             size_t errlen)
 {
     int top = lua_gettop(L), rc = WEIR_OK;
     size_t start = out->len;
@@ -1129,14 +1129,14 @@ WEIR_API int weir_pgbinary_encode_row(lua_State *L, int row_idx, int ncols,
     return rc;
 }
 
-WEIR_API int weir_pgbinary_header(weir_buf *out)
+int weir_pgbinary_header(weir_buf *out)
 {
     static const char hdr[20] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 
     return weir_buf_append(out, hdr, 19);
 }
 
-WEIR_API int weir_pgbinary_trailer(weir_buf *out)
+int weir_pgbinary_trailer(weir_buf *out)
 {
     return weir_buf_append(out, "\377\377", 2);
 }

@@ -101,7 +101,7 @@ static inline int kind_of(uint32_t oid)
     return oid < OID_TABLE_SIZE ? kind_by_oid[oid] : K_TEXT;
 }
 
-WEIR_API const char *weir_pgcodec_type_name(uint32_t oid)
+const char *weir_pgcodec_type_name(uint32_t oid)
 {
     switch (oid) {
 #define NAME_CASE(oid, name, kind, elem) case oid: return name;
@@ -143,7 +143,7 @@ static uint32_t type_oid_plain(const char *name)
     return 0;
 }
 
-WEIR_API uint32_t weir_pgcodec_type_oid(const char *name)
+uint32_t weir_pgcodec_type_oid(const char *name)
 {
     char base[64];
     size_t n;
@@ -1137,8 +1137,8 @@ static int push_value(lua_State *L, uint32_t oid, const char *s, size_t len,
     }
 }
 
-WEIR_API int weir_pgcodec_push(lua_State *L, uint32_t oid, const char *s,
-                               size_t len, char *err, size_t errlen)
+int weir_pgcodec_push(lua_State *L, uint32_t oid, const char *s,
+                      size_t len, char *err, size_t errlen)
 {
     int top = lua_gettop(L), rc;
 
@@ -1440,10 +1440,10 @@ int abs_index(lua_State *L, int idx)
                                               : idx;
 }
 
-WEIR_API int weir_pgcodec_copy_row(lua_State *L, const char *line,
-                                   size_t len, int ncols,
-                                   const uint32_t *oids, int names_idx,
-                                   char *err, size_t errlen)
+int weir_pgcodec_copy_row(lua_State *L, const char *line,
+                          size_t len, int ncols,
+                          const uint32_t *oids, int names_idx,
+                          char *err, size_t errlen)
 {
     const char *p, *end;
     char stackbuf[512];
@@ -1978,9 +1978,9 @@ static int encode_value(lua_State *L, int idx, uint32_t oid, int copy,
     return rc;
 }
 
-WEIR_API int weir_pgcodec_encode(lua_State *L, int idx, uint32_t oid,
-                                 int copy, weir_buf *out, char *err,
-                                 size_t errlen)
+int weir_pgcodec_encode(lua_State *L, int idx, uint32_t oid,
+                        int copy, weir_buf *out, char *err,
+                        size_t errlen)
 {
     int top = lua_gettop(L), rc;
 
@@ -1992,11 +1992,11 @@ WEIR_API int weir_pgcodec_encode(lua_State *L, int idx, uint32_t oid,
     return rc;
 }
 
-WEIR_API int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
-                                          int ncols, int names_idx,
-                                          const uint32_t *oids,
-                                          weir_buf *out, char *err,
-                                          size_t errlen)
+int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
+                                 int ncols, int names_idx,
+                                 const uint32_t *oids,
+                                 weir_buf *out, char *err,
+                                 size_t errlen)
 {
     int top = lua_gettop(L), rc = WEIR_OK;
     size_t start = out->len;

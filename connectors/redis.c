@@ -20,6 +20,7 @@
 #include "weir/buf.h"
 #include "weir/clock.h"
 #include "weir/numfmt.h"
+#include "weir/lstate.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -130,7 +131,7 @@ static void perr(const weir_redis_pool *p, char *err, size_t errlen,
     scrub(err, p->o.password);
 }
 
-WEIR_API int weir_redis_error_code(const char *msg, size_t len)
+int weir_redis_error_code(const char *msg, size_t len)
 {
     static const struct {
         const char *word;
@@ -434,10 +435,10 @@ static void out_header(weir_redis_conn *k, char kind, size_t n)
                                   n);
 }
 
-WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
-                               const char *const *argv,
-                               const size_t *argvlen, char *err,
-                               size_t errlen)
+int weir_redis_append(weir_redis_conn *k, int argc,
+                      const char *const *argv,
+                      const size_t *argvlen, char *err,
+                      size_t errlen)
 {
     size_t need = 24;
 
@@ -465,8 +466,8 @@ WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
     return WEIR_OK;
 }
 
-WEIR_API int weir_redis_read(weir_redis_conn *k, redisReply **reply,
-                             char *err, size_t errlen)
+int weir_redis_read(weir_redis_conn *k, redisReply **reply,
+                    char *err, size_t errlen)
 {
     const weir_redis_pool *p = k->pool;
     redisReader *rd = k->rd;
@@ -887,8 +888,8 @@ WEIR_API void weir_ffi_redis_pool_stats(weir_redis_pool *pool,
     pthread_mutex_unlock(&g_mu);
 }
 
-WEIR_API int weir_redis_acquire(weir_redis_pool *p, weir_redis_conn **out,
-                                char *err, size_t errlen)
+int weir_redis_acquire(weir_redis_pool *p, weir_redis_conn **out,
+                       char *err, size_t errlen)
 {
     weir_redis_conn *k;
     int rc;
@@ -943,7 +944,7 @@ WEIR_API int weir_redis_acquire(weir_redis_pool *p, weir_redis_conn **out,
     return rc;
 }
 
-WEIR_API void weir_redis_release(weir_redis_conn *k, int reusable)
+void weir_redis_release(weir_redis_conn *k, int reusable)
 {
     weir_redis_pool *p;
 
@@ -1039,11 +1040,7 @@ static guard *guard_new(lua_State *L)
 
 static weir_redis_pool *pool_arg(lua_State *L, int i)
 {
-    lua_Number n = luaL_checknumber(L, i);
-
-    if (n <= 0)
-        luaL_argerror(L, i, "bad pool handle");
-    return (weir_redis_pool *)(uintptr_t)n;
+    return weir_lua_cdata_ptr(L, i, "weir_redis_pool *");
 }
 
 /* Integers as integers (Redis parses "1e+15" as no integer, and "-0" as
@@ -1383,7 +1380,7 @@ static int l_pipeline(lua_State *L)
     return 1;
 }
 
-WEIR_API int weir_redis_lua_open(lua_State *L)
+int weir_redis_lua_open(lua_State *L)
 {
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, l_command);

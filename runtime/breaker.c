@@ -539,9 +539,9 @@ WEIR_API int weir_ffi_breaker_slot(const char *name,
     return find_slot(name, cfg, false, slot_out, err, errlen);
 }
 
-WEIR_API int weir_breaker_test_claim_stall(const char *name,
-                                           const weir_breaker_cfg *cfg,
-                                           int32_t *slot_out)
+int weir_breaker_test_claim_stall(const char *name,
+                                  const weir_breaker_cfg *cfg,
+                                  int32_t *slot_out)
 {
     if (cfg == NULL)
         return WEIR_EINVAL;

@@ -280,8 +280,8 @@ static int br_walk(const struct br_id *ids, size_t nids, int start,
     return rc;
 }
 
-WEIR_API int weir_broker_new(const char *const *roots, size_t nroots,
-                             weir_broker **out, char *err, size_t errlen)
+int weir_broker_new(const char *const *roots, size_t nroots,
+                    weir_broker **out, char *err, size_t errlen)
 {
     weir_broker *b;
     struct stat st;
@@ -333,8 +333,8 @@ WEIR_API int weir_broker_new(const char *const *roots, size_t nroots,
     return WEIR_OK;
 }
 
-WEIR_API int weir_broker_deny(weir_broker *b, const char *dir, char *err,
-                              size_t errlen)
+int weir_broker_deny(weir_broker *b, const char *dir, char *err,
+                     size_t errlen)
 {
     struct br_id *grown;
     struct stat st;
@@ -383,7 +383,7 @@ WEIR_API int weir_broker_deny(weir_broker *b, const char *dir, char *err,
     return WEIR_OK;
 }
 
-WEIR_API void weir_broker_delete(weir_broker *b)
+void weir_broker_delete(weir_broker *b)
 {
     size_t i;
 
@@ -428,12 +428,12 @@ static void br_temp_note(weir_broker *b, const char *path, int add)
     pthread_mutex_unlock(&b->temps_lock);
 }
 
-WEIR_API size_t weir_broker_nroots(const weir_broker *b)
+size_t weir_broker_nroots(const weir_broker *b)
 {
     return b->nroots;
 }
 
-WEIR_API const char *weir_broker_root(const weir_broker *b, size_t i)
+const char *weir_broker_root(const weir_broker *b, size_t i)
 {
     return (b != NULL && i < b->nroots) ? b->roots[i].path : NULL;
 }
@@ -1027,7 +1027,7 @@ static int br_valid(const struct br_req *rq, const unsigned char *in,
            && memchr(in + sizeof(*rq), '\0', rq->len1 + rq->len2) == NULL;
 }
 
-WEIR_API int weir_broker_handle(weir_broker *b, int sock)
+int weir_broker_handle(weir_broker *b, int sock)
 {
     /* Two spare bytes so both paths can be NUL-terminated in place. */
     unsigned char in[BR_REQ_MAX + 2];
@@ -1113,7 +1113,7 @@ WEIR_API int weir_broker_handle(weir_broker *b, int sock)
     return status;
 }
 
-WEIR_API size_t weir_broker_sweep_temps(weir_broker *b)
+size_t weir_broker_sweep_temps(weir_broker *b)
 {
     size_t removed = 0;
 
@@ -1442,7 +1442,7 @@ static sqlite3_vfs *client_vfs(void)
     return vfs;
 }
 
-WEIR_API void weir_broker_client_reset(void)
+void weir_broker_client_reset(void)
 {
     sqlite3_vfs *vfs = client_vfs();
     size_t i;
@@ -1454,7 +1454,7 @@ WEIR_API void weir_broker_client_reset(void)
         (void)vfs->xSetSystemCall(vfs, client_shims[i].name, NULL);
 }
 
-WEIR_API int weir_broker_client_init(int sock)
+int weir_broker_client_init(int sock)
 {
     sqlite3_vfs *vfs;
     size_t i;
@@ -1801,8 +1801,8 @@ WEIR_API int weir_ffi_file_fsync(int32_t fd, char *err, size_t errlen)
     return WEIR_OK;
 }
 
-WEIR_API int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
-                                        char *err, size_t errlen)
+int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
+                               char *err, size_t errlen)
 {
     if (b == NULL || endpoint == NULL)
         return WEIR_EINVAL;

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-WEIR_API int weir_buf_reserve(weir_buf *b, size_t extra)
+int weir_buf_reserve(weir_buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
@@ -27,7 +27,7 @@ WEIR_API int weir_buf_reserve(weir_buf *b, size_t extra)
     return WEIR_OK;
 }
 
-WEIR_API void weir_buf_shift(weir_buf *b, size_t n)
+void weir_buf_shift(weir_buf *b, size_t n)
 {
     if (n == 0)
         return;
@@ -35,7 +35,7 @@ WEIR_API void weir_buf_shift(weir_buf *b, size_t n)
     weir_buf_truncate(b, b->len - n);
 }
 
-WEIR_API void weir_buf_free(weir_buf *b)
+void weir_buf_free(weir_buf *b)
 {
     free(b->data);
     b->data = NULL;

@@ -35,7 +35,7 @@ const weir_embedded *weir_embed_find(const char *name)
     return NULL;
 }
 
-WEIR_API int weir_state_load_embedded(lua_State *L, const char *name)
+int weir_state_load_embedded(lua_State *L, const char *name)
 {
     const weir_embedded *e = weir_embed_find(name);
     char chunk[256];
@@ -46,6 +46,22 @@ WEIR_API int weir_state_load_embedded(lua_State *L, const char *name)
     }
     snprintf(chunk, sizeof chunk, "=%s", name);
     return luaL_loadbuffer(L, (const char *)e->data, e->len, chunk);
+}
+
+/* LuaJIT's type tag of cdata (lj_obj.h; lua.h does not name it). */
+#define WEIR_LUA_TCDATA 10
+
+void *weir_lua_cdata_ptr(lua_State *L, int idx, const char *what)
+{
+    void *const *pp;
+
+    if (lua_type(L, idx) != WEIR_LUA_TCDATA)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s expected", what));
+    /* lua_topointer gives the address of a cdata's value: the pointer */
+    pp = lua_topointer(L, idx);
+    if (pp == NULL || *pp == NULL)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s is NULL", what));
+    return *pp;
 }
 
 /* weir._native.resource(name) -> string | nil: an embedded raw file. */
@@ -165,7 +181,7 @@ static int searcher_embedded(lua_State *L)
     return 1;
 }
 
-WEIR_API lua_State *weir_state_new_trusted(void)
+lua_State *weir_state_new_trusted(void)
 {
     lua_State *L = luaL_newstate();
 
@@ -365,7 +381,7 @@ static void open_lib(lua_State *L, lua_CFunction f, const char *name)
     lua_call(L, 1, 0);
 }
 
-WEIR_API lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
+lua_State *weir_state_new_attempt(weir_alloc_acc *acc)
 {
     lua_State *L;
 
@@ -440,7 +456,7 @@ static lua_State *snap_L;
  * would point at freed memory. A state that loaded one is not saved. */
 static const char *const snap_unsafe[] = { "ffi", "cjson", NULL };
 
-WEIR_API int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
+int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
 {
     char *m;
 
@@ -469,7 +485,7 @@ WEIR_API int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
     return 0;
 }
 
-WEIR_API lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc)
+lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc)
 {
     if (snap_mem == NULL || acc != snap_owner || arena_busy)
         return NULL;
@@ -484,7 +500,7 @@ WEIR_API lua_State *weir_state_snapshot_restore(weir_alloc_acc *acc)
     return snap_L;
 }
 
-WEIR_API void weir_state_snapshot_drop(void)
+void weir_state_snapshot_drop(void)
 {
     free(snap_mem);
     snap_mem = NULL;

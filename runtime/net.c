@@ -386,7 +386,7 @@ static int net_call(struct net_req *rq, int send_fd, int32_t *result,
     return 0;
 }
 
-WEIR_API int weir_net_socket(int domain, int type, int protocol)
+int weir_net_socket(int domain, int type, int protocol)
 {
     struct net_req rq;
     int32_t result;
@@ -413,8 +413,8 @@ WEIR_API int weir_net_socket(int domain, int type, int protocol)
     return fd;
 }
 
-WEIR_API int weir_net_connect(int fd, const struct sockaddr *addr,
-                              socklen_t len)
+int weir_net_connect(int fd, const struct sockaddr *addr,
+                     socklen_t len)
 {
     struct net_req rq;
     int32_t result;

@@ -20,7 +20,7 @@ static const double pow10_exact[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-WEIR_API size_t weir_fmt_i64(char *buf, int64_t v)
+size_t weir_fmt_i64(char *buf, int64_t v)
 {
     char tmp[24];
     size_t n = 0, i = 0;
@@ -108,7 +108,7 @@ static int reads_back(const char *buf, double v)
     return (*buf == '-' ? -r : r) == v;
 }
 
-WEIR_API size_t weir_fmt_double(char *buf, double v)
+size_t weir_fmt_double(char *buf, double v)
 {
     char tmp[WEIR_NUMFMT_MAX];
     int n = 0, prec;

@@ -56,7 +56,7 @@
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)), \
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
 
-WEIR_API int weir_seccomp_install(void)
+int weir_seccomp_install(void)
 {
 #ifdef WEIR_AUDIT_ARCH
     struct sock_filter filter[] = {

@@ -263,20 +263,18 @@ static int encode(lua_State *L, int as_ud)
     return 2;
 }
 
-WEIR_API int weir_ser_encode(lua_State *L)
+int weir_ser_encode(lua_State *L)
 {
     return encode(L, 0);
 }
 
-WEIR_API int weir_ser_encode_ud(lua_State *L)
+int weir_ser_encode_ud(lua_State *L)
 {
     return encode(L, 1);
 }
 
-WEIR_API int weir_ser_put_fields(weir_buf *out, int n,
-                                const char *const *keys,
-                                const char *const *vals,
-                                const size_t *vlens)
+int weir_ser_put_fields(weir_buf *out, int n, const char *const *keys,
+                        const char *const *vals, const size_t *vlens)
 {
     char hdr[32];
     size_t start = out->len;
@@ -499,7 +497,7 @@ static int decode(lua_State *L, const char *s, size_t len, size_t start,
     return 2;
 }
 
-WEIR_API int weir_ser_decode(lua_State *L)
+int weir_ser_decode(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
@@ -514,16 +512,13 @@ WEIR_API int weir_ser_decode(lua_State *L)
 /* LuaJIT's type tag of FFI cdata (lj_obj.h), which lua.h does not name. */
 #define SER_TCDATA 10
 
-WEIR_API int weir_ser_decode_ptr(lua_State *L)
+int weir_ser_decode_ptr(lua_State *L)
 {
     const char *s = NULL;
     lua_Integer len = luaL_checkinteger(L, 2);
 
     if (lua_type(L, 1) == SER_TCDATA) {
-        /* a pointer cdata: lua_topointer gives the address of its value */
-        const char *const *pp = lua_topointer(L, 1);
-
-        s = pp != NULL ? *pp : NULL;
+        s = len != 0 ? weir_lua_cdata_ptr(L, 1, "const char *") : NULL;
     } else if (lua_islightuserdata(L, 1)) {
         s = lua_touserdata(L, 1);
     }

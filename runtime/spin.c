@@ -14,8 +14,8 @@
 /* Waits that sleep at once after that. */
 #define SPIN_BACKOFF 50
 
-WEIR_API int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
-                            int budget_us)
+int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
+                   int budget_us)
 {
     int64_t start, before, t;
 

@@ -252,7 +252,7 @@ static void run_job(prepared_t *p, const char *payload, size_t len,
     lua_close(L);
 }
 
-WEIR_API int weir_worker_main(int argc, char **argv)
+int weir_worker_main(int argc, char **argv)
 {
     const char *user = "nobody";
     long long as = 0;

@@ -744,7 +744,7 @@ static void emit(struct yctx *c, const struct ynode *nd, uint32_t line,
     }
 }
 
-WEIR_API int weir_yaml_decode(lua_State *L)
+int weir_yaml_decode(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, ARG_TEXT, &len);

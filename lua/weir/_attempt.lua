@@ -92,9 +92,10 @@ function M.run(job)
   if not fn then
     res = { status = "failed", kind = "load", error = tostring(err) }
   else
-    local trace, raw
+    local trace, raw, errv
     local ok, out = xpcall(fn, function(e)
       trace = traceback("", 2)
+      errv = e
       raw = sandbox.describe_error(e)
       return blame_user(raw, e, fn)
     end, ctx)
@@ -114,10 +115,8 @@ function M.run(job)
       local exceeded = select(4, native.memory()) and find(out, "not enough memory", 1, true)
       res = { status = "failed", kind = exceeded and "memory" or "error", error = out }
       -- a connector error no retry can cure (a syntax error, a stale
-      -- attempt) fails the task at once
-      if not require("weir.errors").retryable(raw) then
-        res.retry = false
-      end
+      -- attempt: transient false) fails the task at once
+      if require("weir.errors").permanent(errv) then res.retry = false end
       if trace then log("error: " .. out .. trace) end
     end
   end

@@ -4,6 +4,7 @@
 -- (weir._cdef), so they cannot drift; the ABI version is checked here so a
 -- mismatched libweir is refused at load time.
 local ffi = require("ffi")
+local errors = require("weir.errors")
 
 local M = {}
 
@@ -29,10 +30,12 @@ local ERRLEN = 1024
 local errbuf = ffi.new("char[?]", ERRLEN)
 M.errbuf, M.errlen = errbuf, ERRLEN
 
+local OK = C.WEIR_OK
 local names = {
-  [0] = "ok", [-1] = "invalid", [-2] = "nomem", [-3] = "io", [-4] = "notfound",
-  [-5] = "denied", [-6] = "limit", [-7] = "parse", [-8] = "sql", [-9] = "again",
-  [-10] = "closed", [-11] = "timeout",
+  [C.WEIR_EINVAL] = "invalid", [C.WEIR_ENOMEM] = "nomem", [C.WEIR_EIO] = "io",
+  [C.WEIR_ENOENT] = "notfound", [C.WEIR_EPERM] = "denied", [C.WEIR_ELIMIT] = "limit",
+  [C.WEIR_EPARSE] = "parse", [C.WEIR_ESQL] = "sql", [C.WEIR_EAGAIN] = "again",
+  [C.WEIR_ECLOSED] = "closed", [C.WEIR_ETIMEOUT] = "timeout",
 }
 
 --- The error text a boundary call left in the shared buffer.
@@ -43,6 +46,16 @@ end
 --- The name of a status code ("parse", "sql", ...).
 function M.code_name(rc)
   return names[rc] or tostring(rc)
+end
+
+--- The one way a boundary status becomes an error: true for WEIR_OK, else
+-- nil and an error object whose code is the status's name and whose
+-- message is the text the call left in the shared buffer (after "what: "
+-- when what is given).
+function M.check(rc, what)
+  if rc == OK then return true end
+  local msg = ffi.string(errbuf)
+  return nil, errors.new(names[rc] or tostring(rc), what and (what .. ": " .. msg) or msg)
 end
 
 return M

@@ -23,7 +23,8 @@ local state_out = ffi.new("int32_t[1]")
 local retry_out = ffi.new("double[1]")
 local info = ffi.new("weir_breaker_info")
 
-M.STATES = { [0] = "closed", [1] = "open", [2] = "half_open" }
+M.STATES = { [C.WEIR_BREAKER_CLOSED] = "closed", [C.WEIR_BREAKER_OPEN] = "open",
+             [C.WEIR_BREAKER_HALF_OPEN] = "half_open" }
 
 --- Open (creating if needed) the shared table at path; returns its
 -- descriptor (for the workers), or nil, err.
@@ -70,9 +71,9 @@ function M.allow(cfg)
   if C.weir_ffi_breaker_allow(slot(cfg), state_out, retry_out) ~= 0 then
     local msg = format("%s %s: circuit breaker open after repeated failures; next try in %.1f s",
                        cfg.type or "connection", cfg.name, retry_out[0] / 1000)
-    local errs = require("weir.errors")
-    errs.note(msg, true)
-    error(msg, 0)
+    local e = require("weir.errors").new("again", msg)
+    e.transient = true
+    error(e, 0)
   end
 end
 

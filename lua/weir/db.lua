@@ -5,7 +5,7 @@
 -- per handle. Operational errors return nil, err; misuse raises.
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
-local errors = require("weir.errors")
+local check = F.check
 local type, tonumber, error = type, tonumber, error
 local floor = math.floor
 
@@ -18,13 +18,9 @@ DB.__index = DB
 local NULL = require("weir._native").NULL
 M.NULL = NULL
 
-local ROW, DONE = 1, 2
-local T_INT, T_FLOAT, T_NULL = 1, 2, 5
+local ROW, DONE = C.WEIR_SQL_ROW, C.WEIR_SQL_DONE
+local T_INT, T_FLOAT, T_NULL = C.WEIR_SQL_INTEGER, C.WEIR_SQL_FLOAT, C.WEIR_SQL_NULL
 local lenp = ffi.new("size_t[1]")
-
-local function fail(rc, what)
-  return nil, errors.new(F.code_name(rc), what and (what .. ": " .. F.errmsg()) or F.errmsg())
-end
 
 --- Open the database at path. opts: create (default true), readonly,
 -- busy_ms (default 5000), name (for messages). Returns db or nil, err.
@@ -33,7 +29,8 @@ function M.open(path, opts)
   local out = ffi.new("weir_db *[1]")
   local rc = C.weir_ffi_db_open(path, opts.create == false and 0 or 1, opts.readonly and 1 or 0,
                                 opts.busy_ms or 5000, out, F.errbuf, F.errlen)
-  if rc ~= 0 then return fail(rc, "sqlite \"" .. (opts.name or path) .. "\"") end
+  local ok, err = check(rc, "sqlite \"" .. (opts.name or path) .. "\"")
+  if not ok then return nil, err end
   return setmetatable({ h = ffi.gc(out[0], C.weir_ffi_db_close), cache = {}, path = path },
                       DB)
 end
@@ -44,9 +41,7 @@ function DB:keep_wal() C.weir_ffi_db_keep_wal(self.h) end
 
 --- Run statements without results (DDL, PRAGMA, BEGIN/COMMIT).
 function DB:exec(sql)
-  local rc = C.weir_ffi_db_exec(self.h, sql, F.errbuf, F.errlen)
-  if rc ~= 0 then return fail(rc) end
-  return true
+  return check(C.weir_ffi_db_exec(self.h, sql, F.errbuf, F.errlen))
 end
 
 local function prepare(self, sql)
@@ -54,7 +49,7 @@ local function prepare(self, sql)
   if st then return st end
   local out = ffi.new("weir_stmt *[1]")
   local rc = C.weir_ffi_db_prepare(self.h, sql, #sql, out, F.errbuf, F.errlen)
-  if rc ~= 0 then return fail(rc) end
+  if rc ~= C.WEIR_OK then return check(rc) end
   st = ffi.gc(out[0], C.weir_ffi_db_finalize)
   self.cache[sql] = st
   return st
@@ -106,7 +101,7 @@ function DB:run(sql, params)
   if params then bind(st, params, params.n or #params) end
   local rc = C.weir_ffi_db_step(st, F.errbuf, F.errlen)
   C.weir_ffi_db_reset(st)
-  if rc < 0 then return fail(rc) end
+  if rc < 0 then return check(rc) end
   return tonumber(C.weir_ffi_db_changes(self.h))
 end
 
@@ -121,7 +116,7 @@ function DB:all(sql, params)
   while true do
     local rc = C.weir_ffi_db_step(st, F.errbuf, F.errlen)
     if rc == DONE then break end
-    if rc ~= ROW then C.weir_ffi_db_reset(st); return fail(rc) end
+    if rc ~= ROW then C.weir_ffi_db_reset(st); return check(rc) end
     local row = {}
     for i = 0, nc - 1 do row[names[i]] = column(st, i) end
     rows[#rows + 1] = row
@@ -139,7 +134,7 @@ function DB:prepare(sql) return prepare(self, sql) end
 function DB:prepare_fresh(sql)
   local out = ffi.new("weir_stmt *[1]")
   local rc = C.weir_ffi_db_prepare(self.h, sql, #sql, out, F.errbuf, F.errlen)
-  if rc ~= 0 then return fail(rc) end
+  if rc ~= C.WEIR_OK then return check(rc) end
   return ffi.gc(out[0], C.weir_ffi_db_finalize)
 end
 

@@ -7,7 +7,7 @@
 -- twice).
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
-local errors = require("weir.errors")
+local check = F.check
 -- ser_decode_ptr reads any cdata as a pointer (C cannot tell cdata types
 -- apart): only ever give it the executor's own const char *
 local ser_decode_ptr = require("weir._native").ser_decode_ptr
@@ -51,8 +51,8 @@ function M.new(opts)
   o.shared_fd = opts.shared_fd or -1
   o.preload = opts.preload or 0
   local out = ffi.new("weir_exec *[1]")
-  local rc = C.weir_ffi_exec_new(o, out, F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  local ok, err = check(C.weir_ffi_exec_new(o, out, F.errbuf, F.errlen))
+  if not ok then return nil, err end
   local self = setmetatable({
     h = ffi.gc(out[0], C.weir_ffi_exec_delete),
     n = o.workers,
@@ -66,9 +66,7 @@ end
 --- Queue payload for the worker in slot (0-based); cap = memory cap bytes.
 -- The next poll sends it (with every job queued since, one write per worker).
 function Exec:send(slot, cap, payload)
-  local rc = C.weir_ffi_exec_send(self.h, slot, cap, payload, #payload, F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
-  return true
+  return check(C.weir_ffi_exec_send(self.h, slot, cap, payload, #payload, F.errbuf, F.errlen))
 end
 
 local parts = ffi.new("const char *[8]")
@@ -84,9 +82,7 @@ function Exec:sendv(slot, cap, list, sizes)
     parts[i - 1] = x
     lens[i - 1] = type(x) == "string" and #x or sizes[i]
   end
-  local rc = C.weir_ffi_exec_sendv(self.h, slot, cap, parts, lens, #list, F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
-  return true
+  return check(C.weir_ffi_exec_sendv(self.h, slot, cap, parts, lens, #list, F.errbuf, F.errlen))
 end
 
 --- Wait up to timeout_ms for events. Returns an array of
@@ -94,9 +90,9 @@ end
 -- is what the worker sent, decoded as plain data where the executor read it
 -- (no Lua string is made of it), or nil when it could not be.
 function Exec:poll(timeout_ms)
-  local rc = C.weir_ffi_exec_poll(self.h, timeout_ms, self.evs, MAX_EVENTS, self.nev,
-                                  F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  local ok, err = check(C.weir_ffi_exec_poll(self.h, timeout_ms, self.evs, MAX_EVENTS,
+                                             self.nev, F.errbuf, F.errlen))
+  if not ok then return nil, err end
   local out = {}
   for i = 0, self.nev[0] - 1 do
     local e = self.evs[i]

@@ -12,6 +12,8 @@ local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local native = require("weir._native")
 local breaker = require("weir.breaker")
+local errors = require("weir.errors")
+local pg_exec, pg_run, pg_release = native.pg_exec, native.pg_run, native.pg_release
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack =
   type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack
 local format, concat = string.format, table.concat
@@ -37,10 +39,20 @@ end
 M.transient = transient
 
 
-local function fail(cfg, msg, retryable)
-  msg = format("postgres %s: %s", cfg.name, tostring(msg))
-  require("weir.errors").note(msg, retryable)
-  error(msg, 0)
+-- Raise the error object of a failure on connection cfg: msg is what the
+-- C side raised ("[SQLSTATE] message") or plain text; an error object
+-- passes unchanged. code: the status's name when not the SQLSTATE's.
+local function fail(cfg, msg, is_transient, code)
+  if errors.is(msg) then error(msg, 0) end
+  local text = tostring(msg)
+  local state = text:match("^%[(%w%w%w%w%w)%]")
+  if state and state:find("^WEIR") then state = nil end   -- weir's own, not the server's
+  if not code then
+    code = not state and "invalid" or state:sub(1, 2) == "08" and "closed" or "sql"
+  end
+  local e = errors.new(code, format("postgres %s: %s", cfg.name, text))
+  e.sqlstate, e.transient = state, is_transient and true or false
+  error(e, 0)
 end
 
 --- A quoted identifier. Names longer than PostgreSQL's 63 bytes are
@@ -109,13 +121,12 @@ end
 M.conninfo = conninfo
 
 local popts = ffi.new("weir_pg_pool_opts")
-local pool_out = ffi.new("weir_pg_pool *[1]")
-local conn_out = ffi.new("weir_pg_conn *[1]")
 
+-- Set up the C pool of cfg.name for cfg (once per cfg).
 local function pool_of(cfg)
-  if cfg.resolve_error then fail(cfg, "[08001] " .. cfg.resolve_error, true) end
+  if cfg.resolve_error then fail(cfg, "[08001] " .. cfg.resolve_error, true, "io") end
   local p = pools[cfg.name]
-  if p and p.cfg == cfg then return p.h end
+  if p and p.cfg == cfg then return end
   local keys, vals = conninfo(cfg)
   local ck = ffi.new("const char *[?]", #keys + 1)
   local cv = ffi.new("const char *[?]", #vals + 1)
@@ -127,25 +138,25 @@ local function pool_of(cfg)
   popts.max_lifetime_ms = pool.max_lifetime_ms or 1800000
   popts.validate_after_ms = pool.validate_after_ms or 30000
   popts.max_result_bytes = cfg.max_result_bytes or 64 * 1024 * 1024
-  local rc = C.weir_ffi_pg_pool_get(cfg.name, ck, cv, #keys, popts, pool_out, F.errbuf, F.errlen)
-  if rc ~= 0 then fail(cfg, F.errmsg(), true) end
-  pools[cfg.name] = { h = pool_out[0], cfg = cfg }
-  return pool_out[0]
+  local ok, err = F.check(C.weir_ffi_pg_pool_set(cfg.name, ck, cv, #keys, popts,
+                                                  F.errbuf, F.errlen))
+  if not ok then fail(cfg, err.message, true, err.code) end
+  pools[cfg.name] = { cfg = cfg }
 end
 
 -- One connection for one call (or a stream, or a transaction). Goes
 -- through the connection's breaker: an open breaker fails fast.
 local function acquire(cfg)
   breaker.allow(cfg)
-  local rc = C.weir_ffi_pg_acquire(pool_of(cfg), conn_out, F.errbuf, F.errlen)
-  if rc ~= 0 then
-    local msg = F.errmsg()
-    if rc == -6 then fail(cfg, msg, true) end      -- pool exhausted: not the server's fault
+  pool_of(cfg)
+  local c, rc, msg = native.pg_acquire(cfg.name)
+  if not c then
+    -- pool exhausted: not the server's fault
+    if rc == C.WEIR_ELIMIT then fail(cfg, msg, true, "limit") end
     breaker.record(cfg, false)
-    fail(cfg, "[08001] " .. msg, true)
+    fail(cfg, "[08001] " .. msg, true, "io")
   end
-  local c = conn_out[0]
-  return c, tonumber(ffi.cast("uintptr_t", c))
+  return c
 end
 
 -- Give c back after an error or success; records the outcome with the
@@ -154,31 +165,30 @@ end
 -- loaded) arrives wrapped as { user_error = e } and is raised unchanged.
 local function release(cfg, c, err)
   if err == nil then
-    C.weir_ffi_pg_release(c, 1)
+    pg_release(c, true)
     breaker.record(cfg, true)
     return
   end
   local user = type(err) == "table" and err.user_error ~= nil
   -- after a user error the connection may be reused: pg.c keeps it only
   -- when it is idle (rolled back, no COPY or statement in progress)
-  C.weir_ffi_pg_release(c, user and 1 or 0)
+  pg_release(c, user)
   if user then
     breaker.record(cfg, true)
     error(err.user_error, 0)
   end
-  local t = transient(err)
+  local t
+  if errors.is(err) then t = err.transient else t = transient(err) end
   breaker.record(cfg, not t)
   fail(cfg, err, t)
 end
 
-local function run(c, sql)
-  if C.weir_ffi_pg_run(c, sql, F.errbuf, F.errlen) ~= 0 then error(F.errmsg(), 0) end
-end
+local run = pg_run
 
--- Call fn(addr, c) with a connection of its own; returns its results.
+-- Call fn(c) with a connection of its own; returns its results.
 local function with_conn(cfg, fn, ...)
-  local c, addr = acquire(cfg)
-  local res = { pcall(fn, addr, c, ...) }
+  local c = acquire(cfg)
+  local res = { pcall(fn, c, ...) }
   if not res[1] then release(cfg, c, res[2]) end
   release(cfg, c, nil)
   return select(2, unpack(res))
@@ -208,7 +218,7 @@ end
 --- Run one statement with bound parameters; returns affected, rows, names.
 function Handle:exec(sql, params)
   local np = nparams(params)
-  return with_conn(self.cfg, function(addr) return native.pg_exec(addr, sql, params, np) end)
+  return with_conn(self.cfg, function(c) return pg_exec(c, sql, params, np) end)
 end
 
 --- All rows of a small query (bounded by max_result), and the names.
@@ -219,11 +229,11 @@ end
 
 --- Run statements of the simple protocol (no parameters) in order.
 function Handle:run(sql)
-  return with_conn(self.cfg, function(_, c) run(c, sql) end)
+  return with_conn(self.cfg, function(c) run(c, sql) end)
 end
 
 --- fn(tx) inside BEGIN/COMMIT on one connection; ROLLBACK if fn raises.
--- tx has exec(sql, params), all(sql, params), run(sql), addr, conn.
+-- tx has exec(sql, params), all(sql, params), run(sql), conn.
 -- trusted: fn is the library's own (a load), so every error it raises is
 -- the connection's; otherwise fn is user code, whose errors (other than
 -- the database's "[SQLSTATE] ..." ones) pass through with their retries.
@@ -250,11 +260,11 @@ end
 -- closed instead, so the server rolls it back).
 function Handle:begin()
   local cfg = self.cfg
-  local c, addr = acquire(cfg)
+  local c = acquire(cfg)
   local ok, err = pcall(run, c, "BEGIN")
   if not ok then release(cfg, c, err) end
   local done = false
-  local tx = { addr = addr, conn = c }
+  local tx = { conn = c }
   local function guard(fn, ...)
     if done then error("the transaction is already over", 0) end
     local res = { pcall(fn, ...) }
@@ -265,11 +275,11 @@ function Handle:begin()
     return select(2, unpack(res))
   end
   function tx.exec(_, sql, params)
-    return guard(function() return native.pg_exec(addr, sql, params, nparams(params)) end)
+    return guard(function() return pg_exec(c, sql, params, nparams(params)) end)
   end
   function tx.all(_, sql, params)
     return guard(function()
-      local _, rows, names = native.pg_exec(addr, sql, params, nparams(params))
+      local _, rows, names = pg_exec(c, sql, params, nparams(params))
       return rows or {}, names or {}
     end)
   end
@@ -291,7 +301,7 @@ function Handle:begin()
   end
   --- For cleanup: give the connection up, ending the transaction.
   function tx.abandon()
-    if not done then done = true; C.weir_ffi_pg_release(c, 0) end
+    if not done then done = true; pg_release(c, false) end
   end
   return tx
 end
@@ -381,7 +391,7 @@ function Handle:pull(sql, params, on_rows, opts)
   if mode == "copy" and nparams(params) > 0 then
     error("COPY cannot bind parameters: use mode \"cursor\" or \"rows\"", 0)
   end
-  local c, addr = acquire(cfg)
+  local c = acquire(cfg)
   local done = false
   local names, oids, fetch
   local function finish(err)
@@ -392,20 +402,20 @@ function Handle:pull(sql, params, on_rows, opts)
   local rows_mode = mode == "rows"
   local ok, err = pcall(function()
     if rows_mode then
-      names, oids = native.pg_describe(addr, body)
-      native.pg_rows_begin(addr, body, params, nparams(params))
+      names, oids = native.pg_describe(c, body)
+      native.pg_rows_begin(c, body, params, nparams(params))
     elseif mode == "copy" then
-      names, oids = native.pg_describe(addr, body)
+      names, oids = native.pg_describe(c, body)
       -- binary when every column has a binary form: neither side prints
       -- or parses numbers and timestamps as text
       local binary = opts.binary ~= false and native.pg_binary_ok(oids)
-      native.pg_copy_out_begin(addr, "COPY (" .. body .. ") TO STDOUT"
+      native.pg_copy_out_begin(c, "COPY (" .. body .. ") TO STDOUT"
                                      .. (binary and " (FORMAT binary)" or ""))
     else
       -- the connection is this stream's own: one cursor name will do
-      names, oids = native.pg_describe(addr, body)
+      names, oids = native.pg_describe(c, body)
       run(c, "BEGIN")
-      native.pg_exec(addr, "DECLARE weir_cursor NO SCROLL CURSOR FOR " .. body, params,
+      pg_exec(c, "DECLARE weir_cursor NO SCROLL CURSOR FOR " .. body, params,
                      nparams(params))
       fetch = "FETCH FORWARD " .. batch .. " FROM weir_cursor"
     end
@@ -415,7 +425,7 @@ function Handle:pull(sql, params, on_rows, opts)
   if rows_mode then
     pull = function()
       if done then return nil end
-      local okb, rows = pcall(native.pg_rows_batch, addr, batch, names)
+      local okb, rows = pcall(native.pg_rows_batch, c, batch, names)
       if not okb then finish(rows) end
       if rows == nil then finish(nil); return nil end
       if on_rows then on_rows(#rows) end
@@ -425,7 +435,7 @@ function Handle:pull(sql, params, on_rows, opts)
     pull = function()
       if done then return nil end
       local okf, rows = pcall(function()
-        local _, r = native.pg_exec(addr, fetch, nil, 0)
+        local _, r = pg_exec(c, fetch, nil, 0)
         return r
       end)
       if not okf then finish(rows) end
@@ -440,14 +450,14 @@ function Handle:pull(sql, params, on_rows, opts)
   else
     pull = function()
       if done then return nil end
-      local okb, rows = pcall(native.pg_copy_out_batch, addr, batch, names, oids)
+      local okb, rows = pcall(native.pg_copy_out_batch, c, batch, names, oids)
       if not okb then finish(rows) end
       if rows == nil then finish(nil); return nil end
       if on_rows then on_rows(#rows) end
       return rows
     end
   end
-  return pull, names, oids, function() if not done then done = true; C.weir_ffi_pg_release(c, 0) end end
+  return pull, names, oids, function() if not done then done = true; pg_release(c, false) end end
 end
 
 -- loading ----------------------------------------------------------------
@@ -486,7 +496,7 @@ local TEXTLIKE = { [25] = true, [1043] = true, [1042] = true, [19] = true }
 -- for psql's \copy. Empty unquoted fields of text columns stay empty
 -- strings (FORCE_NOT_NULL), as the row path loads them; in other columns
 -- they are NULL. Returns the rows loaded.
-local function copy_raw_csv(addr, dest, collist, cols, tcols, raw)
+local function copy_raw_csv(conn, dest, collist, cols, tcols, raw)
   local is_text = {}
   for _, c in ipairs(tcols) do is_text[c.name] = TEXTLIKE[tonumber(c.oid)] end
   local fnn = {}
@@ -496,24 +506,15 @@ local function copy_raw_csv(addr, dest, collist, cols, tcols, raw)
               .. char_literal(raw.quote ~= "" and raw.quote or "\"")
               .. (#fnn > 0 and (", FORCE_NOT_NULL (" .. concat(fnn, ", ") .. ")") or "") .. ")"
   local fd = raw.open()
-  local CHUNK = 65536
-  local buf = ffi.new("char[?]", CHUNK)
-  local got = ffi.new("int64_t[1]")
-  local bufaddr = tonumber(ffi.cast("uintptr_t", buf))
   local ok, res = pcall(function()
-    native.pg_copy_in_begin(addr, sql)
-    while true do
-      if C.weir_ffi_file_read(fd, buf, CHUNK, got, F.errbuf, F.errlen) ~= 0 then
-        error({ user_error = raw.name .. ": " .. F.errmsg() }, 0)
-      end
-      if got[0] == 0 then break end
-      native.pg_copy_in_data(addr, bufaddr, tonumber(got[0]))
-    end
-    return native.pg_copy_in_end(addr, nil)
+    native.pg_copy_in_begin(conn, sql)
+    local sent, rerr = native.pg_copy_in_file(conn, fd)
+    if not sent then error({ user_error = raw.name .. ": " .. rerr }, 0) end
+    return native.pg_copy_in_end(conn, nil)
   end)
   C.weir_ffi_file_close(fd)
   if not ok then
-    pcall(native.pg_copy_in_end, addr, "aborted")
+    pcall(native.pg_copy_in_end, conn, "aborted")
     error(res, 0)
   end
   return res
@@ -536,7 +537,7 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
     error("mode \"replace_partition\" needs opts.partition (column or columns)", 0)
   end
   -- the ledger tables, in their own transaction (two creators may race)
-  with_conn(cfg, function(_, c)
+  with_conn(cfg, function(c)
     local ok, e = pcall(run, c, LEDGER)
     if not ok and not tostring(e):match("^%[(23505)%]") and not tostring(e):match("^%[(42P07)%]") then
       error(e, 0)
@@ -551,7 +552,7 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
   end
   local result
   self:transaction(function(tx)
-    local function exec(sql, params) return native.pg_exec(tx.addr, sql, params, nparams(params)) end
+    local function exec(sql, params) return pg_exec(tx.conn, sql, params, nparams(params)) end
     if fence then
       -- the fence: a newer attempt of this task takes the row (and its
       -- lock); an older one can then no longer commit
@@ -641,28 +642,28 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
     end
     local n = 0
     if first and raw then
-      n = copy_raw_csv(tx.addr, dest, collist, cols, tcols, raw)
+      n = copy_raw_csv(tx.conn, dest, collist, cols, tcols, raw)
     elseif first then
       local copy = "COPY " .. dest .. " (" .. collist .. ") FROM STDIN"
       if opts.binary ~= false and native.pg_binary_ok(oids) then
         -- a value only the text form takes switches the rest to text
-        native.pg_copy_in_begin(tx.addr, copy .. " (FORMAT binary)", copy)
+        native.pg_copy_in_begin(tx.conn, copy .. " (FORMAT binary)", copy)
       else
-        native.pg_copy_in_begin(tx.addr, copy)
+        native.pg_copy_in_begin(tx.conn, copy)
       end
       local b = first
       local ok, e = pcall(function()
         while b do
-          native.pg_copy_in_batch(tx.addr, b, cols, oids, 1, #b)
+          native.pg_copy_in_batch(tx.conn, b, cols, oids, 1, #b)
           n = n + #b
           b = pull()
         end
       end)
       if not ok then
-        pcall(native.pg_copy_in_end, tx.addr, "aborted: " .. tostring(e))
+        pcall(native.pg_copy_in_end, tx.conn, "aborted: " .. tostring(e))
         error(e, 0)
       end
-      native.pg_copy_in_end(tx.addr, nil)
+      native.pg_copy_in_end(tx.conn, nil)
     end
     if mode == "upsert" then
       local kq, kset, sets = {}, {}, {}

@@ -10,16 +10,16 @@
 --
 -- Operational failures return nil, err (err.code, err.message,
 -- err.transient, err.redis = "WRONGTYPE"...); pulls raise instead, because
--- nil means the end of the stream (M.raise: the message, noted with its
--- retry verdict for the engine). Misuse raises.
+-- nil means the end of the stream (M.raise: the error object itself, whose
+-- transient the attempt reads to decide on retries). Misuse raises.
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local errors = require("weir.errors")
 local json = require("weir.json")
 local N = require("weir._native").redis
-local type, error, select, setmetatable, getmetatable, tostring, pairs,
+local type, error, select, setmetatable, tostring, pairs,
       ipairs, tonumber =
-  type, error, select, setmetatable, getmetatable, tostring, pairs,
+  type, error, select, setmetatable, tostring, pairs,
   ipairs, tonumber
 local format, sort, floor = string.format, table.sort, math.floor
 
@@ -32,21 +32,22 @@ local M = {}
 -- A Redis nil reply is the lightuserdata NULL the C side pushes: ctx.NULL.
 local NULL = require("weir._native").NULL
 
-local errmt = getmetatable(errors.new("x", "x"))
+local errmt = errors.mt
 local SHAPE_SCAN, SHAPE_HSCAN, SHAPE_XRANGE = 1, 2, 3
 local INT32_MAX = 2147483647
 
 --- True when v is an error value (an error reply inside a pipeline result).
 function M.is_error(v)
-  return type(v) == "table" and getmetatable(v) == errmt
+  return errors.is(v)
 end
 
---- Raise err the way the engine expects connector errors: its message,
--- noted as retryable when err.transient (weir.errors.note).
+--- Raise err the way the engine expects connector errors: an error
+-- object whose transient says whether a retry can help (only errors the C
+-- side found transient are).
 function M.raise(err)
-  local msg = tostring(err)
-  errors.note(msg, type(err) == "table" and err.transient)
-  error(msg, 0)
+  if not errors.is(err) then err = errors.new("invalid", tostring(err)) end
+  if err.transient == nil then err.transient = false end
+  error(err, 0)
 end
 
 local priv = setmetatable({}, { __mode = "k" })
@@ -157,13 +158,12 @@ function M.connect(name, opts)
   o.validate_idle_ms = opt_ms("connect", pool, "validate_idle", "opts.pool.validate_idle")
   o.max_reply_bytes = max_reply
   local out = ffi.new("weir_redis_pool *[1]")
-  local rc = C.weir_ffi_redis_pool_get(name, o, out, F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, errors.new(F.code_name(rc), F.errmsg()) end
+  local ok, err = F.check(C.weir_ffi_redis_pool_get(name, o, out, F.errbuf, F.errlen))
+  if not ok then return nil, err end
   local handle = setmetatable({}, R_mt)
   priv[handle] = {
     name = name,
     pool = ffi.gc(out[0], C.weir_ffi_redis_pool_release),
-    addr = tonumber(ffi.cast("uintptr_t", out[0])),
   }
   return handle
 end
@@ -183,7 +183,7 @@ function R:close()
   p.closed = true
   ffi.gc(p.pool, nil)
   C.weir_ffi_redis_pool_release(p.pool)
-  p.pool, p.addr = nil, nil
+  p.pool = nil
 end
 
 -- Check one command's arguments: strings and numbers, no holes.
@@ -205,14 +205,14 @@ function R:command(...)
   local p = state(self, "command")
   local args = { ... }
   check_cmd("command", select("#", ...), args, 3)
-  return N.command(p.addr, args, 0, errmt)
+  return N.command(p.pool, args, 0, errmt)
 end
 
 local function run_pipeline(p, cmds)
-  local res, err = N.pipeline(p.addr, cmds, errmt)
+  local res, err = N.pipeline(p.pool, cmds, errmt)
   if not res then return nil, err end
   for i = 1, #res do
-    if getmetatable(res[i]) == errmt then return res, res[i] end
+    if errors.is(res[i]) then return res, res[i] end
   end
   return res
 end
@@ -254,8 +254,8 @@ function R:ping()
   local p = state(self, "ping")
   local ms = ffi.new("double[1]")
   local rc = C.weir_ffi_redis_ping(p.pool, ms, F.errbuf, F.errlen)
-  if rc ~= 0 then
-    local e = errors.new(F.code_name(rc), F.errmsg())
+  local ok, e = F.check(rc)
+  if not ok then
     e.transient = C.weir_ffi_redis_transient(rc) == 1
     return nil, e
   end
@@ -294,7 +294,7 @@ local function cursor_pull(p, shape, batch, args)
   local cursor, done, pending = "0", false, {}
   return function()
     while #pending < batch and not done do
-      local c, rows = N.command(p.addr, args(cursor), shape, errmt)
+      local c, rows = N.command(p.pool, args(cursor), shape, errmt)
       if c == nil then M.raise(rows) end
       cursor, done = c, c == "0"
       if #pending == 0 then
@@ -346,7 +346,7 @@ function R:xrange_pull(key, start, stop, batch)
   local from, done = start, false
   return function()
     if done then return nil end
-    local rows, last = N.command(p.addr, { "XRANGE", key, from, stop, "COUNT", batch },
+    local rows, last = N.command(p.pool, { "XRANGE", key, from, stop, "COUNT", batch },
                                  SHAPE_XRANGE, errmt)
     if rows == nil then M.raise(last) end
     if #rows < batch then done = true end

@@ -26,8 +26,9 @@ local stream_mt = { __index = Stream, __metatable = false }
 local Db = {}
 local db_mt = { __index = Db, __metatable = false }
 
-local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC = 0, 1, 64, 128, 1024, 524288
-local O_TEMP = 1073741824 -- WEIR_O_TEMP (broker.h)
+local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC, O_TEMP =
+  C.WEIR_O_RDONLY, C.WEIR_O_WRONLY, C.WEIR_O_CREAT, C.WEIR_O_EXCL, C.WEIR_O_APPEND,
+  C.WEIR_O_CLOEXEC, C.WEIR_O_TEMP
 local fdp = ffi.new("int32_t[1]")
 local nread = ffi.new("int64_t[1]")
 
@@ -244,7 +245,7 @@ function M.context(job, stats, opened, log)
     local batch_fn = native.csv_batch
     local pull = function()
       while r do
-        local rows, bad, eof = batch_fn(tonumber(ffi.cast("uintptr_t", r)), header, codes, BATCH)
+        local rows, bad, eof = batch_fn(r, header, codes, BATCH)
         if bad then
           for _, b in ipairs(bad) do
             if dl then dl(b.line, b.reason, b.raw) else error(p .. ": " .. b.reason, 0) end
@@ -768,12 +769,11 @@ function Stream.into(s, target, tbl, opts)
               .. (#sets > 0 and ("UPDATE SET " .. concat(sets, ", ")) or "NOTHING")
       end
       local st = check(h:prepare(sql))
-      local addr = tonumber(ffi.cast("uintptr_t", st))
       local insert = native.db_insert
       local batch = first
       while batch do
         -- bound and stepped in C (weir._native.db_insert), a batch a call
-        local ok, err = pcall(insert, addr, batch, cols, 1, #batch)
+        local ok, err = pcall(insert, st, batch, cols, 1, #batch)
         if not ok then error(format("sqlite %s: table %s: %s", dp.name, tbl, tostring(err)), 0) end
         n = n + #batch
         batch = p.pull()

@@ -142,6 +142,31 @@ end } } }]])
     assert.matches("postgres wh: %[42601%]", t.attempt_list[1].error)
   end)
 
+  it("decides retries on the error's transient: a refused connection is retried, a "
+     .. "syntax error caught and raised again is not", function()
+    -- nothing listens on port 1: the connection is refused (transient)
+    H.write(dir .. "/weir.yaml", yaml(1) .. yaml(PORT):gsub("^connections:\n", ""):gsub("wh:", "ok:"))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "verdicts", tasks = {
+  refused = task { retries = 2, retry_delay = "10ms", run = function(ctx)
+    return ctx.source("wh"):exec("SELECT 1")
+  end },
+  rethrown = task { retries = 2, retry_delay = "10ms", run = function(ctx)
+    local ok, e = pcall(function() return ctx.source("ok"):exec("SELEC 1") end)
+    assert(not ok and e.sqlstate == "42601" and e.transient == false and e.code == "sql")
+    error(e, 0)
+  end } } }]])
+    local code = weir(dir, "run p.lua")
+    assert.equal(1, code)
+    local run = H.show(dir, H.last_run(dir))
+    local refused = H.task(run, "refused")
+    assert.equal(3, refused.attempts)
+    assert.matches("postgres wh: ", refused.attempt_list[1].error)
+    local rethrown = H.task(run, "rethrown")
+    assert.equal(1, rethrown.attempts)
+    assert.matches("postgres ok: %[42601%]", rethrown.attempt_list[1].error)
+  end)
+
   it("commits and rolls back explicit transactions; a deadline stops the server's statement", function()
     psql(URL, "DROP TABLE IF EXISTS txs; CREATE TABLE txs (v int)")
     H.write(dir .. "/weir.yaml", yaml(PORT))

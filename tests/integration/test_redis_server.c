@@ -154,6 +154,19 @@ static void *cap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* Push p as weir.redis holds it: a weir_redis_pool * cdata. */
+static void push_pool(lua_State *L, weir_redis_pool *p)
+{
+    CHECK_EQ_INT(luaL_dostring(L, "local ffi = require('ffi')\n"
+                                  "pcall(ffi.cdef, 'typedef struct weir_redis_pool "
+                                  "weir_redis_pool;')\n"
+                                  "return function(p) return "
+                                  "ffi.cast('weir_redis_pool *', p) end"),
+                 0);
+    lua_pushlightuserdata(L, p);
+    lua_call(L, 1, 1);
+}
+
 static void test_lua_cleanup(weir_redis_pool *p)
 {
     acc_t acc = { 0, 0 };
@@ -172,7 +185,7 @@ static void test_lua_cleanup(weir_redis_pool *p)
     luaL_openlibs(L);
     CHECK_EQ_INT(luaL_loadstring(L, script), 0);
     weir_redis_lua_open(L);
-    lua_pushnumber(L, (lua_Number)(uintptr_t)p);
+    push_pool(L, p);
     if (lua_pcall(L, 2, 1, 0) != 0) {
         fprintf(stderr, "lua: %s\n", lua_tostring(L, -1));
         CHECK(0);
@@ -188,7 +201,7 @@ static void test_lua_cleanup(weir_redis_pool *p)
                                     "return R.command(pool, {'GET', 'c:lua'})"),
                  0);
     weir_redis_lua_open(L);
-    lua_pushnumber(L, (lua_Number)(uintptr_t)p);
+    push_pool(L, p);
     CHECK_EQ_INT(lua_pcall(L, 2, 1, 0), LUA_ERRMEM);
     weir_ffi_redis_pool_stats(p, &st);
     CHECK_EQ_INT(st.in_use, 1); /* held by the call's guard until GC */

@@ -11,20 +11,27 @@
 
 #include <lua.h>
 
-/* csv_batch(reader, header, types, max) -> rows, bad, eof
- * reader: the weir_csv_reader address as a number; header: array of column
- * names; types: nil or an array of codes per column (0 string, 1 number,
- * 2 integer, 3 boolean); max: rows per batch. rows: array of row tables;
- * bad: nil or an array of { line, reason, raw } (malformed rows, wrong
- * field counts, values that do not convert); eof: true at the end. Raises
- * on a read error. Empty fields of typed columns become nil. */
-WEIR_API int weir_bulk_csv_batch(lua_State *L);
+/*
+ * weir:native:begin
+ * csv_batch(reader, header, types, max) -> rows, bad, eof
+ *   reader: the weir_csv_reader * cdata itself; header: array of column
+ *   names; types: nil or an array of codes per column (0 string, 1 number,
+ *   2 integer, 3 boolean); max: rows per batch. rows: array of row tables;
+ *   bad: nil or an array of { line, reason, raw } (malformed rows, wrong
+ *   field counts, values that do not convert); eof: true at the end.
+ *   Raises on a read error. Empty fields of typed columns become nil.
+ * db_insert(stmt, rows, cols, first, last) -> count
+ *   stmt: the weir_stmt * cdata itself, prepared with #cols parameters;
+ *   rows[first..last] are bound by column name (numbers, strings, booleans
+ *   as 0/1, nil as NULL) and stepped. Raises "row N: <sqlite message>" on
+ *   the first failing row.
+ * weir:native:end
+ *
+ * C cannot tell cdata types apart (weir_lua_cdata_ptr): the callers in
+ * lua/weir/stream.lua pass only their own reader and statement.
+ */
+int weir_bulk_csv_batch(lua_State *L);
 
-/* db_insert(stmt, rows, cols, first, last) -> count
- * stmt: the weir_stmt address as a number, prepared with #cols
- * parameters; rows[first..last] are bound by column name (numbers,
- * strings, booleans as 0/1, nil as NULL) and stepped. Raises
- * "row N: <sqlite message>" on the first failing row. */
-WEIR_API int weir_bulk_db_insert(lua_State *L);
+int weir_bulk_db_insert(lua_State *L);
 
 #endif

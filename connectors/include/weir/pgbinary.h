@@ -63,11 +63,11 @@
 #include <lua.h>
 
 /* 1 if binary COPY handles type oid (exactly as the text codec), else 0. */
-WEIR_API int weir_pgbinary_supported(uint32_t oid);
+int weir_pgbinary_supported(uint32_t oid);
 
 /* 1 if every one of the ncols oids is supported (and ncols fits the
  * format's int16 field count), else 0: the test for a whole COPY. */
-WEIR_API int weir_pgbinary_all_supported(int ncols, const uint32_t *oids);
+int weir_pgbinary_all_supported(int ncols, const uint32_t *oids);
 
 /* The length of the binary COPY file header at the start of buf
  * (signature, flags, header extension), or 0 if buf does not start with
@@ -75,34 +75,34 @@ WEIR_API int weir_pgbinary_all_supported(int ncols, const uint32_t *oids);
  * critical bits set are refused). In COPY TO STDOUT the server sends the
  * header in the same CopyData message as the first tuple (or the
  * trailer, for no rows): strip it from the first message only. */
-WEIR_API size_t weir_pgbinary_header_len(const char *buf, size_t len);
+size_t weir_pgbinary_header_len(const char *buf, size_t len);
 
 /* Push the row table for one binary tuple (one CopyData message after the
  * header), keyed like weir_pgcodec_copy_row: column i is names[i+1] from
  * the Lua array at names_idx, of type oids[i] (oids == NULL: all text).
  * The trailer (the int16 -1, exactly 2 bytes) returns WEIR_ENOENT and
  * pushes nothing. buf is borrowed. */
-WEIR_API int weir_pgbinary_copy_row(lua_State *L, const char *buf,
-                                    size_t len, int ncols,
-                                    const uint32_t *oids, int names_idx,
-                                    char *err, size_t errlen);
+int weir_pgbinary_copy_row(lua_State *L, const char *buf,
+                           size_t len, int ncols,
+                           const uint32_t *oids, int names_idx,
+                           char *err, size_t errlen);
 
 /* Append one binary tuple for the row table at row_idx: column i is
  * row[names[i+1]] (rawget) of type oids[i] (oids == NULL: all text); nil
  * or the NULL sentinel is SQL NULL. WEIR_EAGAIN: see the fallback
  * contract above. On any error out is back at its length. */
-WEIR_API int weir_pgbinary_encode_row(lua_State *L, int row_idx, int ncols,
-                                      int names_idx, const uint32_t *oids,
-                                      weir_buf *out, char *err,
-                                      size_t errlen);
+int weir_pgbinary_encode_row(lua_State *L, int row_idx, int ncols,
+                             int names_idx, const uint32_t *oids,
+                             weir_buf *out, char *err,
+                             size_t errlen);
 
 /* Append the 19-byte file header (no OIDs, no extension): send it before
  * the first tuple of a COPY FROM STDIN (FORMAT binary). WEIR_OK or
  * WEIR_ENOMEM. */
-WEIR_API int weir_pgbinary_header(weir_buf *out);
+int weir_pgbinary_header(weir_buf *out);
 
 /* Append the 2-byte trailer: send it after the last tuple, before
  * PQputCopyEnd. WEIR_OK or WEIR_ENOMEM. */
-WEIR_API int weir_pgbinary_trailer(weir_buf *out);
+int weir_pgbinary_trailer(weir_buf *out);
 
 #endif

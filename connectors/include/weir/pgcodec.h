@@ -70,8 +70,8 @@
 /* Push the Lua value of one text-format value of type oid. s == NULL is
  * SQL NULL and pushes the sentinel. s is borrowed (need not be
  * NUL-terminated). Pushes exactly one value on WEIR_OK, nothing on error. */
-WEIR_API int weir_pgcodec_push(lua_State *L, uint32_t oid, const char *s,
-                               size_t len, char *err, size_t errlen);
+int weir_pgcodec_push(lua_State *L, uint32_t oid, const char *s,
+                      size_t len, char *err, size_t errlen);
 
 /* Parse one COPY text-format line (a trailing "\n" or "\r\n" is ignored):
  * tab-separated fields, \N = NULL, backslash escapes (\b \f \n \r \t \v,
@@ -79,36 +79,36 @@ WEIR_API int weir_pgcodec_push(lua_State *L, uint32_t oid, const char *s,
  * names in the Lua array at names_idx (names[i+1] for column i, any
  * non-nil key) with oids[i] the type of column i (oids == NULL: all text).
  * A wrong field count is WEIR_EPARSE; error messages name the column. */
-WEIR_API int weir_pgcodec_copy_row(lua_State *L, const char *line,
-                                   size_t len, int ncols,
-                                   const uint32_t *oids, int names_idx,
-                                   char *err, size_t errlen);
+int weir_pgcodec_copy_row(lua_State *L, const char *line,
+                          size_t len, int ncols,
+                          const uint32_t *oids, int names_idx,
+                          char *err, size_t errlen);
 
 /* Append the text form of the Lua value at idx for type oid to out.
  * copy = 1: COPY text escaping (backslash, and every control byte as \b
  * \f \n \r \t \v or \ooo, so no value can form a "\." line), and NULL/nil
  * appends "\N". copy = 0: the raw text of a bound parameter; NULL/nil
  * returns WEIR_ENOENT and appends nothing (pass a NULL pointer then). */
-WEIR_API int weir_pgcodec_encode(lua_State *L, int idx, uint32_t oid,
-                                 int copy, weir_buf *out, char *err,
-                                 size_t errlen);
+int weir_pgcodec_encode(lua_State *L, int idx, uint32_t oid,
+                        int copy, weir_buf *out, char *err,
+                        size_t errlen);
 
 /* Append one COPY text line, terminated by "\n", for the row table at
  * row_idx: column i is row[names[i+1]] (rawget) of type oids[i]
  * (oids == NULL: all text). Errors name the column. */
-WEIR_API int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
-                                          int ncols, int names_idx,
-                                          const uint32_t *oids,
-                                          weir_buf *out, char *err,
-                                          size_t errlen);
+int weir_pgcodec_copy_encode_row(lua_State *L, int row_idx,
+                                 int ncols, int names_idx,
+                                 const uint32_t *oids,
+                                 weir_buf *out, char *err,
+                                 size_t errlen);
 
 /* The name of a builtin type OID this codec knows ("int8", "timestamptz",
  * "_int4", ...), or NULL. Static storage. */
-WEIR_API const char *weir_pgcodec_type_name(uint32_t oid);
+const char *weir_pgcodec_type_name(uint32_t oid);
 
 /* The OID of a type name: the names above, case-insensitive, plus SQL
  * spellings ("bigint", "double precision", "timestamp with time zone",
  * "text[]" for "_text", ...). 0 (InvalidOid) when unknown. */
-WEIR_API uint32_t weir_pgcodec_type_oid(const char *name);
+uint32_t weir_pgcodec_type_oid(const char *name);
 
 #endif

@@ -96,46 +96,49 @@ struct redisReply;
 
 /* Check out a connection (connecting when none is idle); the caller holds
  * a pool reference. WEIR_EAGAIN when pool_max connections are in use. */
-WEIR_API int weir_redis_acquire(weir_redis_pool *pool, weir_redis_conn **out,
-                                char *err, size_t errlen);
+int weir_redis_acquire(weir_redis_pool *pool, weir_redis_conn **out,
+                       char *err, size_t errlen);
 /* Give k back. reusable = 0 closes it; so does any I/O error seen on it,
  * or replies still unread. */
-WEIR_API void weir_redis_release(weir_redis_conn *k, int reusable);
+void weir_redis_release(weir_redis_conn *k, int reusable);
 /* Queue one command: argv[i] is argvlen[i] bytes (binary-safe, copied). */
-WEIR_API int weir_redis_append(weir_redis_conn *k, int argc,
-                               const char *const *argv,
-                               const size_t *argvlen, char *err,
-                               size_t errlen);
+int weir_redis_append(weir_redis_conn *k, int argc,
+                      const char *const *argv,
+                      const size_t *argvlen, char *err,
+                      size_t errlen);
 /* Send what is queued and read the next reply into *reply (free it with
  * hiredis's freeReplyObject). An error reply is a reply (WEIR_OK). */
-WEIR_API int weir_redis_read(weir_redis_conn *k, struct redisReply **reply,
-                             char *err, size_t errlen);
+int weir_redis_read(weir_redis_conn *k, struct redisReply **reply,
+                    char *err, size_t errlen);
 /* The status code for an error reply's text (WEIR_EAGAIN, WEIR_EPERM or
  * WEIR_ESQL). */
-WEIR_API int weir_redis_error_code(const char *msg, size_t len);
+int weir_redis_error_code(const char *msg, size_t len);
 
 /*
  * The classic-Lua-API functions of trusted weir.redis (they build Lua
  * tables per reply: one boundary crossing per command, not per value).
  * Pushes a table { command = f, pipeline = f }; register it as
- * weir._native.redis. Both take the pool address as a number and errmt,
+ * weir._native.redis. Both take the pool (the weir_redis_pool * cdata
+ * itself, from weir.redis's private state) and errmt,
  * the metatable for error objects (weir.errors'), and return nil, err on
  * failure, err = { code, message, transient, redis = "WRONGTYPE" | nil }.
  *
- *   command(pool, args, shape, errmt) -> result(s) | nil, err
+ * weir:native:begin
+ * redis.command(pool, args, shape, errmt) -> result(s) | nil, err
  *     args: { cmd, arg... } of strings and numbers. shape 0: the reply;
  *     1 (SCAN): cursor, { {key=}... }; 2 (HSCAN): cursor,
  *     { {field=, value=}... }; 3 (XRANGE): { {id=, field=value...}... },
  *     last id (nil when empty).
- *   pipeline(pool, cmds, errmt) -> replies | nil, err
+ * redis.pipeline(pool, cmds, errmt) -> replies | nil, err
  *     cmds: array of args tables, sent over one connection (windows of
  *     1000); an error reply becomes an err object in its slot.
+ * weir:native:end
  *
  * Replies: status and bulk strings -> strings, integers -> numbers, nil
  * -> lightuserdata NULL (cjson.null), arrays -> sequences. They raise only
  * on misuse (bad argument types) and on Lua memory errors; a checked-out
  * connection is then closed by a finalizer.
  */
-WEIR_API int weir_redis_lua_open(lua_State *L);
+int weir_redis_lua_open(lua_State *L);
 
 #endif

@@ -161,8 +161,6 @@ local function conninfo(cfg)
 end
 
 local popts = ffi.new("weir_pg_pool_opts")
-local pool_out = ffi.new("weir_pg_pool *[1]")
-local conn_out = ffi.new("weir_pg_conn *[1]")
 
 local function fail(msg)
   error("postgres metadata: " .. tostring(msg), 0)
@@ -181,14 +179,12 @@ local function acquire(cfg)
   popts.validate_after_ms = 30000
   -- the store reads what it wrote (logs of a run): no cap, as in SQLite
   popts.max_result_bytes = 0
-  if C.weir_ffi_pg_pool_get(POOL, ck, cv, #keys, popts, pool_out, F.errbuf, F.errlen) ~= 0 then
-    fail("[08001] " .. F.errmsg())
-  end
-  -- the pool is not kept: another store with another URL may replace it
-  local rc = C.weir_ffi_pg_acquire(pool_out[0], conn_out, F.errbuf, F.errlen)
-  if rc ~= 0 then fail((rc == -6 and "" or "[08001] ") .. F.errmsg()) end
-  local c = conn_out[0]
-  return c, tonumber(ffi.cast("uintptr_t", c))
+  local ok, err = F.check(C.weir_ffi_pg_pool_set(POOL, ck, cv, #keys, popts, F.errbuf, F.errlen))
+  if not ok then fail("[08001] " .. err.message) end
+  -- another store with another URL may replace the pool: taken by name
+  local c, rc, msg = native.pg_acquire(POOL)
+  if not c then fail((rc == C.WEIR_ELIMIT and "" or "[08001] ") .. msg) end
+  return c
 end
 
 -- Is the connection gone (class 08, the server shutting down, or libpq
@@ -196,17 +192,17 @@ end
 local function lost(self, msg)
   msg = tostring(msg)
   return find(msg, "^%[08") ~= nil or find(msg, "^%[57P0[123]%]") ~= nil
-    or (self.conn ~= nil and C.weir_ffi_pg_txstatus(self.conn) == 4)
+    or (self.conn ~= nil and native.pg_txstatus(self.conn) == "unknown")
 end
 
 local function drop(self)
-  if self.conn then C.weir_ffi_pg_release(self.conn, 0) end
-  self.conn, self.addr, self.in_tx = nil, nil, false
+  if self.conn then native.pg_release(self.conn, false) end
+  self.conn, self.in_tx = nil, false
 end
 
 local function run_sql(self, sql)
-  if C.weir_ffi_pg_run(self.conn, sql, F.errbuf, F.errlen) ~= 0 then
-    local msg = F.errmsg()
+  local ok, msg = pcall(native.pg_run, self.conn, sql)
+  if not ok then
     if lost(self, msg) then drop(self) end
     fail(msg)
   end
@@ -216,10 +212,10 @@ local RUN_LOCK = "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok"
 local RUN_UNLOCK = "SELECT pg_advisory_unlock($1, hashtext($2)) AS ok"
 
 local function connect(self)
-  self.conn, self.addr = acquire(self.cfg)
+  self.conn = acquire(self.cfg)
   -- a new session: the run locks of the old one are gone; take them back
   for id in pairs(self.locks) do
-    local _, rows = pg_exec(self.addr, RUN_LOCK, { LOCK_NS_RUN, id }, 2)
+    local _, rows = pg_exec(self.conn, RUN_LOCK, { LOCK_NS_RUN, id }, 2)
     if not rows[1].ok then
       self.locks[id] = nil
       fail(format("run %s was taken over by another supervisor while the connection "
@@ -231,11 +227,11 @@ end
 local function open_tx(self)
   for try = 1, 2 do
     if not self.conn then connect(self) end
-    if C.weir_ffi_pg_run(self.conn, "BEGIN", F.errbuf, F.errlen) == 0 then
+    local ok, msg = pcall(native.pg_run, self.conn, "BEGIN")
+    if ok then
       self.in_tx = true
       return
     end
-    local msg = F.errmsg()
     local gone = lost(self, msg)
     if gone then drop(self) end
     -- nothing was done yet: a lost connection is replaced once
@@ -252,7 +248,7 @@ local function exec_now(self, sql, params, np)
   end
   for try = 1, 2 do
     if not self.conn then connect(self) end
-    local ok, affected, rows = pcall(pg_exec, self.addr, sql, params, np or 0)
+    local ok, affected, rows = pcall(pg_exec, self.conn, sql, params, np or 0)
     if ok then
       if rows then
         for i = 1, #rows do
@@ -465,7 +461,7 @@ end
 
 local function unlock(self, id)
   self.locks[id] = nil
-  if self.conn then pcall(pg_exec, self.addr, RUN_UNLOCK, { LOCK_NS_RUN, id }, 2) end
+  if self.conn then pcall(pg_exec, self.conn, RUN_UNLOCK, { LOCK_NS_RUN, id }, 2) end
 end
 
 function S:commit()
@@ -484,7 +480,7 @@ function S:commit()
   if self.in_tx then
     -- an earlier error aborted the transaction: COMMIT would roll back
     -- without a word
-    if C.weir_ffi_pg_txstatus(self.conn) == 3 then
+    if native.pg_txstatus(self.conn) == "inerror" then
       self:rollback()
       fail("transaction aborted by an earlier error; rolled back")
     end
@@ -700,9 +696,9 @@ function S:close()
   if self.depth > 0 or self.in_tx then self:rollback() end
   if self.conn then
     local clean_up = next(self.locks) == nil
-      or pcall(pg_exec, self.addr, "SELECT pg_advisory_unlock_all()", nil, 0)
-    C.weir_ffi_pg_release(self.conn, clean_up and 1 or 0)
-    self.conn, self.addr = nil, nil
+      or pcall(pg_exec, self.conn, "SELECT pg_advisory_unlock_all()", nil, 0)
+    native.pg_release(self.conn, clean_up and true or false)
+    self.conn = nil
   end
   self.locks = {}
 end

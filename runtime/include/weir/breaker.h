@@ -166,8 +166,8 @@ WEIR_API int weir_ffi_breaker_info(int32_t slot, weir_breaker_info *out);
  * process killed in the middle would. *slot_out receives the slot left
  * half-claimed. Returns WEIR_OK or the errors of weir_ffi_breaker_slot.
  */
-WEIR_API int weir_breaker_test_claim_stall(const char *name,
-                                           const weir_breaker_cfg *cfg,
-                                           int32_t *slot_out);
+int weir_breaker_test_claim_stall(const char *name,
+                                  const weir_breaker_cfg *cfg,
+                                  int32_t *slot_out);
 
 #endif

@@ -39,8 +39,8 @@ typedef struct weir_broker weir_broker;
  * WEIR_ENOENT, WEIR_EPERM, WEIR_ENOMEM or WEIR_EIO and writes the reason into
  * err (err may be NULL when errlen is 0).
  */
-WEIR_API int weir_broker_new(const char *const *roots, size_t nroots,
-                             weir_broker **out, char *err, size_t errlen);
+int weir_broker_new(const char *const *roots, size_t nroots,
+                    weir_broker **out, char *err, size_t errlen);
 
 /*
  * Refuse every request whose target lies physically inside dir, or is dir
@@ -59,11 +59,11 @@ WEIR_API int weir_broker_new(const char *const *roots, size_t nroots,
  * directory), WEIR_EPERM, WEIR_ENOMEM or WEIR_EIO, with the reason in err
  * (err may be NULL when errlen is 0).
  */
-WEIR_API int weir_broker_deny(weir_broker *b, const char *dir, char *err,
-                              size_t errlen);
+int weir_broker_deny(weir_broker *b, const char *dir, char *err,
+                     size_t errlen);
 
 /* Close the root descriptors and free the broker. b may be NULL. */
-WEIR_API void weir_broker_delete(weir_broker *b);
+void weir_broker_delete(weir_broker *b);
 
 /*
  * Receive exactly one request from sock (one end of a SOCK_SEQPACKET
@@ -78,7 +78,7 @@ WEIR_API void weir_broker_delete(weir_broker *b);
  * may serve several sockets, also from several threads: the only state it
  * keeps (the list of WEIR_O_TEMP files) has its own lock.
  */
-WEIR_API int weir_broker_handle(weir_broker *b, int sock);
+int weir_broker_handle(weir_broker *b, int sock);
 
 /*
  * Remove the files workers created with WEIR_O_TEMP that are still there,
@@ -86,7 +86,7 @@ WEIR_API int weir_broker_handle(weir_broker *b, int sock);
  * the same checks as a worker's own unlink. Call it when no worker is left
  * (the executor does when the pool stops). Returns how many were removed.
  */
-WEIR_API size_t weir_broker_sweep_temps(weir_broker *b);
+size_t weir_broker_sweep_temps(weir_broker *b);
 
 /*
  * Let workers connect to endpoint ("IP:PORT" or "[IPv6]:PORT", numeric):
@@ -94,17 +94,17 @@ WEIR_API size_t weir_broker_sweep_temps(weir_broker *b);
  * broker (net.h), which connects only to endpoints allowed here. Call
  * before serving. Returns WEIR_OK, WEIR_EINVAL or WEIR_ENOMEM.
  */
-WEIR_API int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
-                                        char *err, size_t errlen);
+int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
+                               char *err, size_t errlen);
 
 /* Number of roots. b must not be NULL. */
-WEIR_API size_t weir_broker_nroots(const weir_broker *b);
+size_t weir_broker_nroots(const weir_broker *b);
 
 /*
  * The canonical path of root i (owned by the broker, valid until
  * weir_broker_delete), or NULL when i is out of range.
  */
-WEIR_API const char *weir_broker_root(const weir_broker *b, size_t i);
+const char *weir_broker_root(const weir_broker *b, size_t i);
 
 /* ------------------------------------------------------------------------
  * Worker side.
@@ -120,13 +120,13 @@ WEIR_API const char *weir_broker_root(const weir_broker *b, size_t i);
  * is opened. Returns WEIR_OK, WEIR_EINVAL (sock < 0) or WEIR_EIO when the
  * default VFS does not accept the overrides.
  */
-WEIR_API int weir_broker_client_init(int sock);
+int weir_broker_client_init(int sock);
 
 /*
  * Forget the socket and restore SQLite's default system calls, so the
  * weir_ffi_file_* calls act directly again. Safe to call at any time.
  */
-WEIR_API void weir_broker_client_reset(void);
+void weir_broker_client_reset(void);
 
 /* weir:cdef:begin */
 /*

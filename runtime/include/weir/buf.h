@@ -25,14 +25,14 @@ typedef struct {
 /* Make room for `extra` more bytes plus a terminating NUL, growing by
  * doubling from 256 bytes. WEIR_OK, or WEIR_ENOMEM with the buffer
  * unchanged. */
-WEIR_API int weir_buf_reserve(weir_buf *b, size_t extra);
+int weir_buf_reserve(weir_buf *b, size_t extra);
 
 /* Drop the first n bytes (n <= len), moving the rest to the front: for
  * queues that send or parse from the front. */
-WEIR_API void weir_buf_shift(weir_buf *b, size_t n);
+void weir_buf_shift(weir_buf *b, size_t n);
 
 /* Free the memory and zero the struct; safe twice. */
-WEIR_API void weir_buf_free(weir_buf *b);
+void weir_buf_free(weir_buf *b);
 
 /* Append n bytes of p (borrowed; may be NULL when n is 0) and keep the
  * NUL. WEIR_OK or WEIR_ENOMEM (nothing appended then). Inline: the common

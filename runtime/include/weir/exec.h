@@ -134,6 +134,6 @@ WEIR_API int weir_ffi_private_file(const char *path, int32_t create, char *err,
 
 /* Run a worker (the `weir __worker` entry point). Never returns on error
  * paths that cannot report; returns the process exit status. */
-WEIR_API int weir_worker_main(int argc, char **argv);
+int weir_worker_main(int argc, char **argv);
 
 #endif

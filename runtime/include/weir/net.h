@@ -62,9 +62,9 @@ int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
  * Worker side: what the binary's socket() and connect() call.
  * Same contract as the libc calls (-1 and errno).
  * ------------------------------------------------------------------------ */
-WEIR_API int weir_net_socket(int domain, int type, int protocol);
-WEIR_API int weir_net_connect(int fd, const struct sockaddr *addr,
-                              socklen_t len);
+int weir_net_socket(int domain, int type, int protocol);
+int weir_net_connect(int fd, const struct sockaddr *addr,
+                     socklen_t len);
 
 /* Send one packet on sock, attaching fd when >= 0 (broker.c): 0, or
  * -errno. */

@@ -17,7 +17,7 @@
 #define WEIR_NUMFMT_MAX 32
 
 /* v in decimal ("-9223372036854775808" at most). Returns the length. */
-WEIR_API size_t weir_fmt_i64(char *buf, int64_t v);
+size_t weir_fmt_i64(char *buf, int64_t v);
 
 /* The shortest text that strtod reads back as v:
  * - integral values below 2^53 in magnitude: all digits ("42",
@@ -29,6 +29,6 @@ WEIR_API size_t weir_fmt_i64(char *buf, int64_t v);
  *   print those with weir_fmt_i64 first.
  * NaN and infinities: returns 0 and writes nothing (the caller's format
  * decides: "NaN", "Infinity", a tag, an error). Otherwise the length. */
-WEIR_API size_t weir_fmt_double(char *buf, double v);
+size_t weir_fmt_double(char *buf, double v);
 
 #endif

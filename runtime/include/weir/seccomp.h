@@ -9,6 +9,6 @@
 
 /* Install the filter (irrevocable). 0 on success, -1 when the kernel or
  * the architecture does not allow it (errno set). Needs no_new_privs. */
-WEIR_API int weir_seccomp_install(void);
+int weir_seccomp_install(void);
 
 #endif

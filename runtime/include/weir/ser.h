@@ -42,6 +42,15 @@
  *   this way when Lua itself failed. WEIR_OK, or WEIR_ENOMEM with out as
  *   it was.
  */
+/*
+ * The same, as listed for tests/lua/unit/native_spec.lua:
+ * weir:native:begin
+ * ser_encode(v) -> string | nil
+ * ser_encode_ud(v) -> userdata, length | nil
+ * ser_decode(s [, start [, array_mt]]) -> value, next_pos | nil, err | false
+ * ser_decode_ptr(ptr, len [, array_mt]) -> value | nil, err | false
+ * weir:native:end
+ */
 #ifndef WEIR_SER_H
 #define WEIR_SER_H
 
@@ -51,13 +60,13 @@
 #include <lua.h>
 #include <stddef.h>
 
-WEIR_API int weir_ser_encode(lua_State *L);
-WEIR_API int weir_ser_encode_ud(lua_State *L);
-WEIR_API int weir_ser_decode(lua_State *L);
-WEIR_API int weir_ser_decode_ptr(lua_State *L);
-WEIR_API int weir_ser_put_fields(weir_buf *out, int n,
-                                const char *const *keys,
-                                const char *const *vals,
-                                const size_t *vlens);
+int weir_ser_encode(lua_State *L);
+int weir_ser_encode_ud(lua_State *L);
+int weir_ser_decode(lua_State *L);
+int weir_ser_decode_ptr(lua_State *L);
+int weir_ser_put_fields(weir_buf *out, int n,
+                        const char *const *keys,
+                        const char *const *vals,
+                        const size_t *vlens);
 
 #endif

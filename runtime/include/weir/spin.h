@@ -24,7 +24,7 @@ typedef struct {
  * -1: an error), or 0 when the budget ran out, the waiter is backing off,
  * or another process turned out to want this CPU (then the next waits
  * sleep at once for a while). The caller then sleeps in poll as usual. */
-WEIR_API int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
-                            int budget_us);
+int weir_spin_poll(weir_spin *s, struct pollfd *pfd, nfds_t n,
+                   int budget_us);
 
 #endif

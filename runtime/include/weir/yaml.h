@@ -57,9 +57,12 @@
 
 #include "weir/common.h"
 
-/* lua_CFunction, see above. Exported so tests and the host can register
- * it; it must be called through lua_call/lua_pcall, never through the
- * FFI. */
-WEIR_API int weir_yaml_decode(lua_State *L);
+/* lua_CFunction, see above, registered into weir._native; it must be
+ * called through lua_call/lua_pcall, never through the FFI.
+ * weir:native:begin
+ * yaml_decode(text, name, array_mt, null) -> value, lines
+ * weir:native:end
+ */
+int weir_yaml_decode(lua_State *L);
 
 #endif

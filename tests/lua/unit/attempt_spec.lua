@@ -86,12 +86,26 @@ describe("weir._attempt", function()
     assert.equal("[log truncated at 500 bytes]", lines[6])
   end)
 
-  it("says not to retry an error a connector marked hopeless", function()
+  it("says not to retry an error a connector marked hopeless (transient = false)", function()
+    -- a connector's error value, raised through ctx as a connector raises it
     local errors = require("weir.errors")
-    errors.note("hopeless error", false)
-    local r = run("error('hopeless error', 0)")
+    local ctxm = require("weir._ctx")
+    local real_new = ctxm.new
+    finally(function() ctxm.new = real_new end)
+    ctxm.new = function(...)
+      local ctx, close = real_new(...)
+      ctx.fail_with = function(transient)
+        local e = errors.new("sql", "hopeless error")
+        e.transient = transient
+        error(e, 0)
+      end
+      return ctx, close
+    end
+    local r = run("local ctx = ... ctx.fail_with(false)")
     assert.same({ "failed", "error", "hopeless error", false }, { r.status, r.kind, r.error, r.retry })
-    errors.note("retry me", true)
+    r = run("local ctx = ... ctx.fail_with(true)")
+    assert.is_nil(r.retry)
+    -- a plain error from the task keeps its retries
     r = run("error('retry me', 0)")
     assert.is_nil(r.retry)
   end)
