@@ -12,7 +12,9 @@
  * worker's descriptor is connected too. Outside a worker (no broker client
  * set up) both call the kernel directly.
  *
- * Relies on broker.c for the socket and the dispatch of requests, Linux.
+ * The packets are private to runtime/ (broker_wire.h): net_client.c is
+ * the worker's side, net_server.c the supervisor's. Relies on broker.h
+ * for the socket, Linux.
  */
 #ifndef WEIR_NET_H
 #define WEIR_NET_H
@@ -24,54 +26,12 @@
 #include <sys/socket.h>
 
 /* ------------------------------------------------------------------------
- * Supervisor side (C only).
- * ------------------------------------------------------------------------ */
-
-typedef struct weir_net_allow weir_net_allow;
-
-/*
- * Add "IP:PORT" or "[IPv6]:PORT" (numeric only) to *allow, creating the
- * list on first use. Returns WEIR_OK, WEIR_EINVAL (not numeric) or
- * WEIR_ENOMEM, with the reason in err.
- */
-int weir_net_allow_add(weir_net_allow **allow, const char *endpoint,
-                       char *err, size_t errlen);
-void weir_net_allow_free(weir_net_allow *allow);
-
-/*
- * Close a descriptor a worker passed. A socket's SO_LINGER is switched off
- * first: with it on and data unsent, this close (the last reference once
- * the worker closed its copy) would block the supervisor for the linger
- * time, up to forever.
- */
-void weir_net_close_passed(int fd);
-
-/* Is the packet in[0..n) a network request (as opposed to a file one)? */
-int weir_net_is_request(const void *in, size_t n);
-
-/*
- * Serve one network request in[0..n) that arrived on sock, with fd the
- * descriptor it carried (-1 if none; always consumed). Replies on sock.
- * Returns WEIR_OK, WEIR_EINVAL (malformed; an error reply was sent) or
- * WEIR_ECLOSED / WEIR_EIO when the reply could not be sent.
- */
-int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
-                   size_t n, int fd);
-
-/* ------------------------------------------------------------------------
  * Worker side: what the binary's socket() and connect() call.
  * Same contract as the libc calls (-1 and errno).
  * ------------------------------------------------------------------------ */
 WEIR_API int weir_net_socket(int domain, int type, int protocol);
 WEIR_API int weir_net_connect(int fd, const struct sockaddr *addr,
                               socklen_t len);
-
-/* Send one packet on sock, attaching fd when >= 0 (broker.c): 0, or
- * -errno. */
-int weir_broker_send(int sock, const void *buf, size_t len, int fd);
-
-/* The broker client socket of this process, or -1 (set by broker.c). */
-int weir_broker_client_sock(void);
 
 /* weir:cdef:begin */
 /*
