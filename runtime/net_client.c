@@ -1,10 +1,10 @@
 /*
  * net_client.c - the worker's side of brokered TCP connections (net.h,
  * docs/adr/0007-worker-network-access.md): a SOCKET or CONNECT request on
- * the broker socket (fd 4) and its reply, for the weir binary's socket()
- * and connect() (main.c); without a broker client (outside a worker) they
- * call the kernel. The supervisor's side is net_server.c, the packets are
- * in broker_wire.h.
+ * the broker socket (fd 4) and its reply. The weir binary's socket() and
+ * connect() (interpose.c) come here once weir_net_client_init has run,
+ * which only a locked-down worker does. The supervisor's side is
+ * net_server.c, the packets are in broker_wire.h.
  *
  * Relies on broker_client.c for the socket, Linux.
  */
@@ -16,11 +16,21 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 /* The worker is single-threaded and blocks for each reply. */
+static int net_active;
 static uint32_t net_seq;
+
+WEIR_API void weir_net_client_init(void)
+{
+    net_active = 1;
+}
+
+WEIR_API int weir_net_client_active(void)
+{
+    return net_active;
+}
 
 /* One round trip; 0 with *result (and *fd_out for SOCKET), or -1/errno. */
 static int net_call(struct net_req *rq, int send_fd, int32_t *result,
@@ -58,8 +68,6 @@ WEIR_API int weir_net_socket(int domain, int type, int protocol)
     int32_t result;
     int fd = -1;
 
-    if (weir_broker_client_sock() < 0)
-        return (int)syscall(SYS_socket, domain, type, protocol);
     memset(&rq, 0, sizeof(rq));
     rq.op = NET_SOCKET;
     rq.domain = domain;
@@ -86,8 +94,6 @@ WEIR_API int weir_net_connect(int fd, const struct sockaddr *addr,
     int32_t result;
     int flags;
 
-    if (weir_broker_client_sock() < 0)
-        return (int)syscall(SYS_connect, fd, addr, len);
     if (addr == NULL || len > sizeof(rq.addr)) {
         errno = len > sizeof(rq.addr) ? EAFNOSUPPORT : EFAULT;
         return -1;

@@ -6,7 +6,10 @@
  * the supervisor's name resolution for the connections of weir.yaml. The
  * worker's side is net_client.c, the packets are in broker_wire.h.
  *
- * Relies on Linux and glibc (getaddrinfo).
+ * The sockets made and connected here are the supervisor's own: they go
+ * to the kernel by syscall(2), never through the weir binary's socket()
+ * and connect() (interpose.c), so serving a request can never become a
+ * request itself. Relies on Linux and glibc (getaddrinfo).
  */
 #include "weir/net.h"
 
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct weir_net_allow {
@@ -151,7 +155,8 @@ static int net_do_socket(const struct net_req *rq, int *fd)
         || (rq->type & 0xf) != SOCK_STREAM
         || (rq->protocol != 0 && rq->protocol != IPPROTO_TCP))
         return -EACCES;
-    s = socket(rq->domain, SOCK_STREAM | SOCK_CLOEXEC, rq->protocol);
+    s = (int)syscall(SYS_socket, rq->domain, SOCK_STREAM | SOCK_CLOEXEC,
+                     rq->protocol);
     if (s < 0)
         return -errno;
     *fd = s;
@@ -181,7 +186,8 @@ static int net_do_connect(const weir_net_allow *allow,
         return -errno;
     if (!(flags & O_NONBLOCK))
         (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    rc = connect(fd, (const struct sockaddr *)rq->addr, rq->addrlen);
+    rc = (int)syscall(SYS_connect, fd, (const struct sockaddr *)rq->addr,
+                      (socklen_t)rq->addrlen);
     rc = rc == 0 ? 0 : -errno;
     if (!(flags & O_NONBLOCK))
         (void)fcntl(fd, F_SETFL, flags);
