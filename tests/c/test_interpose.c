@@ -14,6 +14,7 @@
  * would wait for itself (alarm() turns that into a failure).
  */
 #include "check.h"
+#include "loopback.h"
 #include "weir/broker.h"
 #include "weir/net.h"
 
@@ -47,28 +48,6 @@ static void *serve(void *arg)
             atomic_fetch_add(&served, 1);
     }
     return NULL;
-}
-
-static int listener(uint16_t *port)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t l = sizeof(a);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0
-        || listen(s, 8) != 0 || getsockname(s, (struct sockaddr *)&a, &l) != 0)
-        return -1;
-    *port = ntohs(a.sin_port);
-    return s;
-}
-
-static struct sockaddr_in loopback(uint16_t port)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
 }
 
 /* socket() and connect() to a; 0, or the errno of the failing call. */

@@ -7,6 +7,7 @@
  * binary's socket() and connect() come here is test_interpose.c's.
  */
 #include "check.h"
+#include "loopback.h"
 #include "weir/broker.h"
 #include "weir/net.h"
 #include "weir/seccomp.h"
@@ -22,28 +23,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int listener(uint16_t *port)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t l = sizeof(a);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0
-        || listen(s, 8) != 0 || getsockname(s, (struct sockaddr *)&a, &l) != 0)
-        return -1;
-    *port = ntohs(a.sin_port);
-    return s;
-}
-
-static struct sockaddr_in loopback(uint16_t port)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
-}
 
 /* The worker: each bit of the exit code is an expectation that failed. */
 static int child(int sock, uint16_t ok_port, uint16_t other_port)
