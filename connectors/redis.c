@@ -10,7 +10,7 @@
  * outgrows max_reply_bytes (hiredis 0.14 would buffer it whole, and abort
  * the process when malloc fails). Connecting takes a numeric address only:
  * no resolver. socket() and connect() go through the binary's interposed
- * versions in workers (net.h). One mutex guards the registry and every
+ * versions in workers (runtime/interpose.c, net.h). One mutex guards the registry and every
  * pool; network I/O happens outside it.
  *
  * Relies on hiredis 0.14 (redisReader and its object functions, with the

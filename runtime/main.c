@@ -1,30 +1,14 @@
 /*
  * main.c - the `weir` binary: `weir __worker` becomes a worker process;
  * everything else is the trusted Lua CLI (weir.cli) in a trusted state.
+ * The binary also replaces socket() and connect() (interpose.c).
  */
 #include "weir/exec.h"
 #include "weir/lstate.h"
-#include "weir/net.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
-
-/*
- * libpq and hiredis call socket() and connect(); the binary's own
- * definitions come first in symbol lookup, so in a worker those calls go
- * through the supervisor (net.h, docs/adr/0007). Elsewhere they reach
- * the kernel unchanged.
- */
-int socket(int domain, int type, int protocol)
-{
-    return weir_net_socket(domain, type, protocol);
-}
-
-int connect(int fd, const struct sockaddr *addr, socklen_t len)
-{
-    return weir_net_connect(fd, addr, len);
-}
 
 static int traceback(lua_State *L)
 {

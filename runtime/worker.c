@@ -2,16 +2,19 @@
  * worker.c - `weir __worker`: the process a task attempt runs in. It locks
  * itself down first (drops to an unprivileged user when root, no new
  * privileges, not dumpable, killed when the supervisor dies, rlimits on
- * cores, files, processes and address space, cwd "/", a seccomp filter), routes all file access through the supervisor's broker
- * (fd 4), then answers job frames from fd 3: each job gets a fresh Lua
- * state with its own memory cap (made ready while the worker waits for the
- * job), runs the trusted weir._worker module on the payload and sends back
- * what it returns. Relies on Linux prctl.
+ * cores, files, processes and address space, cwd "/", a seccomp filter),
+ * routes all file access through the supervisor's broker (fd 4), and its
+ * socket() and connect() calls too (interpose.c), then answers job frames
+ * from fd 3: each job gets a fresh Lua state with its own memory cap (made
+ * ready while the worker waits for the job), runs the trusted weir._worker
+ * module on the payload and sends back what it returns. Relies on Linux
+ * prctl.
  */
 #include "weir/breaker.h"
 #include "weir/broker.h"
 #include "weir/exec.h"
 #include "weir/lstate.h"
+#include "weir/net.h"
 #include "weir/pq.h"
 #include "weir/seccomp.h"
 #include "weir/ser.h"
@@ -275,6 +278,8 @@ int weir_worker_main(int argc, char **argv)
     if (lock_down(user, as, nofile, parent) != 0)
         return 70;
     weir_broker_client_init(4);
+    /* from here on socket() and connect() ask the supervisor (interpose.c) */
+    weir_net_client_init();
     if (fcntl(5, F_GETFD) >= 0) {
         /* the shared breaker table (breaker.h), mapped before the filter */
         char berr[256];

@@ -13,7 +13,8 @@
  *
  * Relies on Linux >= 5.6 (openat2), SQLite >= 3.40 (unix VFS
  * system call names) and common.h for status codes. The wire format is
- * private to broker.c (both ends live there).
+ * private to runtime/ (broker_wire.h): broker_server.c is the supervisor's
+ * side, broker_client.c the worker's.
  */
 #ifndef WEIR_BROKER_H
 #define WEIR_BROKER_H
@@ -91,7 +92,7 @@ size_t weir_broker_sweep_temps(weir_broker *b);
 /*
  * Let workers connect to endpoint ("IP:PORT" or "[IPv6]:PORT", numeric):
  * their socket() and connect() calls reach the supervisor through this
- * broker (net.h), which connects only to endpoints allowed here. Call
+ * broker (net.h, net_server.c), which connects only to endpoints allowed here. Call
  * before serving. Returns WEIR_OK, WEIR_EINVAL or WEIR_ENOMEM.
  */
 int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,

@@ -2,17 +2,21 @@
  * net.h - brokered network connections for workers (docs/adr/0007).
  *
  * A worker's seccomp filter denies the socket() and connect() system
- * calls. The weir binary defines socket() and connect() itself, so the
- * calls libpq and hiredis make reach weir_net_socket/weir_net_connect
+ * calls. The weir binary defines socket() and connect() itself
+ * (runtime/interpose.c), so the calls libpq and hiredis make reach it
  * (symbol interposition: the executable's definitions come first). In a
- * worker these ask the supervisor over the broker socket: it creates TCP
- * sockets, and connects one only when the destination is an endpoint it
- * allowed (the resolved addresses of the connections in weir.yaml). The
- * connect happens on the supervisor's copy of the same open socket, so the
- * worker's descriptor is connected too. Outside a worker (no broker client
- * set up) both call the kernel directly.
+ * worker, once weir_net_client_init has run, these ask the supervisor
+ * over the broker socket through weir_net_socket/weir_net_connect: it
+ * creates TCP sockets, and connects one only when the destination is an
+ * endpoint it allowed (weir_broker_allow_endpoint: the resolved addresses
+ * of the connections in weir.yaml). The connect happens on the
+ * supervisor's copy of the same open socket, so the worker's descriptor
+ * is connected too. Everywhere else (the supervisor, `weir script`) the
+ * two calls go straight to the kernel.
  *
- * Relies on broker.c for the socket and the dispatch of requests, Linux.
+ * The packets are private to runtime/ (broker_wire.h): net_client.c is
+ * the worker's side, net_server.c the supervisor's. Relies on broker.h
+ * for the socket, Linux.
  */
 #ifndef WEIR_NET_H
 #define WEIR_NET_H
@@ -24,54 +28,29 @@
 #include <sys/socket.h>
 
 /* ------------------------------------------------------------------------
- * Supervisor side (C only).
+ * Worker side (C only).
  * ------------------------------------------------------------------------ */
 
-typedef struct weir_net_allow weir_net_allow;
+/*
+ * Send this process's socket() and connect() (the weir binary's,
+ * interpose.c) to the supervisor from now on, over the broker client
+ * socket (weir_broker_client_init). A worker calls it once, after locking
+ * itself down; there is no way back. Before it, and in every process that
+ * never calls it, the two go straight to the kernel.
+ */
+void weir_net_client_init(void);
+
+/* 1 once weir_net_client_init has run in this process, else 0. */
+int weir_net_client_active(void);
 
 /*
- * Add "IP:PORT" or "[IPv6]:PORT" (numeric only) to *allow, creating the
- * list on first use. Returns WEIR_OK, WEIR_EINVAL (not numeric) or
- * WEIR_ENOMEM, with the reason in err.
+ * Ask the supervisor for a TCP socket, or to connect fd to addr, over the
+ * broker client socket, whether or not weir_net_client_init has run. Same
+ * contract as the libc calls (-1 and errno; EIO when the broker cannot be
+ * reached, EACCES when the supervisor refuses).
  */
-int weir_net_allow_add(weir_net_allow **allow, const char *endpoint,
-                       char *err, size_t errlen);
-void weir_net_allow_free(weir_net_allow *allow);
-
-/*
- * Close a descriptor a worker passed. A socket's SO_LINGER is switched off
- * first: with it on and data unsent, this close (the last reference once
- * the worker closed its copy) would block the supervisor for the linger
- * time, up to forever.
- */
-void weir_net_close_passed(int fd);
-
-/* Is the packet in[0..n) a network request (as opposed to a file one)? */
-int weir_net_is_request(const void *in, size_t n);
-
-/*
- * Serve one network request in[0..n) that arrived on sock, with fd the
- * descriptor it carried (-1 if none; always consumed). Replies on sock.
- * Returns WEIR_OK, WEIR_EINVAL (malformed; an error reply was sent) or
- * WEIR_ECLOSED / WEIR_EIO when the reply could not be sent.
- */
-int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
-                   size_t n, int fd);
-
-/* ------------------------------------------------------------------------
- * Worker side: what the binary's socket() and connect() call.
- * Same contract as the libc calls (-1 and errno).
- * ------------------------------------------------------------------------ */
 int weir_net_socket(int domain, int type, int protocol);
-int weir_net_connect(int fd, const struct sockaddr *addr,
-                     socklen_t len);
-
-/* Send one packet on sock, attaching fd when >= 0 (broker.c): 0, or
- * -errno. */
-int weir_broker_send(int sock, const void *buf, size_t len, int fd);
-
-/* The broker client socket of this process, or -1 (set by broker.c). */
-int weir_broker_client_sock(void);
+int weir_net_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
 /* weir:cdef:begin */
 /*

@@ -1,35 +1,21 @@
 /*
- * broker.c - the file broker (privilege separation for worker file access)
- * and its worker-side client, including the SQLite system call shims.
+ * broker_server.c - the supervisor's side of the broker: the file policy
+ * (roots, the deny list, WEIR_O_TEMP files) and the serving of one request
+ * from a worker's broker socket; network requests on the same socket are
+ * handed to net_server.c. The worker's side is broker_client.c, the
+ * packets are in broker_wire.h.
  *
- * Supervisor side: weir_broker_handle reads one request from a
- * SOCK_SEQPACKET socket, confines its path(s) to a configured root and
- * performs the operation relative to that root's O_PATH descriptor with
+ * weir_broker_handle reads one request from a SOCK_SEQPACKET socket,
+ * confines its path(s) to a configured root and performs the operation
+ * relative to that root's O_PATH descriptor with
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so ".." and symlinks
  * cannot leave the root even under concurrent renames. A path is resolved
  * to its real directory (O_PATH) and last name first, a last symlink
  * followed by hand, so that the folders denied with weir_broker_deny can be
- * refused by inode before anything is opened for real. Worker side: the
- * weir_ffi_file_* calls and SQLite's unix VFS system calls turn into
- * requests and block for the matching reply.
+ * refused by inode before anything is opened for real.
  *
  * Relies on Linux >= 5.6 (openat2 via syscall(2); faccessat2 from 5.8 is
- * used when present, else /proc/self/fd), glibc, SQLite >= 3.40 (the
- * xSetSystemCall names) and common.h. Both ends are built from this file,
- * so the wire format below is shared by construction (same struct layout,
- * same struct stat).
- *
- * Wire format (host byte order; one request or reply per packet):
- *
- *   request  = struct br_req (24 bytes) + path1 (len1 bytes, no NUL)
- *                                       + path2 (len2 bytes, RENAME only)
- *   reply    = struct br_rep (24 bytes) + payload (len bytes):
- *                STAT/LSTAT: the struct stat; READLINK: the link text;
- *                OPEN: the descriptor in an SCM_RIGHTS control message.
- *
- * Both headers start with magic "WBR1" and version 1; a reply carries the
- * op and the sequence number of its request, the result (>= 0 or -errno)
- * and, for refusals by the broker itself, a BR_R_* reason.
+ * used when present, else /proc/self/fd), glibc and common.h.
  *
  * Limits, on purpose: absolute symlinks inside a root are refused (the
  * RESOLVE_BENEATH rule), relative ones that stay inside work; strict
@@ -44,16 +30,14 @@
  * started is not caught (the broker itself cannot make links).
  */
 #include "weir/broker.h"
-#include "weir/net.h"
 
-#include <ctype.h>
+#include "broker_wire.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
-#include <poll.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,87 +47,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------------------
- * Wire format
- * ------------------------------------------------------------------------ */
-
-#define BR_MAGIC 0x31524257u    /* "WBR1" read as little-endian bytes */
-#define BR_VERSION 1
-
-enum br_op {
-    BR_OPEN = 1,
-    BR_STAT,
-    BR_LSTAT,
-    BR_ACCESS,
-    BR_UNLINK,
-    BR_RENAME,
-    BR_READLINK,
-    BR_MKDIR,
-    BR_RMDIR,
-    BR_OP_MAX
-};
-
-/* Why the broker refused a path; BR_R_SECOND marks the second path. */
-enum br_reason {
-    BR_R_NONE = 0,
-    BR_R_RELATIVE = 1,  /* path is not absolute */
-    BR_R_OUTSIDE = 2,   /* no root is a prefix of the path */
-    BR_R_ESCAPE = 3,    /* resolution left the root (.., symlink) */
-    BR_R_ROOT = 4,      /* removing/renaming a root or a root's ancestor */
-    BR_R_TYPE = 5,      /* not a regular file or directory */
-    BR_R_FLAGS = 6,     /* open flags or access mode not allowed */
-    BR_R_MALFORMED = 7, /* the request itself was bad */
-    BR_R_DENIED = 8,    /* inside a folder denied by weir_broker_deny */
-    BR_R_SECOND = 0x100
-};
-
-struct br_req {
-    uint32_t magic;     /* BR_MAGIC */
-    uint16_t version;   /* BR_VERSION */
-    uint16_t op;        /* enum br_op */
-    uint32_t seq;       /* echoed in the reply */
-    int32_t arg;        /* OPEN: O_* flags; ACCESS: R_OK|W_OK|X_OK */
-    uint32_t mode;      /* OPEN with O_CREAT, MKDIR: permission bits */
-    uint16_t len1;      /* bytes of the first path */
-    uint16_t len2;      /* bytes of the second path (RENAME), else 0 */
-};
-
-struct br_rep {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t op;
-    uint32_t seq;
-    int32_t result;     /* >= 0 on success, else -errno */
-    uint32_t reason;    /* enum br_reason when the broker refused */
-    uint32_t len;       /* payload bytes after the header */
-};
-
-#define BR_PATH_MAX (PATH_MAX - 1)      /* bytes, without the NUL */
-#define BR_REQ_MAX (sizeof(struct br_req) + 2 * BR_PATH_MAX)
-#define BR_PAYLOAD_MAX PATH_MAX
-#define BR_REP_MAX (sizeof(struct br_rep) + BR_PAYLOAD_MAX)
-
-_Static_assert(sizeof(struct br_req) == 24, "request header layout");
-_Static_assert(sizeof(struct br_rep) == 24, "reply header layout");
-_Static_assert(BR_PATH_MAX <= UINT16_MAX, "path length fits len1");
-_Static_assert(sizeof(struct stat) <= BR_PAYLOAD_MAX, "stat fits payload");
-
-/* Open flags a request may carry; anything else is refused. */
-#define BR_OPEN_ALLOWED (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND \
-                         | O_CLOEXEC | O_NOFOLLOW | O_DIRECTORY | O_NOCTTY \
-                         | O_NONBLOCK | O_LARGEFILE)
-#define BR_FILE_MODE_MAX 0644
-#define BR_DIR_MODE_MAX 0755
-/* OPEN's mode bit for WEIR_O_TEMP (above any permission bit) */
-#define BR_MODE_TEMP 0x10000u
 /* temporary files remembered for the sweep; more are simply not */
 #define BR_TEMPS_MAX 4096
 #define BR_EAGAIN_TRIES 16
-
-/* ------------------------------------------------------------------------
- * Supervisor side
- * ------------------------------------------------------------------------ */
-
 #define BR_SYMLINK_MAX 40           /* links followed per path (MAXSYMLINKS) */
 #define BR_WALK_MAX (PATH_MAX / 2)  /* deeper than any reachable directory */
 
@@ -164,7 +70,7 @@ struct br_root {
 struct weir_broker {
     struct br_root *roots;
     size_t nroots;
-    weir_net_allow *net; /* endpoints workers may connect to (net.c) */
+    weir_net_allow *net; /* endpoints workers may connect to (net_server.c) */
     struct br_id *deny; /* weir_broker_deny's folders */
     size_t ndeny;
     int roots_denied;   /* some root has denied set */
@@ -195,15 +101,6 @@ struct br_node {
     char path[PATH_MAX];    /* the rel being resolved; base points in */
 };
 
-static void br_errno_text(int e, char *buf, size_t len)
-{
-    const char *s = strerror_r(e, buf, len);
-
-    if (s != buf)
-        snprintf(buf, len, "%s", s);
-    if (buf[0] != '\0')
-        buf[0] = (char)tolower((unsigned char)buf[0]);
-}
 
 /* The status code for a failed open/stat of a configured directory. */
 static int br_errno_status(int e)
@@ -320,7 +217,7 @@ int weir_broker_new(const char *const *roots, size_t nroots,
         b->nroots = i + 1;
         if (r->path == NULL || r->fd < 0 || fstat(r->fd, &st) != 0) {
             e = errno;
-            br_errno_text(e, text, sizeof(text));
+            weir_wire_errno_text(e, text, sizeof(text));
             weir_set_err(err, errlen, "root \"%s\": %s", roots[i], text);
             weir_broker_delete(b);
             return br_errno_status(e);
@@ -351,7 +248,7 @@ int weir_broker_deny(weir_broker *b, const char *dir, char *err,
         e = errno;
         if (fd >= 0)
             close(fd);
-        br_errno_text(e, text, sizeof(text));
+        weir_wire_errno_text(e, text, sizeof(text));
         weir_set_err(err, errlen, "denied folder \"%s\": %s", dir, text);
         return br_errno_status(e);
     }
@@ -372,7 +269,7 @@ int weir_broker_deny(weir_broker *b, const char *dir, char *err,
     for (i = 0; i < b->nroots; i++) {
         rc = br_walk(&b->deny[b->ndeny - 1], 1, b->roots[i].fd, NULL, NULL);
         if (rc < 0) {
-            br_errno_text(-rc, text, sizeof(text));
+            weir_wire_errno_text(-rc, text, sizeof(text));
             weir_set_err(err, errlen, "root \"%s\": %s", b->roots[i].path,
                          text);
             return br_errno_status(-rc);
@@ -944,75 +841,6 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
     rep->reason = reason;
 }
 
-/* Send one packet, attaching fd when >= 0. 0, or -errno. */
-static int br_send(int sock, const void *buf, size_t len, int fd)
-{
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    struct msghdr msg;
-    struct pollfd pfd;
-    ssize_t n;
-
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (fd >= 0) {
-        struct cmsghdr *c;
-
-        memset(&ctl, 0, sizeof(ctl));
-        msg.msg_control = ctl.space;
-        msg.msg_controllen = sizeof(ctl.space);
-        c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    for (;;) {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-        if (n >= 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            /* A well-behaved peer has an empty queue; wait briefly. */
-            pfd.fd = sock;
-            pfd.events = POLLOUT;
-            if (poll(&pfd, 1, 1000) > 0)
-                continue;
-            return -EAGAIN;
-        }
-        return -errno;
-    }
-}
-
-/* Close every descriptor carried in msg's control data. */
-static int br_close_passed(struct msghdr *msg, int keep_first)
-{
-    struct cmsghdr *c;
-    int kept = -1;
-
-    for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
-        size_t nfd, i;
-
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (i = 0; i < nfd; i++) {
-            int fd;
-
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (keep_first && kept < 0)
-                kept = fd;
-            else
-                weir_net_close_passed(fd);
-        }
-    }
-    return kept;
-}
 
 /* Is the request in in[0..n) well formed? */
 static int br_valid(const struct br_req *rq, const unsigned char *in,
@@ -1025,6 +853,17 @@ static int br_valid(const struct br_req *rq, const unsigned char *in,
            && (rq->op == BR_RENAME) == (rq->len2 > 0)
            && n == sizeof(*rq) + rq->len1 + rq->len2
            && memchr(in + sizeof(*rq), '\0', rq->len1 + rq->len2) == NULL;
+}
+
+/* Is the packet in[0..n) a network request (net_server.c)? */
+static int br_is_net(const unsigned char *in, size_t n)
+{
+    uint32_t magic;
+
+    if (n < sizeof(magic))
+        return 0;
+    memcpy(&magic, in, sizeof(magic));
+    return magic == NET_MAGIC;
 }
 
 int weir_broker_handle(weir_broker *b, int sock)
@@ -1060,18 +899,18 @@ int weir_broker_handle(weir_broker *b, int sock)
     }
     if (n == 0)
         return WEIR_ECLOSED;
-    if (weir_net_is_request(in, (size_t)n)) {
-        /* a network request (net.c): CONNECT carries the socket */
-        fd = br_close_passed(&msg, 1);
+    if (br_is_net(in, (size_t)n)) {
+        /* a network request (net_server.c): CONNECT carries the socket */
+        fd = weir_wire_take_fds(&msg, 1);
         if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-            weir_net_close_passed(fd);
+            weir_wire_close_passed(fd);
             fd = -1;
             n = 0;
         }
         return weir_net_serve(b->net, sock, in, (size_t)n, fd);
     }
     /* A request never carries descriptors: drop any, refuse the request. */
-    br_close_passed(&msg, 0);
+    weir_wire_take_fds(&msg, 0);
 
     memset(&rq, 0, sizeof(rq));
     memcpy(&rq, in, (size_t)n < sizeof(rq) ? (size_t)n : sizeof(rq));
@@ -1103,7 +942,7 @@ int weir_broker_handle(weir_broker *b, int sock)
             br_temp_note(b, p1, 0);
     }
     memcpy(out, &rep, sizeof(rep));
-    rc = br_send(sock, out, sizeof(rep) + rep.len, fd);
+    rc = weir_wire_send(sock, out, sizeof(rep) + rep.len, fd);
     if (fd >= 0)
         close(fd);
     if (rc == -EPIPE || rc == -ECONNRESET || rc == -ENOTCONN)
@@ -1142,679 +981,10 @@ size_t weir_broker_sweep_temps(weir_broker *b)
     return removed;
 }
 
-/* ------------------------------------------------------------------------
- * Worker side: the client
- * ------------------------------------------------------------------------ */
-
-/*
- * The worker is single-threaded and blocks for each reply, so the client
- * keeps its state (and its packet buffers below) in statics.
- */
-static int client_sock = -1;
-static uint32_t client_seq;
-
-struct br_result {
-    int32_t result;     /* >= 0, or -errno */
-    uint32_t reason;    /* BR_R_* */
-    int fd;             /* OPEN: the received descriptor, else -1 */
-    size_t len;         /* payload bytes */
-};
-
-/* Make path absolute (relative to the cwd) into out[PATH_MAX]; -errno. */
-static int client_abs(const char *path, char *out, size_t *len)
-{
-    size_t n = strlen(path), c;
-
-    if (n == 0)
-        return -ENOENT;
-    if (path[0] == '/') {
-        if (n > BR_PATH_MAX)
-            return -ENAMETOOLONG;
-        memcpy(out, path, n + 1);
-        *len = n;
-        return 0;
-    }
-    if (getcwd(out, PATH_MAX) == NULL)
-        return -errno;
-    c = strlen(out);
-    if (c + 1 + n > BR_PATH_MAX)
-        return -ENAMETOOLONG;
-    out[c] = '/';
-    memcpy(out + c + 1, path, n + 1);
-    *len = c + 1 + n;
-    return 0;
-}
-
-/*
- * One round trip. Returns 0 with *res filled (the operation may still have
- * failed: res->result), or -1 with errno EPIPE (broker closed) or EPROTO.
- * payload (cap bytes) receives STAT/READLINK data; may be NULL if cap is 0.
- */
-static int client_call(uint16_t op, const char *path1, const char *path2,
-                       int32_t arg, uint32_t mode, void *payload, size_t cap,
-                       struct br_result *res)
-{
-    static unsigned char buf[BR_REQ_MAX > BR_REP_MAX ? BR_REQ_MAX
-                                                     : BR_REP_MAX];
-    static char a1[PATH_MAX], a2[PATH_MAX];
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(4 * sizeof(int))];
-    } ctl;
-    struct br_req rq;
-    struct br_rep rep;
-    struct iovec iov;
-    struct msghdr msg;
-    struct pollfd pfd;
-    size_t n1, n2 = 0;
-    ssize_t n;
-    int rc, fd;
-
-    res->result = 0;
-    res->reason = BR_R_NONE;
-    res->fd = -1;
-    res->len = 0;
-    if (client_sock < 0) {
-        errno = EPIPE;
-        return -1;
-    }
-    rc = client_abs(path1, a1, &n1);
-    if (rc == 0 && path2 != NULL) {
-        rc = client_abs(path2, a2, &n2);
-        if (rc != 0)
-            res->reason = BR_R_SECOND;
-    }
-    if (rc != 0) {
-        res->result = rc;
-        return 0;
-    }
-
-    memset(&rq, 0, sizeof(rq));
-    rq.magic = BR_MAGIC;
-    rq.version = BR_VERSION;
-    rq.op = op;
-    rq.seq = ++client_seq;
-    rq.arg = arg;
-    rq.mode = mode;
-    rq.len1 = (uint16_t)n1;
-    rq.len2 = (uint16_t)n2;
-    memcpy(buf, &rq, sizeof(rq));
-    memcpy(buf + sizeof(rq), a1, n1);
-    memcpy(buf + sizeof(rq) + n1, a2, n2);
-    rc = br_send(client_sock, buf, sizeof(rq) + n1 + n2, -1);
-    if (rc != 0) {
-        errno = (rc == -EPIPE || rc == -ECONNRESET || rc == -ENOTCONN)
-                ? EPIPE : EPROTO;
-        return -1;
-    }
-
-    for (;;) {
-        memset(&msg, 0, sizeof(msg));
-        iov.iov_base = buf;
-        iov.iov_len = sizeof(buf);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctl.space;
-        msg.msg_controllen = sizeof(ctl.space);
-        n = recvmsg(client_sock, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            pfd.fd = client_sock;
-            pfd.events = POLLIN;
-            (void)poll(&pfd, 1, -1);
-            continue;
-        }
-        if (n <= 0) {
-            errno = (n == 0 || errno == ECONNRESET || errno == ENOTCONN)
-                    ? EPIPE : EPROTO;
-            return -1;
-        }
-        fd = br_close_passed(&msg, 1);
-        memcpy(&rep, buf, (size_t)n < sizeof(rep) ? (size_t)n : sizeof(rep));
-        if ((size_t)n >= sizeof(rep) && rep.magic == BR_MAGIC
-            && rep.version == BR_VERSION && rep.seq != rq.seq
-            && (int32_t)(rq.seq - rep.seq) > 0) {
-            /* A stale reply to an earlier request: skip it. */
-            if (fd >= 0)
-                close(fd);
-            continue;
-        }
-        break;
-    }
-    if ((size_t)n < sizeof(rep) || rep.magic != BR_MAGIC
-        || rep.version != BR_VERSION || rep.seq != rq.seq || rep.op != op
-        || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-        || rep.len != (size_t)n - sizeof(rep) || rep.len > cap
-        || (fd >= 0 && (op != BR_OPEN || rep.result < 0))
-        || (op == BR_OPEN && rep.result >= 0 && fd < 0)) {
-        if (fd >= 0)
-            close(fd);
-        errno = EPROTO;
-        return -1;
-    }
-    if (rep.len > 0)
-        memcpy(payload, buf + sizeof(rep), rep.len);
-    res->result = rep.result;
-    res->reason = rep.reason;
-    res->fd = fd;
-    res->len = rep.len;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------
- * Worker side: SQLite unix VFS system call shims
- *
- * Each behaves like the libc call it replaces: -1 and errno on failure.
- * A refusal by the broker is EPERM; a broken broker link is EIO.
- * ------------------------------------------------------------------------ */
-
-/* Run a call through the broker; returns result or -1 with errno. */
-static long shim_call(uint16_t op, const char *path, int32_t arg,
-                      uint32_t mode, void *payload, size_t cap,
-                      struct br_result *res)
-{
-    if (path == NULL) {
-        errno = EFAULT;
-        return -1;
-    }
-    if (client_call(op, path, NULL, arg, mode, payload, cap, res) != 0) {
-        errno = EIO;
-        return -1;
-    }
-    if (res->result < 0) {
-        errno = -res->result;
-        return -1;
-    }
-    return res->result;
-}
-
-static int shim_open(const char *path, int flags, int mode)
-{
-    struct br_result res;
-    int fd;
-
-    /* SQLite seeds its PRNG from /dev/urandom; that device is no secret
-     * and outside every root, so the worker opens it itself. */
-    if (path != NULL && strcmp(path, "/dev/urandom") == 0
-        && (flags & (O_ACCMODE | O_CREAT | O_TRUNC)) == O_RDONLY)
-        return open(path, flags | O_CLOEXEC);
-    if (shim_call(BR_OPEN, path, flags, (uint32_t)mode, NULL, 0, &res) < 0)
-        return -1;
-    fd = res.fd;
-    if (!(flags & O_CLOEXEC)) {
-        int fl = fcntl(fd, F_GETFD);
-
-        if (fl >= 0)
-            (void)fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
-    }
-    return fd;
-}
-
-static int shim_access(const char *path, int mode)
-{
-    struct br_result res;
-
-    return shim_call(BR_ACCESS, path, mode, 0, NULL, 0, &res) < 0 ? -1 : 0;
-}
-
-static int shim_stat_op(uint16_t op, const char *path, struct stat *st)
-{
-    struct br_result res;
-    struct stat tmp;
-
-    if (shim_call(op, path, 0, 0, &tmp, sizeof(tmp), &res) < 0)
-        return -1;
-    if (res.len != sizeof(tmp)) {
-        errno = EIO;
-        return -1;
-    }
-    memcpy(st, &tmp, sizeof(tmp));
-    return 0;
-}
-
-static int shim_stat(const char *path, struct stat *st)
-{
-    return shim_stat_op(BR_STAT, path, st);
-}
-
-static int shim_lstat(const char *path, struct stat *st)
-{
-    return shim_stat_op(BR_LSTAT, path, st);
-}
-
-static int shim_unlink(const char *path)
-{
-    struct br_result res;
-
-    return shim_call(BR_UNLINK, path, 0, 0, NULL, 0, &res) < 0 ? -1 : 0;
-}
-
-static int shim_rmdir(const char *path)
-{
-    struct br_result res;
-
-    return shim_call(BR_RMDIR, path, 0, 0, NULL, 0, &res) < 0 ? -1 : 0;
-}
-
-static int shim_mkdir(const char *path, mode_t mode)
-{
-    struct br_result res;
-
-    return shim_call(BR_MKDIR, path, 0, (uint32_t)mode, NULL, 0, &res) < 0
-           ? -1 : 0;
-}
-
-static ssize_t shim_readlink(const char *path, char *buf, size_t len)
-{
-    static char text[BR_PAYLOAD_MAX];
-    struct br_result res;
-
-    if (shim_call(BR_READLINK, path, 0, 0, text, sizeof(text), &res) < 0)
-        return -1;
-    if (res.len > len)
-        res.len = len;      /* readlink(2) truncates silently */
-    memcpy(buf, text, res.len);
-    return (ssize_t)res.len;
-}
-
-static const struct {
-    const char *name;
-    sqlite3_syscall_ptr fn;
-    int required;
-} client_shims[] = {
-    { "open", (sqlite3_syscall_ptr)shim_open, 1 },
-    { "access", (sqlite3_syscall_ptr)shim_access, 1 },
-    { "stat", (sqlite3_syscall_ptr)shim_stat, 1 },
-    { "unlink", (sqlite3_syscall_ptr)shim_unlink, 1 },
-    { "lstat", (sqlite3_syscall_ptr)shim_lstat, 0 },
-    { "readlink", (sqlite3_syscall_ptr)shim_readlink, 0 },
-    { "mkdir", (sqlite3_syscall_ptr)shim_mkdir, 0 },
-    { "rmdir", (sqlite3_syscall_ptr)shim_rmdir, 0 },
-};
-
-static sqlite3_vfs *client_vfs(void)
-{
-    sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
-
-    if (vfs == NULL || vfs->iVersion < 3 || vfs->xSetSystemCall == NULL)
-        return NULL;
-    return vfs;
-}
-
-void weir_broker_client_reset(void)
-{
-    sqlite3_vfs *vfs = client_vfs();
-    size_t i;
-
-    client_sock = -1;
-    if (vfs == NULL)
-        return;
-    for (i = 0; i < sizeof(client_shims) / sizeof(client_shims[0]); i++)
-        (void)vfs->xSetSystemCall(vfs, client_shims[i].name, NULL);
-}
-
-int weir_broker_client_init(int sock)
-{
-    sqlite3_vfs *vfs;
-    size_t i;
-
-    if (sock < 0)
-        return WEIR_EINVAL;
-    vfs = client_vfs();
-    if (vfs == NULL)
-        return WEIR_EIO;
-    for (i = 0; i < sizeof(client_shims) / sizeof(client_shims[0]); i++) {
-        int rc = vfs->xSetSystemCall(vfs, client_shims[i].name,
-                                     client_shims[i].fn);
-
-        if (rc != SQLITE_OK && client_shims[i].required) {
-            weir_broker_client_reset();
-            return WEIR_EIO;
-        }
-    }
-    client_sock = sock;
-    return WEIR_OK;
-}
-
-/* ------------------------------------------------------------------------
- * Worker side: the FFI file calls
- * ------------------------------------------------------------------------ */
-
-static const struct {
-    int32_t weir;
-    int host;
-} ffi_flags[] = {
-    { WEIR_O_CREAT, O_CREAT },
-    { WEIR_O_EXCL, O_EXCL },
-    { WEIR_O_NOCTTY, O_NOCTTY },
-    { WEIR_O_TRUNC, O_TRUNC },
-    { WEIR_O_APPEND, O_APPEND },
-    { WEIR_O_NONBLOCK, O_NONBLOCK },
-    { WEIR_O_DIRECTORY, O_DIRECTORY },
-    { WEIR_O_NOFOLLOW, O_NOFOLLOW },
-    { WEIR_O_CLOEXEC, O_CLOEXEC },
-};
-
-/* WEIR_O_* to host O_*; -1 when a bit is unknown or the mode invalid. */
-static int ffi_host_flags(int32_t flags)
-{
-    int32_t left = flags & ~3;
-    int host = flags & 3;
-    size_t i;
-
-    if ((flags & 3) == 3)
-        return -1;
-    for (i = 0; i < sizeof(ffi_flags) / sizeof(ffi_flags[0]); i++) {
-        if (left & ffi_flags[i].weir) {
-            host |= ffi_flags[i].host;
-            left &= ~ffi_flags[i].weir;
-        }
-    }
-    return left == 0 ? host : -1;
-}
-
-/* Map a result (-errno and reason) to a status code and message. */
-static int ffi_status(const char *verb, const char *path, const char *path2,
-                      int result, uint32_t reason, char *err, size_t errlen)
-{
-    const char *p = (reason & BR_R_SECOND) && path2 != NULL ? path2 : path;
-    char text[128];
-    int e = -result;
-
-    switch (reason & ~BR_R_SECOND) {
-    case BR_R_OUTSIDE:
-        weir_set_err(err, errlen, "path \"%s\" is outside the allowed roots",
-                     p);
-        return WEIR_EPERM;
-    case BR_R_ESCAPE:
-        weir_set_err(err, errlen, "path \"%s\" is outside the allowed roots "
-                     "(it leaves its root through \"..\" or a symlink)", p);
-        return WEIR_EPERM;
-    case BR_R_RELATIVE:
-        weir_set_err(err, errlen, "path \"%s\" is not absolute", p);
-        return WEIR_EPERM;
-    case BR_R_ROOT:
-        weir_set_err(err, errlen, "path \"%s\" is an allowed root or "
-                     "contains one", p);
-        return WEIR_EPERM;
-    case BR_R_TYPE:
-        weir_set_err(err, errlen, "path \"%s\" is not a regular file or "
-                     "directory", p);
-        return WEIR_EPERM;
-    case BR_R_FLAGS:
-        weir_set_err(err, errlen, "%s \"%s\": flags not allowed", verb, p);
-        return WEIR_EINVAL;
-    case BR_R_DENIED:
-        weir_set_err(err, errlen, "path \"%s\" is inside weir's state folder",
-                     p);
-        return WEIR_EPERM;
-    default:
-        break;
-    }
-    br_errno_text(e, text, sizeof(text));
-    weir_set_err(err, errlen, "%s \"%s\": %s", verb, p, text);
-    switch (e) {
-    case ENOENT:
-    case ENOTDIR:
-        return WEIR_ENOENT;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-        return WEIR_EPERM;
-    case EINVAL:
-        return WEIR_EINVAL;
-    case EAGAIN:
-        return WEIR_EAGAIN;
-    default:
-        return WEIR_EIO;
-    }
-}
-
-/* Report a failed round trip (errno from client_call). */
-static int ffi_transport(char *err, size_t errlen)
-{
-    if (errno == EPIPE) {
-        weir_set_err(err, errlen, "file broker closed");
-        return WEIR_ECLOSED;
-    }
-    weir_set_err(err, errlen, "file broker protocol error");
-    return WEIR_EIO;
-}
-
-static int ffi_bad_path(const char *path, char *err, size_t errlen)
-{
-    if (path == NULL) {
-        weir_set_err(err, errlen, "bad 'path' (string expected, got NULL)");
-        return 1;
-    }
-    return 0;
-}
-
-WEIR_API int weir_ffi_file_open(const char *path, int32_t flags,
-                                int32_t mode, int32_t *fd_out, char *err,
-                                size_t errlen)
-{
-    struct br_result res;
-    int host, fd, temp;
-
-    if (ffi_bad_path(path, err, errlen) || fd_out == NULL)
-        return WEIR_EINVAL;
-    *fd_out = -1;
-    temp = (flags & WEIR_O_TEMP) != 0;
-    flags &= ~WEIR_O_TEMP;
-    if (temp && (flags & (WEIR_O_CREAT | WEIR_O_EXCL))
-                    != (WEIR_O_CREAT | WEIR_O_EXCL))
-        return ffi_status("open", path, NULL, -EINVAL, BR_R_FLAGS, err,
-                          errlen);
-    host = ffi_host_flags(flags);
-    if (host < 0)
-        return ffi_status("open", path, NULL, -EINVAL, BR_R_FLAGS, err,
-                          errlen);
-    if (mode <= 0)
-        mode = BR_FILE_MODE_MAX;
-    mode &= BR_FILE_MODE_MAX;
-    if (client_sock < 0) {
-        do
-            fd = open(path, host, (mode_t)mode);
-        while (fd < 0 && errno == EINTR);
-        if (fd < 0)
-            return ffi_status("open", path, NULL, -errno, 0, err, errlen);
-        *fd_out = fd;
-        return WEIR_OK;
-    }
-    if (client_call(BR_OPEN, path, NULL, host,
-                    (uint32_t)mode | (temp ? BR_MODE_TEMP : 0), NULL, 0,
-                    &res) != 0)
-        return ffi_transport(err, errlen);
-    if (res.result < 0)
-        return ffi_status("open", path, NULL, res.result, res.reason, err,
-                          errlen);
-    if (!(host & O_CLOEXEC)) {
-        int fl = fcntl(res.fd, F_GETFD);
-
-        if (fl >= 0)
-            (void)fcntl(res.fd, F_SETFD, fl & ~FD_CLOEXEC);
-    }
-    *fd_out = res.fd;
-    return WEIR_OK;
-}
-
-/* A path operation that returns nothing but a status. */
-static int ffi_simple(uint16_t op, const char *verb, const char *path,
-                      const char *path2, uint32_t mode, char *err,
-                      size_t errlen)
-{
-    struct br_result res;
-    int rc;
-
-    if (ffi_bad_path(path, err, errlen)
-        || (op == BR_RENAME && ffi_bad_path(path2, err, errlen)))
-        return WEIR_EINVAL;
-    if (client_sock < 0) {
-        switch (op) {
-        case BR_UNLINK:
-            rc = unlink(path);
-            break;
-        case BR_RENAME:
-            rc = rename(path, path2);
-            break;
-        default:
-            rc = mkdir(path, (mode_t)mode);
-            break;
-        }
-        if (rc != 0)
-            return ffi_status(verb, path, path2, -errno, 0, err, errlen);
-        return WEIR_OK;
-    }
-    if (client_call(op, path, path2, 0, mode, NULL, 0, &res) != 0)
-        return ffi_transport(err, errlen);
-    if (res.result < 0)
-        return ffi_status(verb, path, path2, res.result, res.reason, err,
-                          errlen);
-    return WEIR_OK;
-}
-
-WEIR_API int weir_ffi_file_unlink(const char *path, char *err, size_t errlen)
-{
-    return ffi_simple(BR_UNLINK, "unlink", path, NULL, 0, err, errlen);
-}
-
-WEIR_API int weir_ffi_file_rename(const char *from, const char *to,
-                                  char *err, size_t errlen)
-{
-    return ffi_simple(BR_RENAME, "rename", from, to, 0, err, errlen);
-}
-
-WEIR_API int weir_ffi_file_mkdir(const char *path, char *err, size_t errlen)
-{
-    return ffi_simple(BR_MKDIR, "mkdir", path, NULL, BR_DIR_MODE_MAX, err,
-                      errlen);
-}
-
-WEIR_API int weir_ffi_file_exists(const char *path, int32_t *exists_out,
-                                  char *err, size_t errlen)
-{
-    struct br_result res;
-    int result;
-
-    if (ffi_bad_path(path, err, errlen) || exists_out == NULL)
-        return WEIR_EINVAL;
-    *exists_out = 0;
-    if (client_sock < 0) {
-        result = faccessat(AT_FDCWD, path, F_OK, AT_EACCESS) == 0 ? 0
-                                                                  : -errno;
-        res.reason = BR_R_NONE;
-    } else {
-        if (client_call(BR_ACCESS, path, NULL, F_OK, 0, NULL, 0, &res) != 0)
-            return ffi_transport(err, errlen);
-        result = res.result;
-    }
-    if (result == -ENOENT || result == -ENOTDIR)
-        return WEIR_OK;
-    if (result < 0)
-        return ffi_status("exists", path, NULL, result, res.reason, err,
-                          errlen);
-    *exists_out = 1;
-    return WEIR_OK;
-}
-
-WEIR_API int weir_ffi_file_close(int32_t fd)
-{
-    if (fd < 0)
-        return WEIR_EINVAL;
-    /* Linux always releases fd, even on EINTR: never retry close. */
-    return close(fd) == 0 || errno == EINTR ? WEIR_OK : WEIR_EIO;
-}
-
-/* Status for a failed descriptor call. */
-static int ffi_fd_status(const char *verb, int e, char *err, size_t errlen)
-{
-    char text[128];
-
-    br_errno_text(e, text, sizeof(text));
-    weir_set_err(err, errlen, "%s failed: %s", verb, text);
-    if (e == EAGAIN || e == EWOULDBLOCK)
-        return WEIR_EAGAIN;
-    if (e == EBADF || e == EINVAL)
-        return WEIR_EINVAL;
-    return WEIR_EIO;
-}
-
-WEIR_API int weir_ffi_file_read(int32_t fd, char *buf, size_t len,
-                                int64_t *n_out, char *err, size_t errlen)
-{
-    ssize_t n;
-
-    if (n_out == NULL || (buf == NULL && len > 0)) {
-        weir_set_err(err, errlen, "read: bad arguments");
-        return WEIR_EINVAL;
-    }
-    *n_out = 0;
-    if (len > SSIZE_MAX)
-        len = SSIZE_MAX;
-    do
-        n = read(fd, buf, len);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return ffi_fd_status("read", errno, err, errlen);
-    *n_out = (int64_t)n;
-    return WEIR_OK;
-}
-
-WEIR_API int weir_ffi_file_write(int32_t fd, const char *buf, size_t len,
-                                 char *err, size_t errlen)
-{
-    size_t done = 0;
-    ssize_t n;
-
-    if (buf == NULL && len > 0) {
-        weir_set_err(err, errlen, "write: bad arguments");
-        return WEIR_EINVAL;
-    }
-    while (done < len) {
-        size_t chunk = len - done;
-
-        if (chunk > SSIZE_MAX)
-            chunk = SSIZE_MAX;
-        n = write(fd, buf + done, chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return ffi_fd_status("write", errno, err, errlen);
-        if (n == 0)
-            return ffi_fd_status("write", EIO, err, errlen);
-        done += (size_t)n;
-    }
-    return WEIR_OK;
-}
-
-WEIR_API int weir_ffi_file_fsync(int32_t fd, char *err, size_t errlen)
-{
-    int rc;
-
-    do
-        rc = fsync(fd);
-    while (rc != 0 && errno == EINTR);
-    if (rc != 0)
-        return ffi_fd_status("fsync", errno, err, errlen);
-    return WEIR_OK;
-}
-
 int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
-                               char *err, size_t errlen)
+                                        char *err, size_t errlen)
 {
     if (b == NULL || endpoint == NULL)
         return WEIR_EINVAL;
     return weir_net_allow_add(&b->net, endpoint, err, errlen);
-}
-
-int weir_broker_send(int sock, const void *buf, size_t len, int fd)
-{
-    return br_send(sock, buf, len, fd);
-}
-
-int weir_broker_client_sock(void)
-{
-    return client_sock;
 }

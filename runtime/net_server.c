@@ -1,52 +1,35 @@
 /*
- * net.c - brokered TCP connections for workers: the request format, the
- * supervisor's policy (create TCP sockets; connect only to allowed
- * endpoints) and the worker's socket()/connect() replacements. See net.h
- * and docs/adr/0007-worker-network-access.md.
+ * net_server.c - the supervisor's side of brokered TCP connections
+ * (net.h, docs/adr/0007-worker-network-access.md): the endpoints workers
+ * may connect to, and the serving of a worker's SOCKET and CONNECT
+ * requests, which broker_server.c hands over from the broker socket. Also
+ * the supervisor's name resolution for the connections of weir.yaml. The
+ * worker's side is net_client.c, the packets are in broker_wire.h.
+ *
+ * The sockets made and connected here are the supervisor's own: they go
+ * to the kernel by syscall(2), never through the weir binary's socket()
+ * and connect() (interpose.c), so serving a request can never become a
+ * request itself. Relies on Linux and glibc (getaddrinfo).
  */
 #include "weir/net.h"
+
+#include "broker_wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define NET_MAGIC 0x31544e57u   /* "WNT1" read as little-endian bytes */
-
-enum { NET_SOCKET = 1, NET_CONNECT = 2 };
-
-struct net_req {
-    uint32_t magic;
-    uint16_t op;
-    uint16_t addrlen;       /* CONNECT: bytes of addr */
-    uint32_t seq;
-    int32_t domain, type, protocol;
-    unsigned char addr[sizeof(struct sockaddr_in6)];
-};
-
-struct net_rep {
-    uint32_t magic;
-    uint16_t op;
-    uint16_t pad;
-    uint32_t seq;
-    int32_t result;         /* 0 (SOCKET: a descriptor is attached) or -errno */
-};
-
 struct weir_net_allow {
     struct sockaddr_in6 *eps;   /* IPv4 kept as v4-mapped IPv6 */
     size_t n, cap;
 };
-
-/* ------------------------------------------------------------------------
- * Supervisor side
- * ------------------------------------------------------------------------ */
 
 /* addr as an IPv6 address (IPv4 mapped) and port; -1 if not INET/INET6. */
 static int net_canon(const void *addr, size_t len, struct in6_addr *ip,
@@ -147,26 +130,6 @@ void weir_net_allow_free(weir_net_allow *allow)
     free(allow);
 }
 
-void weir_net_close_passed(int fd)
-{
-    struct linger off = { 0, 0 };
-
-    if (fd < 0)
-        return;
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
-    close(fd);
-}
-
-int weir_net_is_request(const void *in, size_t n)
-{
-    uint32_t magic;
-
-    if (n < sizeof(magic))
-        return 0;
-    memcpy(&magic, in, sizeof(magic));
-    return magic == NET_MAGIC;
-}
-
 static int net_allowed(const weir_net_allow *allow, const void *addr,
                        size_t len)
 {
@@ -192,7 +155,8 @@ static int net_do_socket(const struct net_req *rq, int *fd)
         || (rq->type & 0xf) != SOCK_STREAM
         || (rq->protocol != 0 && rq->protocol != IPPROTO_TCP))
         return -EACCES;
-    s = socket(rq->domain, SOCK_STREAM | SOCK_CLOEXEC, rq->protocol);
+    s = (int)syscall(SYS_socket, rq->domain, SOCK_STREAM | SOCK_CLOEXEC,
+                     rq->protocol);
     if (s < 0)
         return -errno;
     *fd = s;
@@ -222,13 +186,13 @@ static int net_do_connect(const weir_net_allow *allow,
         return -errno;
     if (!(flags & O_NONBLOCK))
         (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    rc = connect(fd, (const struct sockaddr *)rq->addr, rq->addrlen);
+    rc = (int)syscall(SYS_connect, fd, (const struct sockaddr *)rq->addr,
+                      (socklen_t)rq->addrlen);
     rc = rc == 0 ? 0 : -errno;
     if (!(flags & O_NONBLOCK))
         (void)fcntl(fd, F_SETFL, flags);
     return rc;
 }
-
 
 int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
                    size_t n, int fd)
@@ -253,8 +217,8 @@ int weir_net_serve(const weir_net_allow *allow, int sock, const void *in,
     } else {
         rep.result = net_do_connect(allow, &rq, fd);
     }
-    weir_net_close_passed(fd);
-    rc = weir_broker_send(sock, &rep, sizeof(rep), out_fd);
+    weir_wire_close_passed(fd);
+    rc = weir_wire_send(sock, &rep, sizeof(rep), out_fd);
     if (out_fd >= 0)
         close(out_fd);
     if (rc == -EPIPE || rc == -ECONNRESET || rc == -ENOTCONN)
@@ -306,151 +270,4 @@ WEIR_API int weir_ffi_net_resolve(const char *host, int32_t port, char *out,
         return WEIR_ENOENT;
     }
     return WEIR_OK;
-}
-
-/* ------------------------------------------------------------------------
- * Worker side
- * ------------------------------------------------------------------------ */
-
-static uint32_t net_seq;
-
-/* One round trip; 0 with *result (and *fd_out for SOCKET), or -1/errno. */
-static int net_call(struct net_req *rq, int send_fd, int32_t *result,
-                    int *fd_out)
-{
-    int sock = weir_broker_client_sock();
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(4 * sizeof(int))];
-    } ctl;
-    struct net_rep rep;
-    struct iovec iov;
-    struct msghdr msg;
-    struct cmsghdr *c;
-    ssize_t n;
-    int fd = -1;
-
-    rq->magic = NET_MAGIC;
-    rq->seq = ++net_seq;
-    if (weir_broker_send(sock, rq, sizeof(*rq), send_fd) != 0) {
-        errno = EIO;
-        return -1;
-    }
-    for (;;) {
-        memset(&msg, 0, sizeof(msg));
-        iov.iov_base = &rep;
-        iov.iov_len = sizeof(rep);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctl.space;
-        msg.msg_controllen = sizeof(ctl.space);
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = { .fd = sock, .events = POLLIN };
-
-            (void)poll(&p, 1, -1);
-            continue;
-        }
-        break;
-    }
-    for (c = msg.msg_controllen ? CMSG_FIRSTHDR(&msg) : NULL; c != NULL;
-         c = CMSG_NXTHDR(&msg, c)) {
-        size_t nfd, i;
-
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (i = 0; i < nfd; i++) {
-            int x;
-
-            memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (fd < 0)
-                fd = x;
-            else
-                close(x);
-        }
-    }
-    if (n != (ssize_t)sizeof(rep) || rep.magic != NET_MAGIC
-        || rep.seq != rq->seq || rep.op != rq->op
-        || (fd >= 0) != (rq->op == NET_SOCKET && rep.result == 0)) {
-        if (fd >= 0)
-            close(fd);
-        errno = EIO;
-        return -1;
-    }
-    *result = rep.result;
-    if (fd_out != NULL)
-        *fd_out = fd;
-    return 0;
-}
-
-int weir_net_socket(int domain, int type, int protocol)
-{
-    struct net_req rq;
-    int32_t result;
-    int fd = -1;
-
-    if (weir_broker_client_sock() < 0)
-        return (int)syscall(SYS_socket, domain, type, protocol);
-    memset(&rq, 0, sizeof(rq));
-    rq.op = NET_SOCKET;
-    rq.domain = domain;
-    rq.type = type;
-    rq.protocol = protocol;
-    if (net_call(&rq, -1, &result, &fd) != 0)
-        return -1;
-    if (result < 0) {
-        errno = -result;
-        return -1;
-    }
-    /* the flags of the request apply to our descriptor */
-    if (type & SOCK_NONBLOCK)
-        (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    if (!(type & SOCK_CLOEXEC))
-        (void)fcntl(fd, F_SETFD, 0);
-    return fd;
-}
-
-int weir_net_connect(int fd, const struct sockaddr *addr,
-                     socklen_t len)
-{
-    struct net_req rq;
-    int32_t result;
-    int flags;
-
-    if (weir_broker_client_sock() < 0)
-        return (int)syscall(SYS_connect, fd, addr, len);
-    if (addr == NULL || len > sizeof(rq.addr)) {
-        errno = len > sizeof(rq.addr) ? EAFNOSUPPORT : EFAULT;
-        return -1;
-    }
-    flags = fcntl(fd, F_GETFL);
-    if (flags < 0)
-        return -1;
-    memset(&rq, 0, sizeof(rq));
-    rq.op = NET_CONNECT;
-    rq.addrlen = (uint16_t)len;
-    memcpy(rq.addr, addr, len);
-    if (net_call(&rq, fd, &result, NULL) != 0)
-        return -1;
-    if (result == -EINPROGRESS && !(flags & O_NONBLOCK)) {
-        /* a blocking socket: finish the connect as the kernel would */
-        struct pollfd p = { .fd = fd, .events = POLLOUT };
-        int e = 0;
-        socklen_t el = sizeof(e);
-
-        while (poll(&p, 1, -1) < 0)
-            if (errno != EINTR)
-                return -1;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0)
-            return -1;
-        result = -e;
-    }
-    if (result < 0) {
-        errno = -result;
-        return -1;
-    }
-    return 0;
 }
