@@ -50,7 +50,7 @@ function M.new(job, log, stats)
   local io_mod
   local function io()
     if not io_mod then
-      io_mod = require("weir.stream").context(job, stats, opened, log)
+      io_mod = require("weir.connectors").context(job, stats, opened, log)
     end
     return io_mod
   end

@@ -377,9 +377,9 @@ function commands.health(args)
     local res = check(c.type, name, config.describe(conf.cfg.connections[name]), function()
       if c.resolve_error then error(c.resolve_error, 0) end
       if c.type == "postgres" then
-        require("weir.pg").connect(c):ping()
+        require("weir.connectors.postgres").connect(c):ping()
       else
-        local ms, perr = require("weir.redis").from_config(c):ping()
+        local ms, perr = require("weir.connectors.redis").from_config(c):ping()
         if not ms then error(tostring(perr), 0) end
       end
     end)

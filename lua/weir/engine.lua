@@ -163,7 +163,7 @@ function Engine:start()
           counts[row.state] = counts[row.state] + 1
           t.state, t.output = row.state, row.output
         elseif row.state ~= "queued" then
-          set_state(self, t, "queued", { error = require("weir.db").NULL })
+          set_state(self, t, "queued", { error = require("weir.connectors.sqlite").NULL })
         end
       end
     end

@@ -10,7 +10,7 @@
 -- variant is "pooled" (one warm connection reused by every query) or
 -- "connect" (the pools are closed after each query, so the next one
 -- connects and authenticates again). QUERIES defaults to 1000.
-local pg = require("weir.pg")
+local pg = require("weir.connectors.postgres")
 local C = require("weir._ffi").C
 
 local queries = tonumber(arg and arg[1] or nil) or 1000

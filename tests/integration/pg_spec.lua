@@ -18,7 +18,7 @@ H.describe_with("pg", "weir.pg", function()
   local NULL = require("cjson").null
 
   setup(function()
-    pg = require("weir.pg")
+    pg = require("weir.connectors.postgres")
     admin = pg.connect(url_cfg(URL))
     local name = "weir_t_" .. tostring(os.time()) .. "_" .. math.random(1, 1e6)
     admin:run("CREATE DATABASE " .. name)

@@ -15,7 +15,7 @@ if not native.redis then
   native.redis = assert(open, "weir_redis_lua_open not found in libweir")()
 end
 
-local redis = require("weir.redis")
+local redis = require("weir.connectors.redis")
 local F = require("weir._ffi")
 local NULL = native.NULL -- ctx.NULL
 

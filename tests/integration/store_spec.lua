@@ -14,7 +14,7 @@ end
 local function admin()
   local cfg = assert(require("weir.store.postgres").config(PG_URL))
   cfg.name = "store_admin"
-  return require("weir.pg").connect(cfg)
+  return require("weir.connectors.postgres").connect(cfg)
 end
 
 -- Each backend: a fresh target (returns its WEIR_METADATA_URL), a raw
@@ -24,7 +24,7 @@ local BACKENDS = {
     name = "sqlite",
     fresh = function(dir) return "sqlite:" .. dir .. "/meta.db" end,
     raw = function(url, sql)
-      local db = assert(require("weir.db").open(url:match("^sqlite:(.*)$"), { create = false }))
+      local db = assert(require("weir.connectors.sqlite").open(url:match("^sqlite:(.*)$"), { create = false }))
       local rows = assert(db:all(sql))
       db:close()
       return rows
@@ -42,11 +42,11 @@ local BACKENDS = {
     raw = function(url, sql)
       local cfg = assert(require("weir.store.postgres").config(url))
       cfg.name = "store_raw"
-      return (require("weir.pg").connect(cfg):all(sql))
+      return (require("weir.connectors.postgres").connect(cfg):all(sql))
     end,
     drop = function(url)
       local db = url:match("^[^/]*//[^/]*/([^?]*)")
-      require("weir.pg").close_all()
+      require("weir.connectors.postgres").close_all()
       admin():run("DROP DATABASE IF EXISTS " .. db .. " WITH (FORCE)")
     end,
   },
@@ -68,7 +68,7 @@ local shown = {}
 for _, B in ipairs(BACKENDS) do
   H.describe_with(B.needs, "the metadata store on " .. B.name, function()
     local dir, url, opened
-    local NULL = require("weir.db").NULL
+    local NULL = require("weir.connectors.sqlite").NULL
 
     local function open()
       local s, err = require("weir.store").open(dir .. "/.weir", url)

@@ -32,7 +32,7 @@ end
 local function key(...) return table.concat({ ... }, "\0") end
 
 local function put(row, fields)
-  local null = require("weir.db").NULL
+  local null = require("weir.connectors.sqlite").NULL
   for k, v in pairs(fields) do
     if v == null then row[k] = nil else row[k] = v end
   end

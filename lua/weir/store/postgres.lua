@@ -157,7 +157,7 @@ local function conninfo(cfg)
                      .. "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
                      .. "-c tcp_keepalives_count=3 -c plan_cache_mode=force_generic_plan",
                      os.getenv("WEIR_SYNC") == "full" and "on" or "off")
-  return require("weir.pg").conninfo(c)
+  return require("weir.connectors.postgres").conninfo(c)
 end
 
 local popts = ffi.new("weir_pg_pool_opts")

@@ -4,7 +4,7 @@
 -- runs pinned to a version; one row per task of a run and one per attempt.
 -- The engine batches the changes of one step in a transaction and commits
 -- before acting on them, so a killed supervisor leaves a resumable run.
-local db_mod = require("weir.db")
+local db_mod = require("weir.connectors.sqlite")
 local errors = require("weir.errors")
 
 local M = {}

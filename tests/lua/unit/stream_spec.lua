@@ -37,7 +37,7 @@ describe("weir.stream", function()
   before_each(function()
     dir = H.tmpdir()
     stats, opened, logs = { rows_in = 0, rows_out = 0 }, {}, {}
-    ctx = stream.context({ roots = { dir }, base_dir = dir, run_id = "run1", task = "t",
+    ctx = require("weir.connectors").context({ roots = { dir }, base_dir = dir, run_id = "run1", task = "t",
                            attempt = 1 }, stats, opened,
                          function(line) logs[#logs + 1] = line end)
   end)
@@ -206,7 +206,7 @@ describe("weir.stream", function()
       local res = ctx.rows(numbered(5)):into(db, "t", { mode = "append" })
       assert.same({ rows = 5, table = "t", mode = "append", skipped = false }, res)
       -- the same attempt's first load again (a retry of this attempt): skipped
-      local again = stream.context({ roots = { dir }, base_dir = dir, run_id = "run1", task = "t",
+      local again = require("weir.connectors").context({ roots = { dir }, base_dir = dir, run_id = "run1", task = "t",
                                      attempt = 2 }, stats, opened, print)
       local db2 = again.sqlite("db.sqlite")
       local res2 = again.rows(numbered(5)):into(db2, "t")
@@ -246,7 +246,7 @@ describe("weir.stream", function()
       assert.equal("loaded", ctx.rows(numbered(3)):into(obj, "dst", { mode = "append" }))
       assert.same({ rows = 3, name = "fake", tbl = "dst", opts = { mode = "append" } }, got)
       assert.has_error(function() ctx.rows({}):into({}, "t") end,
-                       "weir.stream.into: bad 'target' (a database from ctx.sqlite expected)")
+                       "weir.stream.into: bad 'target' (a database or connection from ctx expected)")
     end)
   end)
 end)

@@ -18,7 +18,9 @@ local type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack =
   type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack
 local format, concat = string.format, table.concat
 
+local stream = require("weir.stream")
 local M = {}
+stream.kind("pg", "weir.postgres.", "a PostgreSQL connection", "db:")
 
 local BATCH = 1000
 
@@ -704,7 +706,7 @@ end
 
 local Db = {}
 
-local function D(d, what) return require("weir.stream").owned(d, "pg", what) end
+local function D(d, what) return stream.owned(d, "pg", what) end
 
 local function check_sql(sql, what)
   if type(sql) ~= "string" or sql == "" then
@@ -719,7 +721,6 @@ end
 function Db.query(d, sql, params, opts)
   local p = D(d, "query")
   check_sql(sql, "query")
-  local stream = require("weir.stream")
   local A = p.A
   local pull, names, oids, close = p.h:pull(sql, params, function(n)
     A.stats.rows_in = A.stats.rows_in + n
@@ -751,7 +752,6 @@ end
 function Db.transaction(d, fn)
   local p = D(d, "transaction")
   if type(fn) ~= "function" then error("weir.postgres.transaction: bad 'fn' (function expected)", 2) end
-  local stream = require("weir.stream")
   return p.h:transaction(function(tx)
     local t = stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened })
     return fn(t)
@@ -763,7 +763,6 @@ end
 -- ends is rolled back.
 function Db.begin(d)
   local p = D(d, "begin")
-  local stream = require("weir.stream")
   local tx = p.h:begin()
   p.opened[#p.opened + 1] = tx.abandon
   return stream.new_object("pg", Db, { h = p.h, tx = tx, A = p.A, opened = p.opened,
@@ -798,7 +797,6 @@ function Db.primary_key(d, tbl) return D(d, "primary_key").h:primary_key(tbl) en
 --- The object a task gets for connection cfg. A: the attempt's record
 -- (job, stats, next_seq); opened: closers run when the attempt ends.
 function M.for_task(cfg, A, opened)
-  local stream = require("weir.stream")
   return stream.new_object("pg", Db, { h = M.connect(cfg), A = A, opened = opened, cfg = cfg })
 end
 
@@ -811,7 +809,7 @@ local function sink(sp, dp, tbl, opts)
   -- shift the numbers of the loads after it
   local seq = A.next_seq()
   local first = sp.pull()
-  local cols = first and require("weir.stream").sink_columns(sp, first) or sp.columns or {}
+  local cols = first and stream.sink_columns(sp, first) or sp.columns or {}
   local src_oids
   if sp.shared and sp.shared.pg_oids and sp.columns then
     local by = {}
@@ -836,7 +834,7 @@ local function sink(sp, dp, tbl, opts)
 end
 
 M.sink = sink
-require("weir.stream").sinks.pg = sink
+stream.sinks.pg = sink
 
 --- Close every pool of this process.
 function M.close_all()

@@ -27,7 +27,9 @@ if N == nil then
   error("weir.redis: weir._native.redis is missing (libweir without the redis functions)")
 end
 
+local stream = require("weir.stream")
 local M = {}
+stream.kind("redis", "weir.redis.", "a Redis connection", "r:")
 
 -- A Redis nil reply is the lightuserdata NULL the C side pushes: ctx.NULL.
 local NULL = require("weir._native").NULL
@@ -588,7 +590,7 @@ function M.from_config(cfg)
   return h
 end
 
-local function tstate(x, what) return require("weir.stream").owned(x, "redis", what) end
+local function tstate(x, what) return stream.owned(x, "redis", what) end
 
 -- fn(handle) under the breaker; a failed call raises err (transient ones
 -- count against the breaker).
@@ -622,7 +624,6 @@ function T.pipeline(r, cmds)
 end
 
 local function pull_stream(p, make)
-  local stream = require("weir.stream")
   local A = p.A
   breaker.allow(p.cfg)
   local inner = make(p.h)
@@ -655,7 +656,6 @@ end
 
 --- The object a task gets for connection cfg.
 function M.for_task(cfg, A, opened)
-  local stream = require("weir.stream")
   local p = { cfg = cfg, A = A, opened = opened }
   p.h = M.from_config(cfg)
   opened[#opened + 1] = function() p.h:close() end
@@ -673,6 +673,6 @@ local function sink(sp, dp, kind, opts)
   dp.A.stats.rows_out = dp.A.stats.rows_out + n
   return { rows = n, kind = kind }
 end
-require("weir.stream").sinks.redis = sink
+stream.sinks.redis = sink
 
 return M

@@ -1,0 +1,356 @@
+-- weir.connectors.file: CSV and JSON Lines files (connectors/csv.c, the
+-- CSV codec): ctx.csv and ctx.jsonl sources, to_csv and to_jsonl sinks,
+-- dead letters. Every file goes through weir_ffi_file_open (the broker in
+-- workers: confined to the roots); a sink writes a temporary file and
+-- renames it into place.
+local F = require("weir._ffi")
+local ffi, C = F.ffi, F.C
+local stream = require("weir.stream")
+local native = require("weir._native")
+local NULL = native.NULL -- SQL NULL in rows: ctx.NULL
+local type, pairs, ipairs, pcall, error, tostring, tonumber =
+  type, pairs, ipairs, pcall, error, tostring, tonumber
+local format, concat = string.format, table.concat
+
+local M = {}
+
+local BATCH = stream.BATCH
+local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC, O_TEMP =
+  C.WEIR_O_RDONLY, C.WEIR_O_WRONLY, C.WEIR_O_CREAT, C.WEIR_O_EXCL, C.WEIR_O_APPEND,
+  C.WEIR_O_CLOEXEC, C.WEIR_O_TEMP
+local nread = ffi.new("int64_t[1]")
+
+-- the attempt whose ctx made the streams (one attempt per state)
+local current
+
+-- A file written to a temporary name and renamed into place on commit,
+-- so readers never see half a file and a failed attempt leaves none.
+local function atomic_writer(A, p)
+  local job, opened = A.job, A.opened
+  local abs = A.path(p)
+  A.mkdirs(abs)
+  local tmp = format("%s.tmp-%s-%d", abs, tostring(job.task), job.attempt or 0)
+  -- created new (a leftover of an earlier run goes first): the
+  -- supervisor removes it when the run ends if this attempt is killed
+  -- before renaming it (WEIR_O_TEMP)
+  C.weir_ffi_file_unlink(tmp, F.errbuf, F.errlen)
+  local fd = A.open_fd(tmp, O_WRONLY + O_CREAT + O_EXCL + O_CLOEXEC + O_TEMP, p)
+  local w = { fd = fd, parts = {}, n = 0, size = 0 }
+  local function flush()
+    if w.n == 0 then return end
+    local s = concat(w.parts, "", 1, w.n)
+    w.n, w.size = 0, 0
+    if C.weir_ffi_file_write(w.fd, s, #s, F.errbuf, F.errlen) ~= 0 then
+      error(p .. ": " .. F.errmsg(), 0)
+    end
+  end
+  function w.write(s)
+    w.n = w.n + 1; w.parts[w.n] = s; w.size = w.size + #s
+    if w.size > 262144 then flush() end
+  end
+  function w.commit()
+    flush()
+    if C.weir_ffi_file_fsync(w.fd, F.errbuf, F.errlen) ~= 0 then error(p .. ": " .. F.errmsg(), 0) end
+    C.weir_ffi_file_close(w.fd); w.fd = nil
+    if C.weir_ffi_file_rename(tmp, abs, F.errbuf, F.errlen) ~= 0 then
+      error(p .. ": " .. F.errmsg(), 0)
+    end
+  end
+  opened[#opened + 1] = function()
+    if w.fd then
+      C.weir_ffi_file_close(w.fd); w.fd = nil
+      C.weir_ffi_file_unlink(tmp, F.errbuf, F.errlen)
+    end
+  end
+  return w
+end
+
+-- Dead letters: bad rows with the reason, as JSON Lines, appended.
+local function dead_letter_sink(A, p, source)
+  if not p then return nil end
+  local cjson = require("cjson")
+  local job, log = A.job, A.log
+  local abs = A.path(p)
+  local fd
+  local count = 0
+  A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
+  return function(line, reason, row)
+    if not fd then
+      A.mkdirs(abs)
+      fd = A.open_fd(abs, O_WRONLY + O_CREAT + O_APPEND + O_CLOEXEC, p)
+    end
+    count = count + 1
+    local ok, s = pcall(cjson.encode, { source = source, line = line, reason = reason,
+                                        row = row, run_id = job.run_id, task = job.task })
+    if not ok then
+      s = cjson.encode({ source = source, line = line, reason = reason })
+    end
+    s = s .. "\n"
+    C.weir_ffi_file_write(fd, s, #s, F.errbuf, F.errlen)
+    log(format("dead letter: %s: %s", source, reason))
+  end
+end
+
+
+--- ctx.csv and ctx.jsonl for the attempt A (weir.connectors).
+function M.context(A, X)
+  current = A
+  --- CSV source: header row gives the columns. opts: delimiter, quote,
+  -- types = { col = "number"|"integer"|"boolean" }, dead_letter = path,
+  -- max_row_bytes.
+  function X.csv(p, opts)
+    opts = opts or {}
+    local abs = A.path(p)
+    if opts.delimiter ~= nil and (type(opts.delimiter) ~= "string" or #opts.delimiter ~= 1) then
+      error("ctx.csv: bad 'delimiter' (one character expected)", 3)
+    end
+    if opts.quote ~= nil and (type(opts.quote) ~= "string" or #opts.quote > 1) then
+      error("ctx.csv: bad 'quote' (one character, or \"\" for none)", 3)
+    end
+    local delim = (opts.delimiter or ","):byte()
+    local quote = (opts.quote or "\""):byte() or 0
+    local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
+    local out = ffi.new("weir_csv_reader *[1]")
+    local rc = C.weir_ffi_csv_reader_new(fd, 1, delim, quote, opts.max_row_bytes or 1048576,
+                                         out, F.errbuf, F.errlen)
+    if rc ~= 0 then C.weir_ffi_file_close(fd); error(p .. ": " .. F.errmsg(), 0) end
+    local r = ffi.gc(out[0], C.weir_ffi_csv_reader_delete)
+    A.opened[#A.opened + 1] = function()
+      if r then C.weir_ffi_csv_reader_delete(ffi.gc(r, nil)); r = nil end
+    end
+    local fields = ffi.new("const weir_csv_field *[1]")
+    local nf = ffi.new("uint32_t[1]")
+    local rawp = ffi.new("const char *[1]")
+    local rawn = ffi.new("size_t[1]")
+    local line = ffi.new("uint64_t[1]")
+    local dl = dead_letter_sink(A, opts.dead_letter, p)
+    local types = opts.types
+    local header
+    local function next_row()
+      while true do
+        local rc2 = C.weir_ffi_csv_next(r, fields, nf, line, F.errbuf, F.errlen)
+        if rc2 == 0 then return true end
+        if rc2 == C.WEIR_ENOENT then return false end
+        local msg = F.errmsg()
+        if dl and rc2 == C.WEIR_EPARSE then
+          local raw
+          if C.weir_ffi_csv_reader_raw(r, rawp, rawn) == 0 then
+            raw = ffi.string(rawp[0], math.min(tonumber(rawn[0]), 65536))
+          end
+          dl(tonumber(line[0]), msg, raw)
+        else
+          error(format("%s: %s", p, msg), 0)
+        end
+      end
+    end
+    if not next_row() then error(p .. ": empty file (no header row)", 0) end
+    header = {}
+    for i = 0, nf[0] - 1 do
+      local f = fields[0][i]
+      header[i + 1] = ffi.string(f.data, f.len)
+    end
+    -- the rows of a batch are built in C (weir._native.csv_batch): one
+    -- boundary crossing per batch instead of one per field
+    local TYPE_CODES = { string = 0, number = 1, integer = 2, boolean = 3 }
+    local codes
+    if types then
+      codes = {}
+      for i, col in ipairs(header) do
+        local t = types[col] or "string"
+        codes[i] = TYPE_CODES[t]
+        if not codes[i] then
+          error(format("ctx.csv: bad type %q for column %s", tostring(t), col), 3)
+        end
+      end
+    end
+    local batch_fn = native.csv_batch
+    local pull = function()
+      while r do
+        local rows, bad, eof = batch_fn(r, header, codes, BATCH)
+        if bad then
+          for _, b in ipairs(bad) do
+            if dl then dl(b.line, b.reason, b.raw) else error(p .. ": " .. b.reason, 0) end
+          end
+        end
+        if eof then C.weir_ffi_csv_reader_delete(ffi.gc(r, nil)); r = nil end
+        if #rows > 0 then
+          A.stats.rows_in = A.stats.rows_in + #rows
+          return rows
+        end
+      end
+      return nil
+    end
+    local s = stream.new_stream(pull, header, { dl = dl, source = p })
+    if not dl and not types then
+      -- untouched (no operator applies to this very stream object), a CSV
+      -- file can go to a database as it is: a PostgreSQL sink then sends
+      -- the bytes to COPY ... (FORMAT csv) instead of rows
+      stream.state(s).raw_csv = { name = p, header = header, delimiter = opts.delimiter or ",",
+                          quote = opts.quote or "\"",
+                          open = function() return A.open_fd(abs, O_RDONLY + O_CLOEXEC, p) end }
+    end
+    return s
+  end
+
+
+  --- JSON Lines source: one object per line. opts: dead_letter = path.
+  function X.jsonl(p, opts)
+    opts = opts or {}
+    local cjson = require("cjson")
+    local abs = A.path(p)
+    local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
+    A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
+    local dl = dead_letter_sink(A, opts.dead_letter, p)
+    local buf = ffi.new("char[?]", 65536)
+    local pending, eof, lineno = "", false, 0
+    local lines, li = {}, 1
+    local function fill()
+      while not eof and li > #lines do
+        local rc = C.weir_ffi_file_read(fd, buf, 65536, nread, F.errbuf, F.errlen)
+        if rc ~= 0 then error(p .. ": " .. F.errmsg(), 0) end
+        local n = tonumber(nread[0])
+        local chunk
+        if n == 0 then
+          eof = true
+          chunk = pending
+          pending = ""
+          if chunk ~= "" then chunk = chunk .. "\n" end
+        else
+          chunk = pending .. ffi.string(buf, n)
+          local last = chunk:match(".*()\n")
+          if last then
+            pending = chunk:sub(last + 1)
+            chunk = chunk:sub(1, last)
+          else
+            pending, chunk = chunk, ""
+          end
+        end
+        lines, li = {}, 1
+        for l in chunk:gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+      end
+    end
+    local pull = function()
+      local batch, n = {}, 0
+      while n < BATCH do
+        fill()
+        if li > #lines then break end
+        local l = lines[li]
+        li = li + 1
+        lineno = lineno + 1
+        if l:find("%S") then
+          local ok, v = pcall(cjson.decode, l)
+          if ok and type(v) == "table" and l:find("^%s*{") then
+            for k, x in pairs(v) do if x == NULL then v[k] = nil end end
+            n = n + 1
+            batch[n] = v
+          else
+            local reason = format("line %d: %s", lineno,
+                                  ok and "expected a JSON object" or tostring(v))
+            if dl then dl(lineno, reason, l) else error(p .. ": " .. reason, 0) end
+          end
+        end
+      end
+      A.stats.rows_in = A.stats.rows_in + n
+      if n == 0 then return nil end
+      return batch
+    end
+    return stream.new_stream(pull, nil, { dl = dl, source = p })
+  end
+
+end
+
+--- s:to_jsonl(path): write every row as a JSON object per line (atomic:
+-- a temporary file renamed into place). Returns { rows = n, path = path }.
+stream.method("to_jsonl", function(p, path)
+  local A = current
+  local cjson = require("cjson")
+  local w = atomic_writer(A, path)
+  local n = 0
+  while true do
+    local b = p.pull()
+    if not b then break end
+    local parts = {}
+    for i = 1, #b do parts[i] = cjson.encode(b[i]) end
+    parts[#parts + 1] = ""
+    w.write(concat(parts, "\n"))
+    n = n + #b
+  end
+  w.commit()
+  A.stats.rows_out = A.stats.rows_out + n
+  return { rows = n, path = path }
+end)
+
+--- s:to_csv(path, opts): write a CSV file with a header row (atomic).
+-- opts.columns fixes the column order; opts.delimiter.
+stream.method("to_csv", function(p, path, opts)
+  opts = opts or {}
+  local d = opts.delimiter or ","
+  if type(d) ~= "string" or #d ~= 1 then
+    error("weir.stream.to_csv: bad 'delimiter' (one character expected)", 2)
+  end
+  local A = current
+  local w = atomic_writer(A, path)
+  -- the C writer (connectors/csv.c) quotes what needs quoting
+  local out = ffi.new("weir_csv_writer *[1]")
+  if C.weir_ffi_csv_writer_new(w.fd, 0, d:byte(), out, F.errbuf, F.errlen) ~= 0 then
+    error(path .. ": " .. F.errmsg(), 0)
+  end
+  local cw = ffi.gc(out[0], C.weir_ffi_csv_writer_delete)
+  local fields
+  -- the C fields point into Lua strings: keep them referenced until the
+  -- row is written, or a GC step in tostring() could free one
+  local keep = {} -- luacheck: ignore 241
+  local function row(values, count)
+    for j = 1, count do
+      local v = values[j]
+      if type(v) ~= "string" then v = (v == nil or v == NULL) and "" or tostring(v) end
+      keep[j] = v
+      fields[j - 1].data = v
+      fields[j - 1].len = #v
+      fields[j - 1].quoted = 0
+    end
+    if C.weir_ffi_csv_write_row(cw, fields, count, F.errbuf, F.errlen) ~= 0 then
+      error(path .. ": " .. F.errmsg(), 0)
+    end
+  end
+  -- a private copy: the caller's table could grow while rows are written
+  local cols
+  if opts.columns ~= nil then
+    if type(opts.columns) ~= "table" then
+      error("weir.stream.to_csv: bad 'columns' (array of names expected)", 2)
+    end
+    cols = {}
+    for i, c in ipairs(opts.columns) do
+      if type(c) ~= "string" then error("weir.stream.to_csv: bad column " .. i, 2) end
+      cols[i] = c
+    end
+  end
+  local function header()
+    fields = ffi.new("weir_csv_field[?]", #cols)
+    row(cols, #cols)
+  end
+  if cols then header() end
+  local n = 0
+  local vals = {}
+  while true do
+    local b = p.pull()
+    if not b then break end
+    if not cols then cols = stream.sink_columns(p, b); header() end
+    local nc = #cols -- fixed from here on: fields holds exactly #cols
+    for i = 1, #b do
+      local r = b[i]
+      for j = 1, nc do vals[j] = r[cols[j]] end
+      row(vals, nc)
+    end
+    n = n + #b
+  end
+  if C.weir_ffi_csv_writer_flush(cw, F.errbuf, F.errlen) ~= 0 then
+    error(path .. ": " .. F.errmsg(), 0)
+  end
+  C.weir_ffi_csv_writer_delete(ffi.gc(cw, nil))
+  w.commit()
+  A.stats.rows_out = A.stats.rows_out + n
+  return { rows = n, path = path }
+end)
+
+return M
