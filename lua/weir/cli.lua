@@ -376,12 +376,7 @@ function commands.health(args)
     local c = conf.connections[name]
     local res = check(c.type, name, config.describe(conf.cfg.connections[name]), function()
       if c.resolve_error then error(c.resolve_error, 0) end
-      if c.type == "postgres" then
-        require("weir.connectors.postgres").connect(c):ping()
-      else
-        local ms, perr = require("weir.connectors.redis").from_config(c):ping()
-        if not ms then error(tostring(perr), 0) end
-      end
+      require("weir.connectors").get(c.type).ping(c)
     end)
     local b = breakers.info(c)
     if b then res.breaker = b.state; res.breaker_retry_in_ms = b.state == "open" and b.retry_in_ms or nil end

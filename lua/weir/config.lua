@@ -16,6 +16,7 @@
 -- absent, except for a connection itself.
 local json = require("weir.json")
 local document = require("weir.document")
+local connectors = require("weir.connectors")
 local util = require("weir.util")
 local pipeline = require("weir.pipeline")
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
@@ -29,33 +30,12 @@ local KB, MB = 1024, 1024 * 1024
 local MAX_MS = 2147483647        -- durations end up in C ints
 local MAX_SECRET_FILE = 1 * MB   -- a ${file:} bigger than this is a mistake
 
---- Defaults of a normalized connection (durations in ms, sizes in bytes).
+--- Defaults of every normalized connection's pool and breaker (durations
+-- in ms, sizes in bytes); each connector has its own (M.DEFAULTS there).
 M.DEFAULTS = {
-  postgres = {
-    host = "localhost", port = 5432, sslmode = "prefer", connect_timeout_ms = 10000,
-    statement_timeout_ms = 0, max_result_bytes = 64 * MB, application_name = "weir",
-  },
-  redis = {
-    host = "localhost", port = 6379, database = 0, connect_timeout_ms = 10000,
-    timeout_ms = 30000, max_reply_bytes = 64 * MB,
-  },
   pool = { min = 0, max = 4, idle_timeout_ms = 60000, max_lifetime_ms = 1800000 },
   breaker = { threshold = 5, window_ms = 30000, open_ms = 10000, half_open_probes = 1 },
 }
-
--- libpq keywords that have their own connection field.
-local RESERVED_OPTIONS = {
-  host = "host", hostaddr = "host", port = "port", dbname = "database", user = "user",
-  password = "password", sslmode = "sslmode", connect_timeout = "connect_timeout",
-  application_name = "application_name",
-}
-
--- libpq options that name files. Tasks' connections are made in workers,
--- which cannot open files (seccomp; docs/security.md): refused here with a
--- clear reason rather than failing in every task.
-local FILE_OPTIONS = { sslrootcert = true, sslcert = true, sslkey = true, sslcrl = true,
-                       sslcrldir = true, passfile = true, service = true, servicefile = true }
-
 
 -- Secrets of each loaded config and of each of its connections, kept out
 -- of the tables themselves so dumping a config never dumps the list.
@@ -485,117 +465,15 @@ local function str_field(c, u, k, base, st)
   return v
 end
 
-local function postgres_of(name, c, base, st)
-  local add = st.add
-  local d = M.DEFAULTS.postgres
-  local u = url_of(c, base, st, { postgres = true, postgresql = true }, "postgres:// or postgresql://")
-  -- the URL's path is the database, its query a few libpq keywords
-  if u.path then
-    local db = u.path:match("^/(.*)$")
-    if db and not find(db, "/", 1, true) then
-      u.database = db ~= "" and db or nil
-    else
-      url_error(st, base .. ".url", u, "the URL's path must be /DATABASE")
-    end
-  end
-  for _, kv in ipairs(u.query or {}) do
-    local k, v = kv[1], kv[2]
-    if k == "sslmode" or k == "application_name" then
-      u[k] = v
-    elseif k == "connect_timeout" then
-      -- libpq counts this one in seconds
-      u.connect_timeout = v
-    else
-      url_error(st, base .. ".url", u, format("unsupported URL parameter %s (supported: sslmode,"
-                                              .. " connect_timeout, application_name)", util.show(k)))
-    end
-  end
-  keep_url_password(u, st)
-  local conn = { name = name, type = "postgres" }
-  conn.host = str_field(c, u, "host", base, st) or d.host
-  local port, pport = pick(c, u, "port", base)
-  conn.port = port ~= nil and int_in(port, 1, 65535, pport, add) or d.port
-  conn.user = str_field(c, u, "user", base, st)
-  conn.database = str_field(c, u, "database", base, st) or conn.user
-  conn.password = password_of(c, u, base, st)
-  if not conn.user and c.user == nil and not u.bad then
-    add(base, "user is required (in url or as a field)")
-  end
-  local sslmode, spath = pick(c, u, "sslmode", base)
-  conn.sslmode = d.sslmode
-  if sslmode ~= nil then
-    local ok = { disable = 1, allow = 1, prefer = 1, require = 1 }
-    if ok[sslmode] then
-      conn.sslmode = sslmode
-    elseif sslmode == "verify-ca" or sslmode == "verify-full" then
-      add(spath, sslmode .. " is not supported yet: it needs a root certificate file, which "
-                 .. "task workers cannot open (use require)")
-    else
-      add(spath, "expected one of disable, allow, prefer, require, got " .. util.show(sslmode))
-    end
-  end
-  local ct, cpath = pick(c, u, "connect_timeout", base)
-  conn.connect_timeout_ms = ct ~= nil and ms_of(ct, cpath, add, 1) or d.connect_timeout_ms
-  conn.statement_timeout_ms = c.statement_timeout ~= nil
-    and ms_of(c.statement_timeout, base .. ".statement_timeout", add, 0) or d.statement_timeout_ms
-  conn.max_result_bytes = c.max_result_size ~= nil
-    and bytes_of(c.max_result_size, base .. ".max_result_size", add) or d.max_result_bytes
-  conn.pool = pool_of(c.pool, base .. ".pool", add)
-  conn.breaker = breaker_of(c.breaker, base .. ".breaker", add)
-  conn.options = {}
-  if type(c.options) == "table" then
-    for k, v in pairs(c.options) do
-      local p = child(base .. ".options", tostring(k))
-      if RESERVED_OPTIONS[k] then
-        add(p, format("set %s as a connection field, not in options", RESERVED_OPTIONS[k]))
-      elseif FILE_OPTIONS[k] then
-        add(p, format("%s is not supported: it names a file, which task workers cannot open", k))
-      elseif type(v) == "string" or type(v) == "number" or type(v) == "boolean" then
-        conn.options[k] = tostring(v)
-      end
-    end
-  end
-  local app = pick(c, u, "application_name", base)
-  conn.options.application_name = type(app) == "string" and app or d.application_name
-  return conn
-end
-
-local function redis_of(name, c, base, st)
-  local add = st.add
-  local d = M.DEFAULTS.redis
-  local u = url_of(c, base, st, { redis = true }, "redis://",
-                  { rediss = "TLS (rediss://) is not supported" })
-  if u.path then
-    local db = u.path:match("^/(%d+)$")
-    if db then
-      u.database = db
-    elseif u.path ~= "/" then
-      url_error(st, base .. ".url", u, "the URL's path must be /DATABASE (an integer)")
-    end
-  end
-  if u.query and #u.query > 0 then
-    url_error(st, base .. ".url", u, "URL parameters are not supported")
-  end
-  keep_url_password(u, st)
-  local conn = { name = name, type = "redis" }
-  conn.host = str_field(c, u, "host", base, st) or d.host
-  local port, pport = pick(c, u, "port", base)
-  conn.port = port ~= nil and int_in(port, 1, 65535, pport, add) or d.port
-  local db, dpath = pick(c, u, "database", base)
-  conn.database = db ~= nil and int_in(db, 0, 2147483647, dpath, add) or d.database
-  conn.user = str_field(c, u, "user", base, st)
-  conn.password = password_of(c, u, base, st)
-  if conn.user and conn.password == nil then
-    add(base, "a redis user needs a password")
-  end
-  conn.connect_timeout_ms = c.connect_timeout ~= nil
-    and ms_of(c.connect_timeout, base .. ".connect_timeout", add, 1) or d.connect_timeout_ms
-  conn.timeout_ms = c.timeout ~= nil and ms_of(c.timeout, base .. ".timeout", add, 1) or d.timeout_ms
-  conn.max_reply_bytes = c.max_reply_size ~= nil
-    and bytes_of(c.max_reply_size, base .. ".max_reply_size", add) or d.max_reply_bytes
-  conn.pool = pool_of(c.pool, base .. ".pool", add)
-  conn.breaker = breaker_of(c.breaker, base .. ".breaker", add)
-  return conn
+-- The field readers a connector's normalize(name, raw, base, f) uses:
+-- f.st (errors: f.st.add(path, message); secrets), f.child(base, key),
+-- f.int_in, f.ms_of, f.bytes_of, f.pool_of, f.breaker_of, f.url_of,
+-- f.url_error, f.keep_url_password, f.pick, f.password_of, f.str_field.
+local function field_readers(st)
+  return { st = st, child = child, int_in = int_in, ms_of = ms_of, bytes_of = bytes_of,
+           pool_of = pool_of, breaker_of = breaker_of, url_of = url_of,
+           url_error = url_error, keep_url_password = keep_url_password, pick = pick,
+           password_of = password_of, str_field = str_field }
 end
 
 ---------------------------------------------------------------------------
@@ -755,13 +633,12 @@ function M.load(path, opts)
     local base = child("connections", tostring(name))
     if type(c) == "table" and type(c.type) == "string" and getmetatable(c) ~= json.array_mt then
       local conn
-      if c.type == "postgres" then
-        conn = postgres_of(name, c, base, st)
-      elseif c.type == "redis" then
-        conn = redis_of(name, c, base, st)
+      local connector = connectors.get(c.type)
+      if connector and connector.normalize then
+        conn = connector.normalize(name, c, base, field_readers(st))
       else
-        st.add(base .. ".type", format("unknown connection type %s (expected postgres or redis)",
-                                       util.show(c.type)))
+        st.add(base .. ".type", format("unknown connection type %s (expected %s)",
+                                       util.show(c.type), concat(connectors.types(), " or ")))
       end
       if conn then cfg.connections[name] = conn end
     end

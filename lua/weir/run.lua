@@ -136,11 +136,11 @@ function M.config(path, warn)
     conns[name] = copy
   end
   local fd = require("weir.breaker").open(pipeline.abspath(M.home()) .. "/breakers")
-  -- workers load libpq before their seccomp filter only when some task may
-  -- need it (pq.h)
+  -- workers load what a connector needs (libpq) before their seccomp
+  -- filter only when some connection may need it
   local preload = 0
   for _, c in pairs(conns) do
-    if c.type == "postgres" then preload = tonumber(F.C.WEIR_PRELOAD_LIBPQ) end
+    preload = bit.bor(preload, require("weir.connectors").get(c.type).preload or 0)
   end
   for _, sec in ipairs(config.secrets(cfg)) do
     if #sec < 4 and warn then

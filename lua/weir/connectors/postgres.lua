@@ -16,7 +16,8 @@ local errors = require("weir.errors")
 local pg_exec, pg_run, pg_release = native.pg_exec, native.pg_run, native.pg_release
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack =
   type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack
-local format, concat = string.format, table.concat
+local format, concat, find = string.format, table.concat, string.find
+local util = require("weir.util")
 
 local stream = require("weir.stream")
 local M = {}
@@ -840,6 +841,114 @@ stream.sinks.pg = sink
 function M.close_all()
   C.weir_ffi_pg_pools_close()
   pools = {}
+end
+
+--- What workers load before their lock-down when a postgres connection
+-- exists (libpq: connectors/pq.h).
+M.preload = tonumber(C.WEIR_PRELOAD_LIBPQ)
+
+--- One round trip for weir health; raises on failure.
+function M.ping(cfg) M.connect(cfg):ping() end
+
+-- ---- weir.yaml -------------------------------------------------------------
+
+--- Defaults of a normalized connection (durations in ms, sizes in bytes).
+M.DEFAULTS = {
+  host = "localhost", port = 5432, sslmode = "prefer", connect_timeout_ms = 10000,
+  statement_timeout_ms = 0, max_result_bytes = 64 * 1024 * 1024, application_name = "weir",
+}
+
+-- libpq keywords that have their own connection field.
+local RESERVED_OPTIONS = {
+  host = "host", hostaddr = "host", port = "port", dbname = "database", user = "user",
+  password = "password", sslmode = "sslmode", connect_timeout = "connect_timeout",
+  application_name = "application_name",
+}
+
+-- libpq options that name files. Tasks' connections are made in workers,
+-- which cannot open files (seccomp; docs/security.md): refused here with a
+-- clear reason rather than failing in every task.
+local FILE_OPTIONS = { sslrootcert = true, sslcert = true, sslkey = true, sslcrl = true,
+                       sslcrldir = true, passfile = true, service = true, servicefile = true }
+
+
+--- weir.yaml's entry of a postgres connection, checked (errors through
+-- f.st.add(path, message)) and normalized: host, port, user, database,
+-- password, sslmode, timeouts in ms, sizes in bytes, pool, breaker,
+-- libpq options. f: weir.config's field readers.
+function M.normalize(name, c, base, f)
+  local st, add = f.st, f.st.add
+  local d = M.DEFAULTS
+  local u = f.url_of(c, base, st, { postgres = true, postgresql = true }, "postgres:// or postgresql://")
+  -- the URL's path is the database, its query a few libpq keywords
+  if u.path then
+    local db = u.path:match("^/(.*)$")
+    if db and not find(db, "/", 1, true) then
+      u.database = db ~= "" and db or nil
+    else
+      f.url_error(st, base .. ".url", u, "the URL's path must be /DATABASE")
+    end
+  end
+  for _, kv in ipairs(u.query or {}) do
+    local k, v = kv[1], kv[2]
+    if k == "sslmode" or k == "application_name" then
+      u[k] = v
+    elseif k == "connect_timeout" then
+      -- libpq counts this one in seconds
+      u.connect_timeout = v
+    else
+      f.url_error(st, base .. ".url", u, format("unsupported URL parameter %s (supported: sslmode,"
+                                              .. " connect_timeout, application_name)", util.show(k)))
+    end
+  end
+  f.keep_url_password(u, st)
+  local conn = { name = name, type = "postgres" }
+  conn.host = f.str_field(c, u, "host", base, st) or d.host
+  local port, pport = f.pick(c, u, "port", base)
+  conn.port = port ~= nil and f.int_in(port, 1, 65535, pport, add) or d.port
+  conn.user = f.str_field(c, u, "user", base, st)
+  conn.database = f.str_field(c, u, "database", base, st) or conn.user
+  conn.password = f.password_of(c, u, base, st)
+  if not conn.user and c.user == nil and not u.bad then
+    add(base, "user is required (in url or as a field)")
+  end
+  local sslmode, spath = f.pick(c, u, "sslmode", base)
+  conn.sslmode = d.sslmode
+  if sslmode ~= nil then
+    local ok = { disable = 1, allow = 1, prefer = 1, require = 1 }
+    if ok[sslmode] then
+      conn.sslmode = sslmode
+    elseif sslmode == "verify-ca" or sslmode == "verify-full" then
+      add(spath, sslmode .. " is not supported yet: it needs a root certificate file, which "
+                 .. "task workers cannot open (use require)")
+    else
+      add(spath, "expected one of disable, allow, prefer, require, got " .. util.show(sslmode))
+    end
+  end
+  local ct, cpath = f.pick(c, u, "connect_timeout", base)
+  conn.connect_timeout_ms = ct ~= nil and f.ms_of(ct, cpath, add, 1) or d.connect_timeout_ms
+  conn.statement_timeout_ms = c.statement_timeout ~= nil
+    and f.ms_of(c.statement_timeout, base .. ".statement_timeout", add, 0) or d.statement_timeout_ms
+  conn.max_result_bytes = c.max_result_size ~= nil
+    and f.bytes_of(c.max_result_size, base .. ".max_result_size", add) or d.max_result_bytes
+  conn.pool = f.pool_of(c.pool, base .. ".pool", add)
+  conn.breaker = f.breaker_of(c.breaker, base .. ".breaker", add)
+  conn.options = {}
+  if type(c.options) == "table" then
+    for k, v in pairs(c.options) do
+      local p = f.child(base .. ".options", tostring(k))
+      if RESERVED_OPTIONS[k] then
+        add(p, format("set %s as a connection field, not in options", RESERVED_OPTIONS[k]))
+      elseif FILE_OPTIONS[k] then
+        add(p, format("%s is not supported: it names a file, which task workers cannot open", k))
+      elseif type(v) == "string" or type(v) == "number" or type(v) == "boolean" then
+        conn.options[k] = tostring(v)
+      end
+    end
+  end
+  local app = f.pick(c, u, "application_name", base)
+  conn.options.application_name = type(app) == "string" and app or d.application_name
+  return conn
 end
 
 return M

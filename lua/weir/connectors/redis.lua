@@ -675,4 +675,58 @@ local function sink(sp, dp, kind, opts)
 end
 stream.sinks.redis = sink
 
+--- One round trip for weir health; raises on failure.
+function M.ping(cfg)
+  local ms, err = M.from_config(cfg):ping()
+  if not ms then error(tostring(err), 0) end
+end
+
+-- ---- weir.yaml -------------------------------------------------------------
+
+--- Defaults of a normalized connection (durations in ms, sizes in bytes).
+M.DEFAULTS = {
+  host = "localhost", port = 6379, database = 0, connect_timeout_ms = 10000,
+  timeout_ms = 30000, max_reply_bytes = 64 * 1024 * 1024,
+}
+
+--- weir.yaml's entry of a redis connection, checked and normalized (as
+-- the postgres connector's normalize does).
+function M.normalize(name, c, base, f)
+  local st, add = f.st, f.st.add
+  local d = M.DEFAULTS
+  local u = f.url_of(c, base, st, { redis = true }, "redis://",
+                  { rediss = "TLS (rediss://) is not supported" })
+  if u.path then
+    local db = u.path:match("^/(%d+)$")
+    if db then
+      u.database = db
+    elseif u.path ~= "/" then
+      f.url_error(st, base .. ".url", u, "the URL's path must be /DATABASE (an integer)")
+    end
+  end
+  if u.query and #u.query > 0 then
+    f.url_error(st, base .. ".url", u, "URL parameters are not supported")
+  end
+  f.keep_url_password(u, st)
+  local conn = { name = name, type = "redis" }
+  conn.host = f.str_field(c, u, "host", base, st) or d.host
+  local port, pport = f.pick(c, u, "port", base)
+  conn.port = port ~= nil and f.int_in(port, 1, 65535, pport, add) or d.port
+  local db, dpath = f.pick(c, u, "database", base)
+  conn.database = db ~= nil and f.int_in(db, 0, 2147483647, dpath, add) or d.database
+  conn.user = f.str_field(c, u, "user", base, st)
+  conn.password = f.password_of(c, u, base, st)
+  if conn.user and conn.password == nil then
+    add(base, "a redis user needs a password")
+  end
+  conn.connect_timeout_ms = c.connect_timeout ~= nil
+    and f.ms_of(c.connect_timeout, base .. ".connect_timeout", add, 1) or d.connect_timeout_ms
+  conn.timeout_ms = c.timeout ~= nil and f.ms_of(c.timeout, base .. ".timeout", add, 1) or d.timeout_ms
+  conn.max_reply_bytes = c.max_reply_size ~= nil
+    and f.bytes_of(c.max_reply_size, base .. ".max_reply_size", add) or d.max_reply_bytes
+  conn.pool = f.pool_of(c.pool, base .. ".pool", add)
+  conn.breaker = f.breaker_of(c.breaker, base .. ".breaker", add)
+  return conn
+end
+
 return M
