@@ -93,6 +93,30 @@ describe("data connectors", function()
     assert.is_true(H.task(r, "load").output.skipped)
   end)
 
+  it("refuses a retry that makes its loads in another order, loading nothing twice", function()
+    local code, r = run([[
+      return pipeline { name = "order", tasks = { load = task { retries = 1, retry_delay = "10ms",
+        run = function(ctx)
+          local db = ctx.sqlite("o.db")
+          local first, second = "a", "b"
+          if ctx.attempt == 2 then first, second = "b", "a" end
+          ctx.rows({ { id = 1 } }):into(db, first)
+          if ctx.attempt == 1 then error("fail after the first load committed") end
+          ctx.rows({ { id = 2 } }):into(db, second)
+          return "done"
+        end } } }
+    ]])
+    assert.equal(1, code)
+    local attempts = H.task(r, "load").attempt_list
+    assert.matches("load 1 of task load went to a (append) in an earlier attempt, not to b "
+                   .. "(append): a task must make its loads in the same order in every attempt",
+                   attempts[2].error, 1, true)
+    -- table a holds the first attempt's one row; b was never loaded
+    assert.equal("1", sqlite(dir .. "/o.db", "select count(*) from a"))
+    assert.equal("0", sqlite(dir .. "/o.db",
+                             "select count(*) from sqlite_master where name = 'b'"))
+  end)
+
   it("leaves no half-written file behind an attempt killed while writing", function()
     local rows = {}
     for i = 1, 50 do rows[i] = "{\"i\": " .. i .. "}" end

@@ -335,8 +335,16 @@ local function sink(p, dp, tbl, opts)
   sqlcheck(h:exec(LEDGER))
   sqlcheck(h:exec("BEGIN IMMEDIATE"))
   local ok, res = pcall(function()
-    local done = sqlcheck(h:all("SELECT rows FROM _weir_loads WHERE run_id = ? AND task = ? AND seq = ?",
-                             { job.run_id or "", job.task or "", seq }))[1]
+    local done = sqlcheck(h:all("SELECT rows, target, mode FROM _weir_loads "
+                                .. "WHERE run_id = ? AND task = ? AND seq = ?",
+                                { job.run_id or "", job.task or "", seq }))[1]
+    if done and (done.target ~= tbl or done.mode ~= mode) then
+      -- the task's loads come in another order than in the attempt that
+      -- committed this one: skipping or loading could both be wrong
+      error(format("load %d of task %s went to %s (%s) in an earlier attempt, not to %s (%s): "
+                   .. "a task must make its loads in the same order in every attempt",
+                   seq, tostring(job.task), done.target, done.mode, tbl, mode), 0)
+    end
     if done then
       -- drain the source so the stream is consumed as it would be
       while p.pull() do end
