@@ -64,6 +64,45 @@ return pipeline {
                  psql(URL, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM killed_dst"))
   end)
 
+  it("keeps the load ledger beside the target table, not in search_path's first schema", function()
+    -- a role of its own, whose search_path starts with ledg_a
+    psql(URL, "DROP SCHEMA IF EXISTS ledg_a CASCADE")
+    psql(URL, "DROP SCHEMA IF EXISTS ledg_b CASCADE")
+    psql(URL, "DROP TABLE IF EXISTS public.t2")
+    psql(URL, "DROP ROLE IF EXISTS ledg_user")
+    psql(URL, "CREATE ROLE ledg_user LOGIN PASSWORD 'ledgpw'; "
+              .. "CREATE SCHEMA ledg_a AUTHORIZATION ledg_user; "
+              .. "CREATE SCHEMA ledg_b AUTHORIZATION ledg_user; "
+              .. "ALTER ROLE ledg_user SET search_path = ledg_a, public")
+    H.write(dir .. "/weir.yaml", ([[
+connections:
+  wh:
+    type: postgres
+    url: "postgres://ledg_user:${env:WEIR_PW}@127.0.0.1:%s/postgres"
+    sslmode: disable
+]]):format(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "ledger", tasks = { load = task { run = function(ctx)
+  ctx.rows({ { id = 1 } }):into(ctx.sink("wh"), "ledg_b.t1")
+  return ctx.rows({ { id = 2 } }):into(ctx.sink("wh"), "t2")
+end } } }]])
+    local code, _, err = weir(dir, "run p.lua", "ledgpw")
+    assert.equal(0, code, err)
+    local run_id = H.last_run(dir)
+    -- the qualified target's ledger is in its schema; the unqualified one
+    -- went where search_path created t2, and so did its ledger
+    assert.equal('"ledg_b"."t1"', psql(URL, "SELECT target FROM ledg_b._weir_loads WHERE run_id = '"
+                                       .. run_id .. "'"))
+    assert.equal("1", psql(URL, "SELECT count(*) FROM ledg_a.t2"))
+    assert.equal('"t2"', psql(URL, "SELECT target FROM ledg_a._weir_loads WHERE run_id = '"
+                                .. run_id .. "'"))
+    assert.equal("1", psql(URL, "SELECT count(*) FROM ledg_a._weir_fence WHERE run_id = '"
+                             .. run_id .. "'"))
+    assert.equal("0", psql(URL, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND "
+                             .. "tablename = '_weir_loads' AND EXISTS (SELECT 1 FROM public._weir_loads "
+                             .. "WHERE run_id = '" .. run_id .. "')"))
+  end)
+
   it("never shows a weir.yaml secret in output, errors, logs or the store", function()
     local canary = "Canary" .. math.random(100000, 999999) .. "pw"
     psql(URL, "DROP ROLE IF EXISTS canary_role; CREATE ROLE canary_role LOGIN PASSWORD '" .. canary .. "'")

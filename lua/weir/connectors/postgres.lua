@@ -465,13 +465,16 @@ end
 
 -- loading ----------------------------------------------------------------
 
-local LEDGER = [[CREATE TABLE IF NOT EXISTS _weir_loads (
+-- The ledger tables, in schema s (quoted): beside the target table.
+local function ledger_sql(s)
+  return "CREATE TABLE IF NOT EXISTS " .. s .. [[._weir_loads (
   run_id text NOT NULL, task text NOT NULL, seq integer NOT NULL, target text NOT NULL,
   mode text NOT NULL, rows bigint NOT NULL, attempt integer NOT NULL,
   loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, task, seq));
-CREATE TABLE IF NOT EXISTS _weir_fence (
+CREATE TABLE IF NOT EXISTS ]] .. s .. [[._weir_fence (
   run_id text NOT NULL, task text NOT NULL, attempt integer NOT NULL,
   PRIMARY KEY (run_id, task))]]
+end
 
 -- A builtin type's SQL name for CREATE TABLE from a PostgreSQL source
 -- (user types have other OIDs on another server: they become text).
@@ -539,13 +542,27 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
   if mode == "replace_partition" and (type(parts) ~= "table" or #parts == 0) then
     error("mode \"replace_partition\" needs opts.partition (column or columns)", 0)
   end
-  -- the ledger tables, in their own transaction (two creators may race)
+  -- the ledger tables, in their own transaction (two creators may race),
+  -- pinned to the target's schema: where the target table is, or where
+  -- it will be created (a qualified name's schema, else the first of
+  -- search_path that exists), so they never move away from what they guard
+  local lschema
   with_conn(cfg, function(c)
-    local ok, e = pcall(run, c, LEDGER)
+    local _, rows = pg_exec(c, "SELECT coalesce((SELECT n.nspname FROM pg_class r JOIN "
+                            .. "pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = "
+                            .. "to_regclass($1)), $2, current_schema()) AS s",
+                            { target, (split_name(tbl)) }, 2)
+    lschema = rows and rows[1] and rows[1].s
+    if lschema == nil or lschema == NULL then
+      error(format("no schema to create %s in: none of the connection's search_path "
+                   .. "exists", target), 0)
+    end
+    local ok, e = pcall(run, c, ledger_sql(quote(lschema)))
     if not ok and not tostring(e):match("^%[(23505)%]") and not tostring(e):match("^%[(42P07)%]") then
       error(e, 0)
     end
   end)
+  local LOADS, FENCE = quote(lschema) .. "._weir_loads", quote(lschema) .. "._weir_fence"
   -- rows come from user code (a map, a filter): its errors pass through
   local upstream = pull
   pull = function()
@@ -559,15 +576,16 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
     if fence then
       -- the fence: a newer attempt of this task takes the row (and its
       -- lock); an older one can then no longer commit
-      local _, won = exec("INSERT INTO _weir_fence (run_id, task, attempt) VALUES ($1, $2, $3) "
-                          .. "ON CONFLICT (run_id, task) DO UPDATE SET attempt = excluded.attempt "
-                          .. "WHERE _weir_fence.attempt <= excluded.attempt RETURNING attempt",
+      local _, won = exec("INSERT INTO " .. FENCE .. " AS f (run_id, task, attempt) "
+                          .. "VALUES ($1, $2, $3) ON CONFLICT (run_id, task) DO UPDATE "
+                          .. "SET attempt = excluded.attempt "
+                          .. "WHERE f.attempt <= excluded.attempt RETURNING attempt",
                           { fence.run_id, fence.task, fence.attempt })
       if not won or #won == 0 then
         error(format("[WEIR1] attempt %d of task %s is stale: a newer attempt started",
                      fence.attempt, fence.task), 0)
       end
-      local _, done = exec("SELECT rows, target, mode FROM _weir_loads "
+      local _, done = exec("SELECT rows, target, mode FROM " .. LOADS .. " "
                            .. "WHERE run_id = $1 AND task = $2 AND seq = $3",
                            { fence.run_id, fence.task, fence.seq })
       if done and done[1] and (done[1].target ~= target or done[1].mode ~= mode) then
@@ -691,7 +709,7 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
                    .. " ORDER BY \"_weir_ord\"")
     end
     if fence then
-      exec("INSERT INTO _weir_loads (run_id, task, seq, target, mode, rows, attempt) "
+      exec("INSERT INTO " .. LOADS .. " (run_id, task, seq, target, mode, rows, attempt) "
            .. "VALUES ($1, $2, $3, $4, $5, $6, $7)",
            { fence.run_id, fence.task, fence.seq, target, mode, n, fence.attempt })
     end
