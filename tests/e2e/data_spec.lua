@@ -93,6 +93,22 @@ describe("data connectors", function()
     assert.is_true(H.task(r, "load").output.skipped)
   end)
 
+  it("refuses an upsert row with a NULL key, at once and loading nothing", function()
+    local code, r = run([[
+      return pipeline { name = "nullkey", tasks = { load = task { retries = 2, retry_delay = "10ms",
+        run = function(ctx)
+          return ctx.rows({ { id = 1, v = "a" }, { id = ctx.NULL, v = "b" }, { v = "c" } })
+            :into(ctx.sqlite("k.db"), "t", { mode = "upsert", key = "id" })
+        end } } }
+    ]])
+    assert.equal(1, code)
+    local t = H.task(r, "load")
+    assert.equal(1, t.attempts)   -- not retried: a retry cannot fix the data
+    assert.matches("upsert into t: row 2 has a NULL key (id); a NULL key matches no row",
+                   t.error, 1, true)
+    assert.equal("0", sqlite(dir .. "/k.db", "select count(*) from sqlite_master where name = 't'"))
+  end)
+
   it("refuses a retry that makes its loads in another order, loading nothing twice", function()
     local code, r = run([[
       return pipeline { name = "order", tasks = { load = task { retries = 1, retry_delay = "10ms",

@@ -64,6 +64,25 @@ return pipeline {
                  psql(URL, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM killed_dst"))
   end)
 
+  it("refuses upsert rows with a NULL key, at once, leaving the table as it was", function()
+    psql(URL, "DROP TABLE IF EXISTS nullkey_dst; CREATE TABLE nullkey_dst (id int, v text); "
+              .. "CREATE UNIQUE INDEX ON nullkey_dst (id); INSERT INTO nullkey_dst VALUES (1, 'old')")
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "nullkey", tasks = { load = task { retries = 2, retry_delay = "10ms",
+  run = function(ctx)
+    return ctx.rows({ { id = 1, v = "new" }, { id = ctx.NULL, v = "x" }, { id = ctx.NULL, v = "y" } },
+                    { columns = { "id", "v" } })
+      :into(ctx.sink("wh"), "nullkey_dst", { mode = "upsert", key = "id" })
+  end } } }]])
+    local code = weir(dir, "run p.lua")
+    assert.equal(1, code)
+    local t = H.task(H.show(dir, H.last_run(dir)), "load")
+    assert.equal(1, t.attempts)
+    assert.matches('upsert into "nullkey_dst": 2 row(s) have a NULL key (id)', t.error, 1, true)
+    assert.equal("1|old", psql(URL, "SELECT id, v FROM nullkey_dst"))
+  end)
+
   it("keeps the load ledger beside the target table, not in search_path's first schema", function()
     -- a role of its own, whose search_path starts with ledg_a
     psql(URL, "DROP SCHEMA IF EXISTS ledg_a CASCADE")

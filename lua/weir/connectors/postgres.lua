@@ -689,6 +689,22 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
     if mode == "upsert" then
       local kq, kset, sets = {}, {}, {}
       for i, k in ipairs(keys) do kq[i] = quote(k); kset[k] = true end
+      -- a NULL key matches nothing (ON CONFLICT) yet DISTINCT ON folds
+      -- NULLs together: such rows would be kept one a load and added again
+      -- by the next. One rule: refused.
+      local nulls = {}
+      for i, k in ipairs(kq) do nulls[i] = k .. " IS NULL" end
+      local _, bad = exec("SELECT count(*) AS n FROM " .. dest .. " WHERE "
+                          .. concat(nulls, " OR "))
+      if bad and bad[1] and tonumber(bad[1].n) > 0 then
+        local e = errors.new("data", format("upsert into %s: %d row(s) have a NULL key (%s); "
+                                            .. "a NULL key matches no row, so every load would "
+                                            .. "add them again: give every row its key, or "
+                                            .. "load with mode append", target,
+                                            tonumber(bad[1].n), concat(keys, ", ")))
+        e.transient = false
+        error({ user_error = e }, 0)
+      end
       for _, c in ipairs(cols) do
         if not kset[c] then sets[#sets + 1] = quote(c) .. " = excluded." .. quote(c) end
       end

@@ -7,6 +7,7 @@
 -- misuse raises.
 local F = require("weir._ffi")
 local stream = require("weir.stream")
+local errors = require("weir.errors")
 local native = require("weir._native")
 local ffi, C = F.ffi, F.C
 local check = F.check
@@ -402,7 +403,28 @@ local function sink(p, dp, tbl, opts)
       local st = sqlcheck(h:prepare(sql))
       local insert = native.db_insert
       local batch = first
+      local loaded = 0
       while batch do
+        if mode == "upsert" then
+          -- a NULL key matches nothing: ON CONFLICT would add such a row
+          -- again on every load. One rule with the PostgreSQL sink: refused
+          for i = 1, #batch do
+            local row = batch[i]
+            for _, k in ipairs(keys) do
+              local v = row[k]
+              if v == nil or v == NULL then
+                local e = errors.new("data", format("upsert into %s: row %d has a NULL key "
+                                                    .. "(%s); a NULL key matches no row, so "
+                                                    .. "every load would add it again: give "
+                                                    .. "every row its key, or load with mode "
+                                                    .. "append", tbl, loaded + i, k))
+                e.transient = false
+                error(e, 0)
+              end
+            end
+          end
+        end
+        loaded = loaded + #batch
         -- bound and stepped in C (weir._native.db_insert), a batch a call
         local ok, err = pcall(insert, st, batch, cols, 1, #batch)
         if not ok then error(format("sqlite %s: table %s: %s", dp.name, tbl, tostring(err)), 0) end
