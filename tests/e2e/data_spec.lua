@@ -93,6 +93,21 @@ describe("data connectors", function()
     assert.is_true(H.task(r, "load").output.skipped)
   end)
 
+  it("writes numbers exactly and arrays or JSON as JSON text in CSV", function()
+    local code, _, err = run([[
+      return pipeline { name = "csvnum", tasks = { out = task { run = function(ctx)
+        return ctx.rows({
+          { a = 123456789012345, b = 0.1 + 0.2, c = 2^53, d = -0.0, e = { 1, 2 }, f = ctx.NULL },
+          { a = 1e300, b = 5e-324, c = -7, d = 1.5, e = { x = "q" }, f = "s" },
+        }):to_csv("n.csv", { columns = { "a", "b", "c", "d", "e", "f" } })
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal('a,b,c,d,e,f\n'
+                 .. '123456789012345,0.30000000000000004,9007199254740992,-0,"[1,2]",\n'
+                 .. '1e+300,5e-324,-7,1.5,"{""x"":""q""}",s\n', H.read(dir .. "/n.csv"))
+  end)
+
   it("refuses an upsert row with a NULL key, at once and loading nothing", function()
     local code, r = run([[
       return pipeline { name = "nullkey", tasks = { load = task { retries = 2, retry_delay = "10ms",

@@ -23,6 +23,19 @@ local nread = ffi.new("int64_t[1]")
 -- the attempt whose ctx made the streams (one attempt per state)
 local current
 
+local num_format = native.num_format
+-- A field's CSV text for a value that is not a string: NULL (and nil) an
+-- empty field; a number exactly (integers in full, other doubles in the
+-- shortest text that reads back; NaN and infinities as Lua writes them);
+-- a table (an array, a JSON value) as JSON text.
+local function csv_text(v)
+  local t = type(v)
+  if t == "number" then return num_format(v) or tostring(v) end
+  if v == nil or v == NULL then return "" end
+  if t == "table" then return require("weir.json").encode(v) end
+  return tostring(v)
+end
+
 -- A file written to a temporary name and renamed into place on commit,
 -- so readers never see half a file and a failed attempt leaves none.
 local function atomic_writer(A, p)
@@ -303,7 +316,7 @@ stream.method("to_csv", function(p, path, opts)
   local function row(values, count)
     for j = 1, count do
       local v = values[j]
-      if type(v) ~= "string" then v = (v == nil or v == NULL) and "" or tostring(v) end
+      if type(v) ~= "string" then v = csv_text(v) end
       keep[j] = v
       fields[j - 1].data = v
       fields[j - 1].len = #v
