@@ -118,6 +118,21 @@ local function format_number(x)
 end
 M._format_number = format_number
 
+--- Whether cjson (which prints numbers with 14 significant digits) writes
+-- every number in v exactly: only when each is an integer below 1e14 in
+-- magnitude. Otherwise a caller that must carry values exactly encodes
+-- with M.encode (the shortest round-trip form).
+local function cjson_exact(v, depth)
+  if type(v) == "number" then return v == floor(v) and v > -1e14 and v < 1e14 end
+  if type(v) ~= "table" or depth > 64 then return true end
+  for _, x in pairs(v) do
+    local tx = type(x)
+    if (tx == "number" or tx == "table") and not cjson_exact(x, depth + 1) then return false end
+  end
+  return true
+end
+function M.cjson_exact(v) return cjson_exact(v, 0) end
+
 -- Returns the position of the first byte that is not valid UTF-8, or nil.
 local utf8_len_at = require("weir.util").utf8_len_at
 local function utf8_invalid_at(s, init)

@@ -108,6 +108,27 @@ describe("data connectors", function()
                  .. '1e+300,5e-324,-7,1.5,"{""x"":""q""}",s\n', H.read(dir .. "/n.csv"))
   end)
 
+  it("carries numbers exactly in JSON Lines files and in task outputs", function()
+    local code, r, err = run([[
+      return pipeline { name = "jsonnum", tasks = {
+        a = task { run = function(ctx)
+          ctx.rows({ { id = 1, v = 0.1 + 0.2, big = 123456789012345, c = 2^53 } }):to_jsonl("n.jsonl")
+          return { v = 0.1 + 0.2, big = 123456789012345, c = 2^53, small = 7 }
+        end },
+        b = task { after = { "a" }, run = function(ctx)
+          local i = ctx.inputs.a
+          return { v = i.v == 0.1 + 0.2, big = i.big == 123456789012345, c = i.c == 2^53 }
+        end },
+      } }
+    ]])
+    assert.equal(0, code, err)
+    assert.equal('{"big":123456789012345,"c":9007199254740992,"id":1,"v":0.30000000000000004}\n',
+                 H.read(dir .. "/n.jsonl"))
+    assert.same({ v = true, big = true, c = true }, H.task(r, "b").output)
+    local out = H.task(r, "a").output
+    assert.same({ 0.1 + 0.2, 123456789012345, 2^53 }, { out.v, out.big, out.c })
+  end)
+
   it("refuses an upsert row with a NULL key, at once and loading nothing", function()
     local code, r = run([[
       return pipeline { name = "nullkey", tasks = { load = task { retries = 2, retry_delay = "10ms",

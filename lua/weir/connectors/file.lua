@@ -276,6 +276,8 @@ end
 -- a temporary file renamed into place). Returns { rows = n, path = path }.
 stream.method("to_jsonl", function(p, path)
   local A = current
+  local json = require("weir.json")
+  local cjson_exact = json.cjson_exact
   local cjson = require("cjson")
   local w = atomic_writer(A, path)
   local n = 0
@@ -283,7 +285,12 @@ stream.method("to_jsonl", function(p, path)
     local b = p.pull()
     if not b then break end
     local parts = {}
-    for i = 1, #b do parts[i] = cjson.encode(b[i]) end
+    -- cjson where it is exact (14 significant digits), weir.json for a
+    -- row with other numbers
+    for i = 1, #b do
+      local row = b[i]
+      parts[i] = cjson_exact(row) and cjson.encode(row) or json.encode(row)
+    end
     parts[#parts + 1] = ""
     w.write(concat(parts, "\n"))
     n = n + #b
