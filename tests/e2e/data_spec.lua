@@ -93,6 +93,25 @@ describe("data connectors", function()
     assert.is_true(H.task(r, "load").output.skipped)
   end)
 
+  it("reads a byte order mark as no part of a name, and refuses CR-only lines and twin names",
+     function()
+    H.write(dir .. "/bom.csv", "\239\187\191id,name\n1,a\n")
+    H.write(dir .. "/cr.csv", "id,name\r1,a\r2,b\r")
+    H.write(dir .. "/dup.csv", "id,name,id\n1,a,2\n")
+    local code, r = run([[
+      return pipeline { name = "shapes", tasks = {
+        bom = task { run = function(ctx) return ctx.csv("bom.csv"):collect() end },
+        cr = task { run = function(ctx) return ctx.csv("cr.csv"):count() end },
+        dup = task { run = function(ctx) return ctx.csv("dup.csv"):count() end },
+      } }
+    ]])
+    assert.equal(1, code)
+    assert.same({ { id = "1", name = "a" } }, H.task(r, "bom").output)
+    assert.matches("cr.csv: the header row holds a carriage return: the file's lines end with CR "
+                   .. "alone", H.task(r, "cr").error, 1, true)
+    assert.matches('dup.csv: columns 1 and 3 are both named "id"', H.task(r, "dup").error, 1, true)
+  end)
+
   it("writes numbers exactly and arrays or JSON as JSON text in CSV", function()
     local code, _, err = run([[
       return pipeline { name = "csvnum", tasks = { out = task { run = function(ctx)

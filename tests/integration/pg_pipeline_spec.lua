@@ -353,6 +353,36 @@ H.describe_with("pg", "CSV into PostgreSQL", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.cleanup(dir) end)
 
+  it("loads every row of files COPY would read otherwise (a line \\., no quote)", function()
+    psql(URL, "DROP TABLE IF EXISTS csv_dot, csv_dot_rows, csv_noq, csv_noq_rows; "
+              .. "CREATE TABLE csv_dot (v text); CREATE TABLE csv_dot_rows (v text); "
+              .. "CREATE TABLE csv_noq (a text, b text); CREATE TABLE csv_noq_rows (a text, b text)")
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/dot.csv", "v\nfirst\n\\.\nafter\n")
+    H.write(dir .. "/noq.csv", 'a,b\n"x,y\nz",w\n')
+    H.write(dir .. "/p.lua", [[
+local function keep(r) return r end
+return pipeline { name = "csvshapes", tasks = {
+  dot = task { run = function(ctx) return ctx.csv("dot.csv"):into(ctx.sink("wh"), "csv_dot") end },
+  dot_rows = task { run = function(ctx)
+    return ctx.csv("dot.csv"):map(keep):into(ctx.sink("wh"), "csv_dot_rows") end },
+  noq = task { run = function(ctx)
+    return ctx.csv("noq.csv", { quote = "" }):into(ctx.sink("wh"), "csv_noq") end },
+  noq_rows = task { run = function(ctx)
+    return ctx.csv("noq.csv", { quote = "" }):map(keep):into(ctx.sink("wh"), "csv_noq_rows") end },
+} }]])
+    local code, _, err = weir(dir, "run p.lua")
+    assert.equal(0, code, err)
+    -- what the row path loads, compared on the server, both ways
+    assert.equal("3", psql(URL, "SELECT count(*) FROM csv_dot"))
+    assert.equal("0", psql(URL, "SELECT count(*) FROM ((TABLE csv_dot EXCEPT ALL TABLE csv_dot_rows) "
+                             .. "UNION ALL (TABLE csv_dot_rows EXCEPT ALL TABLE csv_dot)) d"))
+    assert.equal("1", psql(URL, "SELECT count(*) FROM csv_dot WHERE v = '\\.'"))
+    assert.equal("2", psql(URL, "SELECT count(*) FROM csv_noq"))
+    assert.equal("0", psql(URL, "SELECT count(*) FROM ((TABLE csv_noq EXCEPT ALL TABLE csv_noq_rows) "
+                             .. "UNION ALL (TABLE csv_noq_rows EXCEPT ALL TABLE csv_noq)) d"))
+  end)
+
   it("sends an untouched CSV file to COPY as it is, and the same rows through a map", function()
     psql(URL, "DROP TABLE IF EXISTS csv_raw, csv_rows; "
               .. "CREATE TABLE csv_raw (id int8 PRIMARY KEY, name text, note text, n int4); "

@@ -78,6 +78,32 @@ local function atomic_writer(A, p)
   return w
 end
 
+-- Whether COPY would read the file as the row path does: a line that is
+-- exactly \. (with LF or CRLF) is the end of data to COPY even in CSV
+-- format, where the row path reads on. One pass over the file, in chunks.
+local function copy_safe(open)
+  local fd = open()
+  local buf = ffi.new("char[?]", 65536)
+  local tail = "\n"   -- the start of the file counts as after a newline
+  local ok = true
+  while true do
+    if C.weir_ffi_file_read(fd, buf, 65536, nread, F.errbuf, F.errlen) ~= 0 then
+      ok = false   -- the row path will say what is wrong
+      break
+    end
+    local n = tonumber(nread[0])
+    if n == 0 then
+      if (tail .. "\n"):find("\n\\%.\r?\n") then ok = false end
+      break
+    end
+    local chunk = tail .. ffi.string(buf, n)
+    if chunk:find("\n\\%.\r?\n") then ok = false; break end
+    tail = chunk:sub(-4)
+  end
+  C.weir_ffi_file_close(fd)
+  return ok
+end
+
 -- Dead letters: bad rows with the reason, as JSON Lines, appended.
 local function dead_letter_sink(A, p, source)
   if not p then return nil end
@@ -162,6 +188,22 @@ function M.context(A, X)
       local f = fields[0][i]
       header[i + 1] = ffi.string(f.data, f.len)
     end
+    -- shapes that would load silently wrong: refused, or read as meant
+    if header[1] and header[1]:sub(1, 3) == "\239\187\191" then
+      header[1] = header[1]:sub(4)   -- a UTF-8 byte order mark is not a name
+    end
+    local seen = {}
+    for i, name in ipairs(header) do
+      if name:find("\r", 1, true) then
+        error(format("%s: the header row holds a carriage return: the file's lines end with "
+                     .. "CR alone (convert them to LF or CRLF), or a column name has one", p), 0)
+      end
+      if seen[name] then
+        error(format("%s: columns %d and %d are both named %q: a row can hold only one of "
+                     .. "them (rename one)", p, seen[name], i, name), 0)
+      end
+      seen[name] = i
+    end
     -- the rows of a batch are built in C (weir._native.csv_batch): one
     -- boundary crossing per batch instead of one per field
     local TYPE_CODES = { string = 0, number = 1, integer = 2, boolean = 3 }
@@ -194,13 +236,15 @@ function M.context(A, X)
       return nil
     end
     local s = stream.new_stream(pull, header, { dl = dl, source = p })
-    if not dl and not types then
+    if not dl and not types and opts.quote ~= "" then
       -- untouched (no operator applies to this very stream object), a CSV
       -- file can go to a database as it is: a PostgreSQL sink then sends
-      -- the bytes to COPY ... (FORMAT csv) instead of rows
+      -- the bytes to COPY ... (FORMAT csv) instead of rows. Not without a
+      -- quote character (COPY's CSV always has one)
+      local function open() return A.open_fd(abs, O_RDONLY + O_CLOEXEC, p) end
       stream.state(s).raw_csv = { name = p, header = header, delimiter = opts.delimiter or ",",
-                          quote = opts.quote or "\"",
-                          open = function() return A.open_fd(abs, O_RDONLY + O_CLOEXEC, p) end }
+                                  quote = opts.quote or "\"", open = open,
+                                  copy_safe = function() return copy_safe(open) end }
     end
     return s
   end

@@ -853,8 +853,10 @@ local function sink(sp, dp, tbl, opts)
     for i, c in ipairs(cols) do src_oids[i] = by[c] end
   end
   local job = A.job
-  -- a CSV stream nothing was applied to is loaded as the file itself
+  -- a CSV stream nothing was applied to is loaded as the file itself,
+  -- unless COPY would end it early (a line \.): then row by row
   local raw = sp.raw_csv
+  if raw and not raw.copy_safe() then raw = nil end
   if raw then cols = raw.header end
   local res = dp.h:load(sp.pull, first, cols, src_oids, tbl, opts, {
     run_id = job.run_id or "", task = job.task or "", attempt = job.attempt or 0,
