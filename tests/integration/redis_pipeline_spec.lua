@@ -46,6 +46,29 @@ return pipeline { name = "redis_rt", tasks = {
     assert.equal(3000, H.task(run, "put").rows_out)
   end)
 
+  it("keeps -0's sign in a hash and says a NULL value has no Redis form", function()
+    local key = "weirspec:z:" .. math.random(1, 1e9)
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", ([[
+return pipeline { name = "redis_vals", tasks = {
+  put = task { run = function(ctx)
+    return ctx.rows({ { id = %q, z = -0.0, n = 1.5 } }):into(ctx.sink("cache"), "hset", { key = "id" })
+  end },
+  null = task { run = function(ctx)
+    return ctx.rows({ { id = %q, v = ctx.NULL } }):into(ctx.sink("cache"), "set",
+                                                       { key = "id", value = "v" })
+  end },
+} }]]):format(key, key .. ":s"))
+    local code = H.weir(dir, "run p.lua", { WEIR_PW = PW })
+    assert.equal(1, code)
+    -- read outside weir
+    local cli = "redis-cli -p " .. PORT .. " -a " .. H.q(PW) .. " --no-auth-warning -n 3 "
+    assert.equal("-0", (H.output(cli .. "HGET " .. H.q(key) .. " z"):gsub("%s+$", "")))
+    assert.equal("1.5", (H.output(cli .. "HGET " .. H.q(key) .. " n"):gsub("%s+$", "")))
+    local t = H.task(H.show(dir, H.last_run(dir)), "null")
+    assert.matches('value column "v" is NULL: Redis has no NULL', t.error, 1, true)
+  end)
+
   it("fails clearly when Redis is down, without the password, and opens the breaker", function()
     -- a port where nothing listens
     local dead = tostring(20000 + math.random(0, 9999))

@@ -366,6 +366,9 @@ local function arg_of(v)
   local t = type(v)
   if t == "string" or t == "number" then
     if v ~= v then return nil, "NaN" end
+    -- the C printer writes -0 as 0 (an integer for Redis); as data it
+    -- keeps its sign
+    if v == 0 and t == "number" and 1 / v < 0 then return "-0" end
     return v
   end
   if v == nil or v == NULL then return nil end
@@ -403,6 +406,16 @@ local function add_fields(args, row, names)
   end
   if #args == n0 then return false, "no fields to write" end
   return true
+end
+
+-- Why a row has no value to write: the column is absent, or SQL NULL,
+-- which Redis cannot hold.
+local function null_value(row, col)
+  if row[col] == NULL then
+    return format("value column %q is NULL: Redis has no NULL (filter such rows, or give "
+                  .. "them a value)", col)
+  end
+  return format("value column %q is missing", col)
 end
 
 local function data_err(p, i, msg)
@@ -444,7 +457,7 @@ function builders.set(p, rows, opts)
     local v, why
     if opts.value then v, why = arg_of(row[opts.value]) else v, why = row_json(row) end
     if why then return data_err(p, i, why) end
-    if v == nil then return data_err(p, i, format("value column %q is missing", opts.value)) end
+    if v == nil then return data_err(p, i, null_value(row, opts.value)) end
     cmds[i], rowof[i] = ttl and { "SET", k, v, "EX", ttl } or { "SET", k, v }, i
   end
   return cmds, rowof
@@ -491,7 +504,7 @@ function builders.rpush(p, rows, opts)
     local v, why
     if opts.value then v, why = arg_of(row[opts.value]) else v, why = row_json(row) end
     if why then return data_err(p, i, why) end
-    if v == nil then return data_err(p, i, format("value column %q is missing", opts.value)) end
+    if v == nil then return data_err(p, i, null_value(row, opts.value)) end
     -- consecutive rows for one list share an RPUSH
     if not cur or cur[2] ~= k or #cur >= PUSH_MAX + 2 then
       cur = { "RPUSH", k }
