@@ -69,6 +69,31 @@ return pipeline { name = "redis_vals", tasks = {
     assert.matches('value column "v" is NULL: Redis has no NULL', t.error, 1, true)
   end)
 
+  it("replaces lists and streams instead of appending again when a load is retried", function()
+    local base = "weirspec:rep:" .. math.random(1, 1e9)
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", ([[
+local B = %q
+return pipeline { name = "redis_replace", tasks = { load = task { retries = 2, retry_delay = "10ms",
+  run = function(ctx)
+    local r = ctx.sink("cache")
+    local rows = {}
+    for i = 1, 2500 do rows[i] = { list = B .. ":l" .. (i %% 2), v = "v" .. i } end
+    ctx.rows(rows):into(r, "rpush", { key = "list", value = "v", replace = true })
+    ctx.rows({ { a = 1 }, { a = 2 } }):into(r, "xadd", { stream = B .. ":s", replace = true })
+    if ctx.attempt < 3 then error("fail after the appends") end
+    return "ok"
+  end } } }]]):format(base))
+    local code, _, err = H.weir(dir, "run p.lua", { WEIR_PW = PW })
+    assert.equal(0, code, err)
+    local cli = "redis-cli -p " .. PORT .. " -a " .. H.q(PW) .. " --no-auth-warning -n 3 "
+    -- three attempts appended; each list and the stream hold one attempt's rows
+    assert.equal("1250", (H.output(cli .. "LLEN " .. H.q(base .. ":l0")):gsub("%s+$", "")))
+    assert.equal("1250", (H.output(cli .. "LLEN " .. H.q(base .. ":l1")):gsub("%s+$", "")))
+    assert.equal("v1", (H.output(cli .. "LINDEX " .. H.q(base .. ":l1") .. " 0"):gsub("%s+$", "")))
+    assert.equal("2", (H.output(cli .. "XLEN " .. H.q(base .. ":s")):gsub("%s+$", "")))
+  end)
+
   it("fails clearly when Redis is down, without the password, and opens the breaker", function()
     -- a port where nothing listens
     local dead = tostring(20000 + math.random(0, 9999))

@@ -569,6 +569,15 @@ function R:write(kind, rows, opts)
   if #rows == 0 then return 0 end
   local cmds, rowof = build(p, rows, opts)
   if not cmds then return nil, rowof end
+  if opts.before then
+    -- extra commands shift the replies: map each back to its row
+    local out, map = opts.before(cmds), {}
+    local j = 1
+    for i = 1, #out do
+      if out[i] == cmds[j] then map[i] = rowof[j]; j = j + 1 else map[i] = rowof[j] end
+    end
+    cmds, rowof = out, map
+  end
   local res, err = run_pipeline(p, cmds)
   if not res then return nil, err end
   if err then
@@ -676,7 +685,36 @@ function M.for_task(cfg, A, opened)
 end
 
 -- s:into(r, kind, opts): kind is set, hset, rpush or xadd (see write).
+-- rpush and xadd append: a retried attempt would append again. With
+-- opts.replace, every list or stream the load writes is emptied (DEL)
+-- before this attempt's first append to it, so after any number of
+-- attempts it holds the last attempt's rows once.
+local function replacing(kind, opts)
+  if not opts.replace then return opts end
+  if kind ~= "rpush" and kind ~= "xadd" then
+    error(format("weir.redis.write: opts.replace is for rpush and xadd (%s rewrites by key)",
+                 tostring(kind)), 3)
+  end
+  local cleared = {}
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.before = function(cmds)
+    local out = {}
+    for _, c in ipairs(cmds) do
+      local name = (c[1] == "RPUSH" or c[1] == "XADD") and c[2]
+      if name and not cleared[name] then
+        cleared[name] = true
+        out[#out + 1] = { "DEL", name }
+      end
+      out[#out + 1] = c
+    end
+    return out
+  end
+  return o
+end
+
 local function sink(sp, dp, kind, opts)
+  opts = replacing(kind, opts or {})
   local n, batch = 0, sp.pull()
   while batch do
     local k = guarded(dp, function(h) return h:write(kind, batch, opts or {}) end)
