@@ -482,6 +482,8 @@ static struct weir_pg_conn *arg_conn(lua_State *L)
 }
 
 /* pg_acquire(pool_name) -> conn | nil, status, message */
+static int l_release(lua_State *L);
+
 static int l_acquire(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -493,7 +495,13 @@ static int l_acquire(lua_State *L)
     /* the box first: once acquired, nothing may raise before it holds c */
     box = lua_newuserdata(L, sizeof(*box));
     *box = NULL;
-    luaL_getmetatable(L, CONN_MT);
+    if (luaL_newmetatable(L, CONN_MT)) {
+        /* first acquire in this state */
+        lua_pushcfunction(L, l_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
     lua_setmetatable(L, -2);
     for (p = pools; p; p = p->next)
         if (strcmp(p->name, name) == 0)
@@ -1189,37 +1197,30 @@ static int l_binary_ok(lua_State *L)
     return 1;
 }
 
-int weir_pg_lua_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        { "pg_acquire", l_acquire },
-        { "pg_release", l_release },
-        { "pg_run", l_run },
-        { "pg_txstatus", l_txstatus },
-        { "pg_exec", l_exec },
-        { "pg_describe", l_describe },
-        { "pg_copy_out_begin", l_copy_out_begin },
-        { "pg_copy_out_batch", l_copy_out_batch },
-        { "pg_copy_in_begin", l_copy_in_begin },
-        { "pg_copy_in_batch", l_copy_in_batch },
-        { "pg_copy_in_file", l_copy_in_file },
-        { "pg_binary_ok", l_binary_ok },
-        { "pg_rows_begin", l_rows_begin },
-        { "pg_rows_batch", l_rows_batch },
-        { "pg_copy_in_end", l_copy_in_end },
-        { NULL, NULL },
-    };
+static const luaL_Reg pg_natives[] = {
+    { "pg_acquire", l_acquire },
+    { "pg_release", l_release },
+    { "pg_run", l_run },
+    { "pg_txstatus", l_txstatus },
+    { "pg_exec", l_exec },
+    { "pg_describe", l_describe },
+    { "pg_copy_out_begin", l_copy_out_begin },
+    { "pg_copy_out_batch", l_copy_out_batch },
+    { "pg_copy_in_begin", l_copy_in_begin },
+    { "pg_copy_in_batch", l_copy_in_batch },
+    { "pg_copy_in_file", l_copy_in_file },
+    { "pg_binary_ok", l_binary_ok },
+    { "pg_rows_begin", l_rows_begin },
+    { "pg_rows_batch", l_rows_batch },
+    { "pg_copy_in_end", l_copy_in_end },
+    { NULL, NULL },
+};
 
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushcfunction(L, f->func);
-        lua_setfield(L, -2, f->name);
-    }
-    if (luaL_newmetatable(L, CONN_MT)) {
-        lua_pushcfunction(L, l_release);
-        lua_setfield(L, -2, "__gc");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
-    return 0;
-}
+/* Workers of a run with a PostgreSQL connection load libpq before their
+ * seccomp filter closes open() (pq.h). */
+const weir_connector_desc weir_connector_pg = {
+    .name = "pg",
+    .natives = pg_natives,
+    .preload_bit = WEIR_PRELOAD_LIBPQ,
+    .preload = weir_pq_load,
+};

@@ -1380,12 +1380,14 @@ static int l_pipeline(lua_State *L)
     return 1;
 }
 
-int weir_redis_lua_open(lua_State *L)
-{
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_command);
-    lua_setfield(L, -2, "command");
-    lua_pushcfunction(L, l_pipeline);
-    lua_setfield(L, -2, "pipeline");
-    return 1;
-}
+static const luaL_Reg redis_natives[] = {
+    { "command", l_command },
+    { "pipeline", l_pipeline },
+    { NULL, NULL },
+};
+
+const weir_connector_desc weir_connector_redis = {
+    .name = "redis",
+    .table = "redis",
+    .natives = redis_natives,
+};

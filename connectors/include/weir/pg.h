@@ -16,6 +16,7 @@
 #define WEIR_PG_H
 
 #include "weir/common.h"
+#include "weir/connectors.h"
 
 #include <lua.h>
 
@@ -25,6 +26,11 @@ typedef struct weir_pg_pool weir_pg_pool;
 typedef struct weir_pg_conn weir_pg_conn;
 
 /* weir:cdef:begin */
+enum {
+    WEIR_PRELOAD_LIBPQ = 1 /* workers will use PostgreSQL: libpq is loaded
+                            * before their seccomp filter (pq.h) */
+};
+
 typedef struct {
     int32_t min_size;           /* connections opened with the pool */
     int32_t max_size;           /* at most this many at once, >= 1 */
@@ -103,6 +109,6 @@ WEIR_API void weir_ffi_pg_new_epoch(void);
  * They raise "[SQLSTATE] message" (SQLSTATE 08006 when the connection was
  * lost) and never include connection parameters.
  */
-int weir_pg_lua_open(lua_State *L);
+extern const weir_connector_desc weir_connector_pg;
 
 #endif

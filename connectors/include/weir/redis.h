@@ -28,6 +28,7 @@
 #define WEIR_REDIS_H
 
 #include "weir/common.h"
+#include "weir/connectors.h"
 
 #include <lua.h>
 
@@ -117,8 +118,8 @@ int weir_redis_error_code(const char *msg, size_t len);
 /*
  * The classic-Lua-API functions of trusted weir.redis (they build Lua
  * tables per reply: one boundary crossing per command, not per value).
- * Pushes a table { command = f, pipeline = f }; register it as
- * weir._native.redis. Both take the pool (the weir_redis_pool * cdata
+ * weir_connector_redis registers them as weir._native.redis.command and
+ * .pipeline (connectors.h). Both take the pool (the weir_redis_pool * cdata
  * itself, from weir.redis's private state) and errmt,
  * the metatable for error objects (weir.errors'), and return nil, err on
  * failure, err = { code, message, transient, redis = "WRONGTYPE" | nil }.
@@ -139,6 +140,6 @@ int weir_redis_error_code(const char *msg, size_t len);
  * on misuse (bad argument types) and on Lua memory errors; a checked-out
  * connection is then closed by a finalizer.
  */
-int weir_redis_lua_open(lua_State *L);
+extern const weir_connector_desc weir_connector_redis;
 
 #endif
