@@ -4,8 +4,9 @@
  * prepared-statement cache, COPY in both directions, results turned into
  * Lua rows in C (pgcodec.h does the values).
  *
- * Pools live in C and outlive the Lua state of an attempt, so a worker
- * keeps its connections from one attempt to the next. Policy (retries,
+ * Pools live in C (pool.h, shared with Redis) and outlive the Lua state of
+ * an attempt, so a worker keeps its connections from one attempt to the
+ * next. Policy (retries,
  * breakers, which SQL to run for a sink mode) lives in lua/weir/pg.lua.
  *
  * Connections and the row-building calls use the classic Lua C API (one

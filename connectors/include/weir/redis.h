@@ -3,8 +3,8 @@
  * connection name), binary-safe commands and pipelines, and the conversion
  * of replies into Lua values.
  *
- * Pools live in C, in a process-global registry keyed by name, so they
- * outlive the Lua state of one attempt. A pool hands out connections that
+ * Pools live in C, in a process-global registry keyed by name (pool.h,
+ * shared with PostgreSQL), so they outlive the Lua state of one attempt. A pool hands out connections that
  * are checked on checkout (closed by the peer? idle long: PING), replaced
  * when dead, and closed past their idle timeout or lifetime. Replies are
  * read with hiredis's reader under a byte budget (max_reply_bytes): the
