@@ -5,6 +5,7 @@
  * field. They never call back into user code (rows are read with rawget).
  */
 #include "weir/bulk.h"
+#include "weir/connectors.h"
 #include "weir/csv.h"
 #include "weir/lstate.h"
 #include "weir/sqlite.h"
@@ -78,7 +79,7 @@ static void add_bad(lua_State *L, int bad_idx, int *nbad, uint64_t line,
     lua_rawseti(L, bad_idx, ++*nbad);
 }
 
-int weir_bulk_csv_batch(lua_State *L)
+static int bulk_csv_batch(lua_State *L)
 {
     weir_csv_reader *r = weir_lua_cdata_ptr(L, 1, "weir_csv_reader *");
     int ncol, max, n = 0, nbad = 0, eof = 0, has_types;
@@ -164,7 +165,7 @@ int weir_bulk_csv_batch(lua_State *L)
     return 3;
 }
 
-int weir_bulk_db_insert(lua_State *L)
+static int bulk_db_insert(lua_State *L)
 {
     weir_stmt *st = weir_lua_cdata_ptr(L, 1, "weir_stmt *");
     sqlite3_stmt *h = weir_stmt_handle(st);
@@ -231,3 +232,14 @@ int weir_bulk_db_insert(lua_State *L)
     lua_pushinteger(L, last - first + 1);
     return 1;
 }
+
+static const luaL_Reg bulk_natives[] = {
+    { "csv_batch", bulk_csv_batch },
+    { "db_insert", bulk_db_insert },
+    { NULL, NULL },
+};
+
+const weir_connector_desc weir_connector_bulk = {
+    .name = "bulk",
+    .natives = bulk_natives,
+};

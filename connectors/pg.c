@@ -1,7 +1,7 @@
 /*
- * pg.c - PostgreSQL through libpq: pools per process and connection name,
- * a prepared-statement cache per connection, COPY in and out, rows built
- * in C. See pg.h for the contract; values go through pgcodec.h.
+ * pg.c - PostgreSQL through libpq: pools per process and connection name
+ * (pool.h), a prepared-statement cache per connection, COPY in and out,
+ * rows built in C. See pg.h for the contract; values go through pgcodec.h.
  *
  * Connections are blocking: a worker runs one attempt at a time, and a
  * statement that runs too long is ended from outside (statement_timeout,
@@ -12,6 +12,7 @@
 #include "weir/clock.h"
 #include "weir/pgbinary.h"
 #include "weir/pgcodec.h"
+#include "weir/pool.h"
 #include "weir/pq.h"
 
 #include <errno.h>
@@ -37,10 +38,9 @@ struct pg_stmt {
 };
 
 struct weir_pg_conn {
+    weir_pool_conn base;        /* first: pool.h */
     PGconn *pg;
     weir_pg_pool *pool;
-    double created, last_used;
-    int busy;
     int in_copy;                /* 1 copy out, 2 copy in */
     int copy_eof;               /* a COPY out ended inside the last batch */
     int in_rows;                /* a single-row-mode result is being read */
@@ -56,22 +56,15 @@ struct weir_pg_conn {
     uint64_t epoch;             /* the epoch it was last checked out in */
     PGresult *hold;             /* a result being turned into rows */
     char *hold_line;            /* a COPY line being turned into a row */
-    struct weir_pg_conn *next;  /* in the pool's list */
 };
 
+/* References, idle connections and the registry: pool.h. */
 struct weir_pg_pool {
-    char *name;
+    weir_pool base;             /* first: pool.h */
     char **keys, **vals;
     int n;
     weir_pg_pool_opts o;
-    struct weir_pg_conn *conns;
-    int nconns;
-    int64_t opened;
-    int retired;                /* replaced: close connections on release */
-    struct weir_pg_pool *next;
 };
-
-static weir_pg_pool *pools;
 
 /* Attempts of a worker share its pools. Session state one attempt set
  * (SET, temporary tables, prepared statements of its own) must not reach
@@ -79,11 +72,6 @@ static weir_pg_pool *pools;
  * (weir_ffi_pg_new_epoch starts one; weir.pg calls it when it loads, which
  * is once per attempt state). */
 static uint64_t epoch = 1;
-
-static double now_ms(void)
-{
-    return weir_clock_mono_ms();
-}
 
 /* libpq's message without the trailing newline. */
 static void conn_err(PGconn *pg, const char *what, char *err, size_t errlen)
@@ -129,60 +117,17 @@ static void conn_close(struct weir_pg_conn *c)
     free(c);
 }
 
-/* Unlink c from its pool's list. */
-static void pool_unlink(weir_pg_pool *p, struct weir_pg_conn *c)
+static void pool_free(weir_pool *base)
 {
-    struct weir_pg_conn **pp;
+    weir_pg_pool *p = (weir_pg_pool *)base;
 
-    for (pp = &p->conns; *pp; pp = &(*pp)->next)
-        if (*pp == c) {
-            *pp = c->next;
-            p->nconns--;
-            return;
-        }
-}
-
-static void pool_free(weir_pg_pool *p)
-{
     for (int i = 0; i < p->n; i++) {
         free(p->keys[i]);
         free(p->vals[i]);
     }
     free(p->keys);
     free(p->vals);
-    free(p->name);
     free(p);
-}
-
-/* Close idle connections (all when the pool is retired); frees a retired
- * pool once nothing is in use. Returns 1 when p was freed. */
-static int pool_sweep(weir_pg_pool *p, int all)
-{
-    double t = now_ms();
-    struct weir_pg_conn *c = p->conns, *nx;
-    int idle = 0;
-
-    for (; c; c = c->next)
-        idle += !c->busy;
-    for (c = p->conns; c; c = nx) {
-        nx = c->next;
-        if (c->busy)
-            continue;
-        if (all || p->retired
-            || (p->o.max_lifetime_ms > 0
-                && t - c->created > p->o.max_lifetime_ms)
-            || (p->o.idle_timeout_ms > 0 && idle > p->o.min_size
-                && t - c->last_used > p->o.idle_timeout_ms)) {
-            pool_unlink(p, c);
-            conn_close(c);
-            idle--;
-        }
-    }
-    if (p->retired && p->conns == NULL) {
-        pool_free(p);
-        return 1;
-    }
-    return 0;
 }
 
 static void quiet(void *arg, const char *message)
@@ -191,9 +136,10 @@ static void quiet(void *arg, const char *message)
     (void)message;
 }
 
-static int conn_open(weir_pg_pool *p, struct weir_pg_conn **out, char *err,
+static int conn_open(weir_pool *base, weir_pool_conn **out, char *err,
                      size_t errlen)
 {
+    weir_pg_pool *p = (weir_pg_pool *)base;
     struct weir_pg_conn *c = calloc(1, sizeof(*c));
 
     if (c == NULL)
@@ -208,84 +154,8 @@ static int conn_open(weir_pg_pool *p, struct weir_pg_conn **out, char *err,
     /* NOTICEs (e.g. "already exists, skipping") are not errors */
     PQsetNoticeProcessor(c->pg, quiet, NULL);
     c->pool = p;
-    c->created = c->last_used = now_ms();
-    c->next = p->conns;
-    p->conns = c;
-    p->nconns++;
-    p->opened++;
-    *out = c;
-    return WEIR_OK;
-}
-
-static int same_config(const weir_pg_pool *p, const char *const *keys,
-                       const char *const *vals, int n,
-                       const weir_pg_pool_opts *o)
-{
-    if (p->n != n || memcmp(&p->o, o, sizeof(*o)) != 0)
-        return 0;
-    for (int i = 0; i < n; i++)
-        if (strcmp(p->keys[i], keys[i]) != 0
-            || strcmp(p->vals[i], vals[i] ? vals[i] : "") != 0)
-            return 0;
-    return 1;
-}
-
-WEIR_API int weir_ffi_pg_pool_set(const char *name, const char *const *keys,
-                                  const char *const *vals, int32_t n,
-                                  const weir_pg_pool_opts *o, char *err,
-                                  size_t errlen)
-{
-    weir_pg_pool **pp, *p;
-
-    if (name == NULL || o == NULL || n < 0
-        || (n > 0 && (keys == NULL || vals == NULL)) || o->max_size < 1
-        || o->min_size < 0 || o->min_size > o->max_size)
-        return WEIR_EINVAL;
-    if (weir_pq_load(err, errlen) != WEIR_OK)
-        return WEIR_EIO;
-    for (pp = &pools; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->name, name) != 0)
-            continue;
-        if (same_config(*pp, keys, vals, n, o))
-            return WEIR_OK;
-        p = *pp;
-        *pp = p->next;
-        p->retired = 1;
-        pool_sweep(p, 1);
-        break;
-    }
-    p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return WEIR_ENOMEM;
-    p->name = strdup(name);
-    p->keys = calloc((size_t)n + 1, sizeof(char *));
-    p->vals = calloc((size_t)n + 1, sizeof(char *));
-    if (p->name == NULL || p->keys == NULL || p->vals == NULL) {
-        pool_free(p);
-        return WEIR_ENOMEM;
-    }
-    for (int i = 0; i < n; i++) {
-        p->keys[i] = strdup(keys[i]);
-        p->vals[i] = strdup(vals[i] ? vals[i] : "");
-        p->n = i + 1;
-        if (p->keys[i] == NULL || p->vals[i] == NULL) {
-            pool_free(p);
-            return WEIR_ENOMEM;
-        }
-    }
-    p->o = *o;
-    for (int i = 0; i < o->min_size; i++) {
-        struct weir_pg_conn *c;
-        int rc = conn_open(p, &c, err, errlen);
-
-        if (rc != WEIR_OK) {
-            p->retired = 1;
-            pool_sweep(p, 1);
-            return rc;
-        }
-    }
-    p->next = pools;
-    pools = p;
+    c->epoch = epoch;
+    *out = &c->base;
     return WEIR_OK;
 }
 
@@ -316,20 +186,16 @@ WEIR_API void weir_ffi_pg_new_epoch(void)
     epoch++;
 }
 
-/* Is the idle connection c still usable? */
-static int conn_valid(struct weir_pg_conn *c, double t)
+/* Is the idle connection c still usable (ping: "SELECT 1" answers)? Then
+ * reset when it was last used in another epoch. The pool has closed it
+ * already when it was past its lifetime or idle timeout. */
+static int conn_check(weir_pool_conn *base, int ping)
 {
-    weir_pg_pool *p = c->pool;
+    struct weir_pg_conn *c = (struct weir_pg_conn *)base;
     struct pollfd pfd;
 
     if (PQstatus(c->pg) != CONNECTION_OK
         || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-        return 0;
-    if (p->o.max_lifetime_ms > 0 && t - c->created > p->o.max_lifetime_ms)
-        return 0;
-    /* idle too long: closed (above min_size), as the sweep would */
-    if (p->o.idle_timeout_ms > 0 && t - c->last_used > p->o.idle_timeout_ms
-        && p->nconns > p->o.min_size)
         return 0;
     /* An idle connection has nothing to read: data or EOF means the
      * server said goodbye (a restart sends 57P01, then closes). */
@@ -337,14 +203,98 @@ static int conn_valid(struct weir_pg_conn *c, double t)
     pfd.events = POLLIN;
     if (pfd.fd < 0 || poll(&pfd, 1, 0) != 0)
         return 0;
-    if (p->o.validate_after_ms >= 0 && t - c->last_used > p->o.validate_after_ms) {
+    if (ping) {
         PGresult *r = PQexec(c->pg, "SELECT 1");
         int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
 
         PQclear(r);
-        return ok;
+        if (!ok)
+            return 0;
     }
+    return conn_reset(c);
+}
+
+static void conn_free(weir_pool_conn *base)
+{
+    conn_close((struct weir_pg_conn *)base);
+}
+
+static const weir_pool_class pg_pools = {
+    .open = conn_open,
+    .check = conn_check,
+    .close = conn_free,
+    .free = pool_free,
+};
+
+static int same_config(const weir_pg_pool *p, const char *const *keys,
+                       const char *const *vals, int n,
+                       const weir_pg_pool_opts *o)
+{
+    if (p->n != n || memcmp(&p->o, o, sizeof(*o)) != 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(p->keys[i], keys[i]) != 0
+            || strcmp(p->vals[i], vals[i] ? vals[i] : "") != 0)
+            return 0;
     return 1;
+}
+
+WEIR_API int weir_ffi_pg_pool_set(const char *name, const char *const *keys,
+                                  const char *const *vals, int32_t n,
+                                  const weir_pg_pool_opts *o, char *err,
+                                  size_t errlen)
+{
+    weir_pg_pool *p;
+    weir_pool_opts po;
+    int rc;
+
+    if (name == NULL || o == NULL || n < 0
+        || (n > 0 && (keys == NULL || vals == NULL)) || o->max_size < 1
+        || o->min_size < 0 || o->min_size > o->max_size)
+        return WEIR_EINVAL;
+    if (weir_pq_load(err, errlen) != WEIR_OK)
+        return WEIR_EIO;
+    p = (weir_pg_pool *)weir_pool_get(&pg_pools, name);
+    if (p != NULL) {
+        rc = same_config(p, keys, vals, n, o);
+        weir_pool_unref(&p->base);
+        if (rc)
+            return WEIR_OK;
+    }
+    po = (weir_pool_opts){ .min_size = o->min_size, .max_size = o->max_size,
+                           .idle_timeout_ms = o->idle_timeout_ms,
+                           .max_lifetime_ms = o->max_lifetime_ms,
+                           .validate_after_ms = o->validate_after_ms };
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return WEIR_ENOMEM;
+    if ((rc = weir_pool_init(&p->base, &pg_pools, name, &po)) != WEIR_OK) {
+        free(p);
+        return rc;
+    }
+    p->o = *o;
+    p->keys = calloc((size_t)n + 1, sizeof(char *));
+    p->vals = calloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; p->keys != NULL && p->vals != NULL && i < n; i++) {
+        p->keys[i] = strdup(keys[i]);
+        p->vals[i] = strdup(vals[i] ? vals[i] : "");
+        p->n = i + 1;
+        if (p->keys[i] == NULL || p->vals[i] == NULL)
+            break;
+    }
+    if (p->keys == NULL || p->vals == NULL
+        || (n > 0 && (p->keys[n - 1] == NULL || p->vals[n - 1] == NULL))) {
+        weir_pool_unref(&p->base);
+        return WEIR_ENOMEM;
+    }
+    /* replaces the pool of other settings (its busy connections close
+     * when released); one that cannot open min_size leaves none */
+    weir_pool_add(&p->base);
+    if ((rc = weir_pool_fill(&p->base, err, errlen)) != WEIR_OK) {
+        weir_pool_retire(&p->base);
+        return rc == WEIR_ELIMIT ? WEIR_EIO : rc;
+    }
+    return WEIR_OK;
 }
 
 /* A connection from p: an idle one that passes validation, else a new
@@ -353,45 +303,24 @@ static int conn_valid(struct weir_pg_conn *c, double t)
 static int conn_acquire(weir_pg_pool *p, struct weir_pg_conn **out,
                         char *err, size_t errlen)
 {
-    struct weir_pg_conn *c, *nx;
-    double t = now_ms();
+    weir_pool_conn *c;
+    int rc = weir_pool_acquire(&p->base, &c, err, errlen);
 
-    for (c = p->conns; c; c = nx) {
-        nx = c->next;
-        if (c->busy)
-            continue;
-        if (conn_valid(c, t) && conn_reset(c)) {
-            c->busy = 1;
-            *out = c;
-            return WEIR_OK;
-        }
-        pool_unlink(p, c);
-        conn_close(c);
-    }
-    if (p->nconns >= p->o.max_size) {
+    *out = (struct weir_pg_conn *)c;
+    if (rc == WEIR_ELIMIT)
         weir_set_err(err, errlen,
                      "pool %s: all %d connections are in use (pool.max)",
-                     p->name, p->o.max_size);
-        return WEIR_ELIMIT;
-    }
-    if (conn_open(p, &c, err, errlen) != WEIR_OK)
-        return WEIR_EIO;
-    c->busy = 1;
-    c->epoch = epoch;
-    *out = c;
-    return WEIR_OK;
+                     p->base.name, p->o.max_size);
+    else if (rc != WEIR_OK)
+        rc = WEIR_EIO;
+    return rc;
 }
 
 /* Give c back: kept for reuse only when reuse is 1 and it is healthy and
  * idle; otherwise a running statement is cancelled and c closed. */
 static void conn_release(struct weir_pg_conn *c, int reuse)
 {
-    weir_pg_pool *p;
-
     drop_held(c);
-    p = c->pool;
-    c->busy = 0;
-    c->last_used = now_ms();
     if (!reuse || c->in_copy || c->in_rows || PQstatus(c->pg) != CONNECTION_OK
         || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         /* a statement may still run: ask the server to stop it */
@@ -405,10 +334,9 @@ static void conn_release(struct weir_pg_conn *c, int reuse)
                 PQfreeCancel(k);
             }
         }
-        pool_unlink(p, c);
-        conn_close(c);
+        reuse = 0;
     }
-    pool_sweep(p, 0);
+    weir_pool_release(&c->base, reuse);
 }
 
 /* sql (no parameters, one or more statements) with the simple query
@@ -451,13 +379,7 @@ static int conn_run(struct weir_pg_conn *c, const char *sql, char *err,
 
 WEIR_API void weir_ffi_pg_pools_close(void)
 {
-    while (pools) {
-        weir_pg_pool *p = pools;
-
-        pools = p->next;
-        p->retired = 1;
-        pool_sweep(p, 1);
-    }
+    weir_pool_drop_all(&pg_pools);
 }
 
 /* ------------------------------------------------------------------------
@@ -482,6 +404,8 @@ static struct weir_pg_conn *arg_conn(lua_State *L)
 }
 
 /* pg_acquire(pool_name) -> conn | nil, status, message */
+static int l_release(lua_State *L);
+
 static int l_acquire(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -493,16 +417,21 @@ static int l_acquire(lua_State *L)
     /* the box first: once acquired, nothing may raise before it holds c */
     box = lua_newuserdata(L, sizeof(*box));
     *box = NULL;
-    luaL_getmetatable(L, CONN_MT);
+    if (luaL_newmetatable(L, CONN_MT)) {
+        /* first acquire in this state */
+        lua_pushcfunction(L, l_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
     lua_setmetatable(L, -2);
-    for (p = pools; p; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            break;
+    p = (weir_pg_pool *)weir_pool_get(&pg_pools, name);
     if (p == NULL) {
         weir_set_err(err, sizeof(err), "pool %s: not configured", name);
         rc = WEIR_ENOENT;
     } else {
         rc = conn_acquire(p, box, err, sizeof(err));
+        weir_pool_unref(&p->base); /* a connection holds its own */
     }
     if (rc == WEIR_OK)
         return 1;
@@ -1189,37 +1118,30 @@ static int l_binary_ok(lua_State *L)
     return 1;
 }
 
-int weir_pg_lua_open(lua_State *L)
-{
-    static const luaL_Reg fns[] = {
-        { "pg_acquire", l_acquire },
-        { "pg_release", l_release },
-        { "pg_run", l_run },
-        { "pg_txstatus", l_txstatus },
-        { "pg_exec", l_exec },
-        { "pg_describe", l_describe },
-        { "pg_copy_out_begin", l_copy_out_begin },
-        { "pg_copy_out_batch", l_copy_out_batch },
-        { "pg_copy_in_begin", l_copy_in_begin },
-        { "pg_copy_in_batch", l_copy_in_batch },
-        { "pg_copy_in_file", l_copy_in_file },
-        { "pg_binary_ok", l_binary_ok },
-        { "pg_rows_begin", l_rows_begin },
-        { "pg_rows_batch", l_rows_batch },
-        { "pg_copy_in_end", l_copy_in_end },
-        { NULL, NULL },
-    };
+static const luaL_Reg pg_natives[] = {
+    { "pg_acquire", l_acquire },
+    { "pg_release", l_release },
+    { "pg_run", l_run },
+    { "pg_txstatus", l_txstatus },
+    { "pg_exec", l_exec },
+    { "pg_describe", l_describe },
+    { "pg_copy_out_begin", l_copy_out_begin },
+    { "pg_copy_out_batch", l_copy_out_batch },
+    { "pg_copy_in_begin", l_copy_in_begin },
+    { "pg_copy_in_batch", l_copy_in_batch },
+    { "pg_copy_in_file", l_copy_in_file },
+    { "pg_binary_ok", l_binary_ok },
+    { "pg_rows_begin", l_rows_begin },
+    { "pg_rows_batch", l_rows_batch },
+    { "pg_copy_in_end", l_copy_in_end },
+    { NULL, NULL },
+};
 
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushcfunction(L, f->func);
-        lua_setfield(L, -2, f->name);
-    }
-    if (luaL_newmetatable(L, CONN_MT)) {
-        lua_pushcfunction(L, l_release);
-        lua_setfield(L, -2, "__gc");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
-    return 0;
-}
+/* Workers of a run with a PostgreSQL connection load libpq before their
+ * seccomp filter closes open() (pq.h). */
+const weir_connector_desc weir_connector_pg = {
+    .name = "pg",
+    .natives = pg_natives,
+    .preload_bit = WEIR_PRELOAD_LIBPQ,
+    .preload = weir_pq_load,
+};

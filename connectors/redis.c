@@ -1,6 +1,6 @@
 /*
- * redis.c - the Redis connector: pools of connections in a process-global
- * registry, RESP commands written by hand (binary-safe, no per-command
+ * redis.c - the Redis connector: pools of connections (pool.h: the
+ * registry, references, idle timeout, lifetime, checks), RESP commands written by hand (binary-safe, no per-command
  * allocation), replies parsed by hiredis's reader under a byte budget, and
  * the classic-Lua-API functions that turn replies into Lua values.
  *
@@ -10,8 +10,8 @@
  * outgrows max_reply_bytes (hiredis 0.14 would buffer it whole, and abort
  * the process when malloc fails). Connecting takes a numeric address only:
  * no resolver. socket() and connect() go through the binary's interposed
- * versions in workers (runtime/interpose.c, net.h). One mutex guards the registry and every
- * pool; network I/O happens outside it.
+ * versions in workers (runtime/interpose.c, net.h); the pool is the shared
+ * one of pool.c.
  *
  * Relies on hiredis 0.14 (redisReader and its object functions, with the
  * task privdata set from reader->privdata), POSIX sockets, Linux.
@@ -21,6 +21,7 @@
 #include "weir/clock.h"
 #include "weir/numfmt.h"
 #include "weir/lstate.h"
+#include "weir/pool.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +31,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +60,7 @@ typedef struct pool_opts {
 } pool_opts;
 
 struct weir_redis_conn {
+    weir_pool_conn base;  /* first: pool.h */
     weir_redis_pool *pool;
     int fd;
     redisReader *rd;
@@ -68,26 +69,15 @@ struct weir_redis_conn {
     long pending;      /* replies expected */
     int broken;        /* an I/O or protocol error: never reuse */
     pid_t pid;         /* the process that connected it */
-    double created, last_used;
     size_t used;       /* bytes charged to the reply being read */
     int over;          /* that reply went over max_reply */
-    weir_redis_conn *next;
 };
 
+/* References, idle connections and the registry: pool.h. */
 struct weir_redis_pool {
-    char *name;
+    weir_pool base;    /* first: pool.h */
     pool_opts o;
-    int refs;          /* registry + handles + checked-out connections */
-    int retired;       /* not in the registry any more */
-    int open, in_use, nidle;
-    int64_t connects, dropped;
-    weir_redis_conn *idle; /* most recently used first */
-    weir_redis_pool *next;
 };
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static weir_redis_pool *g_pools;
-static int g_live;
 
 static double now_ms(void)
 {
@@ -122,7 +112,7 @@ static void perr(const weir_redis_pool *p, char *err, size_t errlen,
 
     if (err == NULL || errlen == 0)
         return;
-    n = snprintf(err, errlen, "redis \"%s\": ", p->name);
+    n = snprintf(err, errlen, "redis \"%s\": ", p->base.name);
     if (n < 0 || (size_t)n >= errlen)
         return;
     va_start(ap, fmt);
@@ -607,7 +597,6 @@ static int conn_open(weir_redis_pool *p, weir_redis_conn **out, char *err,
         if ((rc = conn_simple(k, "select", 2, argv, err, errlen)) != WEIR_OK)
             goto fail;
     }
-    k->created = k->last_used = now_ms();
     k->pid = getpid();
     *out = k;
     return WEIR_OK;
@@ -637,33 +626,28 @@ static int conn_ping(weir_redis_conn *k, char *err, size_t errlen)
 
 /* ---- pools ------------------------------------------------------------- */
 
-static int expired(const weir_redis_pool *p, const weir_redis_conn *k,
-                   double now)
+static int class_open(weir_pool *p, weir_pool_conn **out, char *err,
+                      size_t errlen)
 {
-    return (p->o.lifetime_ms > 0 && now - k->created >= p->o.lifetime_ms) ||
-           (p->o.idle_ms > 0 && now - k->last_used >= p->o.idle_ms);
+    weir_redis_conn *k;
+    int rc = conn_open((weir_redis_pool *)p, &k, err, errlen);
+
+    if (rc == WEIR_OK)
+        *out = &k->base;
+    return rc;
 }
 
-/* Close idle connections past their time (all of them when all != 0).
- * Called with g_mu held. */
-static void sweep(weir_redis_pool *p, int all)
+/* closed by the server while idle (restart, timeout)? */
+static int class_check(weir_pool_conn *c, int ping)
 {
-    weir_redis_conn **pp = &p->idle;
-    double now = now_ms();
+    weir_redis_conn *k = (weir_redis_conn *)c;
 
-    while (*pp != NULL) {
-        weir_redis_conn *k = *pp;
-        if (all || expired(p, k, now)) {
-            *pp = k->next;
-            p->nidle--;
-            p->open--;
-            if (!all)
-                p->dropped++;
-            conn_free(k);
-        } else {
-            pp = &k->next;
-        }
-    }
+    return conn_quiet(k) && (!ping || conn_ping(k, NULL, 0) == WEIR_OK);
+}
+
+static void class_close(weir_pool_conn *c)
+{
+    conn_free((weir_redis_conn *)c);
 }
 
 static void opts_free(pool_opts *o)
@@ -674,33 +658,6 @@ static void opts_free(pool_opts *o)
         explicit_bzero(o->password, strlen(o->password));
         free(o->password);
     }
-}
-
-/* Drop one reference; the last one frees. Called with g_mu held. */
-static void unref(weir_redis_pool *p)
-{
-    if (--p->refs > 0)
-        return;
-    sweep(p, 1);
-    opts_free(&p->o);
-    free(p->name);
-    free(p);
-    g_live--;
-}
-
-/* Take p out of the registry. Called with g_mu held. */
-static void retire(weir_redis_pool *p)
-{
-    weir_redis_pool **pp = &g_pools;
-
-    while (*pp != NULL && *pp != p)
-        pp = &(*pp)->next;
-    if (*pp == p)
-        *pp = p->next;
-    p->next = NULL;
-    p->retired = 1;
-    sweep(p, 1);
-    unref(p);
 }
 
 static int dflt(int32_t v, int d)
@@ -787,12 +744,26 @@ static int opts_load(const char *name, const weir_redis_opts *in,
     return WEIR_OK;
 }
 
+static void class_free(weir_pool *p)
+{
+    opts_free(&((weir_redis_pool *)p)->o);
+    free(p);
+}
+
+static const weir_pool_class redis_pools = {
+    .open = class_open,
+    .check = class_check,
+    .close = class_close,
+    .free = class_free,
+};
+
 WEIR_API int weir_ffi_redis_pool_get(const char *name,
                                      const weir_redis_opts *opts,
                                      weir_redis_pool **out, char *err,
                                      size_t errlen)
 {
     weir_redis_pool *p;
+    weir_pool_opts po;
     pool_opts o;
     int rc;
 
@@ -803,171 +774,92 @@ WEIR_API int weir_ffi_redis_pool_get(const char *name,
     }
     if ((rc = opts_load(name, opts, &o, err, errlen)) != WEIR_OK)
         return rc;
-    pthread_mutex_lock(&g_mu);
-    for (p = g_pools; p != NULL; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            break;
+    p = (weir_redis_pool *)weir_pool_get(&redis_pools, name);
     if (p != NULL && same_opts(&p->o, &o)) {
-        p->refs++;
-        pthread_mutex_unlock(&g_mu);
         opts_free(&o);
-        *out = p;
+        *out = p; /* the reference weir_pool_get took */
         return WEIR_OK;
     }
     if (p != NULL)
-        retire(p);
+        weir_pool_unref(&p->base); /* replaced by weir_pool_add below */
+    po = (weir_pool_opts){ .min_size = 0, .max_size = o.max,
+                           .idle_timeout_ms = o.idle_ms,
+                           .max_lifetime_ms = o.lifetime_ms,
+                           .validate_after_ms = o.validate_ms };
     p = calloc(1, sizeof *p);
-    if (p == NULL || (p->name = strdup(name)) == NULL) {
-        pthread_mutex_unlock(&g_mu);
+    if (p == NULL || weir_pool_init(&p->base, &redis_pools, name, &po)
+                         != WEIR_OK) {
         free(p);
         opts_free(&o);
         weir_set_err(err, errlen, "redis \"%s\": out of memory", name);
         return WEIR_ENOMEM;
     }
     p->o = o;
-    p->refs = 2; /* the registry's and the caller's */
-    p->next = g_pools;
-    g_pools = p;
-    g_live++;
-    pthread_mutex_unlock(&g_mu);
+    weir_pool_ref(&p->base); /* the caller's, with the registry's */
+    weir_pool_add(&p->base); /* replaces a pool of other options */
     *out = p;
     return WEIR_OK;
 }
 
 WEIR_API void weir_ffi_redis_pool_release(weir_redis_pool *pool)
 {
-    if (pool == NULL)
-        return;
-    pthread_mutex_lock(&g_mu);
-    unref(pool);
-    pthread_mutex_unlock(&g_mu);
+    if (pool != NULL)
+        weir_pool_unref(&pool->base);
 }
 
 WEIR_API int weir_ffi_redis_pool_drop(const char *name)
 {
-    weir_redis_pool *p;
-
-    pthread_mutex_lock(&g_mu);
-    for (p = g_pools; p != NULL; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            break;
-    if (p != NULL)
-        retire(p);
-    pthread_mutex_unlock(&g_mu);
-    return p != NULL ? WEIR_OK : WEIR_ENOENT;
+    return weir_pool_drop(&redis_pools, name);
 }
 
 WEIR_API void weir_ffi_redis_shutdown(void)
 {
-    pthread_mutex_lock(&g_mu);
-    while (g_pools != NULL)
-        retire(g_pools);
-    pthread_mutex_unlock(&g_mu);
+    weir_pool_drop_all(&redis_pools);
 }
 
 WEIR_API int32_t weir_ffi_redis_live_pools(void)
 {
-    int n;
-
-    pthread_mutex_lock(&g_mu);
-    n = g_live;
-    pthread_mutex_unlock(&g_mu);
-    return n;
+    return weir_pool_live(&redis_pools);
 }
 
 WEIR_API void weir_ffi_redis_pool_stats(weir_redis_pool *pool,
                                         weir_redis_stats *out)
 {
-    pthread_mutex_lock(&g_mu);
-    out->open = pool->open;
-    out->idle = pool->nidle;
-    out->in_use = pool->in_use;
-    out->retired = pool->retired;
-    out->connects = pool->connects;
-    out->dropped = pool->dropped;
-    pthread_mutex_unlock(&g_mu);
+    weir_pool_stats st;
+
+    weir_pool_get_stats(&pool->base, &st);
+    out->open = st.open;
+    out->idle = st.idle;
+    out->in_use = st.in_use;
+    out->retired = st.retired;
+    out->connects = st.connects;
+    out->dropped = st.dropped;
 }
 
 int weir_redis_acquire(weir_redis_pool *p, weir_redis_conn **out,
                        char *err, size_t errlen)
 {
-    weir_redis_conn *k;
-    int rc;
+    weir_pool_conn *c;
+    int rc = weir_pool_acquire(&p->base, &c, err, errlen);
 
-    *out = NULL;
-    pthread_mutex_lock(&g_mu);
-    sweep(p, 0);
-    while ((k = p->idle) != NULL) {
-        p->idle = k->next;
-        k->next = NULL;
-        p->nidle--;
-        p->in_use++;
-        p->refs++;
-        pthread_mutex_unlock(&g_mu);
-        /* closed by the server while idle (restart, timeout)? */
-        if (conn_quiet(k) &&
-            (p->o.validate_ms < 0 ||
-             now_ms() - k->last_used < p->o.validate_ms ||
-             conn_ping(k, NULL, 0) == WEIR_OK)) {
-            *out = k;
-            return WEIR_OK;
-        }
-        conn_free(k);
-        pthread_mutex_lock(&g_mu);
-        p->in_use--;
-        p->open--;
-        p->dropped++;
-        unref(p);
-    }
-    if (p->open >= p->o.max) {
-        int n = p->in_use;
-        pthread_mutex_unlock(&g_mu);
-        perr(p, err, errlen, "pool exhausted (%d connections in use)", n);
+    *out = (weir_redis_conn *)c;
+    if (rc == WEIR_ELIMIT) {
+        weir_pool_stats st;
+
+        weir_pool_get_stats(&p->base, &st);
+        perr(p, err, errlen, "pool exhausted (%d connections in use)",
+             (int)st.in_use);
         return WEIR_EAGAIN;
     }
-    p->open++; /* reserve the slot while connecting */
-    p->in_use++;
-    p->refs++;
-    pthread_mutex_unlock(&g_mu);
-    rc = conn_open(p, &k, err, errlen);
-    pthread_mutex_lock(&g_mu);
-    if (rc != WEIR_OK) {
-        p->open--;
-        p->in_use--;
-        unref(p);
-    } else {
-        p->connects++;
-    }
-    pthread_mutex_unlock(&g_mu);
-    if (rc == WEIR_OK)
-        *out = k;
     return rc;
 }
 
 void weir_redis_release(weir_redis_conn *k, int reusable)
 {
-    weir_redis_pool *p;
-
-    if (k == NULL)
-        return;
-    p = k->pool;
-    k->last_used = now_ms();
-    pthread_mutex_lock(&g_mu);
-    p->in_use--;
-    if (!reusable || k->broken || k->pending != 0 || k->out.len != 0 ||
-        p->retired || expired(p, k, k->last_used)) {
-        p->open--;
-        if (!p->retired)
-            p->dropped++;
-        conn_free(k);
-    } else {
-        k->next = p->idle;
-        p->idle = k;
-        p->nidle++;
-    }
-    sweep(p, 0);
-    unref(p);
-    pthread_mutex_unlock(&g_mu);
+    if (k != NULL)
+        weir_pool_release(&k->base, reusable && !k->broken
+                                        && k->pending == 0
+                                        && k->out.len == 0);
 }
 
 WEIR_API int weir_ffi_redis_ping(weir_redis_pool *pool, double *ms, char *err,
@@ -1380,12 +1272,14 @@ static int l_pipeline(lua_State *L)
     return 1;
 }
 
-int weir_redis_lua_open(lua_State *L)
-{
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_command);
-    lua_setfield(L, -2, "command");
-    lua_pushcfunction(L, l_pipeline);
-    lua_setfield(L, -2, "pipeline");
-    return 1;
-}
+static const luaL_Reg redis_natives[] = {
+    { "command", l_command },
+    { "pipeline", l_pipeline },
+    { NULL, NULL },
+};
+
+const weir_connector_desc weir_connector_redis = {
+    .name = "redis",
+    .table = "redis",
+    .natives = redis_natives,
+};

@@ -8,11 +8,9 @@
  */
 #include "weir/lstate.h"
 #include "weir/clock.h"
+#include "weir/connectors.h"
 #include "weir/embed.h"
 #include "weir/numfmt.h"
-#include "weir/bulk.h"
-#include "weir/pg.h"
-#include "weir/redis.h"
 #include "weir/ser.h"
 #include "weir/yaml.h"
 
@@ -127,8 +125,6 @@ static int native_string_dump(lua_State *L)
 }
 
 static const luaL_Reg native_fns[] = {
-    { "csv_batch", weir_bulk_csv_batch },
-    { "db_insert", weir_bulk_db_insert },
     { "string_dump", native_string_dump },
     { "now", native_now },
     { "num_format", native_num_format },
@@ -144,7 +140,7 @@ static const luaL_Reg native_fns[] = {
 
 static int open_native(lua_State *L)
 {
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 32);
     for (const luaL_Reg *r = native_fns; r->name != NULL; r++) {
         lua_pushcfunction(L, r->func);
         lua_setfield(L, -2, r->name);
@@ -153,9 +149,24 @@ static int open_native(lua_State *L)
      * and JSON null, the value cjson.null and the C connectors push */
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
-    weir_pg_lua_open(L);
-    weir_redis_lua_open(L); /* { command, pipeline } */
-    lua_setfield(L, -2, "redis");
+    /* each connector's natives (connectors.h), in weir._native itself or
+     * in the subtable its description names */
+    for (const weir_connector_desc *const *d = weir_connectors; *d; d++) {
+        if ((*d)->natives == NULL)
+            continue;
+        if ((*d)->table != NULL) {
+            lua_getfield(L, -1, (*d)->table);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_setfield(L, -3, (*d)->table);
+            }
+        }
+        luaL_register(L, NULL, (*d)->natives);
+        if ((*d)->table != NULL)
+            lua_pop(L, 1);
+    }
     return 1;
 }
 

@@ -12,10 +12,10 @@
  */
 #include "weir/breaker.h"
 #include "weir/broker.h"
+#include "weir/connectors.h"
 #include "weir/exec.h"
 #include "weir/lstate.h"
 #include "weir/net.h"
-#include "weir/pq.h"
 #include "weir/seccomp.h"
 #include "weir/ser.h"
 #include "weir/spin.h"
@@ -294,11 +294,13 @@ int weir_worker_main(int argc, char **argv)
         char seed[16];
         sqlite3_randomness(sizeof seed, seed);
     }
-    if (preload & WEIR_PRELOAD_LIBPQ) {
-        /* libpq is dlopened (pq.h): only before the filter closes open() */
+    for (const weir_connector_desc *const *d = weir_connectors; *d; d++) {
+        /* what a connector needs before the filter closes open(), when
+         * the supervisor asked for it (libpq: pg.c) */
         char perr[256];
 
-        if (weir_pq_load(perr, sizeof perr) != WEIR_OK)
+        if ((*d)->preload != NULL && (preload & (*d)->preload_bit)
+            && (*d)->preload(perr, sizeof perr) != WEIR_OK)
             fprintf(stderr, "weir worker: %s\n", perr);
     }
     if (weir_seccomp_install() != 0) {

@@ -6,14 +6,7 @@ local H = require("helpers")
 local REDIS = H.service("redis") or {}
 local URL, PORT, PASSWORD = REDIS.url, REDIS.port, REDIS.password
 
--- weir._native.redis, even from a binary whose lstate.c does not register
--- it yet: load the same function from libweir.
 local native = require("weir._native")
-if not native.redis then
-  local dir = (os.getenv("WEIR_BIN") or "build/weir"):match("^(.*)/[^/]*$") or "."
-  local open = package.loadlib(dir .. "/libweir.so", "weir_redis_lua_open")
-  native.redis = assert(open, "weir_redis_lua_open not found in libweir")()
-end
 
 local redis = require("weir.connectors.redis")
 local F = require("weir._ffi")

@@ -154,6 +154,13 @@ static void *cap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* Push { command, pipeline }, as weir._native.redis holds them. */
+static void push_natives(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_register(L, NULL, weir_connector_redis.natives);
+}
+
 /* Push p as weir.redis holds it: a weir_redis_pool * cdata. */
 static void push_pool(lua_State *L, weir_redis_pool *p)
 {
@@ -184,7 +191,7 @@ static void test_lua_cleanup(weir_redis_pool *p)
     CHECK(L != NULL);
     luaL_openlibs(L);
     CHECK_EQ_INT(luaL_loadstring(L, script), 0);
-    weir_redis_lua_open(L);
+    push_natives(L);
     push_pool(L, p);
     if (lua_pcall(L, 2, 1, 0) != 0) {
         fprintf(stderr, "lua: %s\n", lua_tostring(L, -1));
@@ -200,7 +207,7 @@ static void test_lua_cleanup(weir_redis_pool *p)
     CHECK_EQ_INT(luaL_loadstring(L, "local R, pool = ...\n"
                                     "return R.command(pool, {'GET', 'c:lua'})"),
                  0);
-    weir_redis_lua_open(L);
+    push_natives(L);
     push_pool(L, p);
     CHECK_EQ_INT(lua_pcall(L, 2, 1, 0), LUA_ERRMEM);
     weir_ffi_redis_pool_stats(p, &st);

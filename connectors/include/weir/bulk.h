@@ -2,14 +2,13 @@
  * bulk.h - bulk conversions between the C connectors and Lua tables, with
  * the classic Lua C API (the FFI would cross the boundary once per field;
  * these cross it once per batch). Exposed to trusted Lua as
- * weir._native.csv_batch and weir._native.db_insert; never to user code.
+ * weir._native.csv_batch and weir._native.db_insert (registered through
+ * weir_connector_bulk, connectors.h); never to user code.
  */
 #ifndef WEIR_BULK_H
 #define WEIR_BULK_H
 
-#include "weir/common.h"
-
-#include <lua.h>
+#include "weir/connectors.h"
 
 /*
  * weir:native:begin
@@ -30,8 +29,6 @@
  * C cannot tell cdata types apart (weir_lua_cdata_ptr): the callers in
  * lua/weir/stream.lua pass only their own reader and statement.
  */
-int weir_bulk_csv_batch(lua_State *L);
-
-int weir_bulk_db_insert(lua_State *L);
+extern const weir_connector_desc weir_connector_bulk;
 
 #endif

@@ -4,8 +4,9 @@
  * prepared-statement cache, COPY in both directions, results turned into
  * Lua rows in C (pgcodec.h does the values).
  *
- * Pools live in C and outlive the Lua state of an attempt, so a worker
- * keeps its connections from one attempt to the next. Policy (retries,
+ * Pools live in C (pool.h, shared with Redis) and outlive the Lua state of
+ * an attempt, so a worker keeps its connections from one attempt to the
+ * next. Policy (retries,
  * breakers, which SQL to run for a sink mode) lives in lua/weir/pg.lua.
  *
  * Connections and the row-building calls use the classic Lua C API (one
@@ -16,6 +17,7 @@
 #define WEIR_PG_H
 
 #include "weir/common.h"
+#include "weir/connectors.h"
 
 #include <lua.h>
 
@@ -25,6 +27,11 @@ typedef struct weir_pg_pool weir_pg_pool;
 typedef struct weir_pg_conn weir_pg_conn;
 
 /* weir:cdef:begin */
+enum {
+    WEIR_PRELOAD_LIBPQ = 1 /* workers will use PostgreSQL: libpq is loaded
+                            * before their seccomp filter (pq.h) */
+};
+
 typedef struct {
     int32_t min_size;           /* connections opened with the pool */
     int32_t max_size;           /* at most this many at once, >= 1 */
@@ -103,6 +110,6 @@ WEIR_API void weir_ffi_pg_new_epoch(void);
  * They raise "[SQLSTATE] message" (SQLSTATE 08006 when the connection was
  * lost) and never include connection parameters.
  */
-int weir_pg_lua_open(lua_State *L);
+extern const weir_connector_desc weir_connector_pg;
 
 #endif

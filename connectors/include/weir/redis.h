@@ -3,8 +3,8 @@
  * connection name), binary-safe commands and pipelines, and the conversion
  * of replies into Lua values.
  *
- * Pools live in C, in a process-global registry keyed by name, so they
- * outlive the Lua state of one attempt. A pool hands out connections that
+ * Pools live in C, in a process-global registry keyed by name (pool.h,
+ * shared with PostgreSQL), so they outlive the Lua state of one attempt. A pool hands out connections that
  * are checked on checkout (closed by the peer? idle long: PING), replaced
  * when dead, and closed past their idle timeout or lifetime. Replies are
  * read with hiredis's reader under a byte budget (max_reply_bytes): the
@@ -28,6 +28,7 @@
 #define WEIR_REDIS_H
 
 #include "weir/common.h"
+#include "weir/connectors.h"
 
 #include <lua.h>
 
@@ -117,8 +118,8 @@ int weir_redis_error_code(const char *msg, size_t len);
 /*
  * The classic-Lua-API functions of trusted weir.redis (they build Lua
  * tables per reply: one boundary crossing per command, not per value).
- * Pushes a table { command = f, pipeline = f }; register it as
- * weir._native.redis. Both take the pool (the weir_redis_pool * cdata
+ * weir_connector_redis registers them as weir._native.redis.command and
+ * .pipeline (connectors.h). Both take the pool (the weir_redis_pool * cdata
  * itself, from weir.redis's private state) and errmt,
  * the metatable for error objects (weir.errors'), and return nil, err on
  * failure, err = { code, message, transient, redis = "WRONGTYPE" | nil }.
@@ -139,6 +140,6 @@ int weir_redis_error_code(const char *msg, size_t len);
  * on misuse (bad argument types) and on Lua memory errors; a checked-out
  * connection is then closed by a finalizer.
  */
-int weir_redis_lua_open(lua_State *L);
+extern const weir_connector_desc weir_connector_redis;
 
 #endif

@@ -22,10 +22,6 @@
 typedef struct weir_exec weir_exec;
 
 enum {
-    WEIR_PRELOAD_LIBPQ = 1 /* workers will use PostgreSQL (pq.h) */
-};
-
-enum {
     WEIR_EV_RESULT = 1, /* a worker answered a job: data/len hold it */
     WEIR_EV_EXIT = 2,   /* a worker died; status = exit code, or -signal */
     WEIR_EV_SIGNAL = 3  /* the supervisor got SIGINT/SIGTERM: status = sig */
@@ -54,8 +50,9 @@ typedef struct {
     size_t nendpoints;
     int32_t shared_fd;         /* a descriptor every worker gets as fd 5
                                 * (the breaker table), or -1 */
-    int32_t preload;           /* WEIR_PRELOAD_* libraries to load before
-                                * the seccomp filter */
+    int32_t preload;           /* WEIR_PRELOAD_* bits of connectors
+                                * whose preload hooks workers run before
+                                * the seccomp filter (connectors.h) */
 } weir_exec_opts;
 
 /* Start the pool. *out is freed with weir_ffi_exec_delete. */
