@@ -55,7 +55,7 @@ typedef struct pool_opts {
     char *username;
     char *password;
     int db;
-    int connect_ms, command_ms, max, idle_ms, lifetime_ms, validate_ms;
+    int connect_ms, command_ms, min, max, idle_ms, lifetime_ms, validate_ms;
     size_t max_reply;
 } pool_opts;
 
@@ -677,7 +677,7 @@ static int same_opts(const pool_opts *a, const pool_opts *b)
            same_str(a->username, b->username) &&
            same_str(a->password, b->password) && a->db == b->db &&
            a->connect_ms == b->connect_ms && a->command_ms == b->command_ms &&
-           a->max == b->max && a->idle_ms == b->idle_ms &&
+           a->min == b->min && a->max == b->max && a->idle_ms == b->idle_ms &&
            a->lifetime_ms == b->lifetime_ms &&
            a->validate_ms == b->validate_ms && a->max_reply == b->max_reply;
 }
@@ -711,7 +711,7 @@ static int opts_load(const char *name, const weir_redis_opts *in,
     }
     if (in->port < 1 || in->port > 65535 || in->db < 0 ||
         in->connect_timeout_ms < 0 || in->command_timeout_ms < 0 ||
-        in->pool_max < 0 || in->max_reply_bytes < 0) {
+        in->min_size < 0 || in->max_size < 0 || in->max_reply_bytes < 0) {
         weir_set_err(err, errlen, "redis \"%s\": bad port, db, timeout, "
                      "pool size or reply bound", name);
         return WEIR_EINVAL;
@@ -730,10 +730,11 @@ static int opts_load(const char *name, const weir_redis_opts *in,
     o->db = in->db;
     o->connect_ms = dflt(in->connect_timeout_ms, DEF_CONNECT_MS);
     o->command_ms = dflt(in->command_timeout_ms, DEF_COMMAND_MS);
-    o->max = dflt(in->pool_max, DEF_POOL_MAX);
+    o->min = in->min_size;
+    o->max = dflt(in->max_size, DEF_POOL_MAX);
     o->idle_ms = dflt(in->idle_timeout_ms, DEF_IDLE_MS);
     o->lifetime_ms = dflt(in->max_lifetime_ms, DEF_LIFETIME_MS);
-    o->validate_ms = dflt(in->validate_idle_ms, DEF_VALIDATE_MS);
+    o->validate_ms = dflt(in->validate_after_ms, DEF_VALIDATE_MS);
     o->max_reply = (size_t)(in->max_reply_bytes ? in->max_reply_bytes
                                                 : DEF_MAX_REPLY);
     if (oom) {
@@ -782,7 +783,7 @@ WEIR_API int weir_ffi_redis_pool_get(const char *name,
     }
     if (p != NULL)
         weir_pool_unref(&p->base); /* replaced by weir_pool_add below */
-    po = (weir_pool_opts){ .min_size = 0, .max_size = o.max,
+    po = (weir_pool_opts){ .min_size = o.min, .max_size = o.max,
                            .idle_timeout_ms = o.idle_ms,
                            .max_lifetime_ms = o.lifetime_ms,
                            .validate_after_ms = o.validate_ms };

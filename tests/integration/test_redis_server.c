@@ -75,7 +75,7 @@ static void test_commands(weir_redis_pool *p)
         CHECK_EQ_INT(weir_redis_read(k, &r, err, sizeof err), WEIR_EINVAL);
     }
 
-    /* pool_max = 2: a third checkout is refused, not waited for */
+    /* max_size = 2: a third checkout is refused, not waited for */
     CHECK_EQ_INT(weir_redis_acquire(p, &k2, err, sizeof err), 0);
     {
         weir_redis_conn *k3;
@@ -232,7 +232,7 @@ int main(void)
         return 77;
     }
     o = opts_for(atoi(port), pw);
-    o.pool_max = 2;
+    o.max_size = 2;
     o.db = 10;
     CHECK_EQ_INT(weir_ffi_redis_pool_get("c", &o, &p, err, sizeof err), 0);
     test_commands(p);

@@ -37,7 +37,10 @@ typedef struct weir_redis_pool weir_redis_pool;
 
 /* Pool options. Strings are borrowed for the call (the pool copies them).
  * A 0 in a numeric field means "the default" (in brackets); a negative
- * idle_timeout_ms, max_lifetime_ms or validate_idle_ms means "never". */
+ * idle_timeout_ms, max_lifetime_ms or validate_after_ms means "never".
+ * min_size, max_size, idle_timeout_ms, max_lifetime_ms and
+ * validate_after_ms are the shared pool's options (pool.h), named as for
+ * PostgreSQL (pg.h). */
 typedef struct weir_redis_opts {
     const char *host;           /* numeric IPv4 or IPv6 address */
     int32_t port;               /* 1..65535 */
@@ -46,10 +49,11 @@ typedef struct weir_redis_opts {
     int32_t db;                 /* SELECT index when > 0 */
     int32_t connect_timeout_ms; /* [5000] */
     int32_t command_timeout_ms; /* longest wait for one reply [10000] */
-    int32_t pool_max;           /* connections open at once [8] */
+    int32_t min_size;           /* kept open against the idle timeout [0] */
+    int32_t max_size;           /* connections open at once [8] */
     int32_t idle_timeout_ms;    /* close connections idle this long [60000] */
     int32_t max_lifetime_ms;    /* close connections this old [1800000] */
-    int32_t validate_idle_ms;   /* PING on checkout after this idle [10000] */
+    int32_t validate_after_ms;  /* PING on checkout after this idle [10000] */
     int64_t max_reply_bytes;    /* one reply's size bound [64 MB] */
 } weir_redis_opts;
 
@@ -96,7 +100,7 @@ typedef struct weir_redis_conn weir_redis_conn;
 struct redisReply;
 
 /* Check out a connection (connecting when none is idle); the caller holds
- * a pool reference. WEIR_EAGAIN when pool_max connections are in use. */
+ * a pool reference. WEIR_EAGAIN when max_size connections are in use. */
 int weir_redis_acquire(weir_redis_pool *pool, weir_redis_conn **out,
                        char *err, size_t errlen);
 /* Give k back. reusable = 0 closes it; so does any I/O error seen on it,

@@ -14,7 +14,7 @@
 
 /* weir:cdef:begin */
 enum {
-    WEIR_ABI_VERSION = 2
+    WEIR_ABI_VERSION = 3
 };
 
 /* Status codes: every boundary call returns WEIR_OK or one of these. */
