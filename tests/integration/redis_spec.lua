@@ -495,6 +495,16 @@ H.describe_with("redis", "the redis connector", function()
       c:close()
     end)
 
+    it("keeps pool.min connections past the idle timeout", function()
+      local c = connect({ db = 9, pool = { min = 1, max = 4, idle_timeout = 100 } })
+      ok(c:command("PING"))
+      sleep(0.3) -- idle too long, but the pool keeps its minimum
+      ok(c:command("PING"))
+      assert.equal(1, c:stats().connects)
+      assert.equal(0, c:stats().dropped)
+      c:close()
+    end)
+
     it("PINGs a connection idle past validate_idle, and replaces one the server closed", function()
       local c = connect({ db = 9, pool = { validate_idle = 1 } })
       local id = ok(c:command("CLIENT", "ID"))

@@ -154,10 +154,15 @@ function M.connect(name, opts)
   o.host, o.port, o.password, o.username, o.db = host, port, password, user, db
   o.connect_timeout_ms = opt_ms("connect", opts, "connect_timeout", "opts.connect_timeout")
   o.command_timeout_ms = opt_ms("connect", opts, "timeout", "opts.timeout")
-  o.pool_max = pmax
+  local pmin = pool.min or 0
+  if type(pmin) ~= "number" or pmin < 0 or pmin ~= floor(pmin) or pmin > pmax and pmax > 0 then
+    bad("connect", "opts.pool.min", "connection count, at most max", pmin)
+  end
+  o.min_size = pmin
+  o.max_size = pmax
   o.idle_timeout_ms = opt_ms("connect", pool, "idle_timeout", "opts.pool.idle_timeout")
   o.max_lifetime_ms = opt_ms("connect", pool, "max_lifetime", "opts.pool.max_lifetime")
-  o.validate_idle_ms = opt_ms("connect", pool, "validate_idle", "opts.pool.validate_idle")
+  o.validate_after_ms = opt_ms("connect", pool, "validate_idle", "opts.pool.validate_idle")
   o.max_reply_bytes = max_reply
   local out = ffi.new("weir_redis_pool *[1]")
   local ok, err = F.check(C.weir_ffi_redis_pool_get(name, o, out, F.errbuf, F.errlen))
@@ -606,7 +611,10 @@ function M.from_config(cfg)
     host = cfg.hostaddr or cfg.host, port = cfg.port, password = cfg.password, user = cfg.user,
     db = cfg.database or 0, timeout = cfg.timeout_ms, connect_timeout = cfg.connect_timeout_ms,
     max_reply = cfg.max_reply_bytes,
-    pool = { max = pool.max, idle_timeout = pool.idle_timeout_ms, max_lifetime = pool.max_lifetime_ms },
+    -- weir.yaml's 0 means "never", as for PostgreSQL (0 here: the default)
+    pool = { min = pool.min, max = pool.max,
+             idle_timeout = pool.idle_timeout_ms == 0 and -1 or pool.idle_timeout_ms,
+             max_lifetime = pool.max_lifetime_ms == 0 and -1 or pool.max_lifetime_ms },
   })
   if not h then M.raise(err) end
   return h
