@@ -83,20 +83,24 @@ function M.home()
   return h
 end
 
---- The store: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf, or
--- the weir.yaml found here when no configuration was loaded), else
--- WEIR_HOME/weir.db. Returns the store, or nil, message.
-function M.open_store(conf)
+-- The store's URL: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf,
+-- or the weir.yaml found here when no configuration was loaded); nil for
+-- WEIR_HOME/weir.db.
+local function store_url(conf)
   local url = os.getenv("WEIR_METADATA_URL")
-  if not url or url == "" then
-    local cfg = conf and conf.cfg
-    if not conf then
-      local ok, c = pcall(require("weir.config").open, {})
-      cfg = ok and c or nil
-    end
-    url = cfg and cfg.metadata_url
+  if url and url ~= "" then return url end
+  local cfg = conf and conf.cfg
+  if not conf then
+    local ok, c = pcall(require("weir.config").open, {})
+    cfg = ok and c or nil
   end
-  local store, err = require("weir.store").open(M.home(), url)
+  return cfg and cfg.metadata_url
+end
+
+--- The store of store_url(conf), else WEIR_HOME/weir.db. Returns the
+-- store, or nil, message.
+function M.open_store(conf)
+  local store, err = require("weir.store").open(M.home(), store_url(conf))
   if not store then return nil, "cannot open the metadata store: " .. tostring(err) end
   return store
 end
@@ -168,7 +172,7 @@ local function new_exec(workers, roots, conf)
   local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
   if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
   local deny = { pipeline.abspath(M.home()) }
-  local url = os.getenv("WEIR_METADATA_URL")
+  local url = store_url(conf)
   local db = url and url:match("^sqlite:(.+)$")
   if db then deny[2] = util.dirname(pipeline.abspath(db)) end
   return executor.new({
