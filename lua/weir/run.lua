@@ -1,11 +1,12 @@
 -- weir.run: one run of a pipeline, from its configuration to its final
 -- status. The run object owns what a run needs, in order: the
 -- configuration (weir.yaml: connections resolved for the workers,
--- breakers, redaction), the worker pool, the definition phase and the
--- validation of the pipeline, its parameters, the store record, the
--- engine, the final status (or the record of why the run stopped) and
--- resume. The command line only parses arguments and prints; a service
--- can hold many of these.
+-- breakers, redaction), the store (checked against those connections),
+-- the worker pool, the definition phase and the validation of the
+-- pipeline, its parameters, the store record, the engine, the final
+-- status (or the record of why the run stopped) and resume. The command
+-- line only parses arguments and prints; a service can hold many of
+-- these.
 --
 --   local r = run.new({ file = "p.lua", params = { day = "2026-01-01" } })
 --   local ok, err = r:prepare()   -- err: { exit = N, message = text }
@@ -225,9 +226,7 @@ local function prepare_new(self)
   local params, perr = pipeline.resolve_params(P, o.params)
   if not params then return fail(2, perr) end
   self.params = params
-  local store, serr = M.open_store(self.conf)
-  if not store then return fail(3, serr) end
-  self.store = store
+  local store = self.store
   local now = executor.now()
   local vid, pid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
   self.id = engine.new_run_id()
@@ -244,9 +243,7 @@ local function prepare_new(self)
 end
 
 local function prepare_resume(self)
-  local store, serr = M.open_store(self.conf)
-  if not store then return fail(3, serr) end
-  self.store = store
+  local store = self.store
   -- check and claim the run in one write transaction, so two resumes
   -- cannot both take it over (on PostgreSQL, a supervisor on another host
   -- holding the run refuses the claim)
@@ -297,14 +294,22 @@ local function prepare_resume(self)
   return true
 end
 
---- Everything before the engine: configuration, workers, the definition
--- phase and validation, parameters, and the run recorded in the store (a
--- new run) or claimed (a resumed one). Returns true, or nil, err.
+--- Everything before the engine: configuration, the store (checked
+-- against weir.yaml's connections before any worker starts), workers, the
+-- definition phase and validation, parameters, and the run recorded in
+-- the store (a new run) or claimed (a resumed one). Returns true, or nil,
+-- err.
 function Run:prepare()
   if not self.resumed then executor.signal_install() end
   local conf, cerr = M.config(self.o.config, self.warn)
   if not conf then return fail_list(1, cerr) end
   self.conf = conf
+  local store, serr = M.open_store(conf)
+  if not store then return fail(3, serr) end
+  self.store = store
+  local okr, why = pcall(store.reachable_by, store, conf.connections)
+  if not okr then return fail(3, "cannot open the metadata store: %s", tostring(why)) end
+  if why then return fail(1, conf.redact(why)) end
   if self.resumed then return prepare_resume(self) end
   return prepare_new(self)
 end
