@@ -1,11 +1,12 @@
 -- weir.run: one run of a pipeline, from its configuration to its final
 -- status. The run object owns what a run needs, in order: the
 -- configuration (weir.yaml: connections resolved for the workers,
--- breakers, redaction), the worker pool, the definition phase and the
--- validation of the pipeline, its parameters, the store record, the
--- engine, the final status (or the record of why the run stopped) and
--- resume. The command line only parses arguments and prints; a service
--- can hold many of these.
+-- breakers, redaction), the store (checked against those connections),
+-- the worker pool, the definition phase and the validation of the
+-- pipeline, its parameters, the store record, the engine, the final
+-- status (or the record of why the run stopped) and resume. The command
+-- line only parses arguments and prints; a service can hold many of
+-- these.
 --
 --   local r = run.new({ file = "p.lua", params = { day = "2026-01-01" } })
 --   local ok, err = r:prepare()   -- err: { exit = N, message = text }
@@ -83,20 +84,24 @@ function M.home()
   return h
 end
 
---- The store: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf, or
--- the weir.yaml found here when no configuration was loaded), else
--- WEIR_HOME/weir.db. Returns the store, or nil, message.
-function M.open_store(conf)
+-- The store's URL: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf,
+-- or the weir.yaml found here when no configuration was loaded); nil for
+-- WEIR_HOME/weir.db.
+local function store_url(conf)
   local url = os.getenv("WEIR_METADATA_URL")
-  if not url or url == "" then
-    local cfg = conf and conf.cfg
-    if not conf then
-      local ok, c = pcall(require("weir.config").open, {})
-      cfg = ok and c or nil
-    end
-    url = cfg and cfg.metadata_url
+  if url and url ~= "" then return url end
+  local cfg = conf and conf.cfg
+  if not conf then
+    local ok, c = pcall(require("weir.config").open, {})
+    cfg = ok and c or nil
   end
-  local store, err = require("weir.store").open(M.home(), url)
+  return cfg and cfg.metadata_url
+end
+
+--- The store of store_url(conf), else WEIR_HOME/weir.db. Returns the
+-- store, or nil, message.
+function M.open_store(conf)
+  local store, err = require("weir.store").open(M.home(), store_url(conf))
   if not store then return nil, "cannot open the metadata store: " .. tostring(err) end
   return store
 end
@@ -168,7 +173,7 @@ local function new_exec(workers, roots, conf)
   local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
   if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
   local deny = { pipeline.abspath(M.home()) }
-  local url = os.getenv("WEIR_METADATA_URL")
+  local url = store_url(conf)
   local db = url and url:match("^sqlite:(.+)$")
   if db then deny[2] = util.dirname(pipeline.abspath(db)) end
   return executor.new({
@@ -221,9 +226,7 @@ local function prepare_new(self)
   local params, perr = pipeline.resolve_params(P, o.params)
   if not params then return fail(2, perr) end
   self.params = params
-  local store, serr = M.open_store(self.conf)
-  if not store then return fail(3, serr) end
-  self.store = store
+  local store = self.store
   local now = executor.now()
   local vid, pid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
   self.id = engine.new_run_id()
@@ -240,9 +243,7 @@ local function prepare_new(self)
 end
 
 local function prepare_resume(self)
-  local store, serr = M.open_store(self.conf)
-  if not store then return fail(3, serr) end
-  self.store = store
+  local store = self.store
   -- check and claim the run in one write transaction, so two resumes
   -- cannot both take it over (on PostgreSQL, a supervisor on another host
   -- holding the run refuses the claim)
@@ -293,14 +294,22 @@ local function prepare_resume(self)
   return true
 end
 
---- Everything before the engine: configuration, workers, the definition
--- phase and validation, parameters, and the run recorded in the store (a
--- new run) or claimed (a resumed one). Returns true, or nil, err.
+--- Everything before the engine: configuration, the store (checked
+-- against weir.yaml's connections before any worker starts), workers, the
+-- definition phase and validation, parameters, and the run recorded in
+-- the store (a new run) or claimed (a resumed one). Returns true, or nil,
+-- err.
 function Run:prepare()
   if not self.resumed then executor.signal_install() end
   local conf, cerr = M.config(self.o.config, self.warn)
   if not conf then return fail_list(1, cerr) end
   self.conf = conf
+  local store, serr = M.open_store(conf)
+  if not store then return fail(3, serr) end
+  self.store = store
+  local okr, why = pcall(store.reachable_by, store, conf.connections)
+  if not okr then return fail(3, "cannot open the metadata store: %s", tostring(why)) end
+  if why then return fail(1, conf.redact(why)) end
   if self.resumed then return prepare_resume(self) end
   return prepare_new(self)
 end

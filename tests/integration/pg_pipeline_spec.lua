@@ -482,3 +482,98 @@ return pipeline { name = "nulls", tasks = {
     assert.equal("0|0|2|2|1", compare("nul_src", "nul_back"))
   end)
 end)
+
+H.describe_with("pg", "a PostgreSQL metadata store beside task connections", function()
+  local dir, db, role, rpw
+  local function env() return { WEIR_PW = PW, WEIR_TPW = rpw } end
+  -- weir.yaml: the store in database db as the server's role; the
+  -- connection wh as user (password from ref) on database (db) at host
+  local function config(user, ref, database, host)
+    return ([[
+metadata_url: "postgres://weir:${env:WEIR_PW}@127.0.0.1:%s/%s"
+connections:
+  wh:
+    type: postgres
+    url: "postgres://%s:%s@%s:%s/%s"
+    sslmode: disable
+]]):format(PORT, db, user, ref, host or "127.0.0.1", PORT, database or db)
+  end
+  local function show(id)
+    local code, out, err = H.weir(dir, "show " .. id .. " --json", env())
+    assert.equal(0, code, err)
+    return require("weir.json").decode(out)
+  end
+  local function runs()
+    local code, out, err = H.weir(dir, "runs --json", env())
+    assert.equal(0, code, err)
+    return require("weir.json").decode(out)
+  end
+
+  before_each(function()
+    dir = H.tmpdir()
+    local n = math.random(1, 1e9)
+    db, role, rpw = "weir_iso_" .. n, "weir_task_" .. n, "task-pw-" .. n
+    psql(URL, "CREATE DATABASE " .. db)
+    psql(URL, "CREATE ROLE " .. role .. " LOGIN PASSWORD '" .. rpw .. "'")
+  end)
+  after_each(function()
+    psql(URL, "DROP DATABASE IF EXISTS " .. db .. " WITH (FORCE)")
+    psql(URL, "DROP ROLE IF EXISTS " .. role)
+    H.cleanup(dir)
+  end)
+
+  it("keeps a task on the store's database, as another role, out of weir's tables", function()
+    H.write(dir .. "/weir.yaml", config(role, "${env:WEIR_TPW}"))
+    local src = [[
+return pipeline { name = "nosy", tasks = {
+  probe = task { run = function(ctx)
+    local wh, out = ctx.source("wh"), {}
+    for _, sql in ipairs({ "SELECT * FROM weir.runs", "SELECT source FROM weir.pipeline_versions",
+                           "UPDATE weir.runs SET status = 'success'",
+                           "UPDATE weir.pipeline_versions SET source = 'return 1'",
+                           "SELECT 'connected' AS v" }) do
+      local ok, err = pcall(wh.exec, wh, sql)
+      out[#out + 1] = ok and "allowed" or tostring(err)
+    end
+    return out
+  end },
+  broken = task { retries = 0, run = function() error("boom") end },
+} }]]
+    H.write(dir .. "/p.lua", src)
+    local code, _, err = H.weir(dir, "run p.lua", env())
+    assert.equal(1, code, err)
+    local list = runs()
+    assert.equal(1, #list)
+    local run = show(list[1].id)
+    assert.equal("failed", run.status)
+    local probe = H.task(run, "probe")
+    assert.equal("success", probe.state, probe.error)
+    for i = 1, 4 do
+      assert.matches("postgres wh: [42501] permission denied for schema weir", probe.output[i], 1,
+                     true)
+    end
+    assert.equal("allowed", probe.output[5])
+    -- the records are as the run left them
+    local on_db = URL:gsub("/postgres$", "/" .. db)
+    assert.equal("failed", psql(on_db, "SELECT status FROM weir.runs"))
+    assert.equal(src, psql(on_db, "SELECT convert_from(source, 'UTF8') FROM weir.pipeline_versions"))
+  end)
+
+  it("refuses to run when a connection reaches the store's server as the store's role", function()
+    -- another database, another host name: the same role on the same server
+    local marker = "weir_refused_" .. math.random(1, 1e9)
+    H.write(dir .. "/weir.yaml", config("weir", "${env:WEIR_PW}", "postgres", "localhost"))
+    H.write(dir .. "/p.lua", ([[
+return pipeline { name = "shared", tasks = { a = task { run = function(ctx)
+  ctx.source("wh"):exec("CREATE TABLE %s (a int)")
+end } } }]]):format(marker))
+    local code, _, err = H.weir(dir, "run p.lua", env())
+    assert.equal(1, code, err)
+    assert.matches("weir run: connection wh reaches the metadata store's server as the metadata "
+                   .. "store's own role weir: tasks could read and change weir's runs", err, 1,
+                   true)
+    assert.matches("a role of its own there", err, 1, true)
+    assert.same({}, runs())
+    assert.equal("", psql(URL, "SELECT to_regclass('" .. marker .. "')"))
+  end)
+end)

@@ -42,6 +42,8 @@ local BACKENDS = {
     raw = function(url, sql)
       local cfg = assert(require("weir.store.postgres").config(url))
       cfg.name = "store_raw"
+      -- weir's tables are in its own schema
+      cfg.session = "-c search_path=weir"
       return (require("weir.connectors.postgres").connect(cfg):all(sql))
     end,
     drop = function(url)
@@ -469,6 +471,168 @@ for _, B in ipairs(BACKENDS) do
         s:update_run("r", { error = "y" })
         s:commit()
         assert.equal("y", other:run("r").error)
+      end)
+
+      -- statements on the store's database as the test server's role, or
+      -- as role (password pw), with the session's default search_path
+      local function as(role, pw)
+        local cfg = assert(require("weir.store.postgres").config(url))
+        cfg.name, cfg.user, cfg.password = "store_as_" .. (role or "admin"), role or cfg.user,
+          pw or cfg.password
+        return require("weir.connectors.postgres").connect(cfg)
+      end
+      local roles = {}
+      local function new_role(attrs)
+        local name = string.format("weir_spec_%d_%d", #roles + 1, math.random(1, 1e9))
+        admin():run(string.format("CREATE ROLE %s LOGIN PASSWORD 'pw-%s' %s", name, name,
+                                  attrs or ""))
+        roles[#roles + 1] = name
+        return name, "pw-" .. name
+      end
+      after_each(function()
+        require("weir.connectors.postgres").close_all()
+        B.drop(url)
+        for _, r in ipairs(roles) do admin():run("DROP ROLE IF EXISTS " .. r) end
+        roles = {}
+      end)
+      -- the SQLSTATE of sql run as role, or "ok"
+      local function try_as(role, pw, sql)
+        local ok, err = pcall(function() as(role, pw):run(sql) end)
+        return ok and "ok" or tostring(err):match("%[(%w+)%]") or tostring(err)
+      end
+
+      it("keeps its tables in a schema of its own that other roles cannot use", function()
+        local s = open()
+        seed(s, "r1")
+        local where = B.raw(url, "SELECT string_agg(DISTINCT schemaname, ',') AS s, count(*) AS n "
+                                 .. "FROM pg_tables WHERE tablename IN ('schema_migrations', "
+                                 .. "'pipelines', 'pipeline_versions', 'runs', 'task_runs', "
+                                 .. "'attempts')")[1]
+        assert.same({ "weir", 6 }, { where.s, where.n })
+        local grants = B.raw(url, "SELECT has_schema_privilege('public', 'weir', 'USAGE') AS u, "
+                                  .. "(SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a "
+                                  .. "WHERE c.relnamespace = 'weir'::regnamespace "
+                                  .. "AND a.grantee = 0) AS t")[1]
+        assert.same({ false, 0 }, { grants.u, grants.t })
+        -- another role on the same database reads and changes nothing
+        local role, pw = new_role()
+        for _, sql in ipairs({ "SELECT * FROM weir.runs", "SELECT source FROM weir.pipeline_versions",
+                               "UPDATE weir.runs SET status = 'success'",
+                               "UPDATE weir.pipeline_versions SET source = 'x'",
+                               "CREATE TABLE weir.runs2 (a int)" }) do
+          assert.equal("42501", try_as(role, pw, sql), sql)
+        end
+        -- a schema it may not use is not even on its search_path
+        assert.equal("42P01", try_as(role, pw, "SET search_path TO weir; SELECT * FROM runs"))
+        assert.equal("ok", try_as(role, pw, "SELECT 1"))
+        assert.same({ "queued", "return 1" }, { s:run("r1").status, s:version(1).source })
+      end)
+
+      it("names the weir.yaml connection through which tasks could reach its tables", function()
+        local s = open()
+        local me = B.raw(url, "SELECT current_user AS u")[1].u
+        local plain = new_role()
+        local super = new_role("SUPERUSER")
+        local member = new_role()
+        local reader = new_role()
+        admin():run("GRANT " .. me .. " TO " .. member)
+        as():run("GRANT USAGE ON SCHEMA weir TO " .. reader)
+        local port = tonumber(PG_URL:match(":(%d+)/"))
+        local function conn(user, extra)
+          local c = { type = "postgres", hostaddr = "127.0.0.1", port = port, user = user,
+                      database = "elsewhere" }
+          for k, v in pairs(extra or {}) do c[k] = v end
+          return { wh = c }
+        end
+        assert.is_nil(s:reachable_by({}))
+        assert.is_nil(s:reachable_by(conn(plain)))
+        assert.is_nil(s:reachable_by(conn("no_such_role")))
+        assert.is_nil(s:reachable_by({ r = { type = "redis", hostaddr = "127.0.0.1", port = port,
+                                             user = me } }))
+        -- the same role on another server (port) is another role
+        assert.is_nil(s:reachable_by(conn(me, { port = port + 1 })))
+        local cases = {
+          { me, "as the metadata store's own role " .. me },
+          { super, "as role " .. super .. ", a superuser" },
+          { member, "as role " .. member .. ", a member of the metadata store's role " .. me },
+          { reader, "as role " .. reader .. ", which may use weir's schema weir" },
+        }
+        for _, c in ipairs(cases) do
+          local msg = s:reachable_by(conn(c[1]))
+          assert.matches("connection wh reaches the metadata store's server " .. c[2] .. ":", msg,
+                         1, true)
+          assert.matches("a role of its own", msg, 1, true)
+        end
+        -- any loopback address reaches a server the store reached on one,
+        -- or through its socket
+        assert.truthy(s:reachable_by(conn(me, { hostaddr = "::1" })))
+        local sock = os.getenv("WEIR_TEST_PG_DATA")
+        if sock then
+          local host = sock:gsub("/", "%%2F")
+          local by_socket = url:gsub("@127%.0%.0%.1:", function() return "@" .. host .. ":" end)
+          local s2 = assert(require("weir.store").open(dir .. "/.weir", by_socket))
+          opened[#opened + 1] = s2
+          assert.matches("as the metadata store's own role", s2:reachable_by(conn(me)), 1, true)
+          assert.is_nil(s2:reachable_by(conn(me, { hostaddr = "192.0.2.1" })))
+        end
+        -- the first connection in name order is named
+        local two = conn(plain)
+        two.b_wh, two.a_wh = conn(super).wh, conn(me).wh
+        assert.matches("^connection a_wh ", s:reachable_by(two))
+      end)
+
+      it("moves the tables of an older weir into its schema, with their rows", function()
+        -- the layout before: the first migration in the first schema of
+        -- the role's search_path (public), and a run in it
+        local P = require("weir.store.postgres")
+        as():run(P.MIGRATIONS[1] .. "; CREATE TABLE schema_migrations (version integer PRIMARY "
+                 .. "KEY, applied_at double precision NOT NULL); INSERT INTO schema_migrations "
+                 .. "VALUES (1, 0); INSERT INTO pipelines (name, created_at) VALUES ('old', 1); "
+                 .. "INSERT INTO pipeline_versions (pipeline_id, hash, kind, path, source, "
+                 .. "created_at) VALUES (1, 'h0', 'lua', '/p.lua', 'return 0', 1); "
+                 .. "INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
+                 .. "created_at) VALUES ('old-run', 1, 1, 'failed', '{}', '{}', 5); "
+                 .. "GRANT SELECT ON runs TO PUBLIC")
+        local s = open()
+        assert.equal(#P.MIGRATIONS, s:schema_version())
+        local r = s:run("old-run")
+        assert.same({ "old", "failed", "return 0" }, { r.pipeline, r.status,
+                                                       s:version(r.version_id).source })
+        -- the identities go on from where they were; later migrations applied
+        local vid, pid = seed(s, "new-run", { pipeline = "old", hash = "h1" })
+        assert.same({ 2, 1 }, { vid, pid })
+        s:begin()
+        s:update_run("old-run", { supervisor_id = "x" })
+        s:commit()
+        local left = as():all("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'")
+        assert.equal(0, left[1].n)
+        -- what the old place granted to PUBLIC is taken back
+        local grants = B.raw(url, "SELECT count(*) AS n FROM pg_class c, aclexplode(c.relacl) a "
+                                  .. "WHERE c.relnamespace = 'weir'::regnamespace AND a.grantee = 0")
+        assert.equal(0, grants[1].n)
+        -- concurrent and later openers find them where they are now
+        s:close()
+        assert.equal("failed", open():run("old-run").status)
+      end)
+
+      it("refuses a schema another role owns, and takes another by ?schema=", function()
+        local other = new_role()
+        as():run("CREATE SCHEMA weir AUTHORIZATION " .. other)
+        local s, err = require("weir.store").open(dir .. "/.weir", url)
+        assert.is_nil(s)
+        assert.matches("schema weir belongs to role " .. other .. ", not to the store's role",
+                       tostring(err), 1, true)
+        assert.matches("ALTER SCHEMA", tostring(err), 1, true)
+        s = assert(require("weir.store").open(dir .. "/.weir", url .. "?schema=weir_meta"))
+        opened[#opened + 1] = s
+        seed(s, "r")
+        local n = as():all("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'weir_meta'")
+        assert.equal(6, n[1].n)
+        for _, bad in ipairs({ "1x", "pg_x", "a-b", "a\"b", string.rep("a", 64) }) do
+          s, err = require("weir.store").open(dir, url .. "?schema=" .. bad)
+          assert.is_nil(s)
+          assert.matches("schema must be a name", tostring(err), 1, true)
+        end
       end)
 
       it("never puts the password in its errors", function()

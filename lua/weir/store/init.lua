@@ -7,8 +7,10 @@
 -- start_attempt, finish_attempt, task_succeeded (the engine's hot path),
 -- checkpoint() (after a run), update_attempt(run_id, task, attempt, fields),
 -- runs(limit, pipeline), run(id), tasks(run_id), attempts(run_id),
--- version(id), close(). Rows are tables keyed by column name; SQL NULL is
--- an absent field; times are numbers (ms).
+-- version(id), reachable_by(connections) (a message naming a weir.yaml
+-- connection through which tasks could reach the store, or nil), close().
+-- Rows are tables keyed by column name; SQL NULL is an absent field; times
+-- are numbers (ms).
 --
 -- Backends, chosen by WEIR_METADATA_URL:
 --   unset or empty        SQLite at WEIR_HOME/weir.db (weir.store.sqlite)

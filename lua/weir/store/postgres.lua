@@ -12,6 +12,14 @@
 --   supervisor's locks go with its connection); setting a run running
 --   while another session holds its lock fails, whatever the hosts.
 --
+-- Its tables live in a schema of their own (`weir`, or ?schema=NAME),
+-- owned by the store's role, with nothing granted to PUBLIC; the
+-- session's search_path is that schema alone, so no other role can put a
+-- function or table in the way of the store's statements. Tables an
+-- older weir made in the first schema of the role's search_path are moved
+-- there on first open (ADR 11). reachable_by() names a weir.yaml
+-- connection through which tasks could still reach them.
+--
 -- The store holds one connection of its own for its lifetime (taken from
 -- the connector's C pools under a name no weir.yaml connection can have);
 -- pg.lua's handles take a connection per call, which cannot carry a
@@ -126,15 +134,22 @@ function M.config(url)
     if not db then return nil, "WEIR_METADATA_URL: the path must be /DATABASE" end
     cfg.database = db ~= "" and db or nil
   end
+  cfg.schema = "weir"
   for _, kv in ipairs(u.query) do
     local k, v = kv[1], kv[2]
     if k == "sslmode" or k == "application_name" then
       cfg[k] = v
     elseif k == "connect_timeout" and v:match("^%d+$") then
       cfg.connect_timeout_ms = tonumber(v) * 1000
+    elseif k == "schema" then
+      if not v:match("^[%a_][%w_]*$") or #v > 63 or v:match("^[pP][gG]_") then
+        return nil, "WEIR_METADATA_URL: schema must be a name of letters, digits and _ "
+                    .. "(at most 63, not starting with a digit or pg_)"
+      end
+      cfg.schema = v
     else
       return nil, format("WEIR_METADATA_URL: unsupported parameter %q (supported: sslmode, "
-                         .. "connect_timeout (seconds), application_name)", k)
+                         .. "connect_timeout (seconds), application_name, schema)", k)
     end
   end
   return cfg
@@ -211,8 +226,19 @@ end
 local RUN_LOCK = "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok"
 local RUN_UNLOCK = "SELECT pg_advisory_unlock($1, hashtext($2)) AS ok"
 
+local function ident(name)
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+
+-- The session's search_path becomes weir's schema alone; the first schema
+-- of the one it had is where an older weir made its tables.
+local SEARCH_PATH = "SELECT current_schema() AS old, set_config('search_path', $1, false) AS path"
+
 local function connect(self)
   self.conn = acquire(self.cfg)
+  local _, sp = pg_exec(self.conn, SEARCH_PATH, { ident(self.schema) }, 1)
+  local old = sp[1].old
+  self.legacy = old ~= NULL and old or nil
   -- a new session: the run locks of the old one are gone; take them back
   for id in pairs(self.locks) do
     local _, rows = pg_exec(self.conn, RUN_LOCK, { LOCK_NS_RUN, id }, 2)
@@ -412,7 +438,8 @@ function M.open(cfg)
     cfg, err = M.config(cfg)
     if not cfg then return nil, errors.new("store", err) end
   end
-  local self = setmetatable({ cfg = cfg, depth = 0, in_tx = false, locks = {},
+  local self = setmetatable({ cfg = cfg, schema = cfg.schema or "weir", depth = 0,
+                              in_tx = false, locks = {},
                               tx_locks = {}, tx_unlocks = {}, queue = new_queue(),
                               queued = false }, S)
   local ok, err = pcall(function()
@@ -426,13 +453,57 @@ function M.open(cfg)
   return self
 end
 
+-- The tables of the store, as an older weir left them in one schema.
+local TABLES = { "schema_migrations", "pipelines", "pipeline_versions", "runs", "task_runs",
+                 "attempts" }
+
+-- Who we are, who owns weir's schema (nil: none yet), whether its tables
+-- are there, and how many of them the old place ($2) holds.
+local LAYOUT_SQL = [[
+SELECT current_user AS me, pg_get_userbyid(n.nspowner) AS owner,
+  to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL AS current,
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace o ON o.oid = c.relnamespace
+   WHERE o.nspname = $2 AND c.relkind = 'r' AND c.relname = ANY($3::text[])) AS old
+FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1]]
+
+-- weir's schema, made if missing and checked to be the store role's own;
+-- the tables of an older weir moved into it. Returns whether tables were
+-- moved (privileges are then set again).
+local function layout(self)
+  local schema, legacy = self.schema, self.legacy
+  local st = rows_of(self, LAYOUT_SQL, { schema, legacy or NULL, TABLES }, 3)[1]
+  local q = ident(schema)
+  if st.owner == nil then
+    run_sql(self, "CREATE SCHEMA " .. q .. "; REVOKE ALL ON SCHEMA " .. q .. " FROM PUBLIC")
+  elseif st.owner ~= st.me then
+    error(format("schema %s belongs to role %s, not to the store's role %s: weir keeps its "
+                 .. "tables in a schema of its own role (ALTER SCHEMA %s OWNER TO %s, or "
+                 .. "?schema=NAME for another schema)", schema, st.owner, st.me, q,
+                 ident(st.me)), 0)
+  end
+  if st.current or st.old ~= #TABLES or legacy == schema then return false end
+  local moves = {}
+  for i, t in ipairs(TABLES) do
+    moves[i] = format("ALTER TABLE %s.%s SET SCHEMA %s", ident(legacy), t, q)
+  end
+  local ok, err = pcall(run_sql, self, concat(moves, "; "))
+  if not ok then
+    error(format("moving weir's tables from schema %s to %s: %s", legacy, schema,
+                 tostring(err)), 0)
+  end
+  return true
+end
+
 --- Apply pending migrations: one transaction under an advisory lock, so
 -- concurrent supervisors apply each version once; a no-op when current.
+-- First weir's schema is made (or its tables moved in from where an
+-- older weir kept them); what a migration makes grants nothing to PUBLIC.
 function S:migrate()
   if self.depth > 0 then error("weir.store.postgres.migrate: inside a transaction", 2) end
   self:begin()
   local ok, err = pcall(function()
     exec(self, "SELECT pg_advisory_xact_lock($1, 0)", { LOCK_NS_MIGRATE }, 1)
+    local changed = layout(self)
     exec(self, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                .. "version integer PRIMARY KEY, applied_at double precision NOT NULL)")
     local current = rows_of(self, "SELECT max(version) AS v FROM schema_migrations")[1].v or 0
@@ -440,6 +511,12 @@ function S:migrate()
       local okm, merr = pcall(run_sql, self, M.MIGRATIONS[v])
       if not okm then error("migration " .. v .. ": " .. tostring(merr), 0) end
       exec(self, "INSERT INTO schema_migrations VALUES ($1, $2)", { v, os.time() }, 2)
+      changed = true
+    end
+    if changed then
+      local q = ident(self.schema)
+      run_sql(self, format("REVOKE ALL ON ALL TABLES IN SCHEMA %s FROM PUBLIC; "
+                           .. "REVOKE ALL ON ALL SEQUENCES IN SCHEMA %s FROM PUBLIC", q, q))
     end
   end)
   if not ok then self:rollback(); error(err, 0) end
@@ -685,6 +762,85 @@ end
 function S:attempts(run_id)
   return rows_of(self, "SELECT * FROM attempts WHERE run_id = $1 "
                        .. "ORDER BY task COLLATE \"C\", attempt", { run_id }, 1)
+end
+
+-- isolation from tasks ---------------------------------------------------
+
+-- Who the store is on its server, where the server saw it connect, and
+-- what each role of $1 may do with weir's schema ($2).
+local ROLES_SQL = [[
+SELECT current_user AS me, host(inet_server_addr()) AS addr, inet_server_port() AS port,
+  current_setting('port')::integer AS listen, r.rolname AS role, r.rolsuper AS super,
+  pg_has_role(r.oid, current_user, 'MEMBER') AS member,
+  has_schema_privilege(r.oid, $2, 'USAGE') AS usage
+FROM (SELECT 1) AS one LEFT JOIN pg_roles r ON r.rolname = ANY($1::text[])]]
+
+local function loopback(a)
+  return find(a, "^127%.") ~= nil or a == "::1"
+end
+
+--- A message naming the first of connections (weir.yaml's, resolved as
+-- weir.run.config does: hostaddr, port, user) through which tasks could
+-- read or change the store's tables, or nil when none can. A connection
+-- counts when it reaches this server (its address is one the store's host
+-- resolves to or the server saw, or a loopback one when the store came in
+-- locally; on the same port) as the store's own role, a superuser, a
+-- member of the store's role, or a role granted use of its schema: the
+-- database does not matter, since such a role may connect to the store's
+-- database. One query, made only when weir.yaml has a postgres connection.
+function S:reachable_by(connections)
+  local cfg, names, users = self.cfg, {}, {}
+  local port = tonumber(cfg.port) or 5432
+  for name, c in pairs(connections or {}) do
+    if c.type == "postgres" and c.hostaddr and c.user then
+      names[#names + 1] = name
+      users[#users + 1] = c.user
+    end
+  end
+  if #names == 0 then return nil end
+  table.sort(names)
+  local rows = rows_of(self, ROLES_SQL, { users, self.schema }, 2)
+  local info, srv = {}, rows[1]
+  for _, r in ipairs(rows) do if r.role then info[r.role] = r end end
+  local ports = { [port] = true, [srv.listen] = true }
+  if srv.port then ports[srv.port] = true end
+  local addrs, local_ = {}, cfg.host == nil or sub(cfg.host, 1, 1) == "/"
+  if srv.addr then addrs[srv.addr] = true end
+  if not local_ then
+    local buf = ffi.new("char[1024]")
+    if C.weir_ffi_net_resolve(cfg.host, port, buf, 1024, F.errbuf, F.errlen) == 0 then
+      for ep in ffi.string(buf):gmatch("[^\n]+") do
+        local a = ep:match("^%[(.*)%]:%d+$") or ep:match("^(.*):%d+$")
+        addrs[a] = true
+        local_ = local_ or loopback(a)
+      end
+    end
+  end
+  for _, name in ipairs(names) do
+    local c = connections[name]
+    local r = info[c.user]
+    if r and ports[tonumber(c.port) or 5432]
+       and (addrs[c.hostaddr] or (local_ and loopback(c.hostaddr))) then
+      local as
+      if r.role == srv.me then
+        as = "the metadata store's own role " .. r.role
+      elseif r.super then
+        as = "role " .. r.role .. ", a superuser"
+      elseif r.member then
+        as = format("role %s, a member of the metadata store's role %s", r.role, srv.me)
+      elseif r.usage then
+        as = format("role %s, which may use weir's schema %s", r.role, self.schema)
+      end
+      if as then
+        return format("connection %s reaches the metadata store's server as %s: tasks could "
+                      .. "read and change weir's runs and pipeline sources. Give the "
+                      .. "connection a role of its own there (not a superuser, not a member "
+                      .. "of %s, no grant on schema %s), or keep the metadata store on "
+                      .. "another server (docs/security.md)", name, as, srv.me, self.schema)
+      end
+    end
+  end
+  return nil
 end
 
 --- Nothing to fold back on PostgreSQL (SQLite checkpoints its WAL here).

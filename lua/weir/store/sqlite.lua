@@ -260,6 +260,10 @@ function S:update_attempt(run_id, task, attempt, fields)
          { run_id, task, attempt })
 end
 
+--- nil: no connection of weir.yaml reaches a file; the worker pool keeps
+-- the database's folder out of the file broker's reach (weir.run).
+function S.reachable_by(_, _) return nil end
+
 --- After a run: once the WAL has grown past WAL_FOLD bytes, fold it back
 -- into the database and truncate it, so that it neither keeps the only
 -- copy of many runs nor makes every later open replay much of it (about

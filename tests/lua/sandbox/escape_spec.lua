@@ -112,6 +112,23 @@ describe("sandbox escape", function()
   end)
 end)
 
+describe("a metadata store named by weir.yaml's metadata_url", function()
+  it("is out of the tasks' reach, as WEIR_HOME is", function()
+    local dir = H.tmpdir()
+    os.execute("mkdir -p " .. H.q(dir .. "/state"))
+    H.write(dir .. "/weir.yaml", 'metadata_url: "sqlite:' .. dir .. '/state/meta.db"\n')
+    H.write(dir .. "/p.lua", "return pipeline { name = 'peek', tasks = { peek = task { "
+                             .. "run = function(ctx) return ctx.sqlite('state/meta.db')"
+                             .. ":rows('select * from runs') end } } }")
+    assert.equal(1, (H.weir(dir, "run p.lua")))
+    local t = H.task(H.show(dir, H.last_run(dir)), "peek")
+    assert.equal("failed", t.state)
+    assert.matches("state folder", t.error)
+    assert.is_nil(H.read(dir .. "/.weir/weir.db"))
+    H.cleanup(dir)
+  end)
+end)
+
 -- This LuaJIT's JIT compiler crashes (SIGSEGV) on this plain Lua loop after
 -- about 10,000 iterations; the interpreter runs it fine. Task code must
 -- never be compiled (ADR 9), before or after it moves data. The loop is a
