@@ -130,21 +130,35 @@ local function pool_of(cfg)
   if cfg.resolve_error then fail(cfg, "[08001] " .. cfg.resolve_error, true, "io") end
   local p = pools[cfg.name]
   if p and p.cfg == cfg then return end
+  local pool = cfg.pool or {}
+  local ok, err = M.set_pool(cfg.name, cfg, {
+    min = pool.min or 0, max = pool.max or 4,
+    idle_timeout_ms = pool.idle_timeout_ms or 60000,
+    max_lifetime_ms = pool.max_lifetime_ms or 1800000,
+    validate_after_ms = pool.validate_after_ms or 30000,
+    max_result_bytes = cfg.max_result_bytes or 64 * 1024 * 1024,
+  })
+  if not ok then fail(cfg, err.message, true, err.code) end
+  pools[cfg.name] = { cfg = cfg }
+end
+
+--- The pool called name (in this process) for the connection cfg (as
+-- conninfo takes it), with o: min, max, idle_timeout_ms, max_lifetime_ms,
+-- validate_after_ms, max_result_bytes (0: no cap). Kept when its settings
+-- are the same, else replaced. Returns true, or nil, err. Check out with
+-- weir._native.pg_acquire(name). The metadata store uses it too.
+function M.set_pool(name, cfg, o)
   local keys, vals = conninfo(cfg)
   local ck = ffi.new("const char *[?]", #keys + 1)
   local cv = ffi.new("const char *[?]", #vals + 1)
   for i = 1, #keys do ck[i - 1] = keys[i]; cv[i - 1] = vals[i] end
-  local pool = cfg.pool or {}
-  popts.min_size = pool.min or 0
-  popts.max_size = pool.max or 4
-  popts.idle_timeout_ms = pool.idle_timeout_ms or 60000
-  popts.max_lifetime_ms = pool.max_lifetime_ms or 1800000
-  popts.validate_after_ms = pool.validate_after_ms or 30000
-  popts.max_result_bytes = cfg.max_result_bytes or 64 * 1024 * 1024
-  local ok, err = F.check(C.weir_ffi_pg_pool_set(cfg.name, ck, cv, #keys, popts,
-                                                  F.errbuf, F.errlen))
-  if not ok then fail(cfg, err.message, true, err.code) end
-  pools[cfg.name] = { cfg = cfg }
+  popts.min_size = o.min
+  popts.max_size = o.max
+  popts.idle_timeout_ms = o.idle_timeout_ms
+  popts.max_lifetime_ms = o.max_lifetime_ms
+  popts.validate_after_ms = o.validate_after_ms
+  popts.max_result_bytes = o.max_result_bytes
+  return F.check(C.weir_ffi_pg_pool_set(name, ck, cv, #keys, popts, F.errbuf, F.errlen))
 end
 
 -- One connection for one call (or a stream, or a transaction). Goes

@@ -157,6 +157,7 @@ end
 
 -- connection -------------------------------------------------------------
 
+-- The store's connection settings, for the connector's conninfo.
 local function conninfo(cfg)
   local c = {}
   for k, v in pairs(cfg) do c[k] = v end
@@ -172,10 +173,8 @@ local function conninfo(cfg)
                      .. "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
                      .. "-c tcp_keepalives_count=3 -c plan_cache_mode=force_generic_plan",
                      os.getenv("WEIR_SYNC") == "full" and "on" or "off")
-  return require("weir.connectors.postgres").conninfo(c)
+  return c
 end
-
-local popts = ffi.new("weir_pg_pool_opts")
 
 local function fail(msg)
   error("postgres metadata: " .. tostring(msg), 0)
@@ -183,18 +182,11 @@ end
 
 -- A connection of the store's own (busy in the pool until released).
 local function acquire(cfg)
-  local keys, vals = conninfo(cfg)
-  local ck = ffi.new("const char *[?]", #keys + 1)
-  local cv = ffi.new("const char *[?]", #vals + 1)
-  for i = 1, #keys do ck[i - 1] = keys[i]; cv[i - 1] = vals[i] end
-  popts.min_size = 0
-  popts.max_size = 16
-  popts.idle_timeout_ms = 60000
-  popts.max_lifetime_ms = 0
-  popts.validate_after_ms = 30000
-  -- the store reads what it wrote (logs of a run): no cap, as in SQLite
-  popts.max_result_bytes = 0
-  local ok, err = F.check(C.weir_ffi_pg_pool_set(POOL, ck, cv, #keys, popts, F.errbuf, F.errlen))
+  -- the connector's pool, under a name of the store's own; the store reads
+  -- what it wrote (logs of a run): no cap on results, as in SQLite
+  local ok, err = require("weir.connectors.postgres").set_pool(POOL, conninfo(cfg), {
+    min = 0, max = 16, idle_timeout_ms = 60000, max_lifetime_ms = 0,
+    validate_after_ms = 30000, max_result_bytes = 0 })
   if not ok then fail("[08001] " .. err.message) end
   -- another store with another URL may replace the pool: taken by name
   local c, rc, msg = native.pg_acquire(POOL)
