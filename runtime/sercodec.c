@@ -68,16 +68,12 @@ static void put_num(sbuf *b, lua_Number x)
         h = snprintf(tmp, sizeof tmp, "I");
     else if (x == -HUGE_VAL)
         h = snprintf(tmp, sizeof tmp, "i");
-    else if (x == floor(x) && x > -1e14 && x < 1e14) {
-        /* every digit, as tostring() prints it: "d42;", "d-0;" */
+    else {
+        /* the one number printer: integers in full ("d42;", "d-0;"),
+         * other doubles in the shortest text that reads back */
         tmp[0] = 'd';
         h = (int)weir_fmt_double(tmp + 1, x) + 1;
         tmp[h++] = ';';
-    } else {
-        /* 17 digits always read back; the shortest text would cost up to
-         * three snprintf calls per number, on every job and result, for
-         * bytes only weir's own decoders read */
-        h = snprintf(tmp, sizeof tmp, "d%.17g;", x);
     }
     put(b, tmp, (size_t)h);
 }

@@ -11,8 +11,9 @@
 local type, next, tostring, tonumber = type, next, tostring, tonumber
 local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
 local getfenv, setfenv, load = getfenv, setfenv, load
-local format, byte, sub, find = string.format, string.byte, string.sub, string.find
+local byte, sub, find = string.byte, string.sub, string.find
 local native = require("weir._native")
+local num_format = native.num_format
 local dump = native.string_dump()
 local native_encode, native_decode = native.ser_encode, native.ser_decode
 local concat = table.concat
@@ -98,7 +99,7 @@ function M.encode(v, opts)
       elseif x == huge then out[n] = "I"
       elseif x == -huge then out[n] = "i"
       elseif x == floor(x) and x > -1e14 and x < 1e14 then out[n] = "d" .. x .. ";"
-      else out[n] = format("d%.17g;", x) end
+      else out[n] = "d" .. num_format(x) .. ";" end
     elseif t == "boolean" then
       n = n + 1
       out[n] = x and "T" or "F"
