@@ -789,7 +789,7 @@ static int l_rows_batch(lua_State *L)
     return 1;
 }
 
-/* pg_describe(conn, sql) -> names, oids, nparams */
+/* pg_describe(conn, sql) -> names, oids, nparams, typmods */
 static int l_describe(lua_State *L)
 {
     struct weir_pg_conn *c = arg_conn(L);
@@ -803,8 +803,13 @@ static int l_describe(lua_State *L)
     c->hold = r;
     push_columns(L, r);
     lua_pushinteger(L, s->nparams);
+    lua_createtable(L, PQnfields(r), 0);
+    for (int j = 0; j < PQnfields(r); j++) {
+        lua_pushinteger(L, PQfmod(r, j));
+        lua_rawseti(L, -2, j + 1);
+    }
     drop_held(c);
-    return 3;
+    return 4;
 }
 
 static void copy_begin(lua_State *L, struct weir_pg_conn *c, int want)

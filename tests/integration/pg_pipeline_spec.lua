@@ -64,6 +64,27 @@ return pipeline {
                  psql(URL, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM killed_dst"))
   end)
 
+  it("creates a copy's table with the source's type modifiers, and copies it exactly", function()
+    psql(URL, "DROP TABLE IF EXISTS tm_src, tm_dst; CREATE TABLE tm_src (c char(5), b bit(3), "
+              .. "n numeric(10,2), v varchar(7), t timestamp(3)); "
+              .. "INSERT INTO tm_src VALUES ('ab', B'101', 12.5, 'seven77', '2026-01-02 03:04:05.678'), "
+              .. "(NULL, NULL, NULL, NULL, NULL)")
+    H.write(dir .. "/weir.yaml", yaml(PORT))
+    H.write(dir .. "/p.lua", [[
+return pipeline { name = "typmods", tasks = { copy = task { run = function(ctx)
+  local db = ctx.source("wh")
+  return db:query("SELECT * FROM tm_src"):into(ctx.sink("wh"), "tm_dst")
+end } } }]])
+    local code, _, err = weir(dir, "run p.lua")
+    assert.equal(0, code, err)
+    local types = "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) "
+                  .. "FROM pg_attribute WHERE attrelid = '%s'::regclass AND attnum > 0"
+    assert.equal("character(5),bit(3),numeric(10,2),character varying(7),timestamp(3) without time zone",
+                 psql(URL, types:format("tm_dst")))
+    assert.equal("0", psql(URL, "SELECT count(*) FROM ((TABLE tm_src EXCEPT ALL TABLE tm_dst) "
+                             .. "UNION ALL (TABLE tm_dst EXCEPT ALL TABLE tm_src)) d"))
+  end)
+
   it("refuses upsert rows with a NULL key, at once, leaving the table as it was", function()
     psql(URL, "DROP TABLE IF EXISTS nullkey_dst; CREATE TABLE nullkey_dst (id int, v text); "
               .. "CREATE UNIQUE INDEX ON nullkey_dst (id); INSERT INTO nullkey_dst VALUES (1, 'old')")

@@ -90,7 +90,7 @@ WEIR_API void weir_ffi_pg_new_epoch(void);
  *   Statements with parameters are prepared once per connection and kept
  *   in a cache. rows: the result rows (tables keyed by column name) when
  *   the statement returns rows; bounded by max_result_bytes.
- * pg_describe(conn, sql) -> names, oids, nparams
+ * pg_describe(conn, sql) -> names, oids, nparams, typmods
  * pg_rows_begin(conn, sql, params, n)
  *   Single-row mode, any statement.
  * pg_rows_batch(conn, max, names) -> rows | nil at the end

@@ -19,7 +19,7 @@
     X(PQbinaryTuples) X(PQcancel) X(PQclear) X(PQcmdTuples) \
     X(PQconnectdbParams) X(PQdescribePrepared) X(PQerrorMessage) X(PQexec) \
     X(PQexecParams) X(PQexecPrepared) X(PQfinish) X(PQfname) \
-    X(PQfreeCancel) X(PQfreemem) X(PQftype) X(PQgetCancel) \
+    X(PQfmod) X(PQfreeCancel) X(PQfreemem) X(PQftype) X(PQgetCancel) \
     X(PQgetCopyData) X(PQgetResult) X(PQgetisnull) X(PQgetlength) \
     X(PQgetvalue) X(PQnfields) X(PQnparams) X(PQntuples) X(PQparamtype) \
     X(PQprepare) X(PQputCopyData) X(PQputCopyEnd) X(PQresultErrorField) \
@@ -55,6 +55,7 @@ int weir_pq_load(char *err, size_t errlen);
 #define PQexecPrepared (weir_pq.PQexecPrepared)
 #define PQfinish (weir_pq.PQfinish)
 #define PQfname (weir_pq.PQfname)
+#define PQfmod (weir_pq.PQfmod)
 #define PQfreeCancel (weir_pq.PQfreeCancel)
 #define PQfreemem (weir_pq.PQfreemem)
 #define PQftype (weir_pq.PQftype)

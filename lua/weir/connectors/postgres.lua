@@ -410,7 +410,7 @@ function Handle:pull(sql, params, on_rows, opts)
   end
   local c = acquire(cfg)
   local done = false
-  local names, oids, fetch
+  local names, oids, mods, fetch, _
   local function finish(err)
     if done then return end
     done = true
@@ -419,10 +419,10 @@ function Handle:pull(sql, params, on_rows, opts)
   local rows_mode = mode == "rows"
   local ok, err = pcall(function()
     if rows_mode then
-      names, oids = native.pg_describe(c, body)
+      names, oids, _, mods = native.pg_describe(c, body)
       native.pg_rows_begin(c, body, params, nparams(params))
     elseif mode == "copy" then
-      names, oids = native.pg_describe(c, body)
+      names, oids, _, mods = native.pg_describe(c, body)
       -- binary when every column has a binary form: neither side prints
       -- or parses numbers and timestamps as text
       local binary = opts.binary ~= false and native.pg_binary_ok(oids)
@@ -430,7 +430,7 @@ function Handle:pull(sql, params, on_rows, opts)
                                      .. (binary and " (FORMAT binary)" or ""))
     else
       -- the connection is this stream's own: one cursor name will do
-      names, oids = native.pg_describe(c, body)
+      names, oids, _, mods = native.pg_describe(c, body)
       run(c, "BEGIN")
       pg_exec(c, "DECLARE weir_cursor NO SCROLL CURSOR FOR " .. body, params,
                      nparams(params))
@@ -474,7 +474,8 @@ function Handle:pull(sql, params, on_rows, opts)
       return rows
     end
   end
-  return pull, names, oids, function() if not done then done = true; pg_release(c, false) end end
+  return pull, names, oids, function() if not done then done = true; pg_release(c, false) end end,
+         mods
 end
 
 -- loading ----------------------------------------------------------------
@@ -628,7 +629,10 @@ function Handle:load(pull, first, cols, src_oids, tbl, opts, fence, raw)
         local ty
         local oid = src_oids and src_oids[i]
         if oid and oid < 10000 then
-          local _, r = exec("SELECT format_type($1::oid, NULL) AS t", { oid })
+          -- with the source column's type modifier: char(5) stays char(5)
+          local mod = src_oids.mods and src_oids.mods[i]
+          local _, r = exec("SELECT format_type($1::oid, $2::integer) AS t",
+                            { oid, (mod and mod >= 0) and mod or NULL })
           ty = r and r[1] and r[1].t
         end
         if not ty then
@@ -771,11 +775,11 @@ function Db.query(d, sql, params, opts)
   local p = D(d, "query")
   check_sql(sql, "query")
   local A = p.A
-  local pull, names, oids, close = p.h:pull(sql, params, function(n)
+  local pull, names, oids, close, mods = p.h:pull(sql, params, function(n)
     A.stats.rows_in = A.stats.rows_in + n
   end, opts)
   p.opened[#p.opened + 1] = close
-  return stream.new_stream(pull, names, { pg_oids = oids })
+  return stream.new_stream(pull, names, { pg_oids = oids, pg_typmods = mods })
 end
 
 --- db:exec(sql, params): run one statement; returns the affected rows.
@@ -861,10 +865,11 @@ local function sink(sp, dp, tbl, opts)
   local cols = first and stream.sink_columns(sp, first) or sp.columns or {}
   local src_oids
   if sp.shared and sp.shared.pg_oids and sp.columns then
-    local by = {}
-    for i, c in ipairs(sp.columns) do by[c] = sp.shared.pg_oids[i] end
-    src_oids = {}
-    for i, c in ipairs(cols) do src_oids[i] = by[c] end
+    local by, mod_of = {}, {}
+    local mods = sp.shared.pg_typmods or {}
+    for i, c in ipairs(sp.columns) do by[c] = sp.shared.pg_oids[i]; mod_of[c] = mods[i] end
+    src_oids = { mods = {} }
+    for i, c in ipairs(cols) do src_oids[i] = by[c]; src_oids.mods[i] = mod_of[c] end
   end
   local job = A.job
   -- a CSV stream nothing was applied to is loaded as the file itself,
