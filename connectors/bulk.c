@@ -8,6 +8,7 @@
 #include "weir/connectors.h"
 #include "weir/csv.h"
 #include "weir/lstate.h"
+#include "weir/numfmt.h"
 #include "weir/sqlite.h"
 
 #include <errno.h>
@@ -21,7 +22,89 @@
 
 enum { T_STRING = 0, T_NUMBER = 1, T_INTEGER = 2, T_BOOLEAN = 3 };
 
-/* Push a typed field; 0 ok, -1 when it does not convert. */
+/* The significant digits (no leading or trailing zeros, at most 40) and
+ * the decimal exponent of the value of a decimal number's text, so that
+ * value = 0.DIGITS x 10^exp; "0" for zero. 0, or -1 when s is not a plain
+ * decimal number: [+-]digits[.digits][(e|E)[+-]digits], a digit in the
+ * mantissa (no hex, no inf or nan, no spaces). */
+static int decimal_norm(const char *s, size_t len, char *digits, int *exp)
+{
+    size_t i = 0, nd = 0;
+    int seen = 0, point = -1, lead = 0, e = 0, esign = 1, edigits = 0;
+    long pos = 0; /* digits of the mantissa read, for the point */
+
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+    for (; i < len; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') {
+            seen = 1;
+            pos++;
+            if (nd == 0 && c == '0') {
+                lead++;
+                continue;
+            }
+            if (nd < 40)
+                digits[nd++] = c;
+            else if (c != '0')
+                return -1; /* more than 40 significant digits */
+        } else if (c == '.' && point < 0) {
+            point = (int)pos;
+        } else {
+            break;
+        }
+    }
+    if (!seen)
+        return -1;
+    if (i < len) {
+        if (s[i] != 'e' && s[i] != 'E')
+            return -1;
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            esign = s[i++] == '-' ? -1 : 1;
+        for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (e < 100000)
+                e = e * 10 + (s[i] - '0');
+            edigits++;
+        }
+        if (edigits == 0 || i < len)
+            return -1;
+    }
+    while (nd > 0 && digits[nd - 1] == '0')
+        nd--;
+    digits[nd] = '\0';
+    if (nd == 0) {
+        strcpy(digits, "0");
+        *exp = 0;
+        return 0;
+    }
+    /* the first significant digit is digit number lead+1 of the mantissa;
+     * the point sits after `point` digits (or after all of them) */
+    *exp = (point < 0 ? (int)pos : point) - lead + esign * e;
+    return 0;
+}
+
+/* Whether the double v reads back as the decimal text s exactly: the
+ * shortest text of v has the same significant digits and exponent. */
+static int decimal_exact(const char *s, size_t len, double v)
+{
+    char a[48], b[48], txt[40];
+    int ea, eb;
+    size_t n;
+
+    if (decimal_norm(s, len, a, &ea) != 0)
+        return 0;
+    n = weir_fmt_double(txt, v);
+    if (decimal_norm(txt, n, b, &eb) != 0)
+        return 0;
+    return strcmp(a, b) == 0 && (strcmp(a, "0") == 0 || ea == eb);
+}
+
+/* Push a typed field; 0 ok, -1 when it does not convert. A number is
+ * taken only when the double holds it exactly (its shortest text has the
+ * same value): more digits than a double keeps, hex, inf, nan and
+ * overflow are refused; an integer also has no point or exponent and is
+ * below 2^53 in magnitude. */
 static int push_typed(lua_State *L, int type, const char *s, size_t len)
 {
     char buf[64], *end;
@@ -50,11 +133,21 @@ static int push_typed(lua_State *L, int type, const char *s, size_t len)
         return -1;
     memcpy(buf, s, len);
     buf[len] = '\0';
+    if (type == T_INTEGER) {
+        size_t i = (buf[0] == '+' || buf[0] == '-') ? 1 : 0;
+        if (i == len)
+            return -1;
+        for (; i < len; i++)
+            if (buf[i] < '0' || buf[i] > '9')
+                return -1;
+    }
     errno = 0;
     v = strtod(buf, &end);
-    if (end == buf || *end != '\0' || isnan(v))
+    if (end == buf || *end != '\0' || !isfinite(v))
         return -1;
-    if (type == T_INTEGER && v != floor(v))
+    if (!decimal_exact(buf, len, v))
+        return -1;
+    if (type == T_INTEGER && (v >= 9007199254740992.0 || v <= -9007199254740992.0))
         return -1;
     lua_pushnumber(L, v);
     return 0;
@@ -148,12 +241,16 @@ static int bulk_csv_batch(lua_State *L)
                 static const char *names[] = { "string", "number", "integer",
                                                "boolean" };
                 lua_rawgeti(L, 2, bad_col + 1);
+                static const char *exact[] = { "", " (a decimal a double holds "
+                                               "exactly)", " (decimal digits, "
+                                               "below 2^53)", "" };
                 snprintf(reason, sizeof reason,
-                         "line %llu: column %s: expected %s, got \"%.*s\"",
+                         "line %llu: column %s: expected %s, got \"%.*s\"%s",
                          (unsigned long long)line, lua_tostring(L, -1),
                          names[types[bad_col]],
                          (int)(f[bad_col].len > 40 ? 40 : f[bad_col].len),
-                         f[bad_col].data ? f[bad_col].data : "");
+                         f[bad_col].data ? f[bad_col].data : "",
+                         exact[types[bad_col]]);
                 lua_pop(L, 2); /* key, partial row */
                 add_bad(L, 6, &nbad, line, reason, NULL, 0);
                 continue;
@@ -233,7 +330,31 @@ static int bulk_db_insert(lua_State *L)
     return 1;
 }
 
+/* decimal_exact(text) -> number | nil: text's value when it is a plain
+ * decimal number a double holds exactly (see push_typed), else nil. */
+static int bulk_decimal_exact(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char buf[64], *end;
+    double v;
+
+    if (len == 0 || len >= sizeof buf) {
+        lua_pushnil(L);
+        return 1;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    v = strtod(buf, &end);
+    if (end == buf || *end != '\0' || !isfinite(v) || !decimal_exact(buf, len, v))
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, v);
+    return 1;
+}
+
 static const luaL_Reg bulk_natives[] = {
+    { "decimal_exact", bulk_decimal_exact },
     { "csv_batch", bulk_csv_batch },
     { "db_insert", bulk_db_insert },
     { NULL, NULL },

@@ -112,6 +112,37 @@ describe("data connectors", function()
     assert.matches('dup.csv: columns 1 and 3 are both named "id"', H.task(r, "dup").error, 1, true)
   end)
 
+  it("takes typed CSV and JSON Lines numbers only when a double holds them exactly", function()
+    H.write(dir .. "/t.csv", "id,n,i\n1,0.1,9007199254740991\n2,0x1A,1\n3,1e400,2\n"
+                             .. "4,0.123456789012345678901,3\n5,12.50,4\n6,5e-324,9007199254740993\n"
+                             .. "7,-0,1e3\n8,7,-12\n")
+    H.write(dir .. "/t.jsonl", '{"id":9007199254740993,"s":"12345678901234567890"}\n'
+                               .. '{"id":1,"s":"12345678901234567890","v":0.5}\n{"x":1e400}\n'
+                               .. '{"x":0x1A}\n{"x":1.5e3,"n":"name e5"}\n')
+    local code, r, err = run([[
+      return pipeline { name = "exact", tasks = { t = task { run = function(ctx)
+        local c = ctx.csv("t.csv", { types = { n = "number", i = "integer" },
+                                     dead_letter = "bad_csv.jsonl" }):collect()
+        local j = ctx.jsonl("t.jsonl", { dead_letter = "bad_jsonl.jsonl" }):collect()
+        local ids = {}
+        for _, row in ipairs(c) do ids[#ids + 1] = row.id end
+        return { csv = table.concat(ids, ","), jsonl = #j, big = c[1].i == 9007199254740991 }
+      end } } }
+    ]])
+    assert.equal(0, code, err)
+    assert.same({ csv = "1,5,8", jsonl = 2, big = true }, H.task(r, "t").output)
+    local bad = H.read(dir .. "/bad_csv.jsonl")
+    for _, line in ipairs({ 3, 4, 5, 7, 8 }) do   -- the header is line 1
+      assert.matches('"line":' .. line, bad, 1, true)
+    end
+    assert.matches('expected integer, got \\"9007199254740993\\" (decimal digits, below 2^53)',
+                   bad, 1, true)
+    local badj = H.read(dir .. "/bad_jsonl.jsonl")
+    assert.matches("the number 9007199254740993 cannot be held exactly", badj, 1, true)
+    assert.matches("the number 1e400 cannot be held exactly", badj, 1, true)
+    assert.matches('"line":4', badj, 1, true)
+  end)
+
   it("writes numbers exactly and arrays or JSON as JSON text in CSV", function()
     local code, _, err = run([[
       return pipeline { name = "csvnum", tasks = { out = task { run = function(ctx)

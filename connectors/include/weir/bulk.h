@@ -19,6 +19,10 @@
  *   bad: nil or an array of { line, reason, raw } (malformed rows, wrong
  *   field counts, values that do not convert); eof: true at the end.
  *   Raises on a read error. Empty fields of typed columns become nil.
+ * decimal_exact(text) -> number | nil
+ *   text's value when it is a plain decimal number ([+-]digits[.digits]
+ *   [e[+-]digits]) that a double holds exactly (its shortest text has the
+ *   same value), else nil: no hex, inf, nan, overflow or lost digits.
  * db_insert(stmt, rows, cols, first, last) -> count
  *   stmt: the weir_stmt * cdata itself, prepared with #cols parameters;
  *   rows[first..last] are bound by column name (numbers, strings, booleans

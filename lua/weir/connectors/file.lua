@@ -10,7 +10,7 @@ local native = require("weir._native")
 local NULL = native.NULL -- SQL NULL in rows: ctx.NULL
 local type, pairs, ipairs, pcall, error, tostring, tonumber =
   type, pairs, ipairs, pcall, error, tostring, tonumber
-local format, concat = string.format, table.concat
+local format, concat, byte = string.format, table.concat, string.byte
 
 local M = {}
 
@@ -102,6 +102,38 @@ local function copy_safe(open)
   end
   C.weir_ffi_file_close(fd)
   return ok
+end
+
+-- The first number of a JSON line that a double cannot hold exactly (more
+-- significant digits than it keeps, or beyond its range), found outside
+-- strings; nil when there is none. Only lines with 16 digits in a row or
+-- an exponent are looked at closely.
+local decimal_exact = native.decimal_exact
+local function inexact_number(l)
+  if not (l:find("%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d") or l:find("%d[eE][-+]?%d")) then
+    return nil
+  end
+  local i, n = 1, #l
+  while i <= n do
+    local c = byte(l, i)
+    if c == 34 then                     -- a string: skip it, escapes too
+      i = i + 1
+      while i <= n do
+        local ch = byte(l, i)
+        if ch == 92 then i = i + 2 elseif ch == 34 then break else i = i + 1 end
+      end
+      i = i + 1
+    elseif c == 45 or (c >= 48 and c <= 57) then
+      local s, e = l:find("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+      if not s then return nil end
+      local tok = l:sub(s, e)
+      if not decimal_exact(tok) then return tok end
+      i = e + 1
+    else
+      i = i + 1
+    end
+  end
+  return nil
 end
 
 -- Dead letters: bad rows with the reason, as JSON Lines, appended.
@@ -253,7 +285,9 @@ function M.context(A, X)
   --- JSON Lines source: one object per line. opts: dead_letter = path.
   function X.jsonl(p, opts)
     opts = opts or {}
-    local cjson = require("cjson")
+    -- a decoder of its own: no hex, inf or nan, which JSON does not have
+    local cjson = require("cjson").new()
+    cjson.decode_invalid_numbers(false)
     local abs = A.path(p)
     local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
     A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
@@ -296,6 +330,11 @@ function M.context(A, X)
         lineno = lineno + 1
         if l:find("%S") then
           local ok, v = pcall(cjson.decode, l)
+          local bad_num = ok and inexact_number(l)
+          if bad_num then
+            ok, v = false, format("the number %s cannot be held exactly (a double keeps about "
+                                  .. "15 significant digits): quote it as a string", bad_num)
+          end
           if ok and type(v) == "table" and l:find("^%s*{") then
             for k, x in pairs(v) do if x == NULL then v[k] = nil end end
             n = n + 1

@@ -78,7 +78,7 @@ describe("weir.stream", function()
       assert.equal(2, #rows)
       for i = #opened, 1, -1 do opened[i]() end
       opened = {}
-      local reason = 'line 3: column n: expected integer, got "x"'
+      local reason = 'line 3: column n: expected integer, got "x" (decimal digits, below 2^53)'
       assert.same({ { source = "in.csv", line = 3, reason = reason, run_id = "run1", task = "t" } },
                   json.decode("[" .. H.read(dir .. "/bad.jsonl"):gsub("\n$", "") .. "]"))
       assert.same({ "dead letter: in.csv: " .. reason }, logs)
