@@ -94,6 +94,10 @@ static int decimal_exact(const char *s, size_t len, double v)
 
     if (decimal_norm(s, len, a, &ea) != 0)
         return 0;
+    /* at most 15 significant digits in the normal range: a double keeps
+     * them all (DBL_DIG), no need to print it */
+    if (strlen(a) <= 15 && ea > -300 && ea < 300)
+        return 1;
     n = weir_fmt_double(txt, v);
     if (decimal_norm(txt, n, b, &eb) != 0)
         return 0;
