@@ -162,7 +162,6 @@ local function dead_letter_sink(A, p, source)
   end
 end
 
-
 --- ctx.csv and ctx.jsonl for the attempt A (weir.connectors).
 function M.context(A, X)
   current = A
