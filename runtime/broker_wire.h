@@ -77,6 +77,7 @@ enum br_reason {
     BR_R_FLAGS = 6,     /* open flags or access mode not allowed */
     BR_R_MALFORMED = 7, /* the request itself was bad */
     BR_R_DENIED = 8,    /* inside a folder denied by weir_broker_deny */
+    BR_R_PROTECTED = 9, /* a file of weir_broker_protect, or its folder */
     BR_R_SECOND = 0x100
 };
 
