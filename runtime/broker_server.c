@@ -93,6 +93,8 @@ struct weir_broker {
     size_t nguards;
     struct br_id *pinned;   /* folders holding them: never moved, removed */
     size_t npinned;
+    char **breakers;    /* breakers workers may change (breaker.c) */
+    size_t nbreakers;
     int roots_denied;   /* some root has denied set */
     /* WEIR_O_TEMP files created and not yet renamed or removed
      * (normalized paths), for weir_broker_sweep_temps */
@@ -436,6 +438,9 @@ void weir_broker_delete(weir_broker *b)
         free(b->guards[i].name);
     free(b->guards);
     free(b->pinned);
+    for (i = 0; i < b->nbreakers; i++)
+        free(b->breakers[i]);
+    free(b->breakers);
     for (i = 0; i < b->ntemps; i++)
         free(b->temps[i]);
     free(b->temps);
@@ -1049,15 +1054,14 @@ static int br_valid(const struct br_req *rq, const unsigned char *in,
            && memchr(in + sizeof(*rq), '\0', rq->len1 + rq->len2) == NULL;
 }
 
-/* Is the packet in[0..n) a network request (net_server.c)? */
-static int br_is_net(const unsigned char *in, size_t n)
+/* The magic a packet in[0..n) starts with, or 0. */
+static uint32_t br_magic(const unsigned char *in, size_t n)
 {
-    uint32_t magic;
+    uint32_t magic = 0;
 
-    if (n < sizeof(magic))
-        return 0;
-    memcpy(&magic, in, sizeof(magic));
-    return magic == NET_MAGIC;
+    if (n >= sizeof(magic))
+        memcpy(&magic, in, sizeof(magic));
+    return magic;
 }
 
 int weir_broker_handle(weir_broker *b, int sock)
@@ -1093,7 +1097,15 @@ int weir_broker_handle(weir_broker *b, int sock)
     }
     if (n == 0)
         return WEIR_ECLOSED;
-    if (br_is_net(in, (size_t)n)) {
+    if (br_magic(in, (size_t)n) == BRK_MAGIC) {
+        /* a breaker change (breaker.c): never carries a descriptor */
+        weir_wire_take_fds(&msg, 0);
+        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+            n = 0;
+        return weir_breaker_serve((const char *const *)b->breakers,
+                                  b->nbreakers, sock, in, (size_t)n);
+    }
+    if (br_magic(in, (size_t)n) == NET_MAGIC) {
         /* a network request (net_server.c): CONNECT carries the socket */
         fd = weir_wire_take_fds(&msg, 1);
         if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
@@ -1181,4 +1193,25 @@ int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
     if (b == NULL || endpoint == NULL)
         return WEIR_EINVAL;
     return weir_net_allow_add(&b->net, endpoint, err, errlen);
+}
+
+int weir_broker_allow_breaker(weir_broker *b, const char *name, char *err,
+                              size_t errlen)
+{
+    char **grown, *copy;
+
+    if (b == NULL || name == NULL) {
+        weir_set_err(err, errlen, "broker: bad arguments");
+        return WEIR_EINVAL;
+    }
+    grown = realloc(b->breakers, (b->nbreakers + 1) * sizeof(*grown));
+    if (grown == NULL || (copy = strdup(name)) == NULL) {
+        if (grown != NULL)
+            b->breakers = grown;
+        weir_set_err(err, errlen, "broker: out of memory");
+        return WEIR_ENOMEM;
+    }
+    b->breakers = grown;
+    b->breakers[b->nbreakers++] = copy;
+    return WEIR_OK;
 }

@@ -147,6 +147,50 @@ struct net_rep {
 };
 
 /* ------------------------------------------------------------------------
+ * Breaker protocol: a worker maps the breaker table read-only and asks
+ * the supervisor for every change (breaker.c, ADR 13): struct brk_req and
+ * struct brk_rep, fixed size, magic "WBK1".
+ * ------------------------------------------------------------------------ */
+
+#define BRK_MAGIC 0x314b4257u   /* "WBK1" read as little-endian bytes */
+
+enum { BRK_SLOT = 1, BRK_ALLOW = 2, BRK_RECORD = 3 };
+
+struct brk_req {
+    uint32_t magic;
+    uint16_t op;
+    uint16_t pad;
+    uint32_t seq;
+    int32_t slot;           /* ALLOW, RECORD */
+    int32_t success;        /* RECORD */
+    int32_t threshold;      /* SLOT: the weir_breaker_cfg */
+    int32_t probes;
+    int32_t pad2;
+    double window_ms;
+    double open_ms;
+    char name[64];          /* SLOT: NUL-terminated */
+};
+
+struct brk_rep {
+    uint32_t magic;
+    uint16_t op;
+    uint16_t pad;
+    uint32_t seq;
+    int32_t result;         /* WEIR_OK or a negative WEIR_E... */
+    int32_t value;          /* SLOT: the slot; ALLOW: the state */
+    double retry_ms;        /* ALLOW */
+};
+
+/*
+ * Serve one breaker request in[0..n) that arrived on sock with the
+ * process's own (writable) table, for the breakers named in names only.
+ * Replies on sock. Returns WEIR_OK, WEIR_EINVAL (malformed; an error reply
+ * was sent), WEIR_ECLOSED or WEIR_EIO (the reply could not be sent).
+ */
+int weir_breaker_serve(const char *const *names, size_t nnames, int sock,
+                       const void *in, size_t n);
+
+/* ------------------------------------------------------------------------
  * Both ends (broker_wire.c)
  * ------------------------------------------------------------------------ */
 

@@ -449,6 +449,9 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
         rc = weir_broker_protect(e->broker, o->protect[i], 0, err, errlen);
     for (size_t i = 0; rc == WEIR_OK && i < o->nhide; i++)
         rc = weir_broker_protect(e->broker, o->hide[i], 1, err, errlen);
+    for (size_t i = 0; rc == WEIR_OK && i < o->nbreakers; i++)
+        rc = weir_broker_allow_breaker(e->broker, o->breakers[i], err,
+                                       errlen);
     for (size_t i = 0; rc == WEIR_OK && i < o->nendpoints; i++)
         rc = weir_broker_allow_endpoint(e->broker, o->endpoints[i], err,
                                         errlen);

@@ -30,7 +30,8 @@ local MAX_EVENTS = 1024
 -- files), user,
 -- rlimit_as (bytes), exe, endpoints ("IP:PORT" strings workers may
 -- connect to), shared_fd (given to every worker as fd 5: the breaker
--- table), preload (C.WEIR_PRELOAD_* bits: libraries workers load before
+-- table, read-only), breakers (the names of the breakers workers may
+-- change through the supervisor), preload (C.WEIR_PRELOAD_* bits: libraries workers load before
 -- their seccomp filter). Returns the pool or nil, err.
 function M.new(opts)
   local o = ffi.new("weir_exec_opts")
@@ -51,6 +52,7 @@ function M.new(opts)
   o.protect, o.nprotect = strings(opts.protect)
   o.hide, o.nhide = strings(opts.hide)
   o.endpoints, o.nendpoints = strings(opts.endpoints)
+  o.breakers, o.nbreakers = strings(opts.breakers)
   o.user = opts.user
   o.rlimit_as = opts.rlimit_as or 0
   o.rlimit_nofile = opts.rlimit_nofile or 0

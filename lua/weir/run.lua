@@ -135,7 +135,10 @@ function M.config(path, warn)
     end
     conns[name] = copy
   end
-  local fd = require("weir.breaker").open(pipeline.abspath(M.home()) .. "/breakers")
+  -- workers get the table read-only: their changes go through the broker,
+  -- for the breakers of these connections only
+  local breaker = require("weir.breaker")
+  local fd = breaker.open(pipeline.abspath(M.home()) .. "/breakers") and breaker.reader()
   -- workers load what a connector needs (libpq) before their seccomp
   -- filter only when some connection may need it
   local preload = 0
@@ -149,7 +152,10 @@ function M.config(path, warn)
                   cfg.file or "weir.yaml"))
     end
   end
+  local names = {}
+  for name in pairs(conns) do names[#names + 1] = name end
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
+           breakers = names,
            preload = preload, redact = config.redactor(cfg) }
 end
 
@@ -195,7 +201,7 @@ local function new_exec(workers, roots, conf, path)
     workers = workers or require("weir._ffi").C.weir_ffi_ncpu(), roots = roots, deny = deny,
     hide = hide, protect = protect,
     user = os.getenv("WEIR_WORKER_USER"),
-    endpoints = conf.endpoints, shared_fd = conf.breaker_fd,
+    endpoints = conf.endpoints, shared_fd = conf.breaker_fd, breakers = conf.breakers,
     preload = conf.preload,
     -- the Lua cap does not see C-side buffers: bound the whole process too
     rlimit_as = as,

@@ -117,6 +117,15 @@ size_t weir_broker_sweep_temps(weir_broker *b);
 int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
                                char *err, size_t errlen);
 
+/*
+ * Let workers change the breaker called name (a connection of weir.yaml)
+ * in the supervisor's breaker table: workers map it read-only and send
+ * every change here (breaker.c); other names are refused. name is copied.
+ * Call before serving. Returns WEIR_OK, WEIR_EINVAL or WEIR_ENOMEM.
+ */
+int weir_broker_allow_breaker(weir_broker *b, const char *name, char *err,
+                              size_t errlen);
+
 /* Number of roots. b must not be NULL. */
 size_t weir_broker_nroots(const weir_broker *b);
 

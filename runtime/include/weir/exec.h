@@ -57,7 +57,9 @@ typedef struct {
     const char *const *endpoints; /* "IP:PORT" workers may connect to (net.h) */
     size_t nendpoints;
     int32_t shared_fd;         /* a descriptor every worker gets as fd 5
-                                * (the breaker table), or -1 */
+                                * (the breaker table, read-only), or -1 */
+    const char *const *breakers; /* breakers workers may change */
+    size_t nbreakers;
     int32_t preload;           /* WEIR_PRELOAD_* libraries to load before
                                 * the seccomp filter */
 } weir_exec_opts;
