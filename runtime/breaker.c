@@ -12,8 +12,11 @@
 #include "weir/breaker.h"
 #include "weir/clock.h"
 
+#include "broker_wire.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -83,6 +86,13 @@ _Static_assert(sizeof(struct slot) % 64 == 0, "slot layout");
 
 static struct table *g_tbl;  /* this process's table, or NULL */
 static int g_fd = -1;        /* descriptor opened by breaker_open, or -1 */
+static int g_rfd = -1;       /* its read-only twin for workers, or -1 */
+static bool g_ro;            /* mapped read-only: changes go to the broker */
+static char g_path[PATH_MAX]; /* breaker_open's path, for the twin */
+static uint32_t g_seq;       /* breaker requests sent (workers) */
+
+_Static_assert(sizeof(((struct brk_req *)0)->name) ==
+               WEIR_BREAKER_NAME_MAX + 1, "breaker request name size");
 
 static inline uint64_t now_us(void)
 {
@@ -221,12 +231,14 @@ static int prepare_exclusive(int fd, const char *path, char *err,
     return WEIR_OK;
 }
 
-/* Map fd and check the header. *out receives the mapping. */
-static int map_table(int fd, const char *what, struct table **out, char *err,
-                     size_t errlen)
+/* Map fd and check the header. *out receives the mapping, *ro whether it
+ * is read-only. */
+static int map_table(int fd, const char *what, struct table **out, bool *ro,
+                     char *err, size_t errlen)
 {
     struct stat st;
     struct table *t;
+    int fl;
 
     if (fstat(fd, &st) != 0) {
         weir_set_err(err, errlen, "breaker table %s: %s", what,
@@ -244,7 +256,12 @@ static int map_table(int fd, const char *what, struct table **out, char *err,
                      (long long)st.st_size, sizeof(struct table));
         return WEIR_EPARSE;
     }
-    t = mmap(NULL, sizeof *t, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* a descriptor opened read-only (a worker's) maps read-only, and the
+     * kernel then refuses to make the mapping writable (mprotect) */
+    fl = fcntl(fd, F_GETFL);
+    *ro = fl >= 0 && (fl & O_ACCMODE) == O_RDONLY;
+    t = mmap(NULL, sizeof *t, *ro ? PROT_READ : PROT_READ | PROT_WRITE,
+             MAP_SHARED, fd, 0);
     if (t == MAP_FAILED) {
         weir_set_err(err, errlen, "breaker table %s: cannot map: %s", what,
                      strerror(errno));
@@ -261,14 +278,19 @@ static int map_table(int fd, const char *what, struct table **out, char *err,
     return WEIR_OK;
 }
 
-static void install(struct table *t, int fd)
+static void install(struct table *t, int fd, bool ro)
 {
     if (g_tbl != NULL)
         munmap(g_tbl, sizeof *g_tbl);
     if (g_fd >= 0 && g_fd != fd)
         close(g_fd);
+    if (g_rfd >= 0 && g_fd != fd)
+        close(g_rfd);
+    if (g_fd != fd)
+        g_rfd = -1;
     g_tbl = t;
     g_fd = fd;
+    g_ro = ro;
 }
 
 WEIR_API int weir_ffi_breaker_open(const char *path, int32_t *fd_out,
@@ -277,6 +299,7 @@ WEIR_API int weir_ffi_breaker_open(const char *path, int32_t *fd_out,
     struct table *t = NULL;
     struct stat st;
     uint64_t deadline;
+    bool ro = false;
     int fd, rc;
 
     if (path == NULL || path[0] == '\0' || fd_out == NULL) {
@@ -302,7 +325,7 @@ WEIR_API int weir_ffi_breaker_open(const char *path, int32_t *fd_out,
             /* Nobody else holds the file: safe to initialise. */
             rc = prepare_exclusive(fd, path, err, errlen);
             if (rc == WEIR_OK)
-                rc = map_table(fd, path, &t, err, errlen);
+                rc = map_table(fd, path, &t, &ro, err, errlen);
             /* Downgrade (not atomic: another opener may take it
              * exclusively in between, and will find a valid table). */
             if (rc == WEIR_OK && flock(fd, LOCK_SH) != 0) {
@@ -328,7 +351,7 @@ WEIR_API int weir_ffi_breaker_open(const char *path, int32_t *fd_out,
                 /* Its initialiser died; retry for the exclusive lock. */
                 flock(fd, LOCK_UN);
             } else {
-                rc = map_table(fd, path, &t, err, errlen);
+                rc = map_table(fd, path, &t, &ro, err, errlen);
                 if (rc == WEIR_EPARSE)
                     weir_set_err(err, errlen, "breaker table %s: bad or "
                                  "incompatible header and in use by another "
@@ -349,8 +372,40 @@ WEIR_API int weir_ffi_breaker_open(const char *path, int32_t *fd_out,
         close(fd);
         return rc;
     }
-    install(t, fd);
+    install(t, fd, false);
+    snprintf(g_path, sizeof g_path, "%s", path);
     *fd_out = fd;
+    return WEIR_OK;
+}
+
+WEIR_API int weir_ffi_breaker_reader(int32_t *fd_out, char *err,
+                                     size_t errlen)
+{
+    struct stat a, b;
+    int fd;
+
+    if (fd_out == NULL || g_fd < 0) {
+        weir_set_err(err, errlen, "breaker table: not opened by path");
+        return WEIR_EINVAL;
+    }
+    if (g_rfd < 0) {
+        fd = open(g_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            weir_set_err(err, errlen, "breaker table %s: cannot open: %s",
+                         g_path, strerror(errno));
+            return errno_status(errno);
+        }
+        /* the same file, not one put in its place since */
+        if (fstat(fd, &a) != 0 || fstat(g_fd, &b) != 0
+            || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+            close(fd);
+            weir_set_err(err, errlen, "breaker table %s: replaced while "
+                         "in use", g_path);
+            return WEIR_EIO;
+        }
+        g_rfd = fd;
+    }
+    *fd_out = g_rfd;
     return WEIR_OK;
 }
 
@@ -358,6 +413,7 @@ WEIR_API int weir_ffi_breaker_attach(int32_t fd, char *err, size_t errlen)
 {
     struct table *t = NULL;
     char what[32];
+    bool ro = false;
     int rc;
 
     if (fd < 0) {
@@ -366,17 +422,17 @@ WEIR_API int weir_ffi_breaker_attach(int32_t fd, char *err, size_t errlen)
         return WEIR_EINVAL;
     }
     snprintf(what, sizeof what, "fd %d", (int)fd);
-    rc = map_table(fd, what, &t, err, errlen);
+    rc = map_table(fd, what, &t, &ro, err, errlen);
     if (rc != WEIR_OK)
         return rc;
     /* Attaching the descriptor open() gave us keeps it ours. */
-    install(t, fd == g_fd ? fd : -1);
+    install(t, fd == g_fd ? fd : -1, ro);
     return WEIR_OK;
 }
 
 WEIR_API int weir_ffi_breaker_close(void)
 {
-    install(NULL, -1);
+    install(NULL, -1, false);
     return WEIR_OK;
 }
 
@@ -433,6 +489,99 @@ static uint32_t name_hash(const char *s, size_t n)
 }
 
 /*
+ * A worker's table is read-only: ask the supervisor to make the change
+ * (weir_breaker_serve), one round trip on the broker socket. WEIR_OK with
+ * *rep filled, or WEIR_EIO (no broker, or a bad reply).
+ */
+static int remote(struct brk_req *rq, struct brk_rep *rep)
+{
+    int sock = weir_broker_client_sock(), fd = -1, flags = 0;
+    ssize_t n;
+
+    if (sock < 0)
+        return WEIR_EIO;
+    rq->magic = BRK_MAGIC;
+    rq->seq = ++g_seq;
+    if (weir_wire_send(sock, rq, sizeof *rq, -1) != 0)
+        return WEIR_EIO;
+    n = weir_wire_recv(sock, rep, sizeof *rep, &fd, &flags);
+    if (fd >= 0)
+        close(fd);
+    if (n != (ssize_t)sizeof *rep || (flags & (MSG_TRUNC | MSG_CTRUNC))
+        || rep->magic != BRK_MAGIC || rep->seq != rq->seq
+        || rep->op != rq->op)
+        return WEIR_EIO;
+    return WEIR_OK;
+}
+
+/* Does slot s hold exactly cfg (as store_cfg would write it)? */
+static bool same_cfg(struct slot *s, const weir_breaker_cfg *c)
+{
+    return atomic_load_explicit(&s->threshold, memory_order_relaxed)
+               == c->threshold
+           && atomic_load_explicit(&s->probes, memory_order_relaxed)
+               == c->half_open_probes
+           && atomic_load_explicit(&s->window_us, memory_order_relaxed)
+               == ms_to_us(c->window_ms)
+           && atomic_load_explicit(&s->open_us, memory_order_relaxed)
+               == ms_to_us(c->open_ms);
+}
+
+/*
+ * find_slot on a read-only table: a published slot of that name with that
+ * cfg needs no change; anything else (a new name, another cfg) is asked
+ * of the supervisor. Claims in progress are skipped, never buried here.
+ */
+static int find_slot_ro(const char *name, size_t n,
+                        const weir_breaker_cfg *cfg, int32_t *slot_out,
+                        char *err, size_t errlen)
+{
+    uint32_t h = name_hash(name, n);
+    struct brk_req rq;
+    struct brk_rep rep;
+
+    for (uint32_t k = 0; k < WEIR_BREAKER_SLOTS; k++) {
+        uint32_t idx = (h + k) % WEIR_BREAKER_SLOTS;
+        struct slot *s = &g_tbl->slots[idx];
+        uint64_t c = atomic_load_explicit(&s->claim, memory_order_acquire);
+
+        if (c == CLAIM_EMPTY)
+            break;
+        if (c != CLAIM_READY || memcmp(s->name, name, n) != 0
+            || s->name[n] != '\0')
+            continue;
+        if (cfg == NULL || same_cfg(s, cfg)) {
+            *slot_out = (int32_t)idx;
+            return WEIR_OK;
+        }
+        break;
+    }
+    if (cfg == NULL) {
+        weir_set_err(err, errlen, "no breaker named \"%s\"", name);
+        return WEIR_ENOENT;
+    }
+    memset(&rq, 0, sizeof rq);
+    rq.op = BRK_SLOT;
+    rq.threshold = cfg->threshold;
+    rq.probes = cfg->half_open_probes;
+    rq.window_ms = cfg->window_ms;
+    rq.open_ms = cfg->open_ms;
+    memcpy(rq.name, name, n);
+    if (remote(&rq, &rep) != WEIR_OK) {
+        weir_set_err(err, errlen, "breaker \"%s\": the supervisor did not "
+                     "answer", name);
+        return WEIR_EIO;
+    }
+    if (rep.result != WEIR_OK) {
+        weir_set_err(err, errlen, "breaker \"%s\": refused by the "
+                     "supervisor (%d)", name, (int)rep.result);
+        return rep.result;
+    }
+    *slot_out = rep.value;
+    return WEIR_OK;
+}
+
+/*
  * Linear probing from the name's hash; names are never removed, so the
  * first empty slot ends the search. A claim in progress may be for the
  * same name: wait for it, or bury it when it is stale.
@@ -463,6 +612,8 @@ static int find_slot(const char *name, const weir_breaker_cfg *cfg,
     }
     if (cfg != NULL && (rc = check_cfg(name, cfg, err, errlen)) != WEIR_OK)
         return rc;
+    if (g_ro)
+        return find_slot_ro(name, n, cfg, slot_out, err, errlen);
     h = name_hash(name, n);
 restart:
     for (uint32_t k = 0; k < WEIR_BREAKER_SLOTS; k++) {
@@ -548,6 +699,11 @@ int weir_breaker_test_claim_stall(const char *name,
     return find_slot(name, cfg, true, slot_out, NULL, 0);
 }
 
+void *weir_breaker_test_table(void)
+{
+    return g_tbl;
+}
+
 /* The published slot, or NULL. Acquire: its cfg is visible afterwards. */
 static struct slot *get_slot(int32_t slot)
 {
@@ -571,6 +727,26 @@ static uint64_t cfg_open_us(struct slot *s)
 static bool open_over(uint64_t until, uint64_t now, uint64_t open_us)
 {
     return now >= until || until - now > open_us;
+}
+
+/* allow() of a worker when it would change the slot (a probe lease). */
+static int remote_allow(int32_t slot, int32_t *state_out,
+                        double *retry_in_ms_out)
+{
+    struct brk_req rq;
+    struct brk_rep rep;
+
+    memset(&rq, 0, sizeof rq);
+    rq.op = BRK_ALLOW;
+    rq.slot = slot;
+    if (remote(&rq, &rep) != WEIR_OK) {
+        /* no answer: fail fast, as an open breaker would */
+        *state_out = WEIR_BREAKER_OPEN;
+        return WEIR_EAGAIN;
+    }
+    *state_out = rep.value;
+    *retry_in_ms_out = rep.retry_ms;
+    return rep.result;
 }
 
 WEIR_API int weir_ffi_breaker_allow(int32_t slot, int32_t *state_out,
@@ -600,6 +776,16 @@ WEIR_API int weir_ffi_breaker_allow(int32_t slot, int32_t *state_out,
     now = now_us();
     open_us = cfg_open_us(s);
     maxp = (unsigned)atomic_load_explicit(&s->probes, memory_order_relaxed);
+    if (g_ro) {
+        /* open and not over: no change, fail fast here */
+        if (w_state(w) == WEIR_BREAKER_OPEN
+            && !open_over(w_time(w), now, open_us)) {
+            *state_out = WEIR_BREAKER_OPEN;
+            *retry_in_ms_out = (double)(w_time(w) - now) / 1000.0;
+            return WEIR_EAGAIN;
+        }
+        return remote_allow(slot, state_out, retry_in_ms_out);
+    }
     for (;;) {
         uint64_t t = w_time(w), nw;
 
@@ -654,6 +840,21 @@ static uint64_t window_start(struct slot *s, uint64_t w, uint64_t now)
     return from > w_time(w) ? from : w_time(w);
 }
 
+/* record() of a worker when it would change the slot. */
+static int remote_record(int32_t slot, int32_t success)
+{
+    struct brk_req rq;
+    struct brk_rep rep;
+
+    memset(&rq, 0, sizeof rq);
+    rq.op = BRK_RECORD;
+    rq.slot = slot;
+    rq.success = success != 0;
+    if (remote(&rq, &rep) != WEIR_OK)
+        return WEIR_EIO;
+    return rep.result;
+}
+
 WEIR_API int weir_ffi_breaker_record(int32_t slot, int32_t success)
 {
     struct slot *s = get_slot(slot);
@@ -663,6 +864,13 @@ WEIR_API int weir_ffi_breaker_record(int32_t slot, int32_t success)
     if (s == NULL)
         return WEIR_EINVAL;
     w = atomic_load_explicit(&s->word, memory_order_acquire);
+    if (g_ro) {
+        /* a change only for a probe's outcome or a failure that counts */
+        if (w_state(w) == WEIR_BREAKER_OPEN
+            || (success && w_state(w) != WEIR_BREAKER_HALF_OPEN))
+            return WEIR_OK;
+        return remote_record(slot, success);
+    }
     if (success) {
         while (w_state(w) == WEIR_BREAKER_HALF_OPEN) {
             uint64_t nw = pack(WEIR_BREAKER_CLOSED, 0, now_us());
@@ -760,4 +968,65 @@ WEIR_API int weir_ffi_breaker_info(int32_t slot, weir_breaker_info *out)
 WEIR_API int32_t weir_ffi_breaker_attached(void)
 {
     return g_tbl != NULL;
+}
+
+/* Is the published slot's name one of names? */
+static bool slot_named(int32_t slot, const char *const *names, size_t n)
+{
+    struct slot *s = get_slot(slot);
+
+    if (s == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(s->name, names[i], sizeof s->name) == 0)
+            return true;
+    }
+    return false;
+}
+
+int weir_breaker_serve(const char *const *names, size_t nnames, int sock,
+                       const void *in, size_t n)
+{
+    struct brk_req rq;
+    struct brk_rep rep;
+    int status = WEIR_OK, rc;
+    bool known = false;
+
+    memset(&rq, 0, sizeof rq);
+    memcpy(&rq, in, n < sizeof rq ? n : sizeof rq);
+    memset(&rep, 0, sizeof rep);
+    rep.magic = BRK_MAGIC;
+    rep.op = rq.op;
+    rep.seq = rq.seq;
+    rep.result = WEIR_EINVAL;
+    if (n != sizeof rq || memchr(rq.name, '\0', sizeof rq.name) == NULL
+        || g_tbl == NULL || g_ro) {
+        status = WEIR_EINVAL;
+    } else if (rq.op == BRK_SLOT) {
+        weir_breaker_cfg cfg = { rq.threshold, rq.probes, rq.window_ms,
+                                 rq.open_ms };
+        int32_t slot = -1;
+
+        for (size_t i = 0; i < nnames; i++)
+            known = known || strcmp(rq.name, names[i]) == 0;
+        /* only the run's own connections may take a slot */
+        rep.result = known ? find_slot(rq.name, &cfg, false, &slot, NULL, 0)
+                           : WEIR_EPERM;
+        rep.value = slot;
+    } else if (rq.op == BRK_ALLOW || rq.op == BRK_RECORD) {
+        if (!slot_named(rq.slot, names, nnames)) {
+            rep.result = WEIR_EPERM;
+        } else if (rq.op == BRK_ALLOW) {
+            rep.result = weir_ffi_breaker_allow(rq.slot, &rep.value,
+                                                &rep.retry_ms);
+        } else {
+            rep.result = weir_ffi_breaker_record(rq.slot, rq.success);
+        }
+    } else {
+        status = WEIR_EINVAL;
+    }
+    rc = weir_wire_send(sock, &rep, sizeof rep, -1);
+    if (rc == -EPIPE || rc == -ECONNRESET || rc == -ENOTCONN)
+        return WEIR_ECLOSED;
+    return rc != 0 ? WEIR_EIO : status;
 }

@@ -400,7 +400,13 @@ static int ffi_status(const char *verb, const char *path, const char *path2,
         weir_set_err(err, errlen, "%s \"%s\": flags not allowed", verb, p);
         return WEIR_EINVAL;
     case BR_R_DENIED:
-        weir_set_err(err, errlen, "path \"%s\" is inside weir's state folder",
+        weir_set_err(err, errlen, "path \"%s\" is inside weir's state "
+                     "folder or a secrets folder",
+                     p);
+        return WEIR_EPERM;
+    case BR_R_PROTECTED:
+        weir_set_err(err, errlen, "path \"%s\" is protected (weir's "
+                     "configuration, a secret it reads or the pipeline file)",
                      p);
         return WEIR_EPERM;
     default:

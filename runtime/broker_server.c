@@ -11,8 +11,9 @@
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so ".." and symlinks
  * cannot leave the root even under concurrent renames. A path is resolved
  * to its real directory (O_PATH) and last name first, a last symlink
- * followed by hand, so that the folders denied with weir_broker_deny can be
- * refused by inode before anything is opened for real.
+ * followed by hand, so that the folders denied with weir_broker_deny, and
+ * the files guarded with weir_broker_protect (by inode, and by folder
+ * inode and name), can be refused before anything is opened for real.
  *
  * Relies on Linux >= 5.6 (openat2 via syscall(2); faccessat2 from 5.8 is
  * used when present, else /proc/self/fd), glibc and common.h.
@@ -67,12 +68,33 @@ struct br_root {
     int denied;         /* the root is, or lies below, a denied folder */
 };
 
+/*
+ * A file of weir_broker_protect: the file itself (by identity, so every
+ * hard link and symlink to it matches) and its name in its folder (so it
+ * cannot be made again there when missing, nor replaced by a rename).
+ */
+struct br_guard {
+    struct br_id id;    /* the file; 0/0 when it did not exist */
+    struct br_id dir;   /* the folder holding name */
+    char *name;
+    int hide;           /* refuse reading too */
+};
+
+/* How a request touches its target, for the guards. */
+enum br_how { BR_HOW_READ, BR_HOW_WRITE, BR_HOW_MOVE };
+
 struct weir_broker {
     struct br_root *roots;
     size_t nroots;
     weir_net_allow *net; /* endpoints workers may connect to (net_server.c) */
     struct br_id *deny; /* weir_broker_deny's folders */
     size_t ndeny;
+    struct br_guard *guards;    /* weir_broker_protect's files */
+    size_t nguards;
+    struct br_id *pinned;   /* folders holding them: never moved, removed */
+    size_t npinned;
+    char **breakers;    /* breakers workers may change (breaker.c) */
+    size_t nbreakers;
     int roots_denied;   /* some root has denied set */
     /* WEIR_O_TEMP files created and not yet renamed or removed
      * (normalized paths), for weir_broker_sweep_temps */
@@ -280,6 +302,125 @@ int weir_broker_deny(weir_broker *b, const char *dir, char *err,
     return WEIR_OK;
 }
 
+/* Add id to the n ids in *ids (kept once). 0, or -ENOMEM. */
+static int br_id_add(struct br_id **ids, size_t *n, const struct stat *st)
+{
+    struct br_id *grown;
+
+    for (size_t i = 0; i < *n; i++) {
+        if ((*ids)[i].dev == st->st_dev && (*ids)[i].ino == st->st_ino)
+            return 0;
+    }
+    grown = realloc(*ids, (*n + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return -ENOMEM;
+    *ids = grown;
+    grown[*n].dev = st->st_dev;
+    grown[*n].ino = st->st_ino;
+    (*n)++;
+    return 0;
+}
+
+/*
+ * Guard the file path names in b (see weir_broker_protect): its folder
+ * and every folder above it are pinned, its name there and, when it
+ * exists, the file itself are guarded. A missing folder guards nothing
+ * (0). 0, or -errno.
+ */
+static int br_guard_path(weir_broker *b, const char *path, int hide)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/'), *name;
+    struct br_guard *grown, *g;
+    struct stat st, fst;
+    size_t len;
+    int fd, next, rc = 0, level, have;
+
+    if (slash == NULL || slash[1] == '\0')
+        return -EINVAL;
+    name = slash + 1;
+    len = slash == path ? 1 : (size_t)(slash - path);
+    if (len >= sizeof(dir))
+        return -ENAMETOOLONG;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    have = fstatat(fd, name, &fst, 0) == 0 && !S_ISDIR(fst.st_mode);
+    grown = realloc(b->guards, (b->nguards + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    b->guards = grown;
+    g = &b->guards[b->nguards];
+    memset(g, 0, sizeof(*g));
+    g->dir.dev = st.st_dev;
+    g->dir.ino = st.st_ino;
+    g->hide = hide;
+    if (have) {
+        g->id.dev = fst.st_dev;
+        g->id.ino = fst.st_ino;
+    }
+    g->name = strdup(name);
+    if (g->name == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    b->nguards++;
+    /* the folder and its parents up to "/" */
+    for (level = 0; rc == 0 && level < BR_WALK_MAX; level++) {
+        struct stat up;
+
+        rc = br_id_add(&b->pinned, &b->npinned, &st);
+        next = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rc != 0 || next < 0 || fstat(next, &up) != 0) {
+            rc = rc != 0 ? rc : -errno;
+            if (next >= 0)
+                close(next);
+            break;
+        }
+        close(fd);
+        fd = next;
+        if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+            break;
+        st = up;
+    }
+    close(fd);
+    return rc;
+}
+
+int weir_broker_protect(weir_broker *b, const char *path, int hide,
+                        char *err, size_t errlen)
+{
+    char *real;
+    char text[128];
+    int rc;
+
+    if (b == NULL || path == NULL || path[0] != '/') {
+        weir_set_err(err, errlen, "broker: bad arguments");
+        return WEIR_EINVAL;
+    }
+    rc = br_guard_path(b, path, hide);
+    /* the file a symlink at path leads to, under its own name too */
+    real = rc == 0 ? realpath(path, NULL) : NULL;
+    if (real != NULL && strcmp(real, path) != 0)
+        rc = br_guard_path(b, real, hide);
+    free(real);
+    if (rc != 0) {
+        weir_wire_errno_text(-rc, text, sizeof(text));
+        weir_set_err(err, errlen, "protected file \"%s\": %s", path, text);
+        return br_errno_status(-rc);
+    }
+    return WEIR_OK;
+}
+
 void weir_broker_delete(weir_broker *b)
 {
     size_t i;
@@ -293,6 +434,13 @@ void weir_broker_delete(weir_broker *b)
     }
     free(b->roots);
     free(b->deny);
+    for (i = 0; i < b->nguards; i++)
+        free(b->guards[i].name);
+    free(b->guards);
+    free(b->pinned);
+    for (i = 0; i < b->nbreakers; i++)
+        free(b->breakers[i]);
+    free(b->breakers);
     for (i = 0; i < b->ntemps; i++)
         free(b->temps[i]);
     free(b->temps);
@@ -566,13 +714,60 @@ static int br_check(const weir_broker *b, const struct br_target *t,
     return rc;
 }
 
-/* br_locate, then br_check. */
+/*
+ * Refuse n when it is a file of weir_broker_protect, under any name (its
+ * identity) or where one belongs (its folder and name, also when missing),
+ * for how (a hidden file: whatever how), or when how moves or removes a
+ * folder holding one. 0, or -EPERM with *reason = BR_R_PROTECTED.
+ */
+static int br_guarded(const weir_broker *b, const struct br_node *n,
+                      enum br_how how, uint32_t *reason)
+{
+    struct stat dst;
+    int isdir = n->lerr == 0 && S_ISDIR(n->st.st_mode);
+    size_t i;
+
+    if (b->nguards == 0)
+        return 0;
+    if (isdir && how == BR_HOW_MOVE) {
+        for (i = 0; i < b->npinned; i++) {
+            if (b->pinned[i].dev == n->st.st_dev
+                && b->pinned[i].ino == n->st.st_ino)
+                goto refused;
+        }
+    }
+    if (strcmp(n->base, ".") == 0)
+        return 0;
+    if (fstat(n->dfd, &dst) != 0)
+        goto refused;
+    for (i = 0; i < b->nguards; i++) {
+        const struct br_guard *g = &b->guards[i];
+
+        if (how == BR_HOW_READ && !g->hide)
+            continue;
+        if (n->lerr == 0 && !isdir && g->id.ino != 0
+            && g->id.dev == n->st.st_dev && g->id.ino == n->st.st_ino)
+            goto refused;
+        if (g->dir.dev == dst.st_dev && g->dir.ino == dst.st_ino
+            && strcmp(g->name, n->base) == 0)
+            goto refused;
+    }
+    return 0;
+refused:
+    *reason = BR_R_PROTECTED;
+    return -EPERM;
+}
+
+/* br_locate, then br_check and br_guarded. */
 static int br_lookup(const weir_broker *b, const struct br_target *t,
-                     int follow, struct br_node *n, uint32_t *reason)
+                     int follow, enum br_how how, struct br_node *n,
+                     uint32_t *reason)
 {
     int rc = br_locate(t, follow, n, reason);
 
-    return rc == 0 ? br_check(b, t, n, reason) : rc;
+    if (rc == 0)
+        rc = br_check(b, t, n, reason);
+    return rc == 0 ? br_guarded(b, n, how, reason) : rc;
 }
 
 /*
@@ -580,7 +775,7 @@ static int br_lookup(const weir_broker *b, const struct br_target *t,
  * itself is refused (BR_R_ROOT) and a last ".." is invalid.
  */
 static int br_entry(const weir_broker *b, const struct br_target *t,
-                    struct br_node *n, uint32_t *reason)
+                    enum br_how how, struct br_node *n, uint32_t *reason)
 {
     const char *slash = strrchr(t->rel, '/');
 
@@ -591,7 +786,7 @@ static int br_entry(const weir_broker *b, const struct br_target *t,
     }
     if (strcmp(slash != NULL ? slash + 1 : t->rel, "..") == 0)
         return -EINVAL;
-    return br_lookup(b, t, 0, n, reason);
+    return br_lookup(b, t, 0, how, n, reason);
 }
 
 /* Open n (never following a symlink: br_locate already did). */
@@ -742,13 +937,17 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
         /* open(2) follows a last symlink unless O_NOFOLLOW or O_EXCL. */
         follow = !(rq->arg & O_NOFOLLOW)
                  && (rq->arg & (O_CREAT | O_EXCL)) != (O_CREAT | O_EXCL);
-        rc = br_lookup(b, &t1, follow, &d1, &reason);
+        rc = br_lookup(b, &t1, follow,
+                       (rq->arg & O_ACCMODE) != O_RDONLY
+                       || (rq->arg & (O_CREAT | O_TRUNC)) != 0
+                       ? BR_HOW_WRITE : BR_HOW_READ, &d1, &reason);
         if (rc == 0)
             rc = br_do_open(&d1, rq->arg, rq->mode, fd_out, &reason);
         break;
     case BR_STAT:
     case BR_LSTAT:
-        rc = br_lookup(b, &t1, rq->op == BR_STAT, &d1, &reason);
+        rc = br_lookup(b, &t1, rq->op == BR_STAT, BR_HOW_READ, &d1,
+                       &reason);
         if (rc == 0 && d1.lerr != 0)
             rc = -d1.lerr;
         if (rc == 0) {
@@ -762,7 +961,7 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
             rc = -EINVAL;
             break;
         }
-        rc = br_lookup(b, &t1, 1, &d1, &reason);
+        rc = br_lookup(b, &t1, 1, BR_HOW_READ, &d1, &reason);
         if (rc == 0 && d1.lerr != 0)
             rc = -d1.lerr;
         if (rc == 0 && rq->arg != F_OK) {
@@ -775,7 +974,7 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
         }
         break;
     case BR_READLINK:
-        rc = br_lookup(b, &t1, 0, &d1, &reason);
+        rc = br_lookup(b, &t1, 0, BR_HOW_READ, &d1, &reason);
         if (rc == 0 && d1.lerr != 0)
             rc = -d1.lerr;
         if (rc == 0 && !S_ISLNK(d1.st.st_mode))
@@ -795,7 +994,7 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
             rc = -EPERM;
             break;
         }
-        rc = br_entry(b, &t1, &d1, &reason);
+        rc = br_entry(b, &t1, BR_HOW_MOVE, &d1, &reason);
         if (rc == 0 && unlinkat(d1.dfd, d1.base, rq->op == BR_RMDIR
                                                  ? AT_REMOVEDIR : 0) != 0)
             rc = -errno;
@@ -805,7 +1004,7 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
             rc = -EEXIST;
             break;
         }
-        rc = br_entry(b, &t1, &d1, &reason);
+        rc = br_entry(b, &t1, BR_HOW_WRITE, &d1, &reason);
         if (rc == 0
             && mkdirat(d1.dfd, d1.base, rq->mode & BR_DIR_MODE_MAX) != 0)
             rc = -errno;
@@ -821,9 +1020,9 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
             rc = -EPERM;
             break;
         }
-        rc = br_entry(b, &t1, &d1, &reason);
+        rc = br_entry(b, &t1, BR_HOW_MOVE, &d1, &reason);
         if (rc == 0) {
-            rc = br_entry(b, &t2, &d2, &reason);
+            rc = br_entry(b, &t2, BR_HOW_MOVE, &d2, &reason);
             if (rc != 0 && reason != BR_R_NONE)
                 reason |= BR_R_SECOND;
         }
@@ -855,15 +1054,14 @@ static int br_valid(const struct br_req *rq, const unsigned char *in,
            && memchr(in + sizeof(*rq), '\0', rq->len1 + rq->len2) == NULL;
 }
 
-/* Is the packet in[0..n) a network request (net_server.c)? */
-static int br_is_net(const unsigned char *in, size_t n)
+/* The magic a packet in[0..n) starts with, or 0. */
+static uint32_t br_magic(const unsigned char *in, size_t n)
 {
-    uint32_t magic;
+    uint32_t magic = 0;
 
-    if (n < sizeof(magic))
-        return 0;
-    memcpy(&magic, in, sizeof(magic));
-    return magic == NET_MAGIC;
+    if (n >= sizeof(magic))
+        memcpy(&magic, in, sizeof(magic));
+    return magic;
 }
 
 int weir_broker_handle(weir_broker *b, int sock)
@@ -899,7 +1097,15 @@ int weir_broker_handle(weir_broker *b, int sock)
     }
     if (n == 0)
         return WEIR_ECLOSED;
-    if (br_is_net(in, (size_t)n)) {
+    if (br_magic(in, (size_t)n) == BRK_MAGIC) {
+        /* a breaker change (breaker.c): never carries a descriptor */
+        weir_wire_take_fds(&msg, 0);
+        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+            n = 0;
+        return weir_breaker_serve((const char *const *)b->breakers,
+                                  b->nbreakers, sock, in, (size_t)n);
+    }
+    if (br_magic(in, (size_t)n) == NET_MAGIC) {
         /* a network request (net_server.c): CONNECT carries the socket */
         fd = weir_wire_take_fds(&msg, 1);
         if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
@@ -970,7 +1176,7 @@ size_t weir_broker_sweep_temps(weir_broker *b)
         d.dfd = -1;
         if (br_confine(b, norm, len, &t) == 0
             && !br_holds_root(b, norm, len, 0)
-            && br_entry(b, &t, &d, &reason) == 0
+            && br_entry(b, &t, BR_HOW_MOVE, &d, &reason) == 0
             && unlinkat(d.dfd, d.base, 0) == 0)
             removed++;
         br_node_close(&d);
@@ -987,4 +1193,25 @@ int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
     if (b == NULL || endpoint == NULL)
         return WEIR_EINVAL;
     return weir_net_allow_add(&b->net, endpoint, err, errlen);
+}
+
+int weir_broker_allow_breaker(weir_broker *b, const char *name, char *err,
+                              size_t errlen)
+{
+    char **grown, *copy;
+
+    if (b == NULL || name == NULL) {
+        weir_set_err(err, errlen, "broker: bad arguments");
+        return WEIR_EINVAL;
+    }
+    grown = realloc(b->breakers, (b->nbreakers + 1) * sizeof(*grown));
+    if (grown == NULL || (copy = strdup(name)) == NULL) {
+        if (grown != NULL)
+            b->breakers = grown;
+        weir_set_err(err, errlen, "broker: out of memory");
+        return WEIR_ENOMEM;
+    }
+    b->breakers = grown;
+    b->breakers[b->nbreakers++] = copy;
+    return WEIR_OK;
 }

@@ -77,6 +77,7 @@ enum br_reason {
     BR_R_FLAGS = 6,     /* open flags or access mode not allowed */
     BR_R_MALFORMED = 7, /* the request itself was bad */
     BR_R_DENIED = 8,    /* inside a folder denied by weir_broker_deny */
+    BR_R_PROTECTED = 9, /* a file of weir_broker_protect, or its folder */
     BR_R_SECOND = 0x100
 };
 
@@ -144,6 +145,50 @@ struct net_rep {
     uint32_t seq;
     int32_t result;         /* 0 (SOCKET: a descriptor is attached) or -errno */
 };
+
+/* ------------------------------------------------------------------------
+ * Breaker protocol: a worker maps the breaker table read-only and asks
+ * the supervisor for every change (breaker.c, ADR 13): struct brk_req and
+ * struct brk_rep, fixed size, magic "WBK1".
+ * ------------------------------------------------------------------------ */
+
+#define BRK_MAGIC 0x314b4257u   /* "WBK1" read as little-endian bytes */
+
+enum { BRK_SLOT = 1, BRK_ALLOW = 2, BRK_RECORD = 3 };
+
+struct brk_req {
+    uint32_t magic;
+    uint16_t op;
+    uint16_t pad;
+    uint32_t seq;
+    int32_t slot;           /* ALLOW, RECORD */
+    int32_t success;        /* RECORD */
+    int32_t threshold;      /* SLOT: the weir_breaker_cfg */
+    int32_t probes;
+    int32_t pad2;
+    double window_ms;
+    double open_ms;
+    char name[64];          /* SLOT: NUL-terminated */
+};
+
+struct brk_rep {
+    uint32_t magic;
+    uint16_t op;
+    uint16_t pad;
+    uint32_t seq;
+    int32_t result;         /* WEIR_OK or a negative WEIR_E... */
+    int32_t value;          /* SLOT: the slot; ALLOW: the state */
+    double retry_ms;        /* ALLOW */
+};
+
+/*
+ * Serve one breaker request in[0..n) that arrived on sock with the
+ * process's own (writable) table, for the breakers named in names only.
+ * Replies on sock. Returns WEIR_OK, WEIR_EINVAL (malformed; an error reply
+ * was sent), WEIR_ECLOSED or WEIR_EIO (the reply could not be sent).
+ */
+int weir_breaker_serve(const char *const *names, size_t nnames, int sock,
+                       const void *in, size_t n);
 
 /* ------------------------------------------------------------------------
  * Both ends (broker_wire.c)

@@ -200,6 +200,29 @@ WEIR_API int32_t weir_ffi_path_kind(const char *path)
     return S_ISDIR(st.st_mode) ? WEIR_KIND_DIR : WEIR_KIND_OTHER;
 }
 
+WEIR_API int weir_ffi_realpath(const char *path, char *out, size_t outlen,
+                               char *err, size_t errlen)
+{
+    char *real;
+
+    if (path == NULL || path[0] == '\0' || out == NULL || outlen == 0) {
+        snprintf(err, errlen, "realpath: empty path");
+        return WEIR_EINVAL;
+    }
+    real = realpath(path, NULL);
+    if (real == NULL) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return errno == ENOENT || errno == ENOTDIR ? WEIR_ENOENT : WEIR_EIO;
+    }
+    if ((size_t)snprintf(out, outlen, "%s", real) >= outlen) {
+        free(real);
+        snprintf(err, errlen, "realpath: path too long");
+        return WEIR_ELIMIT;
+    }
+    free(real);
+    return WEIR_OK;
+}
+
 WEIR_API int weir_ffi_private_dir(const char *path, char *err, size_t errlen)
 {
     if (path == NULL || path[0] == '\0') {
@@ -422,6 +445,13 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
     rc = weir_broker_new(o->roots, o->nroots, &e->broker, err, errlen);
     for (size_t i = 0; rc == WEIR_OK && i < o->ndeny; i++)
         rc = weir_broker_deny(e->broker, o->deny[i], err, errlen);
+    for (size_t i = 0; rc == WEIR_OK && i < o->nprotect; i++)
+        rc = weir_broker_protect(e->broker, o->protect[i], 0, err, errlen);
+    for (size_t i = 0; rc == WEIR_OK && i < o->nhide; i++)
+        rc = weir_broker_protect(e->broker, o->hide[i], 1, err, errlen);
+    for (size_t i = 0; rc == WEIR_OK && i < o->nbreakers; i++)
+        rc = weir_broker_allow_breaker(e->broker, o->breakers[i], err,
+                                       errlen);
     for (size_t i = 0; rc == WEIR_OK && i < o->nendpoints; i++)
         rc = weir_broker_allow_endpoint(e->broker, o->endpoints[i], err,
                                         errlen);

@@ -1,7 +1,8 @@
 -- weir.breaker: the circuit breaker of each connection, shared by every
 -- process on the host through a table in shared memory (runtime/breaker.c:
 -- a file in WEIR_HOME mapped by supervisors and `weir health`, handed to
--- workers as a descriptor).
+-- workers as a read-only descriptor: their changes go through the
+-- supervisor).
 --
 -- Every connector call asks allow(cfg) first and reports record(cfg, ok)
 -- after. An open breaker fails fast, naming the connection and when it
@@ -34,6 +35,17 @@ function M.open(path)
     return nil, "breakers: " .. F.errmsg()
   end
   attached, slots = true, {}
+  return fd[0]
+end
+
+--- A read-only descriptor of the table open() mapped, for workers: they
+-- map it read-only and ask the supervisor for every change (ADR 13).
+-- Returns it, or nil, err.
+function M.reader()
+  local fd = ffi.new("int32_t[1]")
+  if C.weir_ffi_breaker_reader(fd, F.errbuf, F.errlen) ~= 0 then
+    return nil, "breakers: " .. F.errmsg()
+  end
   return fd[0]
 end
 

@@ -47,6 +47,8 @@ environment:
   WEIR_SYNC          full: fsync every commit (default: WAL, synchronous=NORMAL)
   WEIR_ROOTS         extra folders tasks may read and write (colon-separated);
                      the pipeline's own folder is always allowed
+  WEIR_SECRET_DIRS   folders ${file:} in weir.yaml may read besides its own
+                     (colon-separated); tasks can never reach them
   WEIR_WORKER_USER   user workers drop to when weir runs as root (nobody)
   WEIR_WORKER_AS     address-space limit of a worker (default 4GB)
   WEIR_LOAD_TIMEOUT  time limit to load a Lua pipeline file, in ms (10000)

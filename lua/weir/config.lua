@@ -11,8 +11,11 @@
 -- References: "${env:NAME}" is the environment variable NAME (unset is an
 -- error, empty is allowed); "${file:PATH}" is the file's content, PATH
 -- relative to the config file's folder, with one trailing "\n" (or "\r\n")
--- removed. "$${" stands for a literal "${". A value given both inside `url`
--- and as a separate field takes the separate field. A YAML null counts as
+-- removed; the file, symlinks resolved, must lie inside the config's
+-- folder or a folder of WEIR_SECRET_DIRS (docs/adr/0013). cfg.secret_files
+-- lists the files read, for the broker to hide from tasks. "$${" stands
+-- for a literal "${". A value given both inside `url` and as a separate
+-- field takes the separate field. A YAML null counts as
 -- absent, except for a connection itself.
 local json = require("weir.json")
 local document = require("weir.document")
@@ -109,13 +112,57 @@ end
 -- Reference expansion
 ---------------------------------------------------------------------------
 
-local function read_secret_file(dir, rel)
-  local full = util.join(dir, rel)
-  local f, err = io.open(full, "rb")
+-- The canonical form of an existing path, or nil, reason.
+local function realpath(p)
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("char[4096]")
+  if F.C.weir_ffi_realpath(p, buf, 4096, F.errbuf, F.errlen) ~= 0 then
+    return nil, F.errmsg()
+  end
+  return F.ffi.string(buf)
+end
+
+local function inside(path, dir)
+  return dir == "/" or path == dir or sub(path, 1, #dir + 1) == dir .. "/"
+end
+
+-- Where ${file:} may read: the config's folder and the folders listed in
+-- WEIR_SECRET_DIRS (colon-separated), every one canonical.
+local function secret_dirs(st)
+  if st.secret_dirs then return st.secret_dirs end
+  local dirs = {}
+  local function add(d)
+    local r = realpath(d)
+    if r then dirs[#dirs + 1] = r end
+  end
+  add(st.dir)
+  for d in (st.getenv("WEIR_SECRET_DIRS") or ""):gmatch("[^:]+") do
+    add(pipeline.abspath(d))
+  end
+  st.secret_dirs = dirs
+  return dirs
+end
+
+-- The text of the secret file rel (relative to the config's folder) once
+-- it is known to lie, symlinks resolved, inside a secret folder; its
+-- canonical path goes into st.files.
+local function read_secret_file(st, rel)
+  local full = util.join(st.dir, rel)
+  local real, rerr0 = realpath(full)
+  if not real then return nil, rerr0 end
+  local ok = false
+  for _, d in ipairs(secret_dirs(st)) do
+    if inside(real, d) then ok = true end
+  end
+  if not ok then
+    return nil, "outside the config's folder and WEIR_SECRET_DIRS"
+  end
+  st.files[#st.files + 1] = real
+  local f, err = io.open(real, "rb")
   if not f then
     -- io.open says "FULLPATH: reason"; keep the reason only
     local reason = tostring(err)
-    if sub(reason, 1, #full + 2) == full .. ": " then reason = sub(reason, #full + 3) end
+    if sub(reason, 1, #real + 2) == real .. ": " then reason = sub(reason, #real + 3) end
     return nil, reason
   end
   local s, rerr = f:read(MAX_SECRET_FILE + 1)
@@ -182,7 +229,7 @@ local function expand(s, path, st)
           return nil
         end
         local err
-        v, err = read_secret_file(st.dir, arg)
+        v, err = read_secret_file(st, arg)
         if not v then
           st.add(path, format("cannot read secret file %q: %s", arg, err))
           return nil
@@ -502,7 +549,8 @@ function Config:connection(name)
 end
 
 local function new_config(file, dir, secrets)
-  local cfg = setmetatable({ file = file, dir = dir, connections = {} }, Config)
+  local cfg = setmetatable({ file = file, dir = dir, connections = {}, secret_files = {} },
+                           Config)
   secrets_of[cfg] = secrets
   return cfg
 end
@@ -580,6 +628,7 @@ function M.load(path, opts)
     failed = {},        -- stands for a string whose expansion failed
     failed_paths = {},  -- their paths: no other error is reported there
     substituted = {},   -- paths of strings with a reference expanded
+    files = {},         -- canonical paths of the ${file:} files read
   }
   function st.add(p, msg)
     if not st.failed_paths[p] then errs[#errs + 1] = { path = p, message = msg } end
@@ -628,6 +677,7 @@ function M.load(path, opts)
   -- semantic checks; a schema error on the same path is dropped when it
   -- is about the value (the semantic message is the clearer one)
   local cfg = new_config(path, st.dir, secrets)
+  cfg.secret_files = st.files
   local conns = type(doc.connections) == "table" and doc.connections or {}
   for name, c in pairs(conns) do
     local base = child("connections", tostring(name))

@@ -24,30 +24,38 @@ Exec.__index = Exec
 local MAX_EVENTS = 1024
 
 --- Start a pool. opts: workers, roots (array of directories), deny
--- (directories inside roots that stay out of reach: weir's home), user,
+-- (directories inside roots that stay out of reach: weir's home), protect
+-- (absolute paths of files workers may not write: the pipeline file),
+-- hide (files they may neither read nor write: weir.yaml, its secret
+-- files), user,
 -- rlimit_as (bytes), exe, endpoints ("IP:PORT" strings workers may
 -- connect to), shared_fd (given to every worker as fd 5: the breaker
--- table), preload (C.WEIR_PRELOAD_* bits: libraries workers load before
+-- table, read-only), breakers (the names of the breakers workers may
+-- change through the supervisor), preload (C.WEIR_PRELOAD_* bits: libraries workers load before
 -- their seccomp filter). Returns the pool or nil, err.
 function M.new(opts)
   local o = ffi.new("weir_exec_opts")
   o.workers = opts.workers or 2
   o.exe = opts.exe
-  local roots = opts.roots or {}
-  local croots = ffi.new("const char *[?]", #roots + 1)
-  for i, r in ipairs(roots) do croots[i - 1] = r end
-  o.roots, o.nroots = croots, #roots
-  local deny = opts.deny or {}
-  local cdeny = ffi.new("const char *[?]", #deny + 1)
-  for i, r in ipairs(deny) do cdeny[i - 1] = r end
-  o.deny, o.ndeny = cdeny, #deny
+  -- each list as a C array; the arrays (and strings) stay referenced by
+  -- the pool (_keep) for as long as C may read them
+  local keep = {}
+  local function strings(list)
+    list = list or {}
+    local c = ffi.new("const char *[?]", #list + 1)
+    for i, r in ipairs(list) do c[i - 1] = r end
+    keep[#keep + 1], keep[#keep + 2] = c, list
+    return c, #list
+  end
+  o.roots, o.nroots = strings(opts.roots)
+  o.deny, o.ndeny = strings(opts.deny)
+  o.protect, o.nprotect = strings(opts.protect)
+  o.hide, o.nhide = strings(opts.hide)
+  o.endpoints, o.nendpoints = strings(opts.endpoints)
+  o.breakers, o.nbreakers = strings(opts.breakers)
   o.user = opts.user
   o.rlimit_as = opts.rlimit_as or 0
   o.rlimit_nofile = opts.rlimit_nofile or 0
-  local eps = opts.endpoints or {}
-  local ceps = ffi.new("const char *[?]", #eps + 1)
-  for i, r in ipairs(eps) do ceps[i - 1] = r end
-  o.endpoints, o.nendpoints = ceps, #eps
   o.shared_fd = opts.shared_fd or -1
   o.preload = opts.preload or 0
   local out = ffi.new("weir_exec *[1]")
@@ -58,7 +66,7 @@ function M.new(opts)
     n = o.workers,
     evs = ffi.new("weir_exec_event[?]", MAX_EVENTS),
     nev = ffi.new("int32_t[1]"),
-    _roots = croots, _deny = cdeny, _eps = ceps, _keep = { roots, deny, eps },
+    _keep = keep,
   }, Exec)
   return self
 end

@@ -140,7 +140,10 @@ function M.config(path, warn)
     end
     conns[name] = copy
   end
-  local fd = require("weir.breaker").open(pipeline.abspath(M.home()) .. "/breakers")
+  -- workers get the table read-only: their changes go through the broker,
+  -- for the breakers of these connections only
+  local breaker = require("weir.breaker")
+  local fd = breaker.open(pipeline.abspath(M.home()) .. "/breakers") and breaker.reader()
   -- workers load what a connector needs (libpq) before their seccomp
   -- filter only when some connection may need it
   local preload = 0
@@ -154,7 +157,10 @@ function M.config(path, warn)
                   cfg.file or "weir.yaml"))
     end
   end
+  local names = {}
+  for name in pairs(conns) do names[#names + 1] = name end
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
+           breakers = names,
            preload = preload, redact = config.redactor(cfg) }
 end
 
@@ -167,19 +173,41 @@ local function roots_for(dir)
   return roots
 end
 
--- The worker pool of a run: weir's home (and a sqlite: store's folder)
--- stays out of the workers' reach even inside a root.
-local function new_exec(workers, roots, conf)
-  local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
-  if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
+-- What tasks may not touch (docs/adr/0013): weir's home, a sqlite:
+-- store's folder and WEIR_SECRET_DIRS (folders); weir.yaml (the one in
+-- use, else where the next run would look for one) and every ${file:} it
+-- read (hidden: neither read nor written); weir.lock beside it and the
+-- pipeline file path (not written).
+local function off_limits(conf, path)
   local deny = { pipeline.abspath(M.home()) }
   local url = store_url(conf)
   local db = url and url:match("^sqlite:(.+)$")
-  if db then deny[2] = util.dirname(pipeline.abspath(db)) end
+  if db then deny[#deny + 1] = util.dirname(pipeline.abspath(db)) end
+  local F = require("weir._ffi")
+  for d in (os.getenv("WEIR_SECRET_DIRS") or ""):gmatch("[^:]+") do
+    d = pipeline.abspath(d)
+    if F.C.weir_ffi_path_kind(d) == F.C.WEIR_KIND_DIR then deny[#deny + 1] = d end
+  end
+  local cfg = conf.cfg
+  local yaml = pipeline.abspath(cfg.file or "weir.yaml")
+  local hide = { yaml }
+  for _, f in ipairs(cfg.secret_files) do hide[#hide + 1] = f end
+  local protect = { util.join(util.dirname(yaml), "weir.lock") }
+  if path then protect[#protect + 1] = pipeline.abspath(path) end
+  return deny, hide, protect
+end
+
+-- The worker pool of a run; path: the pipeline file, when there is one.
+local function new_exec(workers, roots, conf, path)
+  local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
+  if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
+  local deny, hide, protect = off_limits(conf, path)
   return executor.new({
     workers = workers or require("weir._ffi").C.weir_ffi_ncpu(), roots = roots, deny = deny,
+    hide = hide, protect = protect,
     user = os.getenv("WEIR_WORKER_USER"),
-    endpoints = conf.endpoints, shared_fd = conf.breaker_fd, preload = conf.preload,
+    endpoints = conf.endpoints, shared_fd = conf.breaker_fd, breakers = conf.breakers,
+    preload = conf.preload,
     -- the Lua cap does not see C-side buffers: bound the whole process too
     rlimit_as = as,
   })
@@ -202,7 +230,7 @@ end
 -- evaluated by a worker), from its file or a stored source.
 local function define(self, path, workers, source, kind)
   local exec, err = new_exec(workers, roots_for(util.dirname(pipeline.abspath(path))),
-                             self.conf)
+                             self.conf, path)
   if not exec then return fail(3, "cannot start workers: %s", tostring(err)) end
   self.exec = exec
   local P, errs = pipeline.load(path, { exec = exec, source = source, kind = kind })

@@ -10,6 +10,7 @@
  */
 #include "check.h"
 #include "weir/breaker.h"
+#include "weir/broker.h"
 #include "weir/seccomp.h"
 
 #include <errno.h>
@@ -21,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -272,6 +275,108 @@ static void test_shared(const char *path, int32_t fd, int mode)
     CHECK(retry > 0 && retry <= 5000);
     CHECK_EQ_INT(weir_ffi_breaker_info(s, &info), WEIR_OK);
     CHECK_EQ_INT(info.opened_count, 1);
+}
+
+/* In a fork()ed child: drop the inherited table and map the read-only
+ * descriptor instead, as a worker does. 0, or -1. */
+static int attach_reader(int32_t rfd)
+{
+    int wfd = fcntl(rfd, F_DUPFD_CLOEXEC, 10);
+
+    weir_ffi_breaker_close();
+    if (wfd < 0 || weir_ffi_breaker_attach(wfd, err, sizeof err) != 0)
+        return -1;
+    close(wfd);
+    return 0;
+}
+
+/*
+ * A worker's table: the reader descriptor maps read-only, the kernel
+ * refuses to make the mapping writable and a write through it kills the
+ * process; every change goes to the supervisor over the broker socket,
+ * which makes it for the breakers it allowed and refuses the others.
+ */
+static void test_readonly(void)
+{
+    weir_broker *b = NULL;
+    weir_breaker_info info;
+    int32_t rfd = -1, s = -1, st;
+    double retry;
+    int sp[2];
+    pid_t pid;
+
+    CHECK_EQ_INT(weir_ffi_breaker_reader(&rfd, err, sizeof err), WEIR_OK);
+    CHECK((fcntl(rfd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+    CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp), 0);
+    CHECK_EQ_INT(weir_broker_new(NULL, 0, &b, err, sizeof err), WEIR_OK);
+    CHECK_EQ_INT(weir_broker_allow_breaker(b, "ro-mine", err, sizeof err),
+                 WEIR_OK);
+    pid = fork();
+    if (pid == 0) {
+        weir_breaker_cfg c = cfg(2, 1, 1000, 5000);
+        int32_t cs = -1, other = -1, cst;
+        double cretry;
+        char *tbl;
+
+        close(sp[0]);
+        if (attach_reader(rfd) != 0)
+            _exit(10);
+        tbl = weir_breaker_test_table();
+        /* read-only for good: not even mprotect makes it writable */
+        if (mprotect(tbl, 4096, PROT_READ | PROT_WRITE) == 0
+            || errno != EACCES)
+            _exit(11);
+        if (weir_broker_client_init(sp[1]) != WEIR_OK)
+            _exit(12);
+        /* a new name is claimed by the supervisor; a foreign one refused */
+        if (weir_ffi_breaker_slot("ro-mine", &c, &cs, err, sizeof err) != 0)
+            _exit(13);
+        if (weir_ffi_breaker_slot("ro-other", &c, &other, err, sizeof err)
+            != WEIR_EPERM)
+            _exit(14);
+        /* closed: a local read; two failures open it, through the broker */
+        if (weir_ffi_breaker_allow(cs, &cst, &cretry) != WEIR_OK
+            || weir_ffi_breaker_record(cs, 1) != WEIR_OK
+            || weir_ffi_breaker_record(cs, 0) != WEIR_OK
+            || weir_ffi_breaker_record(cs, 0) != WEIR_OK)
+            _exit(15);
+        if (weir_ffi_breaker_allow(cs, &cst, &cretry) != WEIR_EAGAIN
+            || cst != WEIR_BREAKER_OPEN)
+            _exit(16);
+        weir_broker_client_reset();
+        _exit(0);
+    }
+    CHECK(pid > 0);
+    close(sp[1]);
+    while (weir_broker_handle(b, sp[0]) != WEIR_ECLOSED)
+        ;
+    CHECK_EQ_INT(wait_child(pid), 0);
+    close(sp[0]);
+    weir_broker_delete(b);
+    CHECK_EQ_INT(weir_ffi_breaker_slot("ro-mine", NULL, &s, err, sizeof err),
+                 WEIR_OK);
+    CHECK_EQ_INT(allow(s, &st, &retry), WEIR_EAGAIN);
+    CHECK_EQ_INT(weir_ffi_breaker_info(s, &info), WEIR_OK);
+    CHECK_EQ_INT(info.opened_count, 1);
+    CHECK_EQ_INT(weir_ffi_breaker_slot("ro-other", NULL, &s, err, sizeof err),
+                 WEIR_ENOENT);
+
+    /* a write through the read-only mapping faults (SIGSEGV; under
+     * AddressSanitizer its handler reports it and exits 1) */
+    pid = fork();
+    if (pid == 0) {
+        volatile char *tbl;
+
+        if (attach_reader(rfd) != 0)
+            _exit(10);
+        tbl = weir_breaker_test_table();
+        tbl[128] = 1;
+        _exit(0);
+    }
+    CHECK(pid > 0);
+    st = wait_child(pid);
+    CHECK((WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV)
+          || (WIFEXITED(st) && WEXITSTATUS(st) == 1));
 }
 
 static void test_killed_mid_probe(void)
@@ -621,6 +726,7 @@ int main(void)
     test_shared(tmp_path("breakers"), fd, 1);
     test_shared(tmp_path("breakers"), fd, 2);
     test_shared(tmp_path("breakers"), fd, 3);
+    test_readonly();
     test_killed_mid_probe();
     test_killed_mid_claim();
     test_killed_busy();

@@ -47,6 +47,7 @@ struct report {
     long swept;         /* weir_broker_sweep_temps removed this many */
     int temp_left;      /* the abandoned WEIR_O_TEMP file is still there */
     int temp_done;      /* the renamed one is */
+    int guarded_intact; /* the protected files are unchanged, no weir.lock */
 };
 
 static char base[1024];         /* the temp tree */
@@ -103,7 +104,8 @@ static void setup_tree(void)
         || mkdir(at("data/.weir"), 0700) != 0
         || mkdir(at("data/.weir2"), 0755) != 0
         || mkdir(at("weirhome"), 0755) != 0
-        || mkdir(at("weirhome/pipes"), 0755) != 0) {
+        || mkdir(at("weirhome/pipes"), 0755) != 0
+        || mkdir(at("data/conf"), 0755) != 0) {
         perror("mkdir");
         exit(2);
     }
@@ -113,6 +115,16 @@ static void setup_tree(void)
     put_file(at("data/.weir2/f"), "next door\n");
     put_file(at("data/lock.txt"), "control\n");
     put_file(at("weirhome/pipes/a.txt"), "in a denied folder\n");
+    put_file(at("data/conf/weir.yaml"), "connections: {}\n");
+    put_file(at("data/conf/db.pw"), "pw\n");
+    put_file(at("data/conf/other.txt"), "other\n");
+    put_file(at("data/pipe.lua"), "return 1\n");
+    if (link(at("data/conf/weir.yaml"), at("data/hard.yaml")) != 0
+        || symlink("conf/weir.yaml", at("data/yamllink")) != 0
+        || symlink("conf/db.pw", at("data/pwlink")) != 0) {
+        perror("link");
+        exit(2);
+    }
     if (symlink("../outside/secret.txt", at("data/escape")) != 0
         || symlink(at("outside/secret.txt"), at("data/abs")) != 0
         || symlink("sub/inner.txt", at("data/good")) != 0
@@ -329,6 +341,21 @@ static int only_entry(const char *dir, const char *name)
     return seen && !other;
 }
 
+/* Does path (read directly, by the serving child) hold exactly text? */
+static int slurp_plain(const char *path, const char *text)
+{
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strcmp(buf, text) == 0;
+}
+
 /*
  * The serving child: deny the state folders, lock the databases, answer
  * until the worker hangs up, then report. Roots: data, and weirhome/pipes,
@@ -349,8 +376,21 @@ static void serve(int sock, int report_fd)
         || weir_broker_deny(b, at("data/.weir"), err, sizeof(err))
            != WEIR_OK
         || weir_broker_deny(b, at("weirhome"), err, sizeof(err))
-           != WEIR_OK) {
+           != WEIR_OK
+        || weir_broker_protect(b, at("data/conf/weir.yaml"), 1, err,
+                               sizeof(err)) != WEIR_OK
+        || weir_broker_protect(b, at("data/conf/db.pw"), 1, err,
+                               sizeof(err)) != WEIR_OK
+        || weir_broker_protect(b, at("data/conf/weir.lock"), 0, err,
+                               sizeof(err)) != WEIR_OK
+        || weir_broker_protect(b, at("data/pipe.lua"), 0, err,
+                               sizeof(err)) != WEIR_OK) {
         fprintf(stderr, "broker: %s\n", err);
+        exit(3);
+    }
+    /* a hard link made after the files were protected, outside weir */
+    if (link(at("data/conf/weir.yaml"), at("data/late.yaml")) != 0) {
+        perror("link");
         exit(3);
     }
     while ((rc = weir_broker_handle(b, sock)) != WEIR_ECLOSED) {
@@ -367,6 +407,9 @@ static void serve(int sock, int report_fd)
     weir_broker_delete(b);
     close(sock);
     r.secret_intact = access(at("outside/secret.txt"), F_OK) == 0;
+    r.guarded_intact = slurp_plain(at("data/conf/weir.yaml"), "connections: {}\n")
+                       && slurp_plain(at("data/pipe.lua"), "return 1\n")
+                       && access(at("data/conf/weir.lock"), F_OK) != 0;
     r.state_intact = only_entry(at("data/.weir"), "weir.db");
     r.db_lock_held = lock_seen(at("data/.weir/weir.db"));
     r.ctl_lock_held = lock_seen(at("data/lock.txt"));
@@ -691,7 +734,8 @@ static int says_denied(const char *path)
 {
     char want[PATH_MAX + 64];
 
-    snprintf(want, sizeof(want), "path \"%s\" is inside weir's state folder",
+    snprintf(want, sizeof(want), "path \"%s\" is inside weir's state "
+                     "folder or a secrets folder",
              path);
     if (strcmp(err, want) == 0)
         return 1;
@@ -877,6 +921,109 @@ static void test_denied(void)
                           | SQLITE_OPEN_CREATE));
 }
 
+/* Does err say that path is protected? */
+static int says_protected(const char *path)
+{
+    char want[PATH_MAX + 128];
+
+    snprintf(want, sizeof(want), "path \"%s\" is protected (weir's "
+             "configuration, a secret it reads or the pipeline file)", path);
+    if (strcmp(err, want) == 0)
+        return 1;
+    fprintf(stderr, "unexpected error text: %s\n", err);
+    return 0;
+}
+
+/* May fd be opened for path with flags? Refused: says_protected. */
+static int open_protected(const char *path, int32_t flags)
+{
+    int32_t fd = -1;
+    int rc = weir_ffi_file_open(path, flags, 0644, &fd, err, sizeof(err));
+
+    if (fd >= 0)
+        weir_ffi_file_close(fd);
+    return rc == WEIR_EPERM && fd == -1 && says_protected(path);
+}
+
+/*
+ * weir_broker_protect's files: conf/weir.yaml and conf/db.pw (hidden),
+ * pipe.lua and the missing conf/weir.lock (not written). Refused by name,
+ * through a symlink, through hard links made before and after they were
+ * protected, for every operation that could write, replace or (hidden)
+ * read them; the folder holding them cannot move. Their neighbours work.
+ */
+static void test_protected(void)
+{
+    const char *hidden[] = { "data/conf/weir.yaml", "data/yamllink",
+                             "data/hard.yaml", "data/late.yaml",
+                             "data/conf/db.pw", "data/pwlink" };
+    int (*access_fn)(const char *, int) =
+        (int (*)(const char *, int))shim("access");
+    int (*rmdir_fn)(const char *) = (int (*)(const char *))shim("rmdir");
+    char buf[64], p[PATH_MAX];
+    int32_t fd = -1;
+    size_t i;
+
+    for (i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+        snprintf(p, sizeof(p), "%s", at(hidden[i]));
+        CHECK(open_protected(p, WEIR_O_RDONLY));
+        CHECK(open_protected(p, WEIR_O_WRONLY | WEIR_O_APPEND));
+        CHECK(open_protected(p, WEIR_O_RDWR | WEIR_O_CREAT));
+        CHECK(open_protected(p, WEIR_O_RDONLY | WEIR_O_TRUNC));
+        CHECK(sqlite_refused(p, SQLITE_OPEN_READONLY));
+        CHECK(sqlite_refused(p, SQLITE_OPEN_READWRITE));
+    }
+    CHECK(stat_refused("stat", at("data/conf/db.pw")));
+    CHECK(stat_refused("stat", at("data/pwlink")));
+    errno = 0;
+    CHECK(access_fn(at("data/conf/db.pw"), F_OK) == -1 && errno == EPERM);
+    /* the pipeline file: read yes, written no */
+    snprintf(p, sizeof(p), "%s", at("data/pipe.lua"));
+    CHECK_EQ_INT(slurp(p, buf, sizeof(buf)), WEIR_OK);
+    CHECK_EQ_STR(buf, "return 1\n");
+    CHECK(open_protected(p, WEIR_O_WRONLY));
+    CHECK(open_protected(p, WEIR_O_RDONLY | WEIR_O_TRUNC));
+    CHECK(open_protected(p, WEIR_O_RDWR | WEIR_O_CREAT | WEIR_O_TRUNC));
+    CHECK(sqlite_refused(p, SQLITE_OPEN_READWRITE));
+    CHECK_EQ_INT(weir_ffi_file_unlink(p, err, sizeof(err)), WEIR_EPERM);
+    CHECK(says_protected(p));
+    CHECK_EQ_INT(weir_ffi_file_rename(p, at("data/moved.lua"), err,
+                                      sizeof(err)), WEIR_EPERM);
+    CHECK(says_protected(p));
+    CHECK_EQ_INT(weir_ffi_file_rename(at("data/sub/inner.txt"), p, err,
+                                      sizeof(err)), WEIR_EPERM);
+    CHECK(says_protected(p));
+    CHECK_EQ_INT(weir_ffi_file_rename(at("data/late.yaml"),
+                                      at("data/late2.yaml"), err,
+                                      sizeof(err)), WEIR_EPERM);
+    /* the missing weir.lock cannot be made, as a file or a folder */
+    snprintf(p, sizeof(p), "%s", at("data/conf/weir.lock"));
+    CHECK(open_protected(p, WEIR_O_WRONLY | WEIR_O_CREAT | WEIR_O_EXCL));
+    CHECK_EQ_INT(weir_ffi_file_mkdir(p, err, sizeof(err)), WEIR_EPERM);
+    CHECK(says_protected(p));
+    CHECK_EQ_INT(weir_ffi_file_rename(at("data/sub/inner.txt"), p, err,
+                                      sizeof(err)), WEIR_EPERM);
+    /* nor reached by a path that climbs back in */
+    CHECK(open_protected(at("data/sub/../conf/weir.lock"),
+                         WEIR_O_WRONLY | WEIR_O_CREAT));
+    /* the folder holding them stays where it is */
+    CHECK_EQ_INT(weir_ffi_file_rename(at("data/conf"), at("data/conf2"), err,
+                                      sizeof(err)), WEIR_EPERM);
+    errno = 0;
+    CHECK(rmdir_fn(at("data/conf")) == -1 && errno == EPERM);
+    /* their neighbours work */
+    CHECK_EQ_INT(slurp(at("data/conf/other.txt"), buf, sizeof(buf)), WEIR_OK);
+    CHECK_EQ_INT(weir_ffi_file_open(at("data/conf/new.txt"), WEIR_O_WRONLY
+                                    | WEIR_O_CREAT | WEIR_O_TRUNC, 0600, &fd,
+                                    err, sizeof(err)), WEIR_OK);
+    CHECK_EQ_INT(weir_ffi_file_close(fd), WEIR_OK);
+    CHECK_EQ_INT(weir_ffi_file_rename(at("data/conf/new.txt"),
+                                      at("data/conf/new2.txt"), err,
+                                      sizeof(err)), WEIR_OK);
+    CHECK_EQ_INT(weir_ffi_file_unlink(at("data/conf/new2.txt"), err,
+                                      sizeof(err)), WEIR_OK);
+}
+
 /* With the broker gone, every call reports WEIR_ECLOSED. */
 static void test_closed(void)
 {
@@ -949,6 +1096,7 @@ int main(void)
     test_sqlite("wal.db", 1);
     test_sqlite_paths();
     test_sqlite_refused();
+    test_protected();
     test_closed();
 
     close(sv[0]);
@@ -964,6 +1112,7 @@ int main(void)
     CHECK_EQ_INT(r.other, 0);
     CHECK(r.secret_intact);
     CHECK(r.state_intact);
+    CHECK(r.guarded_intact);
     CHECK_EQ_INT(r.swept, 1);
     CHECK_EQ_INT(r.temp_left, 0);
     CHECK_EQ_INT(r.temp_done, 1);

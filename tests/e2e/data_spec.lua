@@ -355,6 +355,10 @@ describe("worker processes", function()
     assert.matches("\nSeccomp:%s+2", status)
     local env = H.read("/proc/" .. wpid .. "/environ") or ""
     assert.is_nil(env:find("WEIR_HOME", 1, true))
+    -- the breaker table is mapped shared and read-only (changes go
+    -- through the supervisor)
+    local maps = H.read("/proc/" .. wpid .. "/maps") or ""
+    assert.matches("r%-%-s %x+ %S+ %d+%s+" .. dir:gsub("%p", "%%%0") .. "/%.weir/breakers", maps)
     local fds = H.output("ls /proc/" .. wpid .. "/fd")
     local n = 0
     for fd in fds:gmatch("%d+") do

@@ -3,9 +3,12 @@
  *
  * One breaker per connection name lives in a file-backed table mapped
  * MAP_SHARED: supervisors (`weir run`) and `weir health` open the file by
- * path (weir_ffi_breaker_open), workers map the descriptor they were handed
- * (weir_ffi_breaker_attach; they cannot open files). A process has one
- * table at a time.
+ * path (weir_ffi_breaker_open), workers map the read-only descriptor they
+ * were handed (weir_ffi_breaker_reader, weir_ffi_breaker_attach; they
+ * cannot open files) and send every change to their supervisor over the
+ * broker socket, for the breakers of their run's connections only (ADR
+ * 13), so a worker that escaped its sandbox cannot write the table. A
+ * process has one table at a time.
  *
  * Concurrency: lock-free. Each breaker's state is one packed 64-bit word
  * (state, probes in flight, a time) changed only by compare-and-swap; the
@@ -21,7 +24,9 @@
  *   slot. Dead slots are reclaimed only when the table is re-initialised.
  * Per call: allow() on a closed breaker is two atomic loads; record() of a
  * success on a closed breaker one load; a failure a clock read, a fetch-add,
- * a store, two loads and (when it opens) a CAS.
+ * a store, two loads and (when it opens) a CAS. In a worker those two
+ * common cases stay local reads; a failure, a probe lease or outcome and
+ * the first claim of a name are one round trip to the supervisor.
  *
  * The file: header (magic, layout version, slot count, slot size, boot id)
  * then WEIR_BREAKER_SLOTS slots. Every process that opens it by path holds
@@ -108,12 +113,26 @@ WEIR_API int weir_ffi_breaker_open(const char *path, int32_t *fd_out,
                                    char *err, size_t errlen);
 
 /*
- * Worker side: map the table from fd (inherited or received; opened
- * read-write by weir_ffi_breaker_open), replacing any previous table. No
- * file is opened. fd is borrowed: the caller may close it afterwards, the
- * mapping stays. Returns WEIR_OK, WEIR_EINVAL (bad descriptor, not a
- * regular file), WEIR_EPARSE (not a valid table) or WEIR_EIO, with the
- * reason in err (may be NULL when errlen is 0).
+ * Supervisor side: a read-only descriptor of the table weir_ffi_breaker_open
+ * mapped, for workers (opened once by path and checked to be the same
+ * file; owned by the library like open's). Returns WEIR_OK, WEIR_EINVAL (no
+ * table opened by path) or another status when it cannot be opened.
+ */
+WEIR_API int weir_ffi_breaker_reader(int32_t *fd_out, char *err,
+                                     size_t errlen);
+
+/*
+ * Worker side: map the table from fd (inherited or received), replacing
+ * any previous table. A read-only fd (weir_ffi_breaker_reader's) maps
+ * read-only, and the kernel refuses to make it writable: every change
+ * (claiming a slot, a probe lease, recording a failure or a probe's
+ * outcome) is then a request on the broker socket that the supervisor
+ * performs (weir_broker_allow_breaker), while allow() on a closed breaker
+ * and record() of its successes stay local reads. No file is opened. fd
+ * is borrowed: the caller may close it afterwards, the mapping stays.
+ * Returns WEIR_OK, WEIR_EINVAL (bad descriptor, not a regular file),
+ * WEIR_EPARSE (not a valid table) or WEIR_EIO, with the reason in err (may
+ * be NULL when errlen is 0).
  */
 WEIR_API int weir_ffi_breaker_attach(int32_t fd, char *err, size_t errlen);
 
@@ -169,5 +188,9 @@ WEIR_API int weir_ffi_breaker_info(int32_t slot, weir_breaker_info *out);
 int weir_breaker_test_claim_stall(const char *name,
                                   const weir_breaker_cfg *cfg,
                                   int32_t *slot_out);
+
+/* Test hook: this process's mapping of the table (NULL: none), so a test
+ * can try to write through a worker's read-only one. */
+void *weir_breaker_test_table(void);
 
 #endif

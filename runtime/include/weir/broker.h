@@ -63,6 +63,25 @@ int weir_broker_new(const char *const *roots, size_t nroots,
 int weir_broker_deny(weir_broker *b, const char *dir, char *err,
                      size_t errlen);
 
+/*
+ * Keep the file path (absolute) out of the workers' reach for writing, or
+ * for everything when hide is 1: weir.yaml, the secret files it reads,
+ * the pipeline file. Refused: opening it for writing (or at all when
+ * hidden, stat and access too), creating, truncating, removing or
+ * renaming it, renaming or making anything in its place, and moving or
+ * removing a folder that holds it. The file is matched by device and
+ * inode, so a symlink or a hard link to it (made before or after) is
+ * refused too, and its name by its folder's device and inode, so a
+ * missing file cannot be made there (the broker offers no link(2)). A
+ * symlink at path guards its target under both names. A missing folder
+ * guards nothing. path is borrowed. Call before serving, like
+ * weir_broker_deny. Returns WEIR_OK, WEIR_EINVAL (b NULL, path not
+ * absolute or naming a folder), WEIR_ENOMEM or WEIR_EIO, with the reason
+ * in err (err may be NULL when errlen is 0).
+ */
+int weir_broker_protect(weir_broker *b, const char *path, int hide,
+                        char *err, size_t errlen);
+
 /* Close the root descriptors and free the broker. b may be NULL. */
 void weir_broker_delete(weir_broker *b);
 
@@ -97,6 +116,15 @@ size_t weir_broker_sweep_temps(weir_broker *b);
  */
 int weir_broker_allow_endpoint(weir_broker *b, const char *endpoint,
                                char *err, size_t errlen);
+
+/*
+ * Let workers change the breaker called name (a connection of weir.yaml)
+ * in the supervisor's breaker table: workers map it read-only and send
+ * every change here (breaker.c); other names are refused. name is copied.
+ * Call before serving. Returns WEIR_OK, WEIR_EINVAL or WEIR_ENOMEM.
+ */
+int weir_broker_allow_breaker(weir_broker *b, const char *name, char *err,
+                              size_t errlen);
 
 /* Number of roots. b must not be NULL. */
 size_t weir_broker_nroots(const weir_broker *b);

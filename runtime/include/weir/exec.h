@@ -43,13 +43,19 @@ typedef struct {
     size_t nroots;
     const char *const *deny;   /* directories inside roots they may not */
     size_t ndeny;
+    const char *const *protect; /* files they may not write (broker.h) */
+    size_t nprotect;
+    const char *const *hide;   /* files they may not read nor write */
+    size_t nhide;
     const char *user;          /* drop to this user when root; NULL=nobody */
     int64_t rlimit_as;         /* RLIMIT_AS of a worker in bytes; 0 none */
     int32_t rlimit_nofile;     /* RLIMIT_NOFILE of a worker; 0 = 64 */
     const char *const *endpoints; /* "IP:PORT" workers may connect to (net.h) */
     size_t nendpoints;
     int32_t shared_fd;         /* a descriptor every worker gets as fd 5
-                                * (the breaker table), or -1 */
+                                * (the breaker table, read-only), or -1 */
+    const char *const *breakers; /* breakers workers may change */
+    size_t nbreakers;
     int32_t preload;           /* WEIR_PRELOAD_* bits of connectors
                                 * whose preload hooks workers run before
                                 * the seccomp filter (connectors.h) */
@@ -118,6 +124,11 @@ enum {
     WEIR_KIND_OTHER = 3
 };
 WEIR_API int32_t weir_ffi_path_kind(const char *path);
+/* The canonical absolute form of path (every symlink, "." and ".."
+ * resolved; it must exist) into out (outlen bytes, caller's). Returns
+ * WEIR_OK, WEIR_ENOENT, WEIR_ELIMIT (too long) or WEIR_EIO. */
+WEIR_API int weir_ffi_realpath(const char *path, char *out, size_t outlen,
+                               char *err, size_t errlen);
 /* Supervisor only: weir's own state, private to its owner. The folder
  * path is created with mode 0700 when missing (an existing folder is left
  * as it is: it may be shared, like /tmp). The file path gets mode 0600:

@@ -386,6 +386,31 @@ connections:
       }, { unpack(errs) })
     end)
 
+    it("confines ${file:} to the config's folder and WEIR_SECRET_DIRS", function()
+      local sub = dir .. "/proj"
+      H.write(dir .. "/vault/db.pw", "vault-pw\n")
+      H.write(sub .. "/in.pw", "in-pw\n")
+      os.execute("ln -s ../vault/db.pw " .. H.q(sub .. "/link.pw"))
+      for _, ref in ipairs({ "../vault/db.pw", dir .. "/vault/db.pw", "link.pw" }) do
+        local _, errs = load_text(sub, 'connections:\n  pg: { type: postgres, user: u, '
+                                       .. 'password: "${file:' .. ref .. '}" }\n')
+        assert.equal(1, #errs, ref)
+        assert.matches('cannot read secret file "' .. ref .. '": outside the config\'s folder and '
+                       .. "WEIR_SECRET_DIRS", errs[1], 1, true)
+      end
+      local cfg = assert(load_text(sub, [[
+connections:
+  pg: { type: postgres, user: u, password: "${file:link.pw}" }
+  r: { type: redis, url: "redis://:${file:in.pw}@127.0.0.1:6379/0" }
+]], { WEIR_SECRET_DIRS = "/nonexistent:" .. dir .. "/vault" }))
+      assert.equal("vault-pw", cfg.connections.pg.password)
+      -- the files read, canonical, for the broker to hide from tasks
+      local files = cfg.secret_files
+      table.sort(files)
+      local function real(p) return (H.output("realpath " .. H.q(p)):gsub("%s+$", "")) end
+      assert.same({ real(sub .. "/in.pw"), real(dir .. "/vault/db.pw") }, files)
+    end)
+
     it("reports a secret file that is a folder", function()
       H.write(dir .. "/secrets/x/keep", "")
       local _, errs = load_text(dir, [[
