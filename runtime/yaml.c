@@ -15,6 +15,7 @@
  * itself (out of memory) leaves it to the guard.
  */
 #include "weir/yaml.h"
+#include "weir/buf.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -81,9 +82,7 @@ struct yctx {
     struct yframe frames[YAML_MAX_DEPTH];
     int depth;
     struct ynode *root;
-    char *path;
-    size_t plen;
-    size_t pcap;
+    weir_buf path;          /* the current path ("tasks.a.after[1]") */
     size_t path_total;
 };
 
@@ -112,10 +111,7 @@ static void yctx_release(struct yctx *c)
     c->root = NULL;
     while (c->depth > 0)
         free(c->frames[--c->depth].anchor);
-    free(c->path);
-    c->path = NULL;
-    c->plen = 0;
-    c->pcap = 0;
+    weir_buf_free(&c->path);
 }
 
 static int yctx_gc(lua_State *L)
@@ -565,51 +561,40 @@ static void load_tree(struct yctx *c, const char *text, size_t len)
 static void path_reserve(struct yctx *c, size_t extra,
                          const struct ynode *at)
 {
-    size_t need = c->plen + extra + 1, ncap;
-    char *np;
-
-    if (need <= c->pcap)
-        return;
-    ncap = c->pcap ? c->pcap : 256;
-    while (ncap < need)
-        ncap *= 2;
-    np = realloc(c->path, ncap);
-    if (np == NULL)
+    if (weir_buf_reserve(&c->path, extra) != WEIR_OK)
         yfail_at(c, at, "out of memory");
-    c->path = np;
-    c->pcap = ncap;
 }
 
 /* Appends ".key" (or "key" at the root); returns the length to restore. */
 static size_t path_key(struct yctx *c, const char *key, size_t n,
                        const struct ynode *at)
 {
-    size_t old = c->plen;
+    size_t old = c->path.len;
 
     path_reserve(c, n + 1, at);
-    if (c->plen > 0)
-        c->path[c->plen++] = '.';
-    memcpy(c->path + c->plen, key, n);
-    c->plen += n;
+    if (c->path.len > 0)
+        c->path.data[c->path.len++] = '.';
+    memcpy(c->path.data + c->path.len, key, n);
+    c->path.len += n;
     return old;
 }
 
 static size_t path_index(struct yctx *c, size_t i, const struct ynode *at)
 {
-    size_t old = c->plen;
+    size_t old = c->path.len;
 
     path_reserve(c, 24, at);
-    c->plen += (size_t)snprintf(c->path + c->plen, 24, "[%zu]", i);
+    c->path.len += (size_t)snprintf(c->path.data + c->path.len, 24, "[%zu]", i);
     return old;
 }
 
 static void record_line(struct yctx *c, uint32_t line,
                         const struct ynode *at)
 {
-    c->path_total += c->plen + 16;
+    c->path_total += c->path.len + 16;
     if (c->path_total > YAML_MAX_PATH_BYTES)
         yfail_at(c, at, "document too large");
-    lua_pushlstring(c->L, c->path, c->plen);
+    lua_pushlstring(c->L, c->path.data, c->path.len);
     lua_pushinteger(c->L, (lua_Integer)line);
     lua_rawset(c->L, SLOT_LINES);
 }
@@ -662,7 +647,7 @@ static void fill_map(struct yctx *c, const struct ynode *m, int tidx,
         old = path_key(c, kt->text, kt->len, k);
         emit(c, m->items[i + 1], k->line, depth + 1);
         lua_rawset(L, tidx);
-        c->plen = old;
+        c->path.len = old;
     }
     if (!has_merge)
         return;
@@ -727,7 +712,7 @@ static void emit(struct yctx *c, const struct ynode *nd, uint32_t line,
             old = path_index(c, i + 1, nd);
             emit(c, nd->items[i], nd->items[i]->line, depth + 1);
             lua_rawseti(L, -2, (int)(i + 1));
-            c->plen = old;
+            c->path.len = old;
         }
         break;
     case YN_MAP:

@@ -17,7 +17,7 @@ describe("weir resume and the recorded supervisor", function()
     H.write(dir .. "/p.lua", [[
       return pipeline { name = "r", tasks = {
         slow = task { run = function()
-          local t0 = os.time() while os.time() - t0 < 1 do end
+          local t0 = os.time() while os.time() - t0 < 3 do end
           return 1 end },
       } }
     ]])
