@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { T_STRING = 0, T_NUMBER = 1, T_INTEGER = 2, T_BOOLEAN = 3 };
 
@@ -357,7 +358,65 @@ static int bulk_decimal_exact(lua_State *L)
     return 1;
 }
 
+/* copy_safe(fd) -> boolean: whether COPY (FORMAT csv) reads the file on
+ * fd as a CSV reader does: false when a line is exactly \. (LF or CRLF, or
+ * at the end), which COPY takes for the end of data. Reads fd to its end. */
+static int bulk_copy_safe(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    static char buf[1 << 20];
+    char prev[4] = "\n"; /* the file's start counts as after a newline */
+    size_t nprev = 1;
+    int safe = 1;
+
+    for (;;) {
+        ssize_t n = read(fd, buf + 3, sizeof buf - 3);
+        size_t len, i;
+        const char *b;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            safe = 0; /* the row path will say what is wrong */
+            break;
+        }
+        /* the last bytes of the previous chunk go in front of this one */
+        memcpy(buf + 3 - nprev, prev, nprev);
+        b = buf + 3 - nprev;
+        len = nprev + (size_t)n;
+        if (n == 0) {
+            /* at the end: a last line \. without a newline */
+            if (len >= 3 && memcmp(b + len - 3, "\n\\.", 3) == 0)
+                safe = 0;
+            break;
+        }
+        for (i = 0; i + 3 <= len;) {
+            const char *hit = memmem(b + i, len - i, "\n\\.", 3);
+            size_t at;
+
+            if (hit == NULL)
+                break;
+            at = (size_t)(hit - b);
+            if (at + 3 < len && (b[at + 3] == '\n' ||
+                                 (b[at + 3] == '\r' && at + 4 < len &&
+                                  b[at + 4] == '\n'))) {
+                safe = 0;
+                break;
+            }
+            i = at + 1;
+        }
+        if (!safe)
+            break;
+        /* keep up to 3 bytes: a match may straddle the boundary */
+        nprev = len < 3 ? len : 3;
+        memcpy(prev, b + len - nprev, nprev);
+    }
+    lua_pushboolean(L, safe);
+    return 1;
+}
+
 static const luaL_Reg bulk_natives[] = {
+    { "copy_safe", bulk_copy_safe },
     { "decimal_exact", bulk_decimal_exact },
     { "csv_batch", bulk_csv_batch },
     { "db_insert", bulk_db_insert },

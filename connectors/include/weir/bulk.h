@@ -19,6 +19,10 @@
  *   bad: nil or an array of { line, reason, raw } (malformed rows, wrong
  *   field counts, values that do not convert); eof: true at the end.
  *   Raises on a read error. Empty fields of typed columns become nil.
+ * copy_safe(fd) -> boolean
+ *   Whether COPY (FORMAT csv) would read the file on fd as the CSV reader
+ *   does: false when a line is exactly \. (LF or CRLF line end, or the
+ *   last line), the end of data to COPY. Reads fd to its end.
  * decimal_exact(text) -> number | nil
  *   text's value when it is a plain decimal number ([+-]digits[.digits]
  *   [e[+-]digits]) that a double holds exactly (its shortest text has the
