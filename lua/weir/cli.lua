@@ -360,7 +360,7 @@ function commands.health(args)
     checks[#checks + 1] = c
     return c
   end
-  local murl = os.getenv("WEIR_METADATA_URL") or conf.cfg.metadata_url
+  local murl = run.store_url(conf)
   local where = (murl and murl ~= "") and require("weir.config").redact(conf.cfg, murl)
                 or "WEIR_HOME " .. run.home()
   check("metadata", "store", where, function()

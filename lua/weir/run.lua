@@ -84,9 +84,9 @@ function M.home()
   return h
 end
 
--- The store's URL: WEIR_METADATA_URL, else weir.yaml's metadata_url (conf,
--- or the weir.yaml found here when no configuration was loaded); nil for
--- WEIR_HOME/weir.db.
+--- The metadata store's URL: WEIR_METADATA_URL when set and not empty,
+-- else weir.yaml's metadata_url (conf, or the weir.yaml found here), else
+-- nil (WEIR_HOME/weir.db).
 local function store_url(conf)
   local url = os.getenv("WEIR_METADATA_URL")
   if url and url ~= "" then return url end
@@ -97,6 +97,7 @@ local function store_url(conf)
   end
   return cfg and cfg.metadata_url
 end
+M.store_url = store_url
 
 --- The store of store_url(conf), else WEIR_HOME/weir.db. Returns the
 -- store, or nil, message.

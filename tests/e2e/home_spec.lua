@@ -54,6 +54,17 @@ describe("the metadata store's files", function()
     H.cleanup(d)
   end)
 
+  it("are the same for weir health as for weir run when WEIR_METADATA_URL is empty", function()
+    local d = H.tmpdir()
+    H.write(d .. "/weir.yaml", 'metadata_url: "sqlite:' .. d .. '/meta/other.db"\n')
+    os.execute("mkdir -p " .. H.q(d .. "/meta"))
+    local code, out = H.weir(d, "health --json", { WEIR_METADATA_URL = "" })
+    assert.equal(0, code, out)
+    local checks = require("weir.json").decode(out).checks
+    assert.equal("sqlite:" .. d .. "/meta/other.db", checks[1].target)
+    H.cleanup(d)
+  end)
+
   it("leave an existing, shared WEIR_HOME folder's own mode alone", function()
     local shared = dir .. "/shared"
     os.execute("mkdir -p " .. H.q(shared) .. " && chmod 755 " .. H.q(shared))
