@@ -90,12 +90,7 @@ local function store_error(path, err)
   return errors.new("store", msg)
 end
 
-local function check(ok, err)
-  if ok == nil then
-    error(store_error(M.current_path or "weir.db", err), 0)
-  end
-  return ok
-end
+
 
 --- Open (creating) the store at path and apply pending migrations.
 function M.open(path)
@@ -107,7 +102,6 @@ function M.open(path)
       return nil, errors.new("store", F.errmsg())
     end
   end
-  M.current_path = path
   local db, err = db_mod.open(path, { create = true, busy_ms = 10000, name = "metadata" })
   if not db then return nil, store_error(path, err) end
   local self = setmetatable({ db = db, path = path, depth = 0 }, S)
@@ -116,53 +110,59 @@ function M.open(path)
   return self
 end
 
+-- ok, or raise err as a store error naming this store's file.
+function S:check(ok, err)
+  if ok == nil then error(store_error(self.path, err), 0) end
+  return ok
+end
+
 function S:migrate()
   local db = self.db
-  check(db:exec("PRAGMA journal_mode=WAL"))
-  check(db:exec("PRAGMA synchronous=" .. (os.getenv("WEIR_SYNC") == "full" and "FULL"
+  self:check(db:exec("PRAGMA journal_mode=WAL"))
+  self:check(db:exec("PRAGMA synchronous=" .. (os.getenv("WEIR_SYNC") == "full" and "FULL"
                                            or "NORMAL")))
-  check(db:exec("PRAGMA foreign_keys=ON"))
+  self:check(db:exec("PRAGMA foreign_keys=ON"))
   -- checkpoint the WAL every ~40 MB instead of every ~4 MB: a checkpoint
   -- syncs the database, and every engine step commits. Not at close: a
   -- run checkpoints when it ends if the WAL has grown (S:checkpoint)
-  check(db:exec("PRAGMA wal_autocheckpoint=10000"))
+  self:check(db:exec("PRAGMA wal_autocheckpoint=10000"))
   db:keep_wal()
-  check(db:exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+  self:check(db:exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
                 .. "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"))
   -- an up-to-date store is opened without taking the write lock; otherwise
   -- the version is read again under it: two processes opening a new store
   -- at once must not both apply a migration
-  local top = check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+  local top = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
   if top and top.v == #M.MIGRATIONS then return end
   for v = 1, #M.MIGRATIONS do
-    check(db:exec("BEGIN IMMEDIATE"))
-    local row = check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+    self:check(db:exec("BEGIN IMMEDIATE"))
+    local row = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
     if (row and row.v or 0) >= v then
-      check(db:exec("COMMIT"))
+      self:check(db:exec("COMMIT"))
     else
       local ok, err = db:exec(M.MIGRATIONS[v])
       if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
       if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
-      check(db:exec("COMMIT"))
+      self:check(db:exec("COMMIT"))
     end
   end
 end
 
 --- The schema version in force.
 function S:schema_version()
-  return check(self.db:all("SELECT max(version) AS v FROM schema_migrations"))[1].v
+  return self:check(self.db:all("SELECT max(version) AS v FROM schema_migrations"))[1].v
 end
 
 -- BEGIN and COMMIT run once per engine step: cached statements, not
 -- parsed again each time
 function S:begin()
   self.depth = self.depth + 1
-  if self.depth == 1 then check(self.db:run("BEGIN IMMEDIATE")) end
+  if self.depth == 1 then self:check(self.db:run("BEGIN IMMEDIATE")) end
 end
 
 function S:commit()
   self.depth = self.depth - 1
-  if self.depth == 0 then check(self.db:run("COMMIT")) end
+  if self.depth == 0 then self:check(self.db:run("COMMIT")) end
 end
 
 function S:rollback()
@@ -174,18 +174,18 @@ end
 function S:pipeline_version(name, kind, path, source, hash, now)
   local db = self.db
   self:begin()
-  check(db:run("INSERT OR IGNORE INTO pipelines (name, created_at) VALUES (?, ?)", { name, now }))
-  local pid = check(db:all("SELECT id FROM pipelines WHERE name = ?", { name }))[1].id
-  check(db:run("INSERT OR IGNORE INTO pipeline_versions (pipeline_id, hash, kind, path, source, "
+  self:check(db:run("INSERT OR IGNORE INTO pipelines (name, created_at) VALUES (?, ?)", { name, now }))
+  local pid = self:check(db:all("SELECT id FROM pipelines WHERE name = ?", { name }))[1].id
+  self:check(db:run("INSERT OR IGNORE INTO pipeline_versions (pipeline_id, hash, kind, path, source, "
                .. "created_at) VALUES (?, ?, ?, ?, ?, ?)", { pid, hash, kind, path, source, now }))
-  local vid = check(db:all("SELECT id FROM pipeline_versions WHERE pipeline_id = ? AND hash = ?",
+  local vid = self:check(db:all("SELECT id FROM pipeline_versions WHERE pipeline_id = ? AND hash = ?",
                            { pid, hash }))[1].id
   self:commit()
   return vid, pid
 end
 
 function S:version(id)
-  return check(self.db:all("SELECT v.*, p.name AS pipeline FROM pipeline_versions v "
+  return self:check(self.db:all("SELECT v.*, p.name AS pipeline FROM pipeline_versions v "
                            .. "JOIN pipelines p ON p.id = v.pipeline_id WHERE v.id = ?",
                            { id }))[1]
 end
@@ -198,11 +198,11 @@ local function update(self, tbl, cols, fields, keycols, keys)
   local sql, vals, n = build_update(tbl, cols, fields, keycols, keys)
   if not sql then return end
   vals.n = n
-  check(self.db:run(sql, vals))
+  self:check(self.db:run(sql, vals))
 end
 
 function S:create_run(r)
-  check(self.db:run("INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
+  self:check(self.db:run("INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
                     .. "created_at, supervisor_pid, supervisor_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     { r.id, r.pipeline_id, r.version_id, r.status, r.params, r.options,
                       r.created_at, r.supervisor_pid, r.supervisor_id, n = 9 }))
@@ -215,7 +215,7 @@ end
 --- Create the rows of a run's tasks, all queued: one statement (the
 -- names travel as one JSON array), not one per task.
 function S:add_tasks(run_id, names)
-  check(self.db:run("INSERT OR IGNORE INTO task_runs (run_id, task, state) "
+  self:check(self.db:run("INSERT OR IGNORE INTO task_runs (run_id, task, state) "
                     .. "SELECT ?, value, 'queued' FROM json_each(?)",
                     { run_id, require("cjson").encode(names) }))
 end
@@ -231,9 +231,9 @@ end
 -- created (or replaced, for a re-queued attempt).
 function S:start_attempt(run_id, task, n, started_at, task_started_at, worker_pid)
   local db = self.db
-  check(db:run("UPDATE task_runs SET state = 'running', attempts = ?, started_at = ? "
+  self:check(db:run("UPDATE task_runs SET state = 'running', attempts = ?, started_at = ? "
                .. "WHERE run_id = ? AND task = ?", { n, task_started_at, run_id, task }))
-  check(db:run("INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, worker_pid, "
+  self:check(db:run("INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, worker_pid, "
                .. "started_at) VALUES (?, ?, ?, 'running', ?, ?)",
                { run_id, task, n, worker_pid, started_at }))
 end
@@ -241,7 +241,7 @@ end
 --- Attempt n ended: r holds status, finished_at, error, output, log,
 -- mem_peak, rows_in, rows_out (nil stores NULL).
 function S:finish_attempt(run_id, task, n, r)
-  check(self.db:run("UPDATE attempts SET status = ?, finished_at = ?, error = ?, output = ?, "
+  self:check(self.db:run("UPDATE attempts SET status = ?, finished_at = ?, error = ?, output = ?, "
                     .. "log = ?, mem_peak = ?, rows_in = ?, rows_out = ? "
                     .. "WHERE run_id = ? AND task = ? AND attempt = ?",
                     { r.status, r.finished_at, r.error, r.output, r.log, r.mem_peak, r.rows_in,
@@ -250,7 +250,7 @@ end
 
 --- A task succeeded with output (JSON text).
 function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
-  check(self.db:run("UPDATE task_runs SET state = 'success', output = ?, finished_at = ?, "
+  self:check(self.db:run("UPDATE task_runs SET state = 'success', output = ?, finished_at = ?, "
                     .. "error = NULL, rows_in = ?, rows_out = ? WHERE run_id = ? AND task = ?",
                     { output, finished_at, rows_in, rows_out, run_id, task, n = 6 }))
 end
@@ -286,26 +286,26 @@ end
 
 function S:runs(limit, pipeline)
   if pipeline then
-    return check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+    return self:check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
                              .. "ON p.id = r.pipeline_id WHERE p.name = ? "
                              .. "ORDER BY r.created_at DESC LIMIT ?", { pipeline, limit or 20 }))
   end
-  return check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+  return self:check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
                            .. "ON p.id = r.pipeline_id ORDER BY r.created_at DESC LIMIT ?",
                            { limit or 20 }))
 end
 
 function S:run(id)
-  return check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+  return self:check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
                            .. "ON p.id = r.pipeline_id WHERE r.id = ?", { id }))[1]
 end
 
 function S:tasks(run_id)
-  return check(self.db:all("SELECT * FROM task_runs WHERE run_id = ? ORDER BY task", { run_id }))
+  return self:check(self.db:all("SELECT * FROM task_runs WHERE run_id = ? ORDER BY task", { run_id }))
 end
 
 function S:attempts(run_id)
-  return check(self.db:all("SELECT * FROM attempts WHERE run_id = ? ORDER BY task, attempt",
+  return self:check(self.db:all("SELECT * FROM attempts WHERE run_id = ? ORDER BY task, attempt",
                            { run_id }))
 end
 
