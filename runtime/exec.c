@@ -48,6 +48,7 @@ struct weir_exec {
     weir_broker *broker;
     int shared_fd;
     int32_t preload;
+    int watch_fd; /* weir_ffi_exec_watch: -1 none */
 };
 
 static int sig_pipe[2] = { -1, -1 };
@@ -456,6 +457,7 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
         rc = weir_broker_allow_endpoint(e->broker, o->endpoints[i], err,
                                         errlen);
     e->shared_fd = o->shared_fd > 0 ? o->shared_fd : -1;
+    e->watch_fd = -1;
     e->preload = o->preload;
     if (rc != WEIR_OK) {
         weir_ffi_exec_delete(e);
@@ -654,7 +656,7 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
             ready = 1;
         busy += e->slots[i].inflight;
     }
-    pfd = calloc((size_t)(2 * e->n + 1), sizeof *pfd);
+    pfd = calloc((size_t)(2 * e->n + 2), sizeof *pfd);
     if (pfd == NULL)
         return WEIR_ENOMEM;
     pfd[np].fd = sig_pipe[0];
@@ -666,6 +668,9 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         pfd[np].fd = s->broker_fd;
         pfd[np++].events = POLLIN;
     }
+    /* last, so the slots keep their places (1 + 2 * i) */
+    pfd[np].fd = e->watch_fd;
+    pfd[np++].events = POLLIN;
     prc = 0;
     if (busy == 1 && e->spin_armed && !ready && timeout_ms != 0) {
         e->spin_armed = 0;
@@ -688,6 +693,14 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
             evs[k].data = NULL;
             evs[k++].len = 0;
         }
+    }
+    if (e->watch_fd >= 0 && (pfd[np - 1].revents & POLLIN) && k < max) {
+        evs[k].kind = WEIR_EV_WAKE;
+        evs[k].slot = -1;
+        evs[k].pid = 0;
+        evs[k].status = e->watch_fd;
+        evs[k].data = NULL;
+        evs[k++].len = 0;
     }
     for (int i = 0; i < e->n; i++) {
         slot_t *s = &e->slots[i];
@@ -774,4 +787,9 @@ WEIR_API int32_t weir_ffi_exec_pid(weir_exec *e, int32_t slot)
 WEIR_API int32_t weir_ffi_exec_workers(weir_exec *e)
 {
     return e->n;
+}
+
+WEIR_API void weir_ffi_exec_watch(weir_exec *e, int32_t fd)
+{
+    e->watch_fd = fd;
 }

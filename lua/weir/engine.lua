@@ -16,6 +16,12 @@
 -- weir.pipeline) over an executor; nothing here polls by itself, so a test
 -- can drive it with a fake executor and a fake clock.
 --
+-- The worker slots belong to a pool (M.pool) that several engines may
+-- share: each queued attempt knows its engine (t.e), so a result or a
+-- worker's death reaches the run it concerns. weir run drives one engine
+-- over its own pool with Engine:step; weir serve (weir.runner) drives
+-- many over one pool with the same functions (docs/adr/0019).
+--
 -- States: queued, running, success, failed, up_for_retry, upstream_failed,
 -- skipped, cancelled.
 local ser = require("weir._ser")
@@ -59,8 +65,21 @@ end
 local Engine = {}
 Engine.__index = Engine
 
+--- A pool of worker slots over exec (n, kill(slot), pid(slot)): each
+-- slot's queue of attempts sent to its worker, oldest first. shared: more
+-- than one engine uses it (a cancelled run's attempts then stop their
+-- workers instead of being dropped with the whole pool).
+function M.pool(exec, o)
+  o = o or {}
+  local p = { exec = exec, n = exec.n, slots = {}, prefetch = o.prefetch or 8,
+              shared = o.shared, mono = (o.clock or executor).mono }
+  for i = 0, exec.n - 1 do p.slots[i] = { queue = {}, head_start = 0 } end
+  return p
+end
+
 --- A new engine for one run. o: P (loaded pipeline), store, exec (n,
--- kill(slot), pid(slot)), run_id, params, resume (bool) with resume_tasks
+-- kill(slot), pid(slot)) or pool (M.pool: shared with other engines),
+-- run_id, params, resume (bool) with resume_tasks
 -- (the run's task rows), only / from (task names), prefetch, view
 -- (optional callbacks: task(T, event), tick(engine), finish(engine),
 -- interval ms), roots, connections (normalized weir.yaml connections for
@@ -70,10 +89,12 @@ Engine.__index = Engine
 -- until start().
 function M.new(o)
   local clock = o.clock or executor
+  local pool = o.pool or M.pool(o.exec, { prefetch = o.prefetch, clock = clock })
   local e = setmetatable({
-    P = o.P, store = o.store, exec = o.exec, run_id = o.run_id, params = o.params,
+    P = o.P, store = o.store, exec = pool.exec, pool = pool, run_id = o.run_id,
+    params = o.params,
     roots = o.roots, connections = o.connections, redact = o.redact,
-    view = o.view or {}, prefetch = o.prefetch or 8,
+    view = o.view or {},
     now = clock.now, mono = clock.mono,
     resume = o.resume, resume_tasks = o.resume_tasks, only = o.only, from = o.from,
     T = {}, order = {},
@@ -81,8 +102,9 @@ function M.new(o)
     retrying = {},
     counts = { queued = 0, running = 0, success = 0, failed = 0, up_for_retry = 0,
                upstream_failed = 0, skipped = 0, cancelled = 0 },
-    slots = {},
+    slots = pool.slots,
   }, Engine)
+  e.groups = { { e, k = 1 } }
   e.started = e.mono()
   local T, order = e.T, e.order
   for name, spec in pairs(e.P.tasks) do
@@ -97,7 +119,6 @@ function M.new(o)
       dn[#dn + 1] = name
     end
   end
-  for i = 0, e.exec.n - 1 do e.slots[i] = { queue = {}, head_start = 0 } end
   -- a job: the fields every attempt of this run shares (encoded once), the
   -- task's (once per task) and the attempt's own, sent back to back
   e.job_base = ser.encode({ kind = "attempt", run_id = e.run_id, pipeline = e.P.name,
@@ -268,46 +289,64 @@ end
 -- job started less than 5 ms ago: short tasks then stream through without
 -- a round trip each, and a task is never parked behind a long one while
 -- another worker could take it.
-local function pick_slot(e, tnow)
-  local slots, n = e.slots, e.exec.n
+local function pick_slot(pool, tnow, backlog)
+  local slots, n = pool.slots, pool.n
   local best, best_n
   for i = 0, n - 1 do
     if #slots[i].queue == 0 then return i end
   end
-  if e.rq_tail - e.rq_head + 1 <= n then return nil end
+  if backlog <= n then return nil end
   for i = 0, n - 1 do
     local q = #slots[i].queue
-    if q < e.prefetch and tnow - slots[i].head_start < 5 then
+    if q < pool.prefetch and tnow - slots[i].head_start < 5 then
       if not best or q < best_n then best, best_n = i, q end
     end
   end
   return best
 end
 
-local function cancel(e, sig)
-  e.cancelled_by = sig
-  local now = e.now
-  for i = 0, e.exec.n - 1 do
-    for _, t in ipairs(e.slots[i].queue) do
-      e.store:update_attempt(e.run_id, t.name, t.attempt, { status = "cancelled",
-                                                            finished_at = now() })
+-- Cancel the run: why is the signal number (SIGINT/SIGTERM of weir run)
+-- or a text (a request of weir serve). Its attempts in the slots' queues
+-- are cancelled; on a shared pool their workers are stopped (the others'
+-- attempts there go back to their queues, uncharged, see handle_exit).
+local function cancel(e, why)
+  e.cancelled_by = why
+  local now, pool = e.now, e.pool
+  local reason = type(why) == "number" and "run cancelled by signal " .. why or why
+  for i = 0, pool.n - 1 do
+    local slot = pool.slots[i]
+    local mine = false
+    for _, t in ipairs(slot.queue) do
+      if t and t.e == e and not t.dropped then
+        e.store:update_attempt(e.run_id, t.name, t.attempt, { status = "cancelled",
+                                                              finished_at = now() })
+        t.dropped, mine = true, true
+      end
     end
-    e.slots[i].queue = {}
+    if mine then
+      if pool.shared then
+        slot.cancel_kill = true
+        pool.exec:kill(i)
+      else
+        slot.queue = {}
+      end
+    end
   end
   for _, name in ipairs(e.order) do
     local t = e.T[name]
     if not TERMINAL[t.state] then
-      set_state(e, t, "cancelled", { finished_at = now(),
-                                     error = "run cancelled by signal " .. sig })
+      set_state(e, t, "cancelled", { finished_at = now(), error = reason })
     end
   end
 end
+M.cancel = cancel
 
-local function handle_result(e, ev)
-  local slot = e.slots[ev.slot]
+local function handle_result(pool, ev)
+  local slot = pool.slots[ev.slot]
   local t = remove(slot.queue, 1)
-  slot.head_start = e.mono()
-  if not t then return end
+  slot.head_start = pool.mono()
+  if not t or t.dropped then return end
+  local e = t.e
   -- the result won the race against a deadline kill: the kill now hits
   -- nothing of this task (see handle_exit)
   t.timed_out = nil
@@ -343,22 +382,29 @@ local function handle_result(e, ev)
   end
 end
 
-local function handle_exit(e, ev)
-  local slot = e.slots[ev.slot]
+local function handle_exit(pool, ev)
+  local slot = pool.slots[ev.slot]
   local q = slot.queue
   slot.queue = {}
-  slot.head_start = e.mono()
+  slot.head_start = pool.mono()
   local head = q[1]
   local killed = slot.killed_for
   slot.killed_for = nil
-  if killed and head ~= killed then
+  if slot.cancel_kill then
+    -- stopped for a cancelled run's attempt: no one else is charged
+    slot.cancel_kill = nil
+    for i = #q, 1, -1 do q[i + 1] = q[i] end
+    q[1], head = false, nil
+  elseif killed and head ~= killed then
     -- killed for a deadline whose task's result arrived first: the head
     -- had not been charged for anything, so it goes back too
     head = nil
     for i = #q, 1, -1 do q[i + 1] = q[i] end
     q[1] = false
   end
+  if head and head.dropped then head = nil end
   if head then
+    local e = head.e
     local msg
     if head.timed_out then
       msg = format("timed out after %s (worker killed)", util.human_duration(head.spec.timeout))
@@ -374,13 +420,106 @@ local function handle_exit(e, ev)
   end
   for i = 2, #q do
     local t = q[i]
-    t.timed_out = nil
-    e.store:update_attempt(e.run_id, t.name, t.attempt, { status = "requeued" })
-    t.attempt = t.attempt - 1
-    set_state(e, t, "queued")
-    push_ready(e, t)
+    if t and not t.dropped then
+      local e = t.e
+      t.timed_out = nil
+      e.store:update_attempt(e.run_id, t.name, t.attempt, { status = "requeued" })
+      t.attempt = t.attempt - 1
+      set_state(e, t, "queued")
+      push_ready(e, t)
+    end
   end
 end
+
+-- Kill the workers whose head attempt passed its deadline (the exit
+-- event records the failure).
+local function kill_overdue(pool, tnow)
+  local slots = pool.slots
+  for s = 0, pool.n - 1 do
+    local h = slots[s].queue[1]
+    if h and not h.dropped and not h.timed_out
+       and slots[s].head_start + h.spec.timeout * 1000 <= tnow then
+      h.timed_out = true
+      slots[s].killed_for = h
+      pool.exec:kill(s)
+    end
+  end
+end
+
+-- Requeue the retries of e that are due.
+local function due_retries(e, tnow)
+  local retrying = e.retrying
+  local i = 1
+  while i <= #retrying do
+    local t = retrying[i]
+    if t.state ~= "up_for_retry" then
+      remove(retrying, i)
+    elseif t.next_try <= tnow then
+      remove(retrying, i)
+      set_state(e, t, "queued")
+      push_ready(e, t)
+    else
+      i = i + 1
+    end
+  end
+end
+
+-- Start attempt of t (queued, of engine e) on slot s.
+local function start_task(e, t, s, tnow, sends)
+  t.attempt = t.attempt + 1
+  local started = e.now()
+  t.started_at = t.started_at or started
+  e.store:start_attempt(e.run_id, t.name, t.attempt, started, t.started_at, e.exec:pid(s))
+  move(e, t, "running")
+  local slot = e.slots[s]
+  local q = slot.queue
+  if #q == 0 then slot.head_start = tnow end
+  t.e = e
+  q[#q + 1] = t
+  local parts, sizes = build_job(e, t)
+  sends[#sends + 1] = { s, t.spec.memory, parts, sizes }
+end
+
+-- Dispatch ready tasks to slots, fairly: groups (the pipelines, for weir
+-- serve) take turns, one task each, and within a group its engines (runs)
+-- take turns (g.k is the group's cursor). Adds the jobs to sends.
+local function dispatch(pool, groups, tnow, sends)
+  local backlog = 0
+  for gi = 1, #groups do
+    local g = groups[gi]
+    for k = 1, #g do backlog = backlog + g[k].rq_tail - g[k].rq_head + 1 end
+  end
+  local gi, ng = 1, #groups
+  while backlog > 0 do
+    local s = pick_slot(pool, tnow, backlog)
+    if not s then break end
+    -- the next group with a ready task, then its next engine with one
+    local g, e
+    while true do
+      g = groups[gi]
+      gi = gi % ng + 1
+      for _ = 1, #g do
+        local c = g[g.k]
+        g.k = g.k % #g + 1
+        if c.rq_head <= c.rq_tail then e = c; break end
+      end
+      if e then break end
+    end
+    local t = e.ready[e.rq_head]
+    e.ready[e.rq_head] = nil
+    e.rq_head = e.rq_head + 1
+    backlog = backlog - 1
+    if t.state == "queued" then start_task(e, t, s, tnow, sends) end
+  end
+  for g = 1, ng do
+    for k = 1, #groups[g] do
+      local e = groups[g][k]
+      if e.rq_head > e.rq_tail then e.ready, e.rq_head, e.rq_tail = {}, 1, 0 end
+    end
+  end
+end
+M.handle = { result = handle_result, exit = handle_exit }
+M.kill_overdue, M.due_retries, M.dispatch = kill_overdue, due_retries, dispatch
 
 --- One step, one store transaction: apply the executor's events (results,
 -- worker exits, a signal that cancels the run), kill workers whose head
@@ -389,62 +528,20 @@ end
 -- send, { slot, cap, parts, sizes } each: they are committed, and sending
 -- them is the caller's (M.drive's) part.
 function Engine:step(evs)
-  local store, slots, exec, n = self.store, self.slots, self.exec, self.exec.n
+  local store, pool = self.store, self.pool
   store:begin()
   for _, ev in ipairs(evs) do
     local kind = ev.kind
-    if kind == "result" then handle_result(self, ev)
-    elseif kind == "exit" then handle_exit(self, ev)
+    if kind == "result" then handle_result(pool, ev)
+    elseif kind == "exit" then handle_exit(pool, ev)
     elseif kind == "signal" and not self.cancelled_by then cancel(self, ev.status) end
   end
   local tnow = self.mono()
-  for s = 0, n - 1 do
-    local h = slots[s].queue[1]
-    if h and not h.timed_out and slots[s].head_start + h.spec.timeout * 1000 <= tnow then
-      h.timed_out = true
-      slots[s].killed_for = h
-      exec:kill(s)
-    end
-  end
+  kill_overdue(pool, tnow)
   local sends = {}
   if self.cancelled_by then store:commit(); return sends end
-  -- retries that are due
-  local retrying = self.retrying
-  local i = 1
-  while i <= #retrying do
-    local t = retrying[i]
-    if t.state ~= "up_for_retry" then
-      remove(retrying, i)
-    elseif t.next_try <= tnow then
-      remove(retrying, i)
-      set_state(self, t, "queued")
-      push_ready(self, t)
-    else
-      i = i + 1
-    end
-  end
-  -- dispatch
-  local ready, run_id = self.ready, self.run_id
-  while self.rq_head <= self.rq_tail do
-    local s = pick_slot(self, tnow)
-    if not s then break end
-    local t = ready[self.rq_head]
-    ready[self.rq_head] = nil
-    self.rq_head = self.rq_head + 1
-    if t.state == "queued" then
-      t.attempt = t.attempt + 1
-      local started = self.now()
-      t.started_at = t.started_at or started
-      store:start_attempt(run_id, t.name, t.attempt, started, t.started_at, exec:pid(s))
-      move(self, t, "running")
-      local q = slots[s].queue
-      if #q == 0 then slots[s].head_start = tnow end
-      q[#q + 1] = t
-      local parts, sizes = build_job(self, t)
-      sends[#sends + 1] = { s, t.spec.memory, parts, sizes }
-    end
-  end
-  if self.rq_head > self.rq_tail then self.ready, self.rq_head, self.rq_tail = {}, 1, 0 end
+  due_retries(self, tnow)
+  dispatch(pool, self.groups, tnow, sends)
   store:commit()
   local tick = self.view.tick
   if tick then tick(self) end
@@ -461,26 +558,49 @@ end
 --- How long to wait for events (ms): the next deadline, the next retry,
 -- the view's refresh; 0 when a ready task waits for a free worker.
 function Engine:wait_ms()
-  local wait = self.view.interval or 1000
   local tnow = self.mono()
-  local slots = self.slots
-  for s = 0, self.exec.n - 1 do
-    local h = slots[s].queue[1]
-    if h then wait = min(wait, slots[s].head_start + h.spec.timeout * 1000 - tnow) end
-  end
+  local wait = M.pool_wait(self.pool, tnow, self.view.interval or 1000)
+  return max(0, math.ceil(self:retry_wait(tnow, wait)))
+end
+
+-- wait (ms) shortened to e's next retry, or to 0 when a ready task waits
+-- and a slot is idle
+function Engine:retry_wait(tnow, wait)
   for _, t in ipairs(self.retrying) do wait = min(wait, t.next_try - tnow) end
-  if self.rq_head <= self.rq_tail and self.counts.running < self.exec.n then wait = 0 end
-  return max(0, math.ceil(wait))
+  if self.rq_head <= self.rq_tail then
+    local slots = self.slots
+    for s = 0, self.pool.n - 1 do
+      if #slots[s].queue == 0 then return 0 end
+    end
+  end
+  return wait
+end
+
+--- wait (ms) shortened to the pool's next deadline.
+function M.pool_wait(pool, tnow, wait)
+  local slots = pool.slots
+  for s = 0, pool.n - 1 do
+    local h = slots[s].queue[1]
+    if h and not h.dropped then
+      wait = min(wait, slots[s].head_start + h.spec.timeout * 1000 - tnow)
+    end
+  end
+  return wait
 end
 
 --- Group commit: while every worker still has jobs queued it stays busy,
 -- so a few results may gather for a moment (1 ms) and be recorded in one
 -- step. nev: the number of events just polled.
 function Engine:gather(nev)
-  local n = self.exec.n
+  return M.pool_gather(self.pool, nev)
+end
+
+--- Whether to poll 1 ms more after nev events (Engine:gather).
+function M.pool_gather(pool, nev)
+  local n = pool.n
   if nev == 0 or nev >= 2 * n then return false end
   for s = 0, n - 1 do
-    if #self.slots[s].queue < 3 then return false end
+    if #pool.slots[s].queue < 3 then return false end
   end
   return true
 end

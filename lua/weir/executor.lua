@@ -94,7 +94,7 @@ function Exec:sendv(slot, cap, list, sizes)
 end
 
 --- Wait up to timeout_ms for events. Returns an array of
--- { kind = "result"|"exit"|"signal", slot, pid, status, result }: result
+-- { kind = "result"|"exit"|"signal"|"wake", slot, pid, status, result }: result
 -- is what the worker sent, decoded as plain data where the executor read it
 -- (no Lua string is made of it), or nil when it could not be.
 function Exec:poll(timeout_ms)
@@ -107,12 +107,17 @@ function Exec:poll(timeout_ms)
     local kind = e.kind
     out[#out + 1] = {
       kind = kind == C.WEIR_EV_RESULT and "result" or kind == C.WEIR_EV_EXIT and "exit"
-             or "signal",
+             or kind == C.WEIR_EV_WAKE and "wake" or "signal",
       slot = e.slot, pid = e.pid, status = e.status,
       result = kind == C.WEIR_EV_RESULT and decode_ptr(e.data, tonumber(e.len)) or nil,
     }
   end
   return out
+end
+
+--- Also end a poll when fd is readable (a "wake" event; nil: none).
+function Exec:watch(fd)
+  C.weir_ffi_exec_watch(self.h, fd or -1)
 end
 
 --- SIGKILL the worker in slot; its exit event follows.
