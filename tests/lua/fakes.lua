@@ -246,4 +246,20 @@ end
 
 function Exec.close() end
 
+--- A pipeline as weir.pipeline.load makes it, from { name = { after =
+-- {...}, retries = n, timeout = s, ... } }; name: the pipeline's (p).
+function M.pipeline(tasks, name)
+  local P = { name = name or "p", file = "p.lua", base_dir = "/tmp", tasks = {} }
+  for tname, t in pairs(tasks) do
+    P.tasks[tname] = {
+      name = tname, after = t.after or {}, retries = t.retries or 0,
+      retry_delay = t.retry_delay or 1, retry_backoff = t.retry_backoff or 2,
+      retry_max_delay = t.retry_max_delay or 300, timeout = t.timeout or 3600,
+      memory = t.memory or 64 * 1024 * 1024, output_max = 1024 * 1024, log_max = 65536,
+      fn = { src = "return 1" },
+    }
+  end
+  return P
+end
+
 return M

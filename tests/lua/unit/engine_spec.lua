@@ -8,21 +8,7 @@ local fakes = require("fakes")
 
 local RUN = "20261207T000000-00000000"
 
--- A pipeline as weir.pipeline.load makes it, from { name = { after =
--- {...}, retries = n, timeout = s, ... } }.
-local function pipeline(tasks)
-  local P = { name = "p", file = "p.lua", base_dir = "/tmp", tasks = {} }
-  for name, t in pairs(tasks) do
-    P.tasks[name] = {
-      name = name, after = t.after or {}, retries = t.retries or 0,
-      retry_delay = t.retry_delay or 1, retry_backoff = t.retry_backoff or 2,
-      retry_max_delay = t.retry_max_delay or 300, timeout = t.timeout or 3600,
-      memory = t.memory or 64 * 1024 * 1024, output_max = 1024 * 1024, log_max = 65536,
-      fn = { src = "return 1" },
-    }
-  end
-  return P
-end
+local pipeline = fakes.pipeline
 
 -- Run P to its end. behave(job) as in fakes.exec; o: workers, resume,
 -- resume_tasks, only, from, store, signal = { sig, at }, redact, clock.
