@@ -56,10 +56,12 @@ local function random_bytes(n)
   return buf
 end
 
---- A new run id: sortable by time, random suffix.
+--- A new run id: sortable by time, a random suffix of 48 bits (weir
+-- serve may take thousands of runs a second).
 function M.new_run_id()
-  local b = random_bytes(4)
-  return format("%s-%02x%02x%02x%02x", os.date("!%Y%m%dT%H%M%S"), b[0], b[1], b[2], b[3])
+  local b = random_bytes(6)
+  return format("%s-%02x%02x%02x%02x%02x%02x", os.date("!%Y%m%dT%H%M%S"), b[0], b[1], b[2],
+                b[3], b[4], b[5])
 end
 
 local Engine = {}

@@ -166,7 +166,7 @@ function M.config(path, warn)
 end
 
 -- The folders tasks may reach: the pipeline's own and WEIR_ROOTS.
-local function roots_for(dir)
+function M.roots_for(dir)
   local roots = { dir }
   for r in (os.getenv("WEIR_ROOTS") or ""):gmatch("[^:]+") do
     roots[#roots + 1] = pipeline.abspath(r)
@@ -194,12 +194,15 @@ local function off_limits(conf, path)
   local hide = { yaml }
   for _, f in ipairs(cfg.secret_files) do hide[#hide + 1] = f end
   local protect = { util.join(util.dirname(yaml), "weir.lock") }
-  if path then protect[#protect + 1] = pipeline.abspath(path) end
+  for _, p in ipairs(type(path) == "table" and path or { path }) do
+    protect[#protect + 1] = pipeline.abspath(p)
+  end
   return deny, hide, protect
 end
 
--- The worker pool of a run; path: the pipeline file, when there is one.
-local function new_exec(workers, roots, conf, path)
+--- The worker pool of a run; path: the pipeline file (or a list of
+-- them), when there is one.
+function M.new_exec(workers, roots, conf, path)
   local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
   if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
   local deny, hide, protect = off_limits(conf, path)
@@ -230,7 +233,7 @@ end
 -- Load the pipeline with the run's own pool (started first: a Lua file is
 -- evaluated by a worker), from its file or a stored source.
 local function define(self, path, workers, source, kind)
-  local exec, err = new_exec(workers, roots_for(util.dirname(pipeline.abspath(path))),
+  local exec, err = M.new_exec(workers, M.roots_for(util.dirname(pipeline.abspath(path))),
                              self.conf, path)
   if not exec then return fail(3, "cannot start workers: %s", tostring(err)) end
   self.exec = exec
@@ -271,23 +274,24 @@ local function prepare_new(self)
   return true
 end
 
-local function prepare_resume(self)
-  local store = self.store
-  -- check and claim the run in one write transaction, so two resumes
-  -- cannot both take it over (on PostgreSQL, a supervisor on another host
-  -- holding the run refuses the claim)
+--- Claim interrupted run id for this process, checking and claiming in
+-- one write transaction, so two supervisors cannot both take it over (on
+-- PostgreSQL, a supervisor on another host holding the run refuses the
+-- claim). force: even when its recorded supervisor looks alive. Returns
+-- the run row, or nil, err.
+function M.claim(store, id, force)
   store:begin()
-  local okr, run = pcall(store.run, store, self.id)
+  local okr, run = pcall(store.run, store, id)
   if not okr then
     pcall(store.rollback, store)
-    return fail(3, "cannot claim run %s: %s", self.id, tostring(run))
+    return fail(3, "cannot claim run %s: %s", id, tostring(run))
   end
-  if not run then store:rollback(); return fail(3, "no run %q", self.id) end
+  if not run then store:rollback(); return fail(3, "no run %q", id) end
   if run.status == "success" then
     store:rollback()
     return fail(0, "run %s already succeeded", run.id)
   end
-  if run.status == "running" and not self.o.force and M.supervisor_alive(run) then
+  if run.status == "running" and not force and M.supervisor_alive(run) then
     store:rollback()
     return fail(3, "run %s is still running (supervisor pid %d); if that process is not "
                 .. "its supervisor, weir resume --force takes the run over", run.id,
@@ -302,6 +306,27 @@ local function prepare_resume(self)
     pcall(store.rollback, store)
     return fail(3, "cannot claim run %s: %s", run.id, tostring(cerr))
   end
+  return run
+end
+
+--- A claimed run's attempts that were running when its supervisor
+-- stopped are lost.
+function M.mark_lost(store, id)
+  store:begin()
+  for _, a in ipairs(store:attempts(id)) do
+    if a.status == "running" then
+      store:update_attempt(id, a.task, a.attempt, {
+        status = "lost", error = "the supervisor stopped during this attempt",
+        finished_at = executor.now() })
+    end
+  end
+  store:commit()
+end
+
+local function prepare_resume(self)
+  local store = self.store
+  local run, cerr = M.claim(store, self.id, self.o.force)
+  if not run then return nil, cerr end
   -- the source stored with the run's version, not the file as it is now
   local v = store:version(run.version_id)
   executor.signal_install()
@@ -310,16 +335,7 @@ local function prepare_resume(self)
   if not P then return nil, err end
   self.only, self.from = options.only, options.from
   self.params = json.decode(run.params)
-  -- attempts that were running when the supervisor stopped are lost
-  store:begin()
-  for _, a in ipairs(store:attempts(run.id)) do
-    if a.status == "running" then
-      store:update_attempt(run.id, a.task, a.attempt, {
-        status = "lost", error = "the supervisor stopped during this attempt",
-        finished_at = executor.now() })
-    end
-  end
-  store:commit()
+  M.mark_lost(store, run.id)
   return true
 end
 
@@ -353,7 +369,7 @@ function Run:execute(view)
   local conf = self.conf
   local ok, status, e = pcall(engine.run, {
     P = self.P, store = self.store, exec = self.exec, run_id = self.id,
-    params = self.params, roots = roots_for(self.P.base_dir),
+    params = self.params, roots = M.roots_for(self.P.base_dir),
     resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
     only = self.only, from = self.from, view = view,
     connections = conf.connections, redact = conf.redact,
