@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -201,6 +203,42 @@ WEIR_API int32_t weir_ffi_path_kind(const char *path)
     return S_ISDIR(st.st_mode) ? WEIR_KIND_DIR : WEIR_KIND_OTHER;
 }
 
+WEIR_API int weir_ffi_dir_list(const char *path, char *out, size_t outlen,
+                               char *err, size_t errlen)
+{
+    DIR *d;
+    struct dirent *de;
+    size_t used = 0;
+    int rc = WEIR_OK;
+
+    if (outlen == 0)
+        return WEIR_EINVAL;
+    out[0] = '\0';
+    d = opendir(path);
+    if (d == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return errno == ENOENT || errno == ENOTDIR ? WEIR_ENOENT : WEIR_EIO;
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
+            || strchr(de->d_name, '\n') != NULL)
+            continue;
+        if (used + n + 2 > outlen) {
+            snprintf(err, errlen, "%s: too many names", path);
+            rc = WEIR_ELIMIT;
+            break;
+        }
+        memcpy(out + used, de->d_name, n);
+        used += n;
+        out[used++] = '\n';
+        out[used] = '\0';
+    }
+    closedir(d);
+    return rc;
+}
+
 WEIR_API int weir_ffi_realpath(const char *path, char *out, size_t outlen,
                                char *err, size_t errlen)
 {
@@ -274,6 +312,19 @@ WEIR_API int32_t weir_ffi_ncpu(void)
 WEIR_API int32_t weir_ffi_isatty(int32_t fd)
 {
     return isatty(fd) == 1;
+}
+
+WEIR_API int weir_ffi_echo(int32_t fd, int32_t on)
+{
+    struct termios t;
+
+    if (tcgetattr(fd, &t) != 0)
+        return WEIR_EIO;
+    if (on)
+        t.c_lflag |= ECHO;
+    else
+        t.c_lflag &= ~(tcflag_t)ECHO;
+    return tcsetattr(fd, TCSAFLUSH, &t) == 0 ? WEIR_OK : WEIR_EIO;
 }
 
 WEIR_API int64_t weir_ffi_rss_bytes(void)

@@ -53,6 +53,32 @@ function M.size(v)
   return floor(tonumber(num) * scale)
 end
 
+--- The names in directory path, sorted (trusted side only: the call goes
+-- straight to the OS). Returns the list, or nil, message.
+function M.list_dir(path)
+  local F = require("weir._ffi")
+  local size = 65536
+  while true do
+    local buf = F.ffi.new("char[?]", size)
+    local rc = F.C.weir_ffi_dir_list(path, buf, size, F.errbuf, F.errlen)
+    if rc == 0 then
+      local out = {}
+      for name in F.ffi.string(buf):gmatch("[^\n]+") do out[#out + 1] = name end
+      table.sort(out)
+      return out
+    end
+    if rc ~= F.C.WEIR_ELIMIT or size >= 64 * 1024 * 1024 then return nil, F.errmsg() end
+    size = size * 4
+  end
+end
+
+--- The number of keys of table t.
+function M.count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
 --- A human form of a byte count: "64 MB".
 function M.human_size(n)
   if n >= 1024 ^ 3 then return format("%.1f GB", n / 1024 ^ 3) end

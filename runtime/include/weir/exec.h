@@ -112,6 +112,8 @@ WEIR_API int weir_ffi_getcwd(char *buf, size_t len);
 WEIR_API int32_t weir_ffi_ncpu(void);
 /* 1 when fd is a terminal. */
 WEIR_API int32_t weir_ffi_isatty(int32_t fd);
+/* Turn a terminal's echo off (on = 0) or back on (a password prompt). */
+WEIR_API int weir_ffi_echo(int32_t fd, int32_t on);
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 WEIR_API int64_t weir_ffi_rss_bytes(void);
 /* The identity of process pid, "BOOT_ID:START_TICKS" (this boot's id and
@@ -129,6 +131,12 @@ enum {
     WEIR_KIND_OTHER = 3
 };
 WEIR_API int32_t weir_ffi_path_kind(const char *path);
+/* The names in directory path ("." and ".." left out), each followed by
+ * "\n", into out (outlen bytes, caller's; names holding "\n" are left
+ * out). Returns WEIR_OK, WEIR_ENOENT, WEIR_ELIMIT (out too small) or
+ * WEIR_EIO. */
+WEIR_API int weir_ffi_dir_list(const char *path, char *out, size_t outlen,
+                               char *err, size_t errlen);
 /* The canonical absolute form of path (every symlink, "." and ".."
  * resolved; it must exist) into out (outlen bytes, caller's). Returns
  * WEIR_OK, WEIR_ENOENT, WEIR_ELIMIT (too long) or WEIR_EIO. */
