@@ -28,6 +28,7 @@ local sort, concat = table.sort, table.concat
 local getmetatable, setmetatable, error = getmetatable, setmetatable, error
 
 local M = {}
+local serve_section -- defined below M.load
 
 local KB, MB = 1024, 1024 * 1024
 local MAX_MS = 2147483647        -- durations end up in C ints
@@ -700,6 +701,8 @@ function M.load(path, opts)
     cfg.metadata_url = doc.metadata_url
   end
 
+  serve_section(doc, cfg, st)
+
   -- the schema sees failed expansions as empty strings
   local function unmark(t)
     for k, v in pairs(t) do
@@ -715,6 +718,87 @@ function M.load(path, opts)
   local list = sorted_secrets(secrets)
   for _, conn in pairs(cfg.connections) do secrets_of[conn] = list end
   return cfg
+end
+
+--- weir serve's settings (M.SERVE holds the defaults): durations in
+-- seconds, sizes in bytes, pipelines folders absolute.
+M.SERVE = { listen = "127.0.0.1:8080", max_active_runs = 16, pipeline_max_active_runs = 4,
+            drain = 30, max_body = 1 * MB, idempotency_retention = 86400 }
+
+serve_section = function(doc, cfg, st)
+  cfg.pipelines = {}
+  if type(doc.pipelines) == "table" then
+    for i, d in ipairs(doc.pipelines) do
+      if type(d) == "string" and d ~= "" then
+        cfg.pipelines[i] = d:sub(1, 1) == "/" and d or util.join(st.dir, d)
+      end
+    end
+  end
+  local sv = {}
+  for k, v in pairs(M.SERVE) do sv[k] = v end
+  cfg.serve = sv
+  local given = type(doc.serve) == "table" and doc.serve or {}
+  local function int(k, lo, hi)
+    local v = given[k]
+    if v == nil then return end
+    local n = tonumber(v)
+    if not n or n ~= floor(n) or n < lo or n > hi then
+      st.add("serve." .. k, format("expected an integer %d..%d, got %s", lo, hi, util.show(v)))
+    else
+      sv[k] = n
+    end
+  end
+  int("workers", 1, 256)
+  int("max_active_runs", 1, 100000)
+  int("pipeline_max_active_runs", 1, 100000)
+  for _, k in ipairs({ "drain", "idempotency_retention" }) do
+    if given[k] ~= nil then
+      local v, err = util.duration(given[k])
+      if v then sv[k] = v else st.add("serve." .. k, err) end
+    end
+  end
+  if given.max_body ~= nil then
+    local v, err = util.size(given.max_body)
+    if v then sv.max_body = v else st.add("serve.max_body", err) end
+  end
+  if type(given.listen) == "string" then
+    if not M.parse_listen(given.listen) then
+      st.add("serve.listen", format("expected ADDR:PORT or [IPv6]:PORT, got %s",
+                                    util.show(given.listen)))
+    else
+      sv.listen = given.listen
+    end
+  end
+  local jwt = type(given.jwt) == "table" and given.jwt or nil
+  if jwt then
+    local keys = type(jwt.keys) == "table" and jwt.keys or {}
+    local n = 0
+    for kid, secret in pairs(keys) do
+      n = n + 1
+      if type(secret) == "string" and #secret < 32 then
+        st.add("serve.jwt.keys." .. tostring(kid), "a signing key needs at least 32 bytes")
+      end
+    end
+    if n == 0 then st.add("serve.jwt.keys", "at least one signing key is needed") end
+    if jwt.current ~= nil and keys[jwt.current] == nil then
+      st.add("serve.jwt.current", format("no key %s in serve.jwt.keys", util.show(jwt.current)))
+    end
+    local ttl, terr = util.duration(jwt.ttl or 3600)
+    if not ttl then st.add("serve.jwt.ttl", terr) end
+    local cur = jwt.current
+    if cur == nil then for kid in pairs(keys) do cur = cur and (kid < cur and kid or cur) or kid end end
+    sv.jwt = { keys = keys, current = cur, issuer = jwt.issuer or "weir",
+               audience = jwt.audience or "weir", ttl = ttl or 3600 }
+  end
+end
+
+--- ADDR:PORT or [IPv6]:PORT: address, port; nil when malformed.
+function M.parse_listen(s)
+  local a, p = s:match("^%[([%x:.]+)%]:(%d+)$")
+  if not a then a, p = s:match("^([%d.]+):(%d+)$") end
+  p = tonumber(p)
+  if not a or not p or p > 65535 then return nil end
+  return a, p
 end
 
 --- find + load: the config the command line asks for (see M.find), or an
