@@ -267,6 +267,22 @@ static int bulk_csv_batch(lua_State *L)
     return 3;
 }
 
+/* A json value read from PostgreSQL (the "weir.json" userdata of
+ * pgcodec.c, known by its registered metatable): push its text (its
+ * __tostring, a C function of ours) and return 1; else 0, nothing pushed. */
+static int json_text(lua_State *L, int idx)
+{
+    int same;
+
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, "weir.json");
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same && luaL_callmeta(L, idx, "__tostring");
+}
+
 static int bulk_db_insert(lua_State *L)
 {
     weir_stmt *st = weir_lua_cdata_ptr(L, 1, "weir_stmt *");
@@ -314,6 +330,16 @@ static int bulk_db_insert(lua_State *L)
             case LUA_TNIL:
                 sqlite3_bind_null(h, j);
                 break;
+            case LUA_TUSERDATA:
+                if (json_text(L, -1)) { /* pushed its text */
+                    size_t len;
+                    const char *s = lua_tolstring(L, -1, &len);
+                    sqlite3_bind_text64(h, j, s, len, SQLITE_TRANSIENT,
+                                        SQLITE_UTF8);
+                    lua_pop(L, 1);
+                    break;
+                }
+                /* fall through */
             default:
                 sqlite3_reset(h);
                 lua_rawgeti(L, 3, j);

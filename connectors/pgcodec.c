@@ -766,6 +766,10 @@ static int j_value(jdec *d)
         d->p = start;
         return j_fail(d, "bad number");
     }
+    if (!isfinite(v)) {
+        d->p = start;
+        return j_fail(d, "number beyond the range of a double");
+    }
     lua_pushnumber(d->L, v);
     return WEIR_OK;
 }
@@ -782,6 +786,110 @@ static int json_decode(lua_State *L, const char *s, size_t len, char *err,
     if (d.p != d.end)
         return j_fail(&d, "trailing characters");
     return WEIR_OK;
+}
+
+/* ---- JSON values --------------------------------------------------------- */
+
+/* A json or jsonb value as read: a "weir.json" userdata holding the
+ * server's text, never parsed on the way through, so a copy writes the
+ * very text it read (JSON null, a string "123", 9007199254740993, 1e400,
+ * json's key order and escapes). A map reads inside it with v:decode();
+ * tostring(v) is the text. Other C units and trusted Lua know it by the
+ * metatable registry["weir.json"] (getmetatable gives the string
+ * "weir.json") and take the text from __tostring. */
+#define JSONVAL_MT "weir.json"
+
+typedef struct {
+    size_t len;
+    char text[]; /* len bytes and a NUL */
+} jsonval;
+
+static const char *jsonval_text(lua_State *L, int idx, size_t *len)
+{
+    jsonval *v;
+    int same;
+
+    if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+        return NULL;
+    luaL_getmetatable(L, JSONVAL_MT);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same)
+        return NULL;
+    v = lua_touserdata(L, idx);
+    *len = v->len;
+    return v->text;
+}
+
+static jsonval *jsonval_check(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, JSONVAL_MT);
+}
+
+static int jsonval_tostring(lua_State *L)
+{
+    jsonval *v = jsonval_check(L, 1);
+
+    lua_pushlstring(L, v->text, v->len);
+    return 1;
+}
+
+static int jsonval_eq(lua_State *L)
+{
+    jsonval *a = jsonval_check(L, 1), *b = jsonval_check(L, 2);
+
+    lua_pushboolean(L, a->len == b->len &&
+                           memcmp(a->text, b->text, a->len) == 0);
+    return 1;
+}
+
+/* v:decode() -> the Lua value: tables, numbers (doubles), strings,
+ * booleans, JSON null as the NULL sentinel. Raises when a number does
+ * not fit a double (1e400): the text keeps it, a Lua number cannot. */
+static int jsonval_decode(lua_State *L)
+{
+    jsonval *v = jsonval_check(L, 1);
+    char err[200];
+
+    lua_settop(L, 1);
+    if (json_decode(L, v->text, v->len, err, sizeof err) != WEIR_OK)
+        return luaL_error(L, "json value: %s", err);
+    return 1;
+}
+
+static int jsonval_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+
+    if (k != NULL && strcmp(k, "decode") == 0) {
+        lua_pushcfunction(L, jsonval_decode);
+        return 1;
+    }
+    return luaL_error(L, "a json value has no field %s%s%s: read inside it "
+                         "with v:decode(), its text with tostring(v)",
+                      k != NULL ? "'" : "", k != NULL ? k : "of this type",
+                      k != NULL ? "'" : "");
+}
+
+/* Push a json value holding s[0..len). */
+static void jsonval_push(lua_State *L, const char *s, size_t len)
+{
+    jsonval *v = lua_newuserdata(L, sizeof *v + len + 1);
+
+    v->len = len;
+    memcpy(v->text, s, len);
+    v->text[len] = '\0';
+    if (luaL_newmetatable(L, JSONVAL_MT)) {
+        lua_pushcfunction(L, jsonval_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, jsonval_eq);
+        lua_setfield(L, -2, "__eq");
+        lua_pushcfunction(L, jsonval_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, JSONVAL_MT);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_setmetatable(L, -2);
 }
 
 /* ---- JSON encoding ------------------------------------------------------ */
@@ -999,6 +1107,10 @@ static int j_enc(lua_State *L, int idx, weir_buf *out, char *err,
         return WEIR_OK;
     case LUA_TTABLE:
         return j_enc_table(L, idx, out, err, errlen, depth);
+    case LUA_TUSERDATA: /* a json value inside: its text as it is */
+        if ((s = jsonval_text(L, idx, &len)) == NULL)
+            goto unsupported;
+        break;
     default:
     unsupported:
         weir_set_err(err, errlen, "cannot encode a %s as JSON",
@@ -1125,8 +1237,9 @@ static int push_value(lua_State *L, uint32_t oid, const char *s, size_t len,
             return bad_input(err, errlen, oid, s, len);
         lua_pushnumber(L, v);
         return WEIR_OK;
-    case K_JSON:
-        return json_decode(L, s, len, err, errlen);
+    case K_JSON: /* the server's text, kept (see JSON values) */
+        jsonval_push(L, s, len);
+        return WEIR_OK;
     case K_BYTEA:
         return push_bytea(L, s, len, err, errlen);
     case K_ARRAY:
@@ -1558,7 +1671,10 @@ const char *describe(lua_State *L, int idx, char *buf, size_t n)
         snprintf(buf, n, "%s", lua_toboolean(L, idx) ? "true" : "false");
         break;
     default:
-        snprintf(buf, n, "a %s", lua_typename(L, lua_type(L, idx)));
+        if (jsonval_text(L, idx, &len) != NULL)
+            snprintf(buf, n, "a json value");
+        else
+            snprintf(buf, n, "a %s", lua_typename(L, lua_type(L, idx)));
     }
     return buf;
 }
@@ -1718,6 +1834,13 @@ static int encode_raw(lua_State *L, int idx, uint32_t oid, weir_buf *out,
     double v;
     int t = lua_type(L, idx), b;
 
+    /* a json value read from PostgreSQL: its text, as it is, into json,
+     * jsonb and text-like columns (json elements of arrays too); other
+     * types refuse it below */
+    if (t == LUA_TUSERDATA &&
+        (kind_of(oid) == K_JSON || kind_of(oid) == K_TEXT) &&
+        (s = jsonval_text(L, idx, &len)) != NULL)
+        return put(out, s, len, err, errlen);
     switch (kind_of(oid)) {
     case K_BOOL:
         if (t == LUA_TBOOLEAN)

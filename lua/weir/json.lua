@@ -123,15 +123,28 @@ M._format_number = format_number
 -- magnitude. Otherwise a caller that must carry values exactly encodes
 -- with M.encode (the shortest round-trip form).
 local function cjson_exact(v, depth)
-  if type(v) == "number" then return v == floor(v) and v > -1e14 and v < 1e14 end
-  if type(v) ~= "table" or depth > 64 then return true end
+  local t = type(v)
+  if t == "number" then return v == floor(v) and v > -1e14 and v < 1e14 end
+  -- a json value read from PostgreSQL: cjson cannot write it, M.encode can
+  if t == "userdata" then return v == null end
+  if t ~= "table" or depth > 64 then return true end
   for _, x in pairs(v) do
     local tx = type(x)
-    if (tx == "number" or tx == "table") and not cjson_exact(x, depth + 1) then return false end
+    if tx ~= "string" and tx ~= "boolean" and not cjson_exact(x, depth + 1) then return false end
   end
   return true
 end
 function M.cjson_exact(v) return cjson_exact(v, 0) end
+
+--- The exact text of a json value read from PostgreSQL (the "weir.json"
+-- userdata of connectors/pgcodec.c: a json or jsonb column's value, kept
+-- as the server's text), or nil for any other value. Sinks write this
+-- text as it is; M.encode embeds it.
+local function text_of(v)
+  if type(v) == "userdata" and getmetatable(v) == "weir.json" then return tostring(v) end
+  return nil
+end
+M.text_of = text_of
 
 -- Returns the position of the first byte that is not valid UTF-8, or nil.
 local utf8_len_at = require("weir.util").utf8_len_at
@@ -482,6 +495,8 @@ function Encoder:value(v)
     self:emit("null")
   elseif t == "table" then
     self:table(v)
+  elseif text_of(v) then
+    self:emit(text_of(v)) -- a json value read from PostgreSQL: its text
   else
     self:fail("cannot encode value of type " .. t)
   end

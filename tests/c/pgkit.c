@@ -25,8 +25,16 @@ const uint32_t shape_oids[5] = {INT8, TEXT, FLOAT8, TIMESTAMPTZ, BOOL};
 
 static const char *lua_helpers =
     "NULL = require('cjson').null\n"
+    /* a json value (the text codec's userdata) equals one with the same
+     * text (its __eq), and a Lua value when its decode() does */
     "function deepeq(a, b)\n"
     "  if a == b then return true end\n"
+    "  if type(a) == 'userdata' and a ~= NULL and type(b) ~= 'userdata' "
+    "then\n"
+    "    return deepeq(a:decode(), b) end\n"
+    "  if type(b) == 'userdata' and b ~= NULL and type(a) ~= 'userdata' "
+    "then\n"
+    "    return deepeq(a, b:decode()) end\n"
     "  if type(a) == 'number' and type(b) == 'number' then\n"
     "    return a ~= a and b ~= b end\n"
     "  if type(a) ~= 'table' or type(b) ~= 'table' then return false end\n"
@@ -39,6 +47,8 @@ static const char *lua_helpers =
     "  if type(v) == 'string' then return string.format('%q', v) end\n"
     "  if v == NULL then return 'NULL' end\n"
     "  if type(v) == 'number' then return string.format('%.17g', v) end\n"
+    "  if type(v) == 'userdata' then return 'json(' .. tostring(v) .. ')' "
+    "end\n"
     "  if type(v) ~= 'table' then return tostring(v) end\n"
     "  local keys = {}\n"
     "  for k in pairs(v) do keys[#keys + 1] = k end\n"
@@ -77,6 +87,18 @@ static const char *lua_helpers =
     "  return t\n"
     "end\n";
 
+/* J(text) -> the json value holding text, as the text codec reads a
+ * jsonb value: for expectations that must be json values. */
+static int lua_json_value(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+
+    if (weir_pgcodec_push(L, 3802, s, len, err, sizeof err) != WEIR_OK)
+        return luaL_error(L, "%s", err);
+    return 1;
+}
+
 int pgkit_open(void)
 {
     L = luaL_newstate();
@@ -89,6 +111,7 @@ int pgkit_open(void)
     lua_pushcfunction(L, luaopen_cjson);
     lua_setfield(L, -2, "cjson");
     lua_settop(L, 0);
+    lua_register(L, "J", lua_json_value);
     if (luaL_dostring(L, lua_helpers) != 0) {
         fprintf(stderr, "helpers: %s\n", lua_tostring(L, -1));
         return -1;

@@ -19,7 +19,8 @@
  * string; float4 is the double the server's shortest text reads as
  * (1.1::float4 -> 1.1); date "2026-01-02", timestamp "2026-01-02
  * 03:04:05.5", timestamptz "2026-01-02 03:04:05.5+00", " BC" suffixes,
- * "infinity"/"-infinity"; uuid lowercase with hyphens; json/jsonb decoded.
+ * "infinity"/"-infinity"; uuid lowercase with hyphens; json/jsonb the
+ * json value of the text codec (the text after jsonb's version byte).
  *
  * Encoding accepts what weir_pgcodec_encode accepts per type. Date and
  * time strings are parsed here, in these forms only (anything else is

@@ -32,11 +32,16 @@
  *   server printed (DateStyle ISO, TimeZone UTC are the caller's job).
  *   Encode: strings only, sent as is.
  * - uuid: string; encode checks the form (hyphens optional, braces too).
- * - json, jsonb: decoded to Lua (objects and arrays become tables, JSON
- *   null the sentinel, numbers doubles). Encode: a table becomes JSON text
- *   (a table whose keys are 1..n is an array, holes become null; an empty
- *   table is {}); a STRING IS TAKEN AS JSON TEXT ALREADY (pass '"x"' for a
- *   JSON string); numbers and booleans are JSON scalars.
+ * - json, jsonb: a json value, a "weir.json" userdata holding the
+ *   server's text unparsed (tostring gives it; v:decode() the Lua value:
+ *   tables, doubles, JSON null as the sentinel; a number beyond a double's
+ *   range raises). Encode: a json value writes its text as it is (into
+ *   json, jsonb and text-like types; inside a table being encoded too);
+ *   a table becomes JSON text (a table whose keys are 1..n is an array,
+ *   holes become null; an empty table is {}); a STRING IS TAKEN AS JSON
+ *   TEXT ALREADY (pass '"x"' for a JSON string); numbers and booleans are
+ *   JSON scalars. Other C units know a json value by the metatable
+ *   registry["weir.json"] and read its text through __tostring.
  * - bytea: the raw bytes as a Lua string (hex "\x..." and the old escape
  *   output both decode). Encode: "\x" + hex.
  * - arrays of all the above (_int4, _text, _jsonb, ...): Lua sequences,

@@ -499,7 +499,7 @@ local function infer_type(v)
     return (v == math.floor(v) and v > -2^53 and v < 2^53) and "bigint" or "double precision"
   end
   if t == "boolean" then return "boolean" end
-  if t == "table" then return "jsonb" end
+  if t == "table" or require("weir.json").text_of(v) then return "jsonb" end
   return "text"
 end
 

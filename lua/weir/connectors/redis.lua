@@ -379,6 +379,8 @@ local function arg_of(v)
   if v == nil or v == NULL then return nil end
   if t == "boolean" then return v and "true" or "false" end
   if t == "table" then return json.encode(v) end
+  local text = json.text_of(v) -- a json value read from PostgreSQL
+  if text then return text end
   return nil, "cannot write a " .. t
 end
 
