@@ -22,10 +22,13 @@
 #include "weir/numfmt.h"
 #include "weir/lstate.h"
 #include "weir/pool.h"
+#include "weir/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
+#include <openssl/err.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -57,12 +60,15 @@ typedef struct pool_opts {
     int db;
     int connect_ms, command_ms, min, max, idle_ms, lifetime_ms, validate_ms;
     size_t max_reply;
+    char *tls_host, *tls_ca, *tls_cert, *tls_key; /* tls.h; NULL: none */
+    SSL_CTX *tls;
 } pool_opts;
 
 struct weir_redis_conn {
     weir_pool_conn base;  /* first: pool.h */
     weir_redis_pool *pool;
     int fd;
+    SSL *ssl;          /* NULL: plain TCP */
     redisReader *rd;
     weir_buf out;      /* queued commands not yet sent */
     size_t outpos;     /* bytes of out already sent */
@@ -363,6 +369,7 @@ static void conn_free(weir_redis_conn *k)
 {
     if (k == NULL)
         return;
+    SSL_free(k->ssl);
     if (k->fd >= 0)
         close(k->fd);
     redisReaderFree(k->rd);
@@ -388,13 +395,41 @@ static int fail_errno(weir_redis_conn *k, int e, char *err, size_t errlen)
     return errno_code(e);
 }
 
+/* After a TLS call returned ret <= 0: 0 with the events to wait for in
+ * *ev, or a status code < 0 (the connection is broken; message in err). */
+static int tls_wait(weir_redis_conn *k, int ret, short *ev, char *err,
+                    size_t errlen)
+{
+    char msg[256];
+    int closed;
+
+    if (weir_tls_retry(k->ssl, ret, ev, &closed, msg, sizeof msg))
+        return 0;
+    return fail_io(k, closed ? WEIR_ECLOSED : WEIR_EIO, err, errlen, msg);
+}
+
 static int conn_flush(weir_redis_conn *k, char *err, size_t errlen)
 {
     double deadline = now_ms() + k->pool->o.command_ms;
 
     while (k->outpos < k->out.len) {
-        ssize_t n = send(k->fd, k->out.data + k->outpos,
-                         k->out.len - k->outpos, MSG_NOSIGNAL);
+        size_t left = k->out.len - k->outpos;
+        short ev = POLLOUT;
+        ssize_t n;
+
+        if (k->ssl != NULL) {
+            n = SSL_write(k->ssl, k->out.data + k->outpos,
+                          left > INT_MAX ? INT_MAX : (int)left);
+            if (n <= 0) {
+                int rc = tls_wait(k, (int)n, &ev, err, errlen);
+                if (rc < 0)
+                    return rc;
+                errno = EAGAIN;
+                n = -1;
+            }
+        } else {
+            n = send(k->fd, k->out.data + k->outpos, left, MSG_NOSIGNAL);
+        }
         if (n > 0) {
             k->outpos += (size_t)n;
             continue;
@@ -402,7 +437,7 @@ static int conn_flush(weir_redis_conn *k, char *err, size_t errlen)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(k->fd, POLLOUT, deadline);
+            int w = wait_fd(k->fd, ev, deadline);
             if (w == 0) {
                 k->broken = 1;
                 perr(k->pool, err, errlen, "write timed out after %d ms",
@@ -494,7 +529,18 @@ int weir_redis_read(weir_redis_conn *k, redisReply **reply,
             k->over = 1;
             break;
         }
-        n = recv(k->fd, buf, sizeof buf, 0);
+        short ev = POLLIN;
+        if (k->ssl != NULL) {
+            n = SSL_read(k->ssl, buf, (int)sizeof buf);
+            if (n <= 0) {
+                if ((rc = tls_wait(k, (int)n, &ev, err, errlen)) < 0)
+                    return rc;
+                errno = EAGAIN;
+                n = -1;
+            }
+        } else {
+            n = recv(k->fd, buf, sizeof buf, 0);
+        }
         if (n > 0) {
             if (redisReaderFeed(rd, buf, (size_t)n) != REDIS_OK)
                 return fail_io(k, WEIR_ENOMEM, err, errlen,
@@ -507,7 +553,7 @@ int weir_redis_read(weir_redis_conn *k, redisReply **reply,
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int w = wait_fd(k->fd, POLLIN, deadline);
+            int w = wait_fd(k->fd, ev, deadline);
             if (w == 0) {
                 k->broken = 1;
                 perr(p, err, errlen, "no reply within %d ms",
@@ -555,6 +601,34 @@ static int conn_simple(weir_redis_conn *k, const char *ctx, int argc,
     return rc;
 }
 
+/* The TLS handshake on k's connected socket, within connect_ms. */
+static int tls_connect(weir_redis_conn *k, char *err, size_t errlen)
+{
+    const weir_redis_pool *p = k->pool;
+    double deadline = now_ms() + p->o.connect_ms;
+    char msg[256];
+    int r, w;
+
+    k->ssl = weir_tls_new(p->o.tls, k->fd, p->o.tls_host, msg, sizeof msg);
+    if (k->ssl == NULL)
+        return fail_io(k, WEIR_EIO, err, errlen, msg);
+    while ((r = SSL_connect(k->ssl)) != 1) {
+        short ev;
+        int rc = tls_wait(k, r, &ev, err, errlen);
+
+        if (rc < 0)
+            return rc;
+        if ((w = wait_fd(k->fd, ev, deadline)) == 0) {
+            perr(p, err, errlen, "tls handshake with %s:%d timed out after "
+                 "%d ms", p->o.host, p->o.port, p->o.connect_ms);
+            return WEIR_ETIMEOUT;
+        }
+        if (w < 0)
+            return fail_errno(k, errno, err, errlen);
+    }
+    return WEIR_OK;
+}
+
 static int conn_open(weir_redis_pool *p, weir_redis_conn **out, char *err,
                      size_t errlen)
 {
@@ -574,7 +648,8 @@ static int conn_open(weir_redis_pool *p, weir_redis_conn **out, char *err,
         return WEIR_ENOMEM;
     }
     k->rd->privdata = k;
-    if ((rc = tcp_connect(p, &k->fd, err, errlen)) != WEIR_OK)
+    if ((rc = tcp_connect(p, &k->fd, err, errlen)) != WEIR_OK ||
+        (p->o.tls != NULL && (rc = tls_connect(k, err, errlen)) != WEIR_OK))
         goto fail;
     if (p->o.password != NULL) {
         const char *argv[3] = { "AUTH", p->o.username, p->o.password };
@@ -613,8 +688,24 @@ fail:
 static int conn_quiet(weir_redis_conn *k)
 {
     struct pollfd pfd = { .fd = k->fd, .events = POLLIN };
+    char c;
+    int r;
 
-    return k->fd >= 0 && k->pid == getpid() && poll(&pfd, 1, 0) == 0;
+    if (k->fd < 0 || k->pid != getpid())
+        return 0;
+    if (poll(&pfd, 1, 0) == 0)
+        return 1;
+    if (k->ssl == NULL)
+        return 0;
+    /* TLS 1.3 servers send session tickets after the handshake: records
+     * that carry no data leave the connection quiet */
+    r = SSL_peek(k->ssl, &c, 1);
+    if (r <= 0 && SSL_get_error(k->ssl, r) == SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        return 1;
+    }
+    ERR_clear_error();
+    return 0;
 }
 
 static int conn_ping(weir_redis_conn *k, char *err, size_t errlen)
@@ -658,6 +749,14 @@ static void opts_free(pool_opts *o)
         explicit_bzero(o->password, strlen(o->password));
         free(o->password);
     }
+    free(o->tls_host);
+    free(o->tls_ca);
+    free(o->tls_cert);
+    if (o->tls_key != NULL) {
+        explicit_bzero(o->tls_key, strlen(o->tls_key));
+        free(o->tls_key);
+    }
+    SSL_CTX_free(o->tls);
 }
 
 static int dflt(int32_t v, int d)
@@ -679,7 +778,11 @@ static int same_opts(const pool_opts *a, const pool_opts *b)
            a->connect_ms == b->connect_ms && a->command_ms == b->command_ms &&
            a->min == b->min && a->max == b->max && a->idle_ms == b->idle_ms &&
            a->lifetime_ms == b->lifetime_ms &&
-           a->validate_ms == b->validate_ms && a->max_reply == b->max_reply;
+           a->validate_ms == b->validate_ms && a->max_reply == b->max_reply &&
+           same_str(a->tls_host, b->tls_host) &&
+           same_str(a->tls_ca, b->tls_ca) &&
+           same_str(a->tls_cert, b->tls_cert) &&
+           same_str(a->tls_key, b->tls_key);
 }
 
 static char *dup_or_null(const char *s, int *oom)
@@ -737,6 +840,27 @@ static int opts_load(const char *name, const weir_redis_opts *in,
     o->validate_ms = dflt(in->validate_after_ms, DEF_VALIDATE_MS);
     o->max_reply = (size_t)(in->max_reply_bytes ? in->max_reply_bytes
                                                 : DEF_MAX_REPLY);
+    if (in->tls_ca != NULL) {
+        char msg[256];
+
+        if (in->tls_host == NULL || (in->tls_cert == NULL) != (in->tls_key == NULL)) {
+            opts_free(o);
+            weir_set_err(err, errlen, "redis \"%s\": tls needs a host name, "
+                         "and a cert goes with a key", name);
+            return WEIR_EINVAL;
+        }
+        o->tls_host = dup_or_null(in->tls_host, &oom);
+        o->tls_ca = dup_or_null(in->tls_ca, &oom);
+        o->tls_cert = dup_or_null(in->tls_cert, &oom);
+        o->tls_key = dup_or_null(in->tls_key, &oom);
+        if (!oom && (o->tls = weir_tls_client_ctx(in->tls_ca, in->tls_cert,
+                                                  in->tls_key, msg,
+                                                  sizeof msg)) == NULL) {
+            opts_free(o);
+            weir_set_err(err, errlen, "redis \"%s\": %s", name, msg);
+            return WEIR_EINVAL;
+        }
+    }
     if (oom) {
         opts_free(o);
         weir_set_err(err, errlen, "redis \"%s\": out of memory", name);

@@ -12,7 +12,7 @@ PKGS=(
   luajit2 libluajit2-5.1-dev
   libyaml-dev lua-cjson lua-cjson-dev libsqlite3-dev libssl-dev
   lua-busted lua-check sqlite3
-  libpq-dev libhiredis-dev postgresql redis-server
+  libpq-dev libhiredis-dev postgresql redis-server openssl ca-certificates
 )
 
 SUDO=""

@@ -25,7 +25,7 @@ local pipeline = require("weir.pipeline")
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local format, find, sub, floor = string.format, string.find, string.sub, math.floor
 local sort, concat = table.sort, table.concat
-local getmetatable, setmetatable, error = getmetatable, setmetatable, error
+local getmetatable, setmetatable, error, next = getmetatable, setmetatable, error, next
 
 local M = {}
 local serve_section -- defined below M.load
@@ -144,15 +144,16 @@ local function secret_dirs(st)
   return dirs
 end
 
--- The text of the secret file rel (relative to the config's folder) once
--- it is known to lie, symlinks resolved, inside a secret folder; its
--- canonical path goes into st.files.
-local function read_secret_file(st, rel)
+-- The text of the file rel (relative to the config's folder), at most
+-- MAX_SECRET_FILE bytes; when confined, only once it is known to lie,
+-- symlinks resolved, inside a secret folder. Its canonical path goes into
+-- st.files (the broker hides those from tasks).
+local function read_config_file(st, rel, confined)
   local full = util.join(st.dir, rel)
   local real, rerr0 = realpath(full)
   if not real then return nil, rerr0 end
-  local ok = false
-  for _, d in ipairs(secret_dirs(st)) do
+  local ok = not confined
+  for _, d in ipairs(confined and secret_dirs(st) or {}) do
     if inside(real, d) then ok = true end
   end
   if not ok then
@@ -171,6 +172,13 @@ local function read_secret_file(st, rel)
   if s == nil and rerr then return nil, tostring(rerr) end
   s = s or ""
   if #s > MAX_SECRET_FILE then return nil, "larger than " .. util.human_size(MAX_SECRET_FILE) end
+  return s
+end
+
+-- A ${file:} reference: the confined file's text, one trailing newline off.
+local function read_secret_file(st, rel)
+  local s, err = read_config_file(st, rel, true)
+  if not s then return nil, err end
   if sub(s, -2) == "\r\n" then
     s = sub(s, 1, -3)
   elseif sub(s, -1) == "\n" then
@@ -513,15 +521,65 @@ local function str_field(c, u, k, base, st)
   return v
 end
 
+-- The TLS files of a connection (docs/adr/0015): tls = { ca, cert, key,
+-- crl } (those of `allowed`), each a path relative to the config's
+-- folder; ca may be "system" (OpenSSL's default bundle). The supervisor
+-- reads them here, since workers cannot open files; the connection
+-- carries their PEM text to workers. cert and key are credentials: like
+-- ${file:}, they must lie in the config's folder or WEIR_SECRET_DIRS, and
+-- the key's text is a secret (redacted). ca and crl are public and may be
+-- anywhere. paths: extra paths (a URL's sslrootcert=...), by the same
+-- names, where tls has none. Returns { ca = pem, ... } or nil (none).
+local TLS_PEM = { ca = "CERTIFICATE", cert = "CERTIFICATE", key = "PRIVATE KEY",
+                  crl = "X509 CRL" }
+local function tls_of(c, base, st, allowed, paths)
+  local raw = c.tls
+  if raw == nil and not next(paths or {}) then return nil end
+  local tbase = base .. ".tls"
+  if raw ~= nil and (type(raw) ~= "table" or getmetatable(raw) == json.array_mt) then
+    return nil -- the schema says so
+  end
+  raw = raw or {}
+  local out, any = {}, false
+  for _, k in ipairs({ "ca", "cert", "key", "crl" }) do
+    local v, path = raw[k], child(tbase, k)
+    if v == nil and paths and paths[k] then v, path = paths[k], base .. ".url" end
+    if v ~= nil and allowed[k] and type(v) == "string" and v ~= "" then
+      local text, err, file
+      if k == "ca" and v == "system" then
+        local F = require("weir._ffi")
+        file = F.ffi.string(F.C.weir_ffi_tls_default_ca())
+        text, err = read_config_file(st, file, false)
+      else
+        file = v
+        text, err = read_config_file(st, v, k == "cert" or k == "key")
+      end
+      if not text then
+        st.add(path, format("cannot read %s file %q: %s", k, file, err))
+      elseif not find(text, "-----BEGIN [%u%d ]*" .. TLS_PEM[k] .. "-----") then
+        st.add(path, format("%s file %q holds no PEM %s", k, file, TLS_PEM[k]:lower()))
+      else
+        out[k], any = text, true
+        if k == "key" then st.secrets[text] = true end
+      end
+    end
+  end
+  if (raw.cert ~= nil or (paths and paths.cert)) ~= (raw.key ~= nil or (paths and paths.key)) then
+    st.add(tbase, "cert and key go together (a client certificate and its private key)")
+  end
+  return any and out or nil
+end
+
 -- The field readers a connector's normalize(name, raw, base, f) uses:
 -- f.st (errors: f.st.add(path, message); secrets), f.child(base, key),
 -- f.int_in, f.ms_of, f.bytes_of, f.pool_of, f.breaker_of, f.url_of,
--- f.url_error, f.keep_url_password, f.pick, f.password_of, f.str_field.
+-- f.url_error, f.keep_url_password, f.pick, f.password_of, f.str_field,
+-- f.tls_of.
 local function field_readers(st)
   return { st = st, child = child, int_in = int_in, ms_of = ms_of, bytes_of = bytes_of,
            pool_of = pool_of, breaker_of = breaker_of, url_of = url_of,
            url_error = url_error, keep_url_password = keep_url_password, pick = pick,
-           password_of = password_of, str_field = str_field }
+           password_of = password_of, str_field = str_field, tls_of = tls_of }
 end
 
 ---------------------------------------------------------------------------

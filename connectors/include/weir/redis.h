@@ -55,6 +55,11 @@ typedef struct weir_redis_opts {
     int32_t max_lifetime_ms;    /* close connections this old [1800000] */
     int32_t validate_after_ms;  /* PING on checkout after this idle [10000] */
     int64_t max_reply_bytes;    /* one reply's size bound [64 MB] */
+    const char *tls_ca;         /* NULL: plain TCP; else TLS (tls.h) trusting
+                                   these PEM certificates */
+    const char *tls_host;       /* the name the certificate must be for */
+    const char *tls_cert;       /* NULL, or a client certificate (PEM)... */
+    const char *tls_key;        /* ...and its private key (PEM) */
 } weir_redis_opts;
 
 typedef struct weir_redis_stats {

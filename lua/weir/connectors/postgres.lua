@@ -90,6 +90,16 @@ M.qualified = qualified
 
 local pools = {}   -- name -> { pool cdata, cfg, stamp }
 
+-- libpq's keyword for each file of a connection's tls
+local TLS_KEYWORD = { ca = "sslrootcert", cert = "sslcert", key = "sslkey", crl = "sslcrl" }
+
+-- "/proc/self/fd/N": a memory file holding text (the same text, the same file)
+local function memfile(text)
+  local fd = ffi.new("int32_t[1]")
+  F.check(C.weir_ffi_memfile_new(text, #text, fd, F.errbuf, F.errlen))
+  return "/proc/self/fd/" .. fd[0]
+end
+
 --- libpq keywords and values for cfg: the connection fields, cfg.options
 -- (more keywords, in name order) and the session settings, cfg.session or
 -- those the codec expects.
@@ -105,6 +115,14 @@ local function conninfo(cfg)
   kv("user", cfg.user)
   kv("password", cfg.password)
   kv("sslmode", cfg.sslmode)
+  -- TLS material: PEM text read by the supervisor, given to libpq as
+  -- memory files (workers cannot open files; runtime/include/weir/memfile.h)
+  if cfg.tls then
+    for _, k in ipairs({ "ca", "cert", "key", "crl" }) do
+      local pem = cfg.tls[k]
+      if pem then kv(TLS_KEYWORD[k], memfile(pem)) end
+    end
+  end
   kv("connect_timeout", math.max(2, math.ceil((cfg.connect_timeout_ms or 10000) / 1000)))
   local extra = {}
   for k in pairs(cfg.options or {}) do
@@ -921,10 +939,12 @@ local RESERVED_OPTIONS = {
 }
 
 -- libpq options that name files. Tasks' connections are made in workers,
--- which cannot open files (seccomp; docs/security.md): refused here with a
--- clear reason rather than failing in every task.
-local FILE_OPTIONS = { sslrootcert = true, sslcert = true, sslkey = true, sslcrl = true,
-                       sslcrldir = true, passfile = true, service = true, servicefile = true }
+-- which cannot open files (seccomp; docs/security.md): the TLS ones are
+-- set in tls (the supervisor reads them), the others are refused here
+-- with a clear reason rather than failing in every task.
+local TLS_OPTIONS = { sslrootcert = "ca", sslcert = "cert", sslkey = "key", sslcrl = "crl" }
+local FILE_OPTIONS = { sslcrldir = true, passfile = true, service = true, servicefile = true }
+local TLS_FILES = { ca = true, cert = true, key = true, crl = true }
 
 
 --- weir.yaml's entry of a postgres connection, checked (errors through
@@ -944,15 +964,19 @@ function M.normalize(name, c, base, f)
       f.url_error(st, base .. ".url", u, "the URL's path must be /DATABASE")
     end
   end
+  local tls_paths = {}
   for _, kv in ipairs(u.query or {}) do
     local k, v = kv[1], kv[2]
     if k == "sslmode" or k == "application_name" then
       u[k] = v
+    elseif TLS_OPTIONS[k] then
+      tls_paths[TLS_OPTIONS[k]] = v
     elseif k == "connect_timeout" then
       -- libpq counts this one in seconds
       u.connect_timeout = v
     else
       f.url_error(st, base .. ".url", u, format("unsupported URL parameter %s (supported: sslmode,"
+                                              .. " sslrootcert, sslcert, sslkey, sslcrl,"
                                               .. " connect_timeout, application_name)", util.show(k)))
     end
   end
@@ -967,17 +991,23 @@ function M.normalize(name, c, base, f)
   if not conn.user and c.user == nil and not u.bad then
     add(base, "user is required (in url or as a field)")
   end
+  conn.tls = f.tls_of(c, base, st, TLS_FILES, tls_paths)
   local sslmode, spath = f.pick(c, u, "sslmode", base)
-  conn.sslmode = d.sslmode
+  -- with a CA, verify the server's certificate and name unless told otherwise
+  conn.sslmode = conn.tls and conn.tls.ca and "verify-full" or d.sslmode
   if sslmode ~= nil then
-    local ok = { disable = 1, allow = 1, prefer = 1, require = 1 }
-    if ok[sslmode] then
-      conn.sslmode = sslmode
-    elseif sslmode == "verify-ca" or sslmode == "verify-full" then
-      add(spath, sslmode .. " is not supported yet: it needs a root certificate file, which "
-                 .. "task workers cannot open (use require)")
+    local ok = { disable = 1, allow = 1, prefer = 1, require = 1, ["verify-ca"] = 1,
+                 ["verify-full"] = 1 }
+    if not ok[sslmode] then
+      add(spath, "expected one of disable, allow, prefer, require, verify-ca, verify-full, got "
+                 .. util.show(sslmode))
+    elseif sslmode:sub(1, 7) == "verify-" and not (conn.tls and conn.tls.ca) then
+      add(spath, sslmode .. " needs the CA that signed the server's certificate: set tls.ca"
+                 .. " (a PEM file, or system for OpenSSL's default bundle)")
+    elseif sslmode == "disable" and conn.tls then
+      add(spath, "disable contradicts tls (no TLS, so its files would go unused)")
     else
-      add(spath, "expected one of disable, allow, prefer, require, got " .. util.show(sslmode))
+      conn.sslmode = sslmode
     end
   end
   local ct, cpath = f.pick(c, u, "connect_timeout", base)
@@ -994,6 +1024,8 @@ function M.normalize(name, c, base, f)
       local p = f.child(base .. ".options", tostring(k))
       if RESERVED_OPTIONS[k] then
         add(p, format("set %s as a connection field, not in options", RESERVED_OPTIONS[k]))
+      elseif TLS_OPTIONS[k] then
+        add(p, format("set the %s file as tls.%s", k, TLS_OPTIONS[k]))
       elseif FILE_OPTIONS[k] then
         add(p, format("%s is not supported: it names a file, which task workers cannot open", k))
       elseif type(v) == "string" or type(v) == "number" or type(v) == "boolean" then

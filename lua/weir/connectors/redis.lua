@@ -89,7 +89,8 @@ end
 function M.parse_url(url)
   if type(url) ~= "string" then bad("parse_url", "url", "string", url) end
   if url:match("^rediss://") then
-    return nil, errors.new("invalid", "redis: TLS (rediss://) is not supported")
+    return nil, errors.new("invalid", "redis: TLS (rediss://) needs its certificates: give them"
+                           .. " to connect() as opts.tls, or use a weir.yaml connection")
   end
   local rest = url:match("^redis://(.*)$")
   if not rest then return nil, errors.new("invalid", "redis: url must start with redis://") end
@@ -124,7 +125,9 @@ end
 -- process; same options give the same pool, changed options replace it).
 -- opts: host (numeric IP), port, password, user, db, timeout (ms per reply),
 -- connect_timeout (ms), max_reply (bytes), pool = { max, idle_timeout,
--- max_lifetime, validate_idle } (ms; -1 = never). Connects lazily.
+-- max_lifetime, validate_idle } (ms; -1 = never), tls = { ca, cert, key
+-- (PEM text), host (the name the server's certificate must be for) }.
+-- Connects lazily.
 function M.connect(name, opts)
   if type(name) ~= "string" or name == "" then bad("connect", "name", "non-empty string", name) end
   if type(opts) ~= "table" then bad("connect", "opts", "table", opts) end
@@ -150,8 +153,16 @@ function M.connect(name, opts)
     bad("connect", "opts.pool.max", "connection count", pmax)
   end
 
+  local tls = opts.tls
+  if tls ~= nil and (type(tls) ~= "table" or type(tls.ca) ~= "string" or type(tls.host) ~= "string") then
+    bad("connect", "opts.tls", "table with ca and host strings", tls)
+  end
   local o = ffi.new("weir_redis_opts")
   o.host, o.port, o.password, o.username, o.db = host, port, password, user, db
+  if tls then
+    o.tls_ca, o.tls_host = tls.ca, tls.host
+    o.tls_cert, o.tls_key = opt_str("connect", tls, "cert"), opt_str("connect", tls, "key")
+  end
   o.connect_timeout_ms = opt_ms("connect", opts, "connect_timeout", "opts.connect_timeout")
   o.command_timeout_ms = opt_ms("connect", opts, "timeout", "opts.timeout")
   local pmin = pool.min or 0
@@ -613,6 +624,7 @@ function M.from_config(cfg)
     host = cfg.hostaddr or cfg.host, port = cfg.port, password = cfg.password, user = cfg.user,
     db = cfg.database or 0, timeout = cfg.timeout_ms, connect_timeout = cfg.connect_timeout_ms,
     max_reply = cfg.max_reply_bytes,
+    tls = cfg.tls and { ca = cfg.tls.ca, cert = cfg.tls.cert, key = cfg.tls.key, host = cfg.host },
     -- weir.yaml's 0 means "never", as for PostgreSQL (0 here: the default)
     pool = { min = pool.min, max = pool.max,
              idle_timeout = pool.idle_timeout_ms == 0 and -1 or pool.idle_timeout_ms,
@@ -750,13 +762,14 @@ M.DEFAULTS = {
   timeout_ms = 30000, max_reply_bytes = 64 * 1024 * 1024,
 }
 
+local TLS_FILES = { ca = true, cert = true, key = true }
+
 --- weir.yaml's entry of a redis connection, checked and normalized (as
 -- the postgres connector's normalize does).
 function M.normalize(name, c, base, f)
   local st, add = f.st, f.st.add
   local d = M.DEFAULTS
-  local u = f.url_of(c, base, st, { redis = true }, "redis://",
-                  { rediss = "TLS (rediss://) is not supported" })
+  local u = f.url_of(c, base, st, { redis = true, rediss = true }, "redis:// or rediss://")
   if u.path then
     local db = u.path:match("^/(%d+)$")
     if db then
@@ -787,6 +800,12 @@ function M.normalize(name, c, base, f)
     and f.bytes_of(c.max_reply_size, base .. ".max_reply_size", add) or d.max_reply_bytes
   conn.pool = f.pool_of(c.pool, base .. ".pool", add)
   conn.breaker = f.breaker_of(c.breaker, base .. ".breaker", add)
+  -- rediss:// or a tls block: TLS, the server's certificate checked
+  -- against tls.ca (default: OpenSSL's bundle) and the host name
+  if u.scheme == "rediss" or c.tls ~= nil then
+    local raw = type(c.tls) == "table" and c.tls or {}
+    conn.tls = f.tls_of(c, base, st, TLS_FILES, { ca = raw.ca == nil and "system" or nil })
+  end
   return conn
 end
 

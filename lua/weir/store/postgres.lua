@@ -119,8 +119,10 @@ M.MIGRATIONS = {
 
 --- The connection table for a postgres:// or postgresql:// URL:
 -- { name = "metadata", type, host, port, database, user, password,
--- sslmode, application_name, connect_timeout_ms }, or nil, message. The
--- message never quotes the URL (it holds the password).
+-- sslmode, application_name, connect_timeout_ms, tls_files }, or nil,
+-- message. The message never quotes the URL (it holds the password).
+-- sslrootcert, sslcert, sslkey and sslcrl name files libpq reads itself:
+-- the store runs in the supervisor, which may open files.
 function M.config(url)
   local u, err = require("weir.config").parse_url(url)
   if not u then return nil, "WEIR_METADATA_URL: " .. err end
@@ -139,6 +141,9 @@ function M.config(url)
     local k, v = kv[1], kv[2]
     if k == "sslmode" or k == "application_name" then
       cfg[k] = v
+    elseif k == "sslrootcert" or k == "sslcert" or k == "sslkey" or k == "sslcrl" then
+      cfg.tls_files = cfg.tls_files or {}
+      cfg.tls_files[k] = v
     elseif k == "connect_timeout" and v:match("^%d+$") then
       cfg.connect_timeout_ms = tonumber(v) * 1000
     elseif k == "schema" then
@@ -149,7 +154,8 @@ function M.config(url)
       cfg.schema = v
     else
       return nil, format("WEIR_METADATA_URL: unsupported parameter %q (supported: sslmode, "
-                         .. "connect_timeout (seconds), application_name, schema)", k)
+                         .. "sslrootcert, sslcert, sslkey, sslcrl, connect_timeout (seconds), "
+                         .. "application_name, schema)", k)
     end
   end
   return cfg
@@ -165,6 +171,7 @@ local function conninfo(cfg)
   -- server then drops the session and with it the run locks it held
   c.options = { application_name = cfg.application_name or "weir metadata", keepalives = 1,
                 keepalives_idle = 30, keepalives_interval = 10, keepalives_count = 3 }
+  for k, v in pairs(cfg.tls_files or {}) do c.options[k] = v end
   -- synchronous_commit is off unless WEIR_SYNC=full: as with the SQLite
   -- store's synchronous=NORMAL, a crash of the server may lose the last
   -- commits, never consistency (every engine step commits). Generic plans:

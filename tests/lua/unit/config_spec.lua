@@ -282,7 +282,7 @@ connections:
   a: { type: postgres, url: "mysql://u:]] .. CANARY .. [[@h/db" }
   b: { type: postgres, url: "postgres://u:]] .. CANARY .. [[@h:99999/db" }
   c: { type: postgres, url: "postgres://u:]] .. CANARY .. [[@h/db?sslmode=require&foo=1" }
-  d: { type: redis, url: "rediss://:]] .. CANARY .. [[@h/0" }
+  d: { type: redis, url: "rediss://:]] .. CANARY .. [[@h/0?tls=1" }
   e: { type: redis, url: "redis://:]] .. CANARY .. [[@h/zero" }
   f: { type: postgres, url: "postgres://u:%zz]] .. CANARY .. [[@h/db" }
   g: { type: postgres, url: "not a url" }
@@ -293,7 +293,7 @@ connections:
       assert.matches('connections.a.url: expected a postgres:// or postgresql:// URL, got scheme "mysql"', all, 1, true)
       assert.matches("connections.b.url: the URL's port must be 1..65535", all, 1, true)
       assert.matches('connections.c.url: unsupported URL parameter "foo"', all, 1, true)
-      assert.matches("connections.d.url: TLS (rediss://) is not supported", all, 1, true)
+      assert.matches("connections.d.url: URL parameters are not supported", all, 1, true)
       assert.matches("connections.e.url: the URL's path must be /DATABASE (an integer)", all, 1, true)
       assert.matches("connections.f.url: bad percent-encoding in the URL's password", all, 1, true)
       assert.matches("connections.g.url: expected a URL like", all, 1, true)
@@ -434,8 +434,8 @@ connections:
     options: { sslrootcert: /etc/ssl/root.crt, passfile: /root/.pgpass, keepalives: 1 }
 ]])
       local all = joined(errs)
-      assert.matches("sslmode: verify%-full is not supported yet", all)
-      assert.matches("options.sslrootcert: sslrootcert is not supported", all)
+      assert.matches("sslmode: verify%-full needs the CA that signed the server's certificate", all)
+      assert.matches("options.sslrootcert: set the sslrootcert file as tls.ca", all)
       assert.matches("options.passfile: passfile is not supported", all)
       assert.is_nil(all:find("keepalives", 1, true))
     end)
@@ -476,7 +476,7 @@ extra: 1
         f .. ":7: connections.warehouse.statement_timeout: expected a duration >= 0, got -1",
         f .. ':8: connections.warehouse.max_result_size: expected a size like "64MB", got "lots"',
         f .. ":9: connections.warehouse.sslmode: expected one of disable, allow, prefer, require,"
-          .. ' got "maybe"',
+          .. ' verify-ca, verify-full, got "maybe"',
         f .. ":10: connections.warehouse.pool: min (5) must not exceed max (2)",
         f .. ':10: connections.warehouse.pool.idle_timeout: expected a duration like "500ms",'
           .. ' "30s" or "2h", got "1 fortnight"',
