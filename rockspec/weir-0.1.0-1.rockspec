@@ -30,6 +30,7 @@ build = {
     ["weir.engine"] = "lua/weir/engine.lua",
     ["weir.errors"] = "lua/weir/errors.lua",
     ["weir.executor"] = "lua/weir/executor.lua",
+    ["weir.http"] = "lua/weir/http.lua",
     ["weir.json"] = "lua/weir/json.lua",
     ["weir.pipeline"] = "lua/weir/pipeline.lua",
     ["weir.regex"] = "lua/weir/regex.lua",
