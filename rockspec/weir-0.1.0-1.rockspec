@@ -18,6 +18,7 @@ build = {
     ["weir._ffi"] = "lua/weir/_ffi.lua",
     ["weir._ser"] = "lua/weir/_ser.lua",
     ["weir._worker"] = "lua/weir/_worker.lua",
+    ["weir.auth"] = "lua/weir/auth.lua",
     ["weir.breaker"] = "lua/weir/breaker.lua",
     ["weir.cli"] = "lua/weir/cli.lua",
     ["weir.config"] = "lua/weir/config.lua",
