@@ -32,6 +32,7 @@ build = {
     ["weir.errors"] = "lua/weir/errors.lua",
     ["weir.executor"] = "lua/weir/executor.lua",
     ["weir.json"] = "lua/weir/json.lua",
+    ["weir.limits"] = "lua/weir/limits.lua",
     ["weir.pipeline"] = "lua/weir/pipeline.lua",
     ["weir.regex"] = "lua/weir/regex.lua",
     ["weir.sandbox"] = "lua/weir/sandbox.lua",
