@@ -21,9 +21,10 @@ commands:
                          run a pipeline (.lua, .yaml, .yml or .json);
                          --workers defaults to the number of CPUs
   validate FILE [--json] check a pipeline; prints every error with its path
-  runs [--json] [--limit N] [--pipeline NAME]
-                         list recent runs
-  show RUN_ID [--json]   a run: status, tasks, attempts, errors, logs, outputs
+  runs [--json] [--limit N] [--pipeline NAME] [--server URL]
+                         list recent runs (of weir serve with --server)
+  show RUN_ID [--json] [--server URL]
+                         a run: status, tasks, attempts, errors, logs, outputs
   resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
          [--force]       finish a run that was interrupted, re-running only
                          what did not succeed; --force takes over a run
@@ -31,6 +32,20 @@ commands:
   health [--config FILE] [--json]
                          check the metadata store and every connection of
                          weir.yaml (latency, circuit breaker); exit 1 on failure
+  serve [--listen ADDR:PORT] [--workers N] [--config FILE]
+                         the HTTP service: many runs at once over one worker
+                         pool (docs/api.md, docs/operations.md)
+  trigger PIPELINE [--param k=v]... [--wait] [--json] [--server URL]
+                         start a run on weir serve; --wait until it ends
+                         (exit 0 when it succeeded)
+  cancel RUN_ID [--server URL]
+                         cancel a run on weir serve
+  users add NAME --role ROLE | users list | users disable NAME
+                         people who may use the HTTP API (password read
+                         from the terminal, or stdin); roles: viewer,
+                         operator, developer, admin
+  keys create NAME --role ROLE | keys list | keys revoke ID
+                         API keys (shown once, stored hashed)
   script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
   version                print the version
   help                   this text
@@ -52,6 +67,9 @@ environment:
   WEIR_WORKER_USER   user workers drop to when weir runs as root (nobody)
   WEIR_WORKER_AS     address-space limit of a worker (default 4GB)
   WEIR_LOAD_TIMEOUT  time limit to load a Lua pipeline file, in ms (10000)
+  WEIR_SERVER        weir serve's URL for trigger, cancel, runs and show
+                     (http://HOST:PORT; --server overrides it)
+  WEIR_TOKEN         the API key or token those commands send
 
 exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
   3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM)
@@ -233,13 +251,37 @@ local function fmt_time(ms)
   return os.date("!%Y-%m-%d %H:%M:%S", math.floor(ms / 1000))
 end
 
+-- A request to weir serve (--server, WEIR_SERVER, WEIR_TOKEN): the body
+-- of a 2xx answer, or nil after printing why (exit code 1, or 3 when the
+-- server could not be reached).
+local function remote(cmd, method, path, body, o)
+  local client = require("weir.client")
+  local status, res = client.request(method, path, body, { server = o.server })
+  if not status then eprintf("%s: %s\n", cmd, util.printable(res)); return nil, 3 end
+  if status >= 300 then
+    eprintf("%s: %s\n", cmd, util.printable(client.describe(status, res)))
+    return nil, 1
+  end
+  return res, status
+end
+
 function commands.runs(args)
-  local o = parse(args, { json = "flag", limit = "number", pipeline = "string" })
+  local o = parse(args, { json = "flag", limit = "number", pipeline = "string",
+                          server = "string" })
   if not o then eprintf("usage: weir runs [--json] [--limit N]\n"); return 2 end
-  local store = open_store()
-  if not store then return 3 end
-  local runs = store:runs(o.limit or 20, o.pipeline)
-  store:close()
+  local runs
+  if o.server or os.getenv("WEIR_SERVER") then
+    local q = "?limit=" .. (o.limit or 20)
+    if o.pipeline then q = q .. "&pipeline=" .. require("weir.client").pct(o.pipeline) end
+    local res, code = remote("weir runs", "GET", "/api/v1/runs" .. q, nil, o)
+    if not res then return code end
+    runs = res.runs
+  else
+    local store = open_store()
+    if not store then return 3 end
+    runs = store:runs(o.limit or 20, o.pipeline)
+    store:close()
+  end
   if o.json then
     local list = setmetatable({}, json.array_mt)
     for _, r in ipairs(runs) do
@@ -252,21 +294,33 @@ function commands.runs(args)
     return 0
   end
   if #runs == 0 then io.write("no runs yet\n"); return 0 end
-  io.write(format("%-26s %-20s %-11s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
+  io.write(format("%-28s %-20s %-11s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
                   "DURATION"))
   for _, r in ipairs(runs) do
     local dur = r.finished_at and r.started_at
                 and util.human_duration((r.finished_at - r.started_at) / 1000) or "-"
     local status = require("weir.run").interrupted(r) and "interrupted" or r.status
-    io.write(format("%-26s %-20s %-11s %-19s %s\n", r.id, r.pipeline, status,
+    io.write(format("%-28s %-20s %-11s %-19s %s\n", r.id, r.pipeline, status,
                     fmt_time(r.started_at or r.created_at), dur))
   end
   return 0
 end
 
 function commands.show(args)
-  local o, pos = parse(args, { json = "flag" })
+  local o, pos = parse(args, { json = "flag", server = "string" })
   if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json]\n"); return 2 end
+  if o.server or os.getenv("WEIR_SERVER") then
+    local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
+                             nil, o)
+    if not res then return code end
+    if o.json then io.write(json.encode(res), "\n"); return 0 end
+    io.write(format("run %s of %s: %s\n", res.id, res.pipeline, res.status))
+    for _, t in ipairs(res.tasks or {}) do
+      io.write(format("  %-24s %-16s attempts %d%s\n", t.task, t.state, t.attempts or 0,
+                      t.error and ("  " .. util.printable(t.error)) or ""))
+    end
+    return 0
+  end
   local store = open_store()
   if not store then return 3 end
   local run = store:run(pos[1])
@@ -394,6 +448,148 @@ function commands.health(args)
     end
   end
   return failed and 1 or 0
+end
+
+--- weir trigger: a run of PIPELINE on weir serve; --wait until it ends.
+function commands.trigger(args)
+  local o, pos = parse(args, { param = "param", wait = "flag", server = "string",
+                               json = "flag" })
+  if not o or #pos ~= 1 then
+    eprintf("usage: weir trigger PIPELINE [--param k=v]... [--wait] [--server URL]\n"); return 2
+  end
+  local client = require("weir.client")
+  local path = "/api/v1/pipelines/" .. client.pct(pos[1]) .. "/runs"
+  local res, code = remote("weir trigger", "POST", path .. (o.wait and "?wait=300s" or ""),
+                           { params = o.params }, o)
+  if not res then return code end
+  while o.wait and (res.status == "queued" or res.status == "running") do
+    res, code = remote("weir trigger", "GET", "/api/v1/runs/" .. client.pct(res.id), nil, o)
+    if not res then return code end
+    if res.status == "queued" or res.status == "running" then
+      require("weir.executor").sleep(500)
+    end
+  end
+  if o.json then io.write(json.encode(res), "\n") else io.write(res.id, " ", res.status, "\n") end
+  if o.wait then return res.status == "success" and 0 or 1 end
+  return 0
+end
+
+--- weir cancel RUN_ID: cancel a run on weir serve.
+function commands.cancel(args)
+  local o, pos = parse(args, { server = "string" })
+  if not o or #pos ~= 1 then eprintf("usage: weir cancel RUN_ID [--server URL]\n"); return 2 end
+  local res, code = remote("weir cancel", "POST", "/api/v1/runs/"
+                           .. require("weir.client").pct(pos[1]) .. "/cancel", nil, o)
+  if not res then return code end
+  io.write(res.id, " ", res.status, "\n")
+  return 0
+end
+
+function commands.serve(args)
+  local o, pos = parse(args, { listen = "string", workers = "number", config = "string" })
+  if not o or #pos ~= 0 then
+    eprintf("usage: weir serve [--listen ADDR:PORT] [--workers N] [--config FILE]\n"); return 2
+  end
+  if o.workers and (o.workers < 1 or o.workers > 256) then
+    eprintf("weir serve: --workers must be 1..256\n"); return 2
+  end
+  return require("weir.serve").main({ listen = o.listen, workers = o.workers, config = o.config })
+end
+
+local function check_role(cmd, role)
+  if not require("weir.api").ROLES[role or ""] then
+    eprintf("weir %s: --role must be viewer, operator, developer or admin\n", cmd)
+    return false
+  end
+  return true
+end
+
+-- A password from the terminal (not echoed) or the first line of stdin.
+local function read_password()
+  local F = require("weir._ffi")
+  local tty = F.C.weir_ffi_isatty(0) == 1
+  if tty then
+    io.stderr:write("password: ")
+    F.C.weir_ffi_echo(0, 0)
+  end
+  local pw = io.stdin:read("*l")
+  if tty then
+    F.C.weir_ffi_echo(0, 1)
+    io.stderr:write("\n")
+  end
+  return pw
+end
+
+function commands.users(args)
+  local o, pos = parse(args, { role = "string" })
+  local sub = pos[1]
+  local usage = "usage: weir users add NAME --role ROLE | users list | users disable NAME\n"
+  if not o or not sub then eprintf(usage); return 2 end
+  local store = open_store()
+  if not store then return 3 end
+  if sub == "add" and #pos == 2 then
+    if not check_role("users add", o.role) then return 2 end
+    if not pos[2]:match("^[%w_.@-]+$") or #pos[2] > 64 then
+      eprintf("weir users add: a name is 1..64 of A-Z a-z 0-9 _ . @ -\n"); return 2
+    end
+    local pw = read_password()
+    if not pw or #pw < 8 then eprintf("weir users add: a password needs 8 characters or more\n"); return 2 end
+    if store:user(pos[2]) then eprintf("weir users add: user %s exists\n", pos[2]); return 1 end
+    local hash = require("weir.auth").hash_password(pw)
+    store:begin()
+    store:users_add(pos[2], o.role, hash, require("weir.executor").now())
+    store:commit()
+    io.write(format("user %s added (%s)\n", pos[2], o.role))
+  elseif sub == "list" and #pos == 1 then
+    for _, u in ipairs(store:users()) do
+      io.write(format("%-24s %-10s %s\n", u.name, u.role, u.disabled and "disabled" or "enabled"))
+    end
+  elseif sub == "disable" and #pos == 2 then
+    store:begin()
+    local found = store:user_set_disabled(pos[2], true)
+    store:commit()
+    if not found then eprintf("weir users disable: no user %s\n", pos[2]); return 1 end
+    io.write(format("user %s disabled\n", pos[2]))
+  else
+    eprintf(usage); return 2
+  end
+  store:close()
+  return 0
+end
+
+function commands.keys(args)
+  local o, pos = parse(args, { role = "string" })
+  local sub = pos[1]
+  local usage = "usage: weir keys create NAME --role ROLE | keys list | keys revoke ID\n"
+  if not o or not sub then eprintf(usage); return 2 end
+  local store = open_store()
+  if not store then return 3 end
+  local now = require("weir.executor").now()
+  if sub == "create" and #pos == 2 then
+    if not check_role("keys create", o.role) then return 2 end
+    local k = require("weir.auth").new_api_key()
+    store:begin()
+    store:key_add({ id = k.id, name = pos[2], role = o.role, hash = k.hash, created_at = now })
+    store:commit()
+    io.stderr:write(format("key %s for %s (%s); shown once, keep it now:\n", k.id, pos[2],
+                           o.role))
+    io.write(k.key, "\n")
+  elseif sub == "list" and #pos == 1 then
+    for _, k in ipairs(store:keys()) do
+      io.write(format("%-20s %-20s %-10s %s\n", k.id, k.name, k.role,
+                      k.revoked_at and "revoked" or "active"))
+    end
+  elseif sub == "revoke" and #pos == 2 then
+    store:begin()
+    local found = store:key_revoke(pos[2], now)
+    store:commit()
+    if not found then eprintf("weir keys revoke: no key %s\n", pos[2]); return 1 end
+    io.write(format("key %s revoked\n", pos[2]))
+  else
+    eprintf(usage); return 2
+  end
+  store:close()
+  return 0
 end
 
 function commands.script(args)

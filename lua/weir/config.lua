@@ -781,7 +781,10 @@ end
 --- weir serve's settings (M.SERVE holds the defaults): durations in
 -- seconds, sizes in bytes, pipelines folders absolute.
 M.SERVE = { listen = "127.0.0.1:8080", max_active_runs = 16, pipeline_max_active_runs = 4,
-            drain = 30, max_body = 1 * MB, idempotency_retention = 86400 }
+            drain = 30, max_body = 1 * MB, idempotency_retention = 86400,
+            rate_limit = { per_principal = { rate = 1000, burst = 2000 },
+                           per_address = { rate = 1000, burst = 2000 } },
+            trusted_proxies = {}, cors_origins = {} }
 
 serve_section = function(doc, cfg, st)
   cfg.pipelines = {}
@@ -827,6 +830,23 @@ serve_section = function(doc, cfg, st)
       sv.listen = given.listen
     end
   end
+  if type(given.rate_limit) == "table" then
+    local rl = { per_principal = sv.rate_limit.per_principal,
+                 per_address = sv.rate_limit.per_address }
+    for _, k in ipairs({ "per_principal", "per_address" }) do
+      local b = given.rate_limit[k]
+      if type(b) == "table" then
+        rl[k] = { rate = tonumber(b.rate) or rl[k].rate, burst = tonumber(b.burst) or rl[k].burst }
+      end
+    end
+    sv.rate_limit = rl
+  end
+  if type(given.trusted_proxies) == "table" then
+    local ok, perr = require("weir.limits").proxies(given.trusted_proxies)
+    if ok then sv.trusted_proxies = given.trusted_proxies
+    else st.add("serve.trusted_proxies", tostring(perr)) end
+  end
+  if type(given.cors_origins) == "table" then sv.cors_origins = given.cors_origins end
   local jwt = type(given.jwt) == "table" and given.jwt or nil
   if jwt then
     local keys = type(jwt.keys) == "table" and jwt.keys or {}

@@ -1,0 +1,723 @@
+-- weir.api: the HTTP API of weir serve (/api/v1, /ready, /metrics).
+--
+-- One table, ROUTES, says for each route its method, path, the least role
+-- that may call it, and its handler; the router, the roles matrix of
+-- docs/api.md, the OpenAPI document (/api/v1/openapi.json) and the test
+-- that walks the matrix all read it. Answers are JSON; errors are RFC 9457
+-- problem details, never an HTML page, a stack trace or a secret. GET
+-- /health is answered by the HTTP thread itself (runtime/http.c).
+--
+-- Principals: an API key ("Authorization: Bearer weir_...") or a JWT
+-- from POST /api/v1/auth/token; either way the role is read from the
+-- store at each request (a disabled user or a revoked key stops at once;
+-- nothing in a request body or a token raises it). A principal's role
+-- must reach the route's: viewer < operator < developer < admin.
+local json = require("weir.json")
+local util = require("weir.util")
+local executor = require("weir.executor")
+local format, concat = string.format, table.concat
+
+local M = {}
+local Api = {}
+Api.__index = Api
+
+local auth = require("weir.auth")
+M.ROLES = auth.ROLE_RANK
+
+local REASONS = {
+  [200] = "OK", [201] = "Created", [202] = "Accepted", [400] = "Bad Request",
+  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [409] = "Conflict", [413] = "Content Too Large",
+  [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
+  [429] = "Too Many Requests", [500] = "Internal Server Error",
+  [503] = "Service Unavailable",
+}
+
+local JSON_HEADERS = { ["Content-Type"] = "application/json" }
+local PROBLEM_HEADERS = { ["Content-Type"] = "application/problem+json" }
+
+--- A problem (RFC 9457) as a Lua table.
+function M.problem(status, title, detail, errors)
+  return { type = "about:blank", title = title or REASONS[status] or "Error",
+           status = status, detail = detail, errors = errors }
+end
+
+-- JSON answer helpers: handlers return status, body (a table), headers
+local function ok(body, status) return status or 200, body end
+local function fail(status, title, detail, errors)
+  return status, M.problem(status, title, detail, errors), PROBLEM_HEADERS
+end
+
+-- A run row as the API shows it.
+local function run_view(row, tasks)
+  local v = { id = row.id, pipeline = row.pipeline, status = row.status,
+              version_id = row.version_id, created_at = row.created_at,
+              started_at = row.started_at, finished_at = row.finished_at, error = row.error }
+  v.params = row.params and json.decode(row.params) or nil
+  if tasks then
+    local list = {}
+    for i, t in ipairs(tasks) do
+      list[i] = { task = t.task, state = t.state, attempts = t.attempts, error = t.error,
+                  started_at = t.started_at, finished_at = t.finished_at,
+                  rows_in = t.rows_in, rows_out = t.rows_out,
+                  output = t.output and json.decode(t.output) or nil }
+    end
+    v.tasks = setmetatable(list, json.array_mt)
+  end
+  return v
+end
+
+local function array(t) return setmetatable(t, json.array_mt) end
+
+--- The query string as a table (names and values percent-decoded).
+local function decode_pct(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+function M.query(q)
+  local out = {}
+  for pair in (q or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    out[decode_pct(k)] = decode_pct(v)
+  end
+  return out
+end
+
+-- A path segment: percent-decoded, and only what a name or id may hold
+-- (anything else, "..", "/" or a NUL included, is not found).
+local function segment(s)
+  s = decode_pct(s)
+  if not s:match("^[%w_.:-]+$") or s:find("..", 1, true) then return nil end
+  return s
+end
+
+local function body_json(req)
+  if req.body == nil or req.body == "" then return {} end
+  local ct = req.headers["content-type"] or ""
+  if not ct:match("^application/json") then
+    return nil, { 415, "unsupported media type", "the body must be application/json" }
+  end
+  local v, err = json.decode(req.body, { max_depth = 32 })
+  if v == nil then return nil, { 400, "malformed JSON", err } end
+  if type(v) ~= "table" or getmetatable(v) == json.array_mt then
+    return nil, { 400, "malformed body", "expected a JSON object" }
+  end
+  return v
+end
+
+---------------------------------------------------------------------------
+-- Handlers: function(api, req, caps, principal) -> status, body, headers
+---------------------------------------------------------------------------
+
+local H = {}
+
+function H.ready(api)
+  local s = api.s
+  local ok_store = pcall(s.store.schema_version, s.store)
+  local body = { status = ok_store and "ready" or "not ready", store = ok_store,
+                 workers = s.exec.n, pipelines = util.count(s.catalog),
+                 draining = s.draining or false }
+  if not ok_store or s.draining then return 503, body end
+  return 200, body
+end
+
+function H.openapi(api)
+  return 200, api:openapi()
+end
+
+function H.pipelines(api)
+  local out = {}
+  for _, p in ipairs(api.s.store:pipelines()) do
+    local c = api.s.catalog[p.name]
+    out[#out + 1] = { name = p.name, versions = p.versions, available = c ~= nil,
+                      current_version_id = c and c.version_id or nil,
+                      description = c and c.P.def.description or nil }
+  end
+  return ok({ pipelines = array(out) })
+end
+
+local function pipeline_view(c, versions)
+  local P = c.P
+  local tasks = {}
+  for name, t in pairs(P.tasks) do
+    tasks[#tasks + 1] = { name = name, after = array({ unpack(t.after) }),
+                          retries = t.retries, timeout = t.timeout }
+  end
+  table.sort(tasks, function(a, b) return a.name < b.name end)
+  return { name = P.name, description = P.def.description, current_version_id = c.version_id,
+           file = c.file, params = P.def.params or json.null, schedule = P.def.schedule,
+           max_active_runs = P.def.max_active_runs, tasks = array(tasks),
+           versions = array(versions) }
+end
+
+function H.pipeline(api, _, caps)
+  local c = api.s.catalog[caps[1]]
+  if not c then return fail(404, "no such pipeline", caps[1]) end
+  return ok(pipeline_view(c, api.s.store:versions(c.name)))
+end
+
+function H.version_source(api, _, caps)
+  local vid = tonumber(caps[2])
+  local v = vid and api.s.store:version(vid)
+  if not v or v.pipeline ~= caps[1] then return fail(404, "no such version", caps[2]) end
+  return ok({ pipeline = v.pipeline, version_id = v.id, hash = v.hash, kind = v.kind,
+              source = v.source })
+end
+
+function H.reload(api)
+  local n, errs = api.s:load_pipelines()
+  return ok({ pipelines = n, errors = array(errs) })
+end
+
+-- The body's hash (idempotency: the same key must come with the same body).
+local function body_hash(req)
+  return require("weir.pipeline").sha256(req.body or "")
+end
+
+local DURATION_MAX = 300
+
+function H.trigger(api, req, caps, principal)
+  local s = api.s
+  if s.draining then return fail(503, "draining", "the service is stopping") end
+  local body, berr = body_json(req)
+  if not body then return fail(berr[1], berr[2], berr[3]) end
+  for k in pairs(body) do
+    if k ~= "params" then
+      return fail(422, "invalid body", "unknown field " .. util.show(k),
+                  array({ { pointer = "/" .. tostring(k), detail = "unknown field" } }))
+    end
+  end
+  local params = body.params or {}
+  if type(params) ~= "table" or getmetatable(params) == json.array_mt then
+    return fail(422, "invalid params", "params must be an object",
+                array({ { pointer = "/params", detail = "expected an object" } }))
+  end
+  local q = M.query(req.query)
+  local wait
+  if q.wait then
+    wait = util.duration(q.wait)
+    if not wait or wait > DURATION_MAX then
+      return fail(400, "bad wait", format("wait: expected a duration up to %ds", DURATION_MAX))
+    end
+  end
+  local key = req.headers["idempotency-key"]
+  local hash
+  if key then
+    if #key > 200 or not key:match("^[%w%-_.:]+$") then
+      return fail(400, "bad Idempotency-Key", "at most 200 of A-Z a-z 0-9 - _ . :")
+    end
+    hash = body_hash(req) .. ":" .. caps[1]
+    local prev = s.store:idem_get(principal.name, key)
+    if prev then
+      if prev.body_hash ~= hash then
+        return fail(422, "idempotency key reused", "this Idempotency-Key came with another "
+                    .. "request; use a new key for a new run")
+      end
+      return api:answer_run(prev.run_id, 200, wait, req)
+    end
+  end
+  local id, perr = s:trigger(caps[1], params, principal.name, key and function(store, rid)
+    store:idem_put(principal.name, key, hash, rid, executor.now())
+  end)
+  if not id then
+    if type(perr) == "table" and perr.status then
+      local errors
+      if perr.status == 422 then
+        local pname = perr.detail:match('param "([^"]+)"')
+        errors = array({ { pointer = "/params" .. (pname and "/" .. pname or ""),
+                           detail = perr.detail } })
+      end
+      return fail(perr.status, perr.title, perr.detail, errors)
+    end
+    if type(perr) == "table" and perr.code == "conflict" then
+      return fail(409, "in flight", "a request with this Idempotency-Key is being handled")
+    end
+    error(perr, 0)
+  end
+  s:admit()
+  return api:answer_run(id, 201, wait, req)
+end
+
+function H.retry(api, _, caps)
+  local s = api.s
+  local row = s.store:run(caps[1])
+  if not row then return fail(404, "no such run", caps[1]) end
+  if s.runner.runs[row.id] or (row.status ~= "failed" and row.status ~= "cancelled") then
+    return fail(409, "not retryable", format("run %s is %s; only a failed or cancelled run "
+                                              .. "is retried", row.id, row.status))
+  end
+  if s.draining then return fail(503, "draining", "the service is stopping") end
+  local okr, why = s:resume_run(row)
+  if not okr then return fail(409, "not retryable", why) end
+  return ok({ id = row.id, status = "running" }, 202)
+end
+
+function H.attempt(api, _, caps)
+  local n = tonumber(caps[3])
+  for _, a in ipairs(api.s.store:attempts(caps[1])) do
+    if a.task == caps[2] and a.attempt == n then
+      return ok({ run_id = caps[1], task = a.task, attempt = a.attempt, status = a.status,
+                  started_at = a.started_at, finished_at = a.finished_at, error = a.error,
+                  log = a.log, output = a.output and json.decode(a.output) or nil,
+                  rows_in = a.rows_in, rows_out = a.rows_out, mem_peak = a.mem_peak,
+                  worker_pid = a.worker_pid })
+    end
+  end
+  return fail(404, "no such attempt", format("%s/%s/%s", caps[1], caps[2], caps[3]))
+end
+
+function H.events(api, req, caps)
+  local s = api.s
+  local row = s.store:run(caps[1])
+  if not row then return fail(404, "no such run", caps[1]) end
+  s:subscribe(req, row)
+  return nil -- a stream, answered by the service
+end
+
+-- A pipeline source in a body: { "source": TEXT, "kind": "lua"|"yaml"|"json" }.
+local function source_of(req)
+  local body, berr = body_json(req)
+  if not body then return nil, berr end
+  if type(body.source) ~= "string" then
+    return nil, { 422, "invalid body", "source: expected the pipeline's text" }
+  end
+  local kind = body.kind or "lua"
+  if kind ~= "lua" and kind ~= "yaml" and kind ~= "json" then
+    return nil, { 422, "invalid body", "kind: expected lua, yaml or json" }
+  end
+  return body.source, kind
+end
+
+local function load_errors(errs)
+  local out = {}
+  for i, e in ipairs(errs) do
+    out[i] = { pointer = "/" .. (e.path or ""):gsub("%.", "/"), line = e.line, detail = e.message }
+  end
+  return array(out)
+end
+
+function H.validate(api, req)
+  local src, kind = source_of(req)
+  if not src then return fail(kind[1], kind[2], kind[3]) end
+  local P, errs = api.s:define_source("validate", src, kind)
+  if not P then return ok({ valid = false, errors = load_errors(errs) }) end
+  return ok({ valid = true, name = P.name, errors = array({}) })
+end
+
+function H.put_pipeline(api, req, caps)
+  local src, kind = source_of(req)
+  if not src then return fail(kind[1], kind[2], kind[3]) end
+  local P, errs = api.s:define_source(caps[1], src, kind)
+  if not P then
+    return fail(422, "invalid pipeline", "the pipeline does not validate", load_errors(errs))
+  end
+  if P.name ~= caps[1] then
+    return fail(422, "name mismatch", format("the source defines %s, not %s", P.name, caps[1]),
+                array({ { pointer = "/name", detail = "expected " .. caps[1] } }))
+  end
+  local c, created = api.s:add_uploaded(P)
+  return ok({ name = P.name, version_id = c.version_id, hash = P.hash }, created and 201 or 200)
+end
+
+function H.runs(api, req)
+  local q = M.query(req.query)
+  local limit = tonumber(q.limit or 50)
+  if not limit or limit < 1 or limit > 1000 or limit ~= math.floor(limit) then
+    return fail(400, "bad limit", "limit: an integer 1..1000")
+  end
+  local rows, cursor = api.s.store:runs_page({ pipeline = q.pipeline, status = q.status,
+                                               since = tonumber(q.since),
+                                               until_ = tonumber(q["until"]), limit = limit,
+                                               after = q.cursor })
+  local out = {}
+  for i, r in ipairs(rows) do out[i] = run_view(r) end
+  return ok({ runs = array(out), next_cursor = cursor })
+end
+
+function H.run(api, _, caps)
+  local row = api.s.store:run(caps[1])
+  if not row then return fail(404, "no such run", caps[1]) end
+  return ok(run_view(row, api.s.store:tasks(row.id)))
+end
+
+function H.cancel(api, _, caps, principal)
+  local s = api.s
+  local row = s.store:run(caps[1])
+  if not row then return fail(404, "no such run", caps[1]) end
+  local why = "cancelled by " .. principal.name
+  if s.runner:cancel(row.id, why) then
+    return ok({ id = row.id, status = "cancelling" }, 202)
+  end
+  if row.status == "queued" then
+    s.store:begin()
+    s.store:update_run(row.id, { status = "cancelled", error = why,
+                                 finished_at = executor.now() })
+    s.store:commit()
+    return ok({ id = row.id, status = "cancelled" })
+  end
+  return fail(409, "not active", format("run %s is %s", row.id, row.status))
+end
+
+function H.token(api, req)
+  local s = api.s
+  local jwt = s.settings.jwt
+  if not jwt then
+    return fail(404, "tokens not configured", "serve.jwt is not set in weir.yaml")
+  end
+  local body, berr = body_json(req)
+  if not body then return fail(berr[1], berr[2], berr[3]) end
+  local name, pw = body.username, body.password
+  local user = type(name) == "string" and s.store:user(name) or nil
+  if type(pw) ~= "string" or not user or user.disabled
+     or not auth.verify_password(pw, user.password_hash) then
+    return fail(401, "bad credentials", "unknown user, wrong password or disabled user")
+  end
+  local now = math.floor(executor.now() / 1000)
+  local token = auth.sign({ sub = user.name, nbf = now }, api.jwt, now)
+  return ok({ access_token = token, token_type = "Bearer", expires_in = api.jwt.ttl })
+end
+
+function H.audit(api, req)
+  local q = M.query(req.query)
+  local limit = math.min(tonumber(q.limit) or 100, 1000)
+  return ok({ entries = array(api.s.store:audit(limit, tonumber(q.before))) })
+end
+
+function H.metrics(api)
+  return 200, api:metrics(), { ["Content-Type"] = "text/plain; version=0.0.4" }
+end
+
+---------------------------------------------------------------------------
+-- The routes: method, path (OpenAPI form), least role (nil: public),
+-- handler, summary. The router matches the path with {x} as one segment.
+---------------------------------------------------------------------------
+
+M.ROUTES = {
+  { "GET", "/ready", nil, H.ready, "store reachable and workers up" },
+  { "GET", "/metrics", nil, H.metrics, "Prometheus text format" },
+  { "GET", "/api/v1/openapi.json", nil, H.openapi, "this API as OpenAPI 3.1" },
+  { "POST", "/api/v1/auth/token", nil, H.token, "a password for a short-lived JWT" },
+  { "GET", "/api/v1/pipelines", "viewer", H.pipelines, "list pipelines" },
+  { "POST", "/api/v1/pipelines:reload", "developer", H.reload,
+    "read the pipelines folders again" },
+  { "POST", "/api/v1/pipelines:validate", "developer", H.validate,
+    "validate a source ({source, kind}) without storing it" },
+  { "PUT", "/api/v1/pipelines/{name}", "developer", H.put_pipeline,
+    "store a source ({source, kind}) as the pipeline's new version" },
+  { "GET", "/api/v1/pipelines/{name}", "viewer", H.pipeline,
+    "a pipeline: tasks, params, versions" },
+  { "GET", "/api/v1/pipelines/{name}/versions/{version}", "viewer", H.version_source,
+    "one version's source" },
+  { "POST", "/api/v1/pipelines/{name}/runs", "operator", H.trigger,
+    "trigger a run (Idempotency-Key, ?wait=DURATION)" },
+  { "GET", "/api/v1/runs", "viewer", H.runs,
+    "list runs (pipeline, status, since, until, limit, cursor)" },
+  { "GET", "/api/v1/runs/{id}", "viewer", H.run, "a run with its tasks" },
+  { "POST", "/api/v1/runs/{id}/cancel", "operator", H.cancel, "cancel a run" },
+  { "POST", "/api/v1/runs/{id}/retry", "operator", H.retry,
+    "run a failed or cancelled run's unfinished tasks again" },
+  { "GET", "/api/v1/runs/{id}/events", "viewer", H.events,
+    "the run's state changes as Server-Sent Events" },
+  { "GET", "/api/v1/runs/{id}/tasks/{task}/attempts/{attempt}", "viewer", H.attempt,
+    "one attempt: status, error, log, output" },
+  { "GET", "/api/v1/audit", "admin", H.audit, "the audit log (limit, before)" },
+}
+
+-- path patterns: "{x}" matches one segment
+for _, r in ipairs(M.ROUTES) do
+  local pat, n = r[2]:gsub("[%.%-%:]", "%%%0"):gsub("{%w+}", "([^/]+)")
+  r.pattern, r.ncaps = "^" .. pat .. "$", n
+end
+
+local function match(method, path)
+  local allowed
+  for _, r in ipairs(M.ROUTES) do
+    local caps = r.ncaps > 0 and { path:match(r.pattern) } or {}
+    if caps[1] or (r.ncaps == 0 and path:match(r.pattern)) then
+      if r[1] == method then return r, caps end
+      allowed = allowed or {}
+      allowed[#allowed + 1] = r[1]
+    end
+  end
+  return nil, allowed
+end
+
+---------------------------------------------------------------------------
+
+--- The API of service s (weir.serve).
+function M.new(s)
+  local jwt, sv = s.settings.jwt, s.settings
+  local limits = require("weir.limits")
+  local origins = {}
+  for _, o in ipairs(sv.cors_origins) do origins[o] = true end
+  return setmetatable({
+    s = s, counts = {}, origins = origins,
+    proxies = #sv.trusted_proxies > 0 and limits.proxies(sv.trusted_proxies) or nil,
+    by_address = limits.limiter({ rate = sv.rate_limit.per_address.rate,
+                                  burst = sv.rate_limit.per_address.burst, max_keys = 10000 }),
+    by_principal = limits.limiter({ rate = sv.rate_limit.per_principal.rate,
+                                    burst = sv.rate_limit.per_principal.burst,
+                                    max_keys = 10000 }),
+    jwt = jwt and auth.jwt_config({ keys = jwt.keys, current = jwt.current, iss = jwt.issuer,
+                                    aud = jwt.audience, ttl = math.floor(jwt.ttl) }),
+  }, Api)
+end
+
+-- The principal of req: { name, role, kind } or nil, reason.
+function Api:principal(req)
+  local h = req.headers.authorization
+  if not h then return nil, "no credentials" end
+  local tok = h:match("^[Bb]earer +(%S+)$")
+  if not tok then return nil, "expected Authorization: Bearer TOKEN" end
+  local store = self.s.store
+  if tok:sub(1, 5) == "weir_" then
+    local id = auth.parse_api_key(tok)
+    local key = id and store:key(id)
+    if not key or not auth.verify_api_key(tok, key.hash) then return nil, "unknown API key" end
+    if key.revoked_at then return nil, "revoked API key" end
+    return { name = "key:" .. key.name, role = key.role, kind = "key", key_id = key.id }
+  end
+  if not self.jwt then return nil, "tokens not configured" end
+  local claims, why = auth.verify(tok, self.jwt, math.floor(executor.now() / 1000))
+  if not claims then return nil, why end
+  local user = type(claims.sub) == "string" and store:user(claims.sub) or nil
+  if not user or user.disabled then return nil, "unknown or disabled user" end
+  return { name = user.name, role = user.role, kind = "user" }
+end
+
+-- Answer with run id: now (status) or, with wait seconds, when it ends
+-- (200 with the finished run) or when the wait is over (202).
+function Api:answer_run(id, status, wait, req)
+  local store = self.s.store
+  local function now_view() return run_view(store:run(id), store:tasks(id)) end
+  if not wait then return status, now_view() end
+  local v = now_view()
+  if v.status ~= "queued" and v.status ~= "running" then return 200, v end
+  local http = self.http
+  self.s:wait_for(id, wait * 1000, function()
+    self:send(http, req, 200, now_view())
+  end, function()
+    self:send(http, req, 202, now_view())
+  end)
+  return nil -- answered later
+end
+
+-- Count a request for /metrics (route, not path: few label values).
+function Api:count(route, method, status)
+  local key = route .. "\0" .. method .. "\0" .. status
+  self.counts[key] = (self.counts[key] or 0) + 1
+end
+
+local SECURITY = {
+  ["X-Content-Type-Options"] = "nosniff",
+  ["Cache-Control"] = "no-store",
+}
+
+--- Send an answer to req.
+function Api:send(http, req, status, body, headers)
+  local text
+  if type(body) == "string" then text = body else
+    text = json.encode(body)
+    if not text then
+      status, text = 500, json.encode(M.problem(500, nil, "the answer could not be encoded"))
+      headers = PROBLEM_HEADERS
+    end
+  end
+  local h = {}
+  for k, v in pairs(SECURITY) do h[k] = v end
+  for k, v in pairs(headers or JSON_HEADERS) do h[k] = v end
+  if req.cors then
+    h["Access-Control-Allow-Origin"] = req.cors
+    h["Vary"] = "Origin"
+  end
+  self:count(req.route or "other", req.method, status)
+  http:respond(req.id, status, h, text)
+end
+
+-- Record a mutating request or a denial in the audit log.
+function Api:audit(req, principal, status, outcome)
+  local store = self.s.store
+  pcall(function()
+    store:begin()
+    store:audit_add({ at = executor.now(), principal = principal and principal.name or nil,
+                      address = req.addr, method = req.method, path = req.path,
+                      status = status, outcome = outcome,
+                      request_id = tostring(tonumber(req.id)) })
+    store:commit()
+  end)
+end
+
+local function too_many(self, http, req, secs, who)
+  req.route = req.route or "other"
+  return self:send(http, req, 429, M.problem(429, "too many requests",
+                                             format("%s: retry in %d s", who, secs)),
+                   { ["Content-Type"] = "application/problem+json",
+                     ["Retry-After"] = tostring(secs) })
+end
+
+--- Handle one request.
+function Api:handle(http, req)
+  self.http = http
+  local limits = require("weir.limits")
+  req.addr = limits.client_address(req.client, req.headers["x-forwarded-for"], self.proxies)
+  -- CORS: only the origins of the allow-list, named exactly
+  local origin = req.headers.origin
+  req.cors = origin and self.origins[origin] and origin or nil
+  if req.method == "OPTIONS" and req.cors then
+    req.route = "preflight"
+    return self:send(http, req, 204, "", {
+      ["Access-Control-Allow-Methods"] = "GET, POST, PUT",
+      ["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key",
+      ["Access-Control-Max-Age"] = "600" })
+  end
+  local okt, secs = self.by_address:take(limits.address_key(req.addr), executor.mono())
+  if not okt then return too_many(self, http, req, secs, "this address") end
+  local r, caps = match(req.method, req.path)
+  if not r then
+    if caps then
+      req.route = "other"
+      return self:send(http, req, fail(405, nil, "allowed: " .. concat(caps, ", ")))
+    end
+    req.route = "other"
+    return self:send(http, req, fail(404, nil, "no such route"))
+  end
+  req.route = r[2]
+  for i, c in ipairs(caps) do
+    caps[i] = segment(c)
+    if not caps[i] then return self:send(http, req, fail(404, nil, "no such object")) end
+  end
+  local principal
+  if r[3] then
+    local why
+    principal, why = self:principal(req)
+    if not principal then
+      self:audit(req, nil, 401, "denied: " .. tostring(why))
+      return self:send(http, req, 401, M.problem(401, "unauthenticated", why),
+                       { ["Content-Type"] = "application/problem+json",
+                         ["WWW-Authenticate"] = 'Bearer realm="weir"' })
+    end
+    local okp, psecs = self.by_principal:take(principal.name, executor.mono())
+    if not okp then return too_many(self, http, req, psecs, principal.name) end
+    if not auth.role_allows(principal.role, r[3]) then
+      self:audit(req, principal, 403, "denied: needs " .. r[3])
+      return self:send(http, req, fail(403, "forbidden",
+                                       format("this needs the %s role", r[3])))
+    end
+  end
+  local okh, status, body, headers = pcall(r[4], self, req, caps, principal)
+  if not okh then
+    self.s.log("weir serve: " .. req.method .. " " .. r[2] .. ": "
+               .. self.s.conf.redact(tostring(status)))
+    status, body, headers = fail(500, nil, "the request failed; the server log says why")
+  end
+  if r[1] ~= "GET" then
+    self:audit(req, principal, status or 202, status and status < 400 and "ok" or
+               (status and "failed" or "waiting"))
+  end
+  if status then self:send(http, req, status, body, headers) end
+end
+
+--- Answer every request waiting in the HTTP queue.
+function Api:serve_pending(http)
+  while true do
+    local req = http:next()
+    if not req then return end
+    self:handle(http, req)
+  end
+end
+
+--- A finished run's duration, for the histogram.
+local BUCKETS = { 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600 }
+
+function Api:metrics()
+  local s = self.s
+  local out = {}
+  local function add(...) out[#out + 1] = format(...) end
+  add("# TYPE weir_runs_active gauge\nweir_runs_active %d", s.runner.active)
+  add("# TYPE weir_runs_queued gauge\nweir_runs_queued %d", s.queued)
+  add("# TYPE weir_runs_triggered_total counter\nweir_runs_triggered_total %d",
+      s.stats.triggered)
+  add("# TYPE weir_runs_finished_total counter")
+  for _, st in ipairs({ "success", "failed", "cancelled" }) do
+    add('weir_runs_finished_total{status="%s"} %d', st, s.stats.finished[st] or 0)
+  end
+  local busy = 0
+  for i = 0, s.exec.n - 1 do
+    if #s.runner.pool.slots[i].queue > 0 then busy = busy + 1 end
+  end
+  add("# TYPE weir_workers gauge\nweir_workers %d", s.exec.n)
+  add("# TYPE weir_workers_busy gauge\nweir_workers_busy %d", busy)
+  add("# TYPE weir_http_requests_total counter")
+  local keys = {}
+  for k in pairs(self.counts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local route, method, status = k:match("^(.-)%z(.-)%z(.*)$")
+    add('weir_http_requests_total{route="%s",method="%s",status="%s"} %d', route, method,
+        status, self.counts[k])
+  end
+  local h = s.http:stats()
+  add("# TYPE weir_http_answered_in_thread_total counter")
+  for k, v in pairs(h) do add('weir_http_answered_in_thread_total{kind="%s"} %d', k, v) end
+  local hist = s.stats.run_seconds or {}
+  add("# TYPE weir_run_duration_seconds histogram")
+  local cum = 0
+  for i, b in ipairs(BUCKETS) do
+    cum = cum + (hist[i] or 0)
+    add('weir_run_duration_seconds_bucket{le="%s"} %d', tostring(b), cum)
+  end
+  cum = cum + (hist.inf or 0)
+  add('weir_run_duration_seconds_bucket{le="+Inf"} %d', cum)
+  add("weir_run_duration_seconds_sum %.6f", s.stats.run_seconds_sum or 0)
+  add("weir_run_duration_seconds_count %d", cum)
+  return concat(out, "\n") .. "\n"
+end
+M.BUCKETS = BUCKETS
+
+--- The OpenAPI 3.1 document of ROUTES.
+function Api.openapi()
+  local paths = {}
+  for _, r in ipairs(M.ROUTES) do
+    local p = paths[r[2]] or {}
+    paths[r[2]] = p
+    local params = {}
+    for name in r[2]:gmatch("{(%w+)}") do
+      params[#params + 1] = { name = name, ["in"] = "path", required = true,
+                              schema = { type = "string" } }
+    end
+    p[r[1]:lower()] = {
+      summary = r[5],
+      parameters = #params > 0 and array(params) or nil,
+      security = r[3] and array({ { bearer = array({}) } }) or array({}),
+      ["x-weir-role"] = r[3] or "public",
+      responses = {
+        default = { description = "a problem (RFC 9457)",
+                    content = { ["application/problem+json"] = {
+                      schema = { ["$ref"] = "#/components/schemas/Problem" } } } },
+        ["2XX"] = { description = "success",
+                    content = { [r[2] == "/metrics" and "text/plain" or "application/json"] = {
+                      schema = { type = r[2] == "/metrics" and "string" or "object" } } } },
+      },
+    }
+  end
+  return {
+    openapi = "3.1.0",
+    info = { title = "weir", version = require("weir.cli").VERSION },
+    paths = paths,
+    components = {
+      securitySchemes = { bearer = { type = "http", scheme = "bearer" } },
+      schemas = {
+        Problem = {
+          type = "object", required = array({ "type", "title", "status" }),
+          properties = {
+            type = { type = "string" }, title = { type = "string" },
+            status = { type = "integer" }, detail = { type = "string" },
+            errors = { type = "array", items = { type = "object",
+              properties = { pointer = { type = "string" }, detail = { type = "string" } } } },
+          },
+        },
+      },
+    },
+  }
+end
+
+return M

@@ -1,0 +1,101 @@
+-- weir.client: the command line as a client of weir serve.
+--
+-- The server's URL comes from --server or WEIR_SERVER (default
+-- http://127.0.0.1:8080), the credentials from WEIR_TOKEN (an API key or
+-- a JWT), never from an argument (it would show in ps). Plain HTTP: for
+-- a server elsewhere, reach it through TLS you trust (a tunnel, or a
+-- proxy on this host); docs/operations.md.
+local F = require("weir._ffi")
+local json = require("weir.json")
+local ffi, C = F.ffi, F.C
+local format = string.format
+
+local M = {}
+
+local MAX_ANSWER = 64 * 1024 * 1024
+
+--- host, port, base path of url, or nil, message.
+function M.parse_url(url)
+  local scheme, rest = url:match("^(%a+)://(.+)$")
+  if scheme ~= "http" then
+    return nil, format("--server: expected http://HOST:PORT, got %q", url)
+  end
+  local host, port, path = rest:match("^%[([%x:.]+)%]:(%d+)(.*)$")
+  if not host then host, port, path = rest:match("^([^:/]+):(%d+)(.*)$") end
+  if not host then
+    host, path = rest:match("^([^:/]+)(.*)$")
+    port = 80
+  end
+  port = tonumber(port)
+  if not host or not port or port < 1 or port > 65535 then
+    return nil, format("--server: expected http://HOST:PORT, got %q", url)
+  end
+  return host, port, (path:gsub("/$", ""))
+end
+
+local function pct(s)
+  return (s:gsub("[^%w%-_.~]", function(c) return format("%%%02X", c:byte()) end))
+end
+M.pct = pct
+
+--- A request to the server: method, path (with its query), body (a
+-- table, sent as JSON), o: server, token, timeout_ms. Returns status,
+-- decoded body (or the text when it is not JSON), or nil, message.
+function M.request(method, path, body, o)
+  o = o or {}
+  local url = o.server or os.getenv("WEIR_SERVER") or "http://127.0.0.1:8080"
+  local host, port, base = M.parse_url(url)
+  if not host then return nil, port end
+  local token = o.token or os.getenv("WEIR_TOKEN")
+  local text = body and json.encode(body) or nil
+  local lines = { format("%s %s%s HTTP/1.1", method, base, path),
+                  format("Host: %s:%d", host, port), "Connection: close",
+                  "Accept: application/json", "User-Agent: weir" }
+  if token and token ~= "" then lines[#lines + 1] = "Authorization: Bearer " .. token end
+  if text then
+    lines[#lines + 1] = "Content-Type: application/json"
+    lines[#lines + 1] = "Content-Length: " .. #text
+  else
+    lines[#lines + 1] = "Content-Length: 0"
+  end
+  local req = table.concat(lines, "\r\n") .. "\r\n\r\n" .. (text or "")
+  local out = ffi.new("char *[1]")
+  local outlen = ffi.new("size_t[1]")
+  local rc = C.weir_ffi_http_exchange(host, port, req, #req, o.timeout_ms or 330000,
+                                      MAX_ANSWER, out, outlen, F.errbuf, F.errlen)
+  if rc ~= 0 then return nil, F.errmsg() end
+  local answer = ffi.string(out[0], outlen[0])
+  C.weir_ffi_client_free(out[0])
+  local head, rest = answer:match("^(.-)\r\n\r\n(.*)$")
+  local status = head and tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+  if not status then return nil, format("%s:%d did not answer in HTTP", host, port) end
+  if head:lower():find("\ntransfer%-encoding:%s*chunked") then
+    local parts, pos = {}, 1
+    while true do
+      local size, at = rest:match("^(%x+)[^\r\n]*\r\n()", pos)
+      size = size and tonumber(size, 16)
+      if not size or size == 0 then break end
+      parts[#parts + 1] = rest:sub(at, at + size - 1)
+      pos = at + size + 2
+    end
+    rest = table.concat(parts)
+  end
+  local v = json.decode(rest)
+  if v == nil then v = rest end
+  return status, v
+end
+
+--- An error line for a problem answer (RFC 9457) or any other.
+function M.describe(status, body)
+  if type(body) == "table" then
+    local t = format("%d %s", status, body.title or "")
+    if body.detail then t = t .. ": " .. tostring(body.detail) end
+    for _, e in ipairs(body.errors or {}) do
+      t = t .. format("\n  %s: %s", tostring(e.pointer), tostring(e.detail))
+    end
+    return t
+  end
+  return format("%d %s", status, tostring(body):sub(1, 200))
+end
+
+return M
