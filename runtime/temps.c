@@ -52,48 +52,50 @@ static int write_all(int fd, const char *p, size_t n)
 int weir_temps_open_dir(struct weir_temps *j, const char *dir, char *err,
                         size_t errlen)
 {
-    char tmp[PATH_MAX], final[PATH_MAX];
-    int fd, dfd, n;
-
-    if (j->fd >= 0 || dir == NULL || dir[0] == '\0') {
+    if (j->fd >= 0 || j->dir != NULL || dir == NULL || dir[0] == '\0') {
         weir_set_err(err, errlen, "temporary files journal: bad arguments");
         return WEIR_EINVAL;
     }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        goto fail;
-    n = snprintf(tmp, sizeof(tmp), "%s/new-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        goto fail;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        weir_set_err(err, errlen, "temporary files journal in %s: %s", dir,
+                     strerror(errno));
+        return WEIR_EIO;
     }
+    j->dir = strdup(dir);
+    return j->dir != NULL ? WEIR_OK : WEIR_ENOMEM;
+}
+
+/* Make j's durable journal in j->dir, locked. 0 or -errno. */
+static int journal_create(struct weir_temps *j)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    int fd, dfd, n, e;
+
+    n = snprintf(tmp, sizeof(tmp), "%s/new-XXXXXX", j->dir);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return -ENAMETOOLONG;
     /* locked under a name no sweep looks at, then given its real name:
      * a sweep never sees a live journal unlocked */
     fd = mkostemp(tmp, O_CLOEXEC | O_APPEND);
     if (fd < 0)
-        goto fail;
-    snprintf(final, sizeof(final), "%s/" JOURNAL_PREFIX "%s", dir,
+        return -errno;
+    snprintf(final, sizeof(final), "%s/" JOURNAL_PREFIX "%s", j->dir,
              strrchr(tmp, '-') + 1);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, final) != 0
         || (j->path = strdup(final)) == NULL) {
-        int e = errno;
-
+        e = errno != 0 ? errno : ENOMEM;
         unlink(tmp);
         close(fd);
-        errno = e;
-        goto fail;
+        return -e;
     }
     /* the journal's name itself survives a power loss */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
         close(dfd);
     }
     j->fd = fd;
-    return WEIR_OK;
-fail:
-    weir_set_err(err, errlen, "temporary files journal in %s: %s", dir,
-                 strerror(errno));
-    return WEIR_EIO;
+    return 0;
 }
 
 /* The generation of the inode open as fd, or -1 when it has none. */
@@ -133,7 +135,11 @@ int weir_temps_add(struct weir_temps *j, const struct weir_temp_id *id,
         j->live = grown;
         j->cap = cap;
     }
-    if (j->fd < 0) {
+    if (j->fd < 0 && j->dir != NULL) {
+        rc = journal_create(j);
+        if (rc != 0)
+            return rc;
+    } else if (j->fd < 0) {
         j->fd = memfd_create("weir-temps", MFD_CLOEXEC);
         if (j->fd < 0)
             return -errno;
@@ -347,6 +353,7 @@ void weir_temps_close(struct weir_temps *j)
     if (j->fd >= 0)
         close(j->fd);
     free(j->path);
+    free(j->dir);
     free(j->live);
     memset(j, 0, sizeof(*j));
     j->fd = -1;

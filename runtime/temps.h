@@ -6,12 +6,12 @@
  * of other supervisors' journals (weir_ffi_temps_sweep, broker.h). Not
  * installed, no cdef region, never seen by Lua.
  *
- * A journal is a file WEIR_HOME/temps/journal-XXXXXX that its supervisor
- * holds an exclusive flock(2) on for as long as it runs: a journal nobody
- * holds belongs to a supervisor that is gone. Without a folder (weir
- * script, tests) it is an anonymous memfd: the same records, swept when
- * the pool stops, nothing left for later. Records, each ended by a NUL
- * (paths may hold newlines, never NUL):
+ * A journal is a file WEIR_HOME/temps/journal-XXXXXX, made at the first
+ * record, that its supervisor holds an exclusive flock(2) on for as long
+ * as it runs: a journal nobody holds belongs to a supervisor that is gone.
+ * Without a folder (weir script, tests) it is an anonymous memfd: the
+ * same records, swept when the pool stops, nothing left for later.
+ * Records, each ended by a NUL (paths may hold newlines, never NUL):
  *
  *   +DEV INO GEN PATH  the file with this identity is created at PATH (the
  *                      canonical path: no symlink in it), written and
@@ -42,17 +42,20 @@ struct weir_temp_id {
 
 /* One supervisor's journal. Zero-initialise, then set fd = -1. */
 struct weir_temps {
-    int fd;                     /* -1: none yet (a memfd is made lazily) */
+    int fd;                     /* -1: none yet (made at the first record) */
+    char *dir;                  /* where a durable one goes; NULL: memfd */
     char *path;                 /* the durable file; NULL for a memfd */
     struct weir_temp_id *live;  /* journaled and not yet renamed/removed */
     size_t nlive, cap;
 };
 
 /*
- * Make the journal a new durable file in dir (created 0700 when missing,
- * its parent must exist), locked for this process's life. Call before the
- * first record. WEIR_OK, WEIR_EINVAL (a journal already exists) or
- * WEIR_EIO, with the reason in err.
+ * Keep the journal in a new durable file of dir (created 0700 now when
+ * missing, its parent must exist), made and locked for this process's
+ * life at the first record: a pool that creates no temporary file costs
+ * nothing more. Call before the first record. WEIR_OK, WEIR_EINVAL (a
+ * journal already exists), WEIR_ENOMEM or WEIR_EIO, with the reason in
+ * err.
  */
 int weir_temps_open_dir(struct weir_temps *j, const char *dir, char *err,
                         size_t errlen);

@@ -214,7 +214,12 @@ int main(void)
     /* a supervisor that stops as usual sweeps its own and leaves no
      * journal behind */
     pid = start_supervisor(&sock);
+    /* no journal before the first temporary file */
+    CHECK_EQ_INT(weir_ffi_file_mkdir(at("data/made"), err, sizeof(err)),
+                 WEIR_OK);
+    CHECK_EQ_INT(entries(at("home/temps")), 0);
     CHECK_EQ_INT(make_temp("data/own.tmp", "own\n"), WEIR_OK);
+    CHECK_EQ_INT(entries(at("home/temps")), 1);
     weir_broker_client_reset();
     close(sock);
     CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
