@@ -2,8 +2,8 @@
  * broker_server.c - the supervisor's side of the broker: the file policy
  * (roots, the deny list, WEIR_O_TEMP files, journaled by temps.c) and the
  * serving of one request from a worker's broker socket; network requests
- * on the same socket are handed to net_server.c. The worker's side is broker_client.c, the
- * packets are in broker_wire.h.
+ * on the same socket are handed to net_server.c. The worker's side is
+ * broker_client.c, the packets are in broker_wire.h.
  *
  * weir_broker_handle reads one request from a SOCK_SEQPACKET socket,
  * confines its path(s) to a configured root and performs the operation
@@ -461,8 +461,8 @@ int weir_broker_journal(weir_broker *b, const char *dir, char *err,
     return rc;
 }
 
-/* A regular file st was renamed or removed: forget it if it is a live
- * temporary file. */
+/* The entry n was renamed or removed (or replaced): if it was a live
+ * temporary file, it is no longer one. */
 static void br_temp_gone(weir_broker *b, const struct br_node *n)
 {
     if (n->lerr != 0 || !S_ISREG(n->st.st_mode))
