@@ -1,9 +1,9 @@
 /*
  * broker_server.c - the supervisor's side of the broker: the file policy
- * (roots, the deny list, WEIR_O_TEMP files) and the serving of one request
- * from a worker's broker socket; network requests on the same socket are
- * handed to net_server.c. The worker's side is broker_client.c, the
- * packets are in broker_wire.h.
+ * (roots, the deny list, WEIR_O_TEMP files, journaled by temps.c) and the
+ * serving of one request from a worker's broker socket; network requests
+ * on the same socket are handed to net_server.c. The worker's side is
+ * broker_client.c, the packets are in broker_wire.h.
  *
  * weir_broker_handle reads one request from a SOCK_SEQPACKET socket,
  * confines its path(s) to a configured root and performs the operation
@@ -33,6 +33,7 @@
 #include "weir/broker.h"
 
 #include "broker_wire.h"
+#include "temps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,8 +49,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-/* temporary files remembered for the sweep; more are simply not */
-#define BR_TEMPS_MAX 4096
 #define BR_EAGAIN_TRIES 16
 #define BR_SYMLINK_MAX 40           /* links followed per path (MAXSYMLINKS) */
 #define BR_WALK_MAX (PATH_MAX / 2)  /* deeper than any reachable directory */
@@ -96,11 +95,10 @@ struct weir_broker {
     char **breakers;    /* breakers workers may change (breaker.c) */
     size_t nbreakers;
     int roots_denied;   /* some root has denied set */
-    /* WEIR_O_TEMP files created and not yet renamed or removed
-     * (normalized paths), for weir_broker_sweep_temps */
+    /* the journal of WEIR_O_TEMP files (temps.h), for
+     * weir_broker_sweep_temps and the sweeps of later runs */
     pthread_mutex_t temps_lock;
-    char **temps;
-    size_t ntemps;
+    struct weir_temps temps;
 };
 
 /* A path confined to a root: rel is relative to root->fd ("." = root). */
@@ -221,6 +219,7 @@ int weir_broker_new(const char *const *roots, size_t nroots,
         return WEIR_ENOMEM;
     }
     pthread_mutex_init(&b->temps_lock, NULL);
+    b->temps.fd = -1;
     for (i = 0; i < nroots; i++) {
         struct br_root *r = &b->roots[i];
         int e;
@@ -441,35 +440,35 @@ void weir_broker_delete(weir_broker *b)
     for (i = 0; i < b->nbreakers; i++)
         free(b->breakers[i]);
     free(b->breakers);
-    for (i = 0; i < b->ntemps; i++)
-        free(b->temps[i]);
-    free(b->temps);
+    weir_temps_close(&b->temps);
     pthread_mutex_destroy(&b->temps_lock);
     weir_net_allow_free(b->net);
     free(b);
 }
 
-/* Remember (add) or forget a WEIR_O_TEMP file by its normalized path. */
-static void br_temp_note(weir_broker *b, const char *path, int add)
+int weir_broker_journal(weir_broker *b, const char *dir, char *err,
+                        size_t errlen)
 {
-    pthread_mutex_lock(&b->temps_lock);
-    if (add) {
-        char *c;
+    int rc;
 
-        if (b->temps == NULL)
-            b->temps = calloc(BR_TEMPS_MAX, sizeof(*b->temps));
-        if (b->temps != NULL && b->ntemps < BR_TEMPS_MAX
-            && (c = strdup(path)) != NULL)
-            b->temps[b->ntemps++] = c;
-    } else {
-        for (size_t i = 0; i < b->ntemps; i++) {
-            if (strcmp(b->temps[i], path) == 0) {
-                free(b->temps[i]);
-                b->temps[i] = b->temps[--b->ntemps];
-                break;
-            }
-        }
+    if (b == NULL) {
+        weir_set_err(err, errlen, "broker: bad arguments");
+        return WEIR_EINVAL;
     }
+    pthread_mutex_lock(&b->temps_lock);
+    rc = weir_temps_open_dir(&b->temps, dir, err, errlen);
+    pthread_mutex_unlock(&b->temps_lock);
+    return rc;
+}
+
+/* The entry n was renamed or removed (or replaced): if it was a live
+ * temporary file, it is no longer one. */
+static void br_temp_gone(weir_broker *b, const struct br_node *n)
+{
+    if (n->lerr != 0 || !S_ISREG(n->st.st_mode))
+        return;
+    pthread_mutex_lock(&b->temps_lock);
+    weir_temps_drop(&b->temps, n->st.st_dev, n->st.st_ino);
     pthread_mutex_unlock(&b->temps_lock);
 }
 
@@ -822,6 +821,78 @@ static int br_do_open(const struct br_node *n, int32_t flags, uint32_t mode,
     return 0;
 }
 
+/*
+ * Create the WEIR_O_TEMP file n (flags hold O_CREAT | O_EXCL) so that its
+ * journal record is written before its name exists: an unnamed file
+ * (O_TMPFILE) in n's directory, the record "+identity canonical-path",
+ * then linkat to the name, which fails when the name is taken, as O_EXCL
+ * does. A kill at any point leaves either no name or a journaled one.
+ * Where the file system has no O_TMPFILE, the file is created as usual
+ * and journaled right after (a kill in between leaves it). 0 or -errno.
+ */
+static int br_temp_create(weir_broker *b, const struct br_node *n,
+                          int32_t flags, uint32_t mode, int *fd_out,
+                          uint32_t *reason)
+{
+    char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2], proc[64];
+    struct weir_temp_id id;
+    ssize_t len;
+    int fd, rc, named = 0;
+
+    if (n->lerr == 0)
+        return -EEXIST;     /* also "." and a symlink in its place */
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->dfd);
+    len = readlink(proc, dir, sizeof(dir) - 1);
+    if (len <= 0 || dir[0] != '/')
+        return len < 0 ? -errno : -EIO;
+    dir[len] = '\0';
+    snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir,
+             n->base);
+    mode &= BR_FILE_MODE_MAX;
+    fd = (flags & O_ACCMODE) == O_RDONLY ? -EOPNOTSUPP
+         : br_resolve(n->dfd, ".", (uint32_t)(flags & ~(O_CREAT | O_EXCL
+                                                         | O_TRUNC
+                                                         | O_CLOEXEC))
+                      | O_TMPFILE, mode, RESOLVE_NO_SYMLINKS, reason);
+    if (fd == -EOPNOTSUPP || fd == -EISDIR) {
+        /* no O_TMPFILE here: name first, record right after */
+        rc = br_do_open(n, flags, mode, &fd, reason);
+        if (rc != 0)
+            return rc;
+        named = 1;
+    } else if (fd < 0) {
+        return fd;
+    }
+    rc = weir_temps_identify(fd, &id);
+    if (rc == 0) {
+        pthread_mutex_lock(&b->temps_lock);
+        rc = weir_temps_add(&b->temps, &id, path);
+        pthread_mutex_unlock(&b->temps_lock);
+    }
+    if (rc != 0)
+        goto fail;
+    if (!named) {
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        if (linkat(AT_FDCWD, proc, n->dfd, n->base, AT_SYMLINK_FOLLOW) != 0
+            && (errno != ENOENT
+                || linkat(fd, "", n->dfd, n->base, AT_EMPTY_PATH) != 0)) {
+            rc = -errno;
+            pthread_mutex_lock(&b->temps_lock);
+            weir_temps_drop(&b->temps, id.dev, id.ino);
+            pthread_mutex_unlock(&b->temps_lock);
+            close(fd);
+            return rc;
+        }
+    }
+    *fd_out = fd;
+    return 0;
+fail:
+    if (named)
+        (void)unlinkat(n->dfd, n->base, 0);
+    close(fd);
+    return rc;
+}
+
 /* access(2) on an O_PATH descriptor, from the supervisor's view. */
 static int br_access_fd(int fd, int mode)
 {
@@ -873,7 +944,7 @@ static int br_ancestor_denied(const weir_broker *b, const char *norm,
  * p1 and p2 are NUL-terminated and normalised in place. Every path is
  * located and checked against the deny list before the operation runs.
  */
-static void br_serve(const weir_broker *b, const struct br_req *rq,
+static void br_serve(weir_broker *b, const struct br_req *rq,
                      char *p1, size_t n1, char *p2, size_t n2,
                      struct br_rep *rep, unsigned char *payload, int *fd_out)
 {
@@ -941,7 +1012,10 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
                        (rq->arg & O_ACCMODE) != O_RDONLY
                        || (rq->arg & (O_CREAT | O_TRUNC)) != 0
                        ? BR_HOW_WRITE : BR_HOW_READ, &d1, &reason);
-        if (rc == 0)
+        if (rc == 0 && (rq->mode & BR_MODE_TEMP)
+            && (rq->arg & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+            rc = br_temp_create(b, &d1, rq->arg, rq->mode, fd_out, &reason);
+        else if (rc == 0)
             rc = br_do_open(&d1, rq->arg, rq->mode, fd_out, &reason);
         break;
     case BR_STAT:
@@ -998,6 +1072,8 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
         if (rc == 0 && unlinkat(d1.dfd, d1.base, rq->op == BR_RMDIR
                                                  ? AT_REMOVEDIR : 0) != 0)
             rc = -errno;
+        if (rc == 0)
+            br_temp_gone(b, &d1);
         break;
     case BR_MKDIR:
         if (strcmp(t1.rel, ".") == 0) {
@@ -1028,6 +1104,10 @@ static void br_serve(const weir_broker *b, const struct br_req *rq,
         }
         if (rc == 0 && renameat(d1.dfd, d1.base, d2.dfd, d2.base) != 0)
             rc = -errno;
+        if (rc == 0) {
+            br_temp_gone(b, &d1);   /* renamed into place */
+            br_temp_gone(b, &d2);   /* replaced */
+        }
         break;
     default:
         reason = BR_R_MALFORMED;
@@ -1139,13 +1219,6 @@ int weir_broker_handle(weir_broker *b, int sock)
         p2[rq.len2] = '\0';
         br_serve(b, &rq, p1, rq.len1, p2, rq.len2, &rep,
                  out + sizeof(rep), &fd);
-        /* br_serve normalized p1 in place */
-        if (rep.result >= 0 && rq.op == BR_OPEN && (rq.mode & BR_MODE_TEMP)
-            && (rq.arg & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
-            br_temp_note(b, p1, 1);
-        else if (rep.result >= 0
-                 && (rq.op == BR_RENAME || rq.op == BR_UNLINK))
-            br_temp_note(b, p1, 0);
     }
     memcpy(out, &rep, sizeof(rep));
     rc = weir_wire_send(sock, out, sizeof(rep) + rep.len, fd);
@@ -1160,29 +1233,12 @@ int weir_broker_handle(weir_broker *b, int sock)
 
 size_t weir_broker_sweep_temps(weir_broker *b)
 {
-    size_t removed = 0;
+    size_t removed;
 
     if (b == NULL)
         return 0;
     pthread_mutex_lock(&b->temps_lock);
-    for (size_t i = 0; i < b->ntemps; i++) {
-        char *norm = b->temps[i];
-        size_t len = strlen(norm);
-        struct br_target t;
-        struct br_node d;
-        uint32_t reason = BR_R_NONE;
-
-        /* the same checks as a worker's unlink of that path */
-        d.dfd = -1;
-        if (br_confine(b, norm, len, &t) == 0
-            && !br_holds_root(b, norm, len, 0)
-            && br_entry(b, &t, BR_HOW_MOVE, &d, &reason) == 0
-            && unlinkat(d.dfd, d.base, 0) == 0)
-            removed++;
-        br_node_close(&d);
-        free(norm);
-    }
-    b->ntemps = 0;
+    removed = weir_temps_finish(&b->temps);
     pthread_mutex_unlock(&b->temps_lock);
     return removed;
 }

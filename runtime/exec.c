@@ -527,6 +527,16 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *o, weir_exec **out,
     return WEIR_OK;
 }
 
+WEIR_API int weir_ffi_exec_journal(weir_exec *e, const char *dir, char *err,
+                                   size_t errlen)
+{
+    if (e == NULL) {
+        weir_set_err(err, errlen, "executor: bad arguments");
+        return WEIR_EINVAL;
+    }
+    return weir_broker_journal(e->broker, dir, err, errlen);
+}
+
 WEIR_API void weir_ffi_exec_delete(weir_exec *e)
 {
     if (e == NULL)

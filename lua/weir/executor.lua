@@ -32,7 +32,9 @@ local MAX_EVENTS = 1024
 -- connect to), shared_fd (given to every worker as fd 5: the breaker
 -- table, read-only), breakers (the names of the breakers workers may
 -- change through the supervisor), preload (C.WEIR_PRELOAD_* bits: libraries workers load before
--- their seccomp filter). Returns the pool or nil, err.
+-- their seccomp filter), temps (a folder, WEIR_HOME/temps: where the
+-- temporary files workers create are journaled, for sweep_temps after a
+-- kill). Returns the pool or nil, err.
 function M.new(opts)
   local o = ffi.new("weir_exec_opts")
   o.workers = opts.workers or 2
@@ -61,8 +63,13 @@ function M.new(opts)
   local out = ffi.new("weir_exec *[1]")
   local ok, err = check(C.weir_ffi_exec_new(o, out, F.errbuf, F.errlen))
   if not ok then return nil, err end
+  local h = ffi.gc(out[0], C.weir_ffi_exec_delete)
+  if opts.temps then
+    ok, err = check(C.weir_ffi_exec_journal(h, opts.temps, F.errbuf, F.errlen))
+    if not ok then C.weir_ffi_exec_delete(ffi.gc(h, nil)); return nil, err end
+  end
   local self = setmetatable({
-    h = ffi.gc(out[0], C.weir_ffi_exec_delete),
+    h = h,
     n = o.workers,
     evs = ffi.new("weir_exec_event[?]", MAX_EVENTS),
     nev = ffi.new("int32_t[1]"),
@@ -136,6 +143,18 @@ function Exec:close()
     C.weir_ffi_exec_delete(ffi.gc(self.h, nil))
     self.h = nil
   end
+end
+
+--- Remove the temporary files that the supervisors which journaled them
+-- in dir (WEIR_HOME/temps) left when they were killed, and only those
+-- (the exact files, by identity, never through a symlink); journals of
+-- supervisors still running are left alone. Returns how many files went,
+-- or nil, err.
+function M.sweep_temps(dir)
+  local n = ffi.new("int32_t[1]")
+  local ok, err = check(C.weir_ffi_temps_sweep(dir, n, F.errbuf, F.errlen))
+  if not ok then return nil, err end
+  return n[0]
 end
 
 --- Clocks: wall and monotonic milliseconds.

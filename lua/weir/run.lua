@@ -206,12 +206,16 @@ function M.new_exec(workers, roots, conf, path)
   local as, aerr = util.size(os.getenv("WEIR_WORKER_AS") or "4GB")
   if not as then return nil, "WEIR_WORKER_AS: " .. aerr end
   local deny, hide, protect = off_limits(conf, path)
+  -- what killed supervisors of this home left half-written goes first
+  -- (ADR 16); a folder that cannot be read leaves them, nothing fails
+  local temps = pipeline.abspath(M.home()) .. "/temps"
+  executor.sweep_temps(temps)
   return executor.new({
     workers = workers or require("weir._ffi").C.weir_ffi_ncpu(), roots = roots, deny = deny,
     hide = hide, protect = protect,
     user = os.getenv("WEIR_WORKER_USER"),
     endpoints = conf.endpoints, shared_fd = conf.breaker_fd, breakers = conf.breakers,
-    preload = conf.preload,
+    preload = conf.preload, temps = temps,
     -- the Lua cap does not see C-side buffers: bound the whole process too
     rlimit_as = as,
   })

@@ -15,12 +15,12 @@
  * refused, and at the end a third process still sees the lock.
  */
 #include "check.h"
+#include "tree.h"
 #include "weir/broker.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -50,54 +50,12 @@ struct report {
     int guarded_intact; /* the protected files are unchanged, no weir.lock */
 };
 
-static char base[1024];         /* the temp tree */
 static char root[1100];         /* base/data: the main root */
 static char err[512];
 
-/* Build base/rel into a static rotating buffer (4 live at once). */
-static const char *at(const char *rel)
-{
-    static char bufs[4][PATH_MAX];
-    static int next;
-    char *b = bufs[next++ % 4];
-
-    if (snprintf(b, PATH_MAX, "%s/%s", base, rel) >= PATH_MAX)
-        abort();
-    return b;
-}
-
-static void put_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-
-    if (f == NULL) {
-        perror(path);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
-static int rm_one(const char *path, const struct stat *st, int type,
-                  struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return type == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 static void setup_tree(void)
 {
-    const char *tmp = getenv("WEIR_TEST_TMP");
-
-    if (tmp == NULL || tmp[0] == '\0')
-        tmp = "/tmp";
-    (void)mkdir(tmp, 0755);
-    snprintf(base, sizeof(base), "%s/broker-XXXXXX", tmp);
-    if (mkdtemp(base) == NULL) {
-        perror(base);
-        exit(2);
-    }
+    tree_make("broker");
     snprintf(root, sizeof(root), "%s/data", base);
     if (mkdir(root, 0755) != 0 || mkdir(at("data/sub"), 0755) != 0
         || mkdir(at("data2"), 0755) != 0 || mkdir(at("outside"), 0755) != 0
@@ -415,7 +373,7 @@ static void serve(int sock, int report_fd)
     r.ctl_lock_held = lock_seen(at("data/lock.txt"));
     close(db_fd);
     close(ctl_fd);
-    nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tree_remove();
     if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
         exit(4);
     close(report_fd);

@@ -96,15 +96,28 @@ void weir_broker_delete(weir_broker *b);
  * sent when possible) and WEIR_EIO when the socket failed. Descriptors a peer
  * attaches to a request are closed and the request is refused. One broker
  * may serve several sockets, also from several threads: the only state it
- * keeps (the list of WEIR_O_TEMP files) has its own lock.
+ * keeps (the journal of WEIR_O_TEMP files) has its own lock.
  */
 int weir_broker_handle(weir_broker *b, int sock);
 
 /*
+ * Keep the journal of the WEIR_O_TEMP files this broker creates in a new
+ * file of dir (WEIR_HOME/temps; made 0700 when missing), locked for the
+ * process's life, so that what a killed supervisor leaves is removed by
+ * the next weir_ffi_temps_sweep of dir (ADR 16). Without it the journal
+ * is in memory only. Call before serving. Returns WEIR_OK, WEIR_EINVAL or
+ * WEIR_EIO, with the reason in err.
+ */
+int weir_broker_journal(weir_broker *b, const char *dir, char *err,
+                        size_t errlen);
+
+/*
  * Remove the files workers created with WEIR_O_TEMP that are still there,
- * neither renamed nor removed (an attempt killed while writing one), with
- * the same checks as a worker's own unlink. Call it when no worker is left
- * (the executor does when the pool stops). Returns how many were removed.
+ * neither renamed nor removed (an attempt killed while writing one): each
+ * only when its name, reached without following a symlink, still holds the
+ * file the broker created. Then the journal goes. Call it when no worker
+ * is left (the executor does when the pool stops). Returns how many files
+ * were removed.
  */
 size_t weir_broker_sweep_temps(weir_broker *b);
 
@@ -176,11 +189,26 @@ enum {
     WEIR_O_DIRECTORY = 65536,   /* 0200000 */
     WEIR_O_NOFOLLOW = 131072,   /* 0400000 */
     WEIR_O_CLOEXEC = 524288,    /* 02000000 */
-    /* weir's own: a temporary file (with WEIR_O_CREAT | WEIR_O_EXCL) that
-     * the supervisor removes when the pool stops if it is still there,
-     * i.e. neither renamed nor removed: what a killed attempt leaves */
+    /* weir's own: a temporary file (with WEIR_O_CREAT | WEIR_O_EXCL),
+     * journaled by the supervisor before its name exists and removed
+     * when the pool stops, or by the next run if the supervisor is
+     * killed, when it is still there, i.e. neither renamed nor removed:
+     * what a killed attempt leaves (ADR 16) */
     WEIR_O_TEMP = 1073741824    /* 1 << 30 */
 };
+
+/*
+ * Supervisor only: remove what the journals in dir (WEIR_HOME/temps) of
+ * supervisors that are gone (nobody holds their lock) list as live
+ * temporary files, then those journals. A file is removed only when its
+ * recorded name, reached without following any symlink, is a regular file
+ * with the device and inode recorded when it was created; nothing else in
+ * any folder is touched. A missing dir is fine. *removed: how many files
+ * went. Returns WEIR_OK, WEIR_EINVAL or WEIR_EIO (dir unreadable), with
+ * the reason in err (caller's).
+ */
+WEIR_API int weir_ffi_temps_sweep(const char *dir, int32_t *removed,
+                                  char *err, size_t errlen);
 
 /*
  * Open path (absolute, or relative to the current directory) with flags

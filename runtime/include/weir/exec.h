@@ -68,6 +68,12 @@ WEIR_API int weir_ffi_exec_new(const weir_exec_opts *opts, weir_exec **out,
                                char *err, size_t errlen);
 /* Kill and reap every worker, free the pool. NULL-safe. */
 WEIR_API void weir_ffi_exec_delete(weir_exec *e);
+/* Journal the temporary files workers create (WEIR_O_TEMP) in a new file
+ * of dir (WEIR_HOME/temps), so that a later weir_ffi_temps_sweep of dir
+ * removes those this process leaves if it is killed (broker.h, ADR 16).
+ * Call before the first job is sent. */
+WEIR_API int weir_ffi_exec_journal(weir_exec *e, const char *dir, char *err,
+                                   size_t errlen);
 /* Queue a job frame for the worker in slot (copied); the next poll sends
  * it, with every other frame queued since, in one write per worker. arg
  * travels in the frame header (the attempt's memory cap in bytes). */
