@@ -367,8 +367,11 @@ function H.token(api, req)
   if not body then return fail(berr[1], berr[2], berr[3]) end
   local name, pw = body.username, body.password
   local user = type(name) == "string" and s.store:user(name) or nil
-  if type(pw) ~= "string" or not user or user.disabled
-     or not auth.verify_password(pw, user.password_hash) then
+  local stored = user and not user.disabled and user.password_hash or nil
+  -- a hash is computed for unknown users too: the time does not tell
+  -- whether a name exists
+  local good = type(pw) == "string" and auth.verify_password(pw, stored)
+  if not good or not stored then
     return fail(401, "bad credentials", "unknown user, wrong password or disabled user")
   end
   local now = math.floor(executor.now() / 1000)
