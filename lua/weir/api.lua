@@ -532,6 +532,7 @@ function Api:send(http, req, status, body, headers)
     h["Access-Control-Allow-Origin"] = req.cors
     h["Vary"] = "Origin"
   end
+  if self.s.settings.tls then h["Strict-Transport-Security"] = "max-age=31536000" end
   self:count(req.route or "other", req.method, status)
   http:respond(req.id, status, h, text)
 end

@@ -787,6 +787,11 @@ M.SERVE = { listen = "127.0.0.1:8080", max_active_runs = 16, pipeline_max_active
             trusted_proxies = {}, cors_origins = {} }
 
 serve_section = function(doc, cfg, st)
+  local serve_tls = function(given, sst)
+    local t = tls_of(given, "serve", sst, { cert = true, key = true })
+    if t and not (t.cert and t.key) then return nil end
+    return t
+  end
   cfg.pipelines = {}
   if type(doc.pipelines) == "table" then
     for i, d in ipairs(doc.pipelines) do
@@ -847,6 +852,9 @@ serve_section = function(doc, cfg, st)
     else st.add("serve.trusted_proxies", tostring(perr)) end
   end
   if type(given.cors_origins) == "table" then sv.cors_origins = given.cors_origins end
+  if type(given.tls) == "table" then
+    sv.tls = serve_tls(given, st)
+  end
   local jwt = type(given.jwt) == "table" and given.jwt or nil
   if jwt then
     local keys = type(jwt.keys) == "table" and jwt.keys or {}

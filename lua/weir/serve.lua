@@ -466,7 +466,8 @@ function Service:open()
   self:recover()
   local http = require("weir.http")
   local srv, herr = http.new({ address = addr, port = port, max_body_bytes = sv.max_body,
-                               request_timeout = 330 })
+                               request_timeout = 330,
+                               tls_cert = sv.tls and sv.tls.cert, tls_key = sv.tls and sv.tls.key })
   if not srv then
     return nil, { exit = 3, message = format("weir serve: cannot listen on %s: %s", sv.listen,
                                              tostring(herr)) }
