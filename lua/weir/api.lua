@@ -385,44 +385,131 @@ function H.audit(api, req)
   return ok({ entries = array(api.s.store:audit(limit, tonumber(q.before))) })
 end
 
+local NAME = "^[%w_.@-]+$"
+
+local function role_of(body)
+  local role = body.role
+  if type(role) ~= "string" or not auth.ROLE_RANK[role] then
+    return nil, { 422, "invalid role", "role: one of viewer, operator, developer, admin",
+                  array({ { pointer = "/role", detail = "expected a role" } }) }
+  end
+  return role
+end
+
+function H.users(api)
+  return ok({ users = array(api.s.store:users()) })
+end
+
+function H.add_user(api, req)
+  local body, berr = body_json(req)
+  if not body then return fail(berr[1], berr[2], berr[3]) end
+  local role, rerr = role_of(body)
+  if not role then return fail(unpack(rerr)) end
+  local name, pw = body.name, body.password
+  if type(name) ~= "string" or #name > 64 or not name:match(NAME) then
+    return fail(422, "invalid name", "name: 1..64 of A-Z a-z 0-9 _ . @ -",
+                array({ { pointer = "/name", detail = "expected a name" } }))
+  end
+  if type(pw) ~= "string" or #pw < 8 or #pw > 1024 then
+    return fail(422, "invalid password", "password: 8..1024 bytes",
+                array({ { pointer = "/password", detail = "8..1024 bytes" } }))
+  end
+  local store = api.s.store
+  if store:user(name) then return fail(409, "exists", "user " .. name .. " exists") end
+  local hash = auth.hash_password(pw)
+  store:begin()
+  store:users_add(name, role, hash, executor.now())
+  store:commit()
+  return ok({ name = name, role = role }, 201)
+end
+
+function H.disable_user(api, _, caps)
+  local store = api.s.store
+  store:begin()
+  local found = store:user_set_disabled(caps[1], true)
+  store:commit()
+  if not found then return fail(404, "no such user", caps[1]) end
+  return ok({ name = caps[1], disabled = true })
+end
+
+function H.keys(api)
+  return ok({ keys = array(api.s.store:keys()) })
+end
+
+function H.add_key(api, req)
+  local body, berr = body_json(req)
+  if not body then return fail(berr[1], berr[2], berr[3]) end
+  local role, rerr = role_of(body)
+  if not role then return fail(unpack(rerr)) end
+  if type(body.name) ~= "string" or #body.name > 64 or not body.name:match(NAME) then
+    return fail(422, "invalid name", "name: 1..64 of A-Z a-z 0-9 _ . @ -",
+                array({ { pointer = "/name", detail = "expected a name" } }))
+  end
+  local k = auth.new_api_key()
+  local store = api.s.store
+  store:begin()
+  store:key_add({ id = k.id, name = body.name, role = role, hash = k.hash,
+                  created_at = executor.now() })
+  store:commit()
+  -- the only time the clear key is shown
+  return ok({ id = k.id, name = body.name, role = role, key = k.key }, 201)
+end
+
+function H.revoke_key(api, _, caps)
+  local store = api.s.store
+  store:begin()
+  local found = store:key_revoke(caps[1], executor.now())
+  store:commit()
+  if not found then return fail(404, "no such key", caps[1]) end
+  return ok({ id = caps[1], revoked = true })
+end
+
 function H.metrics(api)
   return 200, api:metrics(), { ["Content-Type"] = "text/plain; version=0.0.4" }
 end
 
 ---------------------------------------------------------------------------
 -- The routes: method, path (OpenAPI form), least role (nil: public),
--- handler, summary. The router matches the path with {x} as one segment.
+-- handler, summary, the schema of a 2xx answer (components.schemas, or
+-- false: not JSON). The router matches the path with {x} as one segment.
 ---------------------------------------------------------------------------
 
 M.ROUTES = {
-  { "GET", "/ready", nil, H.ready, "store reachable and workers up" },
-  { "GET", "/metrics", nil, H.metrics, "Prometheus text format" },
-  { "GET", "/api/v1/openapi.json", nil, H.openapi, "this API as OpenAPI 3.1" },
-  { "POST", "/api/v1/auth/token", nil, H.token, "a password for a short-lived JWT" },
-  { "GET", "/api/v1/pipelines", "viewer", H.pipelines, "list pipelines" },
+  { "GET", "/ready", nil, H.ready, "store reachable and workers up", "Ready" },
+  { "GET", "/metrics", nil, H.metrics, "Prometheus text format", false },
+  { "GET", "/api/v1/openapi.json", nil, H.openapi, "this API as OpenAPI 3.1", "Object" },
+  { "POST", "/api/v1/auth/token", nil, H.token, "a password for a short-lived JWT", "Token" },
+  { "GET", "/api/v1/pipelines", "viewer", H.pipelines, "list pipelines", "PipelineList" },
   { "POST", "/api/v1/pipelines:reload", "developer", H.reload,
-    "read the pipelines folders again" },
+    "read the pipelines folders again", "Reload" },
   { "POST", "/api/v1/pipelines:validate", "developer", H.validate,
-    "validate a source ({source, kind}) without storing it" },
+    "validate a source ({source, kind}) without storing it", "Validation" },
   { "PUT", "/api/v1/pipelines/{name}", "developer", H.put_pipeline,
-    "store a source ({source, kind}) as the pipeline's new version" },
+    "store a source ({source, kind}) as the pipeline's new version", "VersionRef" },
   { "GET", "/api/v1/pipelines/{name}", "viewer", H.pipeline,
-    "a pipeline: tasks, params, versions" },
+    "a pipeline: tasks, params, versions", "Pipeline" },
   { "GET", "/api/v1/pipelines/{name}/versions/{version}", "viewer", H.version_source,
-    "one version's source" },
+    "one version's source", "Version" },
   { "POST", "/api/v1/pipelines/{name}/runs", "operator", H.trigger,
-    "trigger a run (Idempotency-Key, ?wait=DURATION)" },
+    "trigger a run (Idempotency-Key, ?wait=DURATION)", "Run" },
   { "GET", "/api/v1/runs", "viewer", H.runs,
-    "list runs (pipeline, status, since, until, limit, cursor)" },
-  { "GET", "/api/v1/runs/{id}", "viewer", H.run, "a run with its tasks" },
-  { "POST", "/api/v1/runs/{id}/cancel", "operator", H.cancel, "cancel a run" },
+    "list runs (pipeline, status, since, until, limit, cursor)", "RunList" },
+  { "GET", "/api/v1/runs/{id}", "viewer", H.run, "a run with its tasks", "Run" },
+  { "POST", "/api/v1/runs/{id}/cancel", "operator", H.cancel, "cancel a run", "RunState" },
   { "POST", "/api/v1/runs/{id}/retry", "operator", H.retry,
-    "run a failed or cancelled run's unfinished tasks again" },
+    "run a failed or cancelled run's unfinished tasks again", "RunState" },
   { "GET", "/api/v1/runs/{id}/events", "viewer", H.events,
-    "the run's state changes as Server-Sent Events" },
+    "the run's state changes as Server-Sent Events", false },
   { "GET", "/api/v1/runs/{id}/tasks/{task}/attempts/{attempt}", "viewer", H.attempt,
-    "one attempt: status, error, log, output" },
-  { "GET", "/api/v1/audit", "admin", H.audit, "the audit log (limit, before)" },
+    "one attempt: status, error, log, output", "Attempt" },
+  { "GET", "/api/v1/audit", "admin", H.audit, "the audit log (limit, before)", "Audit" },
+  { "GET", "/api/v1/users", "admin", H.users, "list users", "UserList" },
+  { "POST", "/api/v1/users", "admin", H.add_user, "add a user ({name, role, password})", "User" },
+  { "POST", "/api/v1/users/{name}/disable", "admin", H.disable_user, "disable a user", "User" },
+  { "GET", "/api/v1/keys", "admin", H.keys, "list API keys (never the keys)", "KeyList" },
+  { "POST", "/api/v1/keys", "admin", H.add_key,
+    "create an API key ({name, role}); the answer holds the key, once", "NewKey" },
+  { "POST", "/api/v1/keys/{id}/revoke", "admin", H.revoke_key, "revoke an API key", "KeyState" },
 }
 
 -- path patterns: "{x}" matches one segment
@@ -662,6 +749,24 @@ function Api:metrics()
   local h = s.http:stats()
   add("# TYPE weir_http_answered_in_thread_total counter")
   for k, v in pairs(h) do add('weir_http_answered_in_thread_total{kind="%s"} %d', k, v) end
+  add("# TYPE weir_tasks_finished_total counter")
+  for _, st in ipairs({ "success", "failed", "up_for_retry", "upstream_failed", "cancelled" }) do
+    add('weir_tasks_finished_total{state="%s"} %d', st, s.stats.tasks[st] or 0)
+  end
+  add("# TYPE weir_rows_total counter")
+  add('weir_rows_total{direction="in"} %d', s.stats.rows_in)
+  add('weir_rows_total{direction="out"} %d', s.stats.rows_out)
+  local breakers = require("weir.breaker")
+  local names = {}
+  for name in pairs(s.conf.connections) do names[#names + 1] = name end
+  table.sort(names)
+  add("# TYPE weir_breaker_open gauge")
+  for _, name in ipairs(names) do
+    local b = breakers.info(s.conf.connections[name])
+    if b then
+      add('weir_breaker_open{connection="%s"} %d', name, b.state == "closed" and 0 or 1)
+    end
+  end
   local hist = s.stats.run_seconds or {}
   add("# TYPE weir_run_duration_seconds histogram")
   local cum = 0
@@ -677,6 +782,72 @@ function Api:metrics()
 end
 M.BUCKETS = BUCKETS
 
+-- The JSON Schemas of the answers (OpenAPI components). Loose where the
+-- content is the user's (params, outputs), strict on weir's own fields.
+local function obj(props, required)
+  return { type = "object", properties = props, required = required and array(required) or nil }
+end
+local STR, INT, NUM, BOOL = { type = "string" }, { type = "integer" }, { type = "number" },
+  { type = "boolean" }
+local OPT_STR = { type = array({ "string", "null" }) }
+local OPT_NUM = { type = array({ "number", "null" }) }
+local function list_of(ref) return { type = "array", items = { ["$ref"] = "#/components/schemas/" .. ref } } end
+local RUN_STATUS = { enum = array({ "queued", "running", "success", "failed", "cancelled" }) }
+M.SCHEMAS = {
+  Object = { type = "object" },
+  Problem = obj({ type = STR, title = STR, status = INT, detail = STR,
+                  errors = { type = "array", items = obj({ pointer = STR, detail = STR,
+                                                           line = INT }) } },
+                { "type", "title", "status" }),
+  Ready = obj({ status = { enum = array({ "ready", "not ready" }) }, store = BOOL, workers = INT,
+                pipelines = INT, draining = BOOL }, { "status", "store", "workers" }),
+  Token = obj({ access_token = STR, token_type = { const = "Bearer" }, expires_in = INT },
+              { "access_token", "token_type", "expires_in" }),
+  PipelineList = obj({ pipelines = { type = "array", items = obj({
+    name = STR, versions = INT, available = BOOL, current_version_id = INT,
+    description = STR }, { "name", "versions", "available" }) } }, { "pipelines" }),
+  Pipeline = obj({ name = STR, description = STR, current_version_id = INT, file = STR,
+                   schedule = STR, max_active_runs = INT,
+                   params = { type = array({ "object", "null" }) },
+                   tasks = { type = "array", items = obj({ name = STR, after = { type = "array",
+                     items = STR }, retries = INT, timeout = NUM }, { "name", "after" }) },
+                   versions = { type = "array", items = obj({ id = INT, hash = STR, kind = STR,
+                     created_at = NUM }, { "id", "hash" }) } },
+                 { "name", "current_version_id", "tasks", "versions" }),
+  Version = obj({ pipeline = STR, version_id = INT, hash = STR, kind = STR, source = STR },
+                { "pipeline", "version_id", "hash", "source" }),
+  VersionRef = obj({ name = STR, version_id = INT, hash = STR }, { "name", "version_id" }),
+  Reload = obj({ pipelines = INT, errors = { type = "array", items = STR } },
+               { "pipelines", "errors" }),
+  Validation = obj({ valid = BOOL, name = STR, errors = { type = "array" } },
+                   { "valid", "errors" }),
+  Task = obj({ task = STR, state = STR, attempts = INT, error = OPT_STR, started_at = OPT_NUM,
+               finished_at = OPT_NUM, rows_in = INT, rows_out = INT }, { "task", "state" }),
+  Run = obj({ id = STR, pipeline = STR, status = RUN_STATUS, version_id = INT,
+              created_at = NUM, started_at = NUM, finished_at = NUM, error = STR,
+              params = { type = "object" },
+              tasks = list_of("Task") }, { "id", "pipeline", "status", "created_at" }),
+  RunList = obj({ runs = list_of("Run"), next_cursor = STR }, { "runs" }),
+  RunState = obj({ id = STR, status = STR }, { "id", "status" }),
+  Attempt = obj({ run_id = STR, task = STR, attempt = INT, status = STR, error = STR, log = STR,
+                  started_at = NUM, finished_at = NUM, rows_in = INT, rows_out = INT,
+                  mem_peak = INT, worker_pid = INT }, { "run_id", "task", "attempt", "status" }),
+  Audit = obj({ entries = { type = "array", items = obj({ id = INT, at = NUM, principal = STR,
+    address = STR, method = STR, path = STR, status = INT, outcome = STR, request_id = STR },
+    { "id", "at", "method", "path" }) } }, { "entries" }),
+  User = obj({ name = STR, role = STR, disabled = BOOL }, { "name" }),
+  UserList = obj({ users = { type = "array", items = obj({ name = STR, role = STR,
+    disabled = BOOL, created_at = NUM }, { "name", "role" }) } }, { "users" }),
+  KeyList = obj({ keys = { type = "array", items = obj({ id = STR, name = STR, role = STR,
+    created_at = NUM, revoked_at = NUM, last_used_at = NUM }, { "id", "name", "role" }) } },
+    { "keys" }),
+  NewKey = obj({ id = STR, name = STR, role = STR, key = STR }, { "id", "name", "role", "key" }),
+  KeyState = obj({ id = STR, revoked = BOOL }, { "id", "revoked" }),
+}
+-- an attempt's output and a task's are the task's own JSON: any value
+M.SCHEMAS.Task.properties.output = true
+M.SCHEMAS.Attempt.properties.output = true
+
 --- The OpenAPI 3.1 document of ROUTES.
 function Api.openapi()
   local paths = {}
@@ -688,6 +859,15 @@ function Api.openapi()
       params[#params + 1] = { name = name, ["in"] = "path", required = true,
                               schema = { type = "string" } }
     end
+    local ok_content
+    if r[6] then
+      ok_content = { ["application/json"] = {
+        schema = { ["$ref"] = "#/components/schemas/" .. r[6] } } }
+    elseif r[2] == "/metrics" then
+      ok_content = { ["text/plain"] = { schema = { type = "string" } } }
+    else
+      ok_content = { ["text/event-stream"] = { schema = { type = "string" } } }
+    end
     p[r[1]:lower()] = {
       summary = r[5],
       parameters = #params > 0 and array(params) or nil,
@@ -697,9 +877,7 @@ function Api.openapi()
         default = { description = "a problem (RFC 9457)",
                     content = { ["application/problem+json"] = {
                       schema = { ["$ref"] = "#/components/schemas/Problem" } } } },
-        ["2XX"] = { description = "success",
-                    content = { [r[2] == "/metrics" and "text/plain" or "application/json"] = {
-                      schema = { type = r[2] == "/metrics" and "string" or "object" } } } },
+        ["2XX"] = { description = "success", content = ok_content },
       },
     }
   end
@@ -709,17 +887,7 @@ function Api.openapi()
     paths = paths,
     components = {
       securitySchemes = { bearer = { type = "http", scheme = "bearer" } },
-      schemas = {
-        Problem = {
-          type = "object", required = array({ "type", "title", "status" }),
-          properties = {
-            type = { type = "string" }, title = { type = "string" },
-            status = { type = "integer" }, detail = { type = "string" },
-            errors = { type = "array", items = { type = "object",
-              properties = { pointer = { type = "string" }, detail = { type = "string" } } } },
-          },
-        },
-      },
+      schemas = M.SCHEMAS,
     },
   }
 end

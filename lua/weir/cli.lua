@@ -72,7 +72,9 @@ environment:
   WEIR_TOKEN         the API key or token those commands send
 
 exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
-  3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM)
+  3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM),
+  129 (SIGHUP); weir serve: SIGTERM/SIGINT drain and stop, SIGHUP reloads
+  the pipelines folders
 ]]
 
 local function eprintf(...) io.stderr:write(format(...)) end
@@ -168,7 +170,9 @@ end
 
 local function exit_code(status, e)
   if status == "success" then return 0 end
-  if status == "cancelled" then return (e.cancelled_by == 15) and 143 or 130 end
+  if status == "cancelled" then
+    return type(e.cancelled_by) == "number" and 128 + e.cancelled_by or 130
+  end
   return 1
 end
 

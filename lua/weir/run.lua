@@ -243,7 +243,7 @@ local function define(self, path, workers, source, kind)
   self.exec = exec
   local P, errs = pipeline.load(path, { exec = exec, source = source, kind = kind })
   if not P then
-    local code = pipeline.interrupted and (pipeline.interrupted == 15 and 143 or 130) or 1
+    local code = pipeline.interrupted and 128 + pipeline.interrupted or 1
     return fail_list(code, pipeline.format_errors(errs))
   end
   self.P = P

@@ -43,7 +43,7 @@ function M.new(o)
     streams = {},      -- run id -> its open event streams (weir.http)
     pending = {},      -- events of the last step: { run id, event, data }
     ended = {},        -- runs that ended in the last step
-    stats = { finished = {}, triggered = 0 },
+    stats = { finished = {}, triggered = 0, tasks = {}, rows_in = 0, rows_out = 0 },
   }, Service)
 end
 
@@ -249,9 +249,20 @@ end
 
 -- The engine view of run id: collects task state changes while someone
 -- listens to the run.
+local TASK_DONE = { success = true, failed = true, up_for_retry = true,
+                    upstream_failed = true, cancelled = true }
+
 function Service:view_for(id)
+  local st = self.stats
   return {
     task = function(t, state)
+      if TASK_DONE[state] then
+        st.tasks[state] = (st.tasks[state] or 0) + 1
+        if state == "success" then
+          st.rows_in = st.rows_in + (t.rows_in or 0)
+          st.rows_out = st.rows_out + (t.rows_out or 0)
+        end
+      end
       if self.streams[id] then
         local p = self.pending
         p[#p + 1] = { id, "task", { task = t.name, state = state, attempt = t.attempt } }
@@ -398,6 +409,16 @@ local function next_wait(self, wait)
   return math.ceil(wait)
 end
 
+--- Forget idempotency keys older than serve.idempotency_retention.
+function Service:prune()
+  local store = self.store
+  pcall(function()
+    store:begin()
+    store:idem_prune(executor.now() - self.settings.idempotency_retention * 1000)
+    store:commit()
+  end)
+end
+
 --- Open everything: configuration, store, pools, pipelines, HTTP. Returns
 -- true, or nil, { exit, message }.
 function Service:open()
@@ -510,6 +531,10 @@ function Service:loop()
     api:serve_pending(http)
     if not self.draining then self:admit() end
     expire_waiters(self)
+    if executor.mono() >= (self.next_prune or 0) then
+      self.next_prune = executor.mono() + 60000
+      self:prune()
+    end
     if self.draining and (r.active == 0 or executor.mono() >= self.drain_until) then break end
     local perr
     evs, perr = exec:poll(next_wait(self, r:wait_ms()))

@@ -24,7 +24,7 @@ typedef struct weir_exec weir_exec;
 enum {
     WEIR_EV_RESULT = 1, /* a worker answered a job: data/len hold it */
     WEIR_EV_EXIT = 2,   /* a worker died; status = exit code, or -signal */
-    WEIR_EV_SIGNAL = 3, /* the supervisor got SIGINT/SIGTERM: status = sig */
+    WEIR_EV_SIGNAL = 3, /* the supervisor got SIGINT/SIGTERM/SIGHUP: status = sig */
     WEIR_EV_WAKE = 4    /* the watched descriptor is readable (status = fd);
                          * reported, never read: its owner drains it */
 };
@@ -99,7 +99,7 @@ WEIR_API int32_t weir_ffi_exec_workers(weir_exec *e);
 /* Also wake poll when fd is readable (one descriptor; -1 none): a
  * WEIR_EV_WAKE event. The HTTP server's queue of requests (weir serve). */
 WEIR_API void weir_ffi_exec_watch(weir_exec *e, int32_t fd);
-/* Route SIGINT and SIGTERM to WEIR_EV_SIGNAL events (also used when no
+/* Route SIGINT, SIGTERM and SIGHUP to WEIR_EV_SIGNAL events (also used when no
  * pool exists: weir_ffi_signal_pending then reports them). */
 WEIR_API int weir_ffi_signal_install(void);
 /* The signal received since the last call (0 if none), and clear it. */
