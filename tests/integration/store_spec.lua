@@ -373,6 +373,371 @@ for _, B in ipairs(BACKENDS) do
       assert.same(s:run("run-23"), all[1])
     end)
 
+    -- weir serve's tables (migration 3)
+
+    -- the error value a call raises (fails the test when it raises none)
+    local function raised(fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok, "expected an error")
+      return err
+    end
+
+    it("lists pipelines with their versions, newest version first", function()
+      local s = open()
+      assert.same({}, s:pipelines())
+      local a1 = s:pipeline_version("b_pipe", "lua", "/p/b.lua", "return 1", "h1", 1000)
+      local a2 = s:pipeline_version("b_pipe", "yaml", "/p/b.yaml", "x: 1", "h2", 2000.5)
+      local a3 = s:pipeline_version("b_pipe", "lua", "/p/b.lua", "return 3", "h3", 2000.5)
+      s:pipeline_version("b_pipe", "lua", "/p/b.lua", "return 1", "h1", 3000)   -- known
+      local c1, cp = s:pipeline_version("a_pipe", "lua", "/p/a.lua", "return 1", "h1", 500)
+      local list = s:pipelines()
+      assert.same({ { name = "a_pipe", id = cp, created_at = 500, versions = 1,
+                      latest_version_id = c1 },
+                    { name = "b_pipe", id = s:version(a1).pipeline_id, created_at = 1000,
+                      versions = 3, latest_version_id = a3 } }, list)
+      local vs = s:versions("b_pipe")
+      assert.same({ a3, a2, a1 }, { vs[1].id, vs[2].id, vs[3].id })
+      assert.same({ id = a2, hash = "h2", kind = "yaml", path = "/p/b.yaml", created_at = 2000.5 },
+                  vs[2])
+      assert.is_nil(vs[1].source)
+      assert.same({}, s:versions("nobody"))
+    end)
+
+    it("keeps users: one per name, disabled or not, listed by name without hashes", function()
+      local s, other = open(), open()
+      assert.equal(0, s:principals())
+      s:users_add("zoe", "viewer", "$scrypt$zoe", 1000.5)
+      s:users_add("Ann", "admin", "$scrypt$ann", 2000)
+      s:users_add("bob", "operator", "$scrypt$bob", 3000)
+      assert.same({ name = "zoe", role = "viewer", password_hash = "$scrypt$zoe", disabled = false,
+                    created_at = 1000.5 }, other:user("zoe"))
+      assert.is_nil(s:user("nobody"))
+      assert.is_nil(s:user("ZOE"))
+      local err = raised(s.users_add, s, "zoe", "admin", "$scrypt$other", 4000)
+      assert.equal("conflict", err.code)
+      assert.equal("user zoe already exists", tostring(err))
+      assert.equal("viewer", s:user("zoe").role)
+      assert.equal(3, s:principals())
+      assert.is_true(s:user_set_disabled("zoe", true))
+      assert.is_true(s:user("zoe").disabled)
+      assert.is_false(s:user_set_disabled("nobody", true))
+      assert.equal(2, other:principals())
+      assert.same({ { name = "Ann", role = "admin", disabled = false, created_at = 2000 },
+                    { name = "bob", role = "operator", disabled = false, created_at = 3000 },
+                    { name = "zoe", role = "viewer", disabled = true, created_at = 1000.5 } },
+                  other:users())
+      assert.is_true(s:user_set_disabled("zoe", false))
+      assert.is_false(s:user("zoe").disabled)
+      assert.equal(3, s:principals())
+      -- a conflict inside a transaction leaves it usable: the rest commits
+      s:begin()
+      s:users_add("cy", "developer", "h", 5000)
+      assert.equal("conflict", raised(s.users_add, s, "bob", "admin", "h", 5000).code)
+      s:user_set_disabled("bob", true)
+      assert.is_nil(other:user("cy"))
+      s:commit()
+      assert.same({ "developer", true }, { other:user("cy").role, other:user("bob").disabled })
+    end)
+
+    it("keeps API keys hashed: revoked once, last use moving forward only", function()
+      local s, other = open(), open()
+      s:key_add({ id = "k2", name = "ci", role = "operator", hash = "sha256:2", created_at = 2000 })
+      s:key_add({ id = "k1", name = "etl", role = "viewer", hash = "sha256:1", created_at = 1000.5 })
+      s:key_add({ id = "k3", name = "ci", role = "admin", hash = "sha256:3", created_at = 2000 })
+      assert.same({ id = "k1", name = "etl", role = "viewer", hash = "sha256:1",
+                    created_at = 1000.5 }, other:key("k1"))
+      assert.is_nil(s:key("k9"))
+      local err = raised(s.key_add, s, { id = "k1", name = "x", role = "admin", hash = "h",
+                                         created_at = 1 })
+      assert.same({ "conflict", "API key k1 already exists" }, { err.code, tostring(err) })
+      assert.equal("sha256:1", s:key("k1").hash)
+      assert.equal(3, s:principals())
+      s:key_used("k1", 5000)
+      s:key_used("k1", 4000)   -- an older use, recorded late
+      assert.equal(5000, other:key("k1").last_used_at)
+      s:key_used("k9", 5000)
+      assert.is_true(s:key_revoke("k2", 6000))
+      assert.is_true(s:key_revoke("k2", 7000))
+      assert.is_false(s:key_revoke("k9", 6000))
+      assert.equal(6000, other:key("k2").revoked_at)
+      assert.equal(2, other:principals())
+      s:users_add("u", "admin", "h", 1)
+      assert.equal(3, other:principals())
+      assert.same({ { id = "k1", name = "etl", role = "viewer", created_at = 1000.5,
+                      last_used_at = 5000 },
+                    { id = "k2", name = "ci", role = "operator", created_at = 2000,
+                      revoked_at = 6000 },
+                    { id = "k3", name = "ci", role = "admin", created_at = 2000 } }, other:keys())
+    end)
+
+    it("appends to the audit log with increasing ids, read newest first by pages", function()
+      local s, other = open(), open()
+      assert.same({}, s:audit(10))
+      local ids = {}
+      for i = 1, 25 do
+        ids[i] = s:audit_add({ at = 1000 + i + 0.5, principal = i % 2 == 0 and "user:ann" or nil,
+                               address = "10.0.0." .. i, method = "POST",
+                               path = "/api/v1/pipelines/p/runs", status = i % 3 == 0 and 403
+                                 or 202, outcome = i % 3 == 0 and "denied" or "ok",
+                               request_id = "req-" .. i,
+                               detail = i == 1 and '{"run":"r1","why":"ünï\\n"}' or nil })
+        if i > 1 then assert.truthy(ids[i] > ids[i - 1]) end
+      end
+      assert.same({ id = ids[1], at = 1001.5, address = "10.0.0.1", method = "POST",
+                    path = "/api/v1/pipelines/p/runs", status = 202, outcome = "ok",
+                    request_id = "req-1", detail = '{"run":"r1","why":"ünï\\n"}' },
+                  other:audit(1, ids[2])[1])
+      local seen, before, pages = {}, nil, 0
+      repeat
+        local page = other:audit(10, before)
+        pages = pages + 1
+        for _, r in ipairs(page) do
+          -- strictly decreasing: none twice
+          if before then assert.truthy(r.id < before) end
+          seen[#seen + 1] = r.id
+          before = r.id
+        end
+      until #page < 10
+      assert.equal(3, pages)
+      assert.equal(25, #seen)
+      for i = 1, 25 do assert.equal(ids[26 - i], seen[i]) end
+      assert.equal(20, #s:audit())
+      assert.same({}, s:audit(5, ids[1]))
+      -- what is required
+      assert.has_error(function() s:audit_add({ at = 1, method = "GET", path = "/" }) end)
+      -- inside a transaction, with the rest
+      s:begin()
+      local id = s:audit_add({ at = 2000, method = "DELETE", path = "/x", status = 204,
+                               outcome = "ok" })
+      assert.equal(ids[25], other:audit(1)[1].id)
+      s:commit()
+      assert.equal(id, other:audit(1)[1].id)
+      assert.truthy(id > ids[25])
+    end)
+
+    it("keeps one idempotency key per scope, refuses a second, prunes old ones", function()
+      local s, other = open(), open()
+      seed(s, "r1")
+      assert.is_nil(s:idem_get("user:ann", "k"))
+      s:idem_put("user:ann", "k", "sha-body-1", "r1", 1000.5)
+      s:idem_put("user:bob", "k", "sha-body-2", "r2", 2000)     -- another scope
+      s:idem_put("user:ann", "k2", "sha-body-1", nil, 3000)     -- no run (yet)
+      assert.same({ scope = "user:ann", key = "k", body_hash = "sha-body-1", run_id = "r1",
+                    created_at = 1000.5 }, other:idem_get("user:ann", "k"))
+      assert.equal("r2", other:idem_get("user:bob", "k").run_id)
+      assert.is_nil(other:idem_get("user:ann", "k2").run_id)
+      local err = raised(other.idem_put, other, "user:ann", "k", "sha-body-9", "r9", 4000)
+      assert.same({ "conflict", "idempotency key already exists" }, { err.code, tostring(err) })
+      assert.equal("sha-body-1", s:idem_get("user:ann", "k").body_hash)
+      -- a second put in a transaction of its own: refused, the first one's
+      -- run stays, and the transaction goes on
+      other:begin()
+      assert.equal("conflict", raised(other.idem_put, other, "user:bob", "k", "x", "r3", 1).code)
+      other:idem_put("user:bob", "k3", "x", "r3", 1)
+      other:commit()
+      assert.equal("r3", s:idem_get("user:bob", "k3").run_id)
+      assert.equal(2, s:idem_prune(2000))   -- strictly older: 1 and 1000.5
+      assert.is_nil(s:idem_get("user:ann", "k"))
+      assert.is_nil(s:idem_get("user:bob", "k3"))
+      assert.truthy(s:idem_get("user:bob", "k"))
+      assert.equal(0, s:idem_prune(2000))
+      assert.equal(2, s:idem_prune(1e15))
+      assert.is_nil(s:idem_get("user:ann", "k2"))
+    end)
+
+    it("gives the queue of a status oldest first, ties by id", function()
+      local s = open()
+      seed(s, "r-b", { created_at = 2000 })
+      seed(s, "r-a", { created_at = 2000 })
+      seed(s, "r-c", { created_at = 1000.5, pipeline = "other" })
+      seed(s, "r-d", { created_at = 500, status = "running" })
+      seed(s, "r-e", { created_at = 3000 })
+      local q = s:runs_by_status("queued")
+      local ids = {}
+      for i, r in ipairs(q) do ids[i] = r.id end
+      assert.same({ "r-c", "r-a", "r-b", "r-e" }, ids)
+      assert.same(s:run("r-c"), q[1])
+      assert.equal("other", q[1].pipeline)
+      local two = s:runs_by_status("queued", 2)
+      assert.same({ "r-c", "r-a" }, { two[1].id, two[2].id })
+      assert.same({ "r-d" }, { s:runs_by_status("running", 10)[1].id })
+      assert.same({}, s:runs_by_status("cancelled", 10))
+    end)
+
+    it("pages runs newest first by cursor, with filters, none twice and none missed", function()
+      local s = open()
+      -- 37 runs over 3 pipelines; many share a created_at
+      local all = {}
+      for i = 1, 37 do
+        local id = string.format("run-%02d", (i * 17) % 37)
+        local r = { id = id, pipeline = ({ "a", "b", "c" })[i % 3 + 1],
+                    status = i % 4 == 0 and "failed" or "success", created_at = 1000 + (i % 5) * 0.5 }
+        seed(s, id, r)
+        all[#all + 1] = r
+      end
+      table.sort(all, function(x, y)
+        if x.created_at ~= y.created_at then return x.created_at > y.created_at end
+        return x.id > y.id
+      end)
+      local function walk(q, size)
+        local got, pages, cursor = {}, 0, nil
+        repeat
+          q.limit, q.after = size, cursor
+          local rows, next_ = s:runs_page(q)
+          pages = pages + 1
+          assert.truthy(pages <= 40, "the pages do not end")
+          assert.truthy(#rows <= size)
+          if next_ then assert.equal(size, #rows) end
+          for _, r in ipairs(rows) do got[#got + 1] = r end
+          cursor = next_
+        until not cursor
+        return got, pages
+      end
+      local function ids(rows)
+        local out = {}
+        for i, r in ipairs(rows) do out[i] = r.id end
+        return out
+      end
+      local want = ids(all)
+      for _, size in ipairs({ 1, 5, 10, 37, 100 }) do
+        local got, pages = walk({}, size)
+        assert.same(want, ids(got))
+        assert.equal(math.max(1, math.ceil(37 / size)), pages)
+      end
+      local first = s:runs_page({ limit = 3 })
+      assert.same(s:run(want[1]), first[1])
+      assert.equal(20, #s:runs_page({}))
+      -- each filter, and all of them together
+      local function filtered(pred)
+        local out = {}
+        for _, r in ipairs(all) do if pred(r) then out[#out + 1] = r.id end end
+        return out
+      end
+      local cases = {
+        { { pipeline = "b" }, function(r) return r.pipeline == "b" end },
+        { { status = "failed" }, function(r) return r.status == "failed" end },
+        { { since = 1001 }, function(r) return r.created_at >= 1001 end },
+        { { until_ = 1001 }, function(r) return r.created_at < 1001 end },
+        { { since = 1000.5, until_ = 1001.5 },
+          function(r) return r.created_at >= 1000.5 and r.created_at < 1001.5 end },
+        { { pipeline = "a", status = "success", since = 1000.5, until_ = 1002 },
+          function(r) return r.pipeline == "a" and r.status == "success"
+                             and r.created_at >= 1000.5 and r.created_at < 1002 end },
+      }
+      for _, c in ipairs(cases) do
+        local expect = filtered(c[2])
+        assert.truthy(#expect > 0)
+        assert.same(expect, ids((walk(c[1], 2))))
+        assert.same(expect, ids((walk(c[1], 50))))
+      end
+      assert.same({}, (s:runs_page({ pipeline = "nobody" })))
+      assert.is_nil(select(2, s:runs_page({ pipeline = "nobody" })))
+      -- values stay values
+      assert.same({}, (s:runs_page({ pipeline = "a' OR '1'='1" })))
+      -- a cursor made elsewhere is refused as such
+      for _, bad in ipairs({ "", "zz", "abc", "00", string.rep("41", 10), "2031" }) do
+        local err = raised(s.runs_page, s, { after = bad })
+        assert.equal("invalid", err.code, bad)
+      end
+      assert.has_error(function() s:runs_page({ limit = 0 }) end)
+      -- the cursor of an id with any bytes and a created_at with all its digits
+      local odd = "odd id ü/%+ x"
+      seed(s, odd, { created_at = 1000.1 })
+      local page, cur = s:runs_page({ until_ = 1000.2, limit = 1 })
+      assert.same({ odd, "string" }, { page[1].id, type(cur) })
+      assert.is_nil(cur:find("[^%x]"))
+      page = s:runs_page({ until_ = 1000.2, after = cur })
+      assert.same(filtered(function(r) return r.created_at < 1000.1 end), ids(page))
+    end)
+
+    it("lets one claimer take a queued run, atomically", function()
+      local s, other = open(), open()
+      seed(s, "q1")
+      seed(s, "q2", { status = "failed" })
+      assert.is_true(s:claim_queued("q1", 111, "sup-1"))
+      assert.is_false(other:claim_queued("q1", 222, "sup-2"))
+      assert.is_false(s:claim_queued("q1", 111, "sup-1"))   -- running now
+      local r = other:run("q1")
+      assert.same({ "running", 111, "sup-1" }, { r.status, r.supervisor_pid, r.supervisor_id })
+      assert.is_false(other:claim_queued("q2", 222, "sup-2"))
+      assert.equal("failed", s:run("q2").status)
+      assert.is_false(other:claim_queued("no-such-run", 222, "sup-2"))
+      -- inside the caller's transaction: its rollback undoes the claim
+      seed(s, "q3")
+      s:begin()
+      assert.is_true(s:claim_queued("q3", 111, "sup-1"))
+      s:update_run("q3", { started_at = 5 })
+      s:rollback()
+      assert.same({ "queued" }, { other:run("q3").status, other:run("q3").started_at })
+      assert.is_true(other:claim_queued("q3", 222, "sup-2"))
+      assert.equal(222, s:run("q3").supervisor_pid)
+      if B.name == "postgres" then
+        -- the claim holds the run's lock, as update_run(running) does,
+        -- until the run ends
+        s:begin()
+        local ok, err = pcall(s.update_run, s, "q3", { status = "running", supervisor_pid = 1 })
+        assert.is_false(ok)
+        assert.matches("run q3 is running under another supervisor", tostring(err), 1, true)
+        s:rollback()
+        other:begin()
+        other:update_run("q3", { status = "queued" })
+        other:commit()
+        assert.is_true(s:claim_queued("q3", 111, "sup-1"))
+        -- a claim not yet committed: another session's claim fails at
+        -- once (no wait for the row), then wins after the rollback
+        seed(s, "q4")
+        s:begin()
+        assert.is_true(s:claim_queued("q4", 111, "sup-1"))
+        assert.is_false(other:claim_queued("q4", 222, "sup-2"))
+        s:rollback()
+        assert.is_true(other:claim_queued("q4", 222, "sup-2"))
+      end
+    end)
+
+    it("lets concurrent supervisors drain the queue, each run taken once", function()
+      local s = open()
+      local want = {}
+      for i = 1, 30 do
+        local id = string.format("q-%02d", i)
+        seed(s, id, { created_at = 1000 + i % 4 })
+        want[#want + 1] = id
+      end
+      H.write(dir .. "/drain.lua", [[
+        local s = assert(require("weir.store").open(arg[1]))
+        local out = assert(io.open(arg[2], "w"))
+        while true do
+          local q = s:runs_by_status("queued", 3)
+          if #q == 0 then break end
+          for _, r in ipairs(q) do
+            if s:claim_queued(r.id, 1, arg[2]) then out:write(r.id, "\n"); out:flush() end
+          end
+        end
+        out:close()
+        s:close()
+      ]])
+      local codes, outs = {}, {}
+      for i = 1, 4 do
+        codes[i], outs[i] = dir .. "/drain" .. i .. ".code", dir .. "/drain" .. i .. ".out"
+        H.spawn(dir, "script drain.lua " .. H.q(dir .. "/.weir") .. " " .. H.q(outs[i]),
+                dir .. "/drain" .. i .. ".log", { WEIR_METADATA_URL = url }, codes[i])
+      end
+      local got = {}
+      for i = 1, 4 do
+        assert.truthy(H.wait_for(function() return (H.read(codes[i]) or ""):find("\n") end, 60))
+        assert.equal("0\n", H.read(codes[i]), H.read(dir .. "/drain" .. i .. ".log"))
+        for id in H.read(outs[i]):gmatch("[^\n]+") do
+          assert.is_nil(got[id], id .. " taken twice")
+          got[id] = outs[i]
+        end
+      end
+      for _, id in ipairs(want) do
+        local r = s:run(id)
+        assert.equal("running", r.status)
+        assert.equal(got[id], r.supervisor_id, id)
+      end
+      assert.same({}, s:runs_by_status("queued"))
+    end)
+
     it("makes a second claimer of a run wait for the first one's claim, then see it", function()
       local s = open()
       seed(s, "claimed", { status = "failed" })
@@ -627,7 +992,7 @@ for _, B in ipairs(BACKENDS) do
         opened[#opened + 1] = s
         seed(s, "r")
         local n = as():all("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'weir_meta'")
-        assert.equal(6, n[1].n)
+        assert.equal(10, n[1].n)
         for _, bad in ipairs({ "1x", "pg_x", "a-b", "a\"b", string.rep("a", 64) }) do
           s, err = require("weir.store").open(dir, url .. "?schema=" .. bad)
           assert.is_nil(s)

@@ -9,6 +9,45 @@
 -- runs(limit, pipeline), run(id), tasks(run_id), attempts(run_id),
 -- version(id), reachable_by(connections) (a message naming a weir.yaml
 -- connection through which tasks could reach the store, or nil), close().
+--
+-- For weir serve (migration 3):
+--   pipelines() -> { name, id, created_at, versions (count),
+--     latest_version_id (the last stored) } by name;
+--     versions(pipeline) -> { id, hash, kind, path, created_at } newest
+--     first (no source; version(id) has it), {} for an unknown name.
+--   runs_by_status(status, limit) -> runs (with pipeline) oldest first
+--     (created_at, then id): the durable queue; limit nil is all.
+--   runs_page({ pipeline, status, since, until_, limit, after }) -> rows,
+--     next: newest first (created_at DESC, id DESC), filters optional
+--     (since <= created_at < until_), limit default 20; next is an opaque
+--     cursor for `after` (nil after the last page). A cursor this store
+--     did not make raises an error value with code "invalid".
+--   claim_queued(id, supervisor_pid, supervisor_id) -> true when the run
+--     was queued and is now running under this supervisor, false when
+--     another took it or it is not queued (atomic; on PostgreSQL it also
+--     takes the run's advisory lock, as update_run(status = running)).
+--   users_add(name, role, password_hash, now); user(name) -> { name, role,
+--     password_hash, disabled (boolean), created_at } or nil; users() ->
+--     the same without password_hash, by name; user_set_disabled(name,
+--     disabled) -> false when no such user.
+--   key_add({ id, name, role, hash, created_at }); key(id) -> { id, name,
+--     role, hash, created_at, revoked_at, last_used_at } or nil; keys() ->
+--     the same without hash, by created_at; key_revoke(id, now) -> false
+--     when no such key (a revoked key keeps its first revoked_at);
+--     key_used(id, now) (last_used_at only moves forward).
+--   principals() -> enabled users + unrevoked keys.
+--   audit_add({ at, principal, address, method, path, status, outcome,
+--     request_id, detail }) -> its id (increasing, never reused); at,
+--     method, path and outcome are required. audit(limit, before_id) ->
+--     rows newest first (id DESC), those below before_id when given.
+--   idem_get(scope, key) -> { scope, key, body_hash, run_id, created_at }
+--     or nil; idem_put(scope, key, body_hash, run_id, now); idem_prune(
+--     before_ms) -> how many keys created before it were deleted.
+-- users_add, key_add and idem_put raise an error value with code
+-- "conflict" when the name, id or (scope, key) exists; nothing else is
+-- written then, and an open transaction stays usable. Single-statement
+-- writes join the caller's begin()/commit() when one is open and stand
+-- alone otherwise; claim_queued opens its own (nested when one is open).
 -- Rows are tables keyed by column name; SQL NULL is an absent field; times
 -- are numbers (ms).
 --
@@ -80,6 +119,100 @@ function M.updater(ph, conv)
     for i = 1, #keys do vals[n + i] = keys[i] end
     return sql, vals, n + #keys
   end
+end
+
+--- A conflict: what exists already (an error value with code "conflict").
+function M.conflict(what)
+  error(require("weir.errors").new("conflict", what .. " already exists"), 0)
+end
+
+-- A cursor of runs_page: created_at (all 17 digits) and the run id, as
+-- hex, so that it travels in a URL as it is.
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+--- The cursor after a row of runs_page.
+function M.cursor(row)
+  return hex(string.format("%.17g", row.created_at) .. " " .. row.id)
+end
+
+--- created_at, id of a cursor from M.cursor; raises an error value with
+-- code "invalid" for anything else.
+function M.uncursor(c)
+  local s = type(c) == "string" and #c % 2 == 0 and not c:find("[^%x]")
+    and c:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
+  local at, id = (s or ""):match("^(%S+) (.+)$")
+  at = tonumber(at)
+  if not at or at ~= at or at == math.huge or at == -math.huge then
+    error(require("weir.errors").new("invalid", "not a cursor of this run list: start again "
+                                     .. "from the first page"), 0)
+  end
+  return at, id
+end
+
+--- The statement of runs_page q for a backend: ph(k) is its k-th
+-- placeholder, id its expression that orders run ids (PostgreSQL: in
+-- bytes, as SQLite). Returns sql, values, n, limit. The text comes from
+-- fixed parts only, one per filter given (cached); values are bound.
+function M.pager(ph, id)
+  local cache = {}
+  local parts = {
+    { "pipeline", "r.pipeline_id = (SELECT id FROM pipelines WHERE name = %s)" },
+    { "status", "r.status = %s" },
+    { "since", "r.created_at >= %s" },
+    { "until_", "r.created_at < %s" },
+  }
+  return function(q)
+    local limit = q.limit or 20
+    if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
+      error("weir.store.runs_page: limit must be a positive integer", 3)
+    end
+    local vals, n, mask = {}, 0, 0
+    for i, p in ipairs(parts) do
+      local v = q[p[1]]
+      if v ~= nil then
+        n = n + 1
+        vals[n] = v
+        mask = mask + 2 ^ (i - 1)
+      end
+    end
+    if q.after ~= nil then
+      vals[n + 1], vals[n + 2] = M.uncursor(q.after)
+      n = n + 2
+      mask = mask + 16
+    end
+    -- one row more than asked: whether there is a next page
+    n = n + 1
+    vals[n] = limit + 1
+    vals.n = n
+    local sql = cache[mask]
+    if not sql then
+      local wh, k = {}, 0
+      for _, p in ipairs(parts) do
+        if q[p[1]] ~= nil then
+          k = k + 1
+          wh[#wh + 1] = string.format(p[2], ph(k))
+        end
+      end
+      if q.after ~= nil then
+        wh[#wh + 1] = string.format("(r.created_at, %s) < (%s, %s)", id, ph(k + 1), ph(k + 2))
+        k = k + 2
+      end
+      sql = "SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p ON p.id = r.pipeline_id"
+        .. (#wh > 0 and " WHERE " .. table.concat(wh, " AND ") or "")
+        .. " ORDER BY r.created_at DESC, " .. id .. " DESC LIMIT " .. ph(k + 1)
+      cache[mask] = sql
+    end
+    return sql, vals, n, limit
+  end
+end
+
+--- rows, next cursor of a page read with limit + 1 rows.
+function M.page(rows, limit)
+  if #rows <= limit then return rows, nil end
+  rows[#rows] = nil
+  return rows, M.cursor(rows[#rows])
 end
 
 --- Open the store for a weir home directory (created if missing). url

@@ -76,6 +76,52 @@ M.MIGRATIONS = {
   -- the supervisor's process identity (weir_ffi_proc_identity), so that a
   -- reused pid does not pass for a live supervisor
   [2] = [[ALTER TABLE runs ADD COLUMN supervisor_id TEXT]],
+  -- weir serve: users, API keys (hashed), the audit log, idempotency keys
+  -- of triggers; runs listed by status (the queue) and by pipeline, pages
+  -- ordered by (created_at, id)
+  [3] = [[
+    CREATE TABLE users (
+      name TEXT PRIMARY KEY,
+      role TEXT NOT NULL,
+      password_hash TEXT NOT NULL,
+      disabled INTEGER NOT NULL DEFAULT 0,
+      created_at REAL NOT NULL
+    );
+    CREATE TABLE api_keys (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL,
+      role TEXT NOT NULL,
+      hash TEXT NOT NULL,
+      created_at REAL NOT NULL,
+      revoked_at REAL,
+      last_used_at REAL
+    );
+    CREATE TABLE audit_log (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      at REAL NOT NULL,
+      principal TEXT,
+      address TEXT,
+      method TEXT NOT NULL,
+      path TEXT NOT NULL,
+      status INTEGER,
+      outcome TEXT NOT NULL,
+      request_id TEXT,
+      detail TEXT
+    );
+    CREATE TABLE idempotency_keys (
+      scope TEXT NOT NULL,
+      key TEXT NOT NULL,
+      body_hash TEXT NOT NULL,
+      run_id TEXT,
+      created_at REAL NOT NULL,
+      PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+    DROP INDEX runs_created;
+    CREATE INDEX runs_created ON runs(created_at, id);
+    CREATE INDEX runs_status ON runs(status, created_at, id);
+    CREATE INDEX runs_pipeline ON runs(pipeline_id, created_at, id);
+  ]],
 }
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -307,6 +353,154 @@ end
 function S:attempts(run_id)
   return self:check(self.db:all("SELECT * FROM attempts WHERE run_id = ? ORDER BY task, attempt",
                            { run_id }))
+end
+
+-- weir serve ---------------------------------------------------------------
+
+local STORE = require("weir.store")
+local conflict = STORE.conflict
+
+function S:pipelines()
+  return self:check(self.db:all("SELECT p.name, p.id, p.created_at, count(v.id) AS versions, "
+                                .. "max(v.id) AS latest_version_id FROM pipelines p "
+                                .. "LEFT JOIN pipeline_versions v ON v.pipeline_id = p.id "
+                                .. "GROUP BY p.id ORDER BY p.name"))
+end
+
+function S:versions(pipeline)
+  return self:check(self.db:all("SELECT v.id, v.hash, v.kind, v.path, v.created_at "
+                                .. "FROM pipeline_versions v JOIN pipelines p "
+                                .. "ON p.id = v.pipeline_id WHERE p.name = ? "
+                                .. "ORDER BY v.created_at DESC, v.id DESC", { pipeline }))
+end
+
+function S:runs_by_status(status, limit)
+  return self:check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
+                                .. "ON p.id = r.pipeline_id WHERE r.status = ? "
+                                .. "ORDER BY r.created_at, r.id LIMIT ?", { status, limit or -1 }))
+end
+
+local page_sql = STORE.pager(function() return "?" end, "r.id")
+
+function S:runs_page(q)
+  local sql, vals, _, limit = page_sql(q or {})
+  return STORE.page(self:check(self.db:all(sql, vals)), limit)
+end
+
+function S:claim_queued(id, supervisor_pid, supervisor_id)
+  self:begin()
+  local ok, n = pcall(function()
+    return self:check(self.db:run("UPDATE runs SET status = 'running', supervisor_pid = ?, "
+                                  .. "supervisor_id = ? WHERE id = ? AND status = 'queued'",
+                                  { supervisor_pid, supervisor_id, id, n = 3 }))
+  end)
+  if not ok then self:rollback(); error(n, 0) end
+  self:commit()
+  return n == 1
+end
+
+-- users and API keys
+
+local function user_row(r)
+  if r then r.disabled = r.disabled ~= 0 end
+  return r
+end
+
+function S:users_add(name, role, password_hash, now)
+  if self:check(self.db:run("INSERT INTO users (name, role, password_hash, created_at) "
+                            .. "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                            { name, role, password_hash, now, n = 4 })) == 0 then
+    conflict("user " .. tostring(name))
+  end
+end
+
+function S:user(name)
+  return user_row(self:check(self.db:all("SELECT * FROM users WHERE name = ?", { name }))[1])
+end
+
+function S:users()
+  local rows = self:check(self.db:all("SELECT name, role, disabled, created_at FROM users "
+                                      .. "ORDER BY name"))
+  for _, r in ipairs(rows) do user_row(r) end
+  return rows
+end
+
+function S:user_set_disabled(name, disabled)
+  return self:check(self.db:run("UPDATE users SET disabled = ? WHERE name = ?",
+                                { disabled and 1 or 0, name })) == 1
+end
+
+function S:key_add(k)
+  if self:check(self.db:run("INSERT INTO api_keys (id, name, role, hash, created_at) "
+                            .. "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                            { k.id, k.name, k.role, k.hash, k.created_at, n = 5 })) == 0 then
+    conflict("API key " .. tostring(k.id))
+  end
+end
+
+function S:key(id)
+  return self:check(self.db:all("SELECT * FROM api_keys WHERE id = ?", { id }))[1]
+end
+
+function S:keys()
+  return self:check(self.db:all("SELECT id, name, role, created_at, revoked_at, last_used_at "
+                                .. "FROM api_keys ORDER BY created_at, id"))
+end
+
+function S:key_revoke(id, now)
+  return self:check(self.db:run("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) "
+                                .. "WHERE id = ?", { now, id })) == 1
+end
+
+function S:key_used(id, now)
+  self:check(self.db:run("UPDATE api_keys SET last_used_at = ? WHERE id = ? "
+                         .. "AND (last_used_at IS NULL OR last_used_at < ?)", { now, id, now }))
+end
+
+function S:principals()
+  return self:check(self.db:all("SELECT (SELECT count(*) FROM users WHERE disabled = 0) + "
+                                .. "(SELECT count(*) FROM api_keys WHERE revoked_at IS NULL) "
+                                .. "AS n"))[1].n
+end
+
+-- the audit log
+
+function S:audit_add(a)
+  return self:check(self.db:all("INSERT INTO audit_log (at, principal, address, method, path, "
+                                .. "status, outcome, request_id, detail) "
+                                .. "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                { a.at, a.principal, a.address, a.method, a.path, a.status,
+                                  a.outcome, a.request_id, a.detail, n = 9 }))[1].id
+end
+
+function S:audit(limit, before_id)
+  if before_id then
+    return self:check(self.db:all("SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC "
+                                  .. "LIMIT ?", { before_id, limit or 20 }))
+  end
+  return self:check(self.db:all("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?",
+                                { limit or 20 }))
+end
+
+-- idempotency keys of triggers
+
+function S:idem_get(scope, key)
+  return self:check(self.db:all("SELECT * FROM idempotency_keys WHERE scope = ? AND key = ?",
+                                { scope, key }))[1]
+end
+
+function S:idem_put(scope, key, body_hash, run_id, now)
+  if self:check(self.db:run("INSERT INTO idempotency_keys (scope, key, body_hash, run_id, "
+                            .. "created_at) VALUES (?, ?, ?, ?, ?) "
+                            .. "ON CONFLICT (scope, key) DO NOTHING",
+                            { scope, key, body_hash, run_id, now, n = 5 })) == 0 then
+    conflict("idempotency key")
+  end
+end
+
+function S:idem_prune(before_ms)
+  return self:check(self.db:run("DELETE FROM idempotency_keys WHERE created_at < ?",
+                                { before_ms }))
 end
 
 function S:close()
