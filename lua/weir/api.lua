@@ -695,6 +695,16 @@ function Api:handle(http, req)
     end
   end
   local okh, status, body, headers = pcall(r[4], self, req, caps, principal)
+  local store = self.s.store
+  if store.depth and store.depth > 0 then
+    -- a handler that failed inside a transaction: nothing of it stays
+    pcall(store.rollback, store)
+  end
+  if not okh and type(status) == "table" and status.code == "conflict" then
+    okh, status, body, headers = true, fail(409, "conflict", status.message or tostring(status))
+  elseif not okh and type(status) == "table" and status.code == "invalid" then
+    okh, status, body, headers = true, fail(400, "bad request", status.message or tostring(status))
+  end
   if not okh then
     self.s.log("weir serve: " .. req.method .. " " .. r[2] .. ": "
                .. self.s.conf.redact(tostring(status)))

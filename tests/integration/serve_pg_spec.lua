@@ -1,0 +1,98 @@
+-- weir serve on a PostgreSQL store shared by several servers: a server
+-- killed with runs queued and running, two servers started at once on the
+-- same store: every acknowledged run ends exactly once (one successful
+-- attempt, none left running), whichever server took it.
+local H = require("helpers")
+local json = require("weir.json")
+local PG_URL = (H.service("pg") or {}).url
+
+local function admin()
+  local cfg = assert(require("weir.store.postgres").config(PG_URL))
+  cfg.name = "serve_admin"
+  return require("weir.connectors.postgres").connect(cfg)
+end
+
+local function curl(method, url, key, body)
+  local cmd = "curl -s -X " .. method .. " -H " .. H.q("Authorization: Bearer " .. key)
+  if body then cmd = cmd .. " -H 'Content-Type: application/json' --data-binary " .. H.q(body) end
+  return json.decode(H.output(cmd .. " " .. H.q(url)))
+end
+
+local function start(dir, env, name)
+  local log = dir .. "/" .. name .. ".log"
+  local pid = H.spawn(dir, "serve --listen 127.0.0.1:0 --workers 2", log, env)
+  local port = H.wait_for(function()
+    local l = H.read(log)
+    return l and tonumber(l:match("listening on 127%.0%.0%.1:(%d+)"))
+  end, 30)
+  assert.truthy(port, H.read(log))
+  return pid, "http://127.0.0.1:" .. port, log
+end
+
+H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", function()
+  local dir, db, env, pids = nil, nil, nil, {}
+  setup(function()
+    dir = H.tmpdir()
+    db = string.format("weir_serve_%d_%d", os.time(), math.random(1, 1e9))
+    admin():run("CREATE DATABASE " .. db)
+    env = { WEIR_METADATA_URL = (PG_URL:gsub("^([%a][%w+.-]*://[^/?]*)/?[^?]*", "%1/" .. db, 1)) }
+    H.write(dir .. "/weir.yaml", "pipelines: [pipelines]\nserve:\n  max_active_runs: 4\n"
+                                 .. "  pipeline_max_active_runs: 4\n")
+    H.write(dir .. "/pipelines/work.lua", [[
+      return pipeline { name = "work", params = { i = { type = "integer" } },
+        tasks = { t = task { run = function(ctx)
+          local t0 = os.clock()
+          while os.clock() - t0 < 0.05 do end
+          return ctx.params.i end } } }
+    ]])
+  end)
+  teardown(function()
+    for _, p in ipairs(pids) do os.execute("kill -9 " .. p .. " 2>/dev/null"); H.wait_dead(p) end
+    require("weir.connectors.postgres").close_all()
+    pcall(function() admin():run("DROP DATABASE IF EXISTS " .. db .. " WITH (FORCE)") end)
+    H.cleanup(dir)
+  end)
+
+  it("ends every acknowledged run exactly once after a kill -9 and a double start", function()
+    local code, out, err = H.weir(dir, "keys create ops --role operator", env)
+    assert.equal(0, code, err)
+    local key = out:match("(weir_%S+)")
+    local pid, base = start(dir, env, "a")
+    pids[#pids + 1] = pid
+    local ids = {}
+    for i = 1, 30 do
+      local r = curl("POST", base .. "/api/v1/pipelines/work/runs", key,
+                     json.encode({ params = { i = i } }))
+      assert.truthy(r.id, json.encode(r))
+      ids[i] = r.id
+    end
+    os.execute("kill -9 " .. pid)
+    H.wait_dead(pid)
+    -- two servers take over the same store at once
+    local pb = start(dir, env, "b")
+    local pc = start(dir, env, "c")
+    pids[#pids + 1], pids[#pids + 1] = pb, pc
+    local done = H.wait_for(function()
+      local _, o = H.weir(dir, "runs --json --limit 100", env)
+      local n = 0
+      for _, r in ipairs(json.decode(o) or {}) do
+        if r.status == "success" then n = n + 1 end
+      end
+      return n == 30
+    end, 90)
+    assert.truthy(done, H.read(dir .. "/b.log") .. H.read(dir .. "/c.log"))
+    for i, id in ipairs(ids) do
+      local c2, o2 = H.weir(dir, "show " .. id .. " --json", env)
+      assert.equal(0, c2)
+      local r = json.decode(o2)
+      local t = H.task(r, "t")
+      assert.equal(i, t.output)
+      local ok_attempts = 0
+      for _, a in ipairs(t.attempt_list) do
+        if a.status == "success" then ok_attempts = ok_attempts + 1 end
+        assert.is_true(a.status ~= "running", id)
+      end
+      assert.equal(1, ok_attempts, id)
+    end
+  end)
+end)
