@@ -782,6 +782,8 @@ end
 -- seconds, sizes in bytes, pipelines folders absolute.
 M.SERVE = { listen = "127.0.0.1:8080", max_active_runs = 16, pipeline_max_active_runs = 4,
             drain = 30, max_body = 1 * MB, idempotency_retention = 86400,
+            max_header = 8 * KB, max_connections = 1024, max_connections_per_address = 64,
+            idle_timeout = 30,
             rate_limit = { per_principal = { rate = 1000, burst = 2000 },
                            per_address = { rate = 1000, burst = 2000 } },
             trusted_proxies = {}, cors_origins = {} }
@@ -817,15 +819,20 @@ serve_section = function(doc, cfg, st)
   int("workers", 1, 256)
   int("max_active_runs", 1, 100000)
   int("pipeline_max_active_runs", 1, 100000)
-  for _, k in ipairs({ "drain", "idempotency_retention" }) do
+  int("max_connections", 1, 100000)
+  int("max_connections_per_address", 1, 100000)
+  for _, k in ipairs({ "drain", "idempotency_retention", "idle_timeout" }) do
     if given[k] ~= nil then
       local v, err = util.duration(given[k])
       if v then sv[k] = v else st.add("serve." .. k, err) end
     end
   end
-  if given.max_body ~= nil then
-    local v, err = util.size(given.max_body)
-    if v then sv.max_body = v else st.add("serve.max_body", err) end
+  for _, k in ipairs({ "max_body", "max_header" }) do
+    if given[k] ~= nil then
+      local v, err = util.size(given[k])
+      if v and v >= 1024 then sv[k] = v
+      else st.add("serve." .. k, err or "expected at least 1KB") end
+    end
   end
   if type(given.listen) == "string" then
     if not M.parse_listen(given.listen) then

@@ -487,6 +487,10 @@ function Service:open()
   self:recover()
   local http = require("weir.http")
   local srv, herr = http.new({ address = addr, port = port, max_body_bytes = sv.max_body,
+                               max_header_bytes = sv.max_header, threads = 2,
+                               max_connections = sv.max_connections,
+                               max_per_address = sv.max_connections_per_address,
+                               timeout = math.max(1, math.floor(sv.idle_timeout)),
                                request_timeout = 330,
                                tls_cert = sv.tls and sv.tls.cert, tls_key = sv.tls and sv.tls.key })
   if not srv then

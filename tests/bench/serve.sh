@@ -29,6 +29,7 @@ cat >"$T/p/weir.yaml" <<YAML
 pipelines: [pipelines]
 serve:
   max_active_runs: 64
+  max_connections_per_address: 256
   pipeline_max_active_runs: 64
   rate_limit:
     per_address: { rate: 1000000, burst: 1000000 }
