@@ -233,7 +233,12 @@ function H.trigger(api, req, caps, principal)
     end
     error(perr, 0)
   end
-  s:admit()
+  if not wait then
+    -- just recorded: the run as it was written, without reading it back
+    local info = perr -- on success: what was recorded
+    return 201, { id = id, pipeline = caps[1], status = "queued", version_id = info.version_id,
+                  created_at = info.created_at, params = info.params, tasks = array({}) }
+  end
   return api:answer_run(id, 201, wait, req)
 end
 
@@ -624,17 +629,24 @@ function Api:send(http, req, status, body, headers)
   http:respond(req.id, status, h, text)
 end
 
--- Record a mutating request or a denial in the audit log.
+-- The audit entry of a mutating request or a denial (in the caller's
+-- transaction).
+function Api:audit_entry(req, principal, status, outcome)
+  self.s.store:audit_add({ at = executor.now(), principal = principal and principal.name or nil,
+                           address = req.addr, method = req.method, path = req.path,
+                           status = status, outcome = outcome,
+                           request_id = tostring(tonumber(req.id)) })
+end
+
+-- The same in a transaction of its own.
 function Api:audit(req, principal, status, outcome)
   local store = self.s.store
-  pcall(function()
+  local done = pcall(function()
     store:begin()
-    store:audit_add({ at = executor.now(), principal = principal and principal.name or nil,
-                      address = req.addr, method = req.method, path = req.path,
-                      status = status, outcome = outcome,
-                      request_id = tostring(tonumber(req.id)) })
+    self:audit_entry(req, principal, status, outcome)
     store:commit()
   end)
+  if not done then pcall(store.rollback, store) end
 end
 
 local function too_many(self, http, req, secs, who)
@@ -694,9 +706,25 @@ function Api:handle(http, req)
                                        format("this needs the %s role", r[3])))
     end
   end
-  local okh, status, body, headers = pcall(r[4], self, req, caps, principal)
+  -- a change and its audit entry are one transaction, committed before
+  -- the answer
   local store = self.s.store
-  if store.depth and store.depth > 0 then
+  local mutating = r[1] ~= "GET"
+  if mutating then store:begin() end
+  local okh, status, body, headers = pcall(r[4], self, req, caps, principal)
+  if mutating and okh and store.depth == 1 then
+    local okc, cerr = pcall(function()
+      self:audit_entry(req, principal, status or 202, status and status < 400 and "ok" or
+                       (status and "failed" or "waiting"))
+      store:commit()
+    end)
+    if okc then
+      mutating = false -- audited
+    else
+      okh, status = false, cerr
+    end
+  end
+  if store.depth > 0 then
     -- a handler that failed inside a transaction: nothing of it stays
     pcall(store.rollback, store)
   end
@@ -710,20 +738,24 @@ function Api:handle(http, req)
                .. self.s.conf.redact(tostring(status)))
     status, body, headers = fail(500, nil, "the request failed; the server log says why")
   end
-  if r[1] ~= "GET" then
+  if mutating then
     self:audit(req, principal, status or 202, status and status < 400 and "ok" or
                (status and "failed" or "waiting"))
   end
   if status then self:send(http, req, status, body, headers) end
 end
 
---- Answer every request waiting in the HTTP queue.
-function Api:serve_pending(http)
-  while true do
+--- Answer the requests waiting in the HTTP queue, at most max (64) of
+-- them: the runs go on between two batches however fast requests come.
+-- Returns how many were answered.
+function Api:serve_pending(http, max)
+  max = max or 64
+  for n = 1, max do
     local req = http:next()
-    if not req then return end
+    if not req then return n - 1 end
     self:handle(http, req)
   end
+  return max
 end
 
 --- A finished run's duration, for the histogram.

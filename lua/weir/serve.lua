@@ -132,8 +132,8 @@ end
 --- Record a new run of pipeline name, queued. params: name -> value (JSON
 -- values or strings), checked against the pipeline's. trigger: who asked
 -- (recorded with the run). extra(store, id) runs inside the same
--- transaction (the idempotency key). Returns the run id, or nil, problem
--- ({ status, title, detail }).
+-- transaction (the idempotency key). Returns the run id and { version_id,
+-- created_at, params }, or nil, problem ({ status, title, detail }).
 function Service:trigger(name, params, trigger, extra)
   local c = self.catalog[name]
   if not c then return nil, { status = 404, title = "no such pipeline", detail = name } end
@@ -141,11 +141,11 @@ function Service:trigger(name, params, trigger, extra)
   if not resolved then return nil, { status = 422, title = "invalid params", detail = perr } end
   local store = self.store
   local id = engine.new_run_id()
+  local now = executor.now()
   store:begin()
   local ok, err = pcall(function()
     store:create_run({ id = id, pipeline_id = c.pipeline_id, version_id = c.version_id,
-                       status = "queued", params = json.encode(resolved),
-                       created_at = executor.now(),
+                       status = "queued", params = json.encode(resolved), created_at = now,
                        options = json.encode({ trigger = trigger }) })
     if extra then extra(store, id) end
     store:commit()
@@ -156,7 +156,7 @@ function Service:trigger(name, params, trigger, extra)
   end
   self.stats.triggered = self.stats.triggered + 1
   enqueue(self, name, id)
-  return id
+  return id, { version_id = c.version_id, created_at = now, params = resolved }
 end
 
 -- The limit of active runs of pipeline P.
@@ -532,7 +532,7 @@ function Service:loop()
       self:flush_events(self.ended)
       self.ended = {}
     end
-    api:serve_pending(http)
+    local answered = api:serve_pending(http)
     if not self.draining then self:admit() end
     expire_waiters(self)
     if executor.mono() >= (self.next_prune or 0) then
@@ -541,7 +541,8 @@ function Service:loop()
     end
     if self.draining and (r.active == 0 or executor.mono() >= self.drain_until) then break end
     local perr
-    evs, perr = exec:poll(next_wait(self, r:wait_ms()))
+    -- requests left waiting: look at the workers without sleeping
+    evs, perr = exec:poll(answered >= 64 and 0 or next_wait(self, r:wait_ms()))
     if not evs then error("executor: " .. tostring(perr), 0) end
     if r:gather(#evs) then
       local more = exec:poll(1)

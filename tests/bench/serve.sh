@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # serve.sh - weir serve as a service: authenticated triggers of a one-task
 # no-op pipeline (each recorded in the SQLite store before the answer)
-# with wrk, 2 threads, 64 connections, DURATION (10 s) per run, RUNS (3)
-# runs; then the rate at which those runs finish; then the resident memory
+# with wrk, 2 threads, CONNS connections (64 and 16: with a closed loop of
+# C connections the mean latency is C / throughput), DURATION (10 s) per
+# run, RUNS (3) runs each; then the rate at which those runs finish; then the resident memory
 # of an idle server (supervisor alone, and with its workers) next to an
 # idle redis-server's. A measurement, never an assertion; run by hand only
 # (installs wrk with apt-get if missing).
 #
 # usage: bash tests/bench/serve.sh   (after bash scripts/build.sh)
-# env:   RUNS (3)  DURATION (10s)  WORKERS (2)
+# env:   RUNS (3)  DURATION (10s)  WORKERS (2)  CONNS ("64 16")
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -18,9 +19,10 @@ bench_ensure_pkgs wrk
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 WORKERS=${WORKERS:-2}
+CONNS=${CONNS:-64 16}
 T=$BENCH_TMP
 
-echo "== serve: POST /api/v1/pipelines/noop/runs, wrk -t2 -c64 -d$DURATION, $RUNS runs"
+echo "== serve: POST /api/v1/pipelines/noop/runs, wrk -t2 -c($CONNS) -d$DURATION, $RUNS runs each"
 machine_info
 echo "wrk: $(wrk --version 2>&1 | head -1)"
 
@@ -66,10 +68,12 @@ count_runs() {
   sqlite3 "$T/p/.weir/weir.db" "SELECT count(*) FROM runs WHERE status $1"
 }
 
+: >"$T/summary"
+for c in $CONNS; do
 : >"$T/rps.runs"
 for i in $(seq 1 "$RUNS"); do
   before=$(count_runs "IS NOT NULL")
-  wrk -t2 -c64 -d"$DURATION" --latency -s "$T/trigger.lua" \
+  wrk -t2 -c"$c" -d"$DURATION" --latency -s "$T/trigger.lua" \
     "$BASE/api/v1/pipelines/noop/runs" >"$T/wrk.out"
   non2xx=$(awk '/Non-2xx/ { print $NF }' "$T/wrk.out")
   rps=$(awk '/^Requests\/sec:/ { print $2 }' "$T/wrk.out")
@@ -84,14 +88,16 @@ for i in $(seq 1 "$RUNS"); do
   while [ "$(count_runs "IN ('queued', 'running')")" -gt 0 ]; do sleep 0.2; done
   t1=$(now_ns)
   fin=$(awk -v n="$left" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
-  echo "run $i: $rps req/s, p99 $p99 ms, $accepted runs recorded, non-2xx ${non2xx:-0};" \
+  echo "c=$c run $i: $rps req/s, p99 $p99 ms, $accepted runs recorded, non-2xx ${non2xx:-0};" \
        "$left were still to run and finished at $fin runs/s"
   echo "$rps $p99 $fin" >>"$T/rps.runs"
 done
-echo
-echo "median: $(cut -d' ' -f1 "$T/rps.runs" | median) triggers/s (target >= 2000)," \
+echo "c=$c median: $(cut -d' ' -f1 "$T/rps.runs" | median) triggers/s (target >= 2000)," \
      "p99 $(cut -d' ' -f2 "$T/rps.runs" | median) ms (target <= 20)," \
-     "finishing $(cut -d' ' -f3 "$T/rps.runs" | median) runs/s"
+     "finishing $(cut -d' ' -f3 "$T/rps.runs" | median) runs/s" >>"$T/summary"
+done
+echo
+cat "$T/summary"
 
 # idle memory: a fresh server, 3 s after start
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
