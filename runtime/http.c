@@ -67,6 +67,7 @@ typedef struct hreq {
     uint64_t id;
     int state;
     int checked;        /* the first call's checks are done */
+    int health;         /* GET /health: answered here, never queued */
     int suspended;
     int too_large;      /* body over the limit: discarding it */
     uint64_t discarded;
@@ -575,9 +576,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         if ((strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
             && (strcmp(r->target, "/health") == 0
                 || strncmp(r->target, "/health?", 8) == 0)) {
-            COUNT(h, health);
-            r->state = RQ_ANSWERED;
-            return MHD_queue_response(c, 200, h->health);
+            /* answered at the next call, once the request is read whole:
+             * an answer queued earlier makes libmicrohttpd close the
+             * connection (no keep-alive) */
+            r->health = 1;
+            return MHD_YES;
         }
         r->method = strdup(method);
         if (r->method == NULL)
@@ -601,6 +604,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         if (weir_buf_append(&r->body, upload, n) != WEIR_OK)
             return MHD_NO;
         return MHD_YES;
+    }
+    if (r->state == RQ_READING && r->health) {
+        COUNT(h, health);
+        r->state = RQ_ANSWERED;
+        return MHD_queue_response(c, 200, h->health);
     }
     if (r->state == RQ_READING) {
         if (r->too_large)
@@ -707,7 +715,7 @@ WEIR_API int weir_ffi_http_new(const weir_http_opts *o, weir_http **out,
     struct sockaddr_in a4 = { .sin_family = AF_INET };
     struct sockaddr *sa = (struct sockaddr *)&a4;
     const char *addr = o->address ? o->address : "127.0.0.1";
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO
                      | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *di;
     size_t pool;

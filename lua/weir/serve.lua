@@ -487,7 +487,7 @@ function Service:open()
   self:recover()
   local http = require("weir.http")
   local srv, herr = http.new({ address = addr, port = port, max_body_bytes = sv.max_body,
-                               max_header_bytes = sv.max_header, threads = 2,
+                               max_header_bytes = sv.max_header, threads = 1,
                                max_connections = sv.max_connections,
                                max_per_address = sv.max_connections_per_address,
                                timeout = math.max(1, math.floor(sv.idle_timeout)),

@@ -8,7 +8,7 @@
 # only (installs wrk and nginx with apt-get if missing).
 #
 # usage: bash tests/bench/http_health.sh   (after bash scripts/build.sh)
-# env:   RUNS (3)  DURATION (10s)  THREADS (weir's libmicrohttpd threads, 2)
+# env:   RUNS (3)  DURATION (10s)  THREADS (weir's libmicrohttpd threads, 1 as in weir serve)
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -17,7 +17,7 @@ bench_ensure_pkgs wrk nginx
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 T=$BENCH_TMP
 
 echo "== http_health: GET /health, wrk -t2 -c64 -d$DURATION, $RUNS runs each"
