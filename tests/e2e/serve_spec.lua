@@ -130,6 +130,11 @@ serve:
     local st, body = curl("GET", base .. "/health")
     assert.equal(200, st)
     assert.equal("ok", body.status)
+    -- and keeps the connection for the next request (keep-alive)
+    local trace = H.output("curl -sv -o /dev/null -o /dev/null " .. H.q(base .. "/health") .. " "
+                           .. H.q(base .. "/health") .. " 2>&1")
+    assert.matches("Re-using existing connection", trace)
+    assert.is_nil(trace:lower():find("< connection: close", 1, true))
     st, body = curl("GET", base .. "/ready")
     assert.equal(200, st, H.read(log))
     assert.equal("ready", body.status)
