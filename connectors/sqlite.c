@@ -6,8 +6,10 @@
  */
 #include "weir/sqlite.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct weir_db {
     sqlite3 *h;
@@ -273,4 +275,97 @@ WEIR_API int64_t weir_ffi_db_changes(weir_db *db)
 WEIR_API int64_t weir_ffi_db_last_rowid(weir_db *db)
 {
     return sqlite3_last_insert_rowid(db->h);
+}
+
+/* ------------------------------------------------ background checkpoints */
+
+struct weir_checkpointer {
+    sqlite3 *h;
+    int32_t interval_ms;
+    int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+};
+
+static void *checkpoint_loop(void *arg)
+{
+    weir_checkpointer *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        struct timespec at;
+
+        clock_gettime(CLOCK_REALTIME, &at);
+        at.tv_sec += c->interval_ms / 1000;
+        at.tv_nsec += (long)(c->interval_ms % 1000) * 1000000L;
+        if (at.tv_nsec >= 1000000000L) {
+            at.tv_sec++;
+            at.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cv, &c->mu, &at);
+        if (c->stop)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        /* busy or locked: the next turn tries again */
+        (void)sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                        NULL, NULL);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+WEIR_API int weir_ffi_db_checkpointer_start(const char *path,
+                                            int32_t interval_ms,
+                                            weir_checkpointer **out,
+                                            char *err, size_t errlen)
+{
+    weir_checkpointer *c;
+    int rc;
+
+    *out = NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return WEIR_ENOMEM;
+    rc = sqlite3_open_v2(path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c->h, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = fail(c->h, rc, err, errlen);
+        sqlite3_close(c->h);
+        free(c);
+        return rc;
+    }
+    sqlite3_busy_timeout(c->h, 100);
+    harden(c->h);
+    c->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->thread, NULL, checkpoint_loop, c) != 0) {
+        weir_set_err(err, errlen, "sqlite: cannot start the checkpoint thread");
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        sqlite3_close(c->h);
+        free(c);
+        return WEIR_EIO;
+    }
+    *out = c;
+    return WEIR_OK;
+}
+
+WEIR_API void weir_ffi_db_checkpointer_stop(weir_checkpointer *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    sqlite3_close(c->h);
+    free(c);
 }

@@ -621,7 +621,7 @@ function Engine:finish()
   store:begin()
   store:update_run(self.run_id, { status = status, finished_at = self.now() })
   store:commit()
-  store:checkpoint()
+  if not self.pool.shared then store:checkpoint() end
   self.status = status
   local vf = self.view.finish
   if vf then vf(self) end

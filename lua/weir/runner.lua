@@ -114,11 +114,22 @@ function R:step(evs)
     end
   end
   if over then
+    -- their final statuses in one transaction; then, now and then, the
+    -- store's WAL folded back (Engine:finish does it after weir run)
     table.sort(over, function(a, b) return a.run_id < b.run_id end)
+    store:begin()
     for _, e in ipairs(over) do
       drop(self, e)
-      local status = e:finish()
-      if self.on_finish then self.on_finish(e, status) end
+      e:finish()
+    end
+    store:commit()
+    if self.on_finish then
+      for _, e in ipairs(over) do self.on_finish(e, e.status) end
+    end
+    local now = self.clock.mono()
+    if now >= (self.next_checkpoint or 0) then
+      self.next_checkpoint = now + 5000
+      store:checkpoint()
     end
   end
   return sends

@@ -164,10 +164,16 @@ function Service:pipeline_limit(P)
   return P and P.def.max_active_runs or self.settings.pipeline_max_active_runs
 end
 
---- Start queued runs while the limits allow, pipelines taking turns.
+--- Start queued runs while the limits allow, pipelines taking turns; at
+-- most ADMIT_STEP in one turn of the loop, so that requests wait for a
+-- bounded time behind them.
+local ADMIT_STEP = 16
+
 function Service:admit()
   local r, max_active = self.runner, self.settings.max_active_runs
-  while self.queued > 0 and r.active < max_active do
+  local budget = ADMIT_STEP
+  while self.queued > 0 and r.active < max_active and budget > 0 do
+    budget = budget - 1
     local started = false
     local names = self.qnames
     for _ = 1, #names do
@@ -440,6 +446,7 @@ function Service:open()
   local store, serr = run.open_store(conf)
   if not store then return nil, { exit = 3, message = serr } end
   self.store = store
+  store:background_checkpoints()
   local okr, why = pcall(store.reachable_by, store, conf.connections)
   if not okr then return nil, { exit = 3, message = "cannot open the metadata store: " .. tostring(why) } end
   if why then return nil, { exit = 1, message = conf.redact(why) } end

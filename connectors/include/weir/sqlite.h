@@ -32,6 +32,17 @@ WEIR_API int weir_ffi_db_open(const char *path, int32_t create,
  * folding it back into the database and syncing (the metadata store: its
  * WAL is checkpointed by SQLite every wal_autocheckpoint pages). */
 WEIR_API void weir_ffi_db_keep_wal(weir_db *db);
+/* A thread with a connection of its own to the database at path (in WAL
+ * mode) that checkpoints the WAL every interval_ms, PASSIVE (writers never
+ * wait for it): a server whose connection sets wal_autocheckpoint=0 then
+ * never pays a checkpoint and its syncs inside a commit. Stopped and freed
+ * by weir_ffi_db_checkpointer_stop (NULL-safe). */
+typedef struct weir_checkpointer weir_checkpointer;
+WEIR_API int weir_ffi_db_checkpointer_start(const char *path,
+                                            int32_t interval_ms,
+                                            weir_checkpointer **out,
+                                            char *err, size_t errlen);
+WEIR_API void weir_ffi_db_checkpointer_stop(weir_checkpointer *c);
 /* Close and free; NULL-safe. Statements stay valid until finalized. */
 WEIR_API void weir_ffi_db_close(weir_db *db);
 /* Run one or more statements without results (DDL, PRAGMA, BEGIN). */

@@ -1062,4 +1062,8 @@ function S:close()
   self.locks = {}
 end
 
+--- Nothing to do: the server keeps its own log (the SQLite store has a
+-- checkpoint thread for weir serve).
+function S.background_checkpoints() end
+
 return M

@@ -319,6 +319,7 @@ function S.reachable_by(_, _) return nil end
 local WAL_FOLD = 16 * 1024 * 1024
 
 function S:checkpoint()
+  if self.ckpt then return end -- the checkpoint thread's (background_checkpoints)
   local f = io.open(self.path .. "-wal", "rb")
   if not f then return end
   local size = f:seek("end")
@@ -503,7 +504,25 @@ function S:idem_prune(before_ms)
                                 { before_ms }))
 end
 
+--- A long-running writer (weir serve): the WAL is checkpointed by a
+-- thread of its own every second instead of inside a commit, so a commit
+-- never waits for a checkpoint and its syncs (tens of ms on a slow disk).
+function S:background_checkpoints()
+  if self.ckpt then return end
+  local F = require("weir._ffi")
+  local out = F.ffi.new("weir_checkpointer *[1]")
+  self:check(F.check(F.C.weir_ffi_db_checkpointer_start(self.path, 1000, out, F.errbuf,
+                                                        F.errlen)))
+  self.ckpt = F.ffi.gc(out[0], F.C.weir_ffi_db_checkpointer_stop)
+  self:check(self.db:exec("PRAGMA wal_autocheckpoint=0"))
+end
+
 function S:close()
+  if self.ckpt then
+    local F = require("weir._ffi")
+    F.C.weir_ffi_db_checkpointer_stop(F.ffi.gc(self.ckpt, nil))
+    self.ckpt = nil
+  end
   if self.db then self.db:close(); self.db = nil end
 end
 
