@@ -288,6 +288,30 @@ struct weir_checkpointer {
     pthread_t thread;
 };
 
+/* Past this many frames (16 MB of 4 KB pages) a fully checkpointed WAL
+ * is truncated: otherwise it keeps its largest size, and every open reads
+ * it whole to rebuild its index. */
+#define WAL_FOLD_FRAMES 4096
+
+/* One turn: copy what the WAL holds into the database without making
+ * writers wait (busy or locked: the next turn tries again); then, when
+ * everything was copied and the WAL is large, truncate it, but only if no
+ * writer is busy right now (no waiting either way). */
+static void checkpoint_once(sqlite3 *h)
+{
+    int log = 0, done = 0;
+
+    if (sqlite3_wal_checkpoint_v2(h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                  &done) != SQLITE_OK)
+        return;
+    if (log > WAL_FOLD_FRAMES && done == log) {
+        sqlite3_busy_timeout(h, 0);
+        (void)sqlite3_wal_checkpoint_v2(h, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                        NULL, NULL);
+        sqlite3_busy_timeout(h, 100);
+    }
+}
+
 static void *checkpoint_loop(void *arg)
 {
     weir_checkpointer *c = arg;
@@ -307,9 +331,7 @@ static void *checkpoint_loop(void *arg)
         if (c->stop)
             break;
         pthread_mutex_unlock(&c->mu);
-        /* busy or locked: the next turn tries again */
-        (void)sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                        NULL, NULL);
+        checkpoint_once(c->h);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -330,8 +352,10 @@ WEIR_API int weir_ffi_db_checkpointer_start(const char *path,
         return WEIR_ENOMEM;
     rc = sqlite3_open_v2(path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                          NULL);
+    /* no cache worth keeping: a checkpoint copies frames to the file */
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c->h, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+        rc = sqlite3_exec(c->h, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=16",
+                          NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         rc = fail(c->h, rc, err, errlen);
         sqlite3_close(c->h);

@@ -44,6 +44,18 @@ describe("the SQLite store's checkpoint thread", function()
     assert.is_true(later > before)
   end)
 
+  it("truncates a large WAL once it is all in the database", function()
+    local store = assert(require("weir.store").open(dir, "sqlite:" .. dir .. "/t.db"))
+    store:background_checkpoints()
+    local pad = string.rep("y", 4000)
+    store:begin()
+    for i = 1, 6000 do store:audit_add({ at = i, method = "POST", path = "/p", outcome = pad }) end
+    store:commit()
+    assert.is_true(size(dir .. "/t.db-wal") > 16 * 1024 * 1024)
+    assert.truthy(H.wait_for(function() return size(dir .. "/t.db-wal") < 1024 * 1024 end, 10))
+    store:close()
+  end)
+
   it("leaves the WAL alone without it (the commits' own limit is far)", function()
     os.remove(dir .. "/w.db")
     local before, just = write(false)
