@@ -282,6 +282,7 @@ WEIR_API int64_t weir_ffi_db_last_rowid(weir_db *db)
 struct weir_checkpointer {
     sqlite3 *h;
     int32_t interval_ms;
+    int last_log; /* WAL frames at the last turn */
     int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -294,22 +295,25 @@ struct weir_checkpointer {
 #define WAL_FOLD_FRAMES 4096
 
 /* One turn: copy what the WAL holds into the database without making
- * writers wait (busy or locked: the next turn tries again); then, when
- * everything was copied and the WAL is large, truncate it, but only if no
- * writer is busy right now (no waiting either way). */
-static void checkpoint_once(sqlite3 *h)
+ * writers wait (busy or locked: the next turn tries again). When the WAL
+ * is large, all copied, and nothing was written since the last turn (the
+ * server is idle), truncate it: truncating holds the writers' lock while
+ * it syncs, which under load would stall commits for a long moment. */
+static void checkpoint_once(weir_checkpointer *c)
 {
     int log = 0, done = 0;
 
-    if (sqlite3_wal_checkpoint_v2(h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+    if (sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
                                   &done) != SQLITE_OK)
         return;
-    if (log > WAL_FOLD_FRAMES && done == log) {
-        sqlite3_busy_timeout(h, 0);
-        (void)sqlite3_wal_checkpoint_v2(h, NULL, SQLITE_CHECKPOINT_TRUNCATE,
-                                        NULL, NULL);
-        sqlite3_busy_timeout(h, 100);
+    if (log > WAL_FOLD_FRAMES && done == log && log == c->last_log) {
+        sqlite3_busy_timeout(c->h, 0);
+        if (sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                      &log, &done) == SQLITE_OK)
+            log = 0;
+        sqlite3_busy_timeout(c->h, 100);
     }
+    c->last_log = log;
 }
 
 static void *checkpoint_loop(void *arg)
@@ -331,7 +335,7 @@ static void *checkpoint_loop(void *arg)
         if (c->stop)
             break;
         pthread_mutex_unlock(&c->mu);
-        checkpoint_once(c->h);
+        checkpoint_once(c);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
