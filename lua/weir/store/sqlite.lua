@@ -509,6 +509,9 @@ end
 -- never waits for a checkpoint and its syncs (tens of ms on a slow disk).
 function S:background_checkpoints()
   if self.ckpt then return end
+  -- start from an empty WAL: a large one costs memory and time at every
+  -- open (its index is rebuilt from it)
+  self.db:exec("PRAGMA wal_checkpoint(TRUNCATE)")
   local F = require("weir._ffi")
   local out = F.ffi.new("weir_checkpointer *[1]")
   self:check(F.check(F.C.weir_ffi_db_checkpointer_start(self.path, 1000, out, F.errbuf,
@@ -522,6 +525,8 @@ function S:close()
     local F = require("weir._ffi")
     F.C.weir_ffi_db_checkpointer_stop(F.ffi.gc(self.ckpt, nil))
     self.ckpt = nil
+    -- the server stops: leave the next start an empty WAL
+    if self.db then self.db:exec("PRAGMA wal_checkpoint(TRUNCATE)") end
   end
   if self.db then self.db:close(); self.db = nil end
 end
