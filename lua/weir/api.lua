@@ -401,6 +401,15 @@ local function role_of(body)
   return role
 end
 
+local function name_of(body)
+  local name = body.name
+  if type(name) ~= "string" or #name > 64 or not name:match(NAME) then
+    return nil, { 422, "invalid name", "name: 1..64 of A-Z a-z 0-9 _ . @ -",
+                  array({ { pointer = "/name", detail = "expected a name" } }) }
+  end
+  return name
+end
+
 function H.users(api)
   return ok({ users = array(api.s.store:users()) })
 end
@@ -410,11 +419,9 @@ function H.add_user(api, req)
   if not body then return fail(berr[1], berr[2], berr[3]) end
   local role, rerr = role_of(body)
   if not role then return fail(unpack(rerr)) end
-  local name, pw = body.name, body.password
-  if type(name) ~= "string" or #name > 64 or not name:match(NAME) then
-    return fail(422, "invalid name", "name: 1..64 of A-Z a-z 0-9 _ . @ -",
-                array({ { pointer = "/name", detail = "expected a name" } }))
-  end
+  local name, nerr = name_of(body)
+  if not name then return fail(unpack(nerr)) end
+  local pw = body.password
   if type(pw) ~= "string" or #pw < 8 or #pw > 1024 then
     return fail(422, "invalid password", "password: 8..1024 bytes",
                 array({ { pointer = "/password", detail = "8..1024 bytes" } }))
@@ -446,18 +453,16 @@ function H.add_key(api, req)
   if not body then return fail(berr[1], berr[2], berr[3]) end
   local role, rerr = role_of(body)
   if not role then return fail(unpack(rerr)) end
-  if type(body.name) ~= "string" or #body.name > 64 or not body.name:match(NAME) then
-    return fail(422, "invalid name", "name: 1..64 of A-Z a-z 0-9 _ . @ -",
-                array({ { pointer = "/name", detail = "expected a name" } }))
-  end
+  local name, nerr = name_of(body)
+  if not name then return fail(unpack(nerr)) end
   local k = auth.new_api_key()
   local store = api.s.store
   store:begin()
-  store:key_add({ id = k.id, name = body.name, role = role, hash = k.hash,
+  store:key_add({ id = k.id, name = name, role = role, hash = k.hash,
                   created_at = executor.now() })
   store:commit()
   -- the only time the clear key is shown
-  return ok({ id = k.id, name = body.name, role = role, key = k.key }, 201)
+  return ok({ id = k.id, name = name, role = role, key = k.key }, 201)
 end
 
 function H.revoke_key(api, _, caps)

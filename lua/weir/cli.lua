@@ -524,6 +524,18 @@ local function read_password()
   return pw
 end
 
+-- weir users disable / weir keys revoke: fn() makes the change (false:
+-- no such one) in a transaction; says what happened, closes the store.
+local function change(store, cmd, what, id, done, fn)
+  store:begin()
+  local found = fn()
+  store:commit()
+  store:close()
+  if not found then eprintf("weir %s: no %s %s\n", cmd, what, id); return 1 end
+  io.write(format("%s %s %s\n", what, id, done))
+  return 0
+end
+
 function commands.users(args)
   local o, pos = parse(args, { role = "string" })
   local sub = pos[1]
@@ -549,11 +561,9 @@ function commands.users(args)
       io.write(format("%-24s %-10s %s\n", u.name, u.role, u.disabled and "disabled" or "enabled"))
     end
   elseif sub == "disable" and #pos == 2 then
-    store:begin()
-    local found = store:user_set_disabled(pos[2], true)
-    store:commit()
-    if not found then eprintf("weir users disable: no user %s\n", pos[2]); return 1 end
-    io.write(format("user %s disabled\n", pos[2]))
+    return change(store, "users disable", "user", pos[2], "disabled", function()
+      return store:user_set_disabled(pos[2], true)
+    end)
   else
     eprintf(usage); return 2
   end
@@ -584,11 +594,9 @@ function commands.keys(args)
                       k.revoked_at and "revoked" or "active"))
     end
   elseif sub == "revoke" and #pos == 2 then
-    store:begin()
-    local found = store:key_revoke(pos[2], now)
-    store:commit()
-    if not found then eprintf("weir keys revoke: no key %s\n", pos[2]); return 1 end
-    io.write(format("key %s revoked\n", pos[2]))
+    return change(store, "keys revoke", "key", pos[2], "revoked", function()
+      return store:key_revoke(pos[2], now)
+    end)
   else
     eprintf(usage); return 2
   end

@@ -67,17 +67,7 @@ local function exchange(port, bytes)
   return text
 end
 
-local function start(dir, extra_env)
-  local log = dir .. "/serve.log"
-  os.remove(log)
-  local pid = H.spawn(dir, "serve --listen 127.0.0.1:0", log, extra_env)
-  local port = H.wait_for(function()
-    local l = H.read(log)
-    return l and tonumber(l:match("listening on 127%.0%.0%.1:(%d+)"))
-  end, 30)
-  assert.truthy(port, H.read(log))
-  return pid, "http://127.0.0.1:" .. port, log
-end
+local function start(dir) return H.serve(dir) end
 
 describe("weir serve", function()
   local dir, pid, base, log, ops, viewer, admin

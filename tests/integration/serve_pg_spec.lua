@@ -19,14 +19,7 @@ local function curl(method, url, key, body)
 end
 
 local function start(dir, env, name)
-  local log = dir .. "/" .. name .. ".log"
-  local pid = H.spawn(dir, "serve --listen 127.0.0.1:0 --workers 2", log, env)
-  local port = H.wait_for(function()
-    local l = H.read(log)
-    return l and tonumber(l:match("listening on 127%.0%.0%.1:(%d+)"))
-  end, 30)
-  assert.truthy(port, H.read(log))
-  return pid, "http://127.0.0.1:" .. port, log
+  return H.serve(dir, env, name, "--workers 2")
 end
 
 H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", function()

@@ -248,4 +248,19 @@ function M.yaml(service, name, port, extra)
   return "connections:\n  " .. name .. ":\n" .. conn:format(port) .. (extra or "")
 end
 
+--- Start `weir serve --listen 127.0.0.1:0 ARGS` in dir (env added), its
+-- output in dir/NAME.log; waits until it listens. Returns its pid, its
+-- base URL and the log's path.
+function M.serve(dir, env, name, args)
+  local log = dir .. "/" .. (name or "serve") .. ".log"
+  os.remove(log)
+  local pid = M.spawn(dir, "serve --listen 127.0.0.1:0 " .. (args or ""), log, env)
+  local port = M.wait_for(function()
+    local l = M.read(log)
+    return l and tonumber(l:match("listening on 127%.0%.0%.1:(%d+)"))
+  end, 30)
+  assert(port, "weir serve did not start: " .. tostring(M.read(log)))
+  return pid, "http://127.0.0.1:" .. port, log
+end
+
 return M
