@@ -410,17 +410,25 @@ local function name_of(body)
   return name
 end
 
+-- The body of a request that makes a principal, its role and name; or
+-- nil, problem.
+local function principal_body(req)
+  local body, berr = body_json(req)
+  if not body then return nil, berr end
+  local role, rerr = role_of(body)
+  if not role then return nil, rerr end
+  local name, nerr = name_of(body)
+  if not name then return nil, nerr end
+  return body, role, name
+end
+
 function H.users(api)
   return ok({ users = array(api.s.store:users()) })
 end
 
 function H.add_user(api, req)
-  local body, berr = body_json(req)
-  if not body then return fail(berr[1], berr[2], berr[3]) end
-  local role, rerr = role_of(body)
-  if not role then return fail(unpack(rerr)) end
-  local name, nerr = name_of(body)
-  if not name then return fail(unpack(nerr)) end
+  local body, role, name = principal_body(req)
+  if not body then return fail(unpack(role)) end
   local pw = body.password
   if type(pw) ~= "string" or #pw < 8 or #pw > 1024 then
     return fail(422, "invalid password", "password: 8..1024 bytes",
@@ -449,12 +457,8 @@ function H.keys(api)
 end
 
 function H.add_key(api, req)
-  local body, berr = body_json(req)
-  if not body then return fail(berr[1], berr[2], berr[3]) end
-  local role, rerr = role_of(body)
-  if not role then return fail(unpack(rerr)) end
-  local name, nerr = name_of(body)
-  if not name then return fail(unpack(nerr)) end
+  local body, role, name = principal_body(req)
+  if not body then return fail(unpack(role)) end
   local k = auth.new_api_key()
   local store = api.s.store
   store:begin()
