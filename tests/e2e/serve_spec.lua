@@ -493,3 +493,86 @@ serve:
     H.cleanup(d2)
   end)
 end)
+
+describe("weir serve with limits, CORS, TLS and SIGHUP", function()
+  local dir, pid, base, key
+  setup(function()
+    dir = H.tmpdir()
+    -- a throwaway certificate for localhost
+    assert(H.succeeds("cd " .. H.q(dir) .. " && openssl req -x509 -newkey rsa:2048 -nodes "
+                      .. "-keyout key.pem -out cert.pem -days 1 -subj /CN=localhost "
+                      .. "-addext subjectAltName=DNS:localhost >/dev/null 2>&1"))
+    H.write(dir .. "/weir.yaml", [[
+pipelines: [pipelines]
+serve:
+  rate_limit:
+    per_address: { rate: 1, burst: 5 }
+  cors_origins: [https://ok.example]
+  tls: { cert: cert.pem, key: key.pem }
+]])
+    H.write(dir .. "/pipelines/p.lua",
+            'return pipeline { name = "p", tasks = { a = task { run = function() return 1 end } } }')
+    local code, out = H.weir(dir, "keys create k --role viewer")
+    assert.equal(0, code)
+    key = out:match("(weir_%S+)")
+    pid = H.serve(dir)
+    base = "https://localhost:" .. H.read(dir .. "/serve.log"):match("127%.0%.0%.1:(%d+)")
+  end)
+  teardown(function()
+    if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null"); H.wait_dead(pid) end
+    H.cleanup(dir)
+  end)
+
+  -- curl over TLS, checked against the throwaway certificate; returns the
+  -- status and the header text
+  local function get(path, extra)
+    local out = H.output("curl -s -o /dev/null -D - --cacert " .. H.q(dir .. "/cert.pem")
+                         .. " --resolve localhost:" .. base:match(":(%d+)$") .. ":127.0.0.1 "
+                         .. (extra or "") .. " " .. H.q(base .. path))
+    return tonumber(out:match("^HTTP/%S+ (%d+)")), out
+  end
+
+  it("serves HTTPS with HSTS, and answers CORS only for the listed origin", function()
+    local st, head = get("/api/v1/runs", "-H " .. H.q("Authorization: Bearer " .. key)
+                         .. " -H 'Origin: https://ok.example'")
+    assert.equal(200, st)
+    assert.matches("Strict%-Transport%-Security: max%-age=", head)
+    assert.matches("Access%-Control%-Allow%-Origin: https://ok%.example", head)
+    local _, head2 = get("/api/v1/runs", "-H " .. H.q("Authorization: Bearer " .. key)
+                         .. " -H 'Origin: https://evil.example'")
+    assert.is_nil(head2:find("Access-Control-Allow-Origin", 1, true))
+    -- plain HTTP on the TLS port is not served
+    local plain = H.output("curl -s -o /dev/null -w '%{http_code}' --max-time 5 "
+                           .. H.q((base:gsub("^https", "http"))) .. "/health")
+    assert.is_true(plain ~= "200")
+  end)
+
+  it("limits requests per address with 429 and Retry-After", function()
+    local limited, retry
+    for _ = 1, 12 do
+      local st, head = get("/api/v1/pipelines", "-H " .. H.q("Authorization: Bearer " .. key))
+      if st == 429 then limited, retry = true, head:match("Retry%-After: (%d+)") end
+    end
+    assert.is_true(limited)
+    assert.truthy(tonumber(retry))
+    -- /health is never limited: the HTTP thread answers it
+    assert.equal(200, (get("/health")))
+  end)
+
+  it("reads the pipelines folder again on SIGHUP: a changed file is a new version", function()
+    H.write(dir .. "/pipelines/p.lua",
+            'return pipeline { name = "p", tasks = { b = task { run = function() return 2 end } } }')
+    os.execute("kill -HUP " .. pid)
+    os.execute("sleep 1.5") -- the address's bucket refills, the reload happens
+    local v = H.wait_for(function()
+      local out = H.output("curl -s --cacert " .. H.q(dir .. "/cert.pem") .. " --resolve localhost:"
+                           .. base:match(":(%d+)$") .. ":127.0.0.1 -H "
+                           .. H.q("Authorization: Bearer " .. key) .. " "
+                           .. H.q(base .. "/api/v1/pipelines/p"))
+      local p = json.decode(out)
+      return p and p.versions and #p.versions == 2 and p
+    end, 15)
+    assert.truthy(v, "no second version after SIGHUP")
+    assert.equal("b", v.tasks[1].name)
+  end)
+end)
