@@ -357,6 +357,7 @@ function H.cancel(api, _, caps, principal)
     s.store:update_run(row.id, { status = "cancelled", error = why,
                                  finished_at = executor.now() })
     s.store:commit()
+    s:notify(row.id)
     return ok({ id = row.id, status = "cancelled" })
   end
   return fail(409, "not active", format("run %s is %s", row.id, row.status))

@@ -310,7 +310,8 @@ function Service:subscribe(req, row)
   list[#list + 1] = st
 end
 
--- Send what the last step collected; end the streams of runs that ended.
+-- Send what the last step collected; answer the requests waiting for the
+-- runs that ended and end their streams.
 function Service:flush_events(ended)
   local p = self.pending
   for i = 1, #p do
@@ -331,6 +332,11 @@ function Service:flush_events(ended)
     p[i] = nil
   end
   for _, id in ipairs(ended) do
+    local ws = self.waiters[id]
+    if ws then
+      self.waiters[id] = nil
+      for _, w in ipairs(ws) do w.done(id) end
+    end
     local list = self.streams[id]
     if list then
       self.streams[id] = nil
@@ -373,13 +379,11 @@ function Service:recover()
   end
 end
 
---- A run ended (or failed to start): answer the requests waiting for it.
+--- A run ended (or failed to start, or was cancelled while queued): the
+-- requests waiting for it and its event streams are answered by the loop
+-- once what ended it is committed (flush_events).
 function Service:notify(id)
   self.ended[#self.ended + 1] = id
-  local ws = self.waiters[id]
-  if not ws then return end
-  self.waiters[id] = nil
-  for _, w in ipairs(ws) do w.done(id) end
 end
 
 --- Wait for run id to end, at most ms: done(id) is called when it ends,
@@ -535,12 +539,14 @@ function Service:loop()
       local ok, err = exec:sendv(j[1], j[2], j[3], j[4])
       if not ok then error("executor: " .. tostring(err), 0) end
     end
-    if #self.pending > 0 or #self.ended > 0 then
-      self:flush_events(self.ended)
-      self.ended = {}
-    end
     local answered = api:serve_pending(http)
     if not self.draining then self:admit() end
+    -- what the step and the requests committed: events, waiting answers
+    if #self.pending > 0 or #self.ended > 0 then
+      local ended = self.ended
+      self.ended = {}
+      self:flush_events(ended)
+    end
     expire_waiters(self)
     if executor.mono() >= (self.next_prune or 0) then
       self.next_prune = executor.mono() + 60000
