@@ -768,9 +768,6 @@ function Api:serve_pending(http, max)
   return max
 end
 
---- A finished run's duration, for the histogram.
-local BUCKETS = { 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600 }
-
 function Api:metrics()
   local s = self.s
   local out = {}
@@ -819,20 +816,23 @@ function Api:metrics()
       add('weir_breaker_open{connection="%s"} %d', name, b.state == "closed" and 0 or 1)
     end
   end
-  local hist = s.stats.run_seconds or {}
-  add("# TYPE weir_run_duration_seconds histogram")
-  local cum = 0
-  for i, b in ipairs(BUCKETS) do
-    cum = cum + (hist[i] or 0)
-    add('weir_run_duration_seconds_bucket{le="%s"} %d', tostring(b), cum)
+  local buckets = require("weir.serve").BUCKETS
+  local function histogram(name, hist)
+    add("# TYPE %s histogram", name)
+    local cum = 0
+    for i, b in ipairs(buckets) do
+      cum = cum + (hist[i] or 0)
+      add('%s_bucket{le="%s"} %d', name, tostring(b), cum)
+    end
+    cum = cum + (hist.inf or 0)
+    add('%s_bucket{le="+Inf"} %d', name, cum)
+    add("%s_sum %.6f", name, hist.sum)
+    add("%s_count %d", name, cum)
   end
-  cum = cum + (hist.inf or 0)
-  add('weir_run_duration_seconds_bucket{le="+Inf"} %d', cum)
-  add("weir_run_duration_seconds_sum %.6f", s.stats.run_seconds_sum or 0)
-  add("weir_run_duration_seconds_count %d", cum)
+  histogram("weir_run_duration_seconds", s.stats.run_seconds)
+  histogram("weir_task_duration_seconds", s.stats.task_seconds)
   return concat(out, "\n") .. "\n"
 end
-M.BUCKETS = BUCKETS
 
 -- The JSON Schemas of the answers (OpenAPI components). Loose where the
 -- content is the user's (params, outputs), strict on weir's own fields.

@@ -30,6 +30,18 @@ Service.__index = Service
 
 local KINDS = { lua = true, yaml = true, yml = true, json = true }
 
+--- The buckets of the duration histograms of /metrics (seconds).
+M.BUCKETS = { 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600 }
+
+--- Count secs in histogram h ({ sum, [i] = count of bucket i, inf }).
+function M.observe(h, secs)
+  h.sum = h.sum + secs
+  for i, le in ipairs(M.BUCKETS) do
+    if secs <= le then h[i] = (h[i] or 0) + 1; return end
+  end
+  h.inf = (h.inf or 0) + 1
+end
+
 --- A service. o: config (weir.yaml path), listen, workers (override the
 -- serve section), log(line) (default stderr).
 function M.new(o)
@@ -43,7 +55,8 @@ function M.new(o)
     streams = {},      -- run id -> its open event streams (weir.http)
     pending = {},      -- events of the last step: { run id, event, data }
     ended = {},        -- runs that ended in the last step
-    stats = { finished = {}, triggered = 0, tasks = {}, rows_in = 0, rows_out = 0 },
+    stats = { finished = {}, triggered = 0, tasks = {}, rows_in = 0, rows_out = 0,
+              run_seconds = { sum = 0 }, task_seconds = { sum = 0 } },
   }, Service)
 end
 
@@ -262,8 +275,14 @@ function Service:view_for(id)
   local st = self.stats
   return {
     task = function(t, state)
-      if TASK_DONE[state] then
+      if state == "running" then
+        t.view_start = executor.mono()
+      elseif TASK_DONE[state] then
         st.tasks[state] = (st.tasks[state] or 0) + 1
+        if t.view_start then
+          M.observe(st.task_seconds, (executor.mono() - t.view_start) / 1000)
+          t.view_start = nil
+        end
         if state == "success" then
           st.rows_in = st.rows_in + (t.rows_in or 0)
           st.rows_out = st.rows_out + (t.rows_out or 0)
@@ -482,15 +501,7 @@ function Service:open()
     on_finish = function(e, status)
       local f = self.stats.finished
       f[status] = (f[status] or 0) + 1
-      local secs = (executor.mono() - e.started) / 1000
-      local hist = self.stats.run_seconds or {}
-      self.stats.run_seconds = hist
-      self.stats.run_seconds_sum = (self.stats.run_seconds_sum or 0) + secs
-      local b = "inf"
-      for i, le in ipairs(require("weir.api").BUCKETS) do
-        if secs <= le then b = i; break end
-      end
-      hist[b] = (hist[b] or 0) + 1
+      M.observe(self.stats.run_seconds, (executor.mono() - e.started) / 1000)
       self:notify(e.run_id)
     end,
   })

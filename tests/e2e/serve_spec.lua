@@ -310,6 +310,8 @@ serve:
     assert.matches('weir_http_requests_total{route="/api/v1/pipelines/{name}/runs",method="POST",'
                    .. 'status="201"} %d+', text)
     assert.matches("weir_run_duration_seconds_bucket{le=\"%+Inf\"} %d+", text)
+    assert.matches("weir_task_duration_seconds_count [1-9]", text)
+    assert.matches('weir_tasks_finished_total{state="success"} [1-9]', text)
   end)
 
   it("lets each role do exactly what the matrix of docs/api.md says", function()
