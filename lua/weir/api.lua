@@ -69,6 +69,30 @@ end
 
 local function array(t) return setmetatable(t, json.array_mt) end
 
+--- The set of pipeline names of a stored scope (JSON array text), or nil
+-- (no scope: every pipeline).
+function M.scope(text)
+  if text == nil then return nil end
+  local set = {}
+  for _, name in ipairs(json.decode(text) or {}) do set[name] = true end
+  return set
+end
+
+--- The stored scope of a list of names (nil: every pipeline), or nil,
+-- message.
+function M.scope_text(list)
+  if list == nil then return nil end
+  if type(list) ~= "table" or (next(list) ~= nil and #list == 0) then
+    return nil, "pipelines: expected a list of pipeline names"
+  end
+  for _, n in ipairs(list) do
+    if type(n) ~= "string" or not n:match("^[%a_][%w_]*$") then
+      return nil, "pipelines: " .. util.show(n) .. " is not a pipeline name"
+    end
+  end
+  return json.encode(array({ unpack(list) }))
+end
+
 --- The query string as a table (names and values percent-decoded).
 local function decode_pct(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
@@ -110,6 +134,21 @@ end
 
 local H = {}
 
+-- Whether principal may see pipeline name: a principal scoped to some
+-- pipelines sees nothing of the others; what it may not see answers
+-- exactly like what does not exist.
+local function visible(principal, name)
+  local scope = principal and principal.pipelines
+  return scope == nil or scope[name] == true
+end
+
+-- The run id as principal may see it: its row, or nil (missing or not
+-- visible: the same answer).
+local function run_for(api, id, principal)
+  local row = api.s.store:run(id)
+  if row and visible(principal, row.pipeline) then return row end
+end
+
 function H.ready(api)
   local s = api.s
   local ok_store = pcall(s.store.schema_version, s.store)
@@ -124,13 +163,15 @@ function H.openapi(api)
   return 200, api:openapi()
 end
 
-function H.pipelines(api)
+function H.pipelines(api, _, _, principal)
   local out = {}
   for _, p in ipairs(api.s.store:pipelines()) do
+    if not visible(principal, p.name) then goto continue end
     local c = api.s.catalog[p.name]
     out[#out + 1] = { name = p.name, versions = p.versions, available = c ~= nil,
                       current_version_id = c and c.version_id or nil,
                       description = c and c.P.def.description or nil }
+    ::continue::
   end
   return ok({ pipelines = array(out) })
 end
@@ -149,14 +190,14 @@ local function pipeline_view(c, versions)
            versions = array(versions) }
 end
 
-function H.pipeline(api, _, caps)
-  local c = api.s.catalog[caps[1]]
+function H.pipeline(api, _, caps, principal)
+  local c = visible(principal, caps[1]) and api.s.catalog[caps[1]]
   if not c then return fail(404, "no such pipeline", caps[1]) end
   return ok(pipeline_view(c, api.s.store:versions(c.name)))
 end
 
-function H.version_source(api, _, caps)
-  local vid = tonumber(caps[2])
+function H.version_source(api, _, caps, principal)
+  local vid = visible(principal, caps[1]) and tonumber(caps[2])
   local v = vid and api.s.store:version(vid)
   if not v or v.pipeline ~= caps[1] then return fail(404, "no such version", caps[2]) end
   return ok({ pipeline = v.pipeline, version_id = v.id, hash = v.hash, kind = v.kind,
@@ -177,6 +218,7 @@ local DURATION_MAX = 300
 
 function H.trigger(api, req, caps, principal)
   local s = api.s
+  if not visible(principal, caps[1]) then return fail(404, "no such pipeline", caps[1]) end
   if s.draining then return fail(503, "draining", "the service is stopping") end
   local body, berr = body_json(req)
   if not body then return fail(berr[1], berr[2], berr[3]) end
@@ -242,9 +284,9 @@ function H.trigger(api, req, caps, principal)
   return api:answer_run(id, 201, wait, req)
 end
 
-function H.retry(api, _, caps)
+function H.retry(api, _, caps, principal)
   local s = api.s
-  local row = s.store:run(caps[1])
+  local row = run_for(api, caps[1], principal)
   if not row then return fail(404, "no such run", caps[1]) end
   if s.runner.runs[row.id] or (row.status ~= "failed" and row.status ~= "cancelled") then
     return fail(409, "not retryable", format("run %s is %s; only a failed or cancelled run "
@@ -256,9 +298,10 @@ function H.retry(api, _, caps)
   return ok({ id = row.id, status = "running" }, 202)
 end
 
-function H.attempt(api, _, caps)
+function H.attempt(api, _, caps, principal)
   local n = tonumber(caps[3])
-  for _, a in ipairs(api.s.store:attempts(caps[1])) do
+  local attempts = run_for(api, caps[1], principal) and api.s.store:attempts(caps[1]) or {}
+  for _, a in ipairs(attempts) do
     if a.task == caps[2] and a.attempt == n then
       return ok({ run_id = caps[1], task = a.task, attempt = a.attempt, status = a.status,
                   started_at = a.started_at, finished_at = a.finished_at, error = a.error,
@@ -270,9 +313,9 @@ function H.attempt(api, _, caps)
   return fail(404, "no such attempt", format("%s/%s/%s", caps[1], caps[2], caps[3]))
 end
 
-function H.events(api, req, caps)
+function H.events(api, req, caps, principal)
   local s = api.s
-  local row = s.store:run(caps[1])
+  local row = run_for(api, caps[1], principal)
   if not row then return fail(404, "no such run", caps[1]) end
   s:subscribe(req, row)
   return nil -- a stream, answered by the service
@@ -308,7 +351,8 @@ function H.validate(api, req)
   return ok({ valid = true, name = P.name, errors = array({}) })
 end
 
-function H.put_pipeline(api, req, caps)
+function H.put_pipeline(api, req, caps, principal)
+  if not visible(principal, caps[1]) then return fail(404, "no such pipeline", caps[1]) end
   local src, kind = source_of(req)
   if not src then return fail(kind[1], kind[2], kind[3]) end
   local P, errs = api.s:define_source(caps[1], src, kind)
@@ -323,7 +367,7 @@ function H.put_pipeline(api, req, caps)
   return ok({ name = P.name, version_id = c.version_id, hash = P.hash }, created and 201 or 200)
 end
 
-function H.runs(api, req)
+function H.runs(api, req, _, principal)
   local q = M.query(req.query)
   local limit = tonumber(q.limit or 50)
   if not limit or limit < 1 or limit > 1000 or limit ~= math.floor(limit) then
@@ -333,20 +377,25 @@ function H.runs(api, req)
                                                since = tonumber(q.since),
                                                until_ = tonumber(q["until"]), limit = limit,
                                                after = q.cursor })
+  -- a scoped principal's page holds only what it may see (so it may be
+  -- shorter than limit; next_cursor still goes on)
   local out = {}
-  for i, r in ipairs(rows) do out[i] = run_view(r) end
+  if q.pipeline and not visible(principal, q.pipeline) then rows, cursor = {}, nil end
+  for _, r in ipairs(rows) do
+    if visible(principal, r.pipeline) then out[#out + 1] = run_view(r) end
+  end
   return ok({ runs = array(out), next_cursor = cursor })
 end
 
-function H.run(api, _, caps)
-  local row = api.s.store:run(caps[1])
+function H.run(api, _, caps, principal)
+  local row = run_for(api, caps[1], principal)
   if not row then return fail(404, "no such run", caps[1]) end
   return ok(run_view(row, api.s.store:tasks(row.id)))
 end
 
 function H.cancel(api, _, caps, principal)
   local s = api.s
-  local row = s.store:run(caps[1])
+  local row = run_for(api, caps[1], principal)
   if not row then return fail(404, "no such run", caps[1]) end
   local why = "cancelled by " .. principal.name
   if s.runner:cancel(row.id, why) then
@@ -423,13 +472,23 @@ local function principal_body(req)
   return body, role, name
 end
 
+-- rows of users or keys with their scope as a list
+local function scoped_rows(rows)
+  for _, r in ipairs(rows) do
+    if r.pipelines then r.pipelines = json.decode(r.pipelines) end
+  end
+  return array(rows)
+end
+
 function H.users(api)
-  return ok({ users = array(api.s.store:users()) })
+  return ok({ users = scoped_rows(api.s.store:users()) })
 end
 
 function H.add_user(api, req)
   local body, role, name = principal_body(req)
   if not body then return fail(unpack(role)) end
+  local scope, serr = M.scope_text(body.pipelines)
+  if serr then return fail(422, "invalid pipelines", serr) end
   local pw = body.password
   if type(pw) ~= "string" or #pw < 8 or #pw > 1024 then
     return fail(422, "invalid password", "password: 8..1024 bytes",
@@ -439,7 +498,7 @@ function H.add_user(api, req)
   if store:user(name) then return fail(409, "exists", "user " .. name .. " exists") end
   local hash = auth.hash_password(pw)
   store:begin()
-  store:users_add(name, role, hash, executor.now())
+  store:users_add(name, role, hash, executor.now(), scope)
   store:commit()
   return ok({ name = name, role = role }, 201)
 end
@@ -454,17 +513,19 @@ function H.disable_user(api, _, caps)
 end
 
 function H.keys(api)
-  return ok({ keys = array(api.s.store:keys()) })
+  return ok({ keys = scoped_rows(api.s.store:keys()) })
 end
 
 function H.add_key(api, req)
   local body, role, name = principal_body(req)
   if not body then return fail(unpack(role)) end
+  local scope, serr = M.scope_text(body.pipelines)
+  if serr then return fail(422, "invalid pipelines", serr) end
   local k = auth.new_api_key()
   local store = api.s.store
   store:begin()
   store:key_add({ id = k.id, name = name, role = role, hash = k.hash,
-                  created_at = executor.now() })
+                  created_at = executor.now(), pipelines = scope })
   store:commit()
   -- the only time the clear key is shown
   return ok({ id = k.id, name = name, role = role, key = k.key }, 201)
@@ -579,14 +640,15 @@ function Api:principal(req)
     local key = id and store:key(id)
     if not key or not auth.verify_api_key(tok, key.hash) then return nil, "unknown API key" end
     if key.revoked_at then return nil, "revoked API key" end
-    return { name = "key:" .. key.name, role = key.role, kind = "key", key_id = key.id }
+    return { name = "key:" .. key.name, role = key.role, kind = "key", key_id = key.id,
+             pipelines = M.scope(key.pipelines) }
   end
   if not self.jwt then return nil, "tokens not configured" end
   local claims, why = auth.verify(tok, self.jwt, math.floor(executor.now() / 1000))
   if not claims then return nil, why end
   local user = type(claims.sub) == "string" and store:user(claims.sub) or nil
   if not user or user.disabled then return nil, "unknown or disabled user" end
-  return { name = user.name, role = user.role, kind = "user" }
+  return { name = user.name, role = user.role, kind = "user", pipelines = M.scope(user.pipelines) }
 end
 
 -- Answer with run id: now (status) or, with wait seconds, when it ends
@@ -889,9 +951,11 @@ M.SCHEMAS = {
     { "id", "at", "method", "path" }) } }, { "entries" }),
   User = obj({ name = STR, role = STR, disabled = BOOL }, { "name" }),
   UserList = obj({ users = { type = "array", items = obj({ name = STR, role = STR,
-    disabled = BOOL, created_at = NUM }, { "name", "role" }) } }, { "users" }),
+    disabled = BOOL, created_at = NUM, pipelines = { type = "array", items = STR } },
+    { "name", "role" }) } }, { "users" }),
   KeyList = obj({ keys = { type = "array", items = obj({ id = STR, name = STR, role = STR,
-    created_at = NUM, revoked_at = NUM, last_used_at = NUM }, { "id", "name", "role" }) } },
+    created_at = NUM, revoked_at = NUM, last_used_at = NUM,
+    pipelines = { type = "array", items = STR } }, { "id", "name", "role" }) } },
     { "keys" }),
   NewKey = obj({ id = STR, name = STR, role = STR, key = STR }, { "id", "name", "role", "key" }),
   KeyState = obj({ id = STR, revoked = BOOL }, { "id", "revoked" }),

@@ -40,11 +40,12 @@ commands:
                          (exit 0 when it succeeded)
   cancel RUN_ID [--server URL]
                          cancel a run on weir serve
-  users add NAME --role ROLE | users list | users disable NAME
+  users add NAME --role ROLE [--pipelines A,B] | users list | users disable NAME
                          people who may use the HTTP API (password read
                          from the terminal, or stdin); roles: viewer,
-                         operator, developer, admin
-  keys create NAME --role ROLE | keys list | keys revoke ID
+                         operator, developer, admin; --pipelines: only
+                         these pipelines (default all)
+  keys create NAME --role ROLE [--pipelines A,B] | keys list | keys revoke ID
                          API keys (shown once, stored hashed)
   script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
   version                print the version
@@ -536,8 +537,18 @@ local function change(store, cmd, what, id, done, fn)
   return 0
 end
 
+-- --pipelines a,b as the stored scope (nil: all), or false after saying why
+local function scope_arg(cmd, text)
+  if not text then return nil end
+  local list = {}
+  for n in text:gmatch("[^,]+") do list[#list + 1] = n end
+  local scope, err = require("weir.api").scope_text(list)
+  if not scope then eprintf("weir %s: --%s\n", cmd, err); return false end
+  return scope
+end
+
 function commands.users(args)
-  local o, pos = parse(args, { role = "string" })
+  local o, pos = parse(args, { role = "string", pipelines = "string" })
   local sub = pos[1]
   local usage = "usage: weir users add NAME --role ROLE | users list | users disable NAME\n"
   if not o or not sub then eprintf(usage); return 2 end
@@ -545,6 +556,8 @@ function commands.users(args)
   if not store then return 3 end
   if sub == "add" and #pos == 2 then
     if not check_role("users add", o.role) then return 2 end
+    local scope = scope_arg("users add", o.pipelines)
+    if scope == false then return 2 end
     if not pos[2]:match("^[%w_.@-]+$") or #pos[2] > 64 then
       eprintf("weir users add: a name is 1..64 of A-Z a-z 0-9 _ . @ -\n"); return 2
     end
@@ -553,12 +566,13 @@ function commands.users(args)
     if store:user(pos[2]) then eprintf("weir users add: user %s exists\n", pos[2]); return 1 end
     local hash = require("weir.auth").hash_password(pw)
     store:begin()
-    store:users_add(pos[2], o.role, hash, require("weir.executor").now())
+    store:users_add(pos[2], o.role, hash, require("weir.executor").now(), scope)
     store:commit()
     io.write(format("user %s added (%s)\n", pos[2], o.role))
   elseif sub == "list" and #pos == 1 then
     for _, u in ipairs(store:users()) do
-      io.write(format("%-24s %-10s %s\n", u.name, u.role, u.disabled and "disabled" or "enabled"))
+      io.write(format("%-24s %-10s %-9s %s\n", u.name, u.role,
+                      u.disabled and "disabled" or "enabled", u.pipelines or "all pipelines"))
     end
   elseif sub == "disable" and #pos == 2 then
     return change(store, "users disable", "user", pos[2], "disabled", function()
@@ -572,7 +586,7 @@ function commands.users(args)
 end
 
 function commands.keys(args)
-  local o, pos = parse(args, { role = "string" })
+  local o, pos = parse(args, { role = "string", pipelines = "string" })
   local sub = pos[1]
   local usage = "usage: weir keys create NAME --role ROLE | keys list | keys revoke ID\n"
   if not o or not sub then eprintf(usage); return 2 end
@@ -581,17 +595,20 @@ function commands.keys(args)
   local now = require("weir.executor").now()
   if sub == "create" and #pos == 2 then
     if not check_role("keys create", o.role) then return 2 end
+    local scope = scope_arg("keys create", o.pipelines)
+    if scope == false then return 2 end
     local k = require("weir.auth").new_api_key()
     store:begin()
-    store:key_add({ id = k.id, name = pos[2], role = o.role, hash = k.hash, created_at = now })
+    store:key_add({ id = k.id, name = pos[2], role = o.role, hash = k.hash, created_at = now,
+                    pipelines = scope })
     store:commit()
     io.stderr:write(format("key %s for %s (%s); shown once, keep it now:\n", k.id, pos[2],
                            o.role))
     io.write(k.key, "\n")
   elseif sub == "list" and #pos == 1 then
     for _, k in ipairs(store:keys()) do
-      io.write(format("%-20s %-20s %-10s %s\n", k.id, k.name, k.role,
-                      k.revoked_at and "revoked" or "active"))
+      io.write(format("%-20s %-20s %-10s %-8s %s\n", k.id, k.name, k.role,
+                      k.revoked_at and "revoked" or "active", k.pipelines or "all pipelines"))
     end
   elseif sub == "revoke" and #pos == 2 then
     return change(store, "keys revoke", "key", pos[2], "revoked", function()

@@ -456,6 +456,37 @@ serve:
     H.cleanup(other)
   end)
 
+  it("shows a principal scoped to some pipelines nothing of the others, like missing ones", function()
+    local code, out, err = H.weir(dir, "keys create scoped --role operator --pipelines hello")
+    assert.equal(0, code, err)
+    local scoped = out:match("(weir_%S+)")
+    local _, list = curl("GET", base .. "/api/v1/pipelines", auth(scoped))
+    assert.equal(1, #list.pipelines)
+    assert.equal("hello", list.pipelines[1].name)
+    -- a pipeline out of scope answers exactly as one that does not exist
+    local st1, b1 = curl("GET", base .. "/api/v1/pipelines/slow", auth(scoped))
+    local st2, b2 = curl("GET", base .. "/api/v1/pipelines/nothere", auth(scoped))
+    assert.equal(404, st1)
+    assert.equal(st2, st1)
+    assert.equal(b2.title, b1.title)
+    assert.equal(404, (curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(scoped), "{}")))
+    -- and so does a run of it
+    local _, r = curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(ops), '{"params":{"ms":1}}')
+    local st3, b3 = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(scoped))
+    local st4, b4 = curl("GET", base .. "/api/v1/runs/20261207T000000-000000000000", auth(scoped))
+    assert.equal(404, st3)
+    assert.equal(st4, st3)
+    assert.equal(b4.title, b3.title)
+    assert.equal(404, (curl("POST", base .. "/api/v1/runs/" .. r.id .. "/cancel", auth(scoped))))
+    local _, page = curl("GET", base .. "/api/v1/runs?limit=200", auth(scoped))
+    for _, x in ipairs(page.runs) do assert.equal("hello", x.pipeline) end
+    -- in scope: works
+    assert.equal(201, (curl("POST", base .. "/api/v1/pipelines/hello/runs", auth(scoped), "{}")))
+    code, _, err = H.weir(dir, "keys create bad --role viewer --pipelines 'a b'")
+    assert.equal(2, code)
+    assert.matches("is not a pipeline name", err)
+  end)
+
   it("drains on SIGTERM, and the next start resumes what was left, also after kill -9", function()
     local st, r = curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(ops),
                        '{"params":{"ms":3000}}')

@@ -437,6 +437,10 @@ for _, B in ipairs(BACKENDS) do
       assert.is_nil(other:user("cy"))
       s:commit()
       assert.same({ "developer", true }, { other:user("cy").role, other:user("bob").disabled })
+      -- a user scoped to some pipelines keeps its scope
+      s:users_add("scoped", "viewer", "h", 6000, '["a","b"]')
+      assert.equal('["a","b"]', other:user("scoped").pipelines)
+      assert.is_nil(other:user("cy").pipelines)
     end)
 
     it("keeps API keys hashed: revoked once, last use moving forward only", function()
@@ -468,6 +472,11 @@ for _, B in ipairs(BACKENDS) do
                     { id = "k2", name = "ci", role = "operator", created_at = 2000,
                       revoked_at = 6000 },
                     { id = "k3", name = "ci", role = "admin", created_at = 2000 } }, other:keys())
+      -- a key scoped to some pipelines keeps its scope
+      s:key_add({ id = "k4", name = "one", role = "viewer", hash = "h", created_at = 3000,
+                  pipelines = '["orders"]' })
+      assert.equal('["orders"]', other:key("k4").pipelines)
+      assert.equal('["orders"]', other:keys()[4].pipelines)
     end)
 
     it("appends to the audit log with increasing ids, read newest first by pages", function()

@@ -26,12 +26,15 @@
 --     was queued and is now running under this supervisor, false when
 --     another took it or it is not queued (atomic; on PostgreSQL it also
 --     takes the run's advisory lock, as update_run(status = running)).
---   users_add(name, role, password_hash, now); user(name) -> { name, role,
---     password_hash, disabled (boolean), created_at } or nil; users() ->
+--   users_add(name, role, password_hash, now, pipelines); user(name) ->
+--     { name, role, password_hash, disabled (boolean), created_at,
+--     pipelines } or nil (pipelines: the JSON array of the names the user
+--     may see, as text, or absent: all); users() ->
 --     the same without password_hash, by name; user_set_disabled(name,
 --     disabled) -> false when no such user.
---   key_add({ id, name, role, hash, created_at }); key(id) -> { id, name,
---     role, hash, created_at, revoked_at, last_used_at } or nil; keys() ->
+--   key_add({ id, name, role, hash, created_at, pipelines }); key(id) ->
+--     { id, name, role, hash, created_at, revoked_at, last_used_at,
+--     pipelines } or nil; keys() ->
 --     the same without hash, by created_at; key_revoke(id, now) -> false
 --     when no such key (a revoked key keeps its first revoked_at);
 --     key_used(id, now) (last_used_at only moves forward).

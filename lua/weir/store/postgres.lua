@@ -159,6 +159,12 @@ M.MIGRATIONS = {
     CREATE INDEX runs_status ON runs (status, created_at, id COLLATE "C");
     CREATE INDEX runs_pipeline ON runs (pipeline_id, created_at, id COLLATE "C");
   ]],
+  -- the pipelines a user or key may see (a JSON array of names; NULL:
+  -- all of them)
+  [4] = [[
+    ALTER TABLE users ADD COLUMN pipelines text;
+    ALTER TABLE api_keys ADD COLUMN pipelines text;
+  ]],
 }
 
 -- configuration ----------------------------------------------------------
@@ -875,10 +881,10 @@ end
 
 -- users and API keys
 
-function S:users_add(name, role, password_hash, now)
-  if exec(self, "INSERT INTO users (name, role, password_hash, created_at) "
-                .. "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-          { name, role, password_hash, now }, 4) == 0 then
+function S:users_add(name, role, password_hash, now, pipelines)
+  if exec(self, "INSERT INTO users (name, role, password_hash, created_at, pipelines) "
+                .. "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+          { name, role, password_hash, now, pipelines }, 5) == 0 then
     conflict("user " .. tostring(name))
   end
 end
@@ -888,7 +894,7 @@ function S:user(name)
 end
 
 function S:users()
-  return rows_of(self, "SELECT name, role, disabled, created_at FROM users "
+  return rows_of(self, "SELECT name, role, disabled, created_at, pipelines FROM users "
                        .. "ORDER BY name COLLATE \"C\"")
 end
 
@@ -898,9 +904,9 @@ function S:user_set_disabled(name, disabled)
 end
 
 function S:key_add(k)
-  if exec(self, "INSERT INTO api_keys (id, name, role, hash, created_at) "
-                .. "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-          { k.id, k.name, k.role, k.hash, k.created_at }, 5) == 0 then
+  if exec(self, "INSERT INTO api_keys (id, name, role, hash, created_at, pipelines) "
+                .. "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+          { k.id, k.name, k.role, k.hash, k.created_at, k.pipelines }, 6) == 0 then
     conflict("API key " .. tostring(k.id))
   end
 end
@@ -910,8 +916,8 @@ function S:key(id)
 end
 
 function S:keys()
-  return rows_of(self, "SELECT id, name, role, created_at, revoked_at, last_used_at "
-                       .. "FROM api_keys ORDER BY created_at, id COLLATE \"C\"")
+  return rows_of(self, "SELECT id, name, role, created_at, revoked_at, last_used_at, "
+                       .. "pipelines FROM api_keys ORDER BY created_at, id COLLATE \"C\"")
 end
 
 function S:key_revoke(id, now)

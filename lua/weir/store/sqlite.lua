@@ -122,6 +122,12 @@ M.MIGRATIONS = {
     CREATE INDEX runs_status ON runs(status, created_at, id);
     CREATE INDEX runs_pipeline ON runs(pipeline_id, created_at, id);
   ]],
+  -- the pipelines a user or key may see (a JSON array of names; NULL:
+  -- all of them)
+  [4] = [[
+    ALTER TABLE users ADD COLUMN pipelines TEXT;
+    ALTER TABLE api_keys ADD COLUMN pipelines TEXT;
+  ]],
 }
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -407,10 +413,10 @@ local function user_row(r)
   return r
 end
 
-function S:users_add(name, role, password_hash, now)
-  if self:check(self.db:run("INSERT INTO users (name, role, password_hash, created_at) "
-                            .. "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                            { name, role, password_hash, now, n = 4 })) == 0 then
+function S:users_add(name, role, password_hash, now, pipelines)
+  if self:check(self.db:run("INSERT INTO users (name, role, password_hash, created_at, "
+                            .. "pipelines) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                            { name, role, password_hash, now, pipelines, n = 5 })) == 0 then
     conflict("user " .. tostring(name))
   end
 end
@@ -420,8 +426,8 @@ function S:user(name)
 end
 
 function S:users()
-  local rows = self:check(self.db:all("SELECT name, role, disabled, created_at FROM users "
-                                      .. "ORDER BY name"))
+  local rows = self:check(self.db:all("SELECT name, role, disabled, created_at, pipelines "
+                                      .. "FROM users ORDER BY name"))
   for _, r in ipairs(rows) do user_row(r) end
   return rows
 end
@@ -432,9 +438,10 @@ function S:user_set_disabled(name, disabled)
 end
 
 function S:key_add(k)
-  if self:check(self.db:run("INSERT INTO api_keys (id, name, role, hash, created_at) "
-                            .. "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                            { k.id, k.name, k.role, k.hash, k.created_at, n = 5 })) == 0 then
+  if self:check(self.db:run("INSERT INTO api_keys (id, name, role, hash, created_at, "
+                            .. "pipelines) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                            { k.id, k.name, k.role, k.hash, k.created_at, k.pipelines,
+                              n = 6 })) == 0 then
     conflict("API key " .. tostring(k.id))
   end
 end
@@ -444,8 +451,8 @@ function S:key(id)
 end
 
 function S:keys()
-  return self:check(self.db:all("SELECT id, name, role, created_at, revoked_at, last_used_at "
-                                .. "FROM api_keys ORDER BY created_at, id"))
+  return self:check(self.db:all("SELECT id, name, role, created_at, revoked_at, last_used_at, "
+                                .. "pipelines FROM api_keys ORDER BY created_at, id"))
 end
 
 function S:key_revoke(id, now)
