@@ -64,7 +64,8 @@ H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", fun
     -- two servers take over the same store at once
     local pb = start(dir, env, "b")
     local pc = start(dir, env, "c")
-    pids[#pids + 1], pids[#pids + 1] = pb, pc
+    pids[#pids + 1] = pb
+    pids[#pids + 1] = pc
     local done = H.wait_for(function()
       local _, o = H.weir(dir, "runs --json --limit 100", env)
       local n = 0
