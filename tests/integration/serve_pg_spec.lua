@@ -75,6 +75,35 @@ H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", fun
       return n == 30
     end, 90)
     assert.truthy(done, H.read(dir .. "/b.log") .. H.read(dir .. "/c.log"))
+    -- one Idempotency-Key sent to both servers at once: never two runs
+    local base_b = H.read(dir .. "/b.log"):match("listening on (127%.0%.0%.1:%d+)")
+    local base_c = H.read(dir .. "/c.log"):match("listening on (127%.0%.0%.1:%d+)")
+    assert.truthy(base_b and base_c)
+    for k = 1, 10 do
+      local outs = {}
+      for j, b in ipairs({ base_b, base_c }) do
+        outs[j] = dir .. "/idem" .. k .. "_" .. j
+        os.execute("curl -s -o " .. H.q(outs[j]) .. " -w '%{http_code}' -X POST -H "
+                   .. H.q("Authorization: Bearer " .. key) .. " -H 'Idempotency-Key: same-" .. k
+                   .. "' -H 'Content-Type: application/json' --data-binary '{\"params\":{\"i\":"
+                   .. k .. "}}' http://" .. b .. "/api/v1/pipelines/work/runs > "
+                   .. H.q(outs[j] .. ".code") .. " &")
+      end
+      assert.truthy(H.wait_for(function()
+        return H.read(outs[1] .. ".code") and H.read(outs[2] .. ".code")
+               and #H.read(outs[1] .. ".code") == 3 and #H.read(outs[2] .. ".code") == 3
+      end, 20))
+      local seen = {}
+      for j = 1, 2 do
+        local code = tonumber(H.read(outs[j] .. ".code"))
+        assert.truthy(code == 200 or code == 201 or code == 409, tostring(code))
+        local body = json.decode(H.read(outs[j]))
+        if code ~= 409 then seen[body.id] = true end
+      end
+      local n = 0
+      for _ in pairs(seen) do n = n + 1 end
+      assert.equal(1, n, "one key, " .. n .. " runs")
+    end
     for i, id in ipairs(ids) do
       local c2, o2 = H.weir(dir, "show " .. id .. " --json", env)
       assert.equal(0, c2)
