@@ -95,10 +95,10 @@ H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", fun
       end, 20))
       local seen = {}
       for j = 1, 2 do
-        local code = tonumber(H.read(outs[j] .. ".code"))
-        assert.truthy(code == 200 or code == 201 or code == 409, tostring(code))
+        local st = tonumber(H.read(outs[j] .. ".code"))
+        assert.truthy(st == 200 or st == 201 or st == 409, tostring(st))
         local body = json.decode(H.read(outs[j]))
-        if code ~= 409 then seen[body.id] = true end
+        if st ~= 409 then seen[body.id] = true end
       end
       local n = 0
       for _ in pairs(seen) do n = n + 1 end
