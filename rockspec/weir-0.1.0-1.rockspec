@@ -33,6 +33,7 @@ build = {
     ["weir.engine"] = "lua/weir/engine.lua",
     ["weir.errors"] = "lua/weir/errors.lua",
     ["weir.executor"] = "lua/weir/executor.lua",
+    ["weir.hooks"] = "lua/weir/hooks.lua",
     ["weir.http"] = "lua/weir/http.lua",
     ["weir.json"] = "lua/weir/json.lua",
     ["weir.limits"] = "lua/weir/limits.lua",

@@ -93,9 +93,11 @@ function M.scrypt(pw, salt, N, r, p, maxmem, n)
   return ffi.string(kdf_out, n)
 end
 
+--- Lowercase hex of the bytes of s.
 local function hex(s)
   return (s:gsub(".", function(c) return format("%02x", byte(c)) end))
 end
+M.hex = hex
 
 ---------------------------------------------------------------------------
 -- base64url (RFC 4648 section 5), without padding
@@ -319,7 +321,7 @@ end
 -- JSON for tokens: strict, no duplicate members
 ---------------------------------------------------------------------------
 
--- True when some object of the JSON text s (already valid JSON) has the
+--- True when some object of the JSON text s (already valid JSON) has the
 -- same member name twice, after unescaping ("exp" and "\u0065xp" are the
 -- same name): RFC 7515 section 5.2 lets a verifier refuse such text, and
 -- a parser that took the first while weir took the last would read
@@ -367,7 +369,7 @@ local function duplicate_member(s)
   end
   return false
 end
-M._duplicate_member = duplicate_member
+M.duplicate_member = duplicate_member
 
 -- The object of JSON text s, or nil: an object, no BOM, depth <= 16, no
 -- duplicate member names.

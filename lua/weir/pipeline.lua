@@ -269,6 +269,9 @@ local function semantic(def, errs)
     local ok, err = M.check_cron(def.schedule)
     if not ok then add("schedule", err) end
   end
+  if type(def.triggers) == "table" then
+    require("weir.hooks").check_config(def.triggers.webhook, def.params, add)
+  end
 end
 
 --- Check a 5-field cron expression ("min hour day month weekday").

@@ -316,8 +316,8 @@ describe("weir.auth JWT", function()
     local ok = '{"iss":"weir","aud":"weir-api","exp":' .. (NOW + 60)
       .. ',"a":{"exp":1,"b":[{"exp":2},{"exp":3}]},"s":"\\",\\"exp\\":"}'
     assert.is_table(auth.verify(forge(HS, ok), config(), NOW))
-    assert.is_false(auth._duplicate_member('{"a":[1,{"a":{}}],"b":{"a":1}}'))
-    assert.is_true(auth._duplicate_member('{"a":[1,{"c":{},"c":2}]}'))
+    assert.is_false(auth.duplicate_member('{"a":[1,{"a":{}}],"b":{"a":1}}'))
+    assert.is_true(auth.duplicate_member('{"a":[1,{"c":{},"c":2}]}'))
   end)
 
   it("refuses an oversized token before looking at it", function()
