@@ -5,14 +5,15 @@
 -- first occurrence.
 --
 -- The search skips by fields (month, day, hour, minute), never minute by
--- minute, and gives up after SEARCH_YEARS of local time.
+-- minute, and gives up after SEARCH_YEARS of local time (9: a 29 February
+-- can be 8 years away, over a century not divisible by 400).
 local tz = require("weir.tz")
 local floor, format, concat = math.floor, string.format, table.concat
 local days_from_civil, civil_from_days = tz.days_from_civil, tz.civil_from_days
 
 local M = {}
 
-M.SEARCH_YEARS = 5
+M.SEARCH_YEARS = 9
 
 local MACROS = {
   ["@yearly"] = "0 0 1 1 *", ["@annually"] = "0 0 1 1 *", ["@monthly"] = "0 0 1 * *",
