@@ -315,12 +315,7 @@ local cache = {}
 local UTC = setmetatable({ name = "UTC", trans = {}, idx = {},
                            types = { { off = 0, dst = false, abbr = "UTC" } } }, Zone)
 
-local function realpath(p)
-  local F = require("weir._ffi")
-  local buf = F.ffi.new("char[4096]")
-  if F.C.weir_ffi_realpath(p, buf, 4096, F.errbuf, F.errlen) ~= 0 then return nil end
-  return F.ffi.string(buf)
-end
+local realpath = require("weir.util").realpath
 
 --- Whether name has the shape of a tz database name ("Europe/Berlin",
 -- "Etc/GMT+5", "UTC"): no absolute path, no "." or ".." component.
