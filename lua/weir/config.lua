@@ -113,15 +113,7 @@ end
 -- Reference expansion
 ---------------------------------------------------------------------------
 
--- The canonical form of an existing path, or nil, reason.
-local function realpath(p)
-  local F = require("weir._ffi")
-  local buf = F.ffi.new("char[4096]")
-  if F.C.weir_ffi_realpath(p, buf, 4096, F.errbuf, F.errlen) ~= 0 then
-    return nil, F.errmsg()
-  end
-  return F.ffi.string(buf)
-end
+local realpath = util.realpath
 
 local function inside(path, dir)
   return dir == "/" or path == dir or sub(path, 1, #dir + 1) == dir .. "/"

@@ -12,6 +12,8 @@ local util = require("weir.util")
 local ser = require("weir._ser")
 local native = require("weir._native")
 local F = require("weir._ffi")
+local cron = require("weir.cron")
+local tz = require("weir.tz")
 local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
 local sort, concat = table.sort, table.concat
 
@@ -227,6 +229,48 @@ local function check_result_size(t, d, base, add)
   end
 end
 
+M.SCHEDULE_DEFAULTS = { catchup = "latest", max_catchup = 100, jitter = 0 }
+
+-- The schedule: its cron expression parses, its time zone (its own or the
+-- pipeline's `timezone`) exists in the tz database, its jitter parses.
+local function check_schedule(def, add)
+  local s = def.schedule
+  if type(def.timezone) == "string" then
+    local ok, err = tz.load(def.timezone)
+    if not ok then add("timezone", err) end
+  end
+  if type(s) == "string" then
+    local ok, err = cron.parse(s)
+    if not ok then add("schedule", err) end
+  elseif type(s) == "table" then
+    if type(s.cron) == "string" then
+      local ok, err = cron.parse(s.cron)
+      if not ok then add("schedule.cron", err) end
+    end
+    if type(s.timezone) == "string" then
+      local ok, err = tz.load(s.timezone)
+      if not ok then add("schedule.timezone", err) end
+    end
+    if s.jitter ~= nil and not util.duration(s.jitter) then
+      add("schedule.jitter", select(2, util.duration(s.jitter)))
+    end
+  end
+end
+
+--- The schedule of a checked definition as plain data: { cron, timezone,
+-- catchup, max_catchup, jitter (seconds) }, or nil when it has none.
+function M.normalize_schedule(def)
+  local s = def.schedule
+  if s == nil then return nil end
+  if type(s) == "string" then s = { cron = s } end
+  local D = M.SCHEDULE_DEFAULTS
+  return {
+    cron = s.cron, timezone = s.timezone or def.timezone or "UTC",
+    catchup = s.catchup or D.catchup, max_catchup = s.max_catchup or D.max_catchup,
+    jitter = s.jitter ~= nil and util.duration(s.jitter) or D.jitter,
+  }
+end
+
 --- Semantic checks beyond the schema. Appends {path, message} to errs.
 local function semantic(def, errs)
   local function add(path, msg) errs[#errs + 1] = { path = path, message = msg } end
@@ -265,46 +309,10 @@ local function semantic(def, errs)
       end
     end
   end
-  if type(def.schedule) == "string" then
-    local ok, err = M.check_cron(def.schedule)
-    if not ok then add("schedule", err) end
-  end
+  check_schedule(def, add)
   if type(def.triggers) == "table" then
     require("weir.hooks").check_config(def.triggers.webhook, def.params, add)
   end
-end
-
---- Check a 5-field cron expression ("min hour day month weekday").
-function M.check_cron(s)
-  local fields = {}
-  for f in s:gmatch("%S+") do fields[#fields + 1] = f end
-  if s:match("^@") then
-    local ok = ({ ["@hourly"] = 1, ["@daily"] = 1, ["@weekly"] = 1, ["@monthly"] = 1,
-                  ["@yearly"] = 1, ["@annually"] = 1, ["@midnight"] = 1 })[s]
-    return ok ~= nil, ok == nil and format("unknown cron macro %q", s) or nil
-  end
-  if #fields ~= 5 then
-    return nil, format("expected 5 cron fields (minute hour day month weekday), got %d", #fields)
-  end
-  local ranges = { { 0, 59, "minute" }, { 0, 23, "hour" }, { 1, 31, "day" }, { 1, 12, "month" },
-                   { 0, 7, "weekday" } }
-  for i, f in ipairs(fields) do
-    local lo, hi, what = ranges[i][1], ranges[i][2], ranges[i][3]
-    for part in (f .. ","):gmatch("([^,]*),") do
-      local range, step = part:match("^([^/]+)/(%d+)$")
-      range = range or part
-      if step and tonumber(step) == 0 then return nil, what .. ": step 0" end
-      if range ~= "*" then
-        local a, b = range:match("^(%d+)%-(%d+)$")
-        a = tonumber(a or range:match("^(%d+)$"))
-        b = tonumber(b) or a
-        if not a or a < lo or b > hi or a > b then
-          return nil, format("bad %s field %q (allowed %d-%d)", what, part, lo, hi)
-        end
-      end
-    end
-  end
-  return true
 end
 
 --- Coerce a parameter value (a string from the command line, or a
@@ -472,6 +480,7 @@ function M.load(path, opts)
     hash = M.sha256(source), kind = kind, path = abspath(path), file = path,
   }
   P.base_dir = util.dirname(P.path)
+  P.schedule = M.normalize_schedule(def)
   P.tasks = {}
   local d = def.defaults or {}
   for name, t in pairs(def.tasks) do

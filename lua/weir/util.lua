@@ -53,6 +53,17 @@ function M.size(v)
   return floor(tonumber(num) * scale)
 end
 
+--- The canonical form (symlinks resolved) of an existing path, or nil,
+-- message (trusted side only).
+function M.realpath(p)
+  local F = require("weir._ffi")
+  local buf = F.ffi.new("char[4096]")
+  if F.C.weir_ffi_realpath(p, buf, 4096, F.errbuf, F.errlen) ~= 0 then
+    return nil, F.errmsg()
+  end
+  return F.ffi.string(buf)
+end
+
 --- The names in directory path, sorted (trusted side only: the call goes
 -- straight to the OS). Returns the list, or nil, message.
 function M.list_dir(path)

@@ -54,6 +54,63 @@ return pipeline {
     assert.equal("tasks.a.run", errs[1].path)
   end)
 
+  it("checks the schedule: cron, time zone, catch-up, jitter, with paths and lines", function()
+    local _, errs = load("sched.yaml", [[
+name: s
+schedule:
+  cron: "0 25 * * *"
+  timezone: Mars/Olympus
+  catchup: sometimes
+  max_catchup: 0
+  jitter: soon
+tasks:
+  a: { run: "return 1" }
+]])
+    local text = pipeline.format_errors(errs)
+    assert.matches("sched.yaml:3: schedule.cron: hour: 25 is out of range 0-23", text, 1, true)
+    assert.matches('sched.yaml:4: schedule.timezone: unknown time zone "Mars/Olympus"', text, 1, true)
+    assert.matches("sched.yaml:5: schedule.catchup: must be one of", text, 1, true)
+    assert.matches("sched.yaml:6: schedule.max_catchup: must be >= 1", text, 1, true)
+    assert.matches('sched.yaml:7: schedule.jitter: expected a duration', text, 1, true)
+    _, errs = load("sched.lua", [[
+return pipeline {
+  name = "s", timezone = "Europe/Nowhere", schedule = "0 0 30 2 *",
+  tasks = { a = { run = function() end } },
+}
+]])
+    text = pipeline.format_errors(errs)
+    assert.matches('timezone: unknown time zone "Europe/Nowhere"', text, 1, true)
+    assert.matches('schedule: day of month: "30" never happens in month "2"', text, 1, true)
+    _, errs = load("sched2.yaml", "name: s\nschedule: { timezone: UTC, every: 1h }\n"
+                   .. "tasks:\n  a: { run: 'return 1' }\n")
+    text = pipeline.format_errors(errs)
+    assert.matches('schedule: unknown property "every"', text, 1, true)
+    _, errs = load("sched3.yaml", "name: s\nschedule: { timezone: UTC }\ntasks:\n  a: { run: 'return 1' }\n")
+    assert.equal("schedule", errs[1].path)
+    assert.matches("cron", errs[1].message, 1, true)
+  end)
+
+  it("normalizes the schedule on the loaded pipeline", function()
+    local P = assert(load("s1.yaml", "name: s\nschedule: '@daily'\ntasks:\n  a: { run: 'return 1' }\n"))
+    assert.same({ cron = "@daily", timezone = "UTC", catchup = "latest", max_catchup = 100,
+                  jitter = 0 }, P.schedule)
+    P = assert(load("s2.yaml", "name: s\ntimezone: Asia/Tokyo\nschedule: '0 2 * * *'\n"
+                    .. "tasks:\n  a: { run: 'return 1' }\n"))
+    assert.equal("Asia/Tokyo", P.schedule.timezone)
+    P = assert(load("s3.lua", [[
+return pipeline {
+  name = "s", timezone = "Asia/Tokyo",
+  schedule = { cron = "*/15 9-17 * * MON-FRI", timezone = "America/New_York",
+               catchup = "all", max_catchup = 5, jitter = "1m30s" },
+  tasks = { a = { run = function() end } },
+}
+]]))
+    assert.same({ cron = "*/15 9-17 * * MON-FRI", timezone = "America/New_York",
+                  catchup = "all", max_catchup = 5, jitter = 90 }, P.schedule)
+    P = assert(load("s4.yaml", "name: s\ntasks:\n  a: { run: 'return 1' }\n"))
+    assert.is_nil(P.schedule)
+  end)
+
   it("collects every error with its path and line, in file order", function()
     local P, errs = load("bad.lua", [[
 return pipeline {
