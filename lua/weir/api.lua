@@ -367,6 +367,46 @@ function H.put_pipeline(api, req, caps, principal)
   return ok({ name = P.name, version_id = c.version_id, hash = P.hash }, created and 201 or 200)
 end
 
+--- POST /hooks/{pipeline}: a run started by a signed request (no role:
+-- the signature is the credential; docs/scheduling.md, ADR 22).
+function H.hook(api, req, caps)
+  local s = api.s
+  local c = s.catalog[caps[1]]
+  local trig = c and type(c.P.def.triggers) == "table" and c.P.def.triggers
+  local wh = trig and trig.webhook
+  if type(wh) ~= "table" then return fail(404, "no such webhook", caps[1]) end
+  if s.draining then return fail(503, "draining", "the service is stopping") end
+  local secret, serr = s:hook_secret(wh.secret)
+  if not secret then
+    s.log("weir serve: webhook of " .. c.name .. ": " .. serr)
+    return fail(503, "webhook not available", "its secret cannot be read; the server log "
+                .. "says why")
+  end
+  local hooks = require("weir.hooks")
+  local okv, why = s:hook_verifier(c.name, wh):check(secret, req.headers["weir-signature"],
+                                                     req.body or "",
+                                                     math.floor(executor.now() / 1000))
+  if not okv then
+    return 401, M.problem(401, "bad signature", why),
+           { ["Content-Type"] = "application/problem+json",
+             ["WWW-Authenticate"] = 'Weir-Signature realm="weir"' }
+  end
+  local params, perrs = hooks.params(c.P.def.params, req.body or "", wh.params)
+  if not params then
+    return fail(422, "invalid params", "the body does not give the pipeline's params",
+                array(perrs))
+  end
+  local id, info = s:trigger(c.name, params, "webhook")
+  if not id then
+    if type(info) == "table" and info.status then
+      return fail(info.status, info.title, info.detail)
+    end
+    error(info, 0)
+  end
+  return 202, { id = id, pipeline = c.name, status = "queued", version_id = info.version_id,
+                created_at = info.created_at, params = info.params, tasks = array({}) }
+end
+
 function H.runs(api, req, _, principal)
   local q = M.query(req.query)
   local limit = tonumber(q.limit or 50)
@@ -555,6 +595,8 @@ M.ROUTES = {
   { "GET", "/metrics", nil, H.metrics, "Prometheus text format", false },
   { "GET", "/api/v1/openapi.json", nil, H.openapi, "this API as OpenAPI 3.1", "Object" },
   { "POST", "/api/v1/auth/token", nil, H.token, "a password for a short-lived JWT", "Token" },
+  { "POST", "/hooks/{name}", nil, H.hook,
+    "start a run with a request signed for the pipeline's webhook (Weir-Signature)", "Run" },
   { "GET", "/api/v1/pipelines", "viewer", H.pipelines, "list pipelines", "PipelineList" },
   { "POST", "/api/v1/pipelines:reload", "developer", H.reload,
     "read the pipelines folders again", "Reload" },

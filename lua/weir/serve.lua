@@ -438,14 +438,67 @@ local function next_wait(self, wait)
   return math.ceil(wait)
 end
 
---- Forget idempotency keys older than serve.idempotency_retention.
+--- Forget idempotency keys older than serve.idempotency_retention, and
+-- webhook signatures older than the longest window (1 day).
 function Service:prune()
   local store = self.store
-  pcall(function()
+  local ok = pcall(function()
     store:begin()
     store:idem_prune(executor.now() - self.settings.idempotency_retention * 1000)
+    store:hook_prune(executor.now() / 1000 - 86400)
     store:commit()
   end)
+  if not ok then pcall(store.rollback, store) end
+end
+
+--- The secret of a pipeline's webhook (its reference ${env:NAME} or
+-- ${file:PATH}), or nil, message. A ${file:} must lie in a folder of
+-- WEIR_SECRET_DIRS, which tasks can never reach (the pipelines folders
+-- can be: a secret there would be readable by tasks); PATH is relative
+-- to weir.yaml's folder.
+function Service:hook_secret(ref)
+  local hooks = require("weir.hooks")
+  local kind, arg = hooks.secret_ref(ref)
+  if kind == "env" then
+    local v = os.getenv(arg)
+    if not v or v == "" then return nil, "environment variable " .. arg .. " is not set" end
+    return v
+  end
+  if kind ~= "file" then return nil, "not a secret reference" end
+  local base = util.dirname(pipeline.abspath(self.conf.cfg.file or "weir.yaml"))
+  local real = util.realpath(arg:sub(1, 1) == "/" and arg or util.join(base, arg))
+  if not real then return nil, "cannot read the secret file " .. arg end
+  local inside = false
+  for d in (os.getenv("WEIR_SECRET_DIRS") or ""):gmatch("[^:]+") do
+    local rd = util.realpath(pipeline.abspath(d))
+    if rd and real:sub(1, #rd + 1) == rd .. "/" then inside = true end
+  end
+  if not inside then
+    return nil, "the secret file " .. arg .. " is not in a folder of WEIR_SECRET_DIRS"
+  end
+  local f = io.open(real, "rb")
+  local text = f and f:read(65536)
+  if f then f:close() end
+  if not text or text == "" then return nil, "cannot read the secret file " .. arg end
+  return (text:gsub("\r?\n$", ""))
+end
+
+--- The verifier of pipeline name's webhook (its window), remembering
+-- accepted signatures in the store too, so a replay is refused across
+-- restarts and servers.
+function Service:hook_verifier(name, wh)
+  self.verifiers = self.verifiers or {}
+  local key = name .. "\0" .. tostring(wh.window)
+  local v = self.verifiers[key]
+  if not v then
+    local store = self.store
+    v = require("weir.hooks").verifier({
+      window = wh.window,
+      claim = function(sigs, t) return store:hook_claim(name, sigs, t) end,
+    })
+    self.verifiers[key] = v
+  end
+  return v
 end
 
 --- Open everything: configuration, store, pools, pipelines, HTTP. Returns

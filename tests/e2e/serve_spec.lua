@@ -67,7 +67,8 @@ local function exchange(port, bytes)
   return text
 end
 
-local function start(dir) return H.serve(dir) end
+local HOOK_SECRET = string.rep("h", 32)
+local function start(dir) return H.serve(dir, { WEIR_TEST_HOOK_SECRET = HOOK_SECRET }) end
 
 describe("weir serve", function()
   local dir, pid, base, log, ops, viewer, admin
@@ -90,6 +91,13 @@ serve:
                    n = { type = "integer", default = 1 } },
         tasks = { greet = task { run = function(ctx)
           return { hello = ctx.params.who, n = ctx.params.n } end } } }
+    ]])
+    H.write(dir .. "/pipelines/hooked.lua", [[
+      return pipeline { name = "hooked",
+        params = { day = { type = "string" }, n = { type = "integer", default = 1 } },
+        triggers = { webhook = { secret = "${env:WEIR_TEST_HOOK_SECRET}",
+                                 params = { day = "/data/day" }, window = "5m" } },
+        tasks = { t = task { run = function(ctx) return ctx.params.day end } } }
     ]])
     H.write(dir .. "/pipelines/slow.lua", [[
       return pipeline { name = "slow", max_active_runs = 1,
@@ -485,6 +493,54 @@ serve:
     code, _, err = H.weir(dir, "keys create bad --role viewer --pipelines 'a b'")
     assert.equal(2, code)
     assert.matches("is not a pipeline name", err)
+  end)
+
+  it("starts a run from a signed webhook, once: replays and bad signatures get 401", function()
+    local hooks = require("weir.hooks")
+    local body = '{"data":{"day":"2026-12-07"},"other":"ignored"}'
+    local now = os.time()
+    local sig = hooks.sign(HOOK_SECRET, now, body)
+    local function post(header, text)
+      local h = { "Content-Type: application/json" }
+      if header then h[2] = "Weir-Signature: " .. header end
+      local hfile, bfile = os.tmpname(), os.tmpname()
+      H.write(bfile .. ".in", text)
+      local args = { "curl -s -o", H.q(bfile), "-D", H.q(hfile), "-X POST" }
+      for _, x in ipairs(h) do args[#args + 1] = "-H " .. H.q(x) end
+      args[#args + 1] = "--data-binary @" .. H.q(bfile .. ".in")
+      args[#args + 1] = H.q(base .. "/hooks/hooked")
+      H.status(table.concat(args, " "))
+      local st = tonumber((H.read(hfile) or ""):match("^HTTP/%S+ (%d+)"))
+      local out = json.decode(H.read(bfile) or "")
+      os.remove(hfile); os.remove(bfile); os.remove(bfile .. ".in")
+      return st, out
+    end
+    local st, r = post(sig, body)
+    assert.equal(202, st)
+    assert.equal("queued", r.status)
+    assert.truthy(H.wait_for(function()
+      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(viewer))
+      return x.status == "success" and x.tasks[1].output == "2026-12-07"
+    end, 20))
+    local st2, p2 = post(sig, body)
+    assert.equal(401, st2)
+    assert.equal("replayed", p2.detail)
+    assert.equal(401, (post(hooks.sign("wrong" .. HOOK_SECRET, now, body), body)))
+    assert.equal(401, (post(hooks.sign(HOOK_SECRET, now - 3600, body), body)))
+    assert.equal(401, (post(nil, body)))
+    local st3, p3 = post(hooks.sign(HOOK_SECRET, now + 1, '{"data":{}}'), '{"data":{}}')
+    assert.equal(422, st3)
+    assert.equal("/data/day", p3.errors[1].pointer)
+    -- the refusals are in the audit log, without the signature
+    local _, audit = curl("GET", base .. "/api/v1/audit?limit=500", auth(admin))
+    local n = 0
+    for _, e in ipairs(audit.entries) do
+      if e.path == "/hooks/hooked" and e.status == 401 then n = n + 1 end
+      assert.is_nil((e.detail or ""):find(sig, 1, true))
+    end
+    assert.is_true(n >= 4)
+    -- a pipeline without a webhook has none
+    assert.equal(404, (curl("POST", base .. "/hooks/hello", nil, body)))
   end)
 
   it("drains on SIGTERM, and the next start resumes what was left, also after kill -9", function()

@@ -443,6 +443,18 @@ for _, B in ipairs(BACKENDS) do
       assert.is_nil(other:user("cy").pipelines)
     end)
 
+    it("claims webhook signatures once, across connections, and prunes old ones", function()
+      local s, other = open(), open()
+      assert.is_true(s:hook_claim("p", { "aa", "bb" }, 1000))
+      assert.is_false(other:hook_claim("p", { "bb" }, 1001))    -- seen: a replay
+      assert.is_false(other:hook_claim("p", { "cc", "aa" }, 1001))
+      assert.is_true(other:hook_claim("q", { "aa" }, 1001))     -- another pipeline's
+      assert.is_true(s:hook_claim("p", { "dd" }, 5000))
+      assert.equal(4, s:hook_prune(2000))                       -- aa, bb, cc (p) and aa (q)
+      assert.is_true(other:hook_claim("p", { "aa" }, 6000))     -- forgotten: claimable again
+      assert.is_false(s:hook_claim("p", { "dd" }, 6000))
+    end)
+
     it("keeps API keys hashed: revoked once, last use moving forward only", function()
       local s, other = open(), open()
       s:key_add({ id = "k2", name = "ci", role = "operator", hash = "sha256:2", created_at = 2000 })
@@ -1001,7 +1013,7 @@ for _, B in ipairs(BACKENDS) do
         opened[#opened + 1] = s
         seed(s, "r")
         local n = as():all("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'weir_meta'")
-        assert.equal(10, n[1].n)
+        assert.equal(11, n[1].n)
         for _, bad in ipairs({ "1x", "pg_x", "a-b", "a\"b", string.rep("a", 64) }) do
           s, err = require("weir.store").open(dir, url .. "?schema=" .. bad)
           assert.is_nil(s)

@@ -46,6 +46,9 @@
 --   idem_get(scope, key) -> { scope, key, body_hash, run_id, created_at }
 --     or nil; idem_put(scope, key, body_hash, run_id, now); idem_prune(
 --     before_ms) -> how many keys created before it were deleted.
+--   hook_claim(pipeline, sigs, t) -> true when none of the webhook
+--     signatures sigs was claimed before (all are recorded), false for a
+--     replay; hook_prune(t) -> how many older than t were forgotten.
 -- users_add, key_add and idem_put raise an error value with code
 -- "conflict" when the name, id or (scope, key) exists; nothing else is
 -- written then, and an open transaction stays usable. Single-statement

@@ -165,6 +165,17 @@ M.MIGRATIONS = {
     ALTER TABLE users ADD COLUMN pipelines text;
     ALTER TABLE api_keys ADD COLUMN pipelines text;
   ]],
+  -- the webhook signatures already accepted (replays are refused across
+  -- restarts and servers; rows older than the window are pruned)
+  [5] = [[
+    CREATE TABLE hook_seen (
+      pipeline text NOT NULL,
+      sig text NOT NULL,
+      t double precision NOT NULL,
+      PRIMARY KEY (pipeline, sig)
+    );
+    CREATE INDEX hook_seen_t ON hook_seen (t);
+  ]],
 }
 
 -- configuration ----------------------------------------------------------
@@ -1071,5 +1082,26 @@ end
 --- Nothing to do: the server keeps its own log (the SQLite store has a
 -- checkpoint thread for weir serve).
 function S.background_checkpoints() end
+
+--- Claim the signatures sigs (a list) of a webhook request of pipeline
+-- at t: true when none was claimed before (each is then recorded), false
+-- for a replay. In one transaction.
+function S:hook_claim(pipeline, sigs, t)
+  self:begin()
+  local fresh = true
+  for _, sig in ipairs(sigs) do
+    if exec(self, "INSERT INTO hook_seen (pipeline, sig, t) VALUES ($1, $2, $3) "
+                  .. "ON CONFLICT DO NOTHING", { pipeline, sig, t }, 3) == 0 then
+      fresh = false
+    end
+  end
+  self:commit()
+  return fresh
+end
+
+--- Forget the signatures older than t; returns how many.
+function S:hook_prune(t)
+  return exec(self, "DELETE FROM hook_seen WHERE t < $1", { t }, 1)
+end
 
 return M

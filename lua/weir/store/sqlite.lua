@@ -128,6 +128,17 @@ M.MIGRATIONS = {
     ALTER TABLE users ADD COLUMN pipelines TEXT;
     ALTER TABLE api_keys ADD COLUMN pipelines TEXT;
   ]],
+  -- the webhook signatures already accepted (replays are refused across
+  -- restarts and servers; rows older than the window are pruned)
+  [5] = [[
+    CREATE TABLE hook_seen (
+      pipeline TEXT NOT NULL,
+      sig TEXT NOT NULL,
+      t REAL NOT NULL,
+      PRIMARY KEY (pipeline, sig)
+    ) WITHOUT ROWID;
+    CREATE INDEX hook_seen_t ON hook_seen (t);
+  ]],
 }
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -536,6 +547,27 @@ function S:close()
     if self.db then self.db:exec("PRAGMA wal_checkpoint(TRUNCATE)") end
   end
   if self.db then self.db:close(); self.db = nil end
+end
+
+--- Claim the signatures sigs (a list) of a webhook request of pipeline
+-- at t: true when none was claimed before (each is then recorded), false
+-- for a replay. In one transaction.
+function S:hook_claim(pipeline, sigs, t)
+  self:begin()
+  local fresh = true
+  for _, sig in ipairs(sigs) do
+    if self:check(self.db:run("INSERT INTO hook_seen (pipeline, sig, t) VALUES (?, ?, ?) "
+                              .. "ON CONFLICT DO NOTHING", { pipeline, sig, t })) == 0 then
+      fresh = false
+    end
+  end
+  self:commit()
+  return fresh
+end
+
+--- Forget the signatures older than t; returns how many.
+function S:hook_prune(t)
+  return self:check(self.db:run("DELETE FROM hook_seen WHERE t < ?", { t }))
 end
 
 return M
