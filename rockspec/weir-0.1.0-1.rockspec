@@ -43,6 +43,7 @@ build = {
     ["weir.sandbox"] = "lua/weir/sandbox.lua",
     ["weir.run"] = "lua/weir/run.lua",
     ["weir.runner"] = "lua/weir/runner.lua",
+    ["weir.scheduler"] = "lua/weir/scheduler.lua",
     ["weir.schema"] = "lua/weir/schema.lua",
     ["weir.serve"] = "lua/weir/serve.lua",
     ["weir.store"] = "lua/weir/store/init.lua",

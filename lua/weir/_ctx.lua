@@ -23,6 +23,9 @@ function M.new(job, log, stats)
   local opened = {}
   local ctx = {
     run_id = job.run_id,
+    -- the run: its id and, for a scheduled fire or a backfill, its
+    -- logical time (ISO 8601 UTC text; absent otherwise)
+    run = { id = job.run_id, logical_time = job.logical_time },
     task = job.task,
     attempt = job.attempt,
     pipeline = job.pipeline,

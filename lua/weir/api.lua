@@ -52,7 +52,9 @@ end
 local function run_view(row, tasks)
   local v = { id = row.id, pipeline = row.pipeline, status = row.status,
               version_id = row.version_id, created_at = row.created_at,
-              started_at = row.started_at, finished_at = row.finished_at, error = row.error }
+              started_at = row.started_at, finished_at = row.finished_at, error = row.error,
+              logical_time = row.logical_time and require("weir.scheduler").iso(row.logical_time)
+                             or nil }
   v.params = row.params and json.decode(row.params) or nil
   if tasks then
     local list = {}
@@ -407,6 +409,48 @@ function H.hook(api, req, caps)
                 created_at = info.created_at, params = info.params, tasks = array({}) }
 end
 
+--- The schedules: each scheduled pipeline's cron, zone, catch-up, state
+-- and next five logical times (UTC and local).
+function H.schedules(api, _, _, principal)
+  local s = api.s
+  local scheduler = require("weir.scheduler")
+  local out = {}
+  local now = s.now()
+  local names = {}
+  for name, c in pairs(s.catalog) do
+    if c.P.schedule and visible(principal, name) then names[#names + 1] = name end
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local c = s.catalog[name]
+    local sc = c.P.schedule
+    s.store:begin()
+    local st = s.store:schedule_state(c.pipeline_id, now)
+    s.store:commit()
+    local next_ = scheduler.upcoming(sc, now, 5)
+    for _, x in ipairs(next_) do x.utc = scheduler.iso(x.utc) end
+    out[#out + 1] = { pipeline = name, cron = sc.cron, timezone = sc.timezone,
+                      catchup = sc.catchup, max_catchup = sc.max_catchup,
+                      paused = st.paused and true or false,
+                      last_fire = st.last_fire and scheduler.iso(st.last_fire) or nil,
+                      next = array(next_) }
+  end
+  return ok({ schedules = array(out) })
+end
+
+local function pause(api, caps, principal, paused)
+  local s = api.s
+  local c = visible(principal, caps[1]) and s.catalog[caps[1]]
+  if not c or not c.P.schedule then return fail(404, "no such schedule", caps[1]) end
+  s.store:begin()
+  s.store:schedule_pause(c.pipeline_id, paused, s.now())
+  s.store:commit()
+  s.next_schedule = nil
+  return ok({ pipeline = c.name, paused = paused })
+end
+function H.pause(api, _, caps, principal) return pause(api, caps, principal, true) end
+function H.unpause(api, _, caps, principal) return pause(api, caps, principal, false) end
+
 function H.runs(api, req, _, principal)
   local q = M.query(req.query)
   local limit = tonumber(q.limit or 50)
@@ -610,6 +654,13 @@ M.ROUTES = {
     "one version's source", "Version" },
   { "POST", "/api/v1/pipelines/{name}/runs", "operator", H.trigger,
     "trigger a run (Idempotency-Key, ?wait=DURATION)", "Run" },
+  { "GET", "/api/v1/schedules", "viewer", H.schedules,
+    "scheduled pipelines: cron, zone, catch-up, paused, last fire, next five", "Schedules" },
+  { "POST", "/api/v1/pipelines/{name}/schedule/pause", "operator", H.pause,
+    "stop firing the pipeline's schedule", "ScheduleState" },
+  { "POST", "/api/v1/pipelines/{name}/schedule/unpause", "operator", H.unpause,
+    "fire the pipeline's schedule again (catch-up decides about what was missed)",
+    "ScheduleState" },
   { "GET", "/api/v1/runs", "viewer", H.runs,
     "list runs (pipeline, status, since, until, limit, cursor)", "RunList" },
   { "GET", "/api/v1/runs/{id}", "viewer", H.run, "a run with its tasks", "Run" },
@@ -980,6 +1031,7 @@ M.SCHEMAS = {
   Task = obj({ task = STR, state = STR, attempts = INT, error = OPT_STR, started_at = OPT_NUM,
                finished_at = OPT_NUM, rows_in = INT, rows_out = INT }, { "task", "state" }),
   Run = obj({ id = STR, pipeline = STR, status = RUN_STATUS, version_id = INT,
+              logical_time = STR,
               created_at = NUM, started_at = NUM, finished_at = NUM, error = STR,
               params = { type = "object" },
               tasks = list_of("Task") }, { "id", "pipeline", "status", "created_at" }),
@@ -1001,6 +1053,12 @@ M.SCHEMAS = {
     { "keys" }),
   NewKey = obj({ id = STR, name = STR, role = STR, key = STR }, { "id", "name", "role", "key" }),
   KeyState = obj({ id = STR, revoked = BOOL }, { "id", "revoked" }),
+  ScheduleState = obj({ pipeline = STR, paused = BOOL }, { "pipeline", "paused" }),
+  Schedules = obj({ schedules = { type = "array", items = obj({
+    pipeline = STR, cron = STR, timezone = STR, catchup = STR, max_catchup = INT,
+    paused = BOOL, last_fire = STR,
+    next = { type = "array", items = obj({ utc = STR, ["local"] = STR }, { "utc", "local" }) } },
+    { "pipeline", "cron", "timezone", "paused", "next" }) } }, { "schedules" }),
 }
 -- an attempt's output and a task's are the task's own JSON: any value
 M.SCHEMAS.Task.properties.output = true

@@ -40,6 +40,9 @@ commands:
                          (exit 0 when it succeeded)
   cancel RUN_ID [--server URL]
                          cancel a run on weir serve
+  schedules [pause|unpause PIPELINE] [--json] [--server URL]
+                         weir serve's schedules: next five fires (local
+                         and UTC), last fire; pause or unpause one
   users add NAME --role ROLE [--pipelines A,B] | users list | users disable NAME
                          people who may use the HTTP API (password read
                          from the terminal, or stdin); roles: viewer,
@@ -476,6 +479,35 @@ function commands.trigger(args)
   end
   if o.json then io.write(json.encode(res), "\n") else io.write(res.id, " ", res.status, "\n") end
   if o.wait then return res.status == "success" and 0 or 1 end
+  return 0
+end
+
+--- weir schedules [pause|unpause NAME]: the schedules of weir serve.
+function commands.schedules(args)
+  local o, pos = parse(args, { server = "string", json = "flag" })
+  local client = require("weir.client")
+  if o and (pos[1] == "pause" or pos[1] == "unpause") and #pos == 2 then
+    local res, code = remote("weir schedules", "POST", "/api/v1/pipelines/" .. client.pct(pos[2])
+                             .. "/schedule/" .. pos[1], nil, o)
+    if not res then return code end
+    io.write(format("%s %s\n", res.pipeline, res.paused and "paused" or "unpaused"))
+    return 0
+  end
+  if not o or #pos ~= 0 then
+    eprintf("usage: weir schedules [pause|unpause PIPELINE] [--json] [--server URL]\n"); return 2
+  end
+  local res, code = remote("weir schedules", "GET", "/api/v1/schedules", nil, o)
+  if not res then return code end
+  if o.json then io.write(json.encode(res), "\n"); return 0 end
+  if #res.schedules == 0 then io.write("no scheduled pipelines\n"); return 0 end
+  for _, sc in ipairs(res.schedules) do
+    io.write(format("%s  %q in %s, catch-up %s%s; last fire %s\n", sc.pipeline, sc.cron,
+                    sc.timezone, sc.catchup, sc.paused and ", PAUSED" or "",
+                    sc.last_fire or "never"))
+    for _, n in ipairs(sc.next) do
+      io.write(format("    %s  (%s)\n", n["local"], n.utc))
+    end
+  end
   return 0
 end
 

@@ -125,7 +125,7 @@ function M.new(o)
   -- task's (once per task) and the attempt's own, sent back to back
   e.job_base = ser.encode({ kind = "attempt", run_id = e.run_id, pipeline = e.P.name,
                             params = e.params, base_dir = e.P.base_dir, roots = e.roots,
-                            connections = e.connections })
+                            connections = e.connections, logical_time = o.logical_time })
   return e
 end
 

@@ -21,6 +21,7 @@ local engine = require("weir.engine")
 local executor = require("weir.executor")
 local runner_mod = require("weir.runner")
 local json = require("weir.json")
+local scheduler = require("weir.scheduler")
 local util = require("weir.util")
 local format = string.format
 
@@ -47,6 +48,7 @@ end
 function M.new(o)
   return setmetatable({
     o = o, log = o.log or function(line) io.stderr:write(line, "\n") end,
+    now = o.clock or executor.now, -- wall clock (ms) of the schedules
     catalog = {},      -- pipeline name -> { name, P, version_id, pipeline_id, file }
     by_version = {},   -- version id -> P
     queue = {},        -- pipeline name -> FIFO of run ids
@@ -113,6 +115,7 @@ function Service:load_pipelines()
     if not seen[name] and not c.uploaded then self.catalog[name] = nil end
   end
   for _, e in ipairs(errs) do self.log("weir serve: " .. e) end
+  self.next_schedule = nil -- look at the (new) schedules at once
   return n, errs
 end
 
@@ -237,7 +240,8 @@ function Service:start_run(id)
   if not P then return fail_run(self, id, err) end
   self.runner:add({ P = P, run_id = id, params = json.decode(row.params),
                     roots = run.roots_for(P.base_dir), connections = self.conf.connections,
-                    redact = self.conf.redact, view = self:view_for(id) })
+                    redact = self.conf.redact, view = self:view_for(id),
+                    logical_time = row.logical_time and scheduler.iso(row.logical_time) })
 end
 
 --- A source given over HTTP, evaluated in the definition worker as if it
@@ -382,7 +386,8 @@ function Service:resume_run(row)
                     roots = run.roots_for(P.base_dir), connections = self.conf.connections,
                     redact = self.conf.redact, resume = true,
                     resume_tasks = store:tasks(row.id), only = options.only,
-                    from = options.from, view = self:view_for(row.id) })
+                    from = options.from, view = self:view_for(row.id),
+                    logical_time = row.logical_time and scheduler.iso(row.logical_time) })
   return true
 end
 
@@ -435,7 +440,62 @@ local function next_wait(self, wait)
     for _, w in ipairs(ws) do wait = math.min(wait, math.max(0, w.deadline - now)) end
   end
   if self.drain_until then wait = math.min(wait, math.max(0, self.drain_until - now)) end
+  if self.next_schedule then
+    wait = math.min(wait, math.max(0, self.next_schedule - self.now()))
+  end
   return math.ceil(wait)
+end
+
+---------------------------------------------------------------------------
+-- Schedules: every turn that reaches the next due time asks weir.scheduler
+-- what to fire; store:fire records each fire with its run, once ever.
+---------------------------------------------------------------------------
+
+-- Fire pipeline c's schedule at logical time lt (ms): a queued run with
+-- the params' defaults.
+function Service:fire(c, lt, now)
+  local params, perr = pipeline.resolve_params(c.P, {})
+  if not params then
+    self.log(format("weir serve: schedule of %s cannot fire: %s", c.name, perr))
+    return false
+  end
+  local id = engine.new_run_id()
+  local fired = self.store:fire(c.pipeline_id, lt, "schedule", {
+    id = id, pipeline_id = c.pipeline_id, version_id = c.version_id, status = "queued",
+    params = json.encode(params), created_at = now, logical_time = lt,
+    options = json.encode({ trigger = "schedule" }) }, now)
+  if fired then
+    self.stats.triggered = self.stats.triggered + 1
+    enqueue(self, c.name, id)
+  end
+  return fired
+end
+
+--- Fire what the schedules have due; remember when to look again.
+function Service:tick_schedules()
+  local now = self.now()
+  if now < (self.next_schedule or 0) then return end
+  local store = self.store
+  local nxt = now + 60000
+  for _, c in pairs(self.catalog) do
+    local sched = c.P.schedule
+    if sched then
+      store:begin()
+      local ok, err = pcall(function()
+        local st = store:schedule_state(c.pipeline_id, now)
+        if st.paused then return end
+        local fires, skip_to, after = scheduler.plan(sched, st, now)
+        for _, lt in ipairs(fires) do self:fire(c, lt, now) end
+        if skip_to then store:schedule_skip(c.pipeline_id, skip_to) end
+        if after and after < nxt then nxt = after end
+      end)
+      if ok then store:commit() else
+        pcall(store.rollback, store)
+        self.log(format("weir serve: schedule of %s: %s", c.name, tostring(err)))
+      end
+    end
+  end
+  self.next_schedule = nxt
 end
 
 --- Forget idempotency keys older than serve.idempotency_retention, and
@@ -604,7 +664,10 @@ function Service:loop()
       if not ok then error("executor: " .. tostring(err), 0) end
     end
     local answered = api:serve_pending(http)
-    if not self.draining then self:admit() end
+    if not self.draining then
+      self:tick_schedules()
+      self:admit()
+    end
     -- what the step and the requests committed: events, waiting answers
     if #self.pending > 0 or #self.ended > 0 then
       local ended = self.ended

@@ -443,6 +443,33 @@ for _, B in ipairs(BACKENDS) do
       assert.is_nil(other:user("cy").pipelines)
     end)
 
+    it("fires a pipeline's logical time once, with its run, and keeps the schedule's state", function()
+      local s, other = open(), open()
+      local _, pid = s:pipeline_version("sch", "lua", "/x/sch.lua", "return 1", "h1", 1)
+      local vid = s:pipeline_version("sch", "lua", "/x/sch.lua", "return 1", "h1", 1)
+      s:begin()
+      local st = s:schedule_state(pid, 1000)
+      s:commit()
+      assert.same({ false, 1000 }, { st.paused and true or false, st.since })
+      local function run(id, lt)
+        return { id = id, pipeline_id = pid, version_id = vid, status = "queued", params = "{}",
+                 options = "{}", created_at = 2000, logical_time = lt }
+      end
+      assert.is_true(s:fire(pid, 60000, "schedule", run("f1", 60000), 2000))
+      assert.is_false(other:fire(pid, 60000, "schedule", run("f2", 60000), 2001))
+      assert.is_nil(other:run("f2"))                 -- nothing of the refused fire
+      assert.equal(60000, other:run("f1").logical_time)
+      assert.is_true(other:fire(pid, 120000, "schedule", run("f3", 120000), 2002))
+      s:begin()
+      s:schedule_skip(pid, 90000)                    -- never moves back
+      s:schedule_pause(pid, true, 3000)
+      s:commit()
+      s:begin()
+      st = s:schedule_state(pid, 9999)
+      s:commit()
+      assert.same({ true, 1000, 120000 }, { st.paused and true or false, st.since, st.last_fire })
+    end)
+
     it("claims webhook signatures once, across connections, and prunes old ones", function()
       local s, other = open(), open()
       assert.is_true(s:hook_claim("p", { "aa", "bb" }, 1000))
@@ -1013,7 +1040,7 @@ for _, B in ipairs(BACKENDS) do
         opened[#opened + 1] = s
         seed(s, "r")
         local n = as():all("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'weir_meta'")
-        assert.equal(11, n[1].n)
+        assert.equal(13, n[1].n)
         for _, bad in ipairs({ "1x", "pg_x", "a-b", "a\"b", string.rep("a", 64) }) do
           s, err = require("weir.store").open(dir, url .. "?schema=" .. bad)
           assert.is_nil(s)

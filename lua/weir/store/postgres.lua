@@ -176,6 +176,25 @@ M.MIGRATIONS = {
     );
     CREATE INDEX hook_seen_t ON hook_seen (t);
   ]],
+  -- schedules: each (pipeline, logical time) fired once, ever; a run
+  -- carries its logical time; a schedule can be paused
+  [6] = [[
+    CREATE TABLE fires (
+      pipeline_id bigint NOT NULL REFERENCES pipelines(id),
+      logical_time double precision NOT NULL,
+      kind text NOT NULL,
+      run_id text,
+      created_at double precision NOT NULL,
+      PRIMARY KEY (pipeline_id, logical_time)
+    );
+    CREATE TABLE schedules (
+      pipeline_id bigint PRIMARY KEY REFERENCES pipelines(id),
+      paused boolean NOT NULL DEFAULT false,
+      since double precision NOT NULL,
+      last_fire double precision
+    );
+    ALTER TABLE runs ADD COLUMN logical_time double precision;
+  ]],
 }
 
 -- configuration ----------------------------------------------------------
@@ -696,10 +715,10 @@ end
 
 function S:create_run(r)
   exec(self, "INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
-             .. "created_at, supervisor_pid, supervisor_id) "
-             .. "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             .. "created_at, supervisor_pid, supervisor_id, logical_time) "
+             .. "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
        { r.id, r.pipeline_id, r.version_id, r.status, clean(r.params), clean(r.options),
-         r.created_at, r.supervisor_pid, r.supervisor_id }, 9)
+         r.created_at, r.supervisor_pid, r.supervisor_id, r.logical_time }, 10)
 end
 
 -- A run set running is this session's: its advisory lock says so to every
@@ -1102,6 +1121,46 @@ end
 --- Forget the signatures older than t; returns how many.
 function S:hook_prune(t)
   return exec(self, "DELETE FROM hook_seen WHERE t < $1", { t }, 1)
+end
+
+--- Fire pipeline_id's schedule at logical_time (ms) with run (as
+-- create_run's, queued): the fire and the run in one transaction. Returns
+-- false, writing nothing, when that logical time was fired before (by
+-- this server, an earlier one or another on the same store).
+function S:fire(pipeline_id, logical_time, kind, run, now)
+  self:begin()
+  local n = exec(self, "INSERT INTO fires (pipeline_id, logical_time, kind, run_id, created_at) "
+                       .. "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                 { pipeline_id, logical_time, kind, run and run.id, now }, 5)
+  if n == 1 then
+    if run then self:create_run(run) end
+    exec(self, "UPDATE schedules SET last_fire = greatest(coalesce(last_fire, 0), $1) "
+               .. "WHERE pipeline_id = $2", { logical_time, pipeline_id }, 2)
+  end
+  self:commit()
+  return n == 1
+end
+
+--- The schedule state of pipeline_id ({ paused, since, last_fire }),
+-- created with since = now when there is none yet.
+function S:schedule_state(pipeline_id, now)
+  exec(self, "INSERT INTO schedules (pipeline_id, since) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+       { pipeline_id, now }, 2)
+  return rows_of(self, "SELECT * FROM schedules WHERE pipeline_id = $1", { pipeline_id }, 1)[1]
+end
+
+--- Move a schedule's last fire to t (ms) without a run (fires skipped
+-- by catch-up "none" or "latest").
+function S:schedule_skip(pipeline_id, t)
+  exec(self, "UPDATE schedules SET last_fire = greatest(coalesce(last_fire, 0), $1) "
+             .. "WHERE pipeline_id = $2", { t, pipeline_id }, 2)
+end
+
+--- Pause or unpause pipeline_id's schedule.
+function S:schedule_pause(pipeline_id, paused, now)
+  self:schedule_state(pipeline_id, now)
+  exec(self, "UPDATE schedules SET paused = $1 WHERE pipeline_id = $2",
+       { paused and true or false, pipeline_id }, 2)
 end
 
 return M

@@ -139,6 +139,25 @@ M.MIGRATIONS = {
     ) WITHOUT ROWID;
     CREATE INDEX hook_seen_t ON hook_seen (t);
   ]],
+  -- schedules: each (pipeline, logical time) fired once, ever; a run
+  -- carries its logical time; a schedule can be paused
+  [6] = [[
+    CREATE TABLE fires (
+      pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+      logical_time REAL NOT NULL,
+      kind TEXT NOT NULL,
+      run_id TEXT,
+      created_at REAL NOT NULL,
+      PRIMARY KEY (pipeline_id, logical_time)
+    ) WITHOUT ROWID;
+    CREATE TABLE schedules (
+      pipeline_id INTEGER PRIMARY KEY REFERENCES pipelines(id),
+      paused INTEGER NOT NULL DEFAULT 0,
+      since REAL NOT NULL,
+      last_fire REAL
+    );
+    ALTER TABLE runs ADD COLUMN logical_time REAL;
+  ]],
 }
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -266,9 +285,10 @@ end
 
 function S:create_run(r)
   self:check(self.db:run("INSERT INTO runs (id, pipeline_id, version_id, status, params, options, "
-                    .. "created_at, supervisor_pid, supervisor_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    .. "created_at, supervisor_pid, supervisor_id, logical_time) "
+                    .. "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     { r.id, r.pipeline_id, r.version_id, r.status, r.params, r.options,
-                      r.created_at, r.supervisor_pid, r.supervisor_id, n = 9 }))
+                      r.created_at, r.supervisor_pid, r.supervisor_id, r.logical_time, n = 10 }))
 end
 
 function S:update_run(id, fields)
@@ -568,6 +588,50 @@ end
 --- Forget the signatures older than t; returns how many.
 function S:hook_prune(t)
   return self:check(self.db:run("DELETE FROM hook_seen WHERE t < ?", { t }))
+end
+
+--- Fire pipeline_id's schedule at logical_time (ms) with run (as
+-- create_run's, queued): the fire and the run in one transaction. Returns
+-- false, writing nothing, when that logical time was fired before (by
+-- this server, an earlier one or another on the same store).
+function S:fire(pipeline_id, logical_time, kind, run, now)
+  self:begin()
+  local n = self:check(self.db:run("INSERT INTO fires (pipeline_id, logical_time, kind, run_id, "
+                                   .. "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                   { pipeline_id, logical_time, kind, run and run.id, now,
+                                     n = 5 }))
+  if n == 1 then
+    if run then self:create_run(run) end
+    self:check(self.db:run("UPDATE schedules SET last_fire = max(coalesce(last_fire, 0), ?) "
+                           .. "WHERE pipeline_id = ?", { logical_time, pipeline_id }))
+  end
+  self:commit()
+  return n == 1
+end
+
+--- The schedule state of pipeline_id ({ paused, since, last_fire }),
+-- created with since = now when there is none yet.
+function S:schedule_state(pipeline_id, now)
+  self:check(self.db:run("INSERT INTO schedules (pipeline_id, since) VALUES (?, ?) "
+                         .. "ON CONFLICT DO NOTHING", { pipeline_id, now }))
+  local r = self:check(self.db:all("SELECT * FROM schedules WHERE pipeline_id = ?",
+                                   { pipeline_id }))[1]
+  r.paused = r.paused == 1
+  return r
+end
+
+--- Move a schedule's last fire to t (ms) without a run (fires skipped
+-- by catch-up "none" or "latest").
+function S:schedule_skip(pipeline_id, t)
+  self:check(self.db:run("UPDATE schedules SET last_fire = max(coalesce(last_fire, 0), ?) "
+                         .. "WHERE pipeline_id = ?", { t, pipeline_id }))
+end
+
+--- Pause or unpause pipeline_id's schedule.
+function S:schedule_pause(pipeline_id, paused, now)
+  self:schedule_state(pipeline_id, now)
+  self:check(self.db:run("UPDATE schedules SET paused = ? WHERE pipeline_id = ?",
+                         { paused and 1 or 0, pipeline_id }))
 end
 
 return M

@@ -1,0 +1,94 @@
+-- Schedules under weir serve, end to end: a server that was down for
+-- five minutes catches up a minutely schedule (catchup = "all") with one
+-- run per missed minute, each with its logical time in ctx.run; a
+-- restart fires none of them again; pause stops firing. (The choice of
+-- logical times, daylight saving included, is tests/lua/unit/
+-- scheduler_spec.lua, with a virtual clock.)
+local H = require("helpers")
+local json = require("weir.json")
+
+local function sql(dir, q)
+  return H.output("sqlite3 " .. H.q(dir .. "/.weir/weir.db") .. " " .. H.q(q) .. " 2>&1")
+end
+
+local function curl(method, url, key)
+  return json.decode(H.output("curl -s -X " .. method .. " -H "
+                              .. H.q("Authorization: Bearer " .. key) .. " " .. H.q(url)))
+end
+
+describe("schedules under weir serve", function()
+  local dir, pid, key
+  setup(function()
+    dir = H.tmpdir()
+    H.write(dir .. "/weir.yaml", "pipelines: [pipelines]\n")
+    H.write(dir .. "/pipelines/tick.lua", [[
+      return pipeline { name = "tick",
+        schedule = { cron = "* * * * *", timezone = "Europe/Berlin", catchup = "all" },
+        tasks = { t = task { run = function(ctx) return ctx.run.logical_time end } } }
+    ]])
+    local code, out = H.weir(dir, "keys create ops --role operator")
+    assert.equal(0, code)
+    key = out:match("(weir_%S+)")
+  end)
+  teardown(function()
+    if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null"); H.wait_dead(pid) end
+    H.cleanup(dir)
+  end)
+
+  local function fired()
+    local out = sql(dir, "SELECT count(*) FROM fires")
+    return tonumber(out:match("%d+"))
+  end
+
+  it("catches up the minutes it missed, each once, with its logical time", function()
+    pid = H.serve(dir)
+    -- the schedule is known from now on; pretend it was five minutes ago
+    -- and the server was down since
+    assert.truthy(H.wait_for(function() return sql(dir, "SELECT count(*) FROM schedules") == "1\n" end, 10))
+    os.execute("kill -TERM " .. pid)
+    H.wait_dead(pid, 30)
+    local before = fired()
+    local now_ms = os.time() * 1000
+    local minute = math.floor(now_ms / 60000) * 60000
+    sql(dir, "UPDATE schedules SET since = " .. (minute - 5 * 60000 - 1) .. ", last_fire = NULL")
+    sql(dir, "DELETE FROM fires")
+    local base
+    pid, base = H.serve(dir)
+    -- 6 due minutes (minute - 5 .. minute) unless the clock turned a
+    -- minute meanwhile: then 7
+    local runs = H.wait_for(function()
+      local r = curl("GET", base .. "/api/v1/runs?pipeline=tick&limit=100", key)
+      local done = {}
+      for _, x in ipairs(r.runs or {}) do
+        if x.status == "success" and x.logical_time then done[#done + 1] = x end
+      end
+      return #done >= 6 and done
+    end, 60)
+    assert.truthy(runs, "the missed minutes did not run: " .. tostring(H.read(dir .. "/serve.log")))
+    local seen = {}
+    for _, x in ipairs(runs) do
+      assert.is_nil(seen[x.logical_time], "fired twice: " .. x.logical_time)
+      seen[x.logical_time] = true
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:00Z$", x.logical_time)
+      local full = curl("GET", base .. "/api/v1/runs/" .. x.id, key)
+      assert.equal(x.logical_time, full.tasks[1].output) -- ctx.run.logical_time
+    end
+    assert.truthy(seen[require("weir.scheduler").iso(minute - 5 * 60000)])
+    -- a restart fires none of them again
+    assert.is_true(fired() >= 6 and before >= 0)
+    os.execute("kill -9 " .. pid)
+    H.wait_dead(pid)
+    pid, base = H.serve(dir)
+    os.execute("sleep 2")
+    local dup = sql(dir, "SELECT count(*) FROM runs GROUP BY logical_time HAVING count(*) > 1")
+    assert.equal("", dup)
+    -- paused: the next minutes do not fire
+    local p = curl("POST", base .. "/api/v1/pipelines/tick/schedule/pause", key)
+    assert.is_true(p.paused)
+    local s = curl("GET", base .. "/api/v1/schedules", key)
+    assert.equal("tick", s.schedules[1].pipeline)
+    assert.is_true(s.schedules[1].paused)
+    assert.equal(5, #s.schedules[1].next)
+    assert.matches("CES?T$", s.schedules[1].next[1]["local"])
+  end)
+end)
