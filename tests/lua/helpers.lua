@@ -136,8 +136,10 @@ end
 --- The last run's id in dir.
 function M.last_run(dir)
   local _, out = M.weir(dir, "runs --json --limit 1")
+  -- nil, not an error, while the store cannot be read yet (a run in
+  -- another process may be creating it): callers poll with wait_for
   local list = require("weir.json").decode(out)
-  return list[1] and list[1].id
+  return list and list[1] and list[1].id
 end
 
 function M.task(run, name)
