@@ -187,7 +187,16 @@ function M.open(path)
   local db, err = db_mod.open(path, { create = true, busy_ms = 10000, name = "metadata" })
   if not db then return nil, store_error(path, err) end
   local self = setmetatable({ db = db, path = path, depth = 0 }, S)
+  -- a store another process is creating at this moment: switching it to
+  -- WAL does not wait for its lock (SQLite answers "locked" at once), so
+  -- try again for as long as the busy timeout would have waited
+  local ex = require("weir.executor")
+  local deadline = ex.mono() + 10000
   local ok, merr = pcall(S.migrate, self)
+  while not ok and tostring(merr):find("database is locked", 1, true) and ex.mono() < deadline do
+    ex.sleep(20)
+    ok, merr = pcall(S.migrate, self)
+  end
   if not ok then db:close(); return nil, store_error(path, merr) end
   return self
 end
