@@ -438,6 +438,39 @@ function H.schedules(api, _, _, principal)
   return ok({ schedules = array(out) })
 end
 
+local BACKFILL_MAX = 100000
+
+--- POST /api/v1/pipelines/{name}/backfill { from, to, dry_run, rerun }:
+-- one run per logical time of the pipeline's schedule in [from, to].
+function H.backfill(api, req, caps, principal)
+  local s = api.s
+  local scheduler = require("weir.scheduler")
+  local c = visible(principal, caps[1]) and s.catalog[caps[1]]
+  if not c then return fail(404, "no such pipeline", caps[1]) end
+  if not c.P.schedule then
+    return fail(422, "no schedule", caps[1] .. " has no schedule to backfill")
+  end
+  if s.draining then return fail(503, "draining", "the service is stopping") end
+  local body, berr = body_json(req)
+  if not body then return fail(berr[1], berr[2], berr[3]) end
+  local from, to = scheduler.parse_time(body.from), scheduler.parse_time(body.to)
+  local errs = {}
+  if not from then errs[#errs + 1] = { pointer = "/from", detail = "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ" } end
+  if not to then errs[#errs + 1] = { pointer = "/to", detail = "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ" } end
+  if from and to and to < from then errs[#errs + 1] = { pointer = "/to", detail = "before from" } end
+  if #errs > 0 then return fail(422, "invalid range", errs[1].detail, array(errs)) end
+  local lts, lerr = scheduler.between(c.P.schedule, from, to, BACKFILL_MAX)
+  if not lts then return fail(422, "range too large", lerr) end
+  local out = { pipeline = c.name, logical_times = #lts, dry_run = body.dry_run == true,
+                first = lts[1] and scheduler.iso(lts[1]) or nil,
+                last = lts[#lts] and scheduler.iso(lts[#lts]) or nil }
+  if body.dry_run == true then return ok(out) end
+  local created, skipped = s:backfill(c, lts, body.rerun == true, principal.name)
+  if not created then return fail(422, "cannot backfill", skipped) end
+  out.created, out.skipped = created, skipped
+  return ok(out, 202)
+end
+
 local function pause(api, caps, principal, paused)
   local s = api.s
   local c = visible(principal, caps[1]) and s.catalog[caps[1]]
@@ -656,6 +689,9 @@ M.ROUTES = {
     "trigger a run (Idempotency-Key, ?wait=DURATION)", "Run" },
   { "GET", "/api/v1/schedules", "viewer", H.schedules,
     "scheduled pipelines: cron, zone, catch-up, paused, last fire, next five", "Schedules" },
+  { "POST", "/api/v1/pipelines/{name}/backfill", "operator", H.backfill,
+    "one run per logical time of the schedule in [from, to] ({from, to, dry_run, rerun})",
+    "Backfill" },
   { "POST", "/api/v1/pipelines/{name}/schedule/pause", "operator", H.pause,
     "stop firing the pipeline's schedule", "ScheduleState" },
   { "POST", "/api/v1/pipelines/{name}/schedule/unpause", "operator", H.unpause,
@@ -1054,6 +1090,8 @@ M.SCHEMAS = {
   NewKey = obj({ id = STR, name = STR, role = STR, key = STR }, { "id", "name", "role", "key" }),
   KeyState = obj({ id = STR, revoked = BOOL }, { "id", "revoked" }),
   ScheduleState = obj({ pipeline = STR, paused = BOOL }, { "pipeline", "paused" }),
+  Backfill = obj({ pipeline = STR, logical_times = INT, dry_run = BOOL, first = STR, last = STR,
+                   created = INT, skipped = INT }, { "pipeline", "logical_times", "dry_run" }),
   Schedules = obj({ schedules = { type = "array", items = obj({
     pipeline = STR, cron = STR, timezone = STR, catchup = STR, max_catchup = INT,
     paused = BOOL, last_fire = STR,

@@ -40,6 +40,10 @@ commands:
                          (exit 0 when it succeeded)
   cancel RUN_ID [--server URL]
                          cancel a run on weir serve
+  backfill PIPELINE --from T --to T [--dry-run] [--rerun] [--server URL]
+                         one run per scheduled interval in [T, T]
+                         (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC), never
+                         one already run unless --rerun
   schedules [pause|unpause PIPELINE] [--json] [--server URL]
                          weir serve's schedules: next five fires (local
                          and UTC), last fire; pause or unpause one
@@ -479,6 +483,29 @@ function commands.trigger(args)
   end
   if o.json then io.write(json.encode(res), "\n") else io.write(res.id, " ", res.status, "\n") end
   if o.wait then return res.status == "success" and 0 or 1 end
+  return 0
+end
+
+--- weir backfill PIPELINE --from T --to T: runs over past intervals.
+function commands.backfill(args)
+  local o, pos = parse(args, { from = "string", to = "string", ["dry-run"] = "flag",
+                               rerun = "flag", server = "string" })
+  if not o or #pos ~= 1 or not o.from or not o.to then
+    eprintf("usage: weir backfill PIPELINE --from T --to T [--dry-run] [--rerun] "
+            .. "[--server URL]\n"); return 2
+  end
+  local res, code = remote("weir backfill", "POST", "/api/v1/pipelines/"
+                           .. require("weir.client").pct(pos[1]) .. "/backfill",
+                           { from = o.from, to = o.to, dry_run = o["dry-run"] or nil,
+                             rerun = o.rerun or nil }, o)
+  if not res then return code end
+  if res.dry_run then
+    io.write(format("%s: %d logical times, %s .. %s (dry run: nothing created)\n", res.pipeline,
+                    res.logical_times, res.first or "-", res.last or "-"))
+  else
+    io.write(format("%s: %d runs queued, %d logical times already run (skipped)\n",
+                    res.pipeline, res.created, res.skipped))
+  end
   return 0
 end
 

@@ -78,6 +78,42 @@ function M.upcoming(sched, t, n)
   return out
 end
 
+--- The logical times (ms) of sched from `from` to `to` (ms, both
+-- included), oldest first, at most max of them; or nil, message.
+function M.between(sched, from, to, max)
+  local expr, zone = compiled(sched)
+  local out = {}
+  local t = expr:next(from / 1000 - 1, zone)
+  while t and t * 1000 <= to do
+    if #out >= max then
+      return nil, string.format("more than %d logical times between the two instants", max)
+    end
+    out[#out + 1] = t * 1000
+    t = expr:next(t, zone)
+  end
+  return out
+end
+
+--- Milliseconds of "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS]Z" (UTC), or nil.
+function M.parse_time(s)
+  if type(s) ~= "string" then return nil end
+  local y, mo, d, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if not y then return nil end
+  local h, mi, se = 0, 0, 0
+  if rest ~= "" then
+    h, mi, se = rest:match("^T(%d%d):(%d%d):?(%d?%d?)Z$")
+    if not h then return nil end
+    se = se == "" and 0 or se
+  end
+  y, mo, d, h, mi, se = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi),
+    tonumber(se)
+  if mo < 1 or mo > 12 or d < 1 or d > tz.month_days(y, mo) or h > 23 or mi > 59 or se > 59 then
+    return nil
+  end
+  local t = tz.load("UTC"):local_to_utc(y, mo, d, h, mi, se)
+  return t and t[1] and t[1] * 1000
+end
+
 --- ISO 8601 UTC text of t (ms).
 function M.iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t / 1000))

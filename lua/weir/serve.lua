@@ -471,6 +471,40 @@ function Service:fire(c, lt, now)
   return fired
 end
 
+--- Backfill pipeline c over the logical times lts (ms, oldest first):
+-- one queued run each, all recorded in one transaction, a logical time
+-- already fired skipped unless rerun. Returns created, skipped, or nil,
+-- message.
+function Service:backfill(c, lts, rerun, trigger)
+  local params, perr = pipeline.resolve_params(c.P, {})
+  if not params then return nil, perr end
+  local store, now = self.store, self.now()
+  local encoded = json.encode(params)
+  local options = json.encode({ trigger = trigger, backfill = true })
+  local ids, skipped = {}, 0
+  store:begin()
+  local ok, err = pcall(function()
+    for _, lt in ipairs(lts) do
+      local row = { id = engine.new_run_id(), pipeline_id = c.pipeline_id,
+                    version_id = c.version_id, status = "queued", params = encoded,
+                    created_at = now, logical_time = lt, options = options }
+      local fresh = true
+      if rerun then store:create_run(row) else
+        fresh = store:fire(c.pipeline_id, lt, "backfill", row, now)
+      end
+      if fresh then ids[#ids + 1] = row.id else skipped = skipped + 1 end
+    end
+    store:commit()
+  end)
+  if not ok then
+    pcall(store.rollback, store)
+    error(err, 0)
+  end
+  for _, id in ipairs(ids) do enqueue(self, c.name, id) end
+  self.stats.triggered = self.stats.triggered + #ids
+  return #ids, skipped
+end
+
 --- Fire what the schedules have due; remember when to look again.
 function Service:tick_schedules()
   local now = self.now()

@@ -82,6 +82,28 @@ describe("schedules under weir serve", function()
     os.execute("sleep 2")
     local dup = sql(dir, "SELECT count(*) FROM runs GROUP BY logical_time HAVING count(*) > 1")
     assert.equal("", dup)
+    -- a backfill of the two hours before: one run per minute, never one
+    -- already run (the minutes caught up above are skipped)
+    local from = require("weir.scheduler").iso(minute - 120 * 60000)
+    local to = require("weir.scheduler").iso(minute)
+    local env = { WEIR_SERVER = base, WEIR_TOKEN = key }
+    local code, out, err = H.weir(dir, "backfill tick --from " .. from .. " --to " .. to
+                                       .. " --dry-run", env)
+    assert.equal(0, code, err)
+    assert.matches("tick: 121 logical times", out)
+    code, out, err = H.weir(dir, "backfill tick --from " .. from .. " --to " .. to, env)
+    assert.equal(0, code, err)
+    local created, skipped = out:match("(%d+) runs queued, (%d+) logical times already run")
+    assert.equal(121, tonumber(created) + tonumber(skipped))
+    assert.is_true(tonumber(skipped) >= 6)
+    code, out = H.weir(dir, "backfill tick --from " .. from .. " --to " .. to, env)
+    assert.equal(0, code)
+    assert.matches("0 runs queued, 121 logical times already run", out)
+    assert.truthy(H.wait_for(function()
+      return sql(dir, "SELECT count(*) FROM runs WHERE status <> 'success'") == "0\n"
+    end, 60), "the backfill did not finish")
+    assert.equal("", sql(dir, "SELECT logical_time FROM runs GROUP BY logical_time "
+                              .. "HAVING count(*) > 1"))
     -- paused: the next minutes do not fire
     local p = curl("POST", base .. "/api/v1/pipelines/tick/schedule/pause", key)
     assert.is_true(p.paused)
