@@ -119,8 +119,9 @@ local function inside(path, dir)
   return dir == "/" or path == dir or sub(path, 1, #dir + 1) == dir .. "/"
 end
 
--- Where ${file:} may read: the config's folder and the folders listed in
--- WEIR_SECRET_DIRS (colon-separated), every one canonical.
+-- Where ${file:} may read: the config's folder (unless st.only_secret_dirs)
+-- and the folders listed in WEIR_SECRET_DIRS (colon-separated), every one
+-- canonical.
 local function secret_dirs(st)
   if st.secret_dirs then return st.secret_dirs end
   local dirs = {}
@@ -128,7 +129,7 @@ local function secret_dirs(st)
     local r = realpath(d)
     if r then dirs[#dirs + 1] = r end
   end
-  add(st.dir)
+  if not st.only_secret_dirs then add(st.dir) end
   for d in (st.getenv("WEIR_SECRET_DIRS") or ""):gmatch("[^:]+") do
     add(pipeline.abspath(d))
   end
@@ -149,7 +150,8 @@ local function read_config_file(st, rel, confined)
     if inside(real, d) then ok = true end
   end
   if not ok then
-    return nil, "outside the config's folder and WEIR_SECRET_DIRS"
+    return nil, st.only_secret_dirs and "outside the folders of WEIR_SECRET_DIRS"
+                or "outside the config's folder and WEIR_SECRET_DIRS"
   end
   st.files[#st.files + 1] = real
   local f, err = io.open(real, "rb")
@@ -255,6 +257,22 @@ local function expand(s, path, st)
     end
   end
   return concat(out)
+end
+
+--- The value of one secret reference outside weir.yaml (a pipeline's
+-- webhook secret): "${env:NAME}", or "${file:PATH}" with PATH relative to
+-- dir, read as weir.yaml's are except that the file must lie in a folder
+-- of WEIR_SECRET_DIRS (tasks can never reach those; dir they may).
+-- Returns the value, or nil, message (never the value).
+function M.secret_value(ref, dir)
+  local errs = {}
+  local st = { dir = dir, getenv = os.getenv, files = {}, secrets = {}, substituted = {},
+               only_secret_dirs = true,
+               add = function(_, msg) errs[#errs + 1] = msg end }
+  local v = expand(ref, "", st)
+  if v == nil then return nil, errs[1] end
+  if v == "" then return nil, "the secret " .. ref .. " is empty" end
+  return v
 end
 
 -- Expand every string value under t in place and drop nulls (not the

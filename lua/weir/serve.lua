@@ -73,8 +73,8 @@ local function pipeline_files(dirs)
   local F = require("weir._ffi")
   local files = {}
   for _, d in ipairs(dirs) do
-    local ok, list = pcall(util.list_dir, d)
-    if ok and list then
+    local list = util.list_dir(d)
+    if list then
       for _, name in ipairs(list) do
         local ext = name:match("%.(%w+)$")
         if ext and KINDS[ext] then
@@ -145,6 +145,14 @@ local function enqueue(self, name, id)
   self.queued = self.queued + 1
 end
 
+-- A queued run of pipeline c, as store:create_run takes it: params and
+-- options as JSON text, lt its logical time (ms) or nil.
+local function queued_row(c, params, options, now, lt)
+  return { id = engine.new_run_id(), pipeline_id = c.pipeline_id, version_id = c.version_id,
+           status = "queued", params = params, options = options, created_at = now,
+           logical_time = lt }
+end
+
 --- Record a new run of pipeline name, queued. params: name -> value (JSON
 -- values or strings), checked against the pipeline's. trigger: who asked
 -- (recorded with the run). extra(store, id) runs inside the same
@@ -156,13 +164,12 @@ function Service:trigger(name, params, trigger, extra)
   local resolved, perr = pipeline.resolve_params(c.P, params)
   if not resolved then return nil, { status = 422, title = "invalid params", detail = perr } end
   local store = self.store
-  local id = engine.new_run_id()
-  local now = executor.now()
+  local now = self.now()
+  local row = queued_row(c, json.encode(resolved), json.encode({ trigger = trigger }), now)
+  local id = row.id
   store:begin()
   local ok, err = pcall(function()
-    store:create_run({ id = id, pipeline_id = c.pipeline_id, version_id = c.version_id,
-                       status = "queued", params = json.encode(resolved), created_at = now,
-                       options = json.encode({ trigger = trigger }) })
+    store:create_run(row)
     if extra then extra(store, id) end
     store:commit()
   end)
@@ -451,46 +458,24 @@ end
 -- what to fire; store:fire records each fire with its run, once ever.
 ---------------------------------------------------------------------------
 
--- Fire pipeline c's schedule at logical time lt (ms): a queued run with
--- the params' defaults.
-function Service:fire(c, lt, now)
-  local params, perr = pipeline.resolve_params(c.P, {})
-  if not params then
-    self.log(format("weir serve: schedule of %s cannot fire: %s", c.name, perr))
-    return false
-  end
-  local id = engine.new_run_id()
-  local fired = self.store:fire(c.pipeline_id, lt, "schedule", {
-    id = id, pipeline_id = c.pipeline_id, version_id = c.version_id, status = "queued",
-    params = json.encode(params), created_at = now, logical_time = lt,
-    options = json.encode({ trigger = "schedule" }) }, now)
-  if fired then
-    self.stats.triggered = self.stats.triggered + 1
-    enqueue(self, c.name, id)
-  end
-  return fired
-end
-
---- Backfill pipeline c over the logical times lts (ms, oldest first):
--- one queued run each, all recorded in one transaction, a logical time
--- already fired skipped unless rerun. Returns created, skipped, or nil,
--- message.
-function Service:backfill(c, lts, rerun, trigger)
+--- Fire pipeline c at the logical times lts (ms, oldest first; kind
+-- "schedule" or "backfill"): one queued run each with the params'
+-- defaults, all recorded in one transaction, a logical time already
+-- fired skipped unless rerun. options: recorded with each run. Returns
+-- created, skipped, or nil, message.
+function Service:fire_times(c, lts, kind, rerun, options)
   local params, perr = pipeline.resolve_params(c.P, {})
   if not params then return nil, perr end
   local store, now = self.store, self.now()
-  local encoded = json.encode(params)
-  local options = json.encode({ trigger = trigger, backfill = true })
+  local encoded, opts = json.encode(params), json.encode(options)
   local ids, skipped = {}, 0
   store:begin()
   local ok, err = pcall(function()
     for _, lt in ipairs(lts) do
-      local row = { id = engine.new_run_id(), pipeline_id = c.pipeline_id,
-                    version_id = c.version_id, status = "queued", params = encoded,
-                    created_at = now, logical_time = lt, options = options }
+      local row = queued_row(c, encoded, opts, now, lt)
       local fresh = true
       if rerun then store:create_run(row) else
-        fresh = store:fire(c.pipeline_id, lt, "backfill", row, now)
+        fresh = store:fire(c.pipeline_id, lt, kind, row, now)
       end
       if fresh then ids[#ids + 1] = row.id else skipped = skipped + 1 end
     end
@@ -519,7 +504,12 @@ function Service:tick_schedules()
         local st = store:schedule_state(c.pipeline_id, now)
         if st.paused then return end
         local fires, skip_to, after = scheduler.plan(sched, st, now)
-        for _, lt in ipairs(fires) do self:fire(c, lt, now) end
+        if #fires > 0 then
+          local n, ferr = self:fire_times(c, fires, "schedule", false, { trigger = "schedule" })
+          if not n then
+            self.log(format("weir serve: schedule of %s cannot fire: %s", c.name, ferr))
+          end
+        end
         if skip_to then store:schedule_skip(c.pipeline_id, skip_to) end
         if after and after < nxt then nxt = after end
       end)
@@ -546,35 +536,12 @@ function Service:prune()
 end
 
 --- The secret of a pipeline's webhook (its reference ${env:NAME} or
--- ${file:PATH}), or nil, message. A ${file:} must lie in a folder of
--- WEIR_SECRET_DIRS, which tasks can never reach (the pipelines folders
--- can be: a secret there would be readable by tasks); PATH is relative
--- to weir.yaml's folder.
+-- ${file:PATH}, PATH relative to weir.yaml's folder and inside a folder
+-- of WEIR_SECRET_DIRS: the pipelines folders are tasks' to read), or nil,
+-- message.
 function Service:hook_secret(ref)
-  local hooks = require("weir.hooks")
-  local kind, arg = hooks.secret_ref(ref)
-  if kind == "env" then
-    local v = os.getenv(arg)
-    if not v or v == "" then return nil, "environment variable " .. arg .. " is not set" end
-    return v
-  end
-  if kind ~= "file" then return nil, "not a secret reference" end
-  local base = util.dirname(pipeline.abspath(self.conf.cfg.file or "weir.yaml"))
-  local real = util.realpath(arg:sub(1, 1) == "/" and arg or util.join(base, arg))
-  if not real then return nil, "cannot read the secret file " .. arg end
-  local inside = false
-  for d in (os.getenv("WEIR_SECRET_DIRS") or ""):gmatch("[^:]+") do
-    local rd = util.realpath(pipeline.abspath(d))
-    if rd and real:sub(1, #rd + 1) == rd .. "/" then inside = true end
-  end
-  if not inside then
-    return nil, "the secret file " .. arg .. " is not in a folder of WEIR_SECRET_DIRS"
-  end
-  local f = io.open(real, "rb")
-  local text = f and f:read(65536)
-  if f then f:close() end
-  if not text or text == "" then return nil, "cannot read the secret file " .. arg end
-  return (text:gsub("\r?\n$", ""))
+  return require("weir.config").secret_value(
+    ref, util.dirname(pipeline.abspath(self.conf.cfg.file or "weir.yaml")))
 end
 
 --- The verifier of pipeline name's webhook (its window), remembering
