@@ -14,6 +14,8 @@
 -- must reach the route's: viewer < operator < developer < admin.
 local json = require("weir.json")
 local util = require("weir.util")
+local limits = require("weir.limits")
+local scheduler = require("weir.scheduler")
 local executor = require("weir.executor")
 local format, concat = string.format, table.concat
 
@@ -53,8 +55,7 @@ local function run_view(row, tasks)
   local v = { id = row.id, pipeline = row.pipeline, status = row.status,
               version_id = row.version_id, created_at = row.created_at,
               started_at = row.started_at, finished_at = row.finished_at, error = row.error,
-              logical_time = row.logical_time and require("weir.scheduler").iso(row.logical_time)
-                             or nil }
+              logical_time = row.logical_time and scheduler.iso(row.logical_time) or nil }
   v.params = row.params and json.decode(row.params) or nil
   if tasks then
     local list = {}
@@ -70,6 +71,13 @@ local function run_view(row, tasks)
 end
 
 local function array(t) return setmetatable(t, json.array_mt) end
+
+-- A run just recorded queued (id, its pipeline, what Service:trigger says
+-- it wrote), as the API shows runs, without reading it back.
+local function queued_view(id, pipeline, info)
+  return { id = id, pipeline = pipeline, status = "queued", version_id = info.version_id,
+           created_at = info.created_at, params = info.params, tasks = array({}) }
+end
 
 --- The set of pipeline names of a stored scope (JSON array text), or nil
 -- (no scope: every pipeline).
@@ -279,9 +287,7 @@ function H.trigger(api, req, caps, principal)
   end
   if not wait then
     -- just recorded: the run as it was written, without reading it back
-    local info = perr -- on success: what was recorded
-    return 201, { id = id, pipeline = caps[1], status = "queued", version_id = info.version_id,
-                  created_at = info.created_at, params = info.params, tasks = array({}) }
+    return 201, queued_view(id, caps[1], perr) -- on success perr is what was recorded
   end
   return api:answer_run(id, 201, wait, req)
 end
@@ -405,15 +411,13 @@ function H.hook(api, req, caps)
     end
     error(info, 0)
   end
-  return 202, { id = id, pipeline = c.name, status = "queued", version_id = info.version_id,
-                created_at = info.created_at, params = info.params, tasks = array({}) }
+  return 202, queued_view(id, c.name, info)
 end
 
 --- The schedules: each scheduled pipeline's cron, zone, catch-up, state
 -- and next five logical times (UTC and local).
 function H.schedules(api, _, _, principal)
   local s = api.s
-  local scheduler = require("weir.scheduler")
   local out = {}
   local now = s.now()
   local names = {}
@@ -444,7 +448,6 @@ local BACKFILL_MAX = 100000
 -- one run per logical time of the pipeline's schedule in [from, to].
 function H.backfill(api, req, caps, principal)
   local s = api.s
-  local scheduler = require("weir.scheduler")
   local c = visible(principal, caps[1]) and s.catalog[caps[1]]
   if not c then return fail(404, "no such pipeline", caps[1]) end
   if not c.P.schedule then
@@ -465,7 +468,8 @@ function H.backfill(api, req, caps, principal)
                 first = lts[1] and scheduler.iso(lts[1]) or nil,
                 last = lts[#lts] and scheduler.iso(lts[#lts]) or nil }
   if body.dry_run == true then return ok(out) end
-  local created, skipped = s:backfill(c, lts, body.rerun == true, principal.name)
+  local created, skipped = s:fire_times(c, lts, "backfill", body.rerun == true,
+                                        { trigger = principal.name, backfill = true })
   if not created then return fail(422, "cannot backfill", skipped) end
   out.created, out.skipped = created, skipped
   return ok(out, 202)
@@ -741,7 +745,6 @@ end
 --- The API of service s (weir.serve).
 function M.new(s)
   local jwt, sv = s.settings.jwt, s.settings
-  local limits = require("weir.limits")
   local origins = {}
   for _, o in ipairs(sv.cors_origins) do origins[o] = true end
   return setmetatable({
@@ -861,7 +864,6 @@ end
 --- Handle one request.
 function Api:handle(http, req)
   self.http = http
-  local limits = require("weir.limits")
   req.addr = limits.client_address(req.client, req.headers["x-forwarded-for"], self.proxies)
   -- CORS: only the origins of the allow-list, named exactly
   local origin = req.headers.origin
