@@ -606,16 +606,30 @@ local function scope_arg(cmd, text)
   return scope
 end
 
-function commands.users(args)
+-- weir users / weir keys: the options, the arguments and the store; or
+-- nil and the exit code, after saying why.
+local function admin_command(args, usage)
   local o, pos = parse(args, { role = "string", pipelines = "string" })
-  local sub = pos[1]
-  local usage = "usage: weir users add NAME --role ROLE | users list | users disable NAME\n"
-  if not o or not sub then eprintf(usage); return 2 end
+  if not o or not pos[1] then eprintf(usage); return nil, 2 end
   local store = open_store()
-  if not store then return 3 end
+  if not store then return nil, 3 end
+  return o, pos, store
+end
+
+-- --role and --pipelines of users add / keys create: the scope (nil:
+-- every pipeline), or false after saying why.
+local function role_scope(cmd, o)
+  if not check_role(cmd, o.role) then return false end
+  return scope_arg(cmd, o.pipelines)
+end
+
+function commands.users(args)
+  local usage = "usage: weir users add NAME --role ROLE | users list | users disable NAME\n"
+  local o, pos, store = admin_command(args, usage)
+  if not o then return pos end
+  local sub = pos[1]
   if sub == "add" and #pos == 2 then
-    if not check_role("users add", o.role) then return 2 end
-    local scope = scope_arg("users add", o.pipelines)
+    local scope = role_scope("users add", o)
     if scope == false then return 2 end
     if not pos[2]:match("^[%w_.@-]+$") or #pos[2] > 64 then
       eprintf("weir users add: a name is 1..64 of A-Z a-z 0-9 _ . @ -\n"); return 2
@@ -645,16 +659,13 @@ function commands.users(args)
 end
 
 function commands.keys(args)
-  local o, pos = parse(args, { role = "string", pipelines = "string" })
-  local sub = pos[1]
   local usage = "usage: weir keys create NAME --role ROLE | keys list | keys revoke ID\n"
-  if not o or not sub then eprintf(usage); return 2 end
-  local store = open_store()
-  if not store then return 3 end
+  local o, pos, store = admin_command(args, usage)
+  if not o then return pos end
+  local sub = pos[1]
   local now = require("weir.executor").now()
   if sub == "create" and #pos == 2 then
-    if not check_role("keys create", o.role) then return 2 end
-    local scope = scope_arg("keys create", o.pipelines)
+    local scope = role_scope("keys create", o)
     if scope == false then return 2 end
     local k = require("weir.auth").new_api_key()
     store:begin()
