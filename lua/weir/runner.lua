@@ -7,7 +7,7 @@
 -- tasks fairly (pipelines take turns, then the runs of a pipeline), then
 -- finish the runs that are over. Admission (how many runs are active) is
 -- the caller's (weir.serve): add() starts a run, cancel() stops one.
--- Like the engine it never polls by itself: engine.drive turns it, and a
+-- Like the engine it never polls by itself: the loop of weir.serve turns it, and a
 -- test drives it with the fakes. docs/adr/0019.
 local engine = require("weir.engine")
 local ipairs, min, max = ipairs, math.min, math.max
@@ -86,7 +86,7 @@ local function drop(self, e)
   end
 end
 
---- One step for every run (engine.drive's machine interface). A signal
+--- One step for every run (what Engine:step is for one). A signal
 -- event is not the runner's: weir.serve reads them from the events it
 -- passes (and drains), so they are ignored here, like wake events.
 function R:step(evs)
@@ -135,9 +135,6 @@ function R:step(evs)
   return sends
 end
 
---- Never over: the service decides when to stop (weir.serve).
-function R.done() return false end
-
 function R:wait_ms()
   local tnow = self.clock.mono()
   local wait = engine.pool_wait(self.pool, tnow, self.interval)
@@ -149,15 +146,6 @@ end
 
 function R:gather(nev)
   return engine.pool_gather(self.pool, nev)
-end
-
---- Whether any worker still has attempts queued (drain: the pool is idle).
-function R:busy()
-  local slots = self.pool.slots
-  for s = 0, self.pool.n - 1 do
-    if #slots[s].queue > 0 then return true end
-  end
-  return false
 end
 
 return M
