@@ -44,6 +44,7 @@ build = {
     ["weir.run"] = "lua/weir/run.lua",
     ["weir.runner"] = "lua/weir/runner.lua",
     ["weir.scheduler"] = "lua/weir/scheduler.lua",
+    ["weir.triggers"] = "lua/weir/triggers.lua",
     ["weir.schema"] = "lua/weir/schema.lua",
     ["weir.serve"] = "lua/weir/serve.lua",
     ["weir.store"] = "lua/weir/store/init.lua",

@@ -204,6 +204,22 @@ WEIR_API int32_t weir_ffi_path_kind(const char *path)
     return S_ISDIR(st.st_mode) ? WEIR_KIND_DIR : WEIR_KIND_OTHER;
 }
 
+WEIR_API int32_t weir_ffi_lstat(const char *path, int64_t *out)
+{
+    struct stat st;
+
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (path == NULL || lstat(path, &st) != 0)
+        return WEIR_KIND_NONE;
+    out[0] = (int64_t)st.st_size;
+    out[1] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    out[2] = (int64_t)st.st_dev;
+    out[3] = (int64_t)st.st_ino;
+    if (S_ISREG(st.st_mode))
+        return WEIR_KIND_FILE;
+    return S_ISDIR(st.st_mode) ? WEIR_KIND_DIR : WEIR_KIND_OTHER;
+}
+
 WEIR_API int weir_ffi_dir_list(const char *path, char *out, size_t outlen,
                                char *err, size_t errlen)
 {

@@ -56,6 +56,7 @@ local function run_view(row, tasks)
               version_id = row.version_id, created_at = row.created_at,
               started_at = row.started_at, finished_at = row.finished_at, error = row.error,
               logical_time = row.logical_time and scheduler.iso(row.logical_time) or nil }
+  v.trigger = row.options and require("weir.triggers").describe(row.options, v.logical_time)
   v.params = row.params and json.decode(row.params) or nil
   if tasks then
     local list = {}
@@ -444,7 +445,8 @@ end
 
 local BACKFILL_MAX = 100000
 
---- POST /api/v1/pipelines/{name}/backfill { from, to, dry_run, rerun }:
+--- POST /api/v1/pipelines/{name}/backfill { from, to, dry_run, rerun,
+-- max_active }:
 -- one run per logical time of the pipeline's schedule in [from, to].
 function H.backfill(api, req, caps, principal)
   local s = api.s
@@ -461,6 +463,10 @@ function H.backfill(api, req, caps, principal)
   if not from then errs[#errs + 1] = { pointer = "/from", detail = "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ" } end
   if not to then errs[#errs + 1] = { pointer = "/to", detail = "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ" } end
   if from and to and to < from then errs[#errs + 1] = { pointer = "/to", detail = "before from" } end
+  local ma = body.max_active
+  if ma ~= nil and (type(ma) ~= "number" or ma < 1 or ma ~= math.floor(ma) or ma > 1e6) then
+    errs[#errs + 1] = { pointer = "/max_active", detail = "expected an integer from 1" }
+  end
   if #errs > 0 then return fail(422, "invalid range", errs[1].detail, array(errs)) end
   local lts, lerr = scheduler.between(c.P.schedule, from, to, BACKFILL_MAX)
   if not lts then return fail(422, "range too large", lerr) end
@@ -469,7 +475,9 @@ function H.backfill(api, req, caps, principal)
                 last = lts[#lts] and scheduler.iso(lts[#lts]) or nil }
   if body.dry_run == true then return ok(out) end
   local created, skipped = s:fire_times(c, lts, "backfill", body.rerun == true,
-                                        { trigger = principal.name, backfill = true })
+                                        { trigger = principal.name,
+                                          backfill = ma and require("weir.engine").new_run_id() or true,
+                                          max_active = ma })
   if not created then return fail(422, "cannot backfill", skipped) end
   out.created, out.skipped = created, skipped
   return ok(out, 202)
@@ -478,7 +486,9 @@ end
 local function pause(api, caps, principal, paused)
   local s = api.s
   local c = visible(principal, caps[1]) and s.catalog[caps[1]]
-  if not c or not c.P.schedule then return fail(404, "no such schedule", caps[1]) end
+  if not c or not (c.P.schedule or require("weir.triggers").of(c.P)) then
+    return fail(404, "no such schedule", caps[1])
+  end
   s.store:begin()
   s.store:schedule_pause(c.pipeline_id, paused, s.now())
   s.store:commit()
@@ -1069,7 +1079,7 @@ M.SCHEMAS = {
   Task = obj({ task = STR, state = STR, attempts = INT, error = OPT_STR, started_at = OPT_NUM,
                finished_at = OPT_NUM, rows_in = INT, rows_out = INT }, { "task", "state" }),
   Run = obj({ id = STR, pipeline = STR, status = RUN_STATUS, version_id = INT,
-              logical_time = STR,
+              logical_time = STR, trigger = STR,
               created_at = NUM, started_at = NUM, finished_at = NUM, error = STR,
               params = { type = "object" },
               tasks = list_of("Task") }, { "id", "pipeline", "status", "created_at" }),

@@ -40,10 +40,12 @@ commands:
                          (exit 0 when it succeeded)
   cancel RUN_ID [--server URL]
                          cancel a run on weir serve
-  backfill PIPELINE --from T --to T [--dry-run] [--rerun] [--server URL]
+  backfill PIPELINE --from T --to T [--max-active N] [--dry-run] [--rerun]
+           [--server URL]
                          one run per scheduled interval in [T, T]
                          (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC), never
-                         one already run unless --rerun
+                         one already run unless --rerun; at most N of
+                         them active at once
   schedules [pause|unpause PIPELINE] [--json] [--server URL]
                          weir serve's schedules: next five fires (local
                          and UTC), last fire; pause or unpause one
@@ -367,6 +369,9 @@ function commands.show(args)
   if run.error then io.write("error: ", util.printable(run.error), "\n") end
   io.write(format("started %s  finished %s  params %s\n", fmt_time(run.started_at),
                   fmt_time(run.finished_at), util.printable(run.params)))
+  local cause = require("weir.triggers").describe(run.options, run.logical_time
+                                                 and require("weir.scheduler").iso(run.logical_time))
+  if cause then io.write("trigger: ", util.printable(cause), "\n") end
   for _, t in ipairs(tasks) do
     local dur = t.finished_at and t.started_at
                 and util.human_duration((t.finished_at - t.started_at) / 1000) or "-"
@@ -489,15 +494,15 @@ end
 --- weir backfill PIPELINE --from T --to T: runs over past intervals.
 function commands.backfill(args)
   local o, pos = parse(args, { from = "string", to = "string", ["dry-run"] = "flag",
-                               rerun = "flag", server = "string" })
+                               rerun = "flag", server = "string", ["max-active"] = "number" })
   if not o or #pos ~= 1 or not o.from or not o.to then
-    eprintf("usage: weir backfill PIPELINE --from T --to T [--dry-run] [--rerun] "
+    eprintf("usage: weir backfill PIPELINE --from T --to T [--max-active N] [--dry-run] [--rerun] "
             .. "[--server URL]\n"); return 2
   end
   local res, code = remote("weir backfill", "POST", "/api/v1/pipelines/"
                            .. require("weir.client").pct(pos[1]) .. "/backfill",
                            { from = o.from, to = o.to, dry_run = o["dry-run"] or nil,
-                             rerun = o.rerun or nil }, o)
+                             rerun = o.rerun or nil, max_active = o["max-active"] }, o)
   if not res then return code end
   if res.dry_run then
     io.write(format("%s: %d logical times, %s .. %s (dry run: nothing created)\n", res.pipeline,

@@ -312,6 +312,7 @@ local function semantic(def, errs)
   check_schedule(def, add)
   if type(def.triggers) == "table" then
     require("weir.hooks").check_config(def.triggers.webhook, def.params, add)
+    require("weir.triggers").check_config(def, add)
   end
 end
 

@@ -15,6 +15,7 @@
 -- schedule never fires for times before it existed.
 local cron = require("weir.cron")
 local tz = require("weir.tz")
+local bit = require("bit")
 
 local M = {}
 
@@ -34,37 +35,63 @@ local function compiled(sched)
   return c.expr, c.zone
 end
 
---- The fires of sched due at now (ms), given state { since, last_fire }:
--- returns fires (logical times in ms, oldest first), skip_to (ms: the
--- latest due time, fired or skipped, which last_fire moves to; nil when
--- nothing was due) and the next logical time after now (ms, or nil).
-function M.plan(sched, state, now)
+--- The delay (ms) of the fire of sched at logical time lt (ms): with a
+-- jitter of J seconds, a number in [0, J*1000) drawn from a hash of seed
+-- (the pipeline's name) and lt, so that pipelines sharing a cron line
+-- spread out, and every server and restart computes the same delay.
+function M.delay(sched, seed, lt)
+  local j = sched.jitter or 0
+  if j <= 0 then return 0 end
+  local h = bit.tobit(2166136261) -- FNV-1a, 32 bits (prime 2^24 + 403)
+  local s = tostring(seed) .. "@" .. string.format("%.0f", lt)
+  for i = 1, #s do
+    h = bit.bxor(h, s:byte(i))
+    h = bit.tobit(bit.lshift(h, 24) + h * 403)
+  end
+  return (h % 4294967296) % math.max(1, math.floor(j * 1000))
+end
+
+--- The fires of sched due at now (ms), given state { since, last_fire }
+-- and seed (the pipeline's name, for the jitter): returns fires (logical
+-- times in ms, oldest first), skip_to (ms: the latest due time, fired or
+-- skipped, which last_fire moves to; nil when nothing was due) and when to
+-- look again (ms: the next logical time after now, or a jittered fire not
+-- yet due). A logical time is due at lt + M.delay(sched, seed, lt).
+function M.plan(sched, state, now, seed)
   local expr, zone = compiled(sched)
   local from = (state.last_fire or state.since) / 1000
   local now_s = now / 1000
   local cap = sched.max_catchup or 100
-  -- the latest due times, newest first, walking back (bounded by cap)
+  -- the latest past logical times, newest first, walking back (bounded
+  -- by cap)
   local due = {}
   local t = expr:prev(now_s, zone)
   while t and t > from and #due < cap do
-    due[#due + 1] = t
+    due[#due + 1] = t * 1000
     t = expr:prev(t - 1, zone)
   end
   local nxt = expr:next(now_s, zone)
   nxt = nxt and nxt * 1000
+  if nxt then nxt = nxt + M.delay(sched, seed, nxt) end
   if #due == 0 then return {}, nil, nxt end
-  local latest = due[1] * 1000
+  local latest = due[1]
   local fires = {}
   if sched.catchup == "all" then
-    for i = #due, 1, -1 do fires[#fires + 1] = due[i] * 1000 end
-  elseif sched.catchup == "latest" or now - latest <= M.GRACE then
-    fires[1] = latest
+    -- in order; a fire whose delay has not passed holds back the ones
+    -- after it
+    for i = #due, 1, -1 do
+      local at = due[i] + M.delay(sched, seed, due[i])
+      if at > now then return fires, fires[#fires], math.min(at, nxt or at) end
+      fires[#fires + 1] = due[i]
+    end
+    return fires, latest, nxt
   end
+  local at = latest + M.delay(sched, seed, latest)
+  if at > now then return {}, nil, math.min(at, nxt or at) end
+  if sched.catchup == "latest" or now - at <= M.GRACE then fires[1] = latest end
   return fires, latest, nxt
 end
 
---- The next n logical times of sched after t (ms), as { utc = ms, local_
--- = "YYYY-MM-DD HH:MM:SS ZONE" } (weir schedules).
 function M.upcoming(sched, t, n)
   local expr, zone = compiled(sched)
   local out = {}

@@ -22,6 +22,7 @@ local executor = require("weir.executor")
 local runner_mod = require("weir.runner")
 local json = require("weir.json")
 local scheduler = require("weir.scheduler")
+local triggers = require("weir.triggers")
 local util = require("weir.util")
 local format = string.format
 
@@ -52,6 +53,8 @@ function M.new(o)
     catalog = {},      -- pipeline name -> { name, P, version_id, pipeline_id, file }
     by_version = {},   -- version id -> P
     queue = {},        -- pipeline name -> FIFO of run ids
+    batch_of = {},     -- run id -> { key = backfill batch, max = its max_active }
+    batch_n = {},      -- backfill batch -> its active runs
     qnames = {}, qnext = 1, queued = 0,
     waiters = {},      -- run id -> { { id = request id, deadline = mono ms } }
     streams = {},      -- run id -> its open event streams (weir.http)
@@ -133,6 +136,30 @@ function Service:version_P(vid)
   return P
 end
 
+-- A backfill run limited to max_active runs of its batch at once
+-- (options { backfill = batch id, max_active = N }): remembered by run id.
+local function note_batch(self, id, options)
+  if type(options) == "string" then options = json.decode(options) end
+  if type(options) == "table" and type(options.backfill) == "string" and options.max_active then
+    self.batch_of[id] = { key = options.backfill, max = options.max_active }
+  end
+end
+
+-- Count run id in (d = 1) or out (d = -1) of its batch's active runs.
+local function batch_active(self, id, d)
+  local b = self.batch_of[id]
+  if not b then return end
+  local n = (self.batch_n[b.key] or 0) + d
+  self.batch_n[b.key] = n > 0 and n or nil
+  if d < 0 then self.batch_of[id] = nil end
+end
+
+-- Whether queued run id may start as far as its batch is concerned.
+local function batch_allows(self, id)
+  local b = self.batch_of[id]
+  return not b or (self.batch_n[b.key] or 0) < b.max
+end
+
 local function enqueue(self, name, id)
   local q = self.queue[name]
   if not q then
@@ -205,7 +232,8 @@ function Service:admit()
       local name = names[i]
       local q = self.queue[name]
       local c = self.catalog[name]
-      if q.head <= q.tail and r:count(name) < self:pipeline_limit(c and c.P) then
+      if q.head <= q.tail and r:count(name) < self:pipeline_limit(c and c.P)
+         and batch_allows(self, q[q.head]) then
         local id = q[q.head]
         q[q.head] = nil
         q.head = q.head + 1
@@ -245,6 +273,7 @@ function Service:start_run(id)
   local row = store:run(id)
   local P, err = self:version_P(row.version_id)
   if not P then return fail_run(self, id, err) end
+  batch_active(self, id, 1)
   self.runner:add({ P = P, run_id = id, params = json.decode(row.params),
                     roots = run.roots_for(P.base_dir), connections = self.conf.connections,
                     redact = self.conf.redact, view = self:view_for(id),
@@ -388,6 +417,8 @@ function Service:resume_run(row)
   if not P then fail_run(self, row.id, err); return nil, err end
   run.mark_lost(store, row.id)
   local options = json.decode(row.options) or {}
+  note_batch(self, row.id, options)
+  batch_active(self, row.id, 1)
   self.log(format("weir serve: resuming run %s of %s", row.id, row.pipeline))
   self.runner:add({ P = P, run_id = row.id, params = json.decode(row.params),
                     roots = run.roots_for(P.base_dir), connections = self.conf.connections,
@@ -406,6 +437,7 @@ function Service:recover()
     if not run.supervisor_alive(row) then self:resume_run(row) end
   end
   for _, row in ipairs(store:runs_by_status("queued", 1000000)) do
+    note_batch(self, row.id, row.options)
     enqueue(self, row.pipeline, row.id)
   end
 end
@@ -450,6 +482,9 @@ local function next_wait(self, wait)
   if self.next_schedule then
     wait = math.min(wait, math.max(0, self.next_schedule - self.now()))
   end
+  if self.next_trigger then
+    wait = math.min(wait, math.max(0, self.next_trigger - self.now()))
+  end
   return math.ceil(wait)
 end
 
@@ -485,9 +520,47 @@ function Service:fire_times(c, lts, kind, rerun, options)
     pcall(store.rollback, store)
     error(err, 0)
   end
-  for _, id in ipairs(ids) do enqueue(self, c.name, id) end
+  for _, id in ipairs(ids) do
+    note_batch(self, id, options)
+    enqueue(self, c.name, id)
+  end
   self.stats.triggered = self.stats.triggered + #ids
   return #ids, skipped
+end
+
+--- Fire pipeline c's trigger of kind for key (once ever: store:trigger_fire)
+-- with params (name -> value, over the defaults) and options (recorded
+-- with the run). Call inside a transaction. Returns the run id, or nil
+-- when the key fired before.
+function Service:fire_key(c, kind, key, params, options)
+  local resolved, perr = pipeline.resolve_params(c.P, params)
+  if not resolved then
+    self.log(format("weir serve: %s trigger of %s cannot fire: %s", kind, c.name, perr))
+    return nil
+  end
+  local row = queued_row(c, json.encode(resolved), json.encode(options), self.now())
+  if not self.store:trigger_fire(c.pipeline_id, kind, key, row, self.now()) then return nil end
+  -- queued once the transaction commits (weir.triggers.tick)
+  self.fired_keys = self.fired_keys or {}
+  self.fired_keys[#self.fired_keys + 1] = { c.name, row.id }
+  return row.id
+end
+
+--- Whether pipeline c is paused (its schedule and triggers fire nothing).
+function Service:trigger_paused(c)
+  return self.store:schedule_state(c.pipeline_id, self.now()).paused
+end
+
+--- Fire what the triggers have due (weir.triggers); soon: a run just
+-- ended, look now.
+function Service:tick_triggers(soon)
+  self.next_trigger = triggers.tick(self, self.now(), soon)
+  local fired = self.fired_keys
+  if fired then
+    self.fired_keys = nil
+    for _, f in ipairs(fired) do enqueue(self, f[1], f[2]) end
+    self.stats.triggered = self.stats.triggered + #fired
+  end
 end
 
 --- Fire what the schedules have due; remember when to look again.
@@ -503,7 +576,7 @@ function Service:tick_schedules()
       local ok, err = pcall(function()
         local st = store:schedule_state(c.pipeline_id, now)
         if st.paused then return end
-        local fires, skip_to, after = scheduler.plan(sched, st, now)
+        local fires, skip_to, after = scheduler.plan(sched, st, now, c.name)
         if #fires > 0 then
           local n, ferr = self:fire_times(c, fires, "schedule", false, { trigger = "schedule" })
           if not n then
@@ -616,6 +689,7 @@ function Service:open()
       local f = self.stats.finished
       f[status] = (f[status] or 0) + 1
       M.observe(self.stats.run_seconds, (executor.mono() - e.started) / 1000)
+      batch_active(self, e.run_id, -1)
       self:notify(e.run_id)
     end,
   })
@@ -667,6 +741,7 @@ function Service:loop()
     local answered = api:serve_pending(http)
     if not self.draining then
       self:tick_schedules()
+      self:tick_triggers(#self.ended > 0)
       self:admit()
     end
     -- what the step and the requests committed: events, waiting answers

@@ -195,6 +195,25 @@ M.MIGRATIONS = {
     );
     ALTER TABLE runs ADD COLUMN logical_time double precision;
   ]],
+  -- triggers other than the clock (after, files, datasets): each fire's
+  -- key (what caused it) recorded once, ever; each trigger's cursor
+  [7] = [[
+    CREATE TABLE trigger_fires (
+      pipeline_id bigint NOT NULL REFERENCES pipelines(id),
+      kind text NOT NULL,
+      key text NOT NULL,
+      run_id text,
+      created_at double precision NOT NULL,
+      PRIMARY KEY (pipeline_id, kind, key)
+    );
+    CREATE TABLE trigger_state (
+      pipeline_id bigint NOT NULL REFERENCES pipelines(id),
+      kind text NOT NULL,
+      state text NOT NULL,
+      PRIMARY KEY (pipeline_id, kind)
+    );
+    CREATE INDEX runs_success ON runs (pipeline_id, finished_at) WHERE status = 'success';
+  ]],
 }
 
 -- configuration ----------------------------------------------------------
@@ -1161,6 +1180,52 @@ function S:schedule_pause(pipeline_id, paused, now)
   self:schedule_state(pipeline_id, now)
   exec(self, "UPDATE schedules SET paused = $1 WHERE pipeline_id = $2",
        { paused and true or false, pipeline_id }, 2)
+end
+
+--- Fire pipeline_id's trigger of kind ("after", "files", "dataset") for
+-- key (what caused it) with run (as create_run's, queued), in one
+-- transaction. Returns false, writing nothing, when that key fired before
+-- (by this server, an earlier one or another on the same store).
+function S:trigger_fire(pipeline_id, kind, key, run, now)
+  self:begin()
+  local n = exec(self, "INSERT INTO trigger_fires (pipeline_id, kind, key, run_id, created_at) "
+                       .. "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                 { pipeline_id, kind, key, run and run.id, now }, 5)
+  if n == 1 and run then self:create_run(run) end
+  self:commit()
+  return n == 1
+end
+
+--- The state (text) of pipeline_id's trigger of kind, set to init when
+-- it has none yet.
+function S:trigger_state(pipeline_id, kind, init)
+  exec(self, "INSERT INTO trigger_state (pipeline_id, kind, state) VALUES ($1, $2, $3) "
+             .. "ON CONFLICT DO NOTHING", { pipeline_id, kind, init }, 3)
+  return rows_of(self, "SELECT state FROM trigger_state WHERE pipeline_id = $1 AND kind = $2",
+                 { pipeline_id, kind }, 2)[1].state
+end
+
+--- Move the state of pipeline_id's trigger of kind from old to new;
+-- false when it is no longer old (another server moved it first: the
+-- UPDATE waits for that server's transaction and then finds no row).
+function S:trigger_advance(pipeline_id, kind, old, new)
+  return exec(self, "UPDATE trigger_state SET state = $1 WHERE pipeline_id = $2 AND kind = $3 "
+                    .. "AND state = $4", { new, pipeline_id, kind, old }, 4) == 1
+end
+
+--- The latest successful run of the pipeline named name ({ id,
+-- finished_at }), or nil.
+function S:latest_success(name)
+  return rows_of(self, "SELECT r.id, r.finished_at FROM runs r JOIN pipelines p "
+                       .. "ON p.id = r.pipeline_id WHERE p.name = $1 "
+                       .. "AND r.status = 'success' ORDER BY r.finished_at DESC LIMIT 1",
+                 { name }, 1)[1]
+end
+
+--- When the latest run of pipeline_id was created (ms), or nil.
+function S:latest_created(pipeline_id)
+  return rows_of(self, "SELECT max(created_at) AS t FROM runs WHERE pipeline_id = $1",
+                 { pipeline_id }, 1)[1].t
 end
 
 return M

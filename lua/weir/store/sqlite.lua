@@ -158,6 +158,25 @@ M.MIGRATIONS = {
     );
     ALTER TABLE runs ADD COLUMN logical_time REAL;
   ]],
+  -- triggers other than the clock (after, files, datasets): each fire's
+  -- key (what caused it) recorded once, ever; each trigger's cursor
+  [7] = [[
+    CREATE TABLE trigger_fires (
+      pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+      kind TEXT NOT NULL,
+      key TEXT NOT NULL,
+      run_id TEXT,
+      created_at REAL NOT NULL,
+      PRIMARY KEY (pipeline_id, kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE trigger_state (
+      pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+      kind TEXT NOT NULL,
+      state TEXT NOT NULL,
+      PRIMARY KEY (pipeline_id, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_success ON runs (pipeline_id, finished_at) WHERE status = 'success';
+  ]],
 }
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -641,6 +660,51 @@ function S:schedule_pause(pipeline_id, paused, now)
   self:schedule_state(pipeline_id, now)
   self:check(self.db:run("UPDATE schedules SET paused = ? WHERE pipeline_id = ?",
                          { paused and 1 or 0, pipeline_id }))
+end
+
+--- Fire pipeline_id's trigger of kind ("after", "files", "dataset") for
+-- key (what caused it) with run (as create_run's, queued), in one
+-- transaction. Returns false, writing nothing, when that key fired before.
+function S:trigger_fire(pipeline_id, kind, key, run, now)
+  self:begin()
+  local n = self:check(self.db:run("INSERT INTO trigger_fires (pipeline_id, kind, key, run_id, "
+                                   .. "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                   { pipeline_id, kind, key, run and run.id, now, n = 5 }))
+  if n == 1 and run then self:create_run(run) end
+  self:commit()
+  return n == 1
+end
+
+--- The state (text) of pipeline_id's trigger of kind, set to init when
+-- it has none yet.
+function S:trigger_state(pipeline_id, kind, init)
+  self:check(self.db:run("INSERT INTO trigger_state (pipeline_id, kind, state) VALUES (?, ?, ?) "
+                         .. "ON CONFLICT DO NOTHING", { pipeline_id, kind, init }))
+  return self:check(self.db:all("SELECT state FROM trigger_state WHERE pipeline_id = ? "
+                                .. "AND kind = ?", { pipeline_id, kind }))[1].state
+end
+
+--- Move the state of pipeline_id's trigger of kind from old to new;
+-- false when it is no longer old (another server moved it first).
+function S:trigger_advance(pipeline_id, kind, old, new)
+  return self:check(self.db:run("UPDATE trigger_state SET state = ? WHERE pipeline_id = ? "
+                                .. "AND kind = ? AND state = ?",
+                                { new, pipeline_id, kind, old })) == 1
+end
+
+--- The latest successful run of the pipeline named name ({ id,
+-- finished_at }), or nil.
+function S:latest_success(name)
+  return self:check(self.db:all("SELECT r.id, r.finished_at FROM runs r JOIN pipelines p "
+                                .. "ON p.id = r.pipeline_id WHERE p.name = ? "
+                                .. "AND r.status = 'success' ORDER BY r.finished_at DESC LIMIT 1",
+                                { name }))[1]
+end
+
+--- When the latest run of pipeline_id was created (ms), or nil.
+function S:latest_created(pipeline_id)
+  return self:check(self.db:all("SELECT max(created_at) AS t FROM runs WHERE pipeline_id = ?",
+                                { pipeline_id }))[1].t
 end
 
 return M

@@ -137,6 +137,11 @@ enum {
     WEIR_KIND_OTHER = 3
 };
 WEIR_API int32_t weir_ffi_path_kind(const char *path);
+/* What path itself is (a symbolic link is not followed: it is
+ * WEIR_KIND_OTHER), and into out[4] (caller's): its size in bytes, its
+ * modification time in ns since the epoch, its device and its inode
+ * (zeros when it is missing). */
+WEIR_API int32_t weir_ffi_lstat(const char *path, int64_t *out);
 /* The names in directory path ("." and ".." left out), each followed by
  * "\n", into out (outlen bytes, caller's; names holding "\n" are left
  * out). Returns WEIR_OK, WEIR_ENOENT, WEIR_ELIMIT (out too small) or

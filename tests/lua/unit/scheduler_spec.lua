@@ -47,6 +47,32 @@ describe("weir.scheduler.plan", function()
     assert.same({ T0 + 100 * M, T0 + 110 * M, T0 + 120 * M }, fires)
   end)
 
+  it("delays each fire by its own jitter: the same on every server, spread across pipelines", function()
+    local s = sched("0 * * * *")
+    s.jitter = 600 -- 10 minutes
+    local d = scheduler.delay(s, "orders", T0 + H)
+    assert.equal(d, scheduler.delay(s, "orders", T0 + H)) -- deterministic
+    assert.truthy(d >= 0 and d < 600000)
+    local spread = {}
+    for i = 1, 20 do spread[scheduler.delay(s, "p" .. i, T0 + H)] = true end
+    local distinct = 0
+    for _ in pairs(spread) do distinct = distinct + 1 end
+    assert.truthy(distinct > 10, "20 pipelines share " .. distinct .. " delays")
+    -- not before lt + delay; at it, the logical time is still lt
+    local fires, _, again = scheduler.plan(s, { since = T0 }, T0 + H + d - 1, "orders")
+    assert.same({}, fires)
+    assert.equal(T0 + H + d, again)
+    fires = scheduler.plan(s, { since = T0 }, T0 + H + d, "orders")
+    assert.same({ T0 + H }, fires)
+    -- catch-up all fires in order, stopping at the first not yet due
+    s.catchup = "all"
+    local now = T0 + 3 * H + scheduler.delay(s, "orders", T0 + 3 * H) - 1
+    fires = scheduler.plan(s, { since = T0 }, now, "orders")
+    assert.same({ T0 + H, T0 + 2 * H }, fires)
+    -- no jitter: no delay
+    assert.equal(0, scheduler.delay(sched("0 * * * *"), "orders", T0 + H))
+  end)
+
   it("never fires for times before the schedule existed", function()
     local fires = scheduler.plan(sched("0 * * * *", "UTC", "all"), { since = T0 + 3 * H + 1 },
                                  T0 + 3 * H + 30 * M)
