@@ -104,6 +104,39 @@ H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", fun
       for _ in pairs(seen) do n = n + 1 end
       assert.equal(1, n, "one key, " .. n .. " runs")
     end
+    -- a schedule seen by both servers: each logical time fires once.
+    -- Its state says it began 5 minutes ago (catch-up all): both servers
+    -- find the same missed minutes at once after a reload.
+    H.write(dir .. "/pipelines/tick.lua", [[
+      return pipeline { name = "tick",
+        schedule = { cron = "* * * * *", catchup = "all" },
+        tasks = { t = task { run = function(ctx) return ctx.run.logical_time end } } }
+    ]])
+    os.execute("kill -HUP " .. pb .. " " .. pc)
+    local cfg = assert(require("weir.store.postgres").config(env.WEIR_METADATA_URL))
+    cfg.name = "serve_pg_check"
+    local pg = require("weir.connectors.postgres").connect(cfg)
+    local function count(q) return tonumber(pg:all(q)[1].n) end
+    assert.truthy(H.wait_for(function()
+      return count("SELECT count(*) AS n FROM weir.schedules s JOIN weir.pipelines p "
+                   .. "ON p.id = s.pipeline_id WHERE p.name = 'tick'") == 1
+    end, 20))
+    local minute = math.floor(os.time() / 60) * 60000
+    pg:exec("UPDATE weir.schedules SET since = $1, last_fire = NULL FROM weir.pipelines p "
+            .. "WHERE p.id = schedules.pipeline_id AND p.name = 'tick'", { minute - 5 * 60000 - 1 })
+    pg:run("DELETE FROM weir.fires")
+    pg:run("DELETE FROM weir.runs WHERE logical_time IS NOT NULL")
+    os.execute("kill -HUP " .. pb .. " " .. pc)
+    assert.truthy(H.wait_for(function()
+      return count("SELECT count(*) AS n FROM weir.runs WHERE logical_time IS NOT NULL "
+                   .. "AND status = 'success'") >= 6
+    end, 60), H.read(dir .. "/b.log") .. H.read(dir .. "/c.log"))
+    os.execute("sleep 2")
+    assert.equal(0, count("SELECT count(*) AS n FROM (SELECT logical_time FROM weir.runs "
+                          .. "WHERE logical_time IS NOT NULL GROUP BY logical_time "
+                          .. "HAVING count(*) > 1) d"))
+    assert.equal(count("SELECT count(*) AS n FROM weir.fires"),
+                 count("SELECT count(*) AS n FROM weir.runs WHERE logical_time IS NOT NULL"))
     for i, id in ipairs(ids) do
       local c2, o2 = H.weir(dir, "show " .. id .. " --json", env)
       assert.equal(0, c2)
