@@ -78,7 +78,9 @@ environment:
   WEIR_WORKER_AS     address-space limit of a worker (default 4GB)
   WEIR_LOAD_TIMEOUT  time limit to load a Lua pipeline file, in ms (10000)
   WEIR_SERVER        weir serve's URL for trigger, cancel, runs and show
-                     (http://HOST:PORT; --server overrides it)
+                     (http(s)://HOST:PORT; --server overrides it)
+  WEIR_SERVER_CA     CA certificates (PEM file) an https server is checked
+                     against (default: the system's bundle)
   WEIR_TOKEN         the API key or token those commands send
 
 exit codes: 0 success, 1 run failed or file invalid, 2 usage error,

@@ -2,9 +2,9 @@
 --
 -- The server's URL comes from --server or WEIR_SERVER (default
 -- http://127.0.0.1:8080), the credentials from WEIR_TOKEN (an API key or
--- a JWT), never from an argument (it would show in ps). Plain HTTP: for
--- a server elsewhere, reach it through TLS you trust (a tunnel, or a
--- proxy on this host); docs/operations.md.
+-- a JWT), never from an argument (it would show in ps). https:// checks
+-- the server's certificate against WEIR_SERVER_CA (a PEM file) or the
+-- system's CA bundle, and its name against the URL's host.
 local F = require("weir._ffi")
 local json = require("weir.json")
 local ffi, C = F.ffi, F.C
@@ -14,23 +14,37 @@ local M = {}
 
 local MAX_ANSWER = 64 * 1024 * 1024
 
---- host, port, base path of url, or nil, message.
+--- host, port, base path, tls (true for https) of url, or nil, message.
 function M.parse_url(url)
   local scheme, rest = url:match("^(%a+)://(.+)$")
-  if scheme ~= "http" then
-    return nil, format("--server: expected http://HOST:PORT, got %q", url)
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, format("--server: expected http(s)://HOST:PORT, got %q", url)
   end
   local host, port, path = rest:match("^%[([%x:.]+)%]:(%d+)(.*)$")
   if not host then host, port, path = rest:match("^([^:/]+):(%d+)(.*)$") end
   if not host then
     host, path = rest:match("^([^:/]+)(.*)$")
-    port = 80
+    port = scheme == "https" and 443 or 80
   end
   port = tonumber(port)
   if not host or not port or port < 1 or port > 65535 then
-    return nil, format("--server: expected http://HOST:PORT, got %q", url)
+    return nil, format("--server: expected http(s)://HOST:PORT, got %q", url)
   end
-  return host, port, (path:gsub("/$", ""))
+  return host, port, (path:gsub("/$", "")), scheme == "https"
+end
+
+-- The CA certificates (PEM text) an https server is checked against.
+local function ca_text()
+  local file = os.getenv("WEIR_SERVER_CA")
+  local from = "WEIR_SERVER_CA"
+  if not file or file == "" then
+    file, from = ffi.string(C.weir_ffi_tls_default_ca()), "the system's CA bundle"
+  end
+  local f, err = io.open(file, "rb")
+  if not f then return nil, format("cannot read %s (%s): %s", from, file, tostring(err)) end
+  local text = f:read("*a")
+  f:close()
+  return text
 end
 
 local function pct(s)
@@ -44,8 +58,14 @@ M.pct = pct
 function M.request(method, path, body, o)
   o = o or {}
   local url = o.server or os.getenv("WEIR_SERVER") or "http://127.0.0.1:8080"
-  local host, port, base = M.parse_url(url)
+  local host, port, base, tls = M.parse_url(url)
   if not host then return nil, port end
+  local ca
+  if tls then
+    local cerr
+    ca, cerr = ca_text()
+    if not ca then return nil, cerr end
+  end
   local token = o.token or os.getenv("WEIR_TOKEN")
   local text = body and json.encode(body) or nil
   local lines = { format("%s %s%s HTTP/1.1", method, base, path),
@@ -61,7 +81,7 @@ function M.request(method, path, body, o)
   local req = table.concat(lines, "\r\n") .. "\r\n\r\n" .. (text or "")
   local out = ffi.new("char *[1]")
   local outlen = ffi.new("size_t[1]")
-  local rc = C.weir_ffi_http_exchange(host, port, req, #req, o.timeout_ms or 330000,
+  local rc = C.weir_ffi_http_exchange(host, port, ca, req, #req, o.timeout_ms or 330000,
                                       MAX_ANSWER, out, outlen, F.errbuf, F.errlen)
   if rc ~= 0 then return nil, F.errmsg() end
   local answer = ffi.string(out[0], outlen[0])

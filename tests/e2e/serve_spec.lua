@@ -59,7 +59,7 @@ end
 local function exchange(port, bytes)
   local F = require("weir._ffi")
   local out, n = F.ffi.new("char *[1]"), F.ffi.new("size_t[1]")
-  local rc = F.C.weir_ffi_http_exchange("127.0.0.1", port, bytes, #bytes, 10000, 1000000, out, n,
+  local rc = F.C.weir_ffi_http_exchange("127.0.0.1", port, nil, bytes, #bytes, 10000, 1000000, out, n,
                                         F.errbuf, F.errlen)
   assert(rc == 0, F.errmsg())
   local text = F.ffi.string(out[0], n[0])
@@ -630,6 +630,19 @@ serve:
     local _, head2 = get("/api/v1/runs", "-H " .. H.q("Authorization: Bearer " .. key)
                          .. " -H 'Origin: https://evil.example'")
     assert.is_nil(head2:find("Access-Control-Allow-Origin", 1, true))
+    -- the CLI as a client over https: the certificate is checked against
+    -- WEIR_SERVER_CA (else the system's bundle, which does not know it)
+    local env = { WEIR_SERVER = base, WEIR_TOKEN = key, WEIR_SERVER_CA = dir .. "/cert.pem" }
+    local code, out, err = H.weir(dir, "runs --json", env)
+    assert.equal(0, code, err)
+    assert.equal("table", type(json.decode(out)))
+    code, out, err = H.weir(dir, "runs --json", { WEIR_SERVER = base, WEIR_TOKEN = key })
+    assert.is_true(code ~= 0)
+    assert.matches("certificate verify failed", out .. err)
+    code, out, err = H.weir(dir, "runs --json", { WEIR_SERVER = base:gsub("localhost", "127.0.0.1"),
+                                                  WEIR_TOKEN = key, WEIR_SERVER_CA = dir .. "/cert.pem" })
+    assert.is_true(code ~= 0) -- the certificate names localhost, not 127.0.0.1
+    assert.matches("tls", out .. err)
     -- plain HTTP on the TLS port is not served
     local plain = H.output("curl -s -o /dev/null -w '%{http_code}' --max-time 5 "
                            .. H.q((base:gsub("^https", "http"))) .. "/health")

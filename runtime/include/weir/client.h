@@ -13,10 +13,13 @@
 /* Connect to host (an address or a name) and port, send req (len bytes:
  * a whole request with "Connection: close"), read the answer until the
  * server closes, at most max bytes. timeout_ms bounds the whole exchange.
+ * ca: NULL for plain HTTP; else HTTPS, the server's certificate checked
+ * against ca (PEM text) and against host.
  * *out (answer, *outlen bytes, NUL-terminated) is the caller's, freed with
  * weir_ffi_client_free. Returns WEIR_OK, WEIR_EIO (connect, write, read:
  * err says which), WEIR_ELIMIT (answer over max) or WEIR_ETIMEOUT. */
 WEIR_API int weir_ffi_http_exchange(const char *host, int32_t port,
+                                    const char *ca,
                                     const char *req, size_t len,
                                     int32_t timeout_ms, size_t max,
                                     char **out, size_t *outlen, char *err,
