@@ -14,7 +14,8 @@ end
 local function curl(method, url, key, body)
   return json.decode(H.output("curl -s -X " .. method .. " -H "
                               .. H.q("Authorization: Bearer " .. key)
-                              .. (body and (" -H 'Content-Type: application/json' -d " .. H.q(body)) or "") .. " " .. H.q(url)))
+                              .. (body and (" -H 'Content-Type: application/json' -d "
+                                            .. H.q(body)) or "") .. " " .. H.q(url)))
 end
 
 local function runs_of(base, key, name)
@@ -150,6 +151,7 @@ describe("triggers under weir serve", function()
         FROM runs a JOIN pipelines p ON p.id = a.pipeline_id WHERE p.name = 'hourly')]]):match("%d+"))
     assert.truthy(most >= 1 and most <= 2, "runs active at once: " .. tostring(most))
     code, out = H.weir(dir, "show " .. runs_of(base, key, "hourly")[1].id)
+    assert.equal(0, code)
     assert.matches("trigger: backfill by key:ops, logical time 2026%-01%-01T0%d:00:00Z", out)
     code, out, err = H.weir(dir, "backfill hourly --from 2026-01-01 --to 2026-01-02 --max-active 0",
                             env)
