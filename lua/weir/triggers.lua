@@ -8,6 +8,9 @@
 --                          settle = "2s" } }
 --     each new, complete file in dir starts one run with its path
 --     (relative to the pipeline's folder) in the string param `param`.
+--   triggers = { datasets = { "postgres://db.internal:5432/dw/public.orders" } }
+--     a run starts when a run of another pipeline has written one of the
+--     datasets (the names weir.lineage records).
 --
 -- Exactly once: each fire is recorded with its key (after: the upstream
 -- runs that caused it; files: the file's path, device, inode, size and
@@ -59,6 +62,15 @@ function M.check_config(def, add)
       if name == def.name then add(format("triggers.after[%d]", i), "a pipeline cannot follow itself") end
     end
   end
+  if type(t.datasets) == "table" then
+    local lineage = require("weir.lineage")
+    for i, name in ipairs(t.datasets) do
+      if type(name) == "string" then
+        local ok, err = lineage.normalize(name)
+        if not ok then add(format("triggers.datasets[%d]", i), err) end
+      end
+    end
+  end
   local f = t.files
   if type(f) ~= "table" then return end
   if type(f.dir) == "string" then
@@ -93,11 +105,20 @@ function M.check_config(def, add)
 end
 
 --- The triggers a server watches for pipeline P (nil when none):
--- { after = { names }, files = { dir, pattern (Lua), param, settle (ms) } }.
-function M.of(P)
+-- { after = { names }, files = { dir, pattern (Lua), param, settle (ms) },
+-- datasets = { [normalized name] = true } }. project: the folder relative
+-- dataset paths are taken from (weir.yaml's).
+function M.of(P, project)
   local t = P.def and P.def.triggers
-  if type(t) ~= "table" or (not t.after and not t.files) then return nil end
+  if type(t) ~= "table" or (not t.after and not t.files and not t.datasets) then return nil end
   local out = { after = t.after }
+  if t.datasets then
+    out.datasets = {}
+    for _, name in ipairs(t.datasets) do
+      local n = require("weir.lineage").normalize(name, project)
+      if n then out.datasets[n] = true end
+    end
+  end
   if t.files then
     out.files = { dir = t.files.dir, pattern = glob_pattern(t.files.pattern or "*"),
                   param = t.files.param or "path",
@@ -125,6 +146,51 @@ local function tick_after(s, c, names, now)
   end
   return s:fire_key(c, "after", table.concat(key, ","), {},
                     { trigger = "after", cause = { after = cause } })
+end
+
+---------------------------------------------------------------------------
+-- datasets
+---------------------------------------------------------------------------
+
+local PAGE = 1000
+
+-- Fire c once for the writes to its datasets (by other pipelines' runs)
+-- recorded since its cursor (a lineage row id), moving the cursor over
+-- what it read; one page of writes a turn. The cursor starts at the
+-- newest write when a server first sees the trigger: history never fires.
+local function tick_datasets(s, c, wanted)
+  local store = s.store
+  local cur = store:trigger_state(c.pipeline_id, "dataset", "")
+  if cur == "" then
+    local last = 0
+    while true do
+      local rows = store:dataset_writes_after(last, PAGE)
+      if #rows == 0 then break end
+      last = rows[#rows].id
+    end
+    store:trigger_advance(c.pipeline_id, "dataset", "", tostring(last))
+    return
+  end
+  local rows = store:dataset_writes_after(tonumber(cur), PAGE)
+  if #rows == 0 then return end
+  local hit, names, seen = nil, {}, {}
+  for _, r in ipairs(rows) do
+    if wanted[r.dataset] and r.pipeline ~= c.name then
+      hit = r
+      if not seen[r.dataset] then
+        seen[r.dataset] = true
+        names[#names + 1] = r.dataset
+      end
+    end
+  end
+  -- compare-and-set: another server that moved it first fired these
+  if not store:trigger_advance(c.pipeline_id, "dataset", cur, tostring(rows[#rows].id)) then return end
+  if hit then
+    table.sort(names)
+    s:fire_key(c, "dataset", tostring(hit.id), {},
+               { trigger = "dataset", cause = { datasets = names, pipeline = hit.pipeline,
+                                                run_id = hit.run_id } })
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -193,12 +259,13 @@ function M.tick(s, now, soon)
   s.files_memo = s.files_memo or {}
   local store = s.store
   for name, c in pairs(s.catalog) do
-    local tr = M.of(c.P)
+    local tr = M.of(c.P, s.conf and s.conf.project)
     if tr and not s:trigger_paused(c) then
       local mark = s.fired_keys and #s.fired_keys or 0
       store:begin()
       local ok, err = pcall(function()
         if tr.after then tick_after(s, c, tr.after, now) end
+        if tr.datasets then tick_datasets(s, c, tr.datasets) end
         if tr.files then
           local memo = s.files_memo[name]
           if not memo then
@@ -233,6 +300,9 @@ function M.describe(options, logical_time)
     return "after " .. table.concat(parts, ", ")
   elseif t == "files" then
     return "file " .. tostring(cause.file)
+  elseif t == "dataset" then
+    return format("dataset %s written by %s (run %s)", table.concat(cause.datasets or {}, ", "),
+                  tostring(cause.pipeline), tostring(cause.run_id))
   elseif t == "webhook" then
     return "webhook"
   end
