@@ -279,11 +279,23 @@ M.RUN_LINEAGE_SQL = "SELECT id, task, attempt, pipeline, status, dataset, role, 
   .. "at FROM lineage WHERE run_id = $1 ORDER BY id"
 M.EDGES_SQL = "SELECT pipeline, task, dataset, role, count(DISTINCT run_id) AS runs, "
   .. "max(at) AS last_at FROM lineage WHERE status = 'success' "
-  .. "GROUP BY pipeline, task, dataset, role ORDER BY pipeline, task, dataset, role"
+  .. "GROUP BY pipeline, task, dataset, role"
 
 --- Rows of WRITES_SQL as dataset_writes_after returns them (at in s).
 function M.writes_rows(rows)
   for _, r in ipairs(rows) do r.at = r.at / 1000 end
+  return rows
+end
+
+--- Rows of EDGES_SQL by pipeline, task, dataset and role, as bytes (the
+-- same order on every backend, whatever its collation).
+function M.edges_rows(rows)
+  table.sort(rows, function(a, b)
+    if a.pipeline ~= b.pipeline then return a.pipeline < b.pipeline end
+    if a.task ~= b.task then return a.task < b.task end
+    if a.dataset ~= b.dataset then return a.dataset < b.dataset end
+    return a.role < b.role
+  end)
   return rows
 end
 

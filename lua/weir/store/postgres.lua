@@ -1222,7 +1222,7 @@ function S:lineage_run(run_id)
 end
 
 function S:lineage_edges()
-  return rows_of(self, STORE.EDGES_SQL)
+  return STORE.edges_rows(rows_of(self, STORE.EDGES_SQL))
 end
 
 function S:export_count(target, sent, dropped, err, now)

@@ -699,7 +699,7 @@ function S:lineage_run(run_id)
 end
 
 function S:lineage_edges()
-  return self:check(self.db:all(STORE.EDGES_SQL))
+  return STORE.edges_rows(self:check(self.db:all(STORE.EDGES_SQL)))
 end
 
 function S:export_count(target, sent, dropped, err, now)
