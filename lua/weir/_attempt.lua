@@ -66,7 +66,8 @@ function M.run(job)
     log_bytes = log_bytes + #line + 1
   end
 
-  local stats = { rows_in = 0, rows_out = 0 }
+  -- datasets: the lineage entries the connectors add (weir.connectors)
+  local stats = { rows_in = 0, rows_out = 0, datasets = {} }
   -- Encode the task's output. cjson (C, never calls metamethods) is the
   -- fast path; when it refuses a value, weir.json says what and where.
   -- cjson prints 14 significant digits: an output with other numbers goes
@@ -129,6 +130,7 @@ function M.run(job)
   if dropped then logs[#logs + 1] = "[log truncated at " .. log_max .. " bytes]" end
   res.log = concat(logs, "\n")
   res.rows_in, res.rows_out = stats.rows_in, stats.rows_out
+  if #stats.datasets > 0 then res.lineage = stats.datasets end
   local _, peak = native.memory()
   res.mem_peak = peak
   res.started, res.finished = started, native.now()

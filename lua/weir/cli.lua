@@ -25,6 +25,15 @@ commands:
                          list recent runs (of weir serve with --server)
   show RUN_ID [--json] [--server URL]
                          a run: status, tasks, attempts, errors, logs, outputs
+  show RUN_ID --timeline a text Gantt chart of the run's attempts (start,
+                         duration, retries)
+  lineage DATASET [--json] | lineage --run RUN_ID [--json]
+                         which pipelines and tasks write and read a dataset,
+                         upstream and downstream, as a tree; or what each
+                         attempt of a run read and wrote (docs/lineage.md)
+  graph FILE [--format text|dot|mermaid|svg]
+                         a pipeline's tasks and dependencies: a tree, Graphviz
+                         DOT, Mermaid, or SVG (needs Graphviz's dot)
   resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
          [--force]       finish a run that was interrupted, re-running only
                          what did not succeed; --force takes over a run
@@ -208,6 +217,7 @@ local function drive(r, o, cmd)
     return xerr.exit
   end
   if not o.quiet and o["log-format"] ~= "json" then summary(r:tasks(), r.id, status, r.engine) end
+  if r.export_summary then eprintf("%s\n", r.export_summary) end
   r:close()
   return exit_code(status, r)
 end
@@ -323,8 +333,9 @@ function commands.runs(args)
 end
 
 function commands.show(args)
-  local o, pos = parse(args, { json = "flag", server = "string" })
-  if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json]\n"); return 2 end
+  local o, pos = parse(args, { json = "flag", server = "string", timeline = "flag" })
+  if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json | --timeline]\n"); return 2 end
+  if o.timeline then return M.timeline(pos[1]) end
   if o.server or os.getenv("WEIR_SERVER") then
     local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
                              nil, o)
@@ -400,6 +411,123 @@ function commands.show(args)
       end
     end
   end
+  return 0
+end
+
+--- weir show RUN_ID --timeline: the attempts as a text Gantt chart.
+function M.timeline(id)
+  local store = open_store()
+  if not store then return 3 end
+  local run = store:run(id)
+  if not run then store:close(); eprintf("weir show: no run %q\n", id); return 3 end
+  local attempts = store:attempts(run.id)
+  store:close()
+  io.write(require("weir.picture").timeline(run, attempts))
+  return 0
+end
+
+--- weir lineage DATASET | --run RUN_ID [--json]: from the store's lineage.
+function commands.lineage(args)
+  local o, pos = parse(args, { json = "flag", run = "string", config = "string" })
+  if not o or (o.run and #pos ~= 0) or (not o.run and #pos ~= 1) then
+    eprintf("usage: weir lineage DATASET [--json] | weir lineage --run RUN_ID [--json]\n")
+    return 2
+  end
+  local lineage = require("weir.lineage")
+  local store = open_store()
+  if not store then return 3 end
+  if o.run then
+    local run = store:run(o.run)
+    local rows = run and store:lineage_run(run.id)
+    store:close()
+    if not run then eprintf("weir lineage: no run %q\n", o.run); return 3 end
+    if o.json then
+      local list = setmetatable({}, json.array_mt)
+      for i, r in ipairs(rows) do
+        list[i] = { task = r.task, attempt = r.attempt, status = r.status, dataset = r.dataset,
+                    role = r.role, rows = r.rows, columns = r.columns, at = r.at }
+      end
+      io.write(json.encode({ run_id = run.id, pipeline = run.pipeline, datasets = list }), "\n")
+      return 0
+    end
+    io.write(format("run %s of %s: %s\n", run.id, run.pipeline, run.status))
+    if #rows == 0 then io.write("  no dataset was read or written\n") end
+    local last
+    for _, r in ipairs(rows) do
+      local key = r.task .. "#" .. r.attempt
+      if key ~= last then
+        io.write(format("  %s (attempt %d, %s)\n", r.task, r.attempt, r.status))
+        last = key
+      end
+      local cols = ""
+      if r.columns then
+        local c = {}
+        for i, x in ipairs(r.columns) do c[i] = tostring(x.name) .. " " .. tostring(x.type) end
+        cols = "  (" .. concat(c, ", ") .. ")"
+      end
+      io.write(format("    %-6s %s  %d rows%s\n", r.role == "output" and "wrote" or "read",
+                      util.printable(r.dataset), r.rows, util.printable(cols)))
+    end
+    return 0
+  end
+  -- names are relative to the project folder: weir.yaml's, else this one
+  local ok, cfg = pcall(require("weir.config").open, { path = o.config })
+  local project = ok and cfg and cfg.dir or pipeline.abspath(".")
+  local name, nerr = lineage.normalize(pos[1], project)
+  if not name then store:close(); eprintf("weir lineage: %s\n", nerr); return 2 end
+  local edges = store:lineage_edges()
+  store:close()
+  local tree = lineage.tree(edges, name)
+  if o.json then
+    local function arrays(nodes, dir)
+      setmetatable(nodes, json.array_mt)
+      for _, n in ipairs(nodes) do
+        setmetatable(n.datasets, json.array_mt)
+        for _, d in ipairs(n.datasets) do if d[dir] then arrays(d[dir], dir) end end
+      end
+    end
+    arrays(tree.upstream, "upstream")
+    arrays(tree.downstream, "downstream")
+    io.write(json.encode(tree), "\n")
+  else
+    for _, l in ipairs(lineage.tree_lines(tree)) do io.write(util.printable(l), "\n") end
+  end
+  if #tree.upstream == 0 and #tree.downstream == 0 then
+    eprintf("weir lineage: no recorded run read or wrote %s\n", name)
+    return 1
+  end
+  return 0
+end
+
+--- weir graph FILE [--format text|dot|mermaid|svg]: a pipeline's DAG.
+function commands.graph(args)
+  local o, pos = parse(args, { format = "string" })
+  local fmt = o and (o.format or "text")
+  local picture = require("weir.picture")
+  if not o or #pos ~= 1 or not (picture.FORMATS[fmt] or fmt == "svg") then
+    eprintf("usage: weir graph FILE [--format text|dot|mermaid|svg]\n"); return 2
+  end
+  local P, errs = pipeline.load(pos[1])
+  if not P then print_errors(errs); return 1 end
+  if fmt ~= "svg" then io.write(picture.graph(P, fmt)); return 0 end
+  -- SVG: the DOT text through Graphviz, when it is installed
+  if os.execute("command -v dot >/dev/null 2>&1") ~= 0 then
+    eprintf("weir graph: --format svg needs Graphviz's dot, which is not installed (Debian: "
+            .. "apt-get install graphviz); --format dot writes the DOT text to render elsewhere\n")
+    return 1
+  end
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "wb"))
+  f:write(picture.graph(P, "dot"))
+  f:close()
+  local p = io.popen("dot -Tsvg " .. tmp .. " 2>&1")
+  local svg = p:read("*a")
+  local okp = p:close()
+  os.remove(tmp)
+  if not okp or not svg:find("<svg", 1, true) then
+    eprintf("weir graph: dot failed: %s\n", util.printable(svg)); return 1
+  end
+  io.write(svg)
   return 0
 end
 

@@ -14,11 +14,13 @@ local M = {}
 
 local MAX_ANSWER = 64 * 1024 * 1024
 
---- host, port, base path, tls (true for https) of url, or nil, message.
-function M.parse_url(url)
+--- host, port, base path, tls (true for https) of url, or nil, message
+-- (what: the setting the URL came from, "--server" by default).
+function M.parse_url(url, what)
+  what = what or "--server"
   local scheme, rest = url:match("^(%a+)://(.+)$")
   if scheme ~= "http" and scheme ~= "https" then
-    return nil, format("--server: expected http(s)://HOST:PORT, got %q", url)
+    return nil, format("%s: expected http(s)://HOST:PORT, got %q", what, url)
   end
   local host, port, path = rest:match("^%[([%x:.]+)%]:(%d+)(.*)$")
   if not host then host, port, path = rest:match("^([^:/]+):(%d+)(.*)$") end
@@ -28,7 +30,7 @@ function M.parse_url(url)
   end
   port = tonumber(port)
   if not host or not port or port < 1 or port > 65535 then
-    return nil, format("--server: expected http(s)://HOST:PORT, got %q", url)
+    return nil, format("%s: expected http(s)://HOST:PORT, got %q", what, url)
   end
   return host, port, (path:gsub("/$", "")), scheme == "https"
 end
@@ -47,6 +49,45 @@ local function ca_text()
   return text
 end
 
+-- Send req (a whole request) to host:port, over TLS when tls, and read
+-- the answer (at most max bytes) within timeout_ms: status, head, body,
+-- or nil, message.
+local function exchange(host, port, tls, req, timeout_ms, max)
+  local ca
+  if tls then
+    local cerr
+    ca, cerr = ca_text()
+    if not ca then return nil, cerr end
+  end
+  local out = ffi.new("char *[1]")
+  local outlen = ffi.new("size_t[1]")
+  local rc = C.weir_ffi_http_exchange(host, port, ca, req, #req, timeout_ms, max, out, outlen,
+                                      F.errbuf, F.errlen)
+  if rc ~= 0 then return nil, F.errmsg() end
+  local answer = ffi.string(out[0], outlen[0])
+  C.weir_ffi_client_free(out[0])
+  local head, rest = answer:match("^(.-)\r\n\r\n(.*)$")
+  local status = head and tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+  if not status then return nil, format("%s:%d did not answer in HTTP", host, port) end
+  return status, head, rest
+end
+
+--- POST body (JSON text) to url (http://HOST[:PORT]/PATH) with the extra
+-- header lines headers, within timeout_ms. Returns the status, or nil,
+-- message (the message never holds the headers).
+function M.post(url, body, headers, timeout_ms)
+  local host, port, path, tls = M.parse_url(url, "url")
+  if not host then return nil, port end
+  local lines = { format("POST %s HTTP/1.1", path ~= "" and path or "/"),
+                  format("Host: %s:%d", host, port), "Connection: close", "User-Agent: weir",
+                  "Content-Length: " .. #body }
+  for _, h in ipairs(headers or {}) do lines[#lines + 1] = h end
+  local req = table.concat(lines, "\r\n") .. "\r\n\r\n" .. body
+  local status, err = exchange(host, port, tls, req, timeout_ms, 1024 * 1024)
+  if not status then return nil, err end
+  return status
+end
+
 local function pct(s)
   return (s:gsub("[^%w%-_.~]", function(c) return format("%%%02X", c:byte()) end))
 end
@@ -60,12 +101,6 @@ function M.request(method, path, body, o)
   local url = o.server or os.getenv("WEIR_SERVER") or "http://127.0.0.1:8080"
   local host, port, base, tls = M.parse_url(url)
   if not host then return nil, port end
-  local ca
-  if tls then
-    local cerr
-    ca, cerr = ca_text()
-    if not ca then return nil, cerr end
-  end
   local token = o.token or os.getenv("WEIR_TOKEN")
   local text = body and json.encode(body) or nil
   local lines = { format("%s %s%s HTTP/1.1", method, base, path),
@@ -79,16 +114,8 @@ function M.request(method, path, body, o)
     lines[#lines + 1] = "Content-Length: 0"
   end
   local req = table.concat(lines, "\r\n") .. "\r\n\r\n" .. (text or "")
-  local out = ffi.new("char *[1]")
-  local outlen = ffi.new("size_t[1]")
-  local rc = C.weir_ffi_http_exchange(host, port, ca, req, #req, o.timeout_ms or 330000,
-                                      MAX_ANSWER, out, outlen, F.errbuf, F.errlen)
-  if rc ~= 0 then return nil, F.errmsg() end
-  local answer = ffi.string(out[0], outlen[0])
-  C.weir_ffi_client_free(out[0])
-  local head, rest = answer:match("^(.-)\r\n\r\n(.*)$")
-  local status = head and tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
-  if not status then return nil, format("%s:%d did not answer in HTTP", host, port) end
+  local status, head, rest = exchange(host, port, tls, req, o.timeout_ms or 330000, MAX_ANSWER)
+  if not status then return nil, head end
   if head:lower():find("\ntransfer%-encoding:%s*chunked") then
     local parts, pos = {}, 1
     while true do

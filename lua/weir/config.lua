@@ -295,7 +295,7 @@ local function expand_tree(t, path, st, keep_null)
       else
         t[k] = e
       end
-      if k == "password" then
+      if k == "password" or k == "api_key" then
         -- failed: the text may still be a literal password
         local secret = e or v
         if secret ~= "" then st.secrets[secret] = true end
@@ -770,6 +770,9 @@ function M.load(path, opts)
   end
 
   serve_section(doc, cfg, st)
+  if doc.openlineage ~= nil then
+    cfg.openlineage = require("weir.openlineage").normalize(doc.openlineage, st.dir, st.add)
+  end
 
   -- the schema sees failed expansions as empty strings
   local function unmark(t)

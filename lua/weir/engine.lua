@@ -87,8 +87,10 @@ end
 -- interval ms), roots, connections (normalized weir.yaml connections for
 -- the workers), redact (a function that masks secrets in text: errors,
 -- logs and outputs pass it before the store sees them), clock (now() wall
--- ms, mono() monotonic ms; default the executor's). Nothing is recorded
--- until start().
+-- ms, mono() monotonic ms; default the executor's), project_dir (the
+-- folder dataset paths are relative to, docs/adr/0030), lineage (an
+-- exporter of weir.openlineage, optional: told of every attempt's start
+-- and end). Nothing is recorded until start().
 function M.new(o)
   local clock = o.clock or executor
   local pool = o.pool or M.pool(o.exec, { prefetch = o.prefetch, clock = clock })
@@ -96,6 +98,7 @@ function M.new(o)
     P = o.P, store = o.store, exec = pool.exec, pool = pool, run_id = o.run_id,
     params = o.params,
     roots = o.roots, connections = o.connections, redact = o.redact,
+    lineage = o.lineage,
     view = o.view or {},
     now = clock.now, mono = clock.mono,
     resume = o.resume, resume_tasks = o.resume_tasks, only = o.only, from = o.from,
@@ -125,7 +128,8 @@ function M.new(o)
   -- task's (once per task) and the attempt's own, sent back to back
   e.job_base = ser.encode({ kind = "attempt", run_id = e.run_id, pipeline = e.P.name,
                             params = e.params, base_dir = e.P.base_dir, roots = e.roots,
-                            connections = e.connections, logical_time = o.logical_time })
+                            connections = e.connections, logical_time = o.logical_time,
+                            project_dir = o.project_dir })
   return e
 end
 
@@ -372,6 +376,14 @@ local function handle_result(pool, ev)
   local store, run_id = e.store, e.run_id
   store:finish_attempt(run_id, t.name, t.attempt, res)
   t.rows_in, t.rows_out = res.rows_in, res.rows_out
+  local datasets = res.lineage
+  if type(datasets) == "table" then
+    -- names hold no credential by construction; a host or table that is
+    -- a weir.yaml secret still shows as *** (as weir.config.describe)
+    if redact then for _, d in ipairs(datasets) do d.dataset = redact(d.dataset) end end
+    store:add_lineage(run_id, t.name, t.attempt, e.P.name, res.status, fin, datasets)
+  end
+  if e.lineage then e.lineage:finished(e, t, res.status, fin, datasets, res.error) end
   if res.status == "success" then
     t.output = output
     store:task_succeeded(run_id, t.name, res.output, fin, res.rows_in or 0, res.rows_out or 0)
@@ -418,6 +430,7 @@ local function handle_exit(pool, ev)
                                                                finished_at = e.now(),
                                                                error = msg })
     head.error = msg
+    if e.lineage then e.lineage:finished(e, head, "failed", e.now(), nil, msg) end
     on_failure(e, head, msg)
   end
   for i = 2, #q do
@@ -472,6 +485,7 @@ local function start_task(e, t, s, tnow, sends)
   local started = e.now()
   t.started_at = t.started_at or started
   e.store:start_attempt(e.run_id, t.name, t.attempt, started, t.started_at, e.exec:pid(s))
+  if e.lineage then e.lineage:started(e, t, started) end
   move(e, t, "running")
   local slot = e.slots[s]
   local q = slot.queue
@@ -545,6 +559,7 @@ function Engine:step(evs)
   due_retries(self, tnow)
   dispatch(pool, self.groups, tnow, sends)
   store:commit()
+  if self.lineage then self.lineage:tick() end
   local tick = self.view.tick
   if tick then tick(self) end
   return sends

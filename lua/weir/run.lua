@@ -160,8 +160,10 @@ function M.config(path, warn)
   end
   local names = {}
   for name in pairs(conns) do names[#names + 1] = name end
+  -- dataset paths are named relative to weir.yaml's folder, else the
+  -- working folder (docs/adr/0030)
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
-           breakers = names,
+           breakers = names, project = cfg.dir or pipeline.abspath("."),
            preload = preload, redact = config.redactor(cfg) }
 end
 
@@ -371,15 +373,25 @@ end
 -- if the store takes it, for weir resume to finish.
 function Run:execute(view)
   local conf = self.conf
+  local ol = conf.cfg.openlineage
+  local exporter = ol and require("weir.openlineage").new(ol, { redact = conf.redact })
   local ok, status, e = pcall(engine.run, {
     P = self.P, store = self.store, exec = self.exec, run_id = self.id,
     params = self.params, roots = M.roots_for(self.P.base_dir),
     resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
     only = self.only, from = self.from, view = view,
     connections = conf.connections, redact = conf.redact,
+    lineage = exporter, project_dir = conf.project,
   })
   self.exec:close()
   self.exec = nil
+  if exporter then
+    -- the run is over (or stopped): what the export still holds goes
+    -- now, within its flush_timeout; never an error of the run's
+    exporter:flush()
+    exporter:report(self.store, executor.now())
+    self.export_summary = exporter:summary()
+  end
   if not ok then
     -- the run stays as the last committed step left it, `running`, like a
     -- killed supervisor's (weir runs shows it interrupted), with why when

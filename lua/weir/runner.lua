@@ -18,13 +18,15 @@ R.__index = R
 
 --- o: exec, store, clock (now, mono; default the executor's), on_finish
 -- (function(engine, status), called after a run's final status is
--- recorded), interval (longest poll, ms; default 1000).
+-- recorded), interval (longest poll, ms; default 1000), lineage (a
+-- weir.openlineage exporter every run reports to) and project_dir (for
+-- dataset names), both optional.
 function M.new(o)
   local clock = o.clock or require("weir.executor")
   return setmetatable({
     pool = engine.pool(o.exec, { shared = true, clock = clock, prefetch = o.prefetch }),
     store = o.store, clock = clock, exec = o.exec, on_finish = o.on_finish,
-    interval = o.interval or 1000,
+    interval = o.interval or 1000, lineage = o.lineage, project_dir = o.project_dir,
     runs = {},      -- run id -> engine
     active = 0,
     groups = {},    -- dispatch groups: one per pipeline name, its engines
@@ -37,6 +39,7 @@ end
 -- shared pool. Records its start (one transaction). Returns the engine.
 function R:add(o)
   o.pool, o.store, o.clock = self.pool, self.store, o.clock or self.clock
+  o.lineage, o.project_dir = o.lineage or self.lineage, o.project_dir or self.project_dir
   local e = engine.new(o)
   e:start()
   self.runs[e.run_id] = e
@@ -105,6 +108,7 @@ function R:step(evs)
   end
   if #self.groups > 0 then engine.dispatch(pool, self.groups, tnow, sends) end
   store:commit()
+  if self.lineage then self.lineage:tick() end
   -- the runs that are over: their final status, each in its transaction
   local over
   for _, e in pairs(self.runs) do

@@ -606,6 +606,7 @@ function Service:prune()
     store:commit()
   end)
   if not ok then pcall(store.rollback, store) end
+  if self.lineage then self.lineage:report(store, executor.now()) end
 end
 
 --- The secret of a pipeline's webhook (its reference ${env:NAME} or
@@ -683,8 +684,10 @@ function Service:open()
   if not self.defexec then return nil, { exit = 3, message = "cannot start workers: " .. tostring(err) } end
   self.exec, err = run.new_exec(sv.workers, roots, conf, files)
   if not self.exec then return nil, { exit = 3, message = "cannot start workers: " .. tostring(err) } end
+  local ol = conf.cfg.openlineage
+  self.lineage = ol and require("weir.openlineage").new(ol, { redact = conf.redact, live = true })
   self.runner = runner_mod.new({
-    exec = self.exec, store = store,
+    exec = self.exec, store = store, lineage = self.lineage, project_dir = conf.project,
     on_finish = function(e, status)
       local f = self.stats.finished
       f[status] = (f[status] or 0) + 1
@@ -773,6 +776,11 @@ function Service:loop()
 end
 
 function Service:close()
+  if self.lineage and self.store then
+    self.lineage:flush()
+    self.lineage:report(self.store, executor.now())
+    self.lineage = nil
+  end
   if self.http then self.http:close(); self.http = nil end
   if self.exec then self.exec:close(); self.exec = nil end
   if self.defexec then self.defexec:close(); self.defexec = nil end

@@ -103,6 +103,16 @@ function Store:task_succeeded(run_id, task, output, finished_at, rows_in, rows_o
   row.error = nil
 end
 
+function Store:add_lineage(run_id, task, n, pipeline, status, at, datasets)
+  self:write()
+  self.lineage = self.lineage or {}
+  for _, d in ipairs(datasets) do
+    self.lineage[#self.lineage + 1] = { run_id = run_id, task = task, attempt = n,
+                                        pipeline = pipeline, status = status, at = at,
+                                        dataset = d.dataset, role = d.role, rows = d.rows }
+  end
+end
+
 function Store:update_attempt(run_id, task, attempt, fields)
   self:write()
   local row = self.attempt_rows[key(run_id, task, attempt)]

@@ -6,6 +6,7 @@
 local F = require("weir._ffi")
 local ffi, C = F.ffi, F.C
 local stream = require("weir.stream")
+local lineage = require("weir.lineage")
 local native = require("weir._native")
 local NULL = native.NULL -- SQL NULL in rows: ctx.NULL
 local type, pairs, ipairs, pcall, error, tostring, tonumber =
@@ -163,6 +164,7 @@ function M.context(A, X)
     local delim = (opts.delimiter or ","):byte()
     local quote = (opts.quote or "\""):byte() or 0
     local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
+    local ds = A.dataset(lineage.file(abs, A.project), "input")
     local out = ffi.new("weir_csv_reader *[1]")
     local rc = C.weir_ffi_csv_reader_new(fd, 1, delim, quote, opts.max_row_bytes or 1048576,
                                          out, F.errbuf, F.errlen)
@@ -244,6 +246,7 @@ function M.context(A, X)
         if eof then C.weir_ffi_csv_reader_delete(ffi.gc(r, nil)); r = nil end
         if #rows > 0 then
           A.stats.rows_in = A.stats.rows_in + #rows
+          ds.rows = ds.rows + #rows
           return rows
         end
       end
@@ -257,7 +260,7 @@ function M.context(A, X)
       -- quote character (COPY's CSV always has one)
       local function open() return A.open_fd(abs, O_RDONLY + O_CLOEXEC, p) end
       stream.state(s).raw_csv = { name = p, header = header, delimiter = opts.delimiter or ",",
-                                  quote = opts.quote or "\"", open = open,
+                                  quote = opts.quote or "\"", open = open, dataset = ds,
                                   copy_safe = function() return copy_safe(open) end }
     end
     return s
@@ -273,6 +276,7 @@ function M.context(A, X)
     local abs = A.path(p)
     local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
     A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
+    local ds = A.dataset(lineage.file(abs, A.project), "input")
     local dl = dead_letter_sink(A, opts.dead_letter, p)
     local buf = ffi.new("char[?]", 65536)
     local pending, eof, lineno = "", false, 0
@@ -329,12 +333,20 @@ function M.context(A, X)
         end
       end
       A.stats.rows_in = A.stats.rows_in + n
+      ds.rows = ds.rows + n
       if n == 0 then return nil end
       return batch
     end
     return stream.new_stream(pull, nil, { dl = dl, source = p })
   end
 
+end
+
+-- The lineage of a file sink: n rows of columns written to path.
+local function wrote(A, path, n, columns)
+  local d = A.dataset(lineage.file(A.path(path), A.project), "output")
+  d.rows = d.rows + n
+  d.columns = d.columns or columns
 end
 
 --- s:to_jsonl(path): write every row as a JSON object per line (atomic:
@@ -346,9 +358,11 @@ stream.method("to_jsonl", function(p, path)
   local cjson = require("cjson")
   local w = atomic_writer(A, path)
   local n = 0
+  local cols
   while true do
     local b = p.pull()
     if not b then break end
+    cols = cols or lineage.row_columns(nil, b)
     local parts = {}
     -- cjson where it is exact (14 significant digits), weir.json for a
     -- row with other numbers
@@ -362,6 +376,7 @@ stream.method("to_jsonl", function(p, path)
   end
   w.commit()
   A.stats.rows_out = A.stats.rows_out + n
+  wrote(A, path, n, cols)
   return { rows = n, path = path }
 end)
 
@@ -416,11 +431,12 @@ stream.method("to_csv", function(p, path, opts)
   end
   if cols then header() end
   local n = 0
-  local vals = {}
+  local vals, types = {}, nil
   while true do
     local b = p.pull()
     if not b then break end
     if not cols then cols = stream.sink_columns(p, b); header() end
+    if not types then types = lineage.row_columns(cols, b) end
     local nc = #cols -- fixed from here on: fields holds exactly #cols
     for i = 1, #b do
       local r = b[i]
@@ -435,6 +451,7 @@ stream.method("to_csv", function(p, path, opts)
   C.weir_ffi_csv_writer_delete(ffi.gc(cw, nil))
   w.commit()
   A.stats.rows_out = A.stats.rows_out + n
+  wrote(A, path, n, types or lineage.row_columns(cols, {}))
   return { rows = n, path = path }
 end)
 

@@ -64,7 +64,11 @@ local fdp = F.ffi.new("int32_t[1]")
 -- ends), log(line), next_seq() (the attempt's load number, for ledgers),
 -- path(p) (p resolved against the pipeline's folder, or an error when it
 -- is outside the roots), open_fd(abs, flags, shown) (through the broker),
--- mkdirs(abs) (the missing folders of abs inside the roots). Returns X:
+-- mkdirs(abs) (the missing folders of abs inside the roots),
+-- dataset(name, role) (the lineage entry of the dataset called name,
+-- role "input" or "output": { dataset, role, rows, columns }, one per
+-- name and role, kept in stats.datasets; weir.lineage makes the names),
+-- project (the folder dataset paths are relative to). Returns X:
 -- ctx.path, ctx.rows, ctx.source/ctx.sink (connection) and what each
 -- built-in connector adds.
 function M.context(job, stats, opened, log)
@@ -73,7 +77,21 @@ function M.context(job, stats, opened, log)
   for i, r in ipairs(job.roots or {}) do roots[i] = util.normalize(r) end
   local base = job.base_dir or "/"
   local load_seq = 0
-  local A = { job = job, stats = stats, opened = opened, log = log }
+  local A = { job = job, stats = stats, opened = opened, log = log,
+              project = job.project_dir or base }
+
+  local datasets, by_key = stats.datasets or {}, {}
+  stats.datasets = datasets
+  function A.dataset(name, role)
+    local k = role .. " " .. name
+    local d = by_key[k]
+    if not d then
+      d = { dataset = name, role = role, rows = 0 }
+      by_key[k] = d
+      datasets[#datasets + 1] = d
+    end
+    return d
+  end
 
   function X.path(p)
     if type(p) ~= "string" or p == "" then error("ctx.path: bad path (string expected)", 3) end

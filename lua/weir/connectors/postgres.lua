@@ -20,6 +20,7 @@ local format, concat, find = string.format, table.concat, string.find
 local util = require("weir.util")
 
 local stream = require("weir.stream")
+local lineage = require("weir.lineage")
 local M = {}
 stream.kind("pg", "weir.postgres.", "a PostgreSQL connection", "db:")
 
@@ -779,6 +780,49 @@ local Db = {}
 
 local function D(d, what) return stream.owned(d, "pg", what) end
 
+-- lineage ------------------------------------------------------------------
+
+-- A table's schema and name as the server resolves them (search_path),
+-- and, with cols, its columns as JSON text ({ name, type } each).
+local RESOLVE_SQL = [[SELECT n.nspname AS s, c.relname AS r FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)]]
+local RESOLVE_COLS_SQL = [[SELECT n.nspname AS s, c.relname AS r,
+  (SELECT json_agg(json_build_object('name', a.attname,
+     'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+   FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+   AND NOT a.attisdropped)::text AS cols
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid = to_regclass($1)]]
+
+-- The dataset name of table t ({ schema, name } or "schema.table") on
+-- handle h, resolved by the server; the columns too when cols. A table
+-- the server does not know keeps the name as written (schema public).
+local function dataset_of(h, t, cols)
+  local ok, rows = pcall(h.all, h, cols and RESOLVE_COLS_SQL or RESOLVE_SQL, { qualified(t) })
+  local r = ok and rows[1]
+  if r then
+    local columns
+    if cols and type(r.cols) == "string" then
+      local okj, list = pcall(require("cjson").decode, r.cols)
+      if okj and type(list) == "table" then columns = list end
+    end
+    return lineage.postgres(h.cfg, r.s, r.r), columns
+  end
+  local schema, name = split_name(t)
+  return lineage.postgres(h.cfg, schema, name)
+end
+
+-- The lineage entries a query reads: the tables it names, else the
+-- database (docs/adr/0030).
+local function reads_of(p, sql)
+  local A, out = p.A, {}
+  for i, t in ipairs(lineage.sql_tables(sql)) do
+    out[i] = A.dataset((dataset_of(p.h, t)), "input")
+  end
+  if #out == 0 then out[1] = A.dataset(lineage.postgres(p.h.cfg), "input") end
+  return out
+end
+
 local function check_sql(sql, what)
   if type(sql) ~= "string" or sql == "" then
     error("weir.postgres." .. what .. ": bad 'sql' (string expected)", 3)
@@ -793,8 +837,10 @@ function Db.query(d, sql, params, opts)
   local p = D(d, "query")
   check_sql(sql, "query")
   local A = p.A
+  local reads = reads_of(p, sql)
   local pull, names, oids, close, mods = p.h:pull(sql, params, function(n)
     A.stats.rows_in = A.stats.rows_in + n
+    for i = 1, #reads do reads[i].rows = reads[i].rows + n end
   end, opts)
   p.opened[#p.opened + 1] = close
   return stream.new_stream(pull, names, { pg_oids = oids, pg_typmods = mods })
@@ -813,8 +859,11 @@ end
 function Db.rows(d, sql, params)
   local p = D(d, "rows")
   check_sql(sql, "rows")
-  if p.tx then return (p.tx:all(sql, params)) end
-  return (p.h:all(sql, params))
+  local reads = reads_of(p, sql)
+  local rows
+  if p.tx then rows = p.tx:all(sql, params) else rows = p.h:all(sql, params) end
+  for i = 1, #reads do reads[i].rows = reads[i].rows + #rows end
+  return rows
 end
 
 --- db:transaction(fn): fn(tx) runs inside BEGIN ... COMMIT on one
@@ -904,6 +953,15 @@ local function sink(sp, dp, tbl, opts)
     A.stats.rows_in = A.stats.rows_in - (first and #first or 0) + res.rows
   end
   A.stats.rows_out = A.stats.rows_out + res.rows
+  if raw and raw.dataset and not res.skipped then
+    raw.dataset.rows = raw.dataset.rows - (first and #first or 0) + res.rows
+  end
+  -- lineage: the table as the server names it, with its columns now (a
+  -- skipped load stands for the earlier attempt's, so it counts its rows)
+  local name, columns = dataset_of(dp.h, tbl, true)
+  local d = A.dataset(name, "output")
+  d.rows = d.rows + res.rows
+  d.columns = columns or d.columns
   return res
 end
 

@@ -28,6 +28,7 @@ if N == nil then
 end
 
 local stream = require("weir.stream")
+local lineage = require("weir.lineage")
 local M = {}
 stream.kind("redis", "weir.redis.", "a Redis connection", "r:")
 
@@ -667,8 +668,9 @@ function T.pipeline(r, cmds)
   end)
 end
 
-local function pull_stream(p, make)
+local function pull_stream(p, key, make)
   local A = p.A
+  local ds = A.dataset(lineage.redis(p.cfg, key), "input")
   breaker.allow(p.cfg)
   local inner = make(p.h)
   return stream.new_stream(function()
@@ -677,7 +679,10 @@ local function pull_stream(p, make)
       breaker.record(p.cfg, false)
       error(b, 0)
     end
-    if b then A.stats.rows_in = A.stats.rows_in + #b end
+    if b then
+      A.stats.rows_in = A.stats.rows_in + #b
+      ds.rows = ds.rows + #b
+    end
     return b
   end, nil, {})
 end
@@ -687,15 +692,18 @@ end
 function T.scan(r, match, opts)
   local p = tstate(r, "scan")
   opts = opts or {}
-  return pull_stream(p, function(h) return h:scan_pull(match, opts.count, opts.batch) end)
+  return pull_stream(p, type(match) == "string" and match or "*",
+                     function(h) return h:scan_pull(match, opts.count, opts.batch) end)
 end
 function T.hscan(r, key, opts)
   local p = tstate(r, "hscan")
-  return pull_stream(p, function(h) return h:hscan_pull(key, opts and opts.batch) end)
+  return pull_stream(p, tostring(key), function(h) return h:hscan_pull(key, opts and opts.batch) end)
 end
 function T.xrange(r, key, start, stop, opts)
   local p = tstate(r, "xrange")
-  return pull_stream(p, function(h) return h:xrange_pull(key, start or "-", stop or "+", opts and opts.batch) end)
+  return pull_stream(p, tostring(key), function(h)
+    return h:xrange_pull(key, start or "-", stop or "+", opts and opts.batch)
+  end)
 end
 
 --- The object a task gets for connection cfg.
@@ -738,12 +746,26 @@ end
 local function sink(sp, dp, kind, opts)
   opts = replacing(kind, opts or {})
   local n, batch = 0, sp.pull()
+  -- lineage: the list or stream named, else the pattern of the keys the
+  -- rows gave ("user:*")
+  local key = opts.stream or opts.list
+  local pattern, columns
   while batch do
     local k = guarded(dp, function(h) return h:write(kind, batch, opts or {}) end)
     n = n + k
+    columns = columns or lineage.row_columns(nil, batch)
+    if not key and type(opts.key) == "string" then
+      for i = 1, #batch do
+        local v = batch[i][opts.key]
+        if v ~= nil then pattern = lineage.key_pattern(pattern, tostring(v)) end
+      end
+    end
     batch = sp.pull()
   end
   dp.A.stats.rows_out = dp.A.stats.rows_out + n
+  local d = dp.A.dataset(lineage.redis(dp.cfg, key or pattern or "*"), "output")
+  d.rows = d.rows + n
+  d.columns = d.columns or columns
   return { rows = n, kind = kind }
 end
 stream.sinks.redis = sink

@@ -9,11 +9,12 @@ local F = require("weir._ffi")
 local stream = require("weir.stream")
 local errors = require("weir.errors")
 local native = require("weir._native")
+local lineage = require("weir.lineage")
 local ffi, C = F.ffi, F.C
 local check = F.check
 local type, tonumber, error, tostring, ipairs, pcall = type, tonumber, error, tostring, ipairs, pcall
 local floor = math.floor
-local format, concat = string.format, table.concat
+local format, concat, lower = string.format, table.concat, string.lower
 local BATCH = stream.BATCH
 
 local M = {}
@@ -198,6 +199,14 @@ function Db.query(d, sql, params)
   local A = current
   local done = false
   local read_column = M.column
+  -- lineage: the tables the query names, else the database itself
+  local reads = {}
+  for i, t in ipairs(lineage.sql_tables(sql)) do
+    reads[i] = A.dataset(lineage.sqlite(p.abs, A.project, t.name), "input")
+  end
+  if #reads == 0 then
+    reads[1] = A.dataset("sqlite:" .. lineage.relative(p.abs, A.project), "input")
+  end
   return stream.new_stream(function()
     if done then return nil end
     local batch, n = {}, 0
@@ -211,6 +220,7 @@ function Db.query(d, sql, params)
       batch[n] = row
     end
     A.stats.rows_in = A.stats.rows_in + n
+    for i = 1, #reads do reads[i].rows = reads[i].rows + n end
     if n == 0 then return nil end
     return batch
   end, names, {})
@@ -286,7 +296,7 @@ function M.context(A, X)
     handle:exec("PRAGMA temp_store=MEMORY")
     handle:exec("PRAGMA journal_mode=" .. (opts.wal and "WAL" or "DELETE"))
     A.opened[#A.opened + 1] = function() handle:close() end
-    return stream.new_object("db", Db, { h = handle, name = p })
+    return stream.new_object("db", Db, { h = handle, name = p, abs = abs })
   end
 
   X.check = function(d, tbl, rules) return M.check(d, tbl, rules) end
@@ -443,6 +453,16 @@ local function sink(p, dp, tbl, opts)
   end
   sqlcheck(h:exec("COMMIT"))
   A.stats.rows_out = A.stats.rows_out + res.rows
+  -- lineage: the table and its columns as they are now (a skipped load
+  -- stands for the earlier attempt's, so it counts its rows)
+  local d = A.dataset(lineage.sqlite(dp.abs, A.project, tbl), "output")
+  d.rows = d.rows + res.rows
+  local info = h:all("SELECT name, type FROM pragma_table_info(?)", { tbl })
+  if info then
+    local cols = {}
+    for i, c in ipairs(info) do cols[i] = { name = c.name, type = lower(c.type) } end
+    d.columns = cols
+  end
   return res
 end
 stream.sinks.db = sink

@@ -10,6 +10,24 @@
 -- version(id), reachable_by(connections) (a message naming a weir.yaml
 -- connection through which tasks could reach the store, or nil), close().
 --
+-- Lineage (migration 8, docs/adr/0030):
+--   add_lineage(run_id, task, attempt, pipeline, status, at, datasets):
+--     one row per entry { dataset, role ("input"|"output"), rows,
+--     columns ({ name, type } list, optional) } of the attempt, which
+--     ended with status at time at (ms).
+--   dataset_writes_after(after_id, limit) -> { id, dataset, run_id,
+--     pipeline, task, at (unix seconds) } for every dataset an attempt
+--     that succeeded wrote, id > after_id (0 or nil: from the start),
+--     id ascending, at most limit (default 100). ids increase in commit
+--     order, so a reader that keeps the last id it saw misses none.
+--   lineage_run(run_id) -> the run's rows { id, task, attempt, pipeline,
+--     status, dataset, role, rows, columns (decoded), at (ms) } by id.
+--   lineage_edges() -> { pipeline, task, dataset, role, runs, last_at }:
+--     who read and wrote what, over the attempts that succeeded.
+--   export_count(target, sent, dropped, last_error, now) adds to the
+--     OpenLineage export's counters of target; export_stats() -> { target,
+--     sent, dropped, last_error, updated_at } by target.
+--
 -- For weir serve (migration 3):
 --   pipelines() -> { name, id, created_at, versions (count),
 --     latest_version_id (the last stored) } by name;
@@ -237,6 +255,56 @@ function M.open(home, url)
     return require("weir.store.postgres").open(url)
   end
   return nil, "WEIR_METADATA_URL: expected sqlite:PATH, postgres:// or postgresql://"
+end
+
+--- The highest number of a backend's migrations (a merge may leave a
+-- number without one: the backends skip it).
+function M.latest(migrations)
+  local top = 0
+  for v in pairs(migrations) do if v > top then top = v end end
+  return top
+end
+
+--- The columns of a lineage entry as stored (JSON text), or nil.
+function M.columns_text(columns)
+  if type(columns) ~= "table" or #columns == 0 then return nil end
+  return require("weir.json").encode(columns)
+end
+
+-- The statements of the lineage readers ($k placeholders; SQLite's
+-- backend turns them into ?).
+M.WRITES_SQL = "SELECT id, dataset, run_id, pipeline, task, at FROM lineage WHERE id > $1 "
+  .. "AND role = 'output' AND status = 'success' ORDER BY id LIMIT $2"
+M.RUN_LINEAGE_SQL = "SELECT id, task, attempt, pipeline, status, dataset, role, rows, columns, "
+  .. "at FROM lineage WHERE run_id = $1 ORDER BY id"
+M.EDGES_SQL = "SELECT pipeline, task, dataset, role, count(DISTINCT run_id) AS runs, "
+  .. "max(at) AS last_at FROM lineage WHERE status = 'success' "
+  .. "GROUP BY pipeline, task, dataset, role"
+
+--- Rows of WRITES_SQL as dataset_writes_after returns them (at in s).
+function M.writes_rows(rows)
+  for _, r in ipairs(rows) do r.at = r.at / 1000 end
+  return rows
+end
+
+--- Rows of EDGES_SQL by pipeline, task, dataset and role, as bytes (the
+-- same order on every backend, whatever its collation).
+function M.edges_rows(rows)
+  table.sort(rows, function(a, b)
+    if a.pipeline ~= b.pipeline then return a.pipeline < b.pipeline end
+    if a.task ~= b.task then return a.task < b.task end
+    if a.dataset ~= b.dataset then return a.dataset < b.dataset end
+    return a.role < b.role
+  end)
+  return rows
+end
+
+--- Rows of RUN_LINEAGE_SQL with their columns decoded.
+function M.lineage_rows(rows)
+  for _, r in ipairs(rows) do
+    if r.columns then r.columns = require("weir.json").decode(r.columns) end
+  end
+  return rows
 end
 
 return M

@@ -6,6 +6,7 @@
 -- before acting on them, so a killed supervisor leaves a resumable run.
 local db_mod = require("weir.connectors.sqlite")
 local errors = require("weir.errors")
+local STORE = require("weir.store")
 
 local M = {}
 local S = {}
@@ -177,6 +178,33 @@ M.MIGRATIONS = {
     ) WITHOUT ROWID;
     CREATE INDEX runs_success ON runs (pipeline_id, finished_at) WHERE status = 'success';
   ]],
+  -- lineage: the datasets each attempt read and wrote (docs/adr/0030);
+  -- ids increase in commit order (AUTOINCREMENT, one writer at a time);
+  -- what the OpenLineage export sent and dropped, per target
+  [8] = [[
+    CREATE TABLE lineage (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      run_id TEXT NOT NULL,
+      task TEXT NOT NULL,
+      attempt INTEGER NOT NULL,
+      pipeline TEXT NOT NULL,
+      status TEXT NOT NULL,
+      dataset TEXT NOT NULL,
+      role TEXT NOT NULL,
+      rows INTEGER NOT NULL,
+      columns TEXT,
+      at REAL NOT NULL
+    );
+    CREATE INDEX lineage_dataset ON lineage (dataset);
+    CREATE INDEX lineage_run ON lineage (run_id);
+    CREATE TABLE lineage_export (
+      target TEXT PRIMARY KEY,
+      sent INTEGER NOT NULL DEFAULT 0,
+      dropped INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT,
+      updated_at REAL NOT NULL
+    );
+  ]],
 }
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -243,17 +271,21 @@ function S:migrate()
   -- the version is read again under it: two processes opening a new store
   -- at once must not both apply a migration
   local top = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-  if top and top.v == #M.MIGRATIONS then return end
-  for v = 1, #M.MIGRATIONS do
-    self:check(db:exec("BEGIN IMMEDIATE"))
-    local row = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-    if (row and row.v or 0) >= v then
-      self:check(db:exec("COMMIT"))
-    else
-      local ok, err = db:exec(M.MIGRATIONS[v])
-      if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
-      if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
-      self:check(db:exec("COMMIT"))
+  local latest = STORE.latest(M.MIGRATIONS)
+  if top and top.v == latest then return end
+  -- a number no migration has (a hole left by a merge) is skipped
+  for v = 1, latest do
+    if M.MIGRATIONS[v] then
+      self:check(db:exec("BEGIN IMMEDIATE"))
+      local row = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+      if (row and row.v or 0) >= v then
+        self:check(db:exec("COMMIT"))
+      else
+        local ok, err = db:exec(M.MIGRATIONS[v])
+        if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
+        if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
+        self:check(db:exec("COMMIT"))
+      end
     end
   end
 end
@@ -423,7 +455,6 @@ end
 
 -- weir serve ---------------------------------------------------------------
 
-local STORE = require("weir.store")
 local conflict = STORE.conflict
 
 function S:pipelines()
@@ -705,6 +736,47 @@ end
 function S:latest_created(pipeline_id)
   return self:check(self.db:all("SELECT max(created_at) AS t FROM runs WHERE pipeline_id = ?",
                                 { pipeline_id }))[1].t
+end
+
+-- lineage ------------------------------------------------------------------
+
+--- Record the datasets (weir.connectors' entries: dataset, role, rows,
+-- columns) attempt n of task used; status is the attempt's, at (ms) its end.
+function S:add_lineage(run_id, task, n, pipeline, status, at, datasets)
+  for _, d in ipairs(datasets) do
+    self:check(self.db:run("INSERT INTO lineage (run_id, task, attempt, pipeline, status, "
+                           .. "dataset, role, rows, columns, at) "
+                           .. "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           { run_id, task, n, pipeline, status, d.dataset, d.role,
+                             d.rows or 0, STORE.columns_text(d.columns), at, n = 10 }))
+  end
+end
+
+function S:dataset_writes_after(after_id, limit)
+  return STORE.writes_rows(self:check(self.db:all(STORE.WRITES_SQL:gsub("%$%d", "?"),
+                                                  { after_id or 0, limit or 100 })))
+end
+
+function S:lineage_run(run_id)
+  return STORE.lineage_rows(self:check(self.db:all(STORE.RUN_LINEAGE_SQL:gsub("%$%d", "?"),
+                                                   { run_id })))
+end
+
+function S:lineage_edges()
+  return STORE.edges_rows(self:check(self.db:all(STORE.EDGES_SQL)))
+end
+
+function S:export_count(target, sent, dropped, err, now)
+  self:check(self.db:run("INSERT INTO lineage_export (target, sent, dropped, last_error, "
+                         .. "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE "
+                         .. "SET sent = sent + excluded.sent, dropped = dropped + excluded.dropped, "
+                         .. "last_error = coalesce(excluded.last_error, last_error), "
+                         .. "updated_at = excluded.updated_at",
+                         { target, sent, dropped, err, now, n = 5 }))
+end
+
+function S:export_stats()
+  return self:check(self.db:all("SELECT * FROM lineage_export ORDER BY target"))
 end
 
 return M

@@ -26,7 +26,7 @@ local function run(P, behave, o)
   local e = engine.new({ P = P, store = store, exec = exec, run_id = RUN, params = {},
                          roots = { "/tmp" }, clock = clock, resume = o.resume,
                          resume_tasks = o.resume_tasks, only = o.only, from = o.from,
-                         redact = o.redact, prefetch = o.prefetch })
+                         redact = o.redact, prefetch = o.prefetch, lineage = o.lineage })
   e:start()
   engine.drive(e, exec)
   local status = e:finish()
@@ -100,6 +100,37 @@ describe("weir.engine", function()
     assert.equal("upstream task b failed", r.store:task(RUN, "c").error)
     assert.equal("success", r.store:task(RUN, "d").state)
     assert.equal(0, #r.store:task_attempts(RUN, "b"))
+  end)
+
+  it("stores each attempt's lineage, secrets masked, and tells the exporter", function()
+    local P = pipeline({ a = { retries = 1, retry_delay = 0 } })
+    local tries = 0
+    local heard = {}
+    local exporter = {
+      started = function(_, _, t) heard[#heard + 1] = "start " .. t.name .. " " .. t.attempt end,
+      finished = function(_, _, t, status, _, datasets)
+        heard[#heard + 1] = status .. " " .. t.name .. " " .. t.attempt .. " "
+                            .. (datasets and #datasets or 0)
+      end,
+      tick = function() end,
+    }
+    local status, x = run(P, function()
+      tries = tries + 1
+      local lin = { { dataset = "postgres://s3cret:5432/db/public.t", role = "output", rows = 2 },
+                    { dataset = "file:in.csv", role = "input", rows = 2 } }
+      if tries == 1 then return err("boom", { lineage = lin }) end
+      return { ms = 10, result = { status = "success", output = "1", lineage = lin } }
+    end, { lineage = exporter,
+           redact = function(t) return type(t) == "string" and t:gsub("s3cret", "***") or t end })
+    assert.equal("success", status)
+    local rows = x.store.lineage
+    assert.equal(4, #rows)
+    assert.same({ "failed", 1, "postgres://***:5432/db/public.t", "output", 2, "p" },
+                { rows[1].status, rows[1].attempt, rows[1].dataset, rows[1].role, rows[1].rows,
+                  rows[1].pipeline })
+    assert.same({ "success", 2, "file:in.csv", "input" },
+                { rows[4].status, rows[4].attempt, rows[4].dataset, rows[4].role })
+    assert.same({ "start a 1", "failed a 1 2", "start a 2", "success a 2 2" }, heard)
   end)
 
   it("does not retry a result that says retry = false", function()
