@@ -41,6 +41,16 @@ describe("triggers under weir serve", function()
       return pipeline { name = "down", triggers = { after = { "up" } },
         tasks = { t = task { run = function() return 2 end } } }
     ]])
+    H.write(dir .. "/pipelines/writer.lua", [[
+      return pipeline { name = "writer", tasks = { w = task { run = function(ctx)
+        return ctx.rows({ { id = 1 }, { id = 2 } }):to_csv("out/data.csv").rows
+      end } } }
+    ]])
+    H.write(dir .. "/pipelines/reader.lua", [[
+      return pipeline { name = "reader",
+        triggers = { datasets = { "file:./pipelines/out/data.csv" } },
+        tasks = { r = task { run = function(ctx) return ctx.csv("out/data.csv"):count() end } } }
+    ]])
     H.write(dir .. "/pipelines/ingest.lua", [[
       return pipeline { name = "ingest",
         params = { path = { type = "string" } },
@@ -93,6 +103,26 @@ describe("triggers under weir serve", function()
     os.execute("sleep 2")
     assert.equal(2, #runs_of(base, key, "down"))
     assert.equal("2\n", sql(dir, "SELECT count(*) FROM trigger_fires WHERE kind = 'after'"))
+  end)
+
+  it("runs a pipeline once after another wrote a dataset it reads", function()
+    assert.equal(0, #runs_of(base, key, "reader"))
+    local r = curl("POST", base .. "/api/v1/pipelines/writer/runs?wait=30s", key, "{}")
+    assert.equal("success", r.status)
+    local list = H.wait_for(function()
+      local l = runs_of(base, key, "reader")
+      return succeeded(l) == 1 and l
+    end, 30)
+    assert.truthy(list, H.read(dir .. "/serve.log"))
+    assert.equal("dataset file:pipelines/out/data.csv written by writer (run " .. r.id .. ")",
+                 list[1].trigger)
+    local full = curl("GET", base .. "/api/v1/runs/" .. list[1].id, key)
+    assert.equal(2, full.tasks[1].output)
+    -- the reader's own read is no write; nothing more happens
+    os.execute("sleep 2")
+    assert.equal(1, #runs_of(base, key, "reader"))
+    curl("POST", base .. "/api/v1/pipelines/writer/runs?wait=30s", key, "{}")
+    assert.truthy(H.wait_for(function() return succeeded(runs_of(base, key, "reader")) == 2 end, 30))
   end)
 
   it("starts one run per complete new file, never for a half-written one", function()
@@ -162,7 +192,8 @@ describe("triggers under weir serve", function()
   it("refuses bad trigger settings at weir validate, with their paths", function()
     H.write(dir .. "/bad.lua", [[
       return pipeline { name = "bad", params = { n = { type = "integer" } },
-        triggers = { after = { "bad" }, files = { dir = "../elsewhere", pattern = "[ab", param = "n" } },
+        triggers = { after = { "bad" }, files = { dir = "../elsewhere", pattern = "[ab", param = "n" },
+                     datasets = { "ftp://host/x" } },
         tasks = { t = task { run = function() end } } }
     ]])
     local code, out, err = H.weir(dir, "validate bad.lua")
@@ -172,5 +203,6 @@ describe("triggers under weir serve", function()
     assert.matches("triggers%.files%.dir: must stay under the pipeline's folder", text)
     assert.matches("triggers%.files%.pattern: unclosed %[", text)
     assert.matches("triggers%.files%.param: param \"n\" receives a path: its type must be string", text)
+    assert.matches("triggers%.datasets%[1%]: bad dataset ftp://host/x", text)
   end)
 end)
