@@ -114,3 +114,70 @@ describe("schedules under weir serve", function()
     assert.matches("CES?T$", s.schedules[1].next[1]["local"])
   end)
 end)
+
+-- A server killed between fires recorded (their runs queued) and those
+-- runs done, during a catch-up and during a backfill: the next start runs
+-- each logical time once, none lost, none twice.
+describe("schedules across a kill -9 between a fire and its run", function()
+  local dir, pid, key
+  setup(function()
+    dir = H.tmpdir()
+    H.write(dir .. "/weir.yaml", "pipelines: [pipelines]\n")
+    H.write(dir .. "/pipelines/slow.lua", [[
+      return pipeline { name = "slow", max_active_runs = 1,
+        schedule = { cron = "* * * * *", catchup = "all" },
+        tasks = { t = task { run = function(ctx)
+          local t0 = os.clock()
+          while os.clock() - t0 < 0.3 do end
+          return ctx.run.logical_time
+        end } } }
+    ]])
+    local code, out = H.weir(dir, "keys create ops --role operator")
+    assert.equal(0, code)
+    key = out:match("(weir_%S+)")
+  end)
+  teardown(function()
+    if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null"); H.wait_dead(pid) end
+    H.cleanup(dir)
+  end)
+
+  local function count(q) return tonumber(sql(dir, q):match("%d+")) end
+
+  it("runs every recorded fire once after the restart", function()
+    pid = H.serve(dir)
+    assert.truthy(H.wait_for(function() return count("SELECT count(*) FROM schedules") == 1 end, 10))
+    os.execute("kill -TERM " .. pid)
+    H.wait_dead(pid, 30)
+    local minute = math.floor(os.time() / 60) * 60000
+    sql(dir, "UPDATE schedules SET since = " .. (minute - 8 * 60000 - 1) .. ", last_fire = NULL")
+    sql(dir, "DELETE FROM fires; DELETE FROM runs")
+    local base
+    pid, base = H.serve(dir)
+    -- a backfill of the hour before, queued behind the catch-up
+    local env = { WEIR_SERVER = base, WEIR_TOKEN = key }
+    local code, _, err = H.weir(dir, "backfill slow --from "
+                                  .. require("weir.scheduler").iso(minute - 40 * 60000)
+                                  .. " --to " .. require("weir.scheduler").iso(minute - 10 * 60000), env)
+    assert.equal(0, code, err)
+    -- some done, most still queued: kill it there
+    assert.truthy(H.wait_for(function()
+      return count("SELECT count(*) FROM runs WHERE status = 'success'") >= 2
+    end, 60))
+    os.execute("kill -9 " .. pid)
+    H.wait_dead(pid)
+    local fires = count("SELECT count(*) FROM fires")
+    assert.is_true(fires >= 9 + 31, "fires recorded: " .. fires)
+    assert.is_true(count("SELECT count(*) FROM runs WHERE status = 'queued'") > 0)
+    pid = H.serve(dir)
+    assert.truthy(H.wait_for(function()
+      return count("SELECT count(*) FROM runs WHERE status <> 'success'") == 0
+    end, 120), H.read(dir .. "/serve.log"))
+    -- one run per fire (a minute may have turned since: one more), one
+    -- run per logical time
+    assert.is_true(count("SELECT count(*) FROM runs") >= fires)
+    assert.equal(count("SELECT count(*) FROM fires"), count("SELECT count(*) FROM runs"))
+    assert.equal("", sql(dir, "SELECT logical_time FROM runs GROUP BY logical_time HAVING count(*) > 1"))
+    assert.equal(0, count("SELECT count(*) FROM fires f LEFT JOIN runs r ON r.id = f.run_id "
+                          .. "WHERE r.id IS NULL"))
+  end)
+end)
