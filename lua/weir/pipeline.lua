@@ -271,6 +271,31 @@ function M.normalize_schedule(def)
   }
 end
 
+-- A param default may name the run's time: ${logical_time} (RFC 3339,
+-- UTC) and ${logical_date} (YYYY-MM-DD in the pipeline's time zone). A
+-- scheduled or backfilled run gives its logical time, any other run the
+-- time it is created.
+local TIME_REFS = { logical_time = true, logical_date = true }
+
+-- The zone ${logical_date} is taken in: the schedule's, the pipeline's, UTC.
+local function zone_name(def)
+  local s = def.schedule
+  return type(s) == "table" and s.timezone or def.timezone or "UTC"
+end
+
+-- default v with its references to the time lt (ms) filled in
+local function expand_default(def, v, lt)
+  if type(v) ~= "string" or not v:find("${", 1, true) then return v end
+  return (v:gsub("%${([%w_]+)}", function(name)
+    if name == "logical_time" then return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(lt / 1000)) end
+    if name == "logical_date" then
+      local zone = tz.load(zone_name(def)) or tz.load("UTC")
+      local y, m, d = tz.to_local(zone, math.floor(lt / 1000))
+      return format("%04d-%02d-%02d", y, m, d)
+    end
+  end))
+end
+
 --- Semantic checks beyond the schema. Appends {path, message} to errs.
 local function semantic(def, errs)
   local function add(path, msg) errs[#errs + 1] = { path = path, message = msg } end
@@ -300,8 +325,17 @@ local function semantic(def, errs)
   if cycle then add("tasks", "dependency cycle " .. cycle) end
   if type(def.params) == "table" then
     for name, p in pairs(def.params) do
+      if type(p) == "table" and type(p.default) == "string" then
+        for ref in p.default:gmatch("%${([^}]*)}") do
+          if not TIME_REFS[ref] then
+            add("params." .. tostring(name) .. ".default",
+                format("unknown reference ${%s} (a default may use ${logical_time} and "
+                       .. "${logical_date})", ref))
+          end
+        end
+      end
       if type(p) == "table" and p.default ~= nil then
-        local ok = M.coerce_param(p, p.default)
+        local ok = M.coerce_param(p, expand_default(def, p.default, 0))
         if ok == nil then
           add("params." .. tostring(name) .. ".default",
               format("expected %s, got %s", tostring(p.type), util.show(p.default)))
@@ -356,7 +390,22 @@ end
 
 --- Resolve run parameters from overrides (name -> string). Returns the
 -- params table or nil, message.
-function M.resolve_params(P, overrides)
+--- Whether a param default of P names the run's time (its params then
+-- differ from one logical time to the next).
+function M.defaults_use_time(P)
+  for _, p in pairs(P.def.params or {}) do
+    if type(p) == "table" and type(p.default) == "string" and p.default:find("${", 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
+--- The params of a run of P: overrides (name -> value; strings from the
+-- command line are coerced) over the defaults, the defaults' time
+-- references filled in with lt (ms; default now). Returns them, or nil,
+-- message.
+function M.resolve_params(P, overrides, lt)
   local out, defs = {}, P.def.params or {}
   for k, v in pairs(overrides or {}) do
     local p = defs[k]
@@ -380,7 +429,7 @@ function M.resolve_params(P, overrides)
   for k, p in pairs(defs) do
     if out[k] == nil then
       if p.default == nil then return nil, format("param %q is required (no default)", k) end
-      out[k] = M.coerce_param(p, p.default)
+      out[k] = M.coerce_param(p, expand_default(P.def, p.default, lt or os.time() * 1000))
     end
   end
   return out

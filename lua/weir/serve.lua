@@ -499,14 +499,17 @@ end
 -- fired skipped unless rerun. options: recorded with each run. Returns
 -- created, skipped, or nil, message.
 function Service:fire_times(c, lts, kind, rerun, options)
-  local params, perr = pipeline.resolve_params(c.P, {})
+  local params, perr = pipeline.resolve_params(c.P, {}, lts[1])
   if not params then return nil, perr end
+  -- the same params for every logical time, unless a default names it
+  local per_time = pipeline.defaults_use_time(c.P)
   local store, now = self.store, self.now()
   local encoded, opts = json.encode(params), json.encode(options)
   local ids, skipped = {}, 0
   store:begin()
   local ok, err = pcall(function()
     for _, lt in ipairs(lts) do
+      if per_time then encoded = json.encode(assert(pipeline.resolve_params(c.P, {}, lt))) end
       local row = queued_row(c, encoded, opts, now, lt)
       local fresh = true
       if rerun then store:create_run(row) else

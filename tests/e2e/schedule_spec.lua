@@ -24,6 +24,7 @@ describe("schedules under weir serve", function()
     H.write(dir .. "/pipelines/tick.lua", [[
       return pipeline { name = "tick",
         schedule = { cron = "* * * * *", timezone = "Europe/Berlin", catchup = "all" },
+        params = { day = { type = "string", default = "${logical_date}" } },
         tasks = { t = task { run = function(ctx) return ctx.run.logical_time end } } }
     ]])
     local code, out = H.weir(dir, "keys create ops --role operator")
@@ -72,6 +73,11 @@ describe("schedules under weir serve", function()
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:00Z$", x.logical_time)
       local full = curl("GET", base .. "/api/v1/runs/" .. x.id, key)
       assert.equal(x.logical_time, full.tasks[1].output) -- ctx.run.logical_time
+      -- a default naming the logical date: the day in Berlin
+      local tz = require("weir.tz")
+      local y, m, d = tz.to_local(tz.load("Europe/Berlin"),
+                                  require("weir.scheduler").parse_time(x.logical_time) / 1000)
+      assert.equal(string.format("%04d-%02d-%02d", y, m, d), x.params.day)
     end
     assert.truthy(seen[require("weir.scheduler").iso(minute - 5 * 60000)])
     -- a restart fires none of them again

@@ -185,6 +185,17 @@ return pipeline {
   end)
 end)
 
+describe("weir.pipeline params referring to the run's time", function()
+  it("refuses an unknown ${reference} in a default, with its path", function()
+    local P, errs = pipeline.load("inline.json", {
+      source = '{"name":"p","params":{"d":{"type":"string","default":"${logical_day}"}},'
+               .. '"tasks":{"a":{"run":"return 1"}}}', kind = "json" })
+    assert.is_nil(P)
+    assert.equal("params.d.default", errs[1].path)
+    assert.matches("unknown reference ${logical_day}", errs[1].message, 1, true)
+  end)
+end)
+
 describe("weir.pipeline.resolve_params", function()
   local P = { def = { params = {
     day = { type = "string", default = "2026-01-01" },
@@ -196,6 +207,24 @@ describe("weir.pipeline.resolve_params", function()
     assert.same({ day = "x", n = 7, mode = "delta" },
                 pipeline.resolve_params(P, { day = "x", n = "7", mode = "delta" }))
     assert.same({ day = "2026-01-01", n = 3, mode = "full" }, pipeline.resolve_params(P, {}))
+  end)
+
+  it("fills a default's ${logical_time} and ${logical_date} from the run's time", function()
+    local T = { def = { timezone = "Europe/Berlin", params = {
+      day = { type = "string", default = "${logical_date}" },
+      at = { type = "string", default = "run at ${logical_time}" },
+    } } }
+    -- 2026-03-28 23:30 UTC is already the 29th in Berlin
+    local lt = 1774740600000
+    assert.same({ day = "2026-03-29", at = "run at 2026-03-28T23:30:00Z" },
+                pipeline.resolve_params(T, {}, lt))
+    assert.is_true(pipeline.defaults_use_time(T))
+    assert.is_false(pipeline.defaults_use_time(P))
+    -- no logical time: now
+    local now = pipeline.resolve_params(T, {})
+    assert.equal(os.date("!%Y-%m-%dT%H", os.time()), now.at:match("at (%d+%-%d+%-%d+T%d+)"))
+    -- an override wins
+    assert.equal("2020-01-01", pipeline.resolve_params(T, { day = "2020-01-01" }, lt).day)
   end)
 
   it("says what is wrong with a value", function()
