@@ -10,6 +10,8 @@
 #
 # usage: bash tests/bench/serve.sh   (after bash scripts/build.sh)
 # env:   RUNS (3)  DURATION (10s)  WORKERS (2)  CONNS ("64 16")
+#        ONLY_RSS=1: only the memory part (a fresh server, and one that
+#        served 1,000 triggers), no throughput runs
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -69,6 +71,7 @@ count_runs() {
 }
 
 : >"$T/summary"
+[ -n "${ONLY_RSS:-}" ] && CONNS=""
 for c in $CONNS; do
 : >"$T/rps.runs"
 for i in $(seq 1 "$RUNS"); do
@@ -99,11 +102,20 @@ done
 echo
 cat "$T/summary"
 
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# idle memory after work: 1,000 triggers (API key), their runs done, 3 s
+for _ in $(seq 1 1000); do
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' -d '{}' "$BASE/api/v1/pipelines/noop/runs"
+done
+while [ "$(count_runs "IN ('queued', 'running')")" -gt 0 ]; do sleep 0.2; done
+sleep 3
+worked=$(rss_kb "$SERVE_PID")
 # idle memory: a fresh server, 3 s after start
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
 start_serve
 sleep 3
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 sup=$(rss_kb "$SERVE_PID")
 tree=$sup
 for c in $(pgrep -P "$SERVE_PID"); do tree=$((tree + $(rss_kb "$c"))); done
@@ -113,6 +125,6 @@ RPID=$!
 BENCH_PIDS+=("$RPID")
 sleep 2
 redis=$(rss_kb "$RPID")
-echo "idle RSS: supervisor $((sup / 1024)) MB (target <= 12), with workers $((tree / 1024)) MB;" \
-     "redis-server $((redis / 1024)) MB"
+echo "idle RSS: supervisor $(mb "$sup") MB (target <= 12), with workers $(mb "$tree") MB;" \
+     "after 1,000 triggers $(mb "$worked") MB; redis-server $(mb "$redis") MB"
 load_now

@@ -45,7 +45,8 @@ WEIR_API int weir_ffi_scrypt(const char *pw, size_t pwlen,
 /* Compares len bytes of a and b in a time that depends on len only
  * (CRYPTO_memcmp): WEIR_OK when they are equal, WEIR_EPERM when not. */
 WEIR_API int weir_ffi_mem_equal(const char *a, const char *b, size_t len);
-/* len cryptographically random bytes into out (caller's buffer). */
+/* len cryptographically random bytes into out (caller's buffer), from the
+ * kernel (getrandom). */
 WEIR_API int weir_ffi_random(uint8_t *out, size_t len);
 /* weir:cdef:end */
 
