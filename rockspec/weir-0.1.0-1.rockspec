@@ -23,6 +23,7 @@ build = {
     ["weir.breaker"] = "lua/weir/breaker.lua",
     ["weir.cron"] = "lua/weir/cron.lua",
     ["weir.cli"] = "lua/weir/cli.lua",
+    ["weir.clidoc"] = "lua/weir/clidoc.lua",
     ["weir.client"] = "lua/weir/client.lua",
     ["weir.config"] = "lua/weir/config.lua",
     ["weir.connectors"] = "lua/weir/connectors/init.lua",

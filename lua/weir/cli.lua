@@ -12,59 +12,50 @@ local M = {}
 
 M.VERSION = "0.1.0"
 
-M.USAGE = [[
-usage: weir <command> [options]
+-- The commands, in the order `weir help` lists them: one definition each
+-- (weir.clidoc says what a definition holds). Usage lines, per-command
+-- help, completion scripts and the man page are all made from these.
+M.COMMANDS = {}
+local function command(def)
+  M.COMMANDS[#M.COMMANDS + 1] = def
+  M.COMMANDS[def.name] = def
+  return def
+end
+M.command = command
 
-commands:
-  run FILE [--param k=v]... [--workers N] [--only TASK | --from TASK]
-           [--log-format text|json] [--quiet] [--config FILE]
-                         run a pipeline (.lua, .yaml, .yml or .json);
-                         --workers defaults to the number of CPUs
-  validate FILE [--json] check a pipeline; prints every error with its path
-  runs [--json] [--limit N] [--pipeline NAME] [--server URL]
-                         list recent runs (of weir serve with --server)
-  show RUN_ID [--json] [--server URL]
-                         a run: status, tasks, attempts, errors, logs, outputs
-  resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
-         [--force]       finish a run that was interrupted, re-running only
-                         what did not succeed; --force takes over a run
-                         whose recorded supervisor still looks alive
-  health [--config FILE] [--json]
-                         check the metadata store and every connection of
-                         weir.yaml (latency, circuit breaker); exit 1 on failure
-  serve [--listen ADDR:PORT] [--workers N] [--config FILE]
-                         the HTTP service: many runs at once over one worker
-                         pool (docs/api.md, docs/operations.md)
-  trigger PIPELINE [--param k=v]... [--wait] [--json] [--server URL]
-                         start a run on weir serve; --wait until it ends
-                         (exit 0 when it succeeded)
-  cancel RUN_ID [--server URL]
-                         cancel a run on weir serve
-  backfill PIPELINE --from T --to T [--dry-run] [--rerun] [--server URL]
-                         one run per scheduled interval in [T, T]
-                         (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC), never
-                         one already run unless --rerun
-  schedules [pause|unpause PIPELINE] [--json] [--server URL]
-                         weir serve's schedules: next five fires (local
-                         and UTC), last fire; pause or unpause one
-  users add NAME --role ROLE [--pipelines A,B] | users list | users disable NAME
-                         people who may use the HTTP API (password read
-                         from the terminal, or stdin); roles: viewer,
-                         operator, developer, admin; --pipelines: only
-                         these pipelines (default all)
-  keys create NAME --role ROLE [--pipelines A,B] | keys list | keys revoke ID
-                         API keys (shown once, stored hashed)
-  script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
-  version                print the version
-  help                   this text
+-- options several commands share
+local OPT = {
+  json = { name = "json", help = "print JSON (docs/cli.md gives its shape)" },
+  config = { name = "config", arg = "FILE",
+             help = "the configuration file (default: weir.yaml found next to the pipeline "
+                    .. "or above it; also WEIR_CONFIG)" },
+  workers = { name = "workers", arg = "N", number = true, min = 1, max = 256,
+              help = "worker processes (default: the number of CPUs)" },
+  log_format = { name = "log-format", arg = "FORMAT", choices = { "text", "json" },
+                 help = "text (default), or one JSON event per line on stderr" },
+  server = { name = "server", arg = "URL",
+             help = "weir serve's URL (default WEIR_SERVER; then the command asks the server)" },
+  param = { name = "param", arg = "K=V", pairs = true,
+            help = "a parameter of the pipeline (repeat for more; each name once)" },
+  role = { name = "role", arg = "ROLE", choices = { "viewer", "operator", "developer", "admin" },
+           help = "viewer, operator, developer or admin" },
+  pipelines = { name = "pipelines", arg = "A,B",
+                help = "only these pipelines (comma-separated; default: all)" },
+}
+M.OPT = OPT
 
+-- The text of `weir help` after the command list.
+M.TRAILER = [[
 configuration:
-  weir.yaml in the current folder, or --config FILE, or WEIR_CONFIG: the
-  connections tasks reach with ctx.source/ctx.sink (docs/connectors.md)
+  weir.yaml next to the pipeline file or in a folder above it (for commands
+  without a file: the current folder or above), or --config FILE, or
+  WEIR_CONFIG: the connections tasks reach with ctx.source/ctx.sink
+  (docs/connectors.md)
 
 environment:
-  WEIR_CONFIG        the configuration file (instead of ./weir.yaml)
-  WEIR_HOME          state folder (default ./.weir): metadata store weir.db
+  WEIR_CONFIG        the configuration file (instead of the weir.yaml found)
+  WEIR_HOME          state folder (default .weir in the project root: the
+                     folder of weir.yaml, else the pipeline's): weir.db
   WEIR_METADATA_URL  the metadata store: sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB
                      (also metadata_url in weir.yaml; default WEIR_HOME/weir.db)
   WEIR_SYNC          full: fsync every commit (default: WAL, synchronous=NORMAL)
@@ -78,6 +69,7 @@ environment:
   WEIR_SERVER        weir serve's URL for trigger, cancel, runs and show
                      (http://HOST:PORT; --server overrides it)
   WEIR_TOKEN         the API key or token those commands send
+  NO_COLOR           set and not empty: no colour (there is none off a terminal)
 
 exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
   3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM),
@@ -86,43 +78,6 @@ exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
 ]]
 
 local function eprintf(...) io.stderr:write(format(...)) end
-
-local function parse(args, spec)
-  local o, pos = { params = {} }, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    if name then
-      local kind = spec[name]
-      if not kind then return nil, "unknown option --" .. name end
-      if kind == "flag" then
-        o[name] = true
-      else
-        if not val then
-          i = i + 1
-          val = args[i]
-          if val == nil then return nil, "option --" .. name .. " needs a value" end
-        end
-        if kind == "param" then
-          local k, v = val:match("^([^=]+)=(.*)$")
-          if not k then return nil, "--param expects k=v, got " .. val end
-          o.params[k] = v
-        elseif kind == "number" then
-          o[name] = tonumber(val)
-          if not o[name] then return nil, "--" .. name .. " expects a number" end
-        else
-          o[name] = val
-        end
-      end
-    else
-      pos[#pos + 1] = a
-    end
-    i = i + 1
-  end
-  return o, pos
-end
 
 local function open_store()
   local store, err = require("weir.run").open_store()
@@ -208,32 +163,33 @@ local function drive(r, o, cmd)
   return exit_code(status, r)
 end
 
-local commands = {}
-
-function commands.run(args)
-  local o, pos = parse(args, { param = "param", workers = "number", only = "string",
-                               from = "string", ["log-format"] = "string", quiet = "flag",
-                               config = "string" })
-  if not o then eprintf("weir run: %s\n", pos); return 2 end
-  if #pos ~= 1 then eprintf("usage: weir run FILE [options] (see weir help)\n"); return 2 end
-  if o.workers and (o.workers < 1 or o.workers > 256) then
-    eprintf("weir run: --workers must be 1..256\n"); return 2
-  end
+command {
+  name = "run", args = { "FILE" }, complete = { "file" },
+  summary = "run a pipeline (.lua, .yaml, .yml or .json)",
+  help = "Records the run in the metadata store (weir runs, weir show) and shows its tasks "
+    .. "as they go: a live table on a terminal, one line per change otherwise.",
+  options = {
+    OPT.param, OPT.workers,
+    { name = "only", arg = "TASK", help = "run only this task (the others are skipped)" },
+    { name = "from", arg = "TASK", help = "run this task and everything downstream of it" },
+    OPT.log_format, OPT.config,
+  },
+  run = function(o, pos)
   if o.only and o.from then
     eprintf("weir run: --only and --from cannot be used together\n"); return 2
-  end
-  if o["log-format"] and o["log-format"] ~= "json" and o["log-format"] ~= "text" then
-    eprintf("weir run: --log-format must be text or json\n"); return 2
   end
   return drive(require("weir.run").new({
     file = pos[1], params = o.params, workers = o.workers, only = o.only, from = o.from,
     config = o.config, warn = function(m) eprintf("%s\n", m) end,
   }), o, "weir run")
-end
+  end,
+}
 
-function commands.validate(args)
-  local o, pos = parse(args, { json = "flag" })
-  if not o or #pos ~= 1 then eprintf("usage: weir validate FILE\n"); return 2 end
+command {
+  name = "validate", args = { "FILE" }, complete = { "file" },
+  summary = "check a pipeline; prints every error with its path",
+  options = { OPT.json },
+  run = function(o, pos)
   local P, errs = pipeline.load(pos[1])
   if not P then
     if o.json then
@@ -256,7 +212,8 @@ function commands.validate(args)
     io.write(format("%s: valid (pipeline %s, %d task%s)\n", pos[1], P.name, n, n == 1 and "" or "s"))
   end
   return 0
-end
+  end,
+}
 
 local function fmt_time(ms)
   if not ms then return "-" end
@@ -277,10 +234,16 @@ local function remote(cmd, method, path, body, o)
   return res, status
 end
 
-function commands.runs(args)
-  local o = parse(args, { json = "flag", limit = "number", pipeline = "string",
-                          server = "string" })
-  if not o then eprintf("usage: weir runs [--json] [--limit N]\n"); return 2 end
+command {
+  name = "runs", args = {},
+  summary = "list recent runs (of weir serve with --server)",
+  options = {
+    { name = "limit", arg = "N", number = true, min = 1, max = 100000,
+      help = "at most N runs (default 20)" },
+    { name = "pipeline", arg = "NAME", help = "only runs of this pipeline" },
+    OPT.json, OPT.server,
+  },
+  run = function(o)
   local runs
   if o.server or os.getenv("WEIR_SERVER") then
     local q = "?limit=" .. (o.limit or 20)
@@ -316,11 +279,14 @@ function commands.runs(args)
                     fmt_time(r.started_at or r.created_at), dur))
   end
   return 0
-end
+  end,
+}
 
-function commands.show(args)
-  local o, pos = parse(args, { json = "flag", server = "string" })
-  if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json]\n"); return 2 end
+command {
+  name = "show", args = { "RUN_ID" },
+  summary = "a run: status, tasks, attempts, errors, logs, outputs",
+  options = { OPT.json, OPT.server },
+  run = function(o, pos)
   if o.server or os.getenv("WEIR_SERVER") then
     local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
                              nil, o)
@@ -394,23 +360,33 @@ function commands.show(args)
     end
   end
   return 0
-end
+  end,
+}
 
-function commands.resume(args)
-  local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag",
-                               config = "string", force = "flag" })
-  if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
+command {
+  name = "resume", args = { "RUN_ID" },
+  summary = "finish a run that was interrupted, re-running only what did not succeed",
+  options = {
+    OPT.workers, OPT.log_format, OPT.config,
+    { name = "force", help = "take the run over even when its recorded supervisor still "
+                             .. "looks alive" },
+  },
+  run = function(o, pos)
   return drive(require("weir.run").resume(pos[1], {
     workers = o.workers, config = o.config, force = o.force,
     warn = function(m) eprintf("%s\n", m) end,
   }), o, "weir resume")
-end
+  end,
+}
 
 --- weir health: the metadata store, then each connection of weir.yaml:
 -- latency of a round trip and its circuit breaker. Exit 0 when all answer.
-function commands.health(args)
-  local o, pos = parse(args, { config = "string", json = "flag" })
-  if not o or #pos ~= 0 then eprintf("usage: weir health [--config FILE] [--json]\n"); return 2 end
+command {
+  name = "health", args = {},
+  summary = "check the metadata store and every connection of weir.yaml (latency, circuit "
+    .. "breaker); exit 1 on failure",
+  options = { OPT.config, OPT.json },
+  run = function(o)
   local run = require("weir.run")
   local conf, cerr = run.config(o.config, function(m) eprintf("%s\n", m) end)
   if not conf then eprintf("%s\n", util.printable(cerr)); return 1 end
@@ -460,15 +436,17 @@ function commands.health(args)
     end
   end
   return failed and 1 or 0
-end
+  end,
+}
 
 --- weir trigger: a run of PIPELINE on weir serve; --wait until it ends.
-function commands.trigger(args)
-  local o, pos = parse(args, { param = "param", wait = "flag", server = "string",
-                               json = "flag" })
-  if not o or #pos ~= 1 then
-    eprintf("usage: weir trigger PIPELINE [--param k=v]... [--wait] [--server URL]\n"); return 2
-  end
+command {
+  name = "trigger", args = { "PIPELINE" },
+  summary = "start a run on weir serve; --wait until it ends (exit 0 when it succeeded)",
+  options = {
+    OPT.param, { name = "wait", help = "wait until the run ends" }, OPT.json, OPT.server,
+  },
+  run = function(o, pos)
   local client = require("weir.client")
   local path = "/api/v1/pipelines/" .. client.pct(pos[1]) .. "/runs"
   local res, code = remote("weir trigger", "POST", path .. (o.wait and "?wait=300s" or ""),
@@ -484,15 +462,25 @@ function commands.trigger(args)
   if o.json then io.write(json.encode(res), "\n") else io.write(res.id, " ", res.status, "\n") end
   if o.wait then return res.status == "success" and 0 or 1 end
   return 0
-end
+  end,
+}
 
 --- weir backfill PIPELINE --from T --to T: runs over past intervals.
-function commands.backfill(args)
-  local o, pos = parse(args, { from = "string", to = "string", ["dry-run"] = "flag",
-                               rerun = "flag", server = "string" })
-  if not o or #pos ~= 1 or not o.from or not o.to then
-    eprintf("usage: weir backfill PIPELINE --from T --to T [--dry-run] [--rerun] "
-            .. "[--server URL]\n"); return 2
+command {
+  name = "backfill", args = { "PIPELINE" },
+  summary = "one run per scheduled interval in [--from, --to] on weir serve, never one "
+    .. "already run unless --rerun",
+  options = {
+    { name = "from", arg = "T", help = "first logical time (YYYY-MM-DD or "
+                                       .. "YYYY-MM-DDTHH:MM:SSZ, UTC); required" },
+    { name = "to", arg = "T", help = "last logical time; required" },
+    { name = "dry-run", help = "count the logical times, create nothing" },
+    { name = "rerun", help = "also the logical times already run" },
+    OPT.server,
+  },
+  run = function(o, pos)
+  if not o.from or not o.to then
+    eprintf("weir backfill: --from and --to are required (weir backfill --help)\n"); return 2
   end
   local res, code = remote("weir backfill", "POST", "/api/v1/pipelines/"
                            .. require("weir.client").pct(pos[1]) .. "/backfill",
@@ -507,21 +495,28 @@ function commands.backfill(args)
                     res.pipeline, res.created, res.skipped))
   end
   return 0
-end
+  end,
+}
 
 --- weir schedules [pause|unpause NAME]: the schedules of weir serve.
-function commands.schedules(args)
-  local o, pos = parse(args, { server = "string", json = "flag" })
+command {
+  name = "schedules", args = { "[pause|unpause]", "[PIPELINE]" },
+  complete = { { "pause", "unpause" } },
+  usage = { "[--json] [--server URL]", "pause|unpause PIPELINE [--server URL]" },
+  summary = "weir serve's schedules: next five fires (local and UTC), last fire; pause or "
+    .. "unpause one",
+  options = { OPT.json, OPT.server },
+  run = function(o, pos)
   local client = require("weir.client")
-  if o and (pos[1] == "pause" or pos[1] == "unpause") and #pos == 2 then
+  if (pos[1] == "pause" or pos[1] == "unpause") and #pos == 2 then
     local res, code = remote("weir schedules", "POST", "/api/v1/pipelines/" .. client.pct(pos[2])
                              .. "/schedule/" .. pos[1], nil, o)
     if not res then return code end
     io.write(format("%s %s\n", res.pipeline, res.paused and "paused" or "unpaused"))
     return 0
   end
-  if not o or #pos ~= 0 then
-    eprintf("usage: weir schedules [pause|unpause PIPELINE] [--json] [--server URL]\n"); return 2
+  if #pos ~= 0 then
+    eprintf("weir schedules: expected pause|unpause PIPELINE, or nothing\n"); return 2
   end
   local res, code = remote("weir schedules", "GET", "/api/v1/schedules", nil, o)
   if not res then return code end
@@ -536,29 +531,36 @@ function commands.schedules(args)
     end
   end
   return 0
-end
+  end,
+}
 
 --- weir cancel RUN_ID: cancel a run on weir serve.
-function commands.cancel(args)
-  local o, pos = parse(args, { server = "string" })
-  if not o or #pos ~= 1 then eprintf("usage: weir cancel RUN_ID [--server URL]\n"); return 2 end
+command {
+  name = "cancel", args = { "RUN_ID" },
+  summary = "cancel a run on weir serve",
+  options = { OPT.server },
+  run = function(o, pos)
   local res, code = remote("weir cancel", "POST", "/api/v1/runs/"
                            .. require("weir.client").pct(pos[1]) .. "/cancel", nil, o)
   if not res then return code end
   io.write(res.id, " ", res.status, "\n")
   return 0
-end
+  end,
+}
 
-function commands.serve(args)
-  local o, pos = parse(args, { listen = "string", workers = "number", config = "string" })
-  if not o or #pos ~= 0 then
-    eprintf("usage: weir serve [--listen ADDR:PORT] [--workers N] [--config FILE]\n"); return 2
-  end
-  if o.workers and (o.workers < 1 or o.workers > 256) then
-    eprintf("weir serve: --workers must be 1..256\n"); return 2
-  end
+command {
+  name = "serve", args = {},
+  summary = "the HTTP service: many runs at once over one worker pool (docs/api.md, "
+    .. "docs/operations.md)",
+  options = {
+    { name = "listen", arg = "ADDR:PORT", help = "where to listen (default: weir.yaml's "
+                                                 .. "server.listen, else 127.0.0.1:8080)" },
+    OPT.workers, OPT.config,
+  },
+  run = function(o)
   return require("weir.serve").main({ listen = o.listen, workers = o.workers, config = o.config })
-end
+  end,
+}
 
 local function check_role(cmd, role)
   if not require("weir.api").ROLES[role or ""] then
@@ -608,9 +610,7 @@ end
 
 -- weir users / weir keys: the options, the arguments and the store; or
 -- nil and the exit code, after saying why.
-local function admin_command(args, usage)
-  local o, pos = parse(args, { role = "string", pipelines = "string" })
-  if not o or not pos[1] then eprintf(usage); return nil, 2 end
+local function admin_command(o, pos)
   local store = open_store()
   if not store then return nil, 3 end
   return o, pos, store
@@ -623,9 +623,18 @@ local function role_scope(cmd, o)
   return scope_arg(cmd, o.pipelines)
 end
 
-function commands.users(args)
-  local usage = "usage: weir users add NAME --role ROLE | users list | users disable NAME\n"
-  local o, pos, store = admin_command(args, usage)
+command {
+  name = "users", args = { "add|list|disable", "[NAME]" },
+  complete = { { "add", "list", "disable" } },
+  usage = { "add NAME --role ROLE [--pipelines A,B]", "list", "disable NAME" },
+  summary = "people who may use the HTTP API",
+  help = "users add reads the password from the terminal (not echoed), or the first line "
+    .. "of stdin.",
+  options = { OPT.role, OPT.pipelines },
+  run = function(o, pos)
+  local usage = "weir users: expected add NAME --role ROLE, list or disable NAME\n"
+  local store
+  o, pos, store = admin_command(o, pos)
   if not o then return pos end
   local sub = pos[1]
   if sub == "add" and #pos == 2 then
@@ -656,11 +665,19 @@ function commands.users(args)
   end
   store:close()
   return 0
-end
+  end,
+}
 
-function commands.keys(args)
-  local usage = "usage: weir keys create NAME --role ROLE | keys list | keys revoke ID\n"
-  local o, pos, store = admin_command(args, usage)
+command {
+  name = "keys", args = { "create|list|revoke", "[NAME|ID]" },
+  complete = { { "create", "list", "revoke" } },
+  usage = { "create NAME --role ROLE [--pipelines A,B]", "list", "revoke ID" },
+  summary = "API keys of the HTTP API (shown once, stored hashed)",
+  options = { OPT.role, OPT.pipelines },
+  run = function(o, pos)
+  local usage = "weir keys: expected create NAME --role ROLE, list or revoke ID\n"
+  local store
+  o, pos, store = admin_command(o, pos)
   if not o then return pos end
   local sub = pos[1]
   local now = require("weir.executor").now()
@@ -689,9 +706,13 @@ function commands.keys(args)
   end
   store:close()
   return 0
-end
+  end,
+}
 
-function commands.script(args)
+command {
+  name = "script", args = { "FILE", "[ARGS...]" }, raw = true, complete = { "file" },
+  summary = "run a trusted Lua file with the runtime loaded",
+  run = function(args)
   if #args < 1 then eprintf("usage: weir script FILE [ARGS...]\n"); return 2 end
   local file = args[1]
   local script_args = { [0] = file }
@@ -703,16 +724,80 @@ function commands.script(args)
   if not ok then eprintf("weir script: %s\n", tostring(res)); return 1 end
   io.stdout:flush()
   return type(res) == "number" and res or 0
-end
+  end,
+}
 
-function commands.version()
+command {
+  name = "version", args = {},
+  summary = "print the version",
+  run = function()
   io.write("weir ", M.VERSION, " (", jit and jit.version or _VERSION, ")\n")
   return 0
+  end,
+}
+
+--- The whole of `weir help`.
+function M.usage_text()
+  return "usage: weir <command> [options]   (weir help COMMAND, weir COMMAND --help)\n\n"
+         .. "commands:\n" .. require("weir.clidoc").overview(M.COMMANDS) .. "\n" .. M.TRAILER
 end
 
-function commands.help()
-  io.write(M.USAGE)
+command {
+  name = "help", args = { "[COMMAND]" },
+  summary = "this text, or a command's help",
+  run = function(_, pos)
+  if pos[1] then
+    local def = M.COMMANDS[pos[1]]
+    if not def then eprintf("weir help: unknown command %q\n", pos[1]); return 2 end
+    io.write(require("weir.clidoc").command_help(def))
+    return 0
+  end
+  io.write(M.usage_text())
   return 0
+  end,
+}
+
+command {
+  name = "completion", args = { "SHELL" }, complete = { { "bash", "zsh", "fish" } },
+  summary = "print the completion script for bash, zsh or fish",
+  help = "bash: `source <(weir completion bash)` in ~/.bashrc; zsh: `weir completion zsh > "
+    .. "~/.zfunc/_weir` with ~/.zfunc in fpath; fish: `weir completion fish > "
+    .. "~/.config/fish/completions/weir.fish`.",
+  run = function(_, pos)
+  local clidoc = require("weir.clidoc")
+  if not clidoc.SHELLS[pos[1]] then
+    eprintf("weir completion: expected bash, zsh or fish, got %q\n", pos[1]); return 2
+  end
+  io.write(clidoc.completion(pos[1], M.COMMANDS))
+  return 0
+  end,
+}
+
+command {
+  name = "man", args = {},
+  summary = "print the man page weir(1) (roff: `weir man | man -l -`)",
+  run = function()
+  local trailer = M.TRAILER
+  local sections = {}
+  for title, body in (trailer .. "\n"):gmatch("([%w ]+):[ ]*\n?(.-)\n\n") do
+    sections[#sections + 1] = { title, body }
+  end
+  io.write(require("weir.clidoc").man(M.COMMANDS, M.VERSION, sections))
+  return 0
+  end,
+}
+
+--- Run the command def with args (the words after its name).
+local function call(def, args)
+  if def.raw then return def.run(args) end
+  local clidoc = require("weir.clidoc")
+  local o, pos = clidoc.parse(def, args)
+  if not o then
+    eprintf("weir %s: %s (weir %s --help)\n", def.name, pos, def.name)
+    return 2
+  end
+  if o.help then io.write(clidoc.command_help(def)); return 0 end
+  return def.run(o, pos)
 end
 
 --- Entry point: args is the process arg table; returns the exit code.
@@ -720,19 +805,20 @@ function M.main(args)
   local cmd = args[1]
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
-  if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
+  if cmd == nil then io.stderr:write(M.usage_text()); return 2 end
+  if cmd == "--help" or cmd == "-h" then cmd = "help" end
   if cmd == "--version" then cmd = "version" end
-  local f = commands[cmd]
-  if not f then
-    eprintf("weir: unknown command %q\n\n%s", cmd, M.USAGE)
+  local def = M.COMMANDS[cmd]
+  if not def then
+    eprintf("weir: unknown command %q (weir help lists them)\n", cmd)
     return 2
   end
   -- the store failing under a command is an operational error (a damaged
   -- or full disk), not weir's: say so, exit 3
-  local ok, code = xpcall(f, function(e)
+  local ok, code = xpcall(call, function(e)
     if type(e) == "table" and e.code == "store" then return e end
     return debug.traceback(tostring(e), 2)
-  end, rest)
+  end, def, rest)
   io.stdout:flush()
   if not ok then
     if type(code) == "table" then
