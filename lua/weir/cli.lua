@@ -188,7 +188,10 @@ command {
 command {
   name = "validate", args = { "FILE" }, complete = { "file" },
   summary = "check a pipeline; prints every error with its path",
-  options = { OPT.json },
+  help = "Also checks the configuration the run would use (weir.yaml next to the file or "
+    .. "above it) and that every connection the pipeline names with ctx.source(\"NAME\") or "
+    .. "ctx.sink(\"NAME\") is in it.",
+  options = { OPT.json, OPT.config },
   run = function(o, pos)
   local P, errs = pipeline.load(pos[1])
   if not P then
@@ -204,10 +207,36 @@ command {
     end
     return 1
   end
+  -- the configuration the run would use, and the connections the
+  -- pipeline names in it
+  local runm = require("weir.run")
+  local pr, perr = runm.locate({ file = pos[1], config = o.config })
+  local cfg, cerrs
+  if pr then cfg, cerrs = require("weir.config").load(pr.config) else cerrs = { perr } end
+  if cfg and not pr.config then cfg.searched = pr.searched end
+  local bad = cfg and runm.check_connections(P, { cfg = cfg, connections = cfg.connections })
+  if not cfg or bad then
+    local list = setmetatable({}, json.array_mt)
+    for _, b in ipairs(bad or {}) do
+      list[#list + 1] = { path = "", message = b.message, line = b.line }
+    end
+    for _, m in ipairs(cerrs or {}) do list[#list + 1] = { path = "", message = m } end
+    if o.json then
+      io.write(json.encode({ valid = false, file = pos[1], errors = list }), "\n")
+    else
+      for _, b in ipairs(bad or {}) do
+        io.stderr:write(util.printable(format("%s:%d: %s", b.file, b.line, b.message)), "\n")
+      end
+      for _, m in ipairs(cerrs or {}) do io.stderr:write(util.printable(m), "\n") end
+      eprintf("%s: %d error(s)\n", pos[1], #list)
+    end
+    return 1
+  end
   local n = 0
   for _ in pairs(P.tasks) do n = n + 1 end
   if o.json then
-    io.write(json.encode({ valid = true, name = P.name, tasks = n }), "\n")
+    io.write(json.encode({ valid = true, name = P.name, tasks = n,
+                           config = pr.config or json.null }), "\n")
   else
     io.write(format("%s: valid (pipeline %s, %d task%s)\n", pos[1], P.name, n, n == 1 and "" or "s"))
   end

@@ -125,7 +125,8 @@ function M.new(o)
   -- task's (once per task) and the attempt's own, sent back to back
   e.job_base = ser.encode({ kind = "attempt", run_id = e.run_id, pipeline = e.P.name,
                             params = e.params, base_dir = e.P.base_dir, roots = e.roots,
-                            connections = e.connections, logical_time = o.logical_time })
+                            connections = e.connections, logical_time = o.logical_time,
+                            config_where = o.config_where })
   return e
 end
 
@@ -359,7 +360,9 @@ local function handle_result(pool, ev)
   local fin = e.now()
   res.finished_at = fin
   if res.status ~= "success" and res.kind == "memory" then
+    -- the same input hits the same cap again: not retried
     res.error = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
+    res.retry = false
   end
   -- downstream tasks get the output as the task returned it; the store
   -- and the screen get it with the secrets of weir.yaml masked

@@ -64,12 +64,49 @@ local function fail_list(exit, text)
   return nil, { exit = exit, message = text, located = true }
 end
 
-local home_dir
---- WEIR_HOME (default ./.weir), created if missing.
+local home_dir, project
+
+--- Where this command works: the project. o: file (a pipeline file, so
+-- weir.yaml is looked for next to it and upwards), config (--config).
+-- Its configuration is --config, else WEIR_CONFIG, else the nearest
+-- weir.yaml (weir.config's find); its root is that file's folder, else
+-- the pipeline's folder, else (no file) the nearest folder from here up
+-- that holds a .weir, else the current one. Returns { root, config (the
+-- file or nil), searched (where weir.yaml was looked for) }, or nil,
+-- message when --config or WEIR_CONFIG is not a readable file. The
+-- latest call decides what M.home and M.config use.
+function M.locate(o)
+  o = o or {}
+  local search = o.file and util.dirname(pipeline.abspath(o.file)) or nil
+  local path, err, searched = require("weir.config").find({ path = o.config, search = search })
+  if err then return nil, err end
+  local root = path and util.dirname(pipeline.abspath(path)) or search
+  if not root then
+    local F = require("weir._ffi")
+    for _, d in ipairs(searched or {}) do
+      if F.C.weir_ffi_path_kind(util.join(d, ".weir")) == F.C.WEIR_KIND_DIR then
+        root = d
+        break
+      end
+    end
+  end
+  project = { root = root or pipeline.abspath("."), config = path, searched = searched,
+              file = o.file,
+              dir = search or pipeline.abspath(".") }
+  home_dir = nil
+  return project
+end
+
+local function located()
+  return project or M.locate() or { root = pipeline.abspath("."), dir = pipeline.abspath(".") }
+end
+
+--- WEIR_HOME, else .weir in the project's root (M.locate), created if
+-- missing.
 function M.home()
   if home_dir then return home_dir end
   local h = os.getenv("WEIR_HOME")
-  if not h or h == "" then h = ".weir" end
+  if not h or h == "" then h = util.join(located().root, ".weir") end
   -- mkdir -p, without a shell (trusted side: the calls go straight to the
   -- OS); the home itself is made for its owner only (0700)
   local F = require("weir._ffi")
@@ -92,8 +129,9 @@ local function store_url(conf)
   if url and url ~= "" then return url end
   local cfg = conf and conf.cfg
   if not conf then
-    local ok, c = pcall(require("weir.config").open, {})
-    cfg = ok and c or nil
+    local p = located().config
+    local ok, c = pcall(require("weir.config").load, p)
+    cfg = ok and p and c or nil
   end
   return cfg and cfg.metadata_url
 end
@@ -107,7 +145,7 @@ function M.open_store(conf)
   return store
 end
 
---- weir.yaml (path, else WEIR_CONFIG, else ./weir.yaml): its connections
+--- The configuration (path: --config; else the project's, M.locate): its connections
 -- for the workers (host names resolved here, so workers never need DNS;
 -- hostaddr is what they connect to), the endpoints workers may reach, the
 -- breaker table, the libraries workers preload, and the redaction of its
@@ -115,11 +153,18 @@ end
 -- message (every error of the file, one per line).
 function M.config(path, warn)
   local config = require("weir.config")
-  local cfg, errs = config.open({ path = path })
+  local pr = project
+  if not pr or path then
+    local perr
+    pr, perr = M.locate({ config = path, file = pr and pr.file })
+    if not pr then return nil, "weir: " .. tostring(perr) end
+  end
+  local cfg, errs = config.load(pr.config)
   if not cfg then
     if type(errs) == "table" then return nil, concat(errs, "\n") end
     return nil, "weir: " .. tostring(errs)
   end
+  if not pr.config then cfg.searched = pr.searched end
   local F = require("weir._ffi")
   local buf = F.ffi.new("char[1024]")
   local conns, endpoints = {}, {}
@@ -161,7 +206,7 @@ function M.config(path, warn)
   local names = {}
   for name in pairs(conns) do names[#names + 1] = name end
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
-           breakers = names,
+           breakers = names, where = config.where(cfg),
            preload = preload, redact = config.redactor(cfg) }
 end
 
@@ -190,7 +235,7 @@ local function off_limits(conf, path)
     if F.C.weir_ffi_path_kind(d) == F.C.WEIR_KIND_DIR then deny[#deny + 1] = d end
   end
   local cfg = conf.cfg
-  local yaml = pipeline.abspath(cfg.file or "weir.yaml")
+  local yaml = cfg.file or util.join(located().dir, "weir.yaml")
   local hide = { yaml }
   for _, f in ipairs(cfg.secret_files) do hide[#hide + 1] = f end
   local protect = { util.join(util.dirname(yaml), "weir.lock") }
@@ -250,10 +295,35 @@ local function define(self, path, workers, source, kind)
   return P
 end
 
+--- The connections P names in its Lua source (ctx.source("NAME") and
+-- ctx.sink("NAME") with a literal name) that conf (M.config) does not
+-- have: a list of { file, line, message }, or nil when there is none.
+-- conf: { cfg = a loaded weir.config, connections = its connections }.
+function M.check_connections(P, conf)
+  if P.kind ~= "lua" or type(P.source) ~= "string" then return nil end
+  local out, n = {}, 0
+  for line in (P.source .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    for what, name in line:gmatch("ctx%.(%a+)%(%s*[\"']([^\"']*)[\"']") do
+      if (what == "source" or what == "sink") and not conf.connections[name] then
+        local _, why = conf.cfg:connection(name)
+        out[#out + 1] = { file = P.file, line = n, message = format("ctx.%s: %s", what, why) }
+      end
+    end
+  end
+  return #out > 0 and out or nil
+end
+
 local function prepare_new(self)
   local o = self.o
   local P, err = define(self, self.file, o.workers)
   if not P then return nil, err end
+  local bad = M.check_connections(P, self.conf)
+  if bad then
+    local lines = {}
+    for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
+    return fail_list(1, concat(lines, "\n"))
+  end
   for _, flag in ipairs({ "only", "from" }) do
     if o[flag] and not P.tasks[o[flag]] then
       return fail(2, "--%s: unknown task %q", flag, o[flag])
@@ -350,6 +420,8 @@ end
 -- err.
 function Run:prepare()
   if not self.resumed then executor.signal_install() end
+  local pr, perr = M.locate({ file = self.file, config = self.o.config })
+  if not pr then return fail(1, "weir: %s", perr) end
   local conf, cerr = M.config(self.o.config, self.warn)
   if not conf then return fail_list(1, cerr) end
   self.conf = conf
@@ -376,7 +448,7 @@ function Run:execute(view)
     params = self.params, roots = M.roots_for(self.P.base_dir),
     resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
     only = self.only, from = self.from, view = view,
-    connections = conf.connections, redact = conf.redact,
+    connections = conf.connections, redact = conf.redact, config_where = conf.where,
   })
   self.exec:close()
   self.exec = nil

@@ -106,7 +106,7 @@ for _, B in ipairs(BACKENDS) do
 
     it("applies its migrations once; migrating again changes nothing", function()
       local s = open()
-      local n = #require("weir.store." .. B.name).MIGRATIONS
+      local n = require("weir.store." .. B.name).LATEST
       assert.equal(n, s:schema_version())
       s:migrate()
       s:close()
@@ -119,8 +119,8 @@ for _, B in ipairs(BACKENDS) do
     end)
 
     it("has as many migrations as the other backend", function()
-      assert.equal(#require("weir.store.sqlite").MIGRATIONS,
-                   #require("weir.store.postgres").MIGRATIONS)
+      assert.equal(require("weir.store.sqlite").LATEST,
+                   require("weir.store.postgres").LATEST)
     end)
 
     it("migrates once when several supervisors open a new store at once", function()
@@ -140,7 +140,7 @@ for _, B in ipairs(BACKENDS) do
         assert.equal("0\n", H.read(codes[i]), H.read(dir .. "/open" .. i .. ".log"))
       end
       local rows = B.raw(url, "SELECT count(*) AS n FROM schema_migrations")
-      assert.equal(#require("weir.store." .. B.name).MIGRATIONS, rows[1].n)
+      assert.equal(require("weir.util").count(require("weir.store." .. B.name).MIGRATIONS), rows[1].n)
     end)
 
     it("keeps pipeline versions immutable, keyed by source hash", function()
@@ -1007,7 +1007,7 @@ for _, B in ipairs(BACKENDS) do
                  .. "created_at) VALUES ('old-run', 1, 1, 'failed', '{}', '{}', 5); "
                  .. "GRANT SELECT ON runs TO PUBLIC")
         local s = open()
-        assert.equal(#P.MIGRATIONS, s:schema_version())
+        assert.equal(P.LATEST, s:schema_version())
         local r = s:run("old-run")
         assert.same({ "old", "failed", "return 0" }, { r.pipeline, r.status,
                                                        s:version(r.version_id).source })

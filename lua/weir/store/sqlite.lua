@@ -158,7 +158,21 @@ M.MIGRATIONS = {
     );
     ALTER TABLE runs ADD COLUMN logical_time REAL;
   ]],
+  -- the versions of a pipeline a run ran: weir retry --reload adds one
+  -- (n 2, 3...; n 1 is the version the run was created with), and an
+  -- attempt ran the latest one that started before it
+  [10] = [[
+    CREATE TABLE run_versions (
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      n INTEGER NOT NULL,
+      version_id INTEGER NOT NULL REFERENCES pipeline_versions(id),
+      since REAL NOT NULL,
+      PRIMARY KEY (run_id, n)
+    ) WITHOUT ROWID;
+  ]],
 }
+-- the newest migration (numbers may have gaps while branches are merged)
+M.LATEST = table.maxn(M.MIGRATIONS)
 
 -- A store error: code "store", and for a damaged file what to do.
 local function store_error(path, err)
@@ -224,11 +238,11 @@ function S:migrate()
   -- the version is read again under it: two processes opening a new store
   -- at once must not both apply a migration
   local top = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-  if top and top.v == #M.MIGRATIONS then return end
-  for v = 1, #M.MIGRATIONS do
+  if top and top.v == M.LATEST then return end
+  for v = 1, M.LATEST do
     self:check(db:exec("BEGIN IMMEDIATE"))
     local row = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-    if (row and row.v or 0) >= v then
+    if (row and row.v or 0) >= v or not M.MIGRATIONS[v] then
       self:check(db:exec("COMMIT"))
     else
       local ok, err = db:exec(M.MIGRATIONS[v])
@@ -273,6 +287,26 @@ function S:pipeline_version(name, kind, path, source, hash, now)
                            { pid, hash }))[1].id
   self:commit()
   return vid, pid
+end
+
+--- Record that run_id runs version_id from since on (weir retry
+-- --reload): its versions numbered 1 (the one it was created with), 2...
+function S:add_run_version(run_id, version_id, since, first_version, created_at)
+  local db = self.db
+  self:check(db:run("INSERT OR IGNORE INTO run_versions (run_id, n, version_id, since) "
+                    .. "VALUES (?, 1, ?, ?)", { run_id, first_version, created_at }))
+  self:check(db:run("INSERT INTO run_versions (run_id, n, version_id, since) SELECT ?, "
+                    .. "max(n) + 1, ?, ? FROM run_versions WHERE run_id = ?",
+                    { run_id, version_id, since, run_id }))
+  self:check(db:run("UPDATE runs SET version_id = ? WHERE id = ?", { version_id, run_id }))
+end
+
+--- The versions run_id ran, oldest first ({ n, version_id, since, hash });
+-- empty for a run never reloaded.
+function S:run_versions(run_id)
+  return self:check(self.db:all("SELECT rv.n, rv.version_id, rv.since, v.hash FROM run_versions rv "
+                                .. "JOIN pipeline_versions v ON v.id = rv.version_id "
+                                .. "WHERE rv.run_id = ? ORDER BY rv.n", { run_id }))
 end
 
 function S:version(id)
