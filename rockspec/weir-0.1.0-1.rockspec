@@ -24,6 +24,7 @@ build = {
     ["weir.cron"] = "lua/weir/cron.lua",
     ["weir.cli"] = "lua/weir/cli.lua",
     ["weir.clidoc"] = "lua/weir/clidoc.lua",
+    ["weir.color"] = "lua/weir/color.lua",
     ["weir.client"] = "lua/weir/client.lua",
     ["weir.config"] = "lua/weir/config.lua",
     ["weir.connectors"] = "lua/weir/connectors/init.lua",

@@ -101,7 +101,7 @@ end
 local function announce(o, what, run_id, name)
   local mode = view_mode(o)
   if mode == "json" then
-    io.stderr:write(json.encode({ ts = require("weir.executor").now() / 1000,
+    io.stderr:write(json.encode({ time = util.rfc3339(require("weir.executor").now()),
                                   event = "run_" .. what, run_id = run_id,
                                   pipeline = name }), "\n")
   elseif mode ~= "quiet" then
@@ -117,13 +117,15 @@ local function summary(tasks, run_id, status, e)
     if c[s] then parts[#parts + 1] = format("%d %s", c[s], s) end
   end
   local secs = (require("weir.executor").mono() - e.started) / 1000
-  eprintf("run %s %s in %s: %s\n", run_id, status, util.human_duration(secs), concat(parts, ", "))
+  local paint = require("weir.color").painter(2)
+  eprintf("run %s %s in %s: %s\n", run_id, paint(status, status), util.human_duration(secs),
+          concat(parts, ", "))
   local shown = 0
   for _, t in ipairs(tasks) do
     if t.state == "failed" and shown < 10 then
       shown = shown + 1
-      eprintf("  task %s failed after %d attempt(s): %s\n", t.task, t.attempts,
-              util.printable(t.error or "?"))
+      eprintf("  task %s %s after %d attempt(s): %s\n", t.task, paint("failed", "failed"),
+              t.attempts, util.printable(t.error or "?"))
     end
   end
   if status ~= "success" then
@@ -139,6 +141,11 @@ local function exit_code(status, e)
   return 1
 end
 
+-- warn(message) of a run: said unless --log-level error (-q)
+local function warner(o)
+  return function(m) if o["log-level"] ~= "error" then eprintf("%s\n", m) end end
+end
+
 -- Prepare and execute a run object (weir.run), printing as it goes.
 local function drive(r, o, cmd)
   local ok, err = r:prepare()
@@ -150,6 +157,13 @@ local function drive(r, o, cmd)
     end
     r:close()
     return err.exit
+  end
+  if o.debug then
+    local runm = require("weir.run")
+    local pr = runm.project()
+    eprintf("weir: project %s, configuration %s, metadata store %s\n", pr and pr.root or "?",
+            r.conf.where, runm.store_url(r.conf) and "from WEIR_METADATA_URL or metadata_url"
+            or runm.home() .. "/weir.db")
   end
   announce(o, r.resumed and "resumed" or "started", r.id, r.P.name)
   local status, xerr = r:execute(require("weir.view").new(view_mode(o)))
@@ -180,7 +194,7 @@ command {
   end
   return drive(require("weir.run").new({
     file = pos[1], params = o.params, workers = o.workers, only = o.only, from = o.from,
-    config = o.config, warn = function(m) eprintf("%s\n", m) end,
+    config = o.config, warn = warner(o),
   }), o, "weir run")
   end,
 }
@@ -263,122 +277,263 @@ local function remote(cmd, method, path, body, o)
   return res, status
 end
 
+-- The JSON shapes of weir runs and weir show (docs/cli.md): the names
+-- the HTTP API uses (run_id), times in RFC 3339 UTC, durations in
+-- seconds; a row of the store or of weir serve's API alike.
+local RUN_STATUSES = { "queued", "running", "success", "failed", "cancelled", "interrupted" }
+
+-- The run's working time in ms (the sessions', not the gaps between them),
+-- or nil when it has not started.
+local function run_duration(r)
+  if r.active_ms then return r.active_ms end
+  if not r.started_at then return nil end
+  if r.finished_at then return r.finished_at - r.started_at end
+  if r.status == "running" then return require("weir.executor").now() - r.started_at end
+  return nil
+end
+
+local function run_json(r, gone)
+  local d = run_duration(r)
+  return { run_id = r.run_id or r.id, pipeline = r.pipeline, status = r.status,
+           supervisor_gone = gone or nil, error = r.error,
+           created_at = util.rfc3339(r.created_at), started_at = util.rfc3339(r.started_at),
+           finished_at = util.rfc3339(r.finished_at),
+           duration_s = d and math.floor(d + 0.5) / 1000 or nil,
+           logical_time = type(r.logical_time) == "number" and util.rfc3339(r.logical_time)
+                          or r.logical_time }
+end
+
+-- "running (supervisor gone; weir resume ID)", or the status
+local function status_text(r, gone, long)
+  if not gone then return r.status end
+  if long then return "running (supervisor gone; weir resume " .. r.id .. " finishes it)" end
+  return "running (supervisor gone)"
+end
+
 command {
   name = "runs", args = {},
-  summary = "list recent runs (of weir serve with --server)",
+  summary = "list recent runs, newest first (of weir serve with --server)",
+  help = "Runs are kept in the project's metadata store (.weir/weir.db in the folder of "
+    .. "weir.yaml, or WEIR_METADATA_URL), so this lists the same history from anywhere in "
+    .. "the project.",
   options = {
+    { name = "status", arg = "STATUS", choices = RUN_STATUSES,
+      help = "only runs in this state (interrupted: running, its supervisor gone)" },
+    { name = "pipeline", arg = "NAME", help = "only runs of this pipeline" },
     { name = "limit", arg = "N", number = true, min = 1, max = 100000,
       help = "at most N runs (default 20)" },
-    { name = "pipeline", arg = "NAME", help = "only runs of this pipeline" },
     OPT.json, OPT.server,
   },
   run = function(o)
-  local runs
+  local runm = require("weir.run")
+  local runs, gone = {}, {}
+  local limit = o.limit or 20
+  local want = o.status == "interrupted" and "running" or o.status
   if o.server or os.getenv("WEIR_SERVER") then
-    local q = "?limit=" .. (o.limit or 20)
-    if o.pipeline then q = q .. "&pipeline=" .. require("weir.client").pct(o.pipeline) end
+    local client = require("weir.client")
+    local q = "?limit=" .. limit
+    if o.pipeline then q = q .. "&pipeline=" .. client.pct(o.pipeline) end
+    if want then q = q .. "&status=" .. client.pct(want) end
     local res, code = remote("weir runs", "GET", "/api/v1/runs" .. q, nil, o)
     if not res then return code end
     runs = res.runs
   else
     local store = open_store()
     if not store then return 3 end
-    runs = store:runs(o.limit or 20, o.pipeline)
+    -- interrupted runs are running ones whose supervisor is gone: read
+    -- pages until enough are found
+    local after
+    repeat
+      local page, nxt = store:runs_page({ pipeline = o.pipeline, status = want,
+                                          limit = math.min(limit, 1000), after = after })
+      for _, r in ipairs(page) do
+        local g = runm.interrupted(r)
+        if #runs < limit and (o.status ~= "interrupted" or g) then
+          runs[#runs + 1] = r
+          gone[r] = g
+        end
+      end
+      after = nxt
+    until not after or #runs >= limit
     store:close()
   end
   if o.json then
     local list = setmetatable({}, json.array_mt)
-    for _, r in ipairs(runs) do
-      list[#list + 1] = { id = r.id, pipeline = r.pipeline, status = r.status,
-                          interrupted = require("weir.run").interrupted(r) or nil,
-                          created_at = r.created_at, started_at = r.started_at,
-                          finished_at = r.finished_at }
-    end
+    for _, r in ipairs(runs) do list[#list + 1] = run_json(r, gone[r]) end
     io.write(json.encode(list), "\n")
     return 0
   end
   if #runs == 0 then io.write("no runs yet\n"); return 0 end
-  io.write(format("%-28s %-20s %-11s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
+  local paint = require("weir.color").painter(1)
+  io.write(format("%-28s %-20s %-25s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
                   "DURATION"))
   for _, r in ipairs(runs) do
-    local dur = r.finished_at and r.started_at
-                and util.human_duration((r.finished_at - r.started_at) / 1000) or "-"
-    local status = require("weir.run").interrupted(r) and "interrupted" or r.status
-    io.write(format("%-28s %-20s %-11s %-19s %s\n", r.id, r.pipeline, status,
-                    fmt_time(r.started_at or r.created_at), dur))
+    local d = run_duration(r)
+    local st = status_text(r, gone[r])
+    io.write(format("%-28s %-20s %s%s %-19s %s\n", r.id, r.pipeline,
+                    paint(gone[r] and "interrupted" or r.status, st),
+                    string.rep(" ", math.max(0, 25 - #st)), fmt_time(r.started_at or r.created_at),
+                    d and util.human_duration(d / 1000) or "-"))
   end
   return 0
   end,
 }
 
+-- The tasks in the order they started (never started: after, by name).
+local function start_order(tasks)
+  table.sort(tasks, function(a, b)
+    local x = a.started_at or a.finished_at or math.huge
+    local y = b.started_at or b.finished_at or math.huge
+    if x ~= y then return x < y end
+    return a.task < b.task
+  end)
+  return tasks
+end
+
+-- The version (1, 2...) of the run attempt a ran: the latest that began
+-- before it (weir retry --reload adds versions).
+local function version_of(versions, a)
+  local n = 1
+  for _, v in ipairs(versions) do
+    if a.started_at and v.since <= a.started_at then n = v.n end
+  end
+  return n
+end
+
+local function show_remote(o, pos)
+  local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
+                           nil, o)
+  if not res then return code end
+  if o.json then
+    local v = run_json(res)
+    local list = setmetatable({}, json.array_mt)
+    for _, t in ipairs(res.tasks or {}) do
+      list[#list + 1] = { task = t.task, state = t.state, attempts = t.attempts, error = t.error,
+                          started_at = util.rfc3339(t.started_at),
+                          finished_at = util.rfc3339(t.finished_at),
+                          rows_in = t.rows_in, rows_out = t.rows_out }
+    end
+    v.tasks = list
+    io.write(json.encode(v), "\n")
+    return 0
+  end
+  io.write(format("run %s of %s: %s\n", res.id, res.pipeline, res.status))
+  for _, t in ipairs(res.tasks or {}) do
+    io.write(format("  %-24s %-16s attempts %d%s\n", t.task, t.state, t.attempts or 0,
+                    t.error and ("  " .. util.printable(t.error)) or ""))
+  end
+  return 0
+end
+
 command {
   name = "show", args = { "RUN_ID" },
   summary = "a run: status, tasks, attempts, errors, logs, outputs",
-  options = { OPT.json, OPT.server },
+  help = "RUN_ID may be `last` (the newest run) or a unique prefix of a run id (4 characters "
+    .. "or more). Tasks are listed in the order they started; an attempt names the version of "
+    .. "the pipeline it ran when the run has more than one (weir retry --reload).",
+  options = {
+    { name = "task", arg = "TASK", help = "only this task, every attempt with its whole log" },
+    { name = "failed", help = "only the tasks that did not succeed" },
+    OPT.json, OPT.server,
+  },
   run = function(o, pos)
-  if o.server or os.getenv("WEIR_SERVER") then
-    local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
-                             nil, o)
-    if not res then return code end
-    if o.json then io.write(json.encode(res), "\n"); return 0 end
-    io.write(format("run %s of %s: %s\n", res.id, res.pipeline, res.status))
-    for _, t in ipairs(res.tasks or {}) do
-      io.write(format("  %-24s %-16s attempts %d%s\n", t.task, t.state, t.attempts or 0,
-                      t.error and ("  " .. util.printable(t.error)) or ""))
-    end
-    return 0
-  end
+  if o.server or os.getenv("WEIR_SERVER") then return show_remote(o, pos) end
+  local runm = require("weir.run")
   local store = open_store()
   if not store then return 3 end
-  local run = store:run(pos[1])
-  if not run then store:close(); eprintf("weir show: no run %q\n", pos[1]); return 3 end
-  local tasks, attempts = store:tasks(run.id), store:attempts(run.id)
+  local run, ferr = runm.find_run(store, pos[1])
+  if not run then store:close(); eprintf("weir show: %s\n", ferr); return 3 end
+  local tasks, attempts = start_order(store:tasks(run.id)), store:attempts(run.id)
+  local versions = store:run_versions(run.id)
+  local hash = store:version(run.version_id).hash
   store:close()
+  if o.task then
+    local found
+    for _, t in ipairs(tasks) do if t.task == o.task then found = t end end
+    if not found then eprintf("weir show: run %s has no task %q\n", run.id, o.task); return 3 end
+    tasks = { found }
+  end
+  if o.failed then
+    local keep = {}
+    for _, t in ipairs(tasks) do
+      if t.state ~= "success" and t.state ~= "skipped" then keep[#keep + 1] = t end
+    end
+    tasks = keep
+  end
   local by_task = {}
   for _, a in ipairs(attempts) do
-    by_task[a.task] = by_task[a.task] or setmetatable({}, json.array_mt)
+    by_task[a.task] = by_task[a.task] or {}
     local l = by_task[a.task]
     l[#l + 1] = a
   end
+  local gone = runm.interrupted(run)
   if o.json then
+    local v = run_json(run, gone)
+    v.params = json.decode(run.params)
+    local opts = json.decode(run.options) or {}
+    v.options = { workers = opts.workers, only = opts.only, from = opts.from }
+    v.version = #versions > 0 and versions[#versions].n or 1
+    v.hash = hash
+    local vl = setmetatable({}, json.array_mt)
+    for _, x in ipairs(versions) do
+      vl[#vl + 1] = { version = x.n, hash = x.hash, since = util.rfc3339(x.since) }
+    end
+    v.versions = vl
     local list = setmetatable({}, json.array_mt)
     for _, t in ipairs(tasks) do
-      t.output = t.output and json.decode(t.output) or nil
-      t.attempt_list = by_task[t.task] or setmetatable({}, json.array_mt)
-      for _, a in ipairs(t.attempt_list) do a.output = a.output and json.decode(a.output) end
-      list[#list + 1] = t
+      local al = setmetatable({}, json.array_mt)
+      for _, a in ipairs(by_task[t.task] or {}) do
+        al[#al + 1] = { attempt = a.attempt, status = a.status,
+                        version = version_of(versions, a), worker_pid = a.worker_pid,
+                        started_at = util.rfc3339(a.started_at),
+                        finished_at = util.rfc3339(a.finished_at), error = a.error,
+                        output = a.output and json.decode(a.output) or nil, log = a.log,
+                        mem_peak = a.mem_peak, rows_in = a.rows_in, rows_out = a.rows_out }
+      end
+      list[#list + 1] = { task = t.task, state = t.state, attempts = t.attempts,
+                          error = t.error, output = t.output and json.decode(t.output) or nil,
+                          started_at = util.rfc3339(t.started_at),
+                          finished_at = util.rfc3339(t.finished_at),
+                          rows_in = t.rows_in, rows_out = t.rows_out, attempt_list = al }
     end
-    run.params = json.decode(run.params)
-    run.options = json.decode(run.options)
-    run.interrupted = require("weir.run").interrupted(run) or nil
-    run.tasks = list
-    io.write(json.encode(run), "\n")
+    v.tasks = list
+    io.write(json.encode(v), "\n")
     return 0
   end
-  local interrupted = require("weir.run").interrupted(run)
+  local paint = require("weir.color").painter(1)
+  local d = run_duration(run)
   io.write(format("run %s  pipeline %s  status %s\n", run.id, run.pipeline,
-                  interrupted and "interrupted (its supervisor is gone: weir resume "
-                  .. run.id .. " finishes it)" or run.status))
-  if run.error then io.write("error: ", util.printable(run.error), "\n") end
-  io.write(format("started %s  finished %s  params %s\n", fmt_time(run.started_at),
-                  fmt_time(run.finished_at), util.printable(run.params)))
+                  paint(gone and "interrupted" or run.status, status_text(run, gone, true))))
+  if run.error then io.write(paint("error", "error: "), util.printable(run.error), "\n") end
+  io.write(format("started %s  finished %s  working time %s  params %s\n",
+                  fmt_time(run.started_at), fmt_time(run.finished_at),
+                  d and util.human_duration(d / 1000) or "-", util.printable(run.params)))
+  if #versions > 1 then
+    local parts = {}
+    for _, x in ipairs(versions) do
+      parts[#parts + 1] = format("%d (%s, from %s)", x.n, x.hash:sub(1, 12), fmt_time(x.since))
+    end
+    io.write("versions: ", concat(parts, ", "), "\n")
+  end
   for _, t in ipairs(tasks) do
     local dur = t.finished_at and t.started_at
                 and util.human_duration((t.finished_at - t.started_at) / 1000) or "-"
-    io.write(format("  %-24s %-16s attempts %d  %s", t.task, t.state, t.attempts, dur))
+    io.write(format("  %-24s %s%s attempts %d  %s", t.task, paint(t.state, t.state),
+                    string.rep(" ", math.max(0, 16 - #t.state)), t.attempts, dur))
     if (t.rows_out or 0) > 0 or (t.rows_in or 0) > 0 then
       io.write(format("  rows in %d out %d", t.rows_in, t.rows_out))
     end
     io.write("\n")
-    if t.error then io.write("      error: ", util.printable(t.error), "\n") end
+    if t.error then io.write(paint("error", "      error: "), util.printable(t.error), "\n") end
     if t.output and t.output ~= "null" then
       local s = t.output
-      if #s > 200 then s = s:sub(1, 200) .. "..." end
+      if #s > 200 and not o.task then s = s:sub(1, 200) .. "..." end
       io.write("      output: ", util.printable(s), "\n")
     end
     for _, a in ipairs(by_task[t.task] or {}) do
-      if a.status ~= "success" or (a.log and a.log ~= "") then
-        io.write(format("      attempt %d %s%s\n", a.attempt, a.status,
+      if o.task or a.status ~= "success" or (a.log and a.log ~= "") or #versions > 1 then
+        io.write(format("      attempt %d %s%s%s\n", a.attempt, paint(a.status, a.status),
+                        #versions > 1 and format(" (version %d)", version_of(versions, a)) or "",
                         a.error and (": " .. util.printable(a.error)) or ""))
         if a.log and a.log ~= "" then
           for line in (a.log .. "\n"):gmatch("(.-)\n") do
@@ -392,20 +547,47 @@ command {
   end,
 }
 
+local RELOAD = { name = "reload", help = "run the pipeline file as it is now (recorded as a "
+                                       .. "new version of the run) instead of the stored one" }
+local FORCE = { name = "force", help = "take the run over even when its recorded supervisor "
+                                     .. "still looks alive" }
+
+local function resume_command(o, pos, cmd, tasks)
+  return drive(require("weir.run").resume(pos[1], {
+    workers = o.workers, config = o.config, force = o.force, reload = o.reload, tasks = tasks,
+    retry = cmd == "weir retry",
+    warn = warner(o),
+    notice = function(m) if not o.quiet then eprintf("%s\n", util.printable(m)) end end,
+  }), o, cmd)
+end
+
 command {
   name = "resume", args = { "RUN_ID" },
-  summary = "finish a run that was interrupted, re-running only what did not succeed",
+  summary = "finish a run that was interrupted or failed, re-running only what did not "
+    .. "succeed",
+  help = "RUN_ID may be `last` or a unique prefix of a run id. The run's stored version of "
+    .. "the pipeline is used (said when the file has changed since) unless --reload.",
+  options = { OPT.workers, OPT.log_format, OPT.config, FORCE, RELOAD },
+  run = function(o, pos) return resume_command(o, pos, "weir resume") end,
+}
+
+command {
+  name = "retry", args = { "RUN_ID" },
+  summary = "run failed tasks (or --task ones) again with everything downstream, keeping the "
+    .. "outputs of what succeeded upstream",
+  help = "Fixed the code? `weir retry RUN_ID --reload` runs the pipeline file as it is now: "
+    .. "the failed tasks and what follows them run again in the same run, with the outputs "
+    .. "of the tasks that succeeded before; the new source is recorded as a new version of "
+    .. "the run and weir show says which version each attempt ran. --task runs a task again "
+    .. "even if it succeeded. Without --reload the stored version is used (said when the "
+    .. "file has changed since). RUN_ID may be `last` or a unique prefix of a run id.",
   options = {
-    OPT.workers, OPT.log_format, OPT.config,
-    { name = "force", help = "take the run over even when its recorded supervisor still "
-                             .. "looks alive" },
+    { name = "task", arg = "TASK", many = true,
+      help = "run this task again, and what follows it (repeat for more; default: the "
+             .. "tasks that did not succeed)" },
+    RELOAD, OPT.workers, OPT.log_format, OPT.config, FORCE,
   },
-  run = function(o, pos)
-  return drive(require("weir.run").resume(pos[1], {
-    workers = o.workers, config = o.config, force = o.force,
-    warn = function(m) eprintf("%s\n", m) end,
-  }), o, "weir resume")
-  end,
+  run = function(o, pos) return resume_command(o, pos, "weir retry", o.task) end,
 }
 
 --- weir health: the metadata store, then each connection of weir.yaml:
@@ -826,6 +1008,13 @@ local function call(def, args)
     return 2
   end
   if o.help then io.write(clidoc.command_help(def)); return 0 end
+  if o.verbose and o.quiet then
+    eprintf("weir %s: -v and -q cannot be used together\n", def.name); return 2
+  end
+  -- one level: --log-level, else -v (debug) or -q (error); quiet below info
+  o["log-level"] = o["log-level"] or (o.verbose and "debug") or (o.quiet and "error") or "info"
+  o.quiet = o["log-level"] == "warn" or o["log-level"] == "error" or nil
+  o.debug = o["log-level"] == "debug" or nil
   return def.run(o, pos)
 end
 

@@ -97,6 +97,9 @@ function M.locate(o)
   return project
 end
 
+--- The project M.locate found last (nil before).
+function M.project() return project end
+
 local function located()
   return project or M.locate() or { root = pipeline.abspath("."), dir = pipeline.abspath(".") }
 end
@@ -273,8 +276,13 @@ function M.new(o)
   return setmetatable({ o = o, file = o.file, warn = o.warn }, Run)
 end
 
---- Take over an interrupted run (weir resume). o: workers, config, warn,
--- force (take the run over even when its recorded supervisor looks alive).
+--- Take over an interrupted run (weir resume), or run again what failed
+-- or what is named (weir retry). o: workers, config, warn, force (take
+-- the run over even when its recorded supervisor looks alive), reload
+-- (the pipeline file as it is now, recorded as a new version of the
+-- run), tasks (names: run these again and what follows them, even in a
+-- run that succeeded), notice(message) hears what the user should know
+-- (the stored version is used though the file changed...).
 function M.resume(run_id, o)
   return setmetatable({ o = o, id = run_id, resumed = true, warn = o.warn }, Run)
 end
@@ -353,7 +361,7 @@ end
 -- PostgreSQL, a supervisor on another host holding the run refuses the
 -- claim). force: even when its recorded supervisor looks alive. Returns
 -- the run row, or nil, err.
-function M.claim(store, id, force)
+function M.claim(store, id, force, again)
   store:begin()
   local okr, run = pcall(store.run, store, id)
   if not okr then
@@ -361,7 +369,7 @@ function M.claim(store, id, force)
     return fail(3, "cannot claim run %s: %s", id, tostring(run))
   end
   if not run then store:rollback(); return fail(3, "no run %q", id) end
-  if run.status == "success" then
+  if run.status == "success" and not again then
     store:rollback()
     return fail(0, "run %s already succeeded", run.id)
   end
@@ -397,20 +405,107 @@ function M.mark_lost(store, id)
   store:commit()
 end
 
+--- The run text names: "last" (the newest run), a run id, or a prefix
+-- of exactly one run id. Returns the run row, or nil, message.
+function M.find_run(store, text)
+  if text == "last" then
+    local r = store:runs(1)[1]
+    if not r then return nil, "no runs yet" end
+    return r
+  end
+  local r = store:run(text)
+  if r then return r end
+  local ids = #text >= 4 and store:run_ids_with_prefix(text) or {}
+  if #ids == 1 then return store:run(ids[1]) end
+  if #ids > 1 then
+    return nil, format("run id prefix %q is ambiguous (%s, %s%s)", text, ids[1], ids[2],
+                       #ids > 2 and ", ..." or "")
+  end
+  return nil, format("no run %q%s", text, #text < 4 and " (a prefix needs 4 characters or "
+                                      .. "more)" or "")
+end
+
 local function prepare_resume(self)
-  local store = self.store
-  local run, cerr = M.claim(store, self.id, self.o.force)
-  if not run then return nil, cerr end
-  -- the source stored with the run's version, not the file as it is now
-  local v = store:version(run.version_id)
+  local store, o = self.store, self.o
+  local row, ferr = M.find_run(store, self.id)
+  if not row then return fail(3, ferr) end
+  self.id = row.id
+  if row.status == "success" and not o.tasks then
+    return fail(0, "run %s already succeeded%s", row.id,
+                o.retry and " (weir retry --task TASK runs a task again)" or "")
+  end
+  local v = store:version(row.version_id)
+  -- the source stored with the run's version, unless --reload: the file
+  -- as it is now (said plainly when they differ)
+  local now_src, rerr = pipeline.read(v.path)
+  local source = v.source
+  if o.reload then
+    if not now_src then return fail(1, "--reload: cannot read %s: %s", v.path, tostring(rerr)) end
+    source = now_src
+  elseif now_src and pipeline.sha256(now_src) ~= v.hash and o.notice then
+    o.notice(format("weir: %s changed since run %s stored it; the stored version is used "
+                    .. "(weir retry %s --reload runs the file as it is now)", v.path, row.id,
+                    row.id))
+  end
   executor.signal_install()
-  local options = json.decode(run.options) or {}
-  local P, err = define(self, v.path, self.o.workers or options.workers, v.source, v.kind)
+  local options = json.decode(row.options) or {}
+  local P, err = define(self, v.path, o.workers or options.workers, source, v.kind)
   if not P then return nil, err end
+  if P.name ~= row.pipeline then
+    return fail(1, "%s now defines pipeline %q, not %q: a run keeps its pipeline", v.path,
+                P.name, row.pipeline)
+  end
+  for _, name in ipairs(o.tasks or {}) do
+    if not P.tasks[name] then
+      local names = {}
+      for n in pairs(P.tasks) do names[#names + 1] = n end
+      table.sort(names)
+      return fail(2, "--task: no task %q in %s (it has %s)", name, row.pipeline,
+                  concat(names, ", "))
+    end
+  end
+  local bad = M.check_connections(P, self.conf)
+  if bad then
+    local lines = {}
+    for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
+    return fail_list(1, concat(lines, "\n"))
+  end
+  local run, cerr = M.claim(store, row.id, o.force, o.tasks ~= nil)
+  if not run then return nil, cerr end
+  if o.reload and P.hash ~= v.hash then
+    local now = executor.now()
+    local vid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
+    store:begin()
+    store:add_run_version(run.id, vid, now, run.version_id, run.created_at)
+    store:commit()
+    local n = #store:run_versions(run.id)
+    if o.notice then
+      o.notice(format("weir: run %s now runs version %d of %s (%s)", run.id, n, v.path,
+                      P.hash:sub(1, 12)))
+    end
+  elseif o.reload and o.notice then
+    o.notice(format("weir: %s has not changed since run %s stored it", v.path, run.id))
+  end
   self.only, self.from = options.only, options.from
   self.params = json.decode(run.params)
+  self.rerun = o.tasks
+  self.active_base = M.active_ms(store, run)
   M.mark_lost(store, run.id)
   return true
+end
+
+--- The working time of run so far (ms): recorded when a session ended;
+-- else from its start to the last moment an attempt of it was seen (a
+-- killed supervisor records no end), so idle gaps between sessions do
+-- not count.
+function M.active_ms(store, run)
+  if run.active_ms then return run.active_ms end
+  if not run.started_at then return 0 end
+  local last = run.finished_at or run.started_at
+  for _, a in ipairs(store:attempts(run.id)) do
+    last = math.max(last, a.finished_at or a.started_at or last)
+  end
+  return last - run.started_at
 end
 
 --- Everything before the engine: configuration, the store (checked
@@ -447,6 +542,7 @@ function Run:execute(view)
     P = self.P, store = self.store, exec = self.exec, run_id = self.id,
     params = self.params, roots = M.roots_for(self.P.base_dir),
     resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
+    rerun = self.rerun, active_base = self.active_base,
     only = self.only, from = self.from, view = view,
     connections = conf.connections, redact = conf.redact, config_where = conf.where,
   })

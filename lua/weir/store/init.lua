@@ -71,7 +71,8 @@ local M = {}
 -- table: both backends build their UPDATE statements from these lists
 -- only, never from callers' keys.
 M.UPDATABLE = {
-  runs = { "status", "started_at", "finished_at", "supervisor_pid", "supervisor_id", "error" },
+  runs = { "status", "started_at", "finished_at", "supervisor_pid", "supervisor_id", "error",
+           "active_ms" },
   task_runs = { "state", "attempts", "output", "error", "started_at", "finished_at",
                 "next_try_at", "rows_in", "rows_out" },
   attempts = { "status", "worker_pid", "started_at", "finished_at", "error", "output",

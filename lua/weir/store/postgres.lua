@@ -204,6 +204,7 @@ M.MIGRATIONS = {
       since double precision NOT NULL,
       PRIMARY KEY (run_id, n)
     );
+    ALTER TABLE runs ADD COLUMN active_ms double precision;
   ]],
 }
 -- the newest migration (numbers may have gaps while branches are merged)
@@ -863,6 +864,16 @@ end
 --- The run id (with its pipeline's name), or nil. Inside begin()/commit()
 -- the row stays locked until the transaction ends: check-then-claim is
 -- atomic, and a second claimer waits, then sees the first one's claim.
+--- The ids of at most 3 runs that begin with prefix.
+function S:run_ids_with_prefix(prefix)
+  local ids = {}
+  for k, r in ipairs(rows_of(self, "SELECT id FROM runs WHERE substr(id, 1, $1) = $2 "
+                                   .. "ORDER BY id COLLATE \"C\" LIMIT 3", { #prefix, prefix }, 2)) do
+    ids[k] = r.id
+  end
+  return ids
+end
+
 function S:run(id)
   local sql = "SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
     .. "ON p.id = r.pipeline_id WHERE r.id = $1"

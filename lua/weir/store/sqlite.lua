@@ -169,6 +169,7 @@ M.MIGRATIONS = {
       since REAL NOT NULL,
       PRIMARY KEY (run_id, n)
     ) WITHOUT ROWID;
+    ALTER TABLE runs ADD COLUMN active_ms REAL;
   ]],
 }
 -- the newest migration (numbers may have gaps while branches are merged)
@@ -420,6 +421,16 @@ function S:runs(limit, pipeline)
   return self:check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
                            .. "ON p.id = r.pipeline_id ORDER BY r.created_at DESC LIMIT ?",
                            { limit or 20 }))
+end
+
+--- The ids of at most 3 runs that begin with prefix.
+function S:run_ids_with_prefix(prefix)
+  local ids = {}
+  for k, r in ipairs(self:check(self.db:all("SELECT id FROM runs WHERE substr(id, 1, ?) = ? "
+                                            .. "ORDER BY id LIMIT 3", { #prefix, prefix }))) do
+    ids[k] = r.id
+  end
+  return ids
 end
 
 function S:run(id)
