@@ -58,7 +58,8 @@ local BACKENDS = {
 -- content depends on time, pids or ids become their type.
 local VARIABLE = { id = true, run_id = true, created_at = true, started_at = true,
                    finished_at = true, supervisor_pid = true, supervisor_id = true,
-                   worker_pid = true, mem_peak = true, pipeline_id = true, version_id = true }
+                   worker_pid = true, mem_peak = true, pipeline_id = true, version_id = true,
+                   duration_s = true, since = true }
 local function shape(v)
   if type(v) ~= "table" then return v end
   local out = {}
@@ -114,7 +115,9 @@ for _, B in ipairs(BACKENDS) do
       s:migrate()
       assert.equal(n, s:schema_version())
       local rows = B.raw(url, "SELECT count(*) AS n, max(version) AS v FROM schema_migrations")
-      assert.equal(n, rows[1].n)
+      -- one row per migration (the numbers may have gaps)
+      assert.equal(require("weir.util").count(require("weir.store." .. B.name).MIGRATIONS),
+                   rows[1].n)
       assert.equal(n, rows[1].v)
     end)
 
@@ -1040,7 +1043,7 @@ for _, B in ipairs(BACKENDS) do
         opened[#opened + 1] = s
         seed(s, "r")
         local n = as():all("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'weir_meta'")
-        assert.equal(13, n[1].n)
+        assert.equal(14, n[1].n)
         for _, bad in ipairs({ "1x", "pg_x", "a-b", "a\"b", string.rep("a", 64) }) do
           s, err = require("weir.store").open(dir, url .. "?schema=" .. bad)
           assert.is_nil(s)
@@ -1085,7 +1088,7 @@ for _, B in ipairs(BACKENDS) do
         local code, out, err = H.weir(dir, "runs --json --limit 1", env)
         assert.equal(0, code, err)
         local list = json.decode(out)
-        return list[1] and list[1].id
+        return list[1] and list[1].run_id
       end
       -- the store exists before concurrent openers come (weir.store.sqlite's
       -- first migration is not safe against them)
@@ -1134,15 +1137,16 @@ for _, B in ipairs(BACKENDS) do
       assert.equal(2, #second.attempt_list, logs)
       assert.equal("lost", second.attempt_list[1].status)
       assert.equal("success", second.attempt_list[2].status)
-      assert.equal("number", type(second.attempt_list[2].started_at))
-      assert.truthy(second.attempt_list[2].finished_at >= second.attempt_list[2].started_at)
+      assert.equal("string", type(second.attempt_list[2].started_at))
+      assert.truthy(H.ms(second.attempt_list[2].finished_at)
+                    >= H.ms(second.attempt_list[2].started_at))
       code, _, err = H.weir(dir, "resume " .. run_id, env)
       assert.equal(0, code)
       assert.matches("already succeeded", err, 1, true)
       local _, out = H.weir(dir, "runs --json", env)
       local list = json.decode(out)
       assert.equal(1, #list)
-      assert.same({ run_id, "resumable", "success" }, { list[1].id, list[1].pipeline,
+      assert.same({ run_id, "resumable", "success" }, { list[1].run_id, list[1].pipeline,
                                                          list[1].status })
       -- the store is where the URL says, not in WEIR_HOME
       assert.is_nil(H.read(dir .. "/.weir/weir.db"))
