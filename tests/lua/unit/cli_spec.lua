@@ -65,6 +65,21 @@ describe("the command table", function()
     assert.equal(1, def.run({ deep = true }, { "x" }))
   end)
 
+  it("is documented whole in docs/cli.md", function()
+    local f = assert(io.open((os.getenv("WEIR_SRC") or ".") .. "/docs/cli.md"))
+    local doc = f:read("*a")
+    f:close()
+    for _, def in ipairs(cli.COMMANDS) do
+      local at = doc:find("\n### weir " .. def.name .. "\n", 1, true)
+      assert.truthy(at, "docs/cli.md has no section for weir " .. def.name)
+      local section = doc:sub(at, (doc:find("\n##", at + 1, true) or #doc))
+      for _, opt in ipairs(def.options or {}) do
+        assert.matches("`--" .. opt.name, section, 1, true)
+      end
+    end
+    for _, opt in ipairs(clidoc.COMMON) do assert.matches("`--" .. opt.name, doc, 1, true) end
+  end)
+
   it("makes completion scripts the shells accept", function()
     for _, shell in ipairs({ "bash", "zsh", "fish" }) do
       local text = clidoc.completion(shell, cli.COMMANDS)
