@@ -426,7 +426,7 @@ local function show_remote(o, pos)
 end
 
 command {
-  name = "show", args = { "RUN_ID" },
+  name = "show", args = { "RUN_ID" }, complete = { { "last" } },
   summary = "a run: status, tasks, attempts, errors, logs, outputs",
   help = "RUN_ID may be `last` (the newest run) or a unique prefix of a run id (4 characters "
     .. "or more). Tasks are listed in the order they started; an attempt names the version of "
@@ -562,7 +562,7 @@ local function resume_command(o, pos, cmd, tasks)
 end
 
 command {
-  name = "resume", args = { "RUN_ID" },
+  name = "resume", args = { "RUN_ID" }, complete = { { "last" } },
   summary = "finish a run that was interrupted or failed, re-running only what did not "
     .. "succeed",
   help = "RUN_ID may be `last` or a unique prefix of a run id. The run's stored version of "
@@ -572,7 +572,7 @@ command {
 }
 
 command {
-  name = "retry", args = { "RUN_ID" },
+  name = "retry", args = { "RUN_ID" }, complete = { { "last" } },
   summary = "run failed tasks (or --task ones) again with everything downstream, keeping the "
     .. "outputs of what succeeded upstream",
   help = "Fixed the code? `weir retry RUN_ID --reload` runs the pipeline file as it is now: "
