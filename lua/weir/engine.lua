@@ -400,6 +400,8 @@ local function handle_result(pool, ev)
   if type(res) ~= "table" then res = { status = "failed", error = "unreadable result" } end
   local fin = e.now()
   res.finished_at = fin
+  -- a task whose code does not load never will: not retried
+  if res.kind == "load" then res.retry = false end
   if res.status ~= "success" and res.kind == "memory" then
     -- the same input hits the same cap again: not retried
     res.error = format("memory limit of %s exceeded", util.human_size(t.spec.memory))

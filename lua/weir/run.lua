@@ -312,6 +312,8 @@ function M.check_connections(P, conf)
   local out, n = {}, 0
   for line in (P.source .. "\n"):gmatch("(.-)\n") do
     n = n + 1
+    -- a comment does not count
+    line = line:gsub("%-%-.*$", "")
     for what, name in line:gmatch("ctx%.(%a+)%(%s*[\"']([^\"']*)[\"']") do
       if (what == "source" or what == "sink") and not conf.connections[name] then
         local _, why = conf.cfg:connection(name)
