@@ -79,6 +79,30 @@ function M.pool(exec, o)
   return p
 end
 
+--- names (sorted) in DAG order: the tasks without dependencies by name,
+-- then those whose dependencies all come before, by name, and so on. T:
+-- name -> { deps, downs }.
+function M.dag_order(T, names)
+  local left, layer, out = {}, {}, {}
+  for _, name in ipairs(names) do
+    left[name] = #T[name].deps
+    if left[name] == 0 then layer[#layer + 1] = name end
+  end
+  while #layer > 0 do
+    local nxt = {}
+    for _, name in ipairs(layer) do
+      out[#out + 1] = name
+      for _, d in ipairs(T[name].downs) do
+        left[d] = left[d] - 1
+        if left[d] == 0 then nxt[#nxt + 1] = d end
+      end
+    end
+    table.sort(nxt)
+    layer = nxt
+  end
+  return out
+end
+
 --- A new engine for one run. o: P (loaded pipeline), store, exec (n,
 -- kill(slot), pid(slot)) or pool (M.pool: shared with other engines),
 -- run_id, params, resume (bool) with resume_tasks
@@ -126,6 +150,7 @@ function M.new(o)
       dn[#dn + 1] = name
     end
   end
+  e.order = M.dag_order(T, order)
   -- a job: the fields every attempt of this run shares (encoded once), the
   -- task's (once per task) and the attempt's own, sent back to back
   e.job_base = ser.encode({ kind = "attempt", run_id = e.run_id, pipeline = e.P.name,
