@@ -401,9 +401,24 @@ local function version_of(versions, a)
 end
 
 local function show_remote(o, pos)
-  local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
+  local id = pos[1]
+  if id == "last" then
+    local list, lcode = remote("weir show", "GET", "/api/v1/runs?limit=1", nil, o)
+    if not list then return lcode end
+    if not list.runs[1] then eprintf("weir show: no runs yet\n"); return 3 end
+    id = list.runs[1].id
+  end
+  local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(id),
                            nil, o)
   if not res then return code end
+  local keep = {}
+  for _, t in ipairs(res.tasks or {}) do
+    if (not o.task or t.task == o.task)
+       and (not o.failed or (t.state ~= "success" and t.state ~= "skipped")) then
+      keep[#keep + 1] = t
+    end
+  end
+  res.tasks = start_order(keep)
   if o.json then
     local v = run_json(res)
     local list = setmetatable({}, json.array_mt)
