@@ -122,7 +122,10 @@ function M.run(job)
       res = { status = "failed", kind = exceeded and "memory" or "error", error = out }
       -- a connector error no retry can cure (a syntax error, a stale
       -- attempt: transient false) fails the task at once
-      if require("weir.errors").permanent(errv) then res.retry = false end
+      if require("weir.errors").permanent(errv)
+         or (stats.permanent and find(out, stats.permanent, 1, true)) then
+        res.retry = false
+      end
       if trace then log("error: " .. out .. trace) end
     end
   end

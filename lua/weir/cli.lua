@@ -12,70 +12,50 @@ local M = {}
 
 M.VERSION = "0.1.0"
 
-M.USAGE = [[
-usage: weir <command> [options]
+-- The commands, in the order `weir help` lists them: one definition each
+-- (weir.clidoc says what a definition holds). Usage lines, per-command
+-- help, completion scripts and the man page are all made from these.
+M.COMMANDS = {}
+local function command(def)
+  M.COMMANDS[#M.COMMANDS + 1] = def
+  M.COMMANDS[def.name] = def
+  return def
+end
+M.command = command
 
-commands:
-  run FILE [--param k=v]... [--workers N] [--only TASK | --from TASK]
-           [--log-format text|json] [--quiet] [--config FILE]
-                         run a pipeline (.lua, .yaml, .yml or .json);
-                         --workers defaults to the number of CPUs
-  validate FILE [--json] check a pipeline; prints every error with its path
-  runs [--json] [--limit N] [--pipeline NAME] [--server URL]
-                         list recent runs (of weir serve with --server)
-  show RUN_ID [--json] [--server URL]
-                         a run: status, tasks, attempts, errors, logs, outputs
-  show RUN_ID --timeline a text Gantt chart of the run's attempts (start,
-                         duration, retries)
-  lineage DATASET [--json] | lineage --run RUN_ID [--json]
-                         which pipelines and tasks write and read a dataset,
-                         upstream and downstream, as a tree; or what each
-                         attempt of a run read and wrote (docs/lineage.md)
-  graph FILE [--format text|dot|mermaid|svg]
-                         a pipeline's tasks and dependencies: a tree, Graphviz
-                         DOT, Mermaid, or SVG (needs Graphviz's dot)
-  resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
-         [--force]       finish a run that was interrupted, re-running only
-                         what did not succeed; --force takes over a run
-                         whose recorded supervisor still looks alive
-  health [--config FILE] [--json]
-                         check the metadata store and every connection of
-                         weir.yaml (latency, circuit breaker); exit 1 on failure
-  serve [--listen ADDR:PORT] [--workers N] [--config FILE]
-                         the HTTP service: many runs at once over one worker
-                         pool (docs/api.md, docs/operations.md)
-  trigger PIPELINE [--param k=v]... [--wait] [--json] [--server URL]
-                         start a run on weir serve; --wait until it ends
-                         (exit 0 when it succeeded)
-  cancel RUN_ID [--server URL]
-                         cancel a run on weir serve
-  backfill PIPELINE --from T --to T [--max-active N] [--dry-run] [--rerun]
-           [--server URL]
-                         one run per scheduled interval in [T, T]
-                         (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC), never
-                         one already run unless --rerun; at most N of
-                         them active at once
-  schedules [pause|unpause PIPELINE] [--json] [--server URL]
-                         weir serve's schedules: next five fires (local
-                         and UTC), last fire; pause or unpause one
-  users add NAME --role ROLE [--pipelines A,B] | users list | users disable NAME
-                         people who may use the HTTP API (password read
-                         from the terminal, or stdin); roles: viewer,
-                         operator, developer, admin; --pipelines: only
-                         these pipelines (default all)
-  keys create NAME --role ROLE [--pipelines A,B] | keys list | keys revoke ID
-                         API keys (shown once, stored hashed)
-  script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
-  version                print the version
-  help                   this text
+-- options several commands share
+local OPT = {
+  json = { name = "json", help = "print JSON (docs/cli.md gives its shape)" },
+  config = { name = "config", arg = "FILE",
+             help = "the configuration file (default: weir.yaml found next to the pipeline "
+                    .. "or above it; also WEIR_CONFIG)" },
+  workers = { name = "workers", arg = "N", number = true, min = 1, max = 256,
+              help = "worker processes (default: the number of CPUs)" },
+  log_format = { name = "log-format", arg = "FORMAT", choices = { "text", "json" },
+                 help = "text (default), or one JSON event per line on stderr" },
+  server = { name = "server", arg = "URL",
+             help = "weir serve's URL (default WEIR_SERVER; then the command asks the server)" },
+  param = { name = "param", arg = "K=V", pairs = true,
+            help = "a parameter of the pipeline (repeat for more; each name once)" },
+  role = { name = "role", arg = "ROLE", choices = { "viewer", "operator", "developer", "admin" },
+           help = "viewer, operator, developer or admin" },
+  pipelines = { name = "pipelines", arg = "A,B",
+                help = "only these pipelines (comma-separated; default: all)" },
+}
+M.OPT = OPT
 
+-- The text of `weir help` after the command list.
+M.TRAILER = [[
 configuration:
-  weir.yaml in the current folder, or --config FILE, or WEIR_CONFIG: the
-  connections tasks reach with ctx.source/ctx.sink (docs/connectors.md)
+  weir.yaml next to the pipeline file or in a folder above it (for commands
+  without a file: the current folder or above), or --config FILE, or
+  WEIR_CONFIG: the connections tasks reach with ctx.source/ctx.sink
+  (docs/connectors.md)
 
 environment:
-  WEIR_CONFIG        the configuration file (instead of ./weir.yaml)
-  WEIR_HOME          state folder (default ./.weir): metadata store weir.db
+  WEIR_CONFIG        the configuration file (instead of the weir.yaml found)
+  WEIR_HOME          state folder (default .weir in the project root: the
+                     folder of weir.yaml, else the pipeline's): weir.db
   WEIR_METADATA_URL  the metadata store: sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB
                      (also metadata_url in weir.yaml; default WEIR_HOME/weir.db)
   WEIR_SYNC          full: fsync every commit (default: WAL, synchronous=NORMAL)
@@ -91,6 +71,7 @@ environment:
   WEIR_SERVER_CA     CA certificates (PEM file) an https server is checked
                      against (default: the system's bundle)
   WEIR_TOKEN         the API key or token those commands send
+  NO_COLOR           set and not empty: no colour (there is none off a terminal)
 
 exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
   3 store or run not available, 130 cancelled (SIGINT), 143 (SIGTERM),
@@ -99,43 +80,6 @@ exit codes: 0 success, 1 run failed or file invalid, 2 usage error,
 ]]
 
 local function eprintf(...) io.stderr:write(format(...)) end
-
-local function parse(args, spec)
-  local o, pos = { params = {} }, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    if name then
-      local kind = spec[name]
-      if not kind then return nil, "unknown option --" .. name end
-      if kind == "flag" then
-        o[name] = true
-      else
-        if not val then
-          i = i + 1
-          val = args[i]
-          if val == nil then return nil, "option --" .. name .. " needs a value" end
-        end
-        if kind == "param" then
-          local k, v = val:match("^([^=]+)=(.*)$")
-          if not k then return nil, "--param expects k=v, got " .. val end
-          o.params[k] = v
-        elseif kind == "number" then
-          o[name] = tonumber(val)
-          if not o[name] then return nil, "--" .. name .. " expects a number" end
-        else
-          o[name] = val
-        end
-      end
-    else
-      pos[#pos + 1] = a
-    end
-    i = i + 1
-  end
-  return o, pos
-end
 
 local function open_store()
   local store, err = require("weir.run").open_store()
@@ -159,7 +103,7 @@ end
 local function announce(o, what, run_id, name)
   local mode = view_mode(o)
   if mode == "json" then
-    io.stderr:write(json.encode({ ts = require("weir.executor").now() / 1000,
+    io.stderr:write(json.encode({ time = util.rfc3339(require("weir.executor").now()),
                                   event = "run_" .. what, run_id = run_id,
                                   pipeline = name }), "\n")
   elseif mode ~= "quiet" then
@@ -174,14 +118,17 @@ local function summary(tasks, run_id, status, e)
   for _, s in ipairs({ "success", "failed", "upstream_failed", "skipped", "cancelled" }) do
     if c[s] then parts[#parts + 1] = format("%d %s", c[s], s) end
   end
-  local secs = (require("weir.executor").mono() - e.started) / 1000
-  eprintf("run %s %s in %s: %s\n", run_id, status, util.human_duration(secs), concat(parts, ", "))
+  -- to the run's end (the OpenLineage export may deliver after it)
+  local secs = ((e.ended or require("weir.executor").mono()) - e.started) / 1000
+  local paint = require("weir.color").painter(2)
+  eprintf("run %s %s in %s: %s\n", run_id, paint(status, status), util.human_duration(secs),
+          concat(parts, ", "))
   local shown = 0
   for _, t in ipairs(tasks) do
     if t.state == "failed" and shown < 10 then
       shown = shown + 1
-      eprintf("  task %s failed after %d attempt(s): %s\n", t.task, t.attempts,
-              util.printable(t.error or "?"))
+      eprintf("  task %s %s after %d attempt(s): %s\n", t.task, paint("failed", "failed"),
+              t.attempts, util.printable(t.error or "?"))
     end
   end
   if status ~= "success" then
@@ -197,6 +144,11 @@ local function exit_code(status, e)
   return 1
 end
 
+-- warn(message) of a run: said unless --log-level error (-q)
+local function warner(o)
+  return function(m) if o["log-level"] ~= "error" then eprintf("%s\n", m) end end
+end
+
 -- Prepare and execute a run object (weir.run), printing as it goes.
 local function drive(r, o, cmd)
   local ok, err = r:prepare()
@@ -208,6 +160,13 @@ local function drive(r, o, cmd)
     end
     r:close()
     return err.exit
+  end
+  if o.debug then
+    local runm = require("weir.run")
+    local pr = runm.project()
+    eprintf("weir: project %s, configuration %s, metadata store %s\n", pr and pr.root or "?",
+            r.conf.where, runm.store_url(r.conf) and "from WEIR_METADATA_URL or metadata_url"
+            or runm.home() .. "/weir.db")
   end
   announce(o, r.resumed and "resumed" or "started", r.id, r.P.name)
   local status, xerr = r:execute(require("weir.view").new(view_mode(o)))
@@ -222,32 +181,36 @@ local function drive(r, o, cmd)
   return exit_code(status, r)
 end
 
-local commands = {}
-
-function commands.run(args)
-  local o, pos = parse(args, { param = "param", workers = "number", only = "string",
-                               from = "string", ["log-format"] = "string", quiet = "flag",
-                               config = "string" })
-  if not o then eprintf("weir run: %s\n", pos); return 2 end
-  if #pos ~= 1 then eprintf("usage: weir run FILE [options] (see weir help)\n"); return 2 end
-  if o.workers and (o.workers < 1 or o.workers > 256) then
-    eprintf("weir run: --workers must be 1..256\n"); return 2
-  end
+command {
+  name = "run", args = { "FILE" }, complete = { "file" },
+  summary = "run a pipeline (.lua, .yaml, .yml or .json)",
+  help = "Records the run in the metadata store (weir runs, weir show) and shows its tasks "
+    .. "as they go: a live table on a terminal, one line per change otherwise.",
+  options = {
+    OPT.param, OPT.workers,
+    { name = "only", arg = "TASK", help = "run only this task (the others are skipped)" },
+    { name = "from", arg = "TASK", help = "run this task and everything downstream of it" },
+    OPT.log_format, OPT.config,
+  },
+  run = function(o, pos)
   if o.only and o.from then
     eprintf("weir run: --only and --from cannot be used together\n"); return 2
   end
-  if o["log-format"] and o["log-format"] ~= "json" and o["log-format"] ~= "text" then
-    eprintf("weir run: --log-format must be text or json\n"); return 2
-  end
   return drive(require("weir.run").new({
     file = pos[1], params = o.params, workers = o.workers, only = o.only, from = o.from,
-    config = o.config, warn = function(m) eprintf("%s\n", m) end,
+    config = o.config, warn = warner(o),
   }), o, "weir run")
-end
+  end,
+}
 
-function commands.validate(args)
-  local o, pos = parse(args, { json = "flag" })
-  if not o or #pos ~= 1 then eprintf("usage: weir validate FILE\n"); return 2 end
+command {
+  name = "validate", args = { "FILE" }, complete = { "file" },
+  summary = "check a pipeline; prints every error with its path",
+  help = "Also checks the configuration the run would use (weir.yaml next to the file or "
+    .. "above it) and that every connection the pipeline names with ctx.source(\"NAME\") or "
+    .. "ctx.sink(\"NAME\") is in it.",
+  options = { OPT.json, OPT.config },
+  run = function(o, pos)
   local P, errs = pipeline.load(pos[1])
   if not P then
     if o.json then
@@ -262,15 +225,42 @@ function commands.validate(args)
     end
     return 1
   end
+  -- the configuration the run would use, and the connections the
+  -- pipeline names in it
+  local runm = require("weir.run")
+  local pr, perr = runm.locate({ file = pos[1], config = o.config })
+  local cfg, cerrs
+  if pr then cfg, cerrs = require("weir.config").load(pr.config) else cerrs = { perr } end
+  if cfg and not pr.config then cfg.searched = pr.searched end
+  local bad = cfg and runm.check_connections(P, { cfg = cfg, connections = cfg.connections })
+  if not cfg or bad then
+    local list = setmetatable({}, json.array_mt)
+    for _, b in ipairs(bad or {}) do
+      list[#list + 1] = { path = "", message = b.message, line = b.line }
+    end
+    for _, m in ipairs(cerrs or {}) do list[#list + 1] = { path = "", message = m } end
+    if o.json then
+      io.write(json.encode({ valid = false, file = pos[1], errors = list }), "\n")
+    else
+      for _, b in ipairs(bad or {}) do
+        io.stderr:write(util.printable(format("%s:%d: %s", b.file, b.line, b.message)), "\n")
+      end
+      for _, m in ipairs(cerrs or {}) do io.stderr:write(util.printable(m), "\n") end
+      eprintf("%s: %d error(s)\n", pos[1], #list)
+    end
+    return 1
+  end
   local n = 0
   for _ in pairs(P.tasks) do n = n + 1 end
   if o.json then
-    io.write(json.encode({ valid = true, name = P.name, tasks = n }), "\n")
+    io.write(json.encode({ valid = true, name = P.name, tasks = n,
+                           config = pr.config or json.null }), "\n")
   else
     io.write(format("%s: valid (pipeline %s, %d task%s)\n", pos[1], P.name, n, n == 1 and "" or "s"))
   end
   return 0
-end
+  end,
+}
 
 local function fmt_time(ms)
   if not ms then return "-" end
@@ -291,117 +281,293 @@ local function remote(cmd, method, path, body, o)
   return res, status
 end
 
-function commands.runs(args)
-  local o = parse(args, { json = "flag", limit = "number", pipeline = "string",
-                          server = "string" })
-  if not o then eprintf("usage: weir runs [--json] [--limit N]\n"); return 2 end
-  local runs
+-- The JSON shapes of weir runs and weir show (docs/cli.md): the names
+-- the HTTP API uses (run_id), times in RFC 3339 UTC, durations in
+-- seconds; a row of the store or of weir serve's API alike.
+local RUN_STATUSES = { "queued", "running", "success", "failed", "cancelled", "interrupted" }
+
+-- The run's working time in ms (the sessions', not the gaps between them),
+-- or nil when it has not started.
+local function run_duration(r)
+  if r.active_ms then return r.active_ms end
+  if not r.started_at then return nil end
+  if r.finished_at then return r.finished_at - r.started_at end
+  if r.status == "running" then return require("weir.executor").now() - r.started_at end
+  return nil
+end
+
+local function run_json(r, gone)
+  local d = run_duration(r)
+  return { run_id = r.run_id or r.id, pipeline = r.pipeline, status = r.status,
+           supervisor_gone = gone or nil, error = r.error,
+           created_at = util.rfc3339(r.created_at), started_at = util.rfc3339(r.started_at),
+           finished_at = util.rfc3339(r.finished_at),
+           duration_s = d and math.floor(d + 0.5) / 1000 or nil,
+           logical_time = type(r.logical_time) == "number" and util.rfc3339(r.logical_time)
+                          or r.logical_time }
+end
+
+-- "running (supervisor gone; weir resume ID)", or the status
+local function status_text(r, gone, long)
+  if not gone then return r.status end
+  if long then return "running (supervisor gone; weir resume " .. r.id .. " finishes it)" end
+  return "running (supervisor gone)"
+end
+
+command {
+  name = "runs", args = {},
+  summary = "list recent runs, newest first (of weir serve with --server)",
+  help = "Runs are kept in the project's metadata store (.weir/weir.db in the folder of "
+    .. "weir.yaml, or WEIR_METADATA_URL), so this lists the same history from anywhere in "
+    .. "the project.",
+  options = {
+    { name = "status", arg = "STATUS", choices = RUN_STATUSES,
+      help = "only runs in this state (interrupted: running, its supervisor gone)" },
+    { name = "pipeline", arg = "NAME", help = "only runs of this pipeline" },
+    { name = "limit", arg = "N", number = true, min = 1, max = 100000,
+      help = "at most N runs (default 20)" },
+    OPT.json, OPT.server,
+  },
+  run = function(o)
+  local runm = require("weir.run")
+  local runs, gone = {}, {}
+  local limit = o.limit or 20
+  local want = o.status == "interrupted" and "running" or o.status
   if o.server or os.getenv("WEIR_SERVER") then
-    local q = "?limit=" .. (o.limit or 20)
-    if o.pipeline then q = q .. "&pipeline=" .. require("weir.client").pct(o.pipeline) end
+    local client = require("weir.client")
+    local q = "?limit=" .. limit
+    if o.pipeline then q = q .. "&pipeline=" .. client.pct(o.pipeline) end
+    if want then q = q .. "&status=" .. client.pct(want) end
     local res, code = remote("weir runs", "GET", "/api/v1/runs" .. q, nil, o)
     if not res then return code end
     runs = res.runs
   else
     local store = open_store()
     if not store then return 3 end
-    runs = store:runs(o.limit or 20, o.pipeline)
+    -- interrupted runs are running ones whose supervisor is gone: read
+    -- pages until enough are found
+    local after
+    repeat
+      local page, nxt = store:runs_page({ pipeline = o.pipeline, status = want,
+                                          limit = math.min(limit, 1000), after = after })
+      for _, r in ipairs(page) do
+        local g = runm.interrupted(r)
+        if #runs < limit and (o.status ~= "interrupted" or g) then
+          runs[#runs + 1] = r
+          gone[r] = g
+        end
+      end
+      after = nxt
+    until not after or #runs >= limit
     store:close()
   end
   if o.json then
     local list = setmetatable({}, json.array_mt)
-    for _, r in ipairs(runs) do
-      list[#list + 1] = { id = r.id, pipeline = r.pipeline, status = r.status,
-                          interrupted = require("weir.run").interrupted(r) or nil,
-                          created_at = r.created_at, started_at = r.started_at,
-                          finished_at = r.finished_at }
-    end
+    for _, r in ipairs(runs) do list[#list + 1] = run_json(r, gone[r]) end
     io.write(json.encode(list), "\n")
     return 0
   end
   if #runs == 0 then io.write("no runs yet\n"); return 0 end
-  io.write(format("%-28s %-20s %-11s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
+  local paint = require("weir.color").painter(1)
+  io.write(format("%-28s %-20s %-25s %-19s %s\n", "RUN", "PIPELINE", "STATUS", "STARTED (UTC)",
                   "DURATION"))
   for _, r in ipairs(runs) do
-    local dur = r.finished_at and r.started_at
-                and util.human_duration((r.finished_at - r.started_at) / 1000) or "-"
-    local status = require("weir.run").interrupted(r) and "interrupted" or r.status
-    io.write(format("%-28s %-20s %-11s %-19s %s\n", r.id, r.pipeline, status,
-                    fmt_time(r.started_at or r.created_at), dur))
+    local d = run_duration(r)
+    local st = status_text(r, gone[r])
+    io.write(format("%-28s %-20s %s%s %-19s %s\n", r.id, r.pipeline,
+                    paint(gone[r] and "interrupted" or r.status, st),
+                    string.rep(" ", math.max(0, 25 - #st)), fmt_time(r.started_at or r.created_at),
+                    d and util.human_duration(d / 1000) or "-"))
+  end
+  return 0
+  end,
+}
+
+-- The tasks in the order they started (never started: after, by name).
+local function start_order(tasks)
+  table.sort(tasks, function(a, b)
+    local x = a.started_at or a.finished_at or math.huge
+    local y = b.started_at or b.finished_at or math.huge
+    if x ~= y then return x < y end
+    return a.task < b.task
+  end)
+  return tasks
+end
+
+-- The version (1, 2...) of the run attempt a ran: the latest that began
+-- before it (weir retry --reload adds versions).
+local function version_of(versions, a)
+  local n = 1
+  for _, v in ipairs(versions) do
+    if a.started_at and v.since <= a.started_at then n = v.n end
+  end
+  return n
+end
+
+local function show_remote(o, pos)
+  local id = pos[1]
+  if id == "last" then
+    local list, lcode = remote("weir show", "GET", "/api/v1/runs?limit=1", nil, o)
+    if not list then return lcode end
+    if not list.runs[1] then eprintf("weir show: no runs yet\n"); return 3 end
+    id = list.runs[1].id
+  end
+  local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(id),
+                           nil, o)
+  if not res then return code end
+  local keep = {}
+  for _, t in ipairs(res.tasks or {}) do
+    if (not o.task or t.task == o.task)
+       and (not o.failed or (t.state ~= "success" and t.state ~= "skipped")) then
+      keep[#keep + 1] = t
+    end
+  end
+  res.tasks = start_order(keep)
+  if o.json then
+    local v = run_json(res)
+    local list = setmetatable({}, json.array_mt)
+    for _, t in ipairs(res.tasks or {}) do
+      list[#list + 1] = { task = t.task, state = t.state, attempts = t.attempts, error = t.error,
+                          started_at = util.rfc3339(t.started_at),
+                          finished_at = util.rfc3339(t.finished_at),
+                          rows_in = t.rows_in, rows_out = t.rows_out }
+    end
+    v.tasks = list
+    io.write(json.encode(v), "\n")
+    return 0
+  end
+  io.write(format("run %s of %s: %s\n", res.id, res.pipeline, res.status))
+  for _, t in ipairs(res.tasks or {}) do
+    io.write(format("  %-24s %-16s attempts %d%s\n", t.task, t.state, t.attempts or 0,
+                    t.error and ("  " .. util.printable(t.error)) or ""))
   end
   return 0
 end
 
-function commands.show(args)
-  local o, pos = parse(args, { json = "flag", server = "string", timeline = "flag" })
-  if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json | --timeline]\n"); return 2 end
-  if o.timeline then return M.timeline(pos[1]) end
-  if o.server or os.getenv("WEIR_SERVER") then
-    local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
-                             nil, o)
-    if not res then return code end
-    if o.json then io.write(json.encode(res), "\n"); return 0 end
-    io.write(format("run %s of %s: %s\n", res.id, res.pipeline, res.status))
-    for _, t in ipairs(res.tasks or {}) do
-      io.write(format("  %-24s %-16s attempts %d%s\n", t.task, t.state, t.attempts or 0,
-                      t.error and ("  " .. util.printable(t.error)) or ""))
+command {
+  name = "show", args = { "RUN_ID" }, complete = { { "last" } },
+  summary = "a run: status, tasks, attempts, errors, logs, outputs",
+  help = "RUN_ID may be `last` (the newest run) or a unique prefix of a run id (4 characters "
+    .. "or more). Tasks are listed in the order they started; an attempt names the version of "
+    .. "the pipeline it ran when the run has more than one (weir retry --reload).",
+  options = {
+    { name = "task", arg = "TASK", help = "only this task, every attempt with its whole log" },
+    { name = "failed", help = "only the tasks that did not succeed" },
+    { name = "timeline", help = "a text Gantt chart of the run's attempts (start, duration, "
+                                .. "retries)" },
+    OPT.json, OPT.server,
+  },
+  run = function(o, pos)
+  if o.timeline then
+    if o.server or os.getenv("WEIR_SERVER") then
+      eprintf("weir show: --timeline reads this host's metadata store, not weir serve's API\n")
+      return 2
     end
-    return 0
+    return M.timeline(pos[1])
   end
+  if o.server or os.getenv("WEIR_SERVER") then return show_remote(o, pos) end
+  local runm = require("weir.run")
   local store = open_store()
   if not store then return 3 end
-  local run = store:run(pos[1])
-  if not run then store:close(); eprintf("weir show: no run %q\n", pos[1]); return 3 end
-  local tasks, attempts = store:tasks(run.id), store:attempts(run.id)
+  local run, ferr = runm.find_run(store, pos[1])
+  if not run then store:close(); eprintf("weir show: %s\n", ferr); return 3 end
+  local tasks, attempts = start_order(store:tasks(run.id)), store:attempts(run.id)
+  local versions = store:run_versions(run.id)
+  local hash = store:version(run.version_id).hash
   store:close()
+  if o.task then
+    local found
+    for _, t in ipairs(tasks) do if t.task == o.task then found = t end end
+    if not found then eprintf("weir show: run %s has no task %q\n", run.id, o.task); return 3 end
+    tasks = { found }
+  end
+  if o.failed then
+    local keep = {}
+    for _, t in ipairs(tasks) do
+      if t.state ~= "success" and t.state ~= "skipped" then keep[#keep + 1] = t end
+    end
+    tasks = keep
+  end
   local by_task = {}
   for _, a in ipairs(attempts) do
-    by_task[a.task] = by_task[a.task] or setmetatable({}, json.array_mt)
+    by_task[a.task] = by_task[a.task] or {}
     local l = by_task[a.task]
     l[#l + 1] = a
   end
+  local gone = runm.interrupted(run)
   if o.json then
+    local v = run_json(run, gone)
+    v.params = json.decode(run.params)
+    local opts = json.decode(run.options) or {}
+    v.options = { workers = opts.workers, only = opts.only, from = opts.from }
+    v.trigger = require("weir.triggers").describe(opts, run.logical_time
+                                                  and util.rfc3339(run.logical_time))
+    v.cause = opts.cause
+    v.version = #versions > 0 and versions[#versions].n or 1
+    v.hash = hash
+    local vl = setmetatable({}, json.array_mt)
+    for _, x in ipairs(versions) do
+      vl[#vl + 1] = { version = x.n, hash = x.hash, since = util.rfc3339(x.since) }
+    end
+    v.versions = vl
     local list = setmetatable({}, json.array_mt)
     for _, t in ipairs(tasks) do
-      t.output = t.output and json.decode(t.output) or nil
-      t.attempt_list = by_task[t.task] or setmetatable({}, json.array_mt)
-      for _, a in ipairs(t.attempt_list) do a.output = a.output and json.decode(a.output) end
-      list[#list + 1] = t
+      local al = setmetatable({}, json.array_mt)
+      for _, a in ipairs(by_task[t.task] or {}) do
+        al[#al + 1] = { attempt = a.attempt, status = a.status,
+                        version = version_of(versions, a), worker_pid = a.worker_pid,
+                        started_at = util.rfc3339(a.started_at),
+                        finished_at = util.rfc3339(a.finished_at), error = a.error,
+                        output = a.output and json.decode(a.output) or nil, log = a.log,
+                        mem_peak = a.mem_peak, rows_in = a.rows_in, rows_out = a.rows_out }
+      end
+      list[#list + 1] = { task = t.task, state = t.state, attempts = t.attempts,
+                          error = t.error, output = t.output and json.decode(t.output) or nil,
+                          started_at = util.rfc3339(t.started_at),
+                          finished_at = util.rfc3339(t.finished_at),
+                          rows_in = t.rows_in, rows_out = t.rows_out, attempt_list = al }
     end
-    run.params = json.decode(run.params)
-    run.options = json.decode(run.options)
-    run.interrupted = require("weir.run").interrupted(run) or nil
-    run.tasks = list
-    io.write(json.encode(run), "\n")
+    v.tasks = list
+    io.write(json.encode(v), "\n")
     return 0
   end
-  local interrupted = require("weir.run").interrupted(run)
+  local paint = require("weir.color").painter(1)
+  local d = run_duration(run)
   io.write(format("run %s  pipeline %s  status %s\n", run.id, run.pipeline,
-                  interrupted and "interrupted (its supervisor is gone: weir resume "
-                  .. run.id .. " finishes it)" or run.status))
-  if run.error then io.write("error: ", util.printable(run.error), "\n") end
-  io.write(format("started %s  finished %s  params %s\n", fmt_time(run.started_at),
-                  fmt_time(run.finished_at), util.printable(run.params)))
+                  paint(gone and "interrupted" or run.status, status_text(run, gone, true))))
+  if run.error then io.write(paint("error", "error: "), util.printable(run.error), "\n") end
+  io.write(format("started %s  finished %s  working time %s  params %s\n",
+                  fmt_time(run.started_at), fmt_time(run.finished_at),
+                  d and util.human_duration(d / 1000) or "-", util.printable(run.params)))
   local cause = require("weir.triggers").describe(run.options, run.logical_time
                                                  and require("weir.scheduler").iso(run.logical_time))
   if cause then io.write("trigger: ", util.printable(cause), "\n") end
+  if #versions > 1 then
+    local parts = {}
+    for _, x in ipairs(versions) do
+      parts[#parts + 1] = format("%d (%s, from %s)", x.n, x.hash:sub(1, 12), fmt_time(x.since))
+    end
+    io.write("versions: ", concat(parts, ", "), "\n")
+  end
   for _, t in ipairs(tasks) do
     local dur = t.finished_at and t.started_at
                 and util.human_duration((t.finished_at - t.started_at) / 1000) or "-"
-    io.write(format("  %-24s %-16s attempts %d  %s", t.task, t.state, t.attempts, dur))
+    io.write(format("  %-24s %s%s attempts %d  %s", t.task, paint(t.state, t.state),
+                    string.rep(" ", math.max(0, 16 - #t.state)), t.attempts, dur))
     if (t.rows_out or 0) > 0 or (t.rows_in or 0) > 0 then
       io.write(format("  rows in %d out %d", t.rows_in, t.rows_out))
     end
     io.write("\n")
-    if t.error then io.write("      error: ", util.printable(t.error), "\n") end
+    if t.error then io.write(paint("error", "      error: "), util.printable(t.error), "\n") end
     if t.output and t.output ~= "null" then
       local s = t.output
-      if #s > 200 then s = s:sub(1, 200) .. "..." end
+      if #s > 200 and not o.task then s = s:sub(1, 200) .. "..." end
       io.write("      output: ", util.printable(s), "\n")
     end
     for _, a in ipairs(by_task[t.task] or {}) do
-      if a.status ~= "success" or (a.log and a.log ~= "") then
-        io.write(format("      attempt %d %s%s\n", a.attempt, a.status,
+      if o.task or a.status ~= "success" or (a.log and a.log ~= "") or #versions > 1 then
+        io.write(format("      attempt %d %s%s%s\n", a.attempt, paint(a.status, a.status),
+                        #versions > 1 and format(" (version %d)", version_of(versions, a)) or "",
                         a.error and (": " .. util.printable(a.error)) or ""))
         if a.log and a.log ~= "" then
           for line in (a.log .. "\n"):gmatch("(.-)\n") do
@@ -412,14 +578,15 @@ function commands.show(args)
     end
   end
   return 0
-end
+  end,
+}
 
 --- weir show RUN_ID --timeline: the attempts as a text Gantt chart.
 function M.timeline(id)
   local store = open_store()
   if not store then return 3 end
-  local run = store:run(id)
-  if not run then store:close(); eprintf("weir show: no run %q\n", id); return 3 end
+  local run, ferr = require("weir.run").find_run(store, id)
+  if not run then store:close(); eprintf("weir show: %s\n", ferr); return 3 end
   local attempts = store:attempts(run.id)
   store:close()
   io.write(require("weir.picture").timeline(run, attempts))
@@ -427,17 +594,25 @@ function M.timeline(id)
 end
 
 --- weir lineage DATASET | --run RUN_ID [--json]: from the store's lineage.
-function commands.lineage(args)
-  local o, pos = parse(args, { json = "flag", run = "string", config = "string" })
-  if not o or (o.run and #pos ~= 0) or (not o.run and #pos ~= 1) then
-    eprintf("usage: weir lineage DATASET [--json] | weir lineage --run RUN_ID [--json]\n")
+command {
+  name = "lineage", args = { "[DATASET]" },
+  usage = { "DATASET [--json]", "--run RUN_ID [--json]" },
+  summary = "which pipelines and tasks write and read a dataset, upstream and downstream, "
+    .. "as a tree; or what each attempt of a run read and wrote (docs/lineage.md)",
+  options = {
+    { name = "run", arg = "RUN_ID", help = "what each attempt of this run read and wrote" },
+    OPT.json, OPT.config,
+  },
+  run = function(o, pos)
+  if (o.run and #pos ~= 0) or (not o.run and #pos ~= 1) then
+    eprintf("weir lineage: expected DATASET, or --run RUN_ID (weir lineage --help)\n")
     return 2
   end
   local lineage = require("weir.lineage")
   local store = open_store()
   if not store then return 3 end
   if o.run then
-    local run = store:run(o.run)
+    local run = require("weir.run").find_run(store, o.run)
     local rows = run and store:lineage_run(run.id)
     store:close()
     if not run then eprintf("weir lineage: no run %q\n", o.run); return 3 end
@@ -497,16 +672,21 @@ function commands.lineage(args)
     return 1
   end
   return 0
-end
+  end,
+}
 
 --- weir graph FILE [--format text|dot|mermaid|svg]: a pipeline's DAG.
-function commands.graph(args)
-  local o, pos = parse(args, { format = "string" })
-  local fmt = o and (o.format or "text")
+command {
+  name = "graph", args = { "FILE" }, complete = { "file" },
+  summary = "a pipeline's tasks and dependencies: a tree, Graphviz DOT, Mermaid, or SVG "
+    .. "(needs Graphviz's dot)",
+  options = {
+    { name = "format", arg = "FORMAT", choices = { "text", "dot", "mermaid", "svg" },
+      help = "text (default), dot, mermaid or svg" },
+  },
+  run = function(o, pos)
+  local fmt = o.format or "text"
   local picture = require("weir.picture")
-  if not o or #pos ~= 1 or not (picture.FORMATS[fmt] or fmt == "svg") then
-    eprintf("usage: weir graph FILE [--format text|dot|mermaid|svg]\n"); return 2
-  end
   local P, errs = pipeline.load(pos[1])
   if not P then print_errors(errs); return 1 end
   if fmt ~= "svg" then io.write(picture.graph(P, fmt)); return 0 end
@@ -529,23 +709,60 @@ function commands.graph(args)
   end
   io.write(svg)
   return 0
+  end,
+}
+
+local RELOAD = { name = "reload", help = "run the pipeline file as it is now (recorded as a "
+                                       .. "new version of the run) instead of the stored one" }
+local FORCE = { name = "force", help = "take the run over even when its recorded supervisor "
+                                     .. "still looks alive" }
+
+local function resume_command(o, pos, cmd, tasks)
+  return drive(require("weir.run").resume(pos[1], {
+    workers = o.workers, config = o.config, force = o.force, reload = o.reload, tasks = tasks,
+    retry = cmd == "weir retry",
+    warn = warner(o),
+    notice = function(m) if not o.quiet then eprintf("%s\n", util.printable(m)) end end,
+  }), o, cmd)
 end
 
-function commands.resume(args)
-  local o, pos = parse(args, { workers = "number", ["log-format"] = "string", quiet = "flag",
-                               config = "string", force = "flag" })
-  if not o or #pos ~= 1 then eprintf("usage: weir resume RUN_ID [--workers N]\n"); return 2 end
-  return drive(require("weir.run").resume(pos[1], {
-    workers = o.workers, config = o.config, force = o.force,
-    warn = function(m) eprintf("%s\n", m) end,
-  }), o, "weir resume")
-end
+command {
+  name = "resume", args = { "RUN_ID" }, complete = { { "last" } },
+  summary = "finish a run that was interrupted or failed, re-running only what did not "
+    .. "succeed",
+  help = "RUN_ID may be `last` or a unique prefix of a run id. The run's stored version of "
+    .. "the pipeline is used (said when the file has changed since) unless --reload.",
+  options = { OPT.workers, OPT.log_format, OPT.config, FORCE, RELOAD },
+  run = function(o, pos) return resume_command(o, pos, "weir resume") end,
+}
+
+command {
+  name = "retry", args = { "RUN_ID" }, complete = { { "last" } },
+  summary = "run failed tasks (or --task ones) again with everything downstream, keeping the "
+    .. "outputs of what succeeded upstream",
+  help = "Fixed the code? `weir retry RUN_ID --reload` runs the pipeline file as it is now: "
+    .. "the failed tasks and what follows them run again in the same run, with the outputs "
+    .. "of the tasks that succeeded before; the new source is recorded as a new version of "
+    .. "the run and weir show says which version each attempt ran. --task runs a task again "
+    .. "even if it succeeded. Without --reload the stored version is used (said when the "
+    .. "file has changed since). RUN_ID may be `last` or a unique prefix of a run id.",
+  options = {
+    { name = "task", arg = "TASK", many = true,
+      help = "run this task again, and what follows it (repeat for more; default: the "
+             .. "tasks that did not succeed)" },
+    RELOAD, OPT.workers, OPT.log_format, OPT.config, FORCE,
+  },
+  run = function(o, pos) return resume_command(o, pos, "weir retry", o.task) end,
+}
 
 --- weir health: the metadata store, then each connection of weir.yaml:
 -- latency of a round trip and its circuit breaker. Exit 0 when all answer.
-function commands.health(args)
-  local o, pos = parse(args, { config = "string", json = "flag" })
-  if not o or #pos ~= 0 then eprintf("usage: weir health [--config FILE] [--json]\n"); return 2 end
+command {
+  name = "health", args = {},
+  summary = "check the metadata store and every connection of weir.yaml (latency, circuit "
+    .. "breaker); exit 1 on failure",
+  options = { OPT.config, OPT.json },
+  run = function(o)
   local run = require("weir.run")
   local conf, cerr = run.config(o.config, function(m) eprintf("%s\n", m) end)
   if not conf then eprintf("%s\n", util.printable(cerr)); return 1 end
@@ -584,8 +801,20 @@ function commands.health(args)
     local b = breakers.info(c)
     if b then res.breaker = b.state; res.breaker_retry_in_ms = b.state == "open" and b.retry_in_ms or nil end
   end
+  -- what the OpenLineage export sent and dropped (weir run and weir
+  -- serve add to these counters); shown, never a failure of health
+  local export = setmetatable({}, json.array_mt)
+  pcall(function()
+    local store = require("weir.store").open(run.home(), murl)
+    if not store then return end
+    for i, r in ipairs(store:export_stats()) do
+      export[i] = { target = r.target, sent = r.sent, dropped = r.dropped,
+                    last_error = r.last_error, updated_at = r.updated_at }
+    end
+    store:close()
+  end)
   if o.json then
-    io.write(json.encode({ ok = not failed, checks = checks }), "\n")
+    io.write(json.encode({ ok = not failed, checks = checks, openlineage = export }), "\n")
   else
     for _, c in ipairs(checks) do
       io.write(format("%-4s %-9s %-16s %s%s%s\n", c.ok and "ok" or "FAIL", c.kind, c.name,
@@ -593,17 +822,24 @@ function commands.health(args)
                       c.breaker and ("  breaker " .. c.breaker) or "",
                       "  (" .. c.target .. ")"))
     end
+    for _, x in ipairs(export) do
+      io.write(format("openlineage: %d sent, %d dropped  (%s)%s\n", x.sent, x.dropped,
+                      util.printable(x.target),
+                      x.last_error and "  last error: " .. util.printable(x.last_error) or ""))
+    end
   end
   return failed and 1 or 0
-end
+  end,
+}
 
 --- weir trigger: a run of PIPELINE on weir serve; --wait until it ends.
-function commands.trigger(args)
-  local o, pos = parse(args, { param = "param", wait = "flag", server = "string",
-                               json = "flag" })
-  if not o or #pos ~= 1 then
-    eprintf("usage: weir trigger PIPELINE [--param k=v]... [--wait] [--server URL]\n"); return 2
-  end
+command {
+  name = "trigger", args = { "PIPELINE" },
+  summary = "start a run on weir serve; --wait until it ends (exit 0 when it succeeded)",
+  options = {
+    OPT.param, { name = "wait", help = "wait until the run ends" }, OPT.json, OPT.server,
+  },
+  run = function(o, pos)
   local client = require("weir.client")
   local path = "/api/v1/pipelines/" .. client.pct(pos[1]) .. "/runs"
   local res, code = remote("weir trigger", "POST", path .. (o.wait and "?wait=300s" or ""),
@@ -619,15 +855,28 @@ function commands.trigger(args)
   if o.json then io.write(json.encode(res), "\n") else io.write(res.id, " ", res.status, "\n") end
   if o.wait then return res.status == "success" and 0 or 1 end
   return 0
-end
+  end,
+}
 
 --- weir backfill PIPELINE --from T --to T: runs over past intervals.
-function commands.backfill(args)
-  local o, pos = parse(args, { from = "string", to = "string", ["dry-run"] = "flag",
-                               rerun = "flag", server = "string", ["max-active"] = "number" })
-  if not o or #pos ~= 1 or not o.from or not o.to then
-    eprintf("usage: weir backfill PIPELINE --from T --to T [--max-active N] [--dry-run] [--rerun] "
-            .. "[--server URL]\n"); return 2
+command {
+  name = "backfill", args = { "PIPELINE" },
+  summary = "one run per scheduled interval in [--from, --to] on weir serve, never one "
+    .. "already run unless --rerun",
+  options = {
+    { name = "from", arg = "T", help = "first logical time (YYYY-MM-DD or "
+                                       .. "YYYY-MM-DDTHH:MM:SSZ, UTC); required" },
+    { name = "to", arg = "T", help = "last logical time; required" },
+    { name = "dry-run", help = "count the logical times, create nothing" },
+    { name = "rerun", help = "also the logical times already run" },
+    { name = "max-active", arg = "N", number = true, min = 1, max = 1000000,
+      help = "at most N runs of this backfill active at once (besides the pipeline's "
+             .. "max_active_runs)" },
+    OPT.server,
+  },
+  run = function(o, pos)
+  if not o.from or not o.to then
+    eprintf("weir backfill: --from and --to are required (weir backfill --help)\n"); return 2
   end
   local res, code = remote("weir backfill", "POST", "/api/v1/pipelines/"
                            .. require("weir.client").pct(pos[1]) .. "/backfill",
@@ -642,21 +891,28 @@ function commands.backfill(args)
                     res.pipeline, res.created, res.skipped))
   end
   return 0
-end
+  end,
+}
 
 --- weir schedules [pause|unpause NAME]: the schedules of weir serve.
-function commands.schedules(args)
-  local o, pos = parse(args, { server = "string", json = "flag" })
+command {
+  name = "schedules", args = { "[pause|unpause]", "[PIPELINE]" },
+  complete = { { "pause", "unpause" } },
+  usage = { "[--json] [--server URL]", "pause|unpause PIPELINE [--server URL]" },
+  summary = "weir serve's schedules: next five fires (local and UTC), last fire; pause or "
+    .. "unpause one",
+  options = { OPT.json, OPT.server },
+  run = function(o, pos)
   local client = require("weir.client")
-  if o and (pos[1] == "pause" or pos[1] == "unpause") and #pos == 2 then
+  if (pos[1] == "pause" or pos[1] == "unpause") and #pos == 2 then
     local res, code = remote("weir schedules", "POST", "/api/v1/pipelines/" .. client.pct(pos[2])
                              .. "/schedule/" .. pos[1], nil, o)
     if not res then return code end
     io.write(format("%s %s\n", res.pipeline, res.paused and "paused" or "unpaused"))
     return 0
   end
-  if not o or #pos ~= 0 then
-    eprintf("usage: weir schedules [pause|unpause PIPELINE] [--json] [--server URL]\n"); return 2
+  if #pos ~= 0 then
+    eprintf("weir schedules: expected pause|unpause PIPELINE, or nothing\n"); return 2
   end
   local res, code = remote("weir schedules", "GET", "/api/v1/schedules", nil, o)
   if not res then return code end
@@ -671,29 +927,36 @@ function commands.schedules(args)
     end
   end
   return 0
-end
+  end,
+}
 
 --- weir cancel RUN_ID: cancel a run on weir serve.
-function commands.cancel(args)
-  local o, pos = parse(args, { server = "string" })
-  if not o or #pos ~= 1 then eprintf("usage: weir cancel RUN_ID [--server URL]\n"); return 2 end
+command {
+  name = "cancel", args = { "RUN_ID" },
+  summary = "cancel a run on weir serve",
+  options = { OPT.server },
+  run = function(o, pos)
   local res, code = remote("weir cancel", "POST", "/api/v1/runs/"
                            .. require("weir.client").pct(pos[1]) .. "/cancel", nil, o)
   if not res then return code end
   io.write(res.id, " ", res.status, "\n")
   return 0
-end
+  end,
+}
 
-function commands.serve(args)
-  local o, pos = parse(args, { listen = "string", workers = "number", config = "string" })
-  if not o or #pos ~= 0 then
-    eprintf("usage: weir serve [--listen ADDR:PORT] [--workers N] [--config FILE]\n"); return 2
-  end
-  if o.workers and (o.workers < 1 or o.workers > 256) then
-    eprintf("weir serve: --workers must be 1..256\n"); return 2
-  end
+command {
+  name = "serve", args = {},
+  summary = "the HTTP service: many runs at once over one worker pool (docs/api.md, "
+    .. "docs/operations.md)",
+  options = {
+    { name = "listen", arg = "ADDR:PORT", help = "where to listen (default: weir.yaml's "
+                                                 .. "server.listen, else 127.0.0.1:8080)" },
+    OPT.workers, OPT.config,
+  },
+  run = function(o)
   return require("weir.serve").main({ listen = o.listen, workers = o.workers, config = o.config })
-end
+  end,
+}
 
 local function check_role(cmd, role)
   if not require("weir.api").ROLES[role or ""] then
@@ -743,9 +1006,7 @@ end
 
 -- weir users / weir keys: the options, the arguments and the store; or
 -- nil and the exit code, after saying why.
-local function admin_command(args, usage)
-  local o, pos = parse(args, { role = "string", pipelines = "string" })
-  if not o or not pos[1] then eprintf(usage); return nil, 2 end
+local function admin_command(o, pos)
   local store = open_store()
   if not store then return nil, 3 end
   return o, pos, store
@@ -758,9 +1019,18 @@ local function role_scope(cmd, o)
   return scope_arg(cmd, o.pipelines)
 end
 
-function commands.users(args)
-  local usage = "usage: weir users add NAME --role ROLE | users list | users disable NAME\n"
-  local o, pos, store = admin_command(args, usage)
+command {
+  name = "users", args = { "add|list|disable", "[NAME]" },
+  complete = { { "add", "list", "disable" } },
+  usage = { "add NAME --role ROLE [--pipelines A,B]", "list", "disable NAME" },
+  summary = "people who may use the HTTP API",
+  help = "users add reads the password from the terminal (not echoed), or the first line "
+    .. "of stdin.",
+  options = { OPT.role, OPT.pipelines },
+  run = function(o, pos)
+  local usage = "weir users: expected add NAME --role ROLE, list or disable NAME\n"
+  local store
+  o, pos, store = admin_command(o, pos)
   if not o then return pos end
   local sub = pos[1]
   if sub == "add" and #pos == 2 then
@@ -791,11 +1061,19 @@ function commands.users(args)
   end
   store:close()
   return 0
-end
+  end,
+}
 
-function commands.keys(args)
-  local usage = "usage: weir keys create NAME --role ROLE | keys list | keys revoke ID\n"
-  local o, pos, store = admin_command(args, usage)
+command {
+  name = "keys", args = { "create|list|revoke", "[NAME|ID]" },
+  complete = { { "create", "list", "revoke" } },
+  usage = { "create NAME --role ROLE [--pipelines A,B]", "list", "revoke ID" },
+  summary = "API keys of the HTTP API (shown once, stored hashed)",
+  options = { OPT.role, OPT.pipelines },
+  run = function(o, pos)
+  local usage = "weir keys: expected create NAME --role ROLE, list or revoke ID\n"
+  local store
+  o, pos, store = admin_command(o, pos)
   if not o then return pos end
   local sub = pos[1]
   local now = require("weir.executor").now()
@@ -824,9 +1102,13 @@ function commands.keys(args)
   end
   store:close()
   return 0
-end
+  end,
+}
 
-function commands.script(args)
+command {
+  name = "script", args = { "FILE", "[ARGS...]" }, raw = true, complete = { "file" },
+  summary = "run a trusted Lua file with the runtime loaded",
+  run = function(args)
   if #args < 1 then eprintf("usage: weir script FILE [ARGS...]\n"); return 2 end
   local file = args[1]
   local script_args = { [0] = file }
@@ -838,16 +1120,87 @@ function commands.script(args)
   if not ok then eprintf("weir script: %s\n", tostring(res)); return 1 end
   io.stdout:flush()
   return type(res) == "number" and res or 0
-end
+  end,
+}
 
-function commands.version()
+command {
+  name = "version", args = {},
+  summary = "print the version",
+  run = function()
   io.write("weir ", M.VERSION, " (", jit and jit.version or _VERSION, ")\n")
   return 0
+  end,
+}
+
+--- The whole of `weir help`.
+function M.usage_text()
+  return "usage: weir <command> [options]   (weir help COMMAND, weir COMMAND --help)\n\n"
+         .. "commands:\n" .. require("weir.clidoc").overview(M.COMMANDS) .. "\n" .. M.TRAILER
 end
 
-function commands.help()
-  io.write(M.USAGE)
+command {
+  name = "help", args = { "[COMMAND]" },
+  summary = "this text, or a command's help",
+  run = function(_, pos)
+  if pos[1] then
+    local def = M.COMMANDS[pos[1]]
+    if not def then eprintf("weir help: unknown command %q\n", pos[1]); return 2 end
+    io.write(require("weir.clidoc").command_help(def))
+    return 0
+  end
+  io.write(M.usage_text())
   return 0
+  end,
+}
+
+command {
+  name = "completion", args = { "SHELL" }, complete = { { "bash", "zsh", "fish" } },
+  summary = "print the completion script for bash, zsh or fish",
+  help = "bash: `source <(weir completion bash)` in ~/.bashrc; zsh: `weir completion zsh > "
+    .. "~/.zfunc/_weir` with ~/.zfunc in fpath; fish: `weir completion fish > "
+    .. "~/.config/fish/completions/weir.fish`.",
+  run = function(_, pos)
+  local clidoc = require("weir.clidoc")
+  if not clidoc.SHELLS[pos[1]] then
+    eprintf("weir completion: expected bash, zsh or fish, got %q\n", pos[1]); return 2
+  end
+  io.write(clidoc.completion(pos[1], M.COMMANDS))
+  return 0
+  end,
+}
+
+command {
+  name = "man", args = {},
+  summary = "print the man page weir(1) (roff: `weir man | man -l -`)",
+  run = function()
+  local trailer = M.TRAILER
+  local sections = {}
+  for title, body in (trailer .. "\n"):gmatch("([%w ]+):[ ]*\n?(.-)\n\n") do
+    sections[#sections + 1] = { title, body }
+  end
+  io.write(require("weir.clidoc").man(M.COMMANDS, M.VERSION, sections))
+  return 0
+  end,
+}
+
+--- Run the command def with args (the words after its name).
+local function call(def, args)
+  if def.raw then return def.run(args) end
+  local clidoc = require("weir.clidoc")
+  local o, pos = clidoc.parse(def, args)
+  if not o then
+    eprintf("weir %s: %s (weir %s --help)\n", def.name, pos, def.name)
+    return 2
+  end
+  if o.help then io.write(clidoc.command_help(def)); return 0 end
+  if o.verbose and o.quiet then
+    eprintf("weir %s: -v and -q cannot be used together\n", def.name); return 2
+  end
+  -- one level: --log-level, else -v (debug) or -q (error); quiet below info
+  o["log-level"] = o["log-level"] or (o.verbose and "debug") or (o.quiet and "error") or "info"
+  o.quiet = o["log-level"] == "warn" or o["log-level"] == "error" or nil
+  o.debug = o["log-level"] == "debug" or nil
+  return def.run(o, pos)
 end
 
 --- Entry point: args is the process arg table; returns the exit code.
@@ -855,19 +1208,20 @@ function M.main(args)
   local cmd = args[1]
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
-  if cmd == nil or cmd == "--help" or cmd == "-h" then cmd = "help" end
+  if cmd == nil then io.stderr:write(M.usage_text()); return 2 end
+  if cmd == "--help" or cmd == "-h" then cmd = "help" end
   if cmd == "--version" then cmd = "version" end
-  local f = commands[cmd]
-  if not f then
-    eprintf("weir: unknown command %q\n\n%s", cmd, M.USAGE)
+  local def = M.COMMANDS[cmd]
+  if not def then
+    eprintf("weir: unknown command %q (weir help lists them)\n", cmd)
     return 2
   end
   -- the store failing under a command is an operational error (a damaged
   -- or full disk), not weir's: say so, exit 3
-  local ok, code = xpcall(f, function(e)
+  local ok, code = xpcall(call, function(e)
     if type(e) == "table" and e.code == "store" then return e end
     return debug.traceback(tostring(e), 2)
-  end, rest)
+  end, def, rest)
   io.stdout:flush()
   if not ok then
     if type(code) == "table" then

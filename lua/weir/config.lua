@@ -613,8 +613,8 @@ function Config:connection(name)
   for n in pairs(self.connections) do names[#names + 1] = n end
   sort(names)
   return nil, format("unknown connection %s (%s)", util.show(name),
-                     #names > 0 and "defined: " .. concat(names, ", ")
-                     or (self.file and "none defined in " .. self.file or "no weir.yaml found"))
+                     #names > 0 and format("%s defines %s", M.where(self), concat(names, ", "))
+                     or "none defined: " .. M.where(self))
 end
 
 local function new_config(file, dir, secrets)
@@ -638,11 +638,13 @@ local function is_readable(p)
 end
 
 --- Where the config is: opts.path (from --config) first, then the
--- environment variable WEIR_CONFIG, then weir.yaml in opts.cwd (default:
--- the current directory); relative paths are taken from opts.cwd when
--- given. opts.getenv replaces os.getenv. Returns the path; nil when there
--- is no config at all; nil, message when a given path is not a readable
--- file.
+-- environment variable WEIR_CONFIG, then weir.yaml in opts.search (the
+-- pipeline's folder; default opts.cwd, else the current directory) or the
+-- nearest folder above it that has one, up to the top of a git checkout
+-- (a folder with .git) or /. Relative paths are taken from opts.cwd when
+-- given. opts.getenv replaces os.getenv. Returns the path; nil, nil,
+-- searched (the folders looked in, nearest first) when there is no config
+-- at all; nil, message when a given path is not a readable file.
 function M.find(opts)
   opts = opts or {}
   local getenv = opts.getenv or os.getenv
@@ -665,16 +667,25 @@ function M.find(opts)
     if not ok then return nil, format("config file from %s: %s", from, tostring(err)) end
     return p
   end
-  local p = resolve("weir.yaml")
   local F = require("weir._ffi")
-  local kind = F.C.weir_ffi_path_kind(p)
-  if kind == F.C.WEIR_KIND_OTHER or kind == F.C.WEIR_KIND_DIR then
-    return nil, p .. ": not a regular file"
+  local dir = pipeline.abspath(resolve(opts.search or "."))
+  local searched = {}
+  while true do
+    searched[#searched + 1] = dir
+    local p = util.join(dir, "weir.yaml")
+    local kind = F.C.weir_ffi_path_kind(p)
+    if kind == F.C.WEIR_KIND_OTHER or kind == F.C.WEIR_KIND_DIR then
+      return nil, p .. ": not a regular file"
+    end
+    local f = io.open(p, "rb")
+    if f then f:close(); return p end
+    if dir == "/" or F.C.weir_ffi_path_kind(util.join(dir, ".git")) ~= F.C.WEIR_KIND_NONE then
+      break
+    end
+    dir = util.dirname(dir)
+    if dir == "" then dir = "/" end
   end
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  f:close()
-  return p
+  return nil, nil, searched
 end
 
 --- Load and check the config in path; path nil gives an empty config.
@@ -910,9 +921,23 @@ end
 --- find + load: the config the command line asks for (see M.find), or an
 -- empty one. Returns cfg, or nil, errors (a list of strings).
 function M.open(opts)
-  local path, err = M.find(opts)
+  local path, err, searched = M.find(opts)
   if err then return nil, { err } end
-  return M.load(path, opts)
+  local cfg, errs = M.load(path, opts)
+  if cfg and not path then cfg.searched = searched end
+  return cfg, errs
+end
+
+--- Where a config is, said in an error: its file, or that none was found
+-- (and where weir looked).
+function M.where(cfg)
+  if cfg.file then return cfg.file end
+  local s = cfg.searched
+  if s and s[1] then
+    return format("no weir.yaml (looked in %s%s)", s[1], #s > 1 and " and the folders above"
+                  or "")
+  end
+  return "no weir.yaml"
 end
 
 --- The secrets of a loaded config, longest first: every value from

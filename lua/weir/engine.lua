@@ -79,10 +79,37 @@ function M.pool(exec, o)
   return p
 end
 
+--- names (sorted) in DAG order: the tasks without dependencies by name,
+-- then those whose dependencies all come before, by name, and so on. T:
+-- name -> { deps, downs }.
+function M.dag_order(T, names)
+  local left, layer, out = {}, {}, {}
+  for _, name in ipairs(names) do
+    left[name] = #T[name].deps
+    if left[name] == 0 then layer[#layer + 1] = name end
+  end
+  while #layer > 0 do
+    local nxt = {}
+    for _, name in ipairs(layer) do
+      out[#out + 1] = name
+      for _, d in ipairs(T[name].downs) do
+        left[d] = left[d] - 1
+        if left[d] == 0 then nxt[#nxt + 1] = d end
+      end
+    end
+    table.sort(nxt)
+    layer = nxt
+  end
+  return out
+end
+
 --- A new engine for one run. o: P (loaded pipeline), store, exec (n,
 -- kill(slot), pid(slot)) or pool (M.pool: shared with other engines),
 -- run_id, params, resume (bool) with resume_tasks
--- (the run's task rows), only / from (task names), prefetch, view
+-- (the run's task rows) and rerun (task names to run again with what
+-- follows them, even if they succeeded: weir retry --task; nil: those
+-- that did not succeed), active_base (working time of its earlier
+-- sessions, ms), only / from (task names), prefetch, view
 -- (optional callbacks: task(T, event), tick(engine), finish(engine),
 -- interval ms), roots, connections (normalized weir.yaml connections for
 -- the workers), redact (a function that masks secrets in text: errors,
@@ -101,7 +128,9 @@ function M.new(o)
     lineage = o.lineage,
     view = o.view or {},
     now = clock.now, mono = clock.mono,
-    resume = o.resume, resume_tasks = o.resume_tasks, only = o.only, from = o.from,
+    resume = o.resume, resume_tasks = o.resume_tasks, rerun = o.rerun, only = o.only,
+    active_base = o.active_base or 0,
+    from = o.from,
     T = {}, order = {},
     ready = {}, rq_head = 1, rq_tail = 0,
     retrying = {},
@@ -124,12 +153,13 @@ function M.new(o)
       dn[#dn + 1] = name
     end
   end
+  e.order = M.dag_order(T, order)
   -- a job: the fields every attempt of this run shares (encoded once), the
   -- task's (once per task) and the attempt's own, sent back to back
   e.job_base = ser.encode({ kind = "attempt", run_id = e.run_id, pipeline = e.P.name,
                             params = e.params, base_dir = e.P.base_dir, roots = e.roots,
                             connections = e.connections, logical_time = o.logical_time,
-                            project_dir = o.project_dir })
+                            project_dir = o.project_dir, config_where = o.config_where })
   return e
 end
 
@@ -173,6 +203,32 @@ local function selection(e)
   return selected
 end
 
+-- The tasks a resumed run runs again: those in rerun (default: every
+-- task whose recorded state is not success or skipped, and every task
+-- without a row: new in a reloaded pipeline), what follows them, and
+-- whatever did not succeed upstream of those (a task needs its inputs).
+local function rerun_set(e, rows)
+  local T = e.T
+  local done, set, stack = {}, {}, {}
+  for _, row in pairs(rows) do
+    if row.state == "success" or row.state == "skipped" then done[row.task] = true end
+  end
+  local function add(name)
+    if T[name] and not set[name] then set[name] = true; stack[#stack + 1] = name end
+  end
+  if e.rerun then
+    for _, name in ipairs(e.rerun) do add(name) end
+  else
+    for _, name in ipairs(e.order) do if not done[name] then add(name) end end
+  end
+  while #stack > 0 do
+    local t = T[remove(stack)]
+    for _, d in ipairs(t.downs) do add(d) end
+    for _, d in ipairs(t.deps) do if not done[d] then add(d) end end
+  end
+  return set
+end
+
 --- Record the initial states (a new run's tasks, or a resumed run's tasks
 -- put back in the queue) and the run as running; compute readiness.
 function Engine:start()
@@ -181,16 +237,25 @@ function Engine:start()
   store:begin()
   counts.queued = #order
   if self.resume then
-    for _, row in ipairs(self.resume_tasks or {}) do
-      local t = T[row.task]
-      if t then
+    local rows, missing = {}, {}
+    for _, row in ipairs(self.resume_tasks or {}) do rows[row.task] = row end
+    for _, name in ipairs(order) do
+      if not rows[name] then missing[#missing + 1] = name end
+    end
+    -- tasks a reloaded pipeline added
+    if #missing > 0 then store:add_tasks(self.run_id, missing) end
+    local again = rerun_set(self, rows)
+    for _, name in ipairs(order) do
+      local t, row = T[name], rows[name]
+      if row then
         t.attempt, t.base = row.attempts or 0, row.attempts or 0
-        if row.state == "success" or row.state == "skipped" then
+        if not again[name] then
           counts.queued = counts.queued - 1
           counts[row.state] = counts[row.state] + 1
-          t.state, t.output = row.state, row.output
+          t.state, t.output, t.error = row.state, row.output, row.error
         elseif row.state ~= "queued" then
-          set_state(self, t, "queued", { error = require("weir.connectors.sqlite").NULL })
+          set_state(self, t, "queued", { error = require("weir.connectors.sqlite").NULL,
+                                         output = require("weir.connectors.sqlite").NULL })
         end
       end
     end
@@ -200,8 +265,9 @@ function Engine:start()
       if selected and not selected[name] then set_state(self, T[name], "skipped") end
     end
   end
+  self.session_start = self.now()
   store:update_run(self.run_id, { status = "running",
-                                  started_at = not self.resume and self.now() or nil,
+                                  started_at = not self.resume and self.session_start or nil,
                                   supervisor_pid = executor.getpid() })
   store:commit()
 
@@ -362,8 +428,12 @@ local function handle_result(pool, ev)
   if type(res) ~= "table" then res = { status = "failed", error = "unreadable result" } end
   local fin = e.now()
   res.finished_at = fin
+  -- a task whose code does not load never will: not retried
+  if res.kind == "load" then res.retry = false end
   if res.status ~= "success" and res.kind == "memory" then
+    -- the same input hits the same cap again: not retried
     res.error = format("memory limit of %s exceeded", util.human_size(t.spec.memory))
+    res.retry = false
   end
   -- downstream tasks get the output as the task returned it; the store
   -- and the screen get it with the secrets of weir.yaml masked
@@ -482,6 +552,8 @@ end
 -- Start attempt of t (queued, of engine e) on slot s.
 local function start_task(e, t, s, tnow, sends)
   t.attempt = t.attempt + 1
+  -- what the views see of this attempt is its own, never the last one's
+  t.error = nil
   local started = e.now()
   t.started_at = t.started_at or started
   e.store:start_attempt(e.run_id, t.name, t.attempt, started, t.started_at, e.exec:pid(s))
@@ -634,7 +706,11 @@ function Engine:finish()
   end
   local store = self.store
   store:begin()
-  store:update_run(self.run_id, { status = status, finished_at = self.now() })
+  -- the working time: the sessions' (weir resume, weir retry), not the
+  -- gaps between them
+  local now = self.now()
+  store:update_run(self.run_id, { status = status, finished_at = now,
+                                  active_ms = self.active_base + (now - self.session_start) })
   store:commit()
   if not self.pool.shared then store:checkpoint() end
   self.status = status

@@ -64,12 +64,52 @@ local function fail_list(exit, text)
   return nil, { exit = exit, message = text, located = true }
 end
 
-local home_dir
---- WEIR_HOME (default ./.weir), created if missing.
+local home_dir, project
+
+--- Where this command works: the project. o: file (a pipeline file, so
+-- weir.yaml is looked for next to it and upwards), config (--config).
+-- Its configuration is --config, else WEIR_CONFIG, else the nearest
+-- weir.yaml (weir.config's find); its root is that file's folder, else
+-- the pipeline's folder, else (no file) the nearest folder from here up
+-- that holds a .weir, else the current one. Returns { root, config (the
+-- file or nil), searched (where weir.yaml was looked for) }, or nil,
+-- message when --config or WEIR_CONFIG is not a readable file. The
+-- latest call decides what M.home and M.config use.
+function M.locate(o)
+  o = o or {}
+  local search = o.file and util.dirname(pipeline.abspath(o.file)) or nil
+  local path, err, searched = require("weir.config").find({ path = o.config, search = search })
+  if err then return nil, err end
+  local root = path and util.dirname(pipeline.abspath(path)) or search
+  if not root then
+    local F = require("weir._ffi")
+    for _, d in ipairs(searched or {}) do
+      if F.C.weir_ffi_path_kind(util.join(d, ".weir")) == F.C.WEIR_KIND_DIR then
+        root = d
+        break
+      end
+    end
+  end
+  project = { root = root or pipeline.abspath("."), config = path, searched = searched,
+              file = o.file,
+              dir = search or pipeline.abspath(".") }
+  home_dir = nil
+  return project
+end
+
+--- The project M.locate found last (nil before).
+function M.project() return project end
+
+local function located()
+  return project or M.locate() or { root = pipeline.abspath("."), dir = pipeline.abspath(".") }
+end
+
+--- WEIR_HOME, else .weir in the project's root (M.locate), created if
+-- missing.
 function M.home()
   if home_dir then return home_dir end
   local h = os.getenv("WEIR_HOME")
-  if not h or h == "" then h = ".weir" end
+  if not h or h == "" then h = util.join(located().root, ".weir") end
   -- mkdir -p, without a shell (trusted side: the calls go straight to the
   -- OS); the home itself is made for its owner only (0700)
   local F = require("weir._ffi")
@@ -92,8 +132,9 @@ local function store_url(conf)
   if url and url ~= "" then return url end
   local cfg = conf and conf.cfg
   if not conf then
-    local ok, c = pcall(require("weir.config").open, {})
-    cfg = ok and c or nil
+    local p = located().config
+    local ok, c = pcall(require("weir.config").load, p)
+    cfg = ok and p and c or nil
   end
   return cfg and cfg.metadata_url
 end
@@ -107,7 +148,7 @@ function M.open_store(conf)
   return store
 end
 
---- weir.yaml (path, else WEIR_CONFIG, else ./weir.yaml): its connections
+--- The configuration (path: --config; else the project's, M.locate): its connections
 -- for the workers (host names resolved here, so workers never need DNS;
 -- hostaddr is what they connect to), the endpoints workers may reach, the
 -- breaker table, the libraries workers preload, and the redaction of its
@@ -115,11 +156,18 @@ end
 -- message (every error of the file, one per line).
 function M.config(path, warn)
   local config = require("weir.config")
-  local cfg, errs = config.open({ path = path })
+  local pr = project
+  if not pr or path then
+    local perr
+    pr, perr = M.locate({ config = path, file = pr and pr.file })
+    if not pr then return nil, "weir: " .. tostring(perr) end
+  end
+  local cfg, errs = config.load(pr.config)
   if not cfg then
     if type(errs) == "table" then return nil, concat(errs, "\n") end
     return nil, "weir: " .. tostring(errs)
   end
+  if not pr.config then cfg.searched = pr.searched end
   local F = require("weir._ffi")
   local buf = F.ffi.new("char[1024]")
   local conns, endpoints = {}, {}
@@ -164,6 +212,7 @@ function M.config(path, warn)
   -- working folder (docs/adr/0030)
   return { cfg = cfg, connections = conns, endpoints = endpoints, breaker_fd = fd,
            breakers = names, project = cfg.dir or pipeline.abspath("."),
+           where = config.where(cfg),
            preload = preload, redact = config.redactor(cfg) }
 end
 
@@ -192,7 +241,7 @@ local function off_limits(conf, path)
     if F.C.weir_ffi_path_kind(d) == F.C.WEIR_KIND_DIR then deny[#deny + 1] = d end
   end
   local cfg = conf.cfg
-  local yaml = pipeline.abspath(cfg.file or "weir.yaml")
+  local yaml = cfg.file or util.join(located().dir, "weir.yaml")
   local hide = { yaml }
   for _, f in ipairs(cfg.secret_files) do hide[#hide + 1] = f end
   local protect = { util.join(util.dirname(yaml), "weir.lock") }
@@ -230,8 +279,13 @@ function M.new(o)
   return setmetatable({ o = o, file = o.file, warn = o.warn }, Run)
 end
 
---- Take over an interrupted run (weir resume). o: workers, config, warn,
--- force (take the run over even when its recorded supervisor looks alive).
+--- Take over an interrupted run (weir resume), or run again what failed
+-- or what is named (weir retry). o: workers, config, warn, force (take
+-- the run over even when its recorded supervisor looks alive), reload
+-- (the pipeline file as it is now, recorded as a new version of the
+-- run), tasks (names: run these again and what follows them, even in a
+-- run that succeeded), notice(message) hears what the user should know
+-- (the stored version is used though the file changed...).
 function M.resume(run_id, o)
   return setmetatable({ o = o, id = run_id, resumed = true, warn = o.warn }, Run)
 end
@@ -252,10 +306,37 @@ local function define(self, path, workers, source, kind)
   return P
 end
 
+--- The connections P names in its Lua source (ctx.source("NAME") and
+-- ctx.sink("NAME") with a literal name) that conf (M.config) does not
+-- have: a list of { file, line, message }, or nil when there is none.
+-- conf: { cfg = a loaded weir.config, connections = its connections }.
+function M.check_connections(P, conf)
+  if P.kind ~= "lua" or type(P.source) ~= "string" then return nil end
+  local out, n = {}, 0
+  for line in (P.source .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    -- a comment does not count
+    line = line:gsub("%-%-.*$", "")
+    for what, name in line:gmatch("ctx%.(%a+)%(%s*[\"']([^\"']*)[\"']") do
+      if (what == "source" or what == "sink") and not conf.connections[name] then
+        local _, why = conf.cfg:connection(name)
+        out[#out + 1] = { file = P.file, line = n, message = format("ctx.%s: %s", what, why) }
+      end
+    end
+  end
+  return #out > 0 and out or nil
+end
+
 local function prepare_new(self)
   local o = self.o
   local P, err = define(self, self.file, o.workers)
   if not P then return nil, err end
+  local bad = M.check_connections(P, self.conf)
+  if bad then
+    local lines = {}
+    for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
+    return fail_list(1, concat(lines, "\n"))
+  end
   for _, flag in ipairs({ "only", "from" }) do
     if o[flag] and not P.tasks[o[flag]] then
       return fail(2, "--%s: unknown task %q", flag, o[flag])
@@ -285,7 +366,7 @@ end
 -- PostgreSQL, a supervisor on another host holding the run refuses the
 -- claim). force: even when its recorded supervisor looks alive. Returns
 -- the run row, or nil, err.
-function M.claim(store, id, force)
+function M.claim(store, id, force, again)
   store:begin()
   local okr, run = pcall(store.run, store, id)
   if not okr then
@@ -293,7 +374,7 @@ function M.claim(store, id, force)
     return fail(3, "cannot claim run %s: %s", id, tostring(run))
   end
   if not run then store:rollback(); return fail(3, "no run %q", id) end
-  if run.status == "success" then
+  if run.status == "success" and not again then
     store:rollback()
     return fail(0, "run %s already succeeded", run.id)
   end
@@ -329,20 +410,107 @@ function M.mark_lost(store, id)
   store:commit()
 end
 
+--- The run text names: "last" (the newest run), a run id, or a prefix
+-- of exactly one run id. Returns the run row, or nil, message.
+function M.find_run(store, text)
+  if text == "last" then
+    local r = store:runs(1)[1]
+    if not r then return nil, "no runs yet" end
+    return r
+  end
+  local r = store:run(text)
+  if r then return r end
+  local ids = #text >= 4 and store:run_ids_with_prefix(text) or {}
+  if #ids == 1 then return store:run(ids[1]) end
+  if #ids > 1 then
+    return nil, format("run id prefix %q is ambiguous (%s, %s%s)", text, ids[1], ids[2],
+                       #ids > 2 and ", ..." or "")
+  end
+  return nil, format("no run %q%s", text, #text < 4 and " (a prefix needs 4 characters or "
+                                      .. "more)" or "")
+end
+
 local function prepare_resume(self)
-  local store = self.store
-  local run, cerr = M.claim(store, self.id, self.o.force)
-  if not run then return nil, cerr end
-  -- the source stored with the run's version, not the file as it is now
-  local v = store:version(run.version_id)
+  local store, o = self.store, self.o
+  local row, ferr = M.find_run(store, self.id)
+  if not row then return fail(3, ferr) end
+  self.id = row.id
+  if row.status == "success" and not o.tasks then
+    return fail(0, "run %s already succeeded%s", row.id,
+                o.retry and " (weir retry --task TASK runs a task again)" or "")
+  end
+  local v = store:version(row.version_id)
+  -- the source stored with the run's version, unless --reload: the file
+  -- as it is now (said plainly when they differ)
+  local now_src, rerr = pipeline.read(v.path)
+  local source = v.source
+  if o.reload then
+    if not now_src then return fail(1, "--reload: cannot read %s: %s", v.path, tostring(rerr)) end
+    source = now_src
+  elseif now_src and pipeline.sha256(now_src) ~= v.hash and o.notice then
+    o.notice(format("weir: %s changed since run %s stored it; the stored version is used "
+                    .. "(weir retry %s --reload runs the file as it is now)", v.path, row.id,
+                    row.id))
+  end
   executor.signal_install()
-  local options = json.decode(run.options) or {}
-  local P, err = define(self, v.path, self.o.workers or options.workers, v.source, v.kind)
+  local options = json.decode(row.options) or {}
+  local P, err = define(self, v.path, o.workers or options.workers, source, v.kind)
   if not P then return nil, err end
+  if P.name ~= row.pipeline then
+    return fail(1, "%s now defines pipeline %q, not %q: a run keeps its pipeline", v.path,
+                P.name, row.pipeline)
+  end
+  for _, name in ipairs(o.tasks or {}) do
+    if not P.tasks[name] then
+      local names = {}
+      for n in pairs(P.tasks) do names[#names + 1] = n end
+      table.sort(names)
+      return fail(2, "--task: no task %q in %s (it has %s)", name, row.pipeline,
+                  concat(names, ", "))
+    end
+  end
+  local bad = M.check_connections(P, self.conf)
+  if bad then
+    local lines = {}
+    for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
+    return fail_list(1, concat(lines, "\n"))
+  end
+  local run, cerr = M.claim(store, row.id, o.force, o.tasks ~= nil)
+  if not run then return nil, cerr end
+  if o.reload and P.hash ~= v.hash then
+    local now = executor.now()
+    local vid = store:pipeline_version(P.name, P.kind, P.path, P.source, P.hash, now)
+    store:begin()
+    store:add_run_version(run.id, vid, now, run.version_id, run.created_at)
+    store:commit()
+    local n = #store:run_versions(run.id)
+    if o.notice then
+      o.notice(format("weir: run %s now runs version %d of %s (%s)", run.id, n, v.path,
+                      P.hash:sub(1, 12)))
+    end
+  elseif o.reload and o.notice then
+    o.notice(format("weir: %s has not changed since run %s stored it", v.path, run.id))
+  end
   self.only, self.from = options.only, options.from
   self.params = json.decode(run.params)
+  self.rerun = o.tasks
+  self.active_base = M.active_ms(store, run)
   M.mark_lost(store, run.id)
   return true
+end
+
+--- The working time of run so far (ms): recorded when a session ended;
+-- else from its start to the last moment an attempt of it was seen (a
+-- killed supervisor records no end), so idle gaps between sessions do
+-- not count.
+function M.active_ms(store, run)
+  if run.active_ms then return run.active_ms end
+  if not run.started_at then return 0 end
+  local last = run.finished_at or run.started_at
+  for _, a in ipairs(store:attempts(run.id)) do
+    last = math.max(last, a.finished_at or a.started_at or last)
+  end
+  return last - run.started_at
 end
 
 --- Everything before the engine: configuration, the store (checked
@@ -352,6 +520,8 @@ end
 -- err.
 function Run:prepare()
   if not self.resumed then executor.signal_install() end
+  local pr, perr = M.locate({ file = self.file, config = self.o.config })
+  if not pr then return fail(1, "weir: %s", perr) end
   local conf, cerr = M.config(self.o.config, self.warn)
   if not conf then return fail_list(1, cerr) end
   self.conf = conf
@@ -379,8 +549,9 @@ function Run:execute(view)
     P = self.P, store = self.store, exec = self.exec, run_id = self.id,
     params = self.params, roots = M.roots_for(self.P.base_dir),
     resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
+    rerun = self.rerun, active_base = self.active_base,
     only = self.only, from = self.from, view = view,
-    connections = conf.connections, redact = conf.redact,
+    connections = conf.connections, redact = conf.redact, config_where = conf.where,
     lineage = exporter, project_dir = conf.project,
   })
   self.exec:close()

@@ -98,6 +98,15 @@ function M.human_size(n)
   return format("%d B", n)
 end
 
+--- ms (since the epoch) as RFC 3339 UTC with milliseconds:
+-- "2026-12-07T06:36:42.123Z"; nil gives nil. Every time in JSON that
+-- weir prints has this form.
+function M.rfc3339(ms)
+  if not ms then return nil end
+  local s = floor(ms / 1000)
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. format(".%03dZ", floor(ms - s * 1000))
+end
+
 --- A human form of seconds: "1.2s", "350ms", "2m05s".
 function M.human_duration(s)
   if s < 1 then return format("%dms", floor(s * 1000 + 0.5)) end

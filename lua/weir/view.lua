@@ -12,6 +12,9 @@ local M = {}
 
 local function ts() return os.date("!%H:%M:%S") end
 
+-- the states an error explains
+local FAILED = { failed = true, up_for_retry = true, upstream_failed = true, cancelled = true }
+
 local function elapsed(t, mono)
   if not t.t0 then return 0 end
   return ((t.t1 or mono) - t.t0) / 1000
@@ -32,12 +35,14 @@ function M.new(mode, out)
   if mode == "json" then
     function v.task(t, state)
       mark(t, state)
-      out:write(json.encode({ ts = executor.now() / 1000, event = "task", task = t.name,
-                              state = state, attempt = t.attempt, error = t.error }), "\n")
+      -- an error only with the state it explains, this attempt's
+      out:write(json.encode({ time = util.rfc3339(executor.now()), event = "task",
+                              task = t.name, state = state, attempt = t.attempt,
+                              error = FAILED[state] and t.error or nil }), "\n")
     end
     function v.finish(e)
-      out:write(json.encode({ ts = executor.now() / 1000, event = "run", run_id = e.run_id,
-                              status = e.status }), "\n")
+      out:write(json.encode({ time = util.rfc3339(executor.now()), event = "run",
+                              run_id = e.run_id, status = e.status }), "\n")
     end
   elseif mode == "plain" then
     function v.task(t, state)
@@ -58,6 +63,7 @@ function M.new(mode, out)
     end
   elseif mode == "live" then
     v.task = mark
+    local paint = require("weir.color").painter(2)
     local function draw(e, final)
       local m = executor.mono()
       if not final and m - last_draw < 100 then return end
@@ -76,7 +82,9 @@ function M.new(mode, out)
           local secs = elapsed(t, m)
           local rows = (t.rows_out or 0) > 0 and format("%d rows  %.0f rows/s", t.rows_out,
                                                         t.rows_out / math.max(secs, 1e-3)) or ""
-          lines[#lines + 1] = format("  %-24s %-16s %8s  %s", name:sub(1, 24), t.state,
+          lines[#lines + 1] = format("  %-24s %s%s %8s  %s", name:sub(1, 24),
+                                     paint(t.state, t.state),
+                                     string.rep(" ", math.max(0, 16 - #t.state)),
                                      t.t0 and util.human_duration(secs) or "", rows)
         end
       end

@@ -21,6 +21,24 @@ describe("weir CLI", function()
     assert.matches("run FILE", out, 1, true)
     code = H.weir(dir, "frobnicate")
     assert.equal(2, code)
+    -- bare weir is a usage error; each command has its own help
+    local err
+    code, out, err = H.weir(dir, "")
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.matches("usage: weir <command>", err, 1, true)
+    for _, args in ipairs({ "run --help", "help run", "run -h" }) do
+      code, out = H.weir(dir, args)
+      assert.equal(0, code, args)
+      assert.matches("^usage: weir run FILE", out)
+      assert.matches("--workers N", out, 1, true)
+    end
+    code, out, err = H.weir(dir, "run p.lua --param a=1 --param a=2")
+    assert.equal(2, code, out)
+    assert.matches("--param a given twice", err, 1, true)
+    code, out = H.weir(dir, "completion bash")
+    assert.equal(0, code)
+    assert.matches("complete -o default -F _weir weir", out, 1, true)
   end)
 
   it("runs a pipeline, passes outputs downstream and records the run", function()
@@ -347,7 +365,7 @@ describe("weir CLI", function()
     ]])
     assert.equal(0, (H.weir(dir, "run p.lua --workers 2")))
     local r = H.show(dir, H.last_run(dir))
-    assert.is_true(H.task(r, "c").finished_at < H.task(r, "a_long").finished_at - 500)
+    assert.is_true(H.ms(H.task(r, "c").finished_at) < H.ms(H.task(r, "a_long").finished_at) - 500)
   end)
 
   it("seeds math.random differently in every attempt", function()
@@ -398,6 +416,43 @@ tasks:
     local log = H.task(H.show(dir, H.last_run(dir)), "a").attempt_list[1].log
     assert.is_true(#log < 1200)
     assert.matches("[log truncated at 1024 bytes]", log, 1, true)
+  end)
+
+  it("never puts an earlier attempt's error in an event, and times in RFC 3339", function()
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "j", tasks = { a = task { retries = 1, retry_delay = "10ms",
+        run = function(ctx) if ctx.attempt == 1 then error("first try", 0) end return 1 end } } }
+    ]])
+    local code, _, err = H.weir(dir, "run p.lua --log-format json")
+    assert.equal(0, code, err)
+    local states = {}
+    for line in err:gmatch("[^\n]+") do
+      local ev = require("weir.json").decode(line)
+      assert.matches("^%d+%-%d+%-%d+T%d+:%d+:%d+%.%d+Z$", ev.time)
+      if ev.event == "task" then
+        states[#states + 1] = ev.state .. (ev.error and (": " .. ev.error) or "")
+      end
+    end
+    assert.same({ "running", "up_for_retry: first try", "queued", "running", "success" }, states)
+  end)
+
+  it("colours states on a terminal, never with NO_COLOR", function()
+    if not H.succeeds("command -v script >/dev/null") then
+      pending("needs script(1) for a terminal")
+      return
+    end
+    pipeline_file(dir, "p.lua", [[
+      return pipeline { name = "c", tasks = { a = task { run = function() return 1 end } } }
+    ]])
+    assert.equal(0, (H.weir(dir, "run p.lua -q")))
+    local function on_tty(env)
+      return H.output("cd " .. H.q(dir) .. " && " .. env .. " WEIR_HOME=.weir script -qec "
+                      .. H.q(H.q(H.bin) .. " show last") .. " /dev/null")
+    end
+    assert.matches("\27[32msuccess\27[0m", on_tty("TERM=xterm"), 1, true)
+    assert.is_nil(on_tty("TERM=xterm NO_COLOR=1"):find("\27[", 1, true))
+    local _, plain = H.weir(dir, "show last")
+    assert.is_nil(plain:find("\27[", 1, true))
   end)
 
   it("prints JSON log lines with --log-format json", function()

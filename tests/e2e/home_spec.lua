@@ -80,7 +80,7 @@ describe("a run whose store fills up", function()
     dir = H.tmpdir()
     home = dir .. "/home"
     os.execute("mkdir -p " .. H.q(home))
-    mounted = H.succeeds("mount -t tmpfs -o size=600k tmpfs " .. H.q(home) .. " 2>/dev/null")
+    mounted = H.succeeds("mount -t tmpfs -o size=700k tmpfs " .. H.q(home) .. " 2>/dev/null")
     H.write(dir .. "/p.lua", [[
       local tasks = {}
       for i = 1, 3000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
@@ -103,22 +103,23 @@ describe("a run whose store fills up", function()
     assert.matches("database or disk is full; `weir resume .-` finishes it", err)
     local id = err:match("run (%S+) stopped")
     local _, out = H.weir(dir, "runs", env)
-    assert.matches(id:gsub("%p", "%%%0") .. "%s+full%s+interrupted", out)
+    assert.matches(id:gsub("%p", "%%%0") .. "%s+full%s+running %(supervisor gone%)", out)
     local _, shown = H.weir(dir, "show " .. id, env)
-    assert.matches("status interrupted (its supervisor is gone", shown, 1, true)
+    assert.matches("status running (supervisor gone; weir resume " .. id .. " finishes it)",
+                   shown, 1, true)
     -- why, when the full store still took that one write
     local why = shown:match("\nerror: ([^\n]*)")
     if why then assert.equal("sqlite: database or disk is full", why) end
     local _, js = H.weir(dir, "show " .. id .. " --json", env)
     local run = require("weir.json").decode(js)
     assert.equal("running", run.status)
-    assert.is_true(run.interrupted)
+    assert.is_true(run.supervisor_gone)
     assert.is_true(H.succeeds("mount -o remount,size=200m " .. H.q(home)))
     code, _, err = H.weir(dir, "resume " .. id .. " --quiet", env)
     assert.equal(0, code, err)
     local _, js2 = H.weir(dir, "show " .. id .. " --json", env)
     run = require("weir.json").decode(js2)
     assert.equal("success", run.status)
-    assert.is_nil(run.interrupted)
+    assert.is_nil(run.supervisor_gone)
   end)
 end)

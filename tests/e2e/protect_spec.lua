@@ -83,7 +83,7 @@ describe("files a task may not touch", function()
     end
     local everything = H.output("cat " .. H.q(dir) .. "/dl*.jsonl 2>/dev/null")
                        .. H.output("cd " .. H.q(dir) .. " && env WEIR_HOME=.weir "
-                                   .. H.q(H.bin) .. " show " .. r.id .. " --json")
+                                   .. H.q(H.bin) .. " show " .. r.run_id .. " --json")
     assert.is_nil(everything:find(SECRET, 1, true))
     assert.is_nil(everything:find(SECRET2, 1, true))
     assert.is_nil(everything:find(SECRET:reverse(), 1, true))

@@ -448,6 +448,12 @@ serve:
     code, out = H.weir(other, "show " .. r.id, env)
     assert.equal(0, code)
     assert.matches("greet%s+success", out)
+    -- last is the server's newest run; --failed leaves out what succeeded
+    code, out = H.weir(other, "show last --json --failed", env)
+    assert.equal(0, code)
+    local last = json.decode(out)
+    assert.equal(r.id, last.run_id)
+    assert.equal(0, #last.tasks)
     -- errors come back as the server's problem, exit 1
     local _
     code, _, err = H.weir(other, "trigger hello --param n=x", env)

@@ -185,8 +185,12 @@ describe("triggers under weir serve", function()
     assert.matches("trigger: backfill by key:ops, logical time 2026%-01%-01T0%d:00:00Z", out)
     code, out, err = H.weir(dir, "backfill hourly --from 2026-01-01 --to 2026-01-02 --max-active 0",
                             env)
-    assert.equal(1, code)
-    assert.matches("max_active", out .. err)
+    assert.equal(2, code)
+    assert.matches("max%-active", out .. err)
+    local bad = curl("POST", base .. "/api/v1/pipelines/hourly/backfill", key,
+                     '{"from":"2026-01-01","to":"2026-01-02","max_active":0}')
+    assert.equal(422, bad.status)
+    assert.equal("/max_active", bad.errors[1].pointer)
   end)
 
   it("refuses bad trigger settings at weir validate, with their paths", function()

@@ -565,7 +565,7 @@ return pipeline { name = "nosy", tasks = {
     assert.equal(1, code, err)
     local list = runs()
     assert.equal(1, #list)
-    local run = show(list[1].id)
+    local run = show(list[1].run_id)
     assert.equal("failed", run.status)
     local probe = H.task(run, "probe")
     assert.equal("success", probe.state, probe.error)

@@ -110,7 +110,7 @@ return pipeline { name = "redis_down", tasks = { t = task { retries = 2, retry_d
     assert.matches("cache", t.attempt_list[1].error)
     assert.matches("refused", t.attempt_list[1].error)
     assert.matches("circuit breaker open", t.attempt_list[2].error)
-    local _, show = H.weir(dir, "show " .. run.id .. " --json", { WEIR_PW = canary })
+    local _, show = H.weir(dir, "show " .. run.run_id .. " --json", { WEIR_PW = canary })
     assert.is_nil((out .. err .. show):find(canary, 1, true))
     local hc, hj = H.weir(dir, "health --json", { WEIR_PW = canary })
     assert.equal(1, hc)

@@ -126,7 +126,7 @@ return pipeline { name = "steal", tasks = {
     assert.truthy(line and #line > 40)
     assert.equal("", H.output("grep -rlF " .. H.q(line) .. " " .. H.q(dir .. "/.weir")
                               .. " 2>/dev/null || true"))
-    local code, out, err = H.weir(dir, "show " .. r.id .. " --json")
+    local code, out, err = H.weir(dir, "show " .. r.run_id .. " --json")
     assert.equal(0, code)
     assert.not_matches(line, out .. err, 1, true)
   end)

@@ -139,7 +139,21 @@ function M.last_run(dir)
   -- nil, not an error, while the store cannot be read yet (a run in
   -- another process may be creating it): callers poll with wait_for
   local list = require("weir.json").decode(out)
-  return list and list[1] and list[1].id
+  return list and list[1] and list[1].run_id
+end
+
+--- Milliseconds since the epoch of an RFC 3339 UTC time that weir printed
+-- ("2026-12-07T06:36:42.123Z").
+function M.ms(t)
+  local y, mo, d, h, mi, s, frac = t:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)Z$")
+  assert(y, "not an RFC 3339 UTC time: " .. tostring(t))
+  -- days since the epoch (proleptic Gregorian), without the local zone
+  local yy, mm = tonumber(y), tonumber(mo)
+  if mm <= 2 then yy = yy - 1; mm = mm + 12 end
+  local days = 365 * yy + math.floor(yy / 4) - math.floor(yy / 100) + math.floor(yy / 400)
+               + math.floor((153 * (mm - 3) + 2) / 5) + tonumber(d) - 719469
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(s) * 1000
+         + (frac ~= "" and tonumber((frac .. "00"):sub(1, 3)) or 0)
 end
 
 function M.task(run, name)

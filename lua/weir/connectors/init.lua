@@ -156,7 +156,10 @@ function M.context(job, stats, opened, log)
       local known = {}
       for k in pairs(all) do known[#known + 1] = k end
       sort(known)
-      error(format("ctx.%s: no connection %s in weir.yaml (%s)", what, tostring(name),
+      -- a configuration error: no retry can cure it
+      stats.permanent = format("ctx.%s: no connection %s in %s", what, tostring(name),
+                               job.config_where or "weir.yaml")
+      error(format("%s (%s)", stats.permanent,
                    #known > 0 and "known: " .. concat(known, ", ") or "none configured"), 3)
     end
     local connector = M.get(cfg.type)

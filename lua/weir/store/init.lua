@@ -89,7 +89,8 @@ local M = {}
 -- table: both backends build their UPDATE statements from these lists
 -- only, never from callers' keys.
 M.UPDATABLE = {
-  runs = { "status", "started_at", "finished_at", "supervisor_pid", "supervisor_id", "error" },
+  runs = { "status", "started_at", "finished_at", "supervisor_pid", "supervisor_id", "error",
+           "active_ms" },
   task_runs = { "state", "attempts", "output", "error", "started_at", "finished_at",
                 "next_try_at", "rows_in", "rows_out" },
   attempts = { "status", "worker_pid", "started_at", "finished_at", "error", "output",
@@ -255,14 +256,6 @@ function M.open(home, url)
     return require("weir.store.postgres").open(url)
   end
   return nil, "WEIR_METADATA_URL: expected sqlite:PATH, postgres:// or postgresql://"
-end
-
---- The highest number of a backend's migrations (a merge may leave a
--- number without one: the backends skip it).
-function M.latest(migrations)
-  local top = 0
-  for v in pairs(migrations) do if v > top then top = v end end
-  return top
 end
 
 --- The columns of a lineage entry as stored (JSON text), or nil.

@@ -241,7 +241,20 @@ M.MIGRATIONS = {
       updated_at double precision NOT NULL
     );
   ]],
+  -- the versions of a pipeline a run ran (weir retry --reload)
+  [10] = [[
+    CREATE TABLE run_versions (
+      run_id text NOT NULL REFERENCES runs(id),
+      n integer NOT NULL,
+      version_id bigint NOT NULL REFERENCES pipeline_versions(id),
+      since double precision NOT NULL,
+      PRIMARY KEY (run_id, n)
+    );
+    ALTER TABLE runs ADD COLUMN active_ms double precision;
+  ]],
 }
+-- the newest migration (numbers may have gaps while branches are merged)
+M.LATEST = table.maxn(M.MIGRATIONS)
 
 -- configuration ----------------------------------------------------------
 
@@ -635,7 +648,7 @@ function S:migrate()
                .. "version integer PRIMARY KEY, applied_at double precision NOT NULL)")
     local current = rows_of(self, "SELECT max(version) AS v FROM schema_migrations")[1].v or 0
     -- a number no migration has (a hole left by a merge) is skipped
-    for v = current + 1, STORE.latest(M.MIGRATIONS) do
+    for v = current + 1, M.LATEST do
       if M.MIGRATIONS[v] then
         local okm, merr = pcall(run_sql, self, M.MIGRATIONS[v])
         if not okm then error("migration " .. v .. ": " .. tostring(merr), 0) end
@@ -742,6 +755,21 @@ function S:pipeline_version(name, kind, path, source, hash, now)
   if not ok then self:rollback(); error(vid, 0) end
   self:commit()
   return vid, pid
+end
+
+--- See weir.store.sqlite's add_run_version.
+function S:add_run_version(run_id, version_id, since, first_version, created_at)
+  exec(self, "INSERT INTO run_versions (run_id, n, version_id, since) VALUES ($1, 1, $2, $3) "
+             .. "ON CONFLICT DO NOTHING", { run_id, first_version, created_at }, 3)
+  exec(self, "INSERT INTO run_versions (run_id, n, version_id, since) SELECT $1, max(n) + 1, "
+             .. "$2, $3 FROM run_versions WHERE run_id = $1", { run_id, version_id, since }, 3)
+  exec(self, "UPDATE runs SET version_id = $1 WHERE id = $2", { version_id, run_id }, 2)
+end
+
+function S:run_versions(run_id)
+  return rows_of(self, "SELECT rv.n, rv.version_id, rv.since, v.hash FROM run_versions rv "
+                       .. "JOIN pipeline_versions v ON v.id = rv.version_id "
+                       .. "WHERE rv.run_id = $1 ORDER BY rv.n", { run_id }, 1)
 end
 
 function S:version(id)
@@ -883,6 +911,16 @@ end
 --- The run id (with its pipeline's name), or nil. Inside begin()/commit()
 -- the row stays locked until the transaction ends: check-then-claim is
 -- atomic, and a second claimer waits, then sees the first one's claim.
+--- The ids of at most 3 runs that begin with prefix.
+function S:run_ids_with_prefix(prefix)
+  local ids = {}
+  for k, r in ipairs(rows_of(self, "SELECT id FROM runs WHERE substr(id, 1, $1) = $2 "
+                                   .. "ORDER BY id COLLATE \"C\" LIMIT 3", { #prefix, prefix }, 2)) do
+    ids[k] = r.id
+  end
+  return ids
+end
+
 function S:run(id)
   local sql = "SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
     .. "ON p.id = r.pipeline_id WHERE r.id = $1"

@@ -205,7 +205,22 @@ M.MIGRATIONS = {
       updated_at REAL NOT NULL
     );
   ]],
+  -- the versions of a pipeline a run ran: weir retry --reload adds one
+  -- (n 2, 3...; n 1 is the version the run was created with), and an
+  -- attempt ran the latest one that started before it
+  [10] = [[
+    CREATE TABLE run_versions (
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      n INTEGER NOT NULL,
+      version_id INTEGER NOT NULL REFERENCES pipeline_versions(id),
+      since REAL NOT NULL,
+      PRIMARY KEY (run_id, n)
+    ) WITHOUT ROWID;
+    ALTER TABLE runs ADD COLUMN active_ms REAL;
+  ]],
 }
+-- the newest migration (numbers may have gaps while branches are merged)
+M.LATEST = table.maxn(M.MIGRATIONS)
 
 -- A store error: code "store", and for a damaged file what to do.
 local function store_error(path, err)
@@ -271,21 +286,17 @@ function S:migrate()
   -- the version is read again under it: two processes opening a new store
   -- at once must not both apply a migration
   local top = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-  local latest = STORE.latest(M.MIGRATIONS)
-  if top and top.v == latest then return end
-  -- a number no migration has (a hole left by a merge) is skipped
-  for v = 1, latest do
-    if M.MIGRATIONS[v] then
-      self:check(db:exec("BEGIN IMMEDIATE"))
-      local row = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
-      if (row and row.v or 0) >= v then
-        self:check(db:exec("COMMIT"))
-      else
-        local ok, err = db:exec(M.MIGRATIONS[v])
-        if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
-        if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
-        self:check(db:exec("COMMIT"))
-      end
+  if top and top.v == M.LATEST then return end
+  for v = 1, M.LATEST do
+    self:check(db:exec("BEGIN IMMEDIATE"))
+    local row = self:check(db:all("SELECT max(version) AS v FROM schema_migrations"))[1]
+    if (row and row.v or 0) >= v or not M.MIGRATIONS[v] then
+      self:check(db:exec("COMMIT"))
+    else
+      local ok, err = db:exec(M.MIGRATIONS[v])
+      if ok then ok, err = db:run("INSERT INTO schema_migrations VALUES (?, ?)", { v, os.time() }) end
+      if not ok then db:exec("ROLLBACK"); error("migration " .. v .. ": " .. tostring(err), 0) end
+      self:check(db:exec("COMMIT"))
     end
   end
 end
@@ -324,6 +335,26 @@ function S:pipeline_version(name, kind, path, source, hash, now)
                            { pid, hash }))[1].id
   self:commit()
   return vid, pid
+end
+
+--- Record that run_id runs version_id from since on (weir retry
+-- --reload): its versions numbered 1 (the one it was created with), 2...
+function S:add_run_version(run_id, version_id, since, first_version, created_at)
+  local db = self.db
+  self:check(db:run("INSERT OR IGNORE INTO run_versions (run_id, n, version_id, since) "
+                    .. "VALUES (?, 1, ?, ?)", { run_id, first_version, created_at }))
+  self:check(db:run("INSERT INTO run_versions (run_id, n, version_id, since) SELECT ?, "
+                    .. "max(n) + 1, ?, ? FROM run_versions WHERE run_id = ?",
+                    { run_id, version_id, since, run_id }))
+  self:check(db:run("UPDATE runs SET version_id = ? WHERE id = ?", { version_id, run_id }))
+end
+
+--- The versions run_id ran, oldest first ({ n, version_id, since, hash });
+-- empty for a run never reloaded.
+function S:run_versions(run_id)
+  return self:check(self.db:all("SELECT rv.n, rv.version_id, rv.since, v.hash FROM run_versions rv "
+                                .. "JOIN pipeline_versions v ON v.id = rv.version_id "
+                                .. "WHERE rv.run_id = ? ORDER BY rv.n", { run_id }))
 end
 
 function S:version(id)
@@ -437,6 +468,16 @@ function S:runs(limit, pipeline)
   return self:check(self.db:all("SELECT r.*, p.name AS pipeline FROM runs r JOIN pipelines p "
                            .. "ON p.id = r.pipeline_id ORDER BY r.created_at DESC LIMIT ?",
                            { limit or 20 }))
+end
+
+--- The ids of at most 3 runs that begin with prefix.
+function S:run_ids_with_prefix(prefix)
+  local ids = {}
+  for k, r in ipairs(self:check(self.db:all("SELECT id FROM runs WHERE substr(id, 1, ?) = ? "
+                                            .. "ORDER BY id LIMIT 3", { #prefix, prefix }))) do
+    ids[k] = r.id
+  end
+  return ids
 end
 
 function S:run(id)

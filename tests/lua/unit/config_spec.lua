@@ -564,7 +564,7 @@ connections:
       local cfg = assert(load_text(dir, "connections:\n  b: { type: redis }\n  a: { type: redis }\n"))
       local c, err = cfg:connection("warehouse")
       assert.is_nil(c)
-      assert.equal('unknown connection "warehouse" (defined: a, b)', err)
+      assert.equal('unknown connection "warehouse" (' .. cfg.file .. ' defines a, b)', err)
     end)
   end)
 

@@ -267,3 +267,20 @@ describe("weir.engine", function()
     assert.is_true(r.store.commits >= 20)
   end)
 end)
+
+describe("engine.dag_order", function()
+  it("lists tasks by layers of the DAG, each layer by name", function()
+    local T = {}
+    local function t(name, deps) T[name] = { deps = deps, downs = {} } end
+    t("z_extract", {}); t("a_load", { "m_transform" }); t("m_transform", { "z_extract" })
+    t("b_other", {}); t("c_report", { "a_load", "b_other" })
+    local names = {}
+    for name in pairs(T) do names[#names + 1] = name end
+    table.sort(names)
+    for _, n in ipairs(names) do
+      for _, d in ipairs(T[n].deps) do table.insert(T[d].downs, n) end
+    end
+    assert.same({ "b_other", "z_extract", "m_transform", "a_load", "c_report" },
+                engine.dag_order(T, names))
+  end)
+end)
