@@ -14,6 +14,7 @@ PKGS=(
   lua-busted lua-check sqlite3
   libpq-dev libhiredis-dev postgresql redis-server openssl ca-certificates
   libmicrohttpd-dev curl tzdata
+  libseccomp-dev libpcre2-dev
 )
 
 SUDO=""
