@@ -39,17 +39,6 @@ struct weir_regex {
 #define ECMA_SPACE "\\t\\n\\x0b\\f\\r \\u{a0}\\u{1680}\\u{2000}-\\u{200a}" \
                    "\\u{2028}\\u{2029}\\u{202f}\\u{205f}\\u{3000}\\u{feff}"
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The code unit of \uHHHH at s[i] (s[i] == '\\'), or -1. */
 static long u4(const char *s, size_t len, size_t i)
 {
@@ -58,7 +47,7 @@ static long u4(const char *s, size_t len, size_t i)
     if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u')
         return -1;
     for (size_t k = i + 2; k < i + 6; k++) {
-        int h = hexval((unsigned char)s[k]);
+        int h = weir_hexval((unsigned char)s[k]);
         if (h < 0)
             return -1;
         v = v * 16 + h;
