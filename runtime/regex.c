@@ -269,8 +269,9 @@ WEIR_API int weir_ffi_regex_test(weir_regex *re, const char *s, size_t len,
     int rc;
 
     *matched = 0;
-    pcre2_set_match_limit(re->mc, match_limit ? match_limit
-                                              : WEIR_REGEX_MATCH_LIMIT);
+    if (match_limit == 0 || match_limit > WEIR_REGEX_MATCH_LIMIT)
+        match_limit = WEIR_REGEX_MATCH_LIMIT;
+    pcre2_set_match_limit(re->mc, match_limit);
     rc = pcre2_match(re->code, (PCRE2_SPTR)(s ? s : ""), len, 0, 0, re->md,
                      re->mc);
     if (rc >= 0) {

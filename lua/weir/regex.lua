@@ -14,13 +14,10 @@ local errbuf, errlen = F.errbuf, F.errlen
 local regex_new, regex_test, regex_delete =
   C.weir_ffi_regex_new, C.weir_ffi_regex_test, C.weir_ffi_regex_delete
 local error, setmetatable, type = error, setmetatable, type
-local OK, ELIMIT = C.WEIR_OK, C.WEIR_ELIMIT
+local OK, ELIMIT, MATCH_LIMIT = C.WEIR_OK, C.WEIR_ELIMIT, C.WEIR_REGEX_MATCH_LIMIT
+local min, max = math.min, math.max
 
 local M = {}
-
---- Match steps one test() may take before giving up (PCRE2's match
--- limit); 0 means the C default, WEIR_REGEX_MATCH_LIMIT.
-M.match_limit = 0
 
 local CACHE_LIMIT = 512
 local out = ffi.new("weir_regex *[1]")
@@ -29,14 +26,18 @@ local matched = ffi.new("int32_t[1]")
 local Matcher = {}
 Matcher.__index = Matcher
 
---- Tests whether the pattern matches anywhere in `str`.
--- Returns true or false, or nil and an error: "regex: too complex" when a
--- limit stopped the search, "regex: the value is not valid UTF-8 ...".
-function Matcher:test(str)
+--- Tests whether the pattern matches anywhere in `str`, taking at most
+-- `limit` match steps (PCRE2's match limit; default and at most
+-- WEIR_REGEX_MATCH_LIMIT, 1e6: a caller matching values nobody trusted
+-- may pass less). Returns true or false, or nil and an error: "regex: too
+-- complex" when a limit stopped the search, "regex: the value is not
+-- valid UTF-8 ...".
+function Matcher:test(str, limit)
   if type(str) ~= "string" then
     error("regex.test: bad 'str' (string expected, got " .. type(str) .. ")", 2)
   end
-  local rc = regex_test(self.re, str, #str, M.match_limit, matched, errbuf, errlen)
+  limit = limit and min(max(limit, 1), MATCH_LIMIT) or 0
+  local rc = regex_test(self.re, str, #str, limit, matched, errbuf, errlen)
   if rc == OK then return matched[0] == 1 end
   if rc == ELIMIT then return nil, "regex: too complex" end
   return nil, "regex: " .. ffi.string(errbuf)

@@ -36,7 +36,7 @@ enum {
 WEIR_API int weir_ffi_regex_new(const char *src, size_t len,
                                 weir_regex **out, char *err, size_t errlen);
 /* Search s (len bytes, UTF-8) for a match anywhere: *matched is 1 or 0.
- * match_limit 0 means WEIR_REGEX_MATCH_LIMIT. WEIR_ELIMIT when a limit
+ * match_limit is capped at WEIR_REGEX_MATCH_LIMIT (0: that limit). WEIR_ELIMIT when a limit
  * stopped the search, WEIR_EINVAL when s is not valid UTF-8; both with
  * a message in err. s may be NULL when len is 0. */
 WEIR_API int weir_ffi_regex_test(weir_regex *re, const char *s, size_t len,
