@@ -10,6 +10,7 @@
 #include "weir/clock.h"
 #include "weir/connectors.h"
 #include "weir/embed.h"
+#include "weir/json.h"
 #include "weir/numfmt.h"
 #include "weir/ser.h"
 #include "weir/yaml.h"
@@ -20,8 +21,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-
-int luaopen_cjson(lua_State *L);
 
 const weir_embedded *weir_embed_find(const char *name)
 {
@@ -128,6 +127,8 @@ static const luaL_Reg native_fns[] = {
     { "string_dump", native_string_dump },
     { "now", native_now },
     { "num_format", native_num_format },
+    { "json_encode", weir_json_native_encode },
+    { "json_decode", weir_json_native_decode },
     { "memory", native_memory },
     { "yaml_decode", weir_yaml_decode },
     { "resource", native_resource },
@@ -146,7 +147,7 @@ static int open_native(lua_State *L)
         lua_setfield(L, -2, r->name);
     }
     /* the one NULL (ctx.NULL, json.null, weir.db.NULL): SQL NULL in rows
-     * and JSON null, the value cjson.null and the C connectors push */
+     * and JSON null (json.null), the value the C connectors push */
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
     /* each connector's natives (connectors.h), in weir._native itself or
@@ -177,10 +178,6 @@ static int searcher_embedded(lua_State *L)
 
     if (strcmp(name, "weir._native") == 0) {
         lua_pushcfunction(L, open_native);
-        return 1;
-    }
-    if (strcmp(name, "cjson") == 0) {
-        lua_pushcfunction(L, luaopen_cjson);
         return 1;
     }
     if (weir_embed_find(name) == NULL) {
@@ -350,7 +347,7 @@ static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-/* require(name) in an attempt state: the embedded library, ffi, cjson,
+/* require(name) in an attempt state: the embedded library, ffi,
  * weir._native, and os and bit (not opened up front: most tasks never use
  * them); results cached in the registry. */
 static int attempt_require(lua_State *L)
@@ -368,8 +365,6 @@ static int attempt_require(lua_State *L)
         lua_pushcfunction(L, luaopen_os);
     else if (strcmp(name, "bit") == 0)
         lua_pushcfunction(L, luaopen_bit);
-    else if (strcmp(name, "cjson") == 0)
-        lua_pushcfunction(L, luaopen_cjson);
     else if (strcmp(name, "weir._native") == 0)
         lua_pushcfunction(L, open_native);
     else if (weir_state_load_embedded(L, name) != 0)
@@ -463,9 +458,9 @@ static weir_alloc_acc snap_acc, *snap_owner;
 static lua_State *snap_L;
 
 /* Modules whose C side keeps memory of its own behind the state (ffi's
- * declarations, cjson's buffers): freed at lua_close, so a restored copy
- * would point at freed memory. A state that loaded one is not saved. */
-static const char *const snap_unsafe[] = { "ffi", "cjson", NULL };
+ * declarations): freed at lua_close, so a restored copy would point at
+ * freed memory. A state that loaded one is not saved. */
+static const char *const snap_unsafe[] = { "ffi", NULL };
 
 int weir_state_snapshot_save(lua_State *L, weir_alloc_acc *acc)
 {

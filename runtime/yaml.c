@@ -279,16 +279,6 @@ static size_t count_digits(const char *s, size_t i, size_t n)
     return k - i;
 }
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 /* Resolves a scalar's text by the YAML 1.2 core schema. */
 static enum yres resolve_core(struct ynode *nd)
@@ -313,7 +303,7 @@ static enum yres resolve_core(struct ynode *nd)
         int base = s[1] == 'x' ? 16 : 8;
 
         for (v = 0, i = 2; i < n; i++) {
-            int h = hex_value(s[i]);
+            int h = weir_hexval(s[i]);
 
             if (h < 0 || h >= base)
                 break;

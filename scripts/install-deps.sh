@@ -10,10 +10,11 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config
   luajit2 libluajit2-5.1-dev
-  libyaml-dev lua-cjson lua-cjson-dev libsqlite3-dev libssl-dev
+  libyaml-dev libsqlite3-dev libssl-dev
   lua-busted lua-check sqlite3
   libpq-dev libhiredis-dev postgresql redis-server openssl ca-certificates
   libmicrohttpd-dev nettle-dev curl tzdata
+  libseccomp-dev libpcre2-dev
 )
 
 SUDO=""

@@ -68,20 +68,13 @@ function M.run(job)
 
   -- datasets: the lineage entries the connectors add (weir.connectors)
   local stats = { rows_in = 0, rows_out = 0, datasets = {} }
-  -- Encode the task's output. cjson (C, never calls metamethods) is the
-  -- fast path; when it refuses a value, weir.json says what and where.
-  -- cjson prints 14 significant digits: an output with other numbers goes
-  -- through weir.json, which prints every number exactly.
+  -- Encode the task's output: runtime/json.c (C, exact numbers, never
+  -- calls metamethods) is the fast path; when it refuses a value, weir.json
+  -- says what and where (ADR 44).
   local function encode_output(out, max)
-    local json = require("weir.json")
-    if json.cjson_exact(out) then
-      local cjson = require("cjson")
-      cjson.encode_max_depth(32)
-      cjson.encode_sparse_array(false)
-      local ok, text = pcall(cjson.encode, out)
-      if ok and #text <= max then return text end
-    end
-    return json.encode(out, { max_bytes = max, max_depth = 32, name = "output" })
+    local text = require("weir._native").json_encode(out, max)
+    if text then return text end
+    return require("weir.json").encode(out, { max_bytes = max, max_depth = 32, name = "output" })
   end
 
   if job.seed then math.randomseed(job.seed) end

@@ -33,10 +33,10 @@ function M.new(job, log, stats)
     inputs = {},
   }
   if job.inputs and next(job.inputs) then
-    -- outputs were encoded by trusted code; cjson (C) decodes them fast
-    local cjson = require("cjson")
+    -- outputs were encoded by trusted code; runtime/json.c decodes them
+    local native = require("weir._native")
     for name, text in pairs(job.inputs) do
-      ctx.inputs[name] = copy(cjson.decode(text), cjson.null)
+      ctx.inputs[name] = copy(assert(native.json_decode(text)), native.NULL)
     end
   end
 
@@ -74,8 +74,7 @@ function M.new(job, log, stats)
   function ctx.source(name) return io().connection(name, "source") end
   function ctx.sink(name) return io().connection(name, "sink") end
   --- ctx.NULL: SQL NULL in rows of every connector (not nil: rows keep the
-  -- key); the lightuserdata NULL, so also cjson.null (cjson is not loaded
-  -- here: a state that loaded it cannot be snapshotted).
+  -- key); the lightuserdata NULL, so also json.null.
   ctx.NULL = require("weir._native").NULL
   --- ctx.check(db, table, rules): data quality checks; raises on failure.
   function ctx.check(db, tbl, rules) return io().check(db, tbl, rules) end

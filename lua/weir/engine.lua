@@ -40,8 +40,16 @@ M.TERMINAL = TERMINAL
 
 local SIGNAMES = { [-9] = "SIGKILL", [-11] = "SIGSEGV", [-6] = "SIGABRT", [-15] = "SIGTERM",
                    [-7] = "SIGBUS", [-8] = "SIGFPE", [-4] = "SIGILL", [-24] = "SIGXCPU" }
+-- A worker's system-call filter kills it with SIGSYS on a call outside its
+-- allow-list (runtime/seccomp.c, ADR 43): native code did something no
+-- task needs, and would do it again, so the attempt is not retried.
+local SIGSYS = -31
 
 local function describe_exit(status)
+  if status == SIGSYS then
+    return "worker killed by SIGSYS: it made a system call outside the worker's"
+      .. " allow-list (docs/security.md)"
+  end
   if status < 0 then
     return format("worker killed by %s", SIGNAMES[status] or ("signal " .. -status))
   end
@@ -501,7 +509,7 @@ local function handle_exit(pool, ev)
                                                                error = msg })
     head.error = msg
     if e.lineage then e.lineage:finished(e, head, "failed", e.now(), nil, msg) end
-    on_failure(e, head, msg)
+    on_failure(e, head, msg, ev.status == SIGSYS)
   end
   for i = 2, #q do
     local t = q[i]

@@ -6,6 +6,11 @@
 -- decode -> encode unchanged ([] stays [], {} stays {}, null keeps its slot).
 -- The encoder never runs user metamethods: it walks tables with next() and
 -- rawget() only, sorts object keys, and reports the path of a bad value.
+--
+-- The explaining one of weir's two JSON implementations (ADR 44): for
+-- configuration, the CLI, the API and the store, and to say what and where
+-- when the fast one (runtime/json.c, weir._native.json_encode/json_decode:
+-- task outputs and inputs, JSON lines, dead letters) refuses a value.
 local byte, char, concat, find, format, gsub, sub =
   string.byte, string.char, table.concat, string.find, string.format,
   string.gsub, string.sub
@@ -19,8 +24,8 @@ local error, getmetatable, next, pcall, rawget, setmetatable, tonumber,
 
 local M = {}
 
---- JSON null: the lightuserdata NULL, the very value of cjson.null and of
--- ctx.NULL (SQL NULL in rows), so every decoder and row agrees on it.
+--- JSON null: the lightuserdata NULL, the very value runtime/json.c uses
+-- and ctx.NULL (SQL NULL in rows), so every decoder and row agrees on it.
 M.null = require("weir._native").NULL
 local null = M.null
 
@@ -118,23 +123,6 @@ local function format_number(x)
 end
 M._format_number = format_number
 
---- Whether cjson (which prints numbers with 14 significant digits) writes
--- every number in v exactly: only when each is an integer below 1e14 in
--- magnitude. Otherwise a caller that must carry values exactly encodes
--- with M.encode (the shortest round-trip form).
-local function cjson_exact(v, depth)
-  local t = type(v)
-  if t == "number" then return v == floor(v) and v > -1e14 and v < 1e14 end
-  -- a json value read from PostgreSQL: cjson cannot write it, M.encode can
-  if t == "userdata" then return v == null end
-  if t ~= "table" or depth > 64 then return true end
-  for _, x in pairs(v) do
-    local tx = type(x)
-    if tx ~= "string" and tx ~= "boolean" and not cjson_exact(x, depth + 1) then return false end
-  end
-  return true
-end
-function M.cjson_exact(v) return cjson_exact(v, 0) end
 
 --- The exact text of a json value read from PostgreSQL (the "weir.json"
 -- userdata of connectors/pgcodec.c: a json or jsonb column's value, kept

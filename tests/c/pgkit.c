@@ -1,9 +1,10 @@
 /*
  * pgkit.c - the shared part of the PostgreSQL COPY codec tests (see
- * pgkit.h). Relies on lua-cjson (luaopen_cjson, linked into weir_lib) and
- * libpq.
+ * pgkit.h). Relies on a trusted state (lstate.h: weir._native, weir.json)
+ * and libpq.
  */
 #include "pgkit.h"
+#include "weir/lstate.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -11,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-int luaopen_cjson(lua_State *L);
 
 lua_State *L;
 char err[256];
@@ -24,7 +23,7 @@ int copy_switches;
 const uint32_t shape_oids[5] = {INT8, TEXT, FLOAT8, TIMESTAMPTZ, BOOL};
 
 static const char *lua_helpers =
-    "NULL = require('cjson').null\n"
+    "NULL = require('weir._native').NULL\n"
     /* a json value (the text codec's userdata) equals one with the same
      * text (its __eq), and a Lua value when its decode() does */
     "function deepeq(a, b)\n"
@@ -101,15 +100,9 @@ static int lua_json_value(lua_State *L)
 
 int pgkit_open(void)
 {
-    L = luaL_newstate();
+    L = weir_state_new_trusted();
     if (L == NULL)
         return -1;
-    luaL_openlibs(L);
-    /* require("cjson") as the trusted states provide it */
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
     lua_settop(L, 0);
     lua_register(L, "J", lua_json_value);
     if (luaL_dostring(L, lua_helpers) != 0) {

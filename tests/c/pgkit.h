@@ -2,8 +2,8 @@
  * pgkit.h - what the PostgreSQL COPY codec tests share: the unit tests
  * (tests/c/test_pgbinary.c, test_pgcodec.c), the checks against a live
  * server (tests/integration/test_pgbinary_server.c) and the benchmark
- * (tests/bench/bench_pgbinary.c). A plain Lua state with lua-cjson
- * preloaded (for the NULL sentinel) and Lua helpers (deepeq, dump, random
+ * (tests/bench/bench_pgbinary.c). A trusted Lua state (the NULL sentinel,
+ * weir.json) and Lua helpers (deepeq, dump, random
  * strings and JSON), the type OIDs, a deterministic generator, and a
  * libpq connection with COPY TO / COPY FROM through either codec. Built
  * from tests/c/pgkit.c into each of these programs.

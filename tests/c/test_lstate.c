@@ -148,7 +148,7 @@ static void test_refusals(void)
     /* nor one that loaded a module with C-side memory of its own */
     M = weir_state_new_attempt(&other);
     CHECK(M != NULL);
-    CHECK_EQ_INT(run(M, "require('cjson') return nil"), 0);
+    CHECK_EQ_INT(run(M, "require('ffi') return nil"), 0);
     lua_pop(M, 1);
     CHECK_EQ_INT(weir_state_snapshot_save(M, &other), -1);
     lua_close(M);

@@ -10,8 +10,8 @@
  * tests/integration/test_pgbinary_server.c, the timing
  * tests/bench/bench_pgbinary.c.
  *
- * Relies on check.h and pgkit.h (a plain Lua state with lua-cjson
- * preloaded, for the NULL sentinel).
+ * Relies on check.h and pgkit.h (a trusted Lua state, for the NULL
+ * sentinel).
  */
 #include "pgkit.h"
 

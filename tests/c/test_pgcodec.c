@@ -2,11 +2,11 @@
  * test_pgcodec.c - unit tests for the PostgreSQL text codec
  * (connectors/pgcodec.c): every mapped type both ways, NULLs, NaN and
  * infinities, int8 past 2^53, long numerics, bytea with all byte values,
- * JSON (checked against lua-cjson), array literals (quoting, NULL vs
+ * JSON (checked against weir.json, the Lua implementation), array literals (quoting, NULL vs
  * "NULL", nesting), COPY lines (escapes, field counts, "\."), error
  * messages, and randomized round trips. Needs no server; its timing is
  * tests/bench/bench_pgbinary.c. Relies on check.h and pgkit.h (a plain
- * Lua state with lua-cjson preloaded, deepeq and dump).
+ * trusted Lua state, deepeq and dump).
  */
 #include "pgkit.h"
 
@@ -218,7 +218,7 @@ static void test_null(void)
     CHECK(lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
           lua_touserdata(L, -1) == NULL);
     push_expr("NULL");
-    CHECK(lua_rawequal(L, -1, -2)); /* the sentinel is cjson.null */
+    CHECK(lua_rawequal(L, -1, -2)); /* the sentinel is json.null */
     lua_settop(L, top);
     for (uint32_t oid = 16; oid < 4000; oid++) {
         if (weir_pgcodec_type_name(oid) == NULL)
@@ -701,7 +701,7 @@ static void test_json(void)
                           "nested = { x = { y = { 1.5, -2, true } } } }");
     CHECK_ROUNDTRIP(114, "{ 'line\\nbreak', 'tab\\t', 'q\"', 'bs\\\\' }");
 
-    /* random documents: our encoder read back by cjson and by us */
+    /* random documents: the C encoder read back by weir.json and by C */
     {
         int top = lua_gettop(L), bad = 0;
 
@@ -715,14 +715,14 @@ static void test_json(void)
                 continue;
             }
             lua_getglobal(L, "require");
-            lua_pushstring(L, "cjson");
+            lua_pushstring(L, "weir.json");
             lua_call(L, 1, 1);
             lua_getfield(L, -1, "decode");
             lua_pushlstring(L, buf.data, buf.len);
             if (lua_pcall(L, 1, 1, 0) != 0 || (lua_replace(L, -2), 0) ||
                 !deepeq_at(-2, -1)) {
                 bad++;
-                fprintf(stderr, "cjson disagrees: %s\n", buf.data);
+                fprintf(stderr, "weir.json disagrees: %s\n", buf.data);
             }
             lua_pop(L, 1);
             if (weir_pgcodec_push(L, 3802, buf.data, buf.len, err,

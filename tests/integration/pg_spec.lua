@@ -15,7 +15,7 @@ end
 
 H.describe_with("pg", "weir.pg", function()
   local pg, admin, db, cfg
-  local NULL = require("cjson").null
+  local NULL = require("weir.json").null
 
   setup(function()
     pg = require("weir.connectors.postgres")

@@ -8,7 +8,7 @@
  * Relies on weir/buf.h (the weir_buf it appends to), weir/common.h and
  * LuaJIT's lua.h.
  *
- * SQL NULL is the lightuserdata NULL sentinel (== cjson.null). When
+ * SQL NULL is the lightuserdata NULL sentinel (== json.null). When
  * encoding, Lua nil means NULL too.
  *
  * Type mapping (decode -> Lua; encode <- Lua), by builtin OID:

@@ -17,7 +17,7 @@
 #define describe weir_pg_describe
 #define excerpt weir_pg_excerpt
 #define expected weir_pg_expected
-#define hexval weir_pg_hexval
+#define hexval weir_hexval /* common.h */
 #define no_memory weir_pg_no_memory
 #define parse_int64 weir_pg_parse_int64
 #define special_float weir_pg_special_float
@@ -38,8 +38,6 @@ const char *describe(lua_State *L, int idx, char *buf, size_t n);
  * at idx does not fit a column of type oid. */
 int expected(lua_State *L, int idx, const char *what, uint32_t oid,
              char *err, size_t errlen);
-/* The value of a hex digit, or -1. */
-int hexval(int c);
 /* WEIR_ENOMEM with "out of memory" in err. */
 int no_memory(char *err, size_t errlen);
 /* [+-]digits -> int64: 0, -1 bad syntax, -2 out of range. */

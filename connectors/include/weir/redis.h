@@ -145,7 +145,7 @@ int weir_redis_error_code(const char *msg, size_t len);
  * weir:native:end
  *
  * Replies: status and bulk strings -> strings, integers -> numbers, nil
- * -> lightuserdata NULL (cjson.null), arrays -> sequences. They raise only
+ * -> lightuserdata NULL (json.null), arrays -> sequences. They raise only
  * on misuse (bad argument types) and on Lua memory errors; a checked-out
  * connection is then closed by a finalizer.
  */

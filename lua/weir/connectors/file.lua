@@ -123,7 +123,7 @@ end
 -- Dead letters: bad rows with the reason, as JSON Lines, appended.
 local function dead_letter_sink(A, p, source)
   if not p then return nil end
-  local cjson = require("cjson")
+  local encode = require("weir._native").json_encode
   local job, log = A.job, A.log
   local abs = A.path(p)
   local fd
@@ -135,11 +135,9 @@ local function dead_letter_sink(A, p, source)
       fd = A.open_fd(abs, O_WRONLY + O_CREAT + O_APPEND + O_CLOEXEC, p)
     end
     count = count + 1
-    local ok, s = pcall(cjson.encode, { source = source, line = line, reason = reason,
-                                        row = row, run_id = job.run_id, task = job.task })
-    if not ok then
-      s = cjson.encode({ source = source, line = line, reason = reason })
-    end
+    local s = encode({ source = source, line = line, reason = reason, row = row,
+                       run_id = job.run_id, task = job.task })
+      or encode({ source = source, line = line, reason = reason })
     s = s .. "\n"
     C.weir_ffi_file_write(fd, s, #s, F.errbuf, F.errlen)
     log(format("dead letter: %s: %s", source, reason))
@@ -270,9 +268,7 @@ function M.context(A, X)
   --- JSON Lines source: one object per line. opts: dead_letter = path.
   function X.jsonl(p, opts)
     opts = opts or {}
-    -- a decoder of its own: no hex, inf or nan, which JSON does not have
-    local cjson = require("cjson").new()
-    cjson.decode_invalid_numbers(false)
+    local decode = require("weir._native").json_decode
     local abs = A.path(p)
     local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
     A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
@@ -315,8 +311,11 @@ function M.context(A, X)
         li = li + 1
         lineno = lineno + 1
         if l:find("%S") then
-          local ok, v = pcall(cjson.decode, l)
-          local bad_num = ok and inexact_number(l)
+          local v, derr = decode(l)
+          local ok = v ~= nil
+          if not ok then v = derr end
+          -- a number no double holds (1e400 too) is named as such
+          local bad_num = inexact_number(l)
           if bad_num then
             ok, v = false, format("the number %s cannot be held exactly (a double keeps about "
                                   .. "15 significant digits): quote it as a string", bad_num)
@@ -354,8 +353,7 @@ end
 stream.method("to_jsonl", function(p, path)
   local A = current
   local json = require("weir.json")
-  local cjson_exact = json.cjson_exact
-  local cjson = require("cjson")
+  local encode = require("weir._native").json_encode
   local w = atomic_writer(A, path)
   local n = 0
   local cols
@@ -364,11 +362,10 @@ stream.method("to_jsonl", function(p, path)
     if not b then break end
     cols = cols or lineage.row_columns(nil, b)
     local parts = {}
-    -- cjson where it is exact (14 significant digits), weir.json for a
-    -- row with other numbers
+    -- runtime/json.c; weir.json to say what is wrong with a row it refuses
     for i = 1, #b do
       local row = b[i]
-      parts[i] = cjson_exact(row) and cjson.encode(row) or json.encode(row)
+      parts[i] = encode(row) or json.encode(row)
     end
     parts[#parts + 1] = ""
     w.write(concat(parts, "\n"))

@@ -803,7 +803,7 @@ local function dataset_of(h, t, cols)
   if r then
     local columns
     if cols and type(r.cols) == "string" then
-      local okj, list = pcall(require("cjson").decode, r.cols)
+      local okj, list = pcall(require("weir.json").decode, r.cols)
       if okj and type(list) == "table" then columns = list end
     end
     return lineage.postgres(h.cfg, r.s, r.r), columns

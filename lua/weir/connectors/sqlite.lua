@@ -22,7 +22,7 @@ local DB = {}
 DB.__index = DB
 
 --- SQL NULL where nil cannot stand (a row's column, an update's value): the
--- lightuserdata NULL, the same value as ctx.NULL, cjson.null and json.null.
+-- lightuserdata NULL, the same value as ctx.NULL and json.null.
 local NULL = require("weir._native").NULL
 M.NULL = NULL
 

@@ -391,7 +391,7 @@ end
 function S:add_tasks(run_id, names)
   self:check(self.db:run("INSERT OR IGNORE INTO task_runs (run_id, task, state) "
                     .. "SELECT ?, value, 'queued' FROM json_each(?)",
-                    { run_id, require("cjson").encode(names) }))
+                    { run_id, require("weir._native").json_encode(names) }))
 end
 
 --- Update the row of task in run_id (created by add_tasks).

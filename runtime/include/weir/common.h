@@ -37,6 +37,18 @@ enum {
 WEIR_API int weir_ffi_abi_version(void);
 /* weir:cdef:end */
 
+/* Internal helper: the value of the hex digit c, or -1. */
+static inline int weir_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* Internal helper: format into err (may be NULL when errlen is 0). */
 void weir_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -21,7 +21,7 @@
  * string_dump() -> string.dump
  *   Even where the string library no longer has it (attempt states).
  * NULL = lightuserdata NULL
- *   SQL NULL in rows, the same value as cjson.null.
+ *   SQL NULL in rows, the same value as json.null.
  * weir:native:end
  */
 #ifndef WEIR_LSTATE_H
@@ -49,7 +49,7 @@ lua_State *weir_state_new_trusted(void);
 
 /* A fresh attempt state charged to acc (borrowed; must outlive the state):
  * base, table, string, math and debug are opened for the trusted library;
- * the global `require` only finds embedded modules, "ffi", "cjson", and
+ * the global `require` only finds embedded modules, "ffi", and
  * "os" and "bit" (opened on first use). NULL on failure. Close with
  * lua_close. */
 lua_State *weir_state_new_attempt(weir_alloc_acc *acc);

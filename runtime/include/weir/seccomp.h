@@ -1,6 +1,8 @@
 /*
  * seccomp.h - the system-call filter a worker installs on itself once it
  * is locked down: the last layer, for code that escaped the Lua sandbox.
+ * An allow-list (seccomp.c, ADR 43): any other call kills the process
+ * with SIGSYS, a few that libraries probe fail with EPERM.
  */
 #ifndef WEIR_SECCOMP_H
 #define WEIR_SECCOMP_H

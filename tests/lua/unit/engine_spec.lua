@@ -185,6 +185,16 @@ describe("weir.engine", function()
     end
   end)
 
+  it("does not retry an attempt whose worker its system-call filter killed", function()
+    local P = pipeline({ a = { retries = 3 } })
+    local status, r = run(P, function() return { ms = 1, exit = -31 } end, { workers = 1 })
+    assert.equal("failed", status)
+    local at = r.store:task_attempts(RUN, "a")
+    assert.equal(1, #at)
+    assert.equal("worker killed by SIGSYS: it made a system call outside the worker's"
+                 .. " allow-list (docs/security.md) during the attempt", at[1].error)
+  end)
+
   it("prefetches behind busy workers only when there is a backlog", function()
     local tasks = {}
     for i = 1, 40 do tasks["t" .. i] = {} end

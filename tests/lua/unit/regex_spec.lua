@@ -1,4 +1,4 @@
--- Specs for weir.regex: the ECMA-262 subset used by JSON Schema patterns.
+-- Specs for weir.regex: JSON Schema patterns (ECMA-262 flavoured) through PCRE2.
 local regex = require "weir.regex"
 
 local function test(pattern, subject)
@@ -106,29 +106,40 @@ describe("weir.regex", function()
     end)
   end
 
-  it("rejects bad patterns with a position", function()
+  it("rejects bad patterns with PCRE2's message and the byte offset", function()
     local bad = {
-      { "*a", "regex: nothing to repeat at position 1" },
-      { "a**", "regex: nothing to repeat at position 3" },
-      { "^*", "regex: nothing to repeat at position 2" },
-      { "{2}", "regex: nothing to repeat at position 1" },
-      { "(ab", "regex: missing ')' at position 1" },
-      { "ab)", "regex: unmatched ')' at position 3" },
-      { "[abc", "regex: unterminated character class at position 1" },
-      { "[z-a]", "regex: range out of order in character class at position 3" },
-      { "a{3,1}", "regex: numbers out of order in {} quantifier at position 2" },
-      { "(a)\\1", "regex: backreferences are not supported at position 4" },
-      { "(?<=a)b", "regex: lookbehind is not supported at position 1" },
-      { "(?x)", "regex: invalid group at position 1" },
-      { "\\p{L}", "regex: unicode property escapes (\\p{...}) are not supported at position 1" },
-      { "a\\", "regex: pattern ends with a backslash at position 2" },
-      { "\255", "regex: pattern is not valid utf-8" },
+      { "*a", "regex: quantifier does not follow a repeatable item at offset 0" },
+      { "a**", "regex: quantifier does not follow a repeatable item at offset 2" },
+      { "(ab", "regex: missing closing parenthesis at offset 3" },
+      { "ab)", "regex: unmatched closing parenthesis at offset 2" },
+      { "[abc", "regex: missing terminating ] for character class at offset 4" },
+      { "[z-a]", "regex: range out of order in character class at offset 3" },
+      { "a{3,1}", "regex: numbers out of order in {} quantifier at offset 5" },
+      { "a\\", "regex: \\ at end of pattern at offset 2" },
+      -- offsets are the pattern's own, not those of its ECMA-262 rewrite
+      { "\\s.(", "regex: missing closing parenthesis at offset 4" },
+      { "\255", "regex: UTF-8 error: illegal byte (0xfe or 0xff) at offset 0" },
+      { string.rep("a", 4097), "regex: pattern longer than 4096 bytes" },
     }
     for _, b in ipairs(bad) do
       local m, err = regex.compile(b[1])
       assert.is_nil(m, b[1])
       assert.are.equal(b[2], err)
     end
+  end)
+
+  it("takes what PCRE2 adds to ECMA-262's patterns", function()
+    -- backreferences, fixed-length lookbehind, Unicode properties (long
+    -- and short names, scripts)
+    assert.is_true(test("^(a)\\1$", "aa"))
+    assert.is_true(test("^(?<q>['\"]).*\\k<q>$", "'x'"))
+    assert.is_true(test("(?<=a)b", "ab"))
+    assert.is_false(test("(?<!a)b", "ab"))
+    assert.is_true(test("^\\p{Letter}+$", "πé"))
+    assert.is_true(test("^\\p{General_Category=Uppercase_Letter}$", "Á"))
+    assert.is_true(test("^\\p{Script=Greek}$", "π"))
+    assert.is_false(test("^\\p{L}+$", "123"))
+    assert.is_true(test("^\\P{L}+$", "123"))
   end)
 
   it("gives up on catastrophic backtracking", function()
@@ -145,9 +156,20 @@ describe("weir.regex", function()
     assert.is_true(test("x$", string.rep("a", 100000) .. "x"))
   end)
 
-  it("does not match across invalid UTF-8 bytes", function()
-    assert.is_false(test("^.$", "\255"  .. "a"))
-    assert.is_true(test("a", "\255a"))
+  it("refuses a value that is not UTF-8, naming the byte", function()
+    local m = assert(regex.compile("a"))
+    assert.are.same({ nil, "regex: the value is not valid UTF-8 (at byte 1)" },
+                    { m:test("a\255a") })
+  end)
+
+  it("takes a lower match limit for values nobody trusted, never a higher one", function()
+    local m = assert(regex.compile("^(a|aa)+$"))
+    local subject = string.rep("a", 30) .. "b"
+    assert.are.same({ nil, "regex: too complex" }, { m:test(subject, 1000) })
+    assert.is_true(m:test("aaa", 1000))
+    -- asking for more than the built-in limit still stops at it
+    assert.are.same({ nil, "regex: too complex" },
+                    { m:test(string.rep("a", 40) .. "!", 1e12) })
   end)
 
   it("caches compiled patterns", function()
