@@ -803,8 +803,12 @@ local function dataset_of(h, t, cols)
   if r then
     local columns
     if cols and type(r.cols) == "string" then
+      -- plain tables: the columns travel in the attempt's result
       local okj, list = pcall(require("weir.json").decode, r.cols)
-      if okj and type(list) == "table" then columns = list end
+      if okj and type(list) == "table" then
+        columns = {}
+        for i, c in ipairs(list) do columns[i] = { name = c.name, type = c.type } end
+      end
     end
     return lineage.postgres(h.cfg, r.s, r.r), columns
   end
