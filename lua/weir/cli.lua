@@ -54,6 +54,11 @@ commands:
                          these pipelines (default all)
   keys create NAME --role ROLE [--pipelines A,B] | keys list | keys revoke ID
                          API keys (shown once, stored hashed)
+  repl [FILE] [--param k=v]... [--timeout 5m] [--memory 1GB] [--config FILE]
+                         a Lua prompt in a task's sandbox, with ctx and the
+                         connections of weir.yaml; FILE's tasks callable;
+                         stdin not a terminal: a script, exit 1 at the first
+                         error (docs/repl.md)
   script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
   version                print the version
   help                   this text
@@ -689,6 +694,21 @@ function commands.keys(args)
   end
   store:close()
   return 0
+end
+
+function commands.repl(args)
+  local o, pos = parse(args, { param = "param", config = "string", timeout = "string",
+                               memory = "string" })
+  if not o or #pos > 1 then
+    eprintf("weir repl: %s\nusage: weir repl [FILE] [options] (see weir help)\n",
+            o and "one file at most" or pos)
+    return 2
+  end
+  local timeout, terr = util.duration(o.timeout or "5m")
+  local memory, merr = util.size(o.memory or "1GB")
+  if not timeout or not memory then eprintf("weir repl: %s\n", terr or merr); return 2 end
+  return require("weir.repl").main({ file = pos[1], config = o.config, params = o.params,
+                                      timeout = timeout * 1000, memory = memory })
 end
 
 function commands.script(args)

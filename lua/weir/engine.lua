@@ -82,7 +82,9 @@ end
 --- A new engine for one run. o: P (loaded pipeline), store, exec (n,
 -- kill(slot), pid(slot)) or pool (M.pool: shared with other engines),
 -- run_id, params, resume (bool) with resume_tasks
--- (the run's task rows), only / from (task names), prefetch, view
+-- (the run's task rows), only / from (task names), inputs (task name ->
+-- output JSON text, given to the dependants of tasks only/from skip),
+-- prefetch, view
 -- (optional callbacks: task(T, event), tick(engine), finish(engine),
 -- interval ms), roots, connections (normalized weir.yaml connections for
 -- the workers), redact (a function that masks secrets in text: errors,
@@ -99,6 +101,7 @@ function M.new(o)
     view = o.view or {},
     now = clock.now, mono = clock.mono,
     resume = o.resume, resume_tasks = o.resume_tasks, only = o.only, from = o.from,
+    inputs = o.inputs,
     T = {}, order = {},
     ready = {}, rq_head = 1, rq_tail = 0,
     retrying = {},
@@ -193,7 +196,11 @@ function Engine:start()
   else
     store:add_tasks(self.run_id, order)
     for _, name in ipairs(order) do
-      if selected and not selected[name] then set_state(self, T[name], "skipped") end
+      if selected and not selected[name] then
+        set_state(self, T[name], "skipped")
+        -- the output a skipped task's dependants get (weir repl's .run)
+        if self.inputs then T[name].output = self.inputs[name] end
+      end
     end
   end
   store:update_run(self.run_id, { status = "running",
