@@ -302,9 +302,19 @@ local function more_left(L)
   return #b > 0 or more_left(L)
 end
 
+-- The last result dropped: a query it previewed is closed (its
+-- connection goes, so the server stops sending the rest).
+local function drop_last()
+  local L = S.last and S.last.stream
+  S.last = nil
+  local close = L and L.p.shared and L.p.shared.close
+  if close then pcall(close) end
+end
+
 -- Render value v (the result of a chunk) for o: returns text and the
 -- number of rows shown (streams and row lists).
 local function show(v, o)
+  drop_last()
   local p = is_stream(v)
   if p then
     local L = { p = p, i = 1 }
@@ -365,9 +375,7 @@ end
 local function packn(...) return { n = select("#", ...), ... } end
 
 local function run_fn(fn, o)
-  -- a result of the last chunk that is still open (a stream partly read)
-  -- is dropped first
-  S.last = nil
+  drop_last()
   local t0, rows0 = native.now(), S.stats.rows_in
   local ok, res = xpcall(function() return packn(fn()) end, function(e)
     -- an error of the trusted library named where it was raised, not
@@ -401,7 +409,7 @@ function ops.more(job, o)
     o.rows = math.huge
     local v = last.value
     local text = show(v, o)
-    S.last = nil
+    drop_last()
     return { status = "success", text = text, done = true }
   end
   local L = last.stream
@@ -415,6 +423,7 @@ function ops.more(job, o)
     rows = take(L, job.rows or 1000)
   end
   local done = not more_left(L)
+  if done then drop_last() end
   local text = render_rows(rows, L.cols, L.types, o)
   return { status = "success", text = text, done = done, rows = #rows }
 end
@@ -433,7 +442,7 @@ function ops.tables(job, o)
   return run_fn(function()
     local out = {}
     for i, t in ipairs(conn(job.conn):tables()) do out[i] = { table = t } end
-    return out
+    return S.ctx.rows(out, { columns = { "table" } })
   end, o)
 end
 
@@ -444,7 +453,7 @@ function ops.schema(job, o)
       out[i] = { column = c.name, type = c.type, nullable = c.nullable }
     end
     if #out == 0 then error("no table " .. job.table .. " on " .. job.conn, 0) end
-    return out
+    return S.ctx.rows(out, { columns = { "column", "type", "nullable" } })
   end, o)
 end
 

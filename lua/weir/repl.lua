@@ -545,8 +545,11 @@ function R:interactive()
   local chunk
   while not self.quit do
     local line = edit.read(chunk and "...> " or "weir> ")
-    executor.signal_pending()
-    if line == nil then
+    local sig = executor.signal_pending()
+    if sig ~= 0 and sig ~= 2 then
+      -- SIGTERM, or SIGHUP: the terminal went away
+      self.quit = 128 + sig
+    elseif line == nil then
       if chunk then chunk = nil; self.err:write("\n") else break end
     elseif line == false then
       self.err:write("^C\n")

@@ -33,6 +33,7 @@ for _, decl in ipairs({
   "int waitpid(int pid, int *status, int options);",
   "int ioctl(int fd, unsigned long req, ...);",
   "extern char **environ;",
+  "int tcgetattr(int fd, void *termios);",
 }) do
   pcall(ffi.cdef, decl)
 end
@@ -118,7 +119,21 @@ function P:expect(s, timeout)
   end
 end
 
---- Type s (as keystrokes, one write).
+--- Wait until the program reads keys one by one (the terminal is out of
+-- canonical mode: a line editor is waiting), then send s. Keys sent
+-- before would be taken by the terminal's own line discipline (^D read
+-- as the end of a line, not as a key).
+function P:type(s)
+  local t = ffi.new("unsigned int[16]")
+  local deadline = os.time() + 20
+  while C.tcgetattr(self.fd, t) == 0 and bit.band(t[3], 2) ~= 0 do
+    assert(os.time() <= deadline, "the program never read keys")
+    self:pump(10)
+  end
+  self:send(s)
+end
+
+--- Send s (as keystrokes, one write) now.
 function P:send(s)
   assert(C.write(self.fd, s, #s) == #s, "write to the terminal failed")
 end

@@ -797,7 +797,8 @@ function Db.query(d, sql, params, opts)
     A.stats.rows_in = A.stats.rows_in + n
   end, opts)
   p.opened[#p.opened + 1] = close
-  return stream.new_stream(pull, names, { pg_oids = oids, pg_typmods = mods })
+  -- close: weir repl drops a query it previewed (the server stops)
+  return stream.new_stream(pull, names, { pg_oids = oids, pg_typmods = mods, close = close })
 end
 
 --- db:exec(sql, params): run one statement; returns the affected rows.
