@@ -38,7 +38,8 @@ static unsigned char on_tab(EditLine *e, int ch)
         return CC_ERROR;
     lua_rawgeti(L, LUA_REGISTRYINDEX, complete_ref);
     lua_pushlstring(L, li->buffer, (size_t)(li->cursor - li->buffer));
-    if (lua_pcall(L, 1, 2, 0) != 0) {
+    lua_pushlstring(L, li->buffer, (size_t)(li->lastchar - li->buffer));
+    if (lua_pcall(L, 2, 2, 0) != 0) {
         lua_pop(L, 1);
         return CC_ERROR;
     }

@@ -505,8 +505,8 @@ local function columns_of(name, tbl)
 end
 
 -- Candidates inside SQL text on connection name: its tables, the columns
--- of the tables the text names (or of every table when it names none),
--- keywords.
+-- of the tables the text (the whole line) names, or of the first 20 when
+-- it names none, keywords.
 local function sql_words(name, text)
   local out = {}
   local tables = tables_of(name)
@@ -517,7 +517,7 @@ local function sql_words(name, text)
     for w in text:lower():gmatch("[%w_]+") do if w == lt then named[#named + 1] = t end end
   end
   local from = #named > 0 and named or tables
-  for i = 1, math.min(#from, 50) do
+  for i = 1, math.min(#from, 20) do
     for _, c in ipairs(columns_of(name, from[i])) do out[#out + 1] = c end
   end
   for _, k in ipairs(SQL_WORDS) do out[#out + 1] = k end
@@ -547,7 +547,7 @@ local LIBS = { "string", "table", "math", "os", "bit", "coroutine" }
 
 -- The candidates for the word before the cursor of line (the text up to
 -- it): returns the word's start (1-based) and the candidates.
-local function complete(line)
+local function complete(line, full)
   -- meta-commands with a connection (and a table) argument
   local conns = {}
   for k in pairs(S.job.connections or {}) do conns[#conns + 1] = k end
@@ -558,7 +558,7 @@ local function complete(line)
     local start = #line - #(line:match("[%w_]*$")) + 1
     if not c then return start, conns end
     if cmd == "schema" then return start, tables_of(c) end
-    if cmd == "sql" then return start, sql_words(c, more) end
+    if cmd == "sql" then return start, sql_words(c, full or more) end
     return start, {}
   end
   -- inside a string: a connection name, or SQL of a connection's query
@@ -576,7 +576,7 @@ local function complete(line)
   end
   if cname and conns then
     local w = sql:match("[%w_]*$")
-    return #line - #w + 1, sql_words(cname, sql)
+    return #line - #w + 1, sql_words(cname, full or sql)
   end
   -- a Lua expression: a.b.c or a:b
   local expr = line:match("[%a_][%w_%.:]*$") or ""
@@ -603,7 +603,7 @@ local function complete(line)
 end
 
 function ops.complete(job)
-  local start, cands = complete(job.line)
+  local start, cands = complete(job.line, job.full)
   local prefix = job.line:sub(start)
   local out, seen = {}, {}
   for _, c in ipairs(cands) do

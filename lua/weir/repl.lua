@@ -494,12 +494,12 @@ end
 
 -- Tab: the session's candidates for the text before the cursor; returns
 -- what to insert and the list to show when there are several.
-function R:complete(before)
+function R:complete(before, line)
   local cands, start
   if before:match("^%.%a*$") then
     cands, start = M.META, 1
   else
-    local res = self:call({ op = "complete", line = before }, 10000)
+    local res = self:call({ op = "complete", line = before, full = line }, 10000)
     if res.status ~= "success" then return "", nil end
     cands, start = res.candidates, res.start
   end
@@ -534,8 +534,8 @@ end
 
 function R:interactive()
   local edit = native.edit
-  edit.open(function(before)
-    local ok, ins, show = pcall(self.complete, self, before)
+  edit.open(function(before, line)
+    local ok, ins, show = pcall(self.complete, self, before, line)
     if not ok then return "", nil end
     return ins, show
   end)

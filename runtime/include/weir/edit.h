@@ -9,8 +9,8 @@
  * weir:native:begin
  * edit.open(complete) -> true
  *   Start editing on the terminal of stdin/stdout; complete(text before
- *   the cursor) -> insert, show: text to insert at the cursor, and a list
- *   to print above the prompt (or nil).
+ *   the cursor, whole line) -> insert, show: text to insert at the
+ *   cursor, and a list to print above the prompt (or nil).
  * edit.read(prompt) -> line | nil | false
  *   A line (a pasted text may hold newlines); nil at end of input (^D);
  *   false when a signal (^C) interrupted the reading.

@@ -1,0 +1,110 @@
+-- weir repl against the real PostgreSQL of scripts/services.sh, through a
+-- real terminal (tests/lua/pty.lua): completion of table and column names
+-- read from the live server, a preview that reads only what it shows,
+-- and Ctrl-C cancelling a running query on the server.
+local H = require("helpers")
+local pty = require("pty")
+local svc = H.service("pg")
+
+H.describe_with("pg", "weir repl with PostgreSQL", function()
+  local dir, admin, tbl, big
+
+  local function server_rows(sql, params)
+    return (admin:all(sql, params))
+  end
+
+  setup(function()
+    local pg = require("weir.connectors.postgres")
+    admin = pg.connect({ name = "repl_admin", type = "postgres", host = "127.0.0.1",
+                         hostaddr = "127.0.0.1", port = svc.port, user = "weir",
+                         password = svc.password, database = "postgres", sslmode = "disable" })
+    local tag = tostring(os.time()) .. "_" .. math.random(1, 1e6)
+    tbl, big = "repl_orders_" .. tag, "repl_big_" .. tag
+    admin:run("CREATE TABLE " .. tbl .. " (order_id int, customer_region text, amount numeric)")
+    admin:run("INSERT INTO " .. tbl .. " VALUES (1, 'north', 10.5), (2, NULL, 3)")
+    admin:run("CREATE TABLE " .. big .. " AS SELECT g AS id, md5(g::text) AS h "
+              .. "FROM generate_series(1, 300000) g")
+  end)
+
+  teardown(function()
+    if admin then
+      pcall(function() admin:run("DROP TABLE IF EXISTS " .. tbl .. ", " .. big) end)
+      require("weir.connectors.postgres").close_all()
+    end
+  end)
+
+  before_each(function()
+    dir = H.tmpdir()
+    H.write(dir .. "/weir.yaml", H.yaml("pg", "wh", svc.port))
+  end)
+  after_each(function() H.cleanup(dir) end)
+
+  local function repl()
+    local p = pty.spawn(string.format(
+      "cd %s && exec env WEIR_HOME=%s WEIR_PW=%s TERM=xterm PAGER=cat %s repl", H.q(dir),
+      H.q(dir .. "/.weir"), H.q(svc.password), H.q(H.bin)))
+    p:expect("weir> ")
+    return p
+  end
+
+  it("completes connection, table and column names read from the live server", function()
+    local p = repl()
+    -- the connection name, then a column of the table the query names
+    p:type('db = ctx.source("w\t")\r')
+    p:expect("weir> ")
+    p:type('db:query("SELECT customer_re\t FROM ' .. tbl .. ' ORDER BY order_id")\r')
+    local shown = p:expect("weir> ")
+    assert.matches("customer_region", shown, 1, true)
+    assert.matches("north", shown, 1, true)
+    assert.matches("NULL", shown, 1, true)
+    assert.matches("(2 rows)", shown, 1, true)
+    -- a table name after .schema
+    p:type(".schema wh " .. tbl:sub(1, 14) .. "\t\r")
+    shown = p:expect("weir> ")
+    assert.matches("customer_region | text", shown, 1, true)
+    p:type("\4")
+    assert.equal(0, p:wait(10))
+  end)
+
+  it("previews a large query reading only the rows it shows", function()
+    local p = repl()
+    p:type(".timer on\r")
+    p:expect("weir> ")
+    p:type('ctx.source("wh"):query("SELECT * FROM ' .. big .. ' ORDER BY id")\r')
+    local shown = p:expect("weir> ")
+    assert.matches("(20 rows, more exist: .last shows them all)", shown, 1, true)
+    local read = tonumber(shown:match("(%d+) rows read"))
+    assert.is_true(read ~= nil and read <= 1000, shown)
+    -- the next result drops the query: its backend goes away
+    p:type("1\r")
+    p:expect("weir> ")
+    assert.truthy(H.wait_for(function()
+      return #server_rows("SELECT 1 FROM pg_stat_activity WHERE query LIKE $1 "
+                          .. "AND application_name LIKE 'weir repl %'",
+                          { "%FROM " .. big .. "%" }) == 0
+    end, 10))
+    p:type("\4")
+    p:wait(10)
+  end)
+
+  it("cancels a running query on the server on Ctrl-C and keeps the session", function()
+    local p = repl()
+    p:type("kept = 'yes'\r")
+    p:expect("weir> ")
+    p:type('ctx.source("wh"):exec("SELECT pg_sleep(300)")\r')
+    local function running()
+      return server_rows("SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)' "
+                         .. "AND state = 'active' AND application_name LIKE 'weir repl %'")
+    end
+    assert.truthy(H.wait_for(function() return #running() == 1 end, 20), "the query never ran")
+    p:send("\3")
+    local shown = p:expect("weir> ")
+    assert.matches("interrupted", shown, 1, true)
+    -- cancelled on the server, not left running behind a dead client
+    assert.truthy(H.wait_for(function() return #running() == 0 end, 5))
+    p:type("kept\r")
+    assert.matches('"yes"', p:expect("weir> "), 1, true)
+    p:type("\4")
+    assert.equal(0, p:wait(10))
+  end)
+end)
