@@ -319,6 +319,9 @@ local function show(v, o)
   if p then
     local L = { p = p, i = 1 }
     S.last = { stream = L }
+    -- a query not yet run, previewed as it is: it runs with a LIMIT
+    local sh = p.shared
+    if sh and sh.preview and sh.source == p.pull then L.limited = sh.preview((o.rows or 20) + 1) end
     local rows = take(L, o.rows or 20)
     local more = more_left(L)
     local cols = columns(p, rows)
@@ -328,10 +331,8 @@ local function show(v, o)
     if o.mode == "table" or not o.mode then
       text = text .. format("\n(%d row%s%s)", #rows, #rows == 1 and "" or "s",
                             more and ", more exist: .last shows them all" or "")
-      L.rows = rows
-    else
-      L.rows = rows
     end
+    L.rows = rows
     return text, #rows
   end
   S.last = { value = v }
@@ -413,6 +414,13 @@ function ops.more(job, o)
     return { status = "success", text = text, done = true }
   end
   local L = last.stream
+  if L.limited then
+    -- the preview ran with a LIMIT: the whole result is a new query
+    local pull, close = L.p.shared.again()
+    pcall(L.p.shared.close)
+    L.p = { pull = pull, columns = L.p.columns, shared = { close = close } }
+    L.buf, L.i, L.done, L.limited, L.rows = nil, 1, false, false, {}
+  end
   local rows
   if L.rows then
     rows = L.rows
