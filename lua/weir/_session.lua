@@ -80,24 +80,9 @@ local function pad(s, w, right)
   return right and rep(" ", n) .. s or s .. rep(" ", n)
 end
 
--- The columns of rows: the stream's own order, then other keys (sorted).
-local function columns(p, rows)
-  local cols, seen = {}, {}
-  for _, c in ipairs(p and p.columns or {}) do
-    if not seen[c] then seen[c] = true; cols[#cols + 1] = c end
-  end
-  local extra = {}
-  for _, r in ipairs(rows) do
-    if type(r) == "table" then
-      for k in pairs(r) do
-        if type(k) == "string" and not seen[k] then seen[k] = true; extra[#extra + 1] = k end
-      end
-    end
-  end
-  sort(extra)
-  for _, c in ipairs(extra) do cols[#cols + 1] = c end
-  return cols
-end
+-- The columns of rows: the stream's own order, then other keys (sorted),
+-- as a sink sees them.
+local function columns(p, rows) return stream.sink_columns(p or {}, rows) end
 
 local function col_types(p, cols, rows)
   local oids = p and p.shared and p.shared.pg_oids
@@ -445,8 +430,10 @@ function ops.sql(job, o)
   return run_fn(function() return conn(job.conn):query(job.sql) end, o)
 end
 
---- tables / schema: the tables of a connection, a table's columns.
+--- tables / schema: the tables of a connection, a table's columns (all
+-- of them shown).
 function ops.tables(job, o)
+  o.rows = math.huge
   return run_fn(function()
     local out = {}
     for i, t in ipairs(conn(job.conn):tables()) do out[i] = { table = t } end
@@ -455,6 +442,7 @@ function ops.tables(job, o)
 end
 
 function ops.schema(job, o)
+  o.rows = math.huge
   return run_fn(function()
     local out = {}
     for i, c in ipairs(conn(job.conn):columns(job.table)) do
@@ -512,22 +500,41 @@ local function columns_of(name, tbl)
   end)
 end
 
+-- Every column name of the connection's current schema (PostgreSQL), for
+-- SQL that names no table yet (one query, cached).
+local ALL_COLUMNS = [[SELECT DISTINCT a.attname AS name FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm')
+  AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1 LIMIT 10000]]
+
+local function all_columns_of(name)
+  return cached("a:" .. name, function()
+    local out = {}
+    for i, r in ipairs(conn(name):rows(ALL_COLUMNS)) do out[i] = r.name end
+    return out
+  end)
+end
+
 -- Candidates inside SQL text on connection name: its tables, the columns
--- of the tables the text (the whole line) names, or of the first 20 when
+-- of the tables the text (the whole line) names, or of every table when
 -- it names none, keywords.
 local function sql_words(name, text)
   local out = {}
-  local tables = tables_of(name)
   local named = {}
-  for _, t in ipairs(tables) do
+  for _, t in ipairs(tables_of(name)) do
     out[#out + 1] = t
     local lt = t:lower()
     for w in text:lower():gmatch("[%w_]+") do if w == lt then named[#named + 1] = t end end
   end
-  local from = #named > 0 and named or tables
-  for i = 1, math.min(#from, 20) do
-    for _, c in ipairs(columns_of(name, from[i])) do out[#out + 1] = c end
+  local cols = {}
+  if #named == 0 then
+    cols = all_columns_of(name)
+  else
+    for _, t in ipairs(named) do
+      for _, c in ipairs(columns_of(name, t)) do cols[#cols + 1] = c end
+    end
   end
+  for _, c in ipairs(cols) do out[#out + 1] = c end
   for _, k in ipairs(SQL_WORDS) do out[#out + 1] = k end
   return out
 end

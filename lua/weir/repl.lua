@@ -159,7 +159,7 @@ end
 function R:write(text)
   if text == nil or text == "" then return end
   local out = self.out
-  if out == io.stdout and self.tty then
+  if out == io.stdout and self.tty_out then
     local lines = select(2, text:gsub("\n", "")) + 1
     local rows = native.edit.size()
     local pager = os.getenv("PAGER")
@@ -602,9 +602,10 @@ function M.main(o)
   if not conf then io.stderr:write(cerr, "\n") return 1 end
   self.conf = conf
   self.app_name = "weir repl " .. executor.getpid()
-  self.tty = F.C.weir_ffi_isatty(0) == 1 and F.C.weir_ffi_isatty(1) == 1
+  self.tty = F.C.weir_ffi_isatty(0) == 1
+  self.tty_out = F.C.weir_ffi_isatty(1) == 1
   local no_color = os.getenv("NO_COLOR")
-  self.color = F.C.weir_ffi_isatty(1) == 1 and (no_color == nil or no_color == "")
+  self.color = self.tty_out and (no_color == nil or no_color == "")
   local _, cols = native.edit.size()
   self.cols = cols or 78
   self.base_dir = pipeline.abspath(o.file and util.dirname(pipeline.abspath(o.file)) or ".")

@@ -58,6 +58,11 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
     assert.matches("north", shown, 1, true)
     assert.matches("NULL", shown, 1, true)
     assert.matches("(2 rows)", shown, 1, true)
+    -- .tables and .sql
+    p:type(".tables wh\r")
+    assert.matches(tbl, p:expect("weir> "), 1, true)
+    p:type(".sql wh SELECT count(*) AS n FROM " .. tbl .. "\r")
+    assert.matches("n\r?\nint8", p:expect("weir> "))
     -- a table name after .schema
     p:type(".schema wh " .. tbl:sub(1, 14) .. "\t\r")
     shown = p:expect("weir> ")
