@@ -177,15 +177,18 @@ function R:write(text)
 end
 
 function R:report(res, t0)
-  if res.printed and res.printed ~= "" then self:write(res.printed) end
+  -- what the session shows passes the redaction of weir.yaml's secrets,
+  -- as a task's errors, logs and outputs do
+  local redact = self.conf.redact
+  if res.printed and res.printed ~= "" then self:write(redact(res.printed)) end
   if res.status ~= "success" then
-    eprint(self, self:red("error: ") .. self.conf.redact(tostring(res.error)))
+    eprint(self, self:red("error: ") .. redact(tostring(res.error)))
     if res.note then eprint(self, res.note) end
     self.failed = true
     return false
   end
   if res.note then eprint(self, res.note) end
-  self:write(res.text)
+  if res.text then self:write(redact(res.text)) end
   if self.timer and t0 then
     local secs = (executor.mono() - t0) / 1000
     local rows = res.rows_in or 0
@@ -261,7 +264,7 @@ function meta.last(self)
     if res.text ~= "" then parts[#parts + 1] = res.text end
     if res.done then break end
   end
-  self:write(concat(parts, "\n"))
+  self:write(self.conf.redact(concat(parts, "\n")))
   return true
 end
 
@@ -422,14 +425,14 @@ table.sort(M.META)
 
 -- input -----------------------------------------------------------------
 
---- Whether chunk is an incomplete Lua chunk (its error is at <eof>); only
--- compiled here, never run.
+--- Whether chunk is an incomplete Lua chunk: LuaJIT's error is at <eof>
+-- (an open block, call, long string or comment; a quoted string cannot
+-- go on to the next line). Only compiled here, never run.
 function M.incomplete(chunk)
   if load("return " .. chunk, "=repl", "t", {}) then return false end
   local fn, err = load(chunk, "=repl", "t", {})
-  if fn then return false end
-  return err:find("<eof>", 1, true) ~= nil and err:find("unfinished long", 1, true) == nil
-      or err:find("unfinished long", 1, true) ~= nil
+  return not fn and err:find("near '<eof>'$") ~= nil
+         and not err:find("unfinished string", 1, true)
 end
 
 -- Run one complete input: a meta-command or a Lua chunk. Returns true

@@ -81,6 +81,10 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
     -- the limit reached the server: 21 rows came (20 and one to know)
     local read = tonumber(shown:match("(%d+) rows read"))
     assert.equal(21, read, shown)
+    -- a WITH that changes data is not wrapped (it must stay at the top)
+    p:type('ctx.source("wh"):query("WITH d AS (DELETE FROM ' .. tbl
+           .. ' WHERE false RETURNING *) SELECT * FROM d")\r')
+    assert.matches("(0 rows)", p:expect("weir> "), 1, true)
     -- .last: the whole result, the query run again without the limit
     p:type('ctx.source("wh"):query("SELECT g FROM generate_series(1, 45) g")\r')
     assert.matches("(20 rows, more exist", p:expect("weir> "), 1, true)

@@ -512,6 +512,13 @@ function Handle:pull(sql, params, on_rows, opts, lazy)
   end
   local function preview(n)
     if started or rows_mode then return false end
+    -- a WITH that changes data must stay at the top level
+    local low = body:lower()
+    if low:match("^%s*with%f[^%w]") then
+      for _, w in ipairs({ "insert", "update", "delete", "merge" }) do
+        if low:find("%f[%w_]" .. w .. "%f[^%w_]") then return false end
+      end
+    end
     limit = n
     return true
   end
