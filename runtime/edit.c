@@ -131,9 +131,11 @@ static int l_open(lua_State *L)
     el_set(el, EL_EDITOR, "emacs");
     el_set(el, EL_PROMPT, prompt_fn);
     el_set(el, EL_HIST, history, hist);
-    el_set(el, EL_ADDFN, "weir-complete", "complete the word", on_tab);
+    /* the wide form keeps the (static) names; el_set would copy them
+     * with wcsdup and never free the copies */
+    el_wset(el, EL_ADDFN, L"weir-complete", L"complete the word", on_tab);
     el_set(el, EL_BIND, "^I", "weir-complete", NULL);
-    el_set(el, EL_ADDFN, "weir-paste", "bracketed paste", on_paste);
+    el_wset(el, EL_ADDFN, L"weir-paste", L"bracketed paste", on_paste);
     el_set(el, EL_BIND, "\\e[200~", "weir-paste", NULL);
     el_source(el, NULL); /* the user's ~/.editrc, if any */
     paste_on = term == NULL || strcmp(term, "dumb") != 0;
