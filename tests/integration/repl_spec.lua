@@ -39,6 +39,13 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
   end)
   after_each(function() H.cleanup(dir) end)
 
+  -- Type line (Enter included) and wait for the next prompt; returns what
+  -- came between.
+  local function typed(p, line)
+    p:type(line .. "\r")
+    return p:expect("weir> ")
+  end
+
   local function repl()
     local p = pty.spawn(string.format(
       "cd %s && exec env WEIR_HOME=%s WEIR_PW=%s TERM=xterm PAGER=cat %s repl", H.q(dir),
@@ -47,25 +54,20 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
     return p
   end
 
-  it("completes connection, table and column names read from the live server", function()
+  it("completes connection, table, column and method names from the live server", function()
     local p = repl()
-    -- the connection name, then a column of the table the query names
-    p:type('db = ctx.source("w\t")\r')
-    p:expect("weir> ")
-    p:type('db:query("SELECT customer_re\t FROM ' .. tbl .. ' ORDER BY order_id")\r')
-    local shown = p:expect("weir> ")
+    -- the connection name, then a method, then a column of a table the
+    -- query names only after the cursor
+    typed(p, 'db = ctx.source("w\t")')
+    local shown = typed(p, 'db:que\t("SELECT customer_re\t FROM ' .. tbl .. ' ORDER BY order_id")')
     assert.matches("customer_region", shown, 1, true)
     assert.matches("north", shown, 1, true)
     assert.matches("NULL", shown, 1, true)
     assert.matches("(2 rows)", shown, 1, true)
-    -- .tables and .sql
-    p:type(".tables wh\r")
-    assert.matches(tbl, p:expect("weir> "), 1, true)
-    p:type(".sql wh SELECT count(*) AS n FROM " .. tbl .. "\r")
-    assert.matches("n\r?\nint8", p:expect("weir> "))
+    assert.matches(tbl, typed(p, ".tables wh"), 1, true)
+    assert.matches("n\r?\nint8", typed(p, ".sql wh SELECT count(*) AS n FROM " .. tbl))
     -- a table name after .schema
-    p:type(".schema wh " .. tbl:sub(1, 14) .. "\t\r")
-    shown = p:expect("weir> ")
+    shown = typed(p, ".schema wh " .. tbl:sub(1, 14) .. "\t")
     assert.matches("customer_region | text", shown, 1, true)
     p:type("\4")
     assert.equal(0, p:wait(10))
@@ -73,28 +75,24 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
 
   it("previews a large query with the limit on the server; .last shows all", function()
     local p = repl()
-    p:type(".timer on\r")
-    p:expect("weir> ")
-    p:type('ctx.source("wh"):query("SELECT * FROM ' .. big .. ' ORDER BY id")\r')
-    local shown = p:expect("weir> ")
+    typed(p, ".timer on")
+    local shown = typed(p, 'ctx.source("wh"):query("SELECT * FROM ' .. big .. ' ORDER BY id")')
     assert.matches("(20 rows, more exist: .last shows them all)", shown, 1, true)
     -- the limit reached the server: 21 rows came (20 and one to know)
     local read = tonumber(shown:match("(%d+) rows read"))
     assert.equal(21, read, shown)
     -- a WITH that changes data is not wrapped (it must stay at the top)
-    p:type('ctx.source("wh"):query("WITH d AS (DELETE FROM ' .. tbl
-           .. ' WHERE false RETURNING *) SELECT * FROM d")\r')
-    assert.matches("(0 rows)", p:expect("weir> "), 1, true)
+    shown = typed(p, 'ctx.source("wh"):query("WITH d AS (DELETE FROM ' .. tbl
+                     .. ' WHERE false RETURNING *) SELECT * FROM d")')
+    assert.matches("(0 rows)", shown, 1, true)
     -- .last: the whole result, the query run again without the limit
-    p:type('ctx.source("wh"):query("SELECT g FROM generate_series(1, 45) g")\r')
-    assert.matches("(20 rows, more exist", p:expect("weir> "), 1, true)
-    p:type(".last\r")
-    shown = p:expect("weir> ")
+    shown = typed(p, 'ctx.source("wh"):query("SELECT g FROM generate_series(1, 45) g")')
+    assert.matches("(20 rows, more exist", shown, 1, true)
+    shown = typed(p, ".last")
     assert.matches("\n%s*1\r?\n", shown)
     assert.matches("\n%s*45\r?\n", shown)
     -- the next result drops the query: its backend goes away
-    p:type("1\r")
-    p:expect("weir> ")
+    typed(p, "1")
     assert.truthy(H.wait_for(function()
       return #server_rows("SELECT 1 FROM pg_stat_activity WHERE query LIKE $1 "
                           .. "AND application_name LIKE 'weir repl %'",
@@ -106,8 +104,7 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
 
   it("cancels a running query on the server on Ctrl-C and keeps the session", function()
     local p = repl()
-    p:type("kept = 'yes'\r")
-    p:expect("weir> ")
+    typed(p, "kept = 'yes'")
     p:type('ctx.source("wh"):exec("SELECT pg_sleep(300)")\r')
     local function running()
       return server_rows("SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)' "
@@ -115,12 +112,10 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
     end
     assert.truthy(H.wait_for(function() return #running() == 1 end, 20), "the query never ran")
     p:send("\3")
-    local shown = p:expect("weir> ")
-    assert.matches("interrupted", shown, 1, true)
+    assert.matches("interrupted", p:expect("weir> "), 1, true)
     -- cancelled on the server, not left running behind a dead client
     assert.truthy(H.wait_for(function() return #running() == 0 end, 5))
-    p:type("kept\r")
-    assert.matches('"yes"', p:expect("weir> "), 1, true)
+    assert.matches('"yes"', typed(p, "kept"), 1, true)
     p:type("\4")
     assert.equal(0, p:wait(10))
   end)
