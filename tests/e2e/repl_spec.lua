@@ -5,12 +5,15 @@
 local H = require("helpers")
 local pty = require("pty")
 
--- `weir repl ARGS` in dir on a new terminal.
+local terminals = {}
+
+-- `weir repl ARGS` in dir on a new terminal (killed after the spec).
 local function repl(dir, args, env)
   local words = "WEIR_HOME=" .. H.q(dir .. "/.weir") .. " TERM=xterm PAGER=cat"
   for k, v in pairs(env or {}) do words = words .. " " .. k .. "=" .. H.q(v) end
   local p = pty.spawn(string.format("cd %s && exec env %s %s repl %s", H.q(dir), words,
                                     H.q(H.bin), args or ""))
+  terminals[#terminals + 1] = p
   p:expect("weir> ")
   return p
 end
@@ -185,7 +188,21 @@ describe("weir repl on a terminal", function()
     dir = H.tmpdir()
     H.write(dir .. "/weir.yaml", "connections: {}\n")
   end)
-  after_each(function() H.cleanup(dir) end)
+  after_each(function()
+    for i = #terminals, 1, -1 do terminals[i]:close(); terminals[i] = nil end
+    H.cleanup(dir)
+  end)
+
+  it("ends when its terminal hangs up", function()
+    local p = repl(dir)
+    typed(p, "x = 1")
+    local pid = p.pid
+    p:hangup()
+    assert.truthy(H.wait_for(function()
+      return not H.succeeds("kill -0 " .. pid .. " 2>/dev/null")
+             or H.output("ps -o stat= -p " .. pid):match("Z")
+    end, 10))
+  end)
 
   it("evaluates typed lines, continues an incomplete chunk, leaves with Ctrl-D", function()
     local p = repl(dir)

@@ -8,6 +8,7 @@ local svc = H.service("pg")
 
 H.describe_with("pg", "weir repl with PostgreSQL", function()
   local dir, admin, tbl, big
+  local terminals = {}
 
   local function server_rows(sql, params)
     return (admin:all(sql, params))
@@ -37,7 +38,10 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
     dir = H.tmpdir()
     H.write(dir .. "/weir.yaml", H.yaml("pg", "wh", svc.port))
   end)
-  after_each(function() H.cleanup(dir) end)
+  after_each(function()
+    for i = #terminals, 1, -1 do terminals[i]:close(); terminals[i] = nil end
+    H.cleanup(dir)
+  end)
 
   -- Type line (Enter included) and wait for the next prompt; returns what
   -- came between.
@@ -50,6 +54,7 @@ H.describe_with("pg", "weir repl with PostgreSQL", function()
     local p = pty.spawn(string.format(
       "cd %s && exec env WEIR_HOME=%s WEIR_PW=%s TERM=xterm PAGER=cat %s repl", H.q(dir),
       H.q(dir .. "/.weir"), H.q(svc.password), H.q(H.bin)))
+    terminals[#terminals + 1] = p
     p:expect("weir> ")
     return p
   end

@@ -39,7 +39,7 @@ for _, decl in ipairs({
 end
 local C = ffi.C
 
-local O_RDWR, O_NOCTTY = 2, 256
+local O_RDWR, O_NOCTTY, O_CLOEXEC = 2, 256, 524288
 local SETSID, SETSIGMASK, SETSIGDEF = 0x80, 0x08, 0x04
 local TIOCSWINSZ = 0x5414
 
@@ -48,7 +48,9 @@ P.__index = P
 
 --- Start `/bin/sh -c cmd` on a new terminal (24 rows, 100 columns).
 function M.spawn(cmd)
-  local m = C.posix_openpt(O_RDWR + O_NOCTTY)
+  -- close-on-exec: a child holding the master would never see the
+  -- terminal hang up when the spec ends
+  local m = C.posix_openpt(O_RDWR + O_NOCTTY + O_CLOEXEC)
   assert(m >= 0, "posix_openpt failed")
   assert(C.grantpt(m) == 0 and C.unlockpt(m) == 0, "grantpt/unlockpt failed")
   local slave = ffi.string(C.ptsname(m))
@@ -147,6 +149,7 @@ function P:wait(timeout)
     self:pump(50)
     local r = C.waitpid(self.pid, st, 1)
     if r == self.pid then
+      self.reaped = true
       C.close(self.fd)
       self.fd = -1
       local s = st[0]
@@ -156,9 +159,31 @@ function P:wait(timeout)
   end
   C.kill(self.pid, 9)
   C.waitpid(self.pid, st, 0)
+  self.reaped = true
   C.close(self.fd)
   self.fd = -1
   return nil
+end
+
+--- Kill the program if it still runs (a spec that failed half-way) and
+-- close the terminal; safe twice.
+function P:close()
+  if not self.reaped then
+    local st = ffi.new("int[1]")
+    if C.waitpid(self.pid, st, 1) == 0 then
+      C.kill(self.pid, 9)
+      C.waitpid(self.pid, st, 0)
+    end
+    self.reaped = true
+  end
+  if self.fd >= 0 then C.close(self.fd) end
+  self.fd = -1
+end
+
+--- Close the terminal only (the program sees it hang up).
+function P:hangup()
+  C.close(self.fd)
+  self.fd = -1
 end
 
 return M
