@@ -856,6 +856,13 @@ WEIR_API int weir_ffi_exec_kill(weir_exec *e, int32_t slot)
     return kill(e->slots[slot].pid, SIGKILL) == 0 ? WEIR_OK : WEIR_EIO;
 }
 
+WEIR_API int weir_ffi_exec_interrupt(weir_exec *e, int32_t slot)
+{
+    if (slot < 0 || slot >= e->n || e->slots[slot].pid <= 0)
+        return WEIR_EINVAL;
+    return kill(e->slots[slot].pid, SIGINT) == 0 ? WEIR_OK : WEIR_EIO;
+}
+
 WEIR_API int32_t weir_ffi_exec_pid(weir_exec *e, int32_t slot)
 {
     if (slot < 0 || slot >= e->n)

@@ -9,6 +9,7 @@
 #include "weir/lstate.h"
 #include "weir/clock.h"
 #include "weir/connectors.h"
+#include "weir/edit.h"
 #include "weir/embed.h"
 #include "weir/json.h"
 #include "weir/numfmt.h"
@@ -150,6 +151,10 @@ static int open_native(lua_State *L)
      * and JSON null (json.null), the value the C connectors push */
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
+    /* line editing (edit.h), weir repl's */
+    lua_newtable(L);
+    luaL_register(L, NULL, weir_edit_natives);
+    lua_setfield(L, -2, "edit");
     /* each connector's natives (connectors.h), in weir._native itself or
      * in the subtable its description names */
     for (const weir_connector_desc *const *d = weir_connectors; *d; d++) {

@@ -7,8 +7,9 @@
  * socket() and connect() calls too (interpose.c), then answers job frames
  * from fd 3: each job gets a fresh Lua state with its own memory cap (made
  * ready while the worker waits for the job), runs the trusted weir._worker
- * module on the payload and sends back what it returns. Relies on Linux
- * prctl.
+ * module on the payload and sends back what it returns. A job sent with
+ * WEIR_JOB_KEEP (weir repl) leaves its state for the next job: a session,
+ * which SIGINT interrupts without ending it. Relies on Linux prctl.
  */
 #include "weir/breaker.h"
 #include "weir/broker.h"
@@ -216,17 +217,44 @@ static void prepare(prepared_t *p)
     }
 }
 
-static void run_job(prepared_t *p, const char *payload, size_t len,
-                    uint64_t cap)
+/* The state of the session job running now (WEIR_JOB_KEEP), which SIGINT
+ * interrupts: the hook raises at the next instruction the interpreter
+ * runs (compiled traces never check hooks: the REPL then kills the
+ * worker after a grace period). */
+static lua_State *volatile interrupt_L;
+
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted");
+}
+
+static void on_interrupt(int sig)
+{
+    lua_State *L = interrupt_L;
+
+    (void)sig;
+    if (L != NULL)
+        lua_sethook(L, stop_hook,
+                    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* Run one job in p's state; returns 1 when the state stays for the next
+ * job (a session job that ended normally), else closes it. */
+static int run_job(prepared_t *p, const char *payload, size_t len,
+                   uint64_t arg)
 {
     lua_State *L = p->L;
     char msg[1024];
     size_t rlen;
     const char *r;
+    int keep = (arg & WEIR_JOB_KEEP) != 0, rc;
+    uint64_t cap = arg & ~WEIR_JOB_KEEP;
 
     if (L == NULL) {
         send_failure("internal", p->err);
-        return;
+        return 0;
     }
     p->acc.cap = (size_t)cap;
     if (p->acc.cap && p->acc.used > p->acc.cap) {
@@ -234,11 +262,16 @@ static void run_job(prepared_t *p, const char *payload, size_t len,
                  "the sandbox itself needs (%zu)", p->acc.cap, p->acc.used);
         send_failure("memory", msg);
         lua_close(L);
-        return;
+        return 0;
     }
     lua_getfield(L, -1, "handle");
     lua_pushlstring(L, payload, len);
-    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isstring(L, -1)) {
+    if (keep)
+        interrupt_L = L;
+    rc = lua_pcall(L, 1, 1, 0);
+    interrupt_L = NULL;
+    lua_sethook(L, NULL, 0, 0);
+    if (rc != 0 || !lua_isstring(L, -1)) {
         if (p->acc.exceeded)
             snprintf(msg, sizeof msg, "memory limit of %zu bytes exceeded",
                      p->acc.cap);
@@ -248,11 +281,16 @@ static void run_job(prepared_t *p, const char *payload, size_t len,
                                          : "worker returned no result");
         send_failure(p->acc.exceeded ? "memory" : "internal", msg);
         lua_close(L);
-        return;
+        return 0;
     }
     r = lua_tolstring(L, -1, &rlen);
     send_result(r, rlen);
+    if (keep) {
+        lua_settop(L, 1); /* the weir._worker module, for the next job */
+        return 1;
+    }
     lua_close(L);
+    return 0;
 }
 
 int weir_worker_main(int argc, char **argv)
@@ -303,6 +341,14 @@ int weir_worker_main(int argc, char **argv)
             && (*d)->preload(perr, sizeof perr) != WEIR_OK)
             fprintf(stderr, "weir worker: %s\n", perr);
     }
+    {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_interrupt;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+    }
     if (weir_seccomp_install() != 0) {
         fprintf(stderr, "weir worker: cannot install the seccomp filter: "
                 "%s\n", strerror(errno));
@@ -311,22 +357,26 @@ int weir_worker_main(int argc, char **argv)
     for (;;) {
         /* static: a snapshot is tied to the address of its acc */
         static prepared_t prep;
-        static int snapshot;
+        static int snapshot, kept;
         char hdr[WEIR_FRAME_HDR];
         uint32_t len;
         uint64_t arg;
         char *payload;
 
         /* the first state is built and saved; each next one is that
-         * snapshot restored (ADR 9), or built again if it cannot be */
-        prep.L = snapshot ? weir_state_snapshot_restore(&prep.acc) : NULL;
-        if (prep.L != NULL) {
-            lua_settop(prep.L, 1); /* the weir._worker module */
-            prep.err[0] = '\0';
-        } else {
-            prepare(&prep);
-            if (!snapshot && prep.L != NULL)
-                snapshot = weir_state_snapshot_save(prep.L, &prep.acc) == 0;
+         * snapshot restored (ADR 9), or built again if it cannot be; a
+         * session's state stays as its last job left it */
+        if (!kept) {
+            prep.L = snapshot ? weir_state_snapshot_restore(&prep.acc) : NULL;
+            if (prep.L != NULL) {
+                lua_settop(prep.L, 1); /* the weir._worker module */
+                prep.err[0] = '\0';
+            } else {
+                prepare(&prep);
+                if (!snapshot && prep.L != NULL)
+                    snapshot =
+                        weir_state_snapshot_save(prep.L, &prep.acc) == 0;
+            }
         }
         await_job();
         if (read_full(3, hdr, sizeof hdr) != 0) {
@@ -343,7 +393,9 @@ int weir_worker_main(int argc, char **argv)
                 lua_close(prep.L);
             return 71;
         }
-        run_job(&prep, payload, len, arg);
+        kept = run_job(&prep, payload, len, arg);
+        if (!kept)
+            prep.L = NULL;
         free(payload);
     }
 }

@@ -31,6 +31,8 @@ function M.handle(payload)
     res = require("weir._attempt").run(job)
   elseif job.kind == "define" then
     res = require("weir._define").run(job)
+  elseif job.kind == "session" then
+    res = require("weir._session").run(job)
   else
     res = { status = "failed", kind = "internal", error = "unknown job kind" }
   end

@@ -1106,6 +1106,26 @@ command {
 }
 
 command {
+  name = "repl", args = { "[FILE]" }, complete = { "file" },
+  summary = "a Lua prompt in a task's sandbox, with ctx and the connections of weir.yaml; "
+    .. "FILE's tasks callable; stdin not a terminal: a script, exit 1 at the first error "
+    .. "(docs/repl.md)",
+  options = {
+    OPT.param,
+    { name = "timeout", arg = "DURATION", help = "the deadline of one command (default 5m)" },
+    { name = "memory", arg = "SIZE", help = "the session's memory cap (default 1GB)" },
+    OPT.config,
+  },
+  run = function(o, pos)
+  local timeout, terr = util.duration(o.timeout or "5m")
+  local memory, merr = util.size(o.memory or "1GB")
+  if not timeout or not memory then eprintf("weir repl: %s\n", terr or merr); return 2 end
+  return require("weir.repl").main({ file = pos[1], config = o.config, params = o.params,
+                                      timeout = timeout * 1000, memory = memory })
+  end,
+}
+
+command {
   name = "script", args = { "FILE", "[ARGS...]" }, raw = true, complete = { "file" },
   summary = "run a trusted Lua file with the runtime loaded",
   run = function(args)

@@ -117,7 +117,9 @@ end
 -- (the run's task rows) and rerun (task names to run again with what
 -- follows them, even if they succeeded: weir retry --task; nil: those
 -- that did not succeed), active_base (working time of its earlier
--- sessions, ms), only / from (task names), prefetch, view
+-- sessions, ms), only / from (task names), inputs (task name -> output
+-- JSON text, given to the dependants of tasks only/from skip), prefetch,
+-- view
 -- (optional callbacks: task(T, event), tick(engine), finish(engine),
 -- interval ms), roots, connections (normalized weir.yaml connections for
 -- the workers), redact (a function that masks secrets in text: errors,
@@ -139,6 +141,7 @@ function M.new(o)
     resume = o.resume, resume_tasks = o.resume_tasks, rerun = o.rerun, only = o.only,
     active_base = o.active_base or 0,
     from = o.from,
+    inputs = o.inputs,
     T = {}, order = {},
     ready = {}, rq_head = 1, rq_tail = 0,
     retrying = {},
@@ -270,7 +273,11 @@ function Engine:start()
   else
     store:add_tasks(self.run_id, order)
     for _, name in ipairs(order) do
-      if selected and not selected[name] then set_state(self, T[name], "skipped") end
+      if selected and not selected[name] then
+        set_state(self, T[name], "skipped")
+        -- the output a skipped task's dependants get (weir repl's .run)
+        if self.inputs then T[name].output = self.inputs[name] end
+      end
     end
   end
   self.session_start = self.now()

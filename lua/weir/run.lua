@@ -273,8 +273,10 @@ function M.new_exec(workers, roots, conf, path)
 end
 
 --- A new run of the pipeline in o.file. o: params (name -> string, as
--- given on the command line), workers, only / from (task names), config
--- (weir.yaml path), warn(message). Nothing happens before prepare().
+-- given on the command line), workers, only / from (task names), inputs
+-- (task name -> its output as JSON text: what the tasks --only or --from
+-- leave out give their dependants), config (weir.yaml path),
+-- warn(message). Nothing happens before prepare().
 function M.new(o)
   return setmetatable({ o = o, file = o.file, warn = o.warn }, Run)
 end
@@ -550,7 +552,7 @@ function Run:execute(view)
     params = self.params, roots = M.roots_for(self.P.base_dir),
     resume = self.resumed, resume_tasks = self.resumed and self.store:tasks(self.id) or nil,
     rerun = self.rerun, active_base = self.active_base,
-    only = self.only, from = self.from, view = view,
+    only = self.only, from = self.from, view = view, inputs = self.o and self.o.inputs,
     connections = conf.connections, redact = conf.redact, config_where = conf.where,
     lineage = exporter, project_dir = conf.project,
   })

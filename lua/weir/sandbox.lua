@@ -69,7 +69,7 @@ end
 
 --- Build a fresh environment. extra: names to add (pipeline/task or ctx);
 -- print_fn: where print goes; phase: "define" while a pipeline file loads,
--- else a task. Returns env, builtins (name -> value) and
+-- "repl" in a weir repl session, else a task. Returns env, builtins (name -> value) and
 -- names (value -> name) for weir._ser; the last two and the library tables
 -- are built on first use, so a task that touches none of them pays nothing.
 function M.new(extra, print_fn, phase)
@@ -118,7 +118,7 @@ function M.new(extra, print_fn, phase)
         rawset(t, k, lib)
         return lib
       end
-      if phase == "define" then
+      if phase == "define" or phase == "repl" then
         error("undefined global '" .. tostring(k) .. "'", 2)
       end
       error("undefined global '" .. tostring(k) .. "' (globals of the pipeline file are "

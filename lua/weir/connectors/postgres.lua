@@ -403,9 +403,12 @@ local QUERY_WORDS = { select = true, with = true, values = true, table = true }
 -- when it has no parameters, else with a cursor fetched BATCH rows at a
 -- time inside a transaction; any other statement that returns rows (DML
 -- with RETURNING, SHOW...) in libpq's single-row mode. opts.mode = "copy",
--- "cursor" or "rows" chooses. Returns pull, names, oids, close;
--- on_rows(n) counts rows.
-function Handle:pull(sql, params, on_rows, opts)
+-- "cursor" or "rows" chooses. Returns pull, names, oids, close, mods and
+-- preview; on_rows(n) counts rows. lazy: the statement is described now
+-- but runs at the first pull, and preview(n) before it makes a query run
+-- as SELECT * FROM (sql) LIMIT n (weir repl: the limit reaches the
+-- server); it returns false when too late or not a query.
+function Handle:pull(sql, params, on_rows, opts, lazy)
   local cfg = self.cfg
   opts = opts or {}
   local batch = opts.batch or BATCH
@@ -436,40 +439,54 @@ function Handle:pull(sql, params, on_rows, opts)
     if err then release(cfg, c, err) else release(cfg, c, nil) end
   end
   local rows_mode = mode == "rows"
-  local ok, err = pcall(function()
+  local limit
+  local function start()
+    local run_body = body
+    if limit then
+      run_body = "SELECT * FROM (" .. body .. ") AS weir_preview LIMIT " .. format("%d", limit)
+    end
     if rows_mode then
-      names, oids, _, mods = native.pg_describe(c, body)
       native.pg_rows_begin(c, body, params, nparams(params))
     elseif mode == "copy" then
-      names, oids, _, mods = native.pg_describe(c, body)
       -- binary when every column has a binary form: neither side prints
       -- or parses numbers and timestamps as text
       local binary = opts.binary ~= false and native.pg_binary_ok(oids)
-      native.pg_copy_out_begin(c, "COPY (" .. body .. ") TO STDOUT"
+      native.pg_copy_out_begin(c, "COPY (" .. run_body .. ") TO STDOUT"
                                      .. (binary and " (FORMAT binary)" or ""))
     else
       -- the connection is this stream's own: one cursor name will do
-      names, oids, _, mods = native.pg_describe(c, body)
       run(c, "BEGIN")
-      pg_exec(c, "DECLARE weir_cursor NO SCROLL CURSOR FOR " .. body, params,
+      pg_exec(c, "DECLARE weir_cursor NO SCROLL CURSOR FOR " .. run_body, params,
                      nparams(params))
       fetch = "FETCH FORWARD " .. batch .. " FROM weir_cursor"
     end
+  end
+  local ok, err = pcall(function()
+    names, oids, _, mods = native.pg_describe(c, body)
+    if not lazy then start() end
   end)
   if not ok then finish(err) end
+  local started = not lazy
+  local function begin()
+    started = true
+    local okb, e = pcall(start)
+    if not okb then finish(e) end
+  end
   local pull
   if rows_mode then
     pull = function()
       if done then return nil end
+      if not started then begin() end
       local okb, rows = pcall(native.pg_rows_batch, c, batch, names)
       if not okb then finish(rows) end
       if rows == nil then finish(nil); return nil end
       if on_rows then on_rows(#rows) end
       return rows
     end
-  elseif fetch then
+  elseif mode == "cursor" then
     pull = function()
       if done then return nil end
+      if not started then begin() end
       local okf, rows = pcall(function()
         local _, r = pg_exec(c, fetch, nil, 0)
         return r
@@ -486,6 +503,7 @@ function Handle:pull(sql, params, on_rows, opts)
   else
     pull = function()
       if done then return nil end
+      if not started then begin() end
       local okb, rows = pcall(native.pg_copy_out_batch, c, batch, names, oids)
       if not okb then finish(rows) end
       if rows == nil then finish(nil); return nil end
@@ -493,8 +511,20 @@ function Handle:pull(sql, params, on_rows, opts)
       return rows
     end
   end
+  local function preview(n)
+    if started or rows_mode then return false end
+    -- a WITH that changes data must stay at the top level
+    local low = body:lower()
+    if low:match("^%s*with%f[^%w]") then
+      for _, w in ipairs({ "insert", "update", "delete", "merge" }) do
+        if low:find("%f[%w_]" .. w .. "%f[^%w_]") then return false end
+      end
+    end
+    limit = n
+    return true
+  end
   return pull, names, oids, function() if not done then done = true; pg_release(c, false) end end,
-         mods
+         mods, preview
 end
 
 -- loading ----------------------------------------------------------------
@@ -842,12 +872,27 @@ function Db.query(d, sql, params, opts)
   check_sql(sql, "query")
   local A = p.A
   local reads = reads_of(p, sql)
-  local pull, names, oids, close, mods = p.h:pull(sql, params, function(n)
+  local function counted(n)
     A.stats.rows_in = A.stats.rows_in + n
     for i = 1, #reads do reads[i].rows = reads[i].rows + n end
-  end, opts)
+  end
+  -- in a weir repl session the query runs at the first pull, so that a
+  -- preview can limit it on the server (ADR 47)
+  local lazy = A.job.kind == "session"
+  local pull, names, oids, close, mods, preview = p.h:pull(sql, params, counted, opts, lazy)
   p.opened[#p.opened + 1] = close
-  return stream.new_stream(pull, names, { pg_oids = oids, pg_typmods = mods })
+  local shared = { pg_oids = oids, pg_typmods = mods }
+  if lazy then
+    -- for weir repl: close (drop the query), preview (limit it before it
+    -- runs) and again (a pull over the whole result, a new query)
+    shared.close, shared.preview, shared.source = close, preview, pull
+    function shared.again()
+      local pl, _, _, cl = p.h:pull(sql, params, counted, opts)
+      p.opened[#p.opened + 1] = cl
+      return pl, cl
+    end
+  end
+  return stream.new_stream(pull, names, shared)
 end
 
 --- db:exec(sql, params): run one statement; returns the affected rows.

@@ -17,6 +17,10 @@
 #define WEIR_FRAME_RESULT 2u
 #define WEIR_FRAME_HDR 16u
 #define WEIR_FRAME_MAX (64u << 20) /* largest result frame accepted */
+/* Bit 63 of a job frame's argument: the worker keeps the job's Lua state
+ * for the next job instead of closing it (a weir repl session, ADR 45);
+ * the other bits are the memory cap, which then bounds the whole session. */
+#define WEIR_JOB_KEEP (1ull << 63)
 
 /* weir:cdef:begin */
 typedef struct weir_exec weir_exec;
@@ -94,6 +98,9 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
                                 int32_t *n, char *err, size_t errlen);
 /* SIGKILL the worker in slot (its EXIT event follows from poll). */
 WEIR_API int weir_ffi_exec_kill(weir_exec *e, int32_t slot);
+/* SIGINT the worker in slot: a session job (WEIR_JOB_KEEP) running Lua
+ * raises "interrupted" at its next hook check and the state is kept. */
+WEIR_API int weir_ffi_exec_interrupt(weir_exec *e, int32_t slot);
 WEIR_API int32_t weir_ffi_exec_pid(weir_exec *e, int32_t slot);
 WEIR_API int32_t weir_ffi_exec_workers(weir_exec *e);
 /* Also wake poll when fd is readable (one descriptor; -1 none): a
