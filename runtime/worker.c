@@ -303,6 +303,7 @@ int weir_worker_main(int argc, char **argv)
             && (*d)->preload(perr, sizeof perr) != WEIR_OK)
             fprintf(stderr, "weir worker: %s\n", perr);
     }
+    weir_state_progress_fd(3);
     if (weir_seccomp_install() != 0) {
         fprintf(stderr, "weir worker: cannot install the seccomp filter: "
                 "%s\n", strerror(errno));

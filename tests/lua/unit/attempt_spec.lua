@@ -116,9 +116,14 @@ describe("weir._attempt", function()
     -- one allocation past the cap: it fails, and nothing of it stays held
     local src = "local ctx = ... ctx.log('before') return #string.rep('m', 64 * 1024 * 1024)"
     assert.is_true(ex:send(0, 32 * 1024 * 1024, ser.encode(H.attempt_job(src, dir))))
-    local e = H.await_event(ex, function(ev) return ev.kind ~= "signal" end, 60)
+    local e, seen = H.await_event(ex, function(ev)
+      return ev.kind ~= "signal" and ev.kind ~= "progress"
+    end, 60)
     assert.truthy(e, "no event")
     assert.equal("result", e.kind) -- the worker survived
+    -- ctx.log's line came first, as a progress frame
+    assert.equal("progress", seen[1].kind)
+    assert.same({ "before" }, seen[1].result.log)
     local res = e.result
     assert.same({ "failed", "memory" }, { res.status, res.kind })
     assert.equal("not enough memory", res.error)
