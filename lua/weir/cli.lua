@@ -108,6 +108,7 @@ local function parse(args, spec)
         if kind == "param" then
           local k, v = val:match("^([^=]+)=(.*)$")
           if not k then return nil, "--param expects k=v, got " .. val end
+          if o.params[k] ~= nil then return nil, "--param " .. k .. " given twice" end
           o.params[k] = v
         elseif kind == "number" then
           o[name] = tonumber(val)
@@ -163,6 +164,13 @@ local function summary(tasks, run_id, status, e)
   end
   local secs = (require("weir.executor").mono() - e.started) / 1000
   eprintf("run %s %s in %s: %s\n", run_id, status, util.human_duration(secs), concat(parts, ", "))
+  -- rows rejected to dead-letter files, by task (rows in = loaded + rejected)
+  local rejected = {}
+  for _, t in ipairs(tasks) do
+    local n = e.T[t.task] and e.T[t.task].rejected or 0
+    if n > 0 then rejected[#rejected + 1] = format("%s %d", t.task, n) end
+  end
+  if #rejected > 0 then eprintf("  rows rejected: %s\n", concat(rejected, ", ")) end
   local shown = 0
   for _, t in ipairs(tasks) do
     if t.state == "failed" and shown < 10 then
