@@ -54,6 +54,10 @@ commands:
                          these pipelines (default all)
   keys create NAME --role ROLE [--pipelines A,B] | keys list | keys revoke ID
                          API keys (shown once, stored hashed)
+  schema pipeline|config print the JSON Schema of pipeline files or of weir.yaml
+                         (for editors: docs/pipelines.md, Editors)
+  stubs                  print the LuaLS definitions of pipeline, task, ctx
+                         and streams (---@meta), for Lua editors
   script FILE [ARGS...]  run a trusted Lua file with the runtime loaded
   version                print the version
   help                   this text
@@ -711,6 +715,21 @@ function commands.script(args)
   if not ok then eprintf("weir script: %s\n", tostring(res)); return 1 end
   io.stdout:flush()
   return type(res) == "number" and res or 0
+end
+
+function commands.schema(args)
+  local which = args[1]
+  if #args ~= 1 or (which ~= "pipeline" and which ~= "config") then
+    eprintf("usage: weir schema pipeline|config\n"); return 2
+  end
+  io.write(require("weir._native").resource("weir/schemas/" .. which .. ".schema.json"))
+  return 0
+end
+
+function commands.stubs(args)
+  if #args ~= 0 then eprintf("usage: weir stubs\n"); return 2 end
+  io.write(require("weir.stubs"))
+  return 0
 end
 
 function commands.version()
