@@ -13,7 +13,7 @@ PKGS=(
   libyaml-dev lua-cjson lua-cjson-dev libsqlite3-dev libssl-dev
   lua-busted lua-check sqlite3
   libpq-dev libhiredis-dev postgresql redis-server openssl ca-certificates
-  libmicrohttpd-dev curl tzdata
+  libmicrohttpd-dev curl tzdata luarocks
 )
 
 SUDO=""
