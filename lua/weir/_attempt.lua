@@ -68,6 +68,7 @@ function M.run(job)
   local stats = { rows_in = 0, rows_out = 0, rejected = 0 }
   -- rows taken by sinks so far (stats.rows_out counts a load once done)
   local flowed, last_sent, sent_logs = 0, mono0, 0
+  local every = job.progress_every or PROGRESS_EVERY
   local function send(m)
     last_sent = m
     local out = stats.rows_out > flowed and stats.rows_out or flowed
@@ -84,7 +85,7 @@ function M.run(job)
   stream.pulse = function(n)
     flowed = flowed + n
     local _, m = now()
-    if m - last_sent >= PROGRESS_EVERY then send(m) end
+    if m - last_sent >= every then send(m) end
   end
   -- held: kept for the stored log, not streamed (the failure's trace)
   local function log(line, held)

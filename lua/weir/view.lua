@@ -52,9 +52,11 @@ M.retry_text = retry_text
 local WITH_ERROR = { failed = true, up_for_retry = true, upstream_failed = true,
                      cancelled = true }
 
---- A view. mode: "live", "plain", "json" or "quiet"; out: file (stderr).
-function M.new(mode, out)
+--- A view. mode: "live", "plain", "json" or "quiet"; out: file (stderr);
+-- progress_every: ms between progress reports off a terminal (5000).
+function M.new(mode, out, progress_every)
   out = out or io.stderr
+  local every = progress_every or M.PROGRESS_EVERY
   local v = { interval = mode == "live" and 100 or 1000 }
   local last_draw, drawn_lines = 0, 0
 
@@ -67,7 +69,7 @@ function M.new(mode, out)
   -- a progress report is due for t (off a terminal)
   local function due(t)
     local m = executor.mono()
-    if t.last_shown and m - t.last_shown < M.PROGRESS_EVERY then return false end
+    if t.last_shown and m - t.last_shown < every then return false end
     t.last_shown = m
     return true
   end
