@@ -80,9 +80,16 @@ function Ctx.log(fmt, ...) end
 ---@return string
 function Ctx.path(p) end
 
+---@class weir.CsvOptions
+---@field delimiter? string one character (default ",")
+---@field quote? string one character, or "" for none
+---@field types? table<string, "string"|"number"|"integer"|"boolean">
+---@field dead_letter? string rows that cannot be read go to this JSON Lines file
+---@field max_row_bytes? integer
+
 --- A stream of a CSV file's rows.
 ---@param path string
----@param opts? { delimiter?: string, quote?: string, types?: table<string, "string"|"number"|"integer"|"boolean">, dead_letter?: string, max_row_bytes?: integer }
+---@param opts? weir.CsvOptions
 ---@return weir.Stream
 function Ctx.csv(path, opts) end
 
