@@ -58,6 +58,7 @@ build = {
     ["weir.store.postgres"] = "lua/weir/store/postgres.lua",
     ["weir.store.sqlite"] = "lua/weir/store/sqlite.lua",
     ["weir.stream"] = "lua/weir/stream.lua",
+    ["weir.stubs"] = "lua/weir/stubs.lua",
     ["weir.tz"] = "lua/weir/tz.lua",
     ["weir.util"] = "lua/weir/util.lua",
     ["weir.view"] = "lua/weir/view.lua",

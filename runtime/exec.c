@@ -675,7 +675,8 @@ static void read_in(slot_t *s)
 
 /* Next complete frame of slot s, or 0. A worker announcing a frame larger
  * than WEIR_FRAME_MAX breaks the protocol: it is killed, never buffered. */
-static int next_frame(slot_t *s, const char **data, size_t *len)
+static int next_frame(slot_t *s, const char **data, size_t *len,
+                      uint32_t *type)
 {
     uint32_t plen;
 
@@ -692,6 +693,7 @@ static int next_frame(slot_t *s, const char **data, size_t *len)
         return 0;
     *data = s->in.data + s->in_off + WEIR_FRAME_HDR;
     *len = plen;
+    memcpy(type, s->in.data + s->in_off + 4, 4);
     s->in_off += WEIR_FRAME_HDR + plen;
     return 1;
 }
@@ -807,11 +809,16 @@ WEIR_API int weir_ffi_exec_poll(weir_exec *e, int32_t timeout_ms,
         slot_t *s = &e->slots[i];
         const char *data;
         size_t len;
+        uint32_t type;
 
-        while (k < max && next_frame(s, &data, &len)) {
-            if (s->inflight > 0)
-                s->inflight--;
-            evs[k].kind = WEIR_EV_RESULT;
+        while (k < max && next_frame(s, &data, &len, &type)) {
+            if (type == WEIR_FRAME_PROGRESS) {
+                evs[k].kind = WEIR_EV_PROGRESS;
+            } else {
+                if (s->inflight > 0)
+                    s->inflight--;
+                evs[k].kind = WEIR_EV_RESULT;
+            }
             evs[k].slot = i;
             evs[k].pid = s->pid;
             evs[k].status = 0;

@@ -11,6 +11,7 @@
 #include "weir/connectors.h"
 #include "weir/edit.h"
 #include "weir/embed.h"
+#include "weir/exec.h"
 #include "weir/json.h"
 #include "weir/numfmt.h"
 #include "weir/ser.h"
@@ -20,7 +21,10 @@
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <time.h>
 
 const weir_embedded *weir_embed_find(const char *name)
@@ -124,7 +128,61 @@ static int native_string_dump(lua_State *L)
     return 1;
 }
 
+static int progress_fd = -1;
+
+void weir_state_progress_fd(int fd)
+{
+    progress_fd = fd;
+}
+
+/* weir._native.progress(payload) -> boolean: one WEIR_FRAME_PROGRESS frame
+ * on the worker's job socket (the supervisor reads it as an event while
+ * the attempt goes on); false outside a worker or when the write fails. */
+static int native_progress(lua_State *L)
+{
+    size_t len, off = 0, total;
+    const char *data = luaL_checklstring(L, 1, &len);
+    char hdr[WEIR_FRAME_HDR];
+    uint32_t l = (uint32_t)len, t = WEIR_FRAME_PROGRESS;
+    uint64_t z = 0;
+
+    if (progress_fd < 0 || len > 65536) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    memcpy(hdr, &l, 4);
+    memcpy(hdr + 4, &t, 4);
+    memcpy(hdr + 8, &z, 8);
+    total = sizeof hdr + len;
+    while (off < total) {
+        struct iovec iov[2];
+        size_t d = off > sizeof hdr ? off - sizeof hdr : 0;
+        int n = 0;
+        ssize_t k;
+
+        if (off < sizeof hdr) {
+            iov[n].iov_base = hdr + off;
+            iov[n++].iov_len = sizeof hdr - off;
+        }
+        iov[n].iov_base = (char *)data + d;
+        iov[n++].iov_len = len - d;
+        k = writev(progress_fd, iov, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            /* a frame cut short would break the protocol: never resume */
+            progress_fd = -1;
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        off += (size_t)k;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg native_fns[] = {
+    { "progress", native_progress },
     { "string_dump", native_string_dump },
     { "now", native_now },
     { "num_format", native_num_format },

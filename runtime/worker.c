@@ -349,6 +349,7 @@ int weir_worker_main(int argc, char **argv)
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
     }
+    weir_state_progress_fd(3);
     if (weir_seccomp_install() != 0) {
         fprintf(stderr, "weir worker: cannot install the seccomp filter: "
                 "%s\n", strerror(errno));

@@ -13,7 +13,7 @@ PKGS=(
   libyaml-dev libsqlite3-dev libssl-dev
   lua-busted lua-check sqlite3
   libpq-dev libhiredis-dev postgresql redis-server openssl ca-certificates
-  libmicrohttpd-dev nettle-dev libedit-dev curl tzdata
+  libmicrohttpd-dev nettle-dev libedit-dev curl tzdata luarocks
   libseccomp-dev libpcre2-dev
 )
 

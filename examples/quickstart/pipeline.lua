@@ -29,7 +29,8 @@ return pipeline {
           :filter(function(r) return r.amount > ctx.params.min_amount end)
           :into(db, "orders", { mode = "upsert", key = "id" })
         ctx.log("loaded %d orders", loaded.rows)
-        return { rows = loaded.rows }
+        -- rows the CSV reader could not read: counted, and in bad_rows.jsonl
+        return { rows = loaded.rows, rejected = loaded.rejected }
       end,
     },
     check = task {

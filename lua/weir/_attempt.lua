@@ -14,6 +14,14 @@ local traceback = debug.traceback
 local sandbox = require("weir.sandbox")
 local ser = require("weir._ser")
 local native = require("weir._native")
+local stream = require("weir.stream")
+local now, progress = native.now, native.progress
+
+-- Progress reaches the supervisor as frames on the job socket (ADR 39):
+-- rows so far at most once a second (a short attempt sends its result
+-- alone, as before), and each log line as it is written (as many frames
+-- at most as log_max allows lines).
+local PROGRESS_EVERY = 1000
 
 local M = {}
 
@@ -55,19 +63,43 @@ function M.run(job)
   -- from here on (inputs decoded, the task run) it works as usual: first
   -- cycle when memory has doubled, which a no-op attempt never reaches
   collectgarbage("restart", -1)
-  local started = native.now()
+  local started, mono0 = now()
   local logs, log_bytes, log_max, dropped = {}, 0, job.log_max or 65536, false
-  local function log(line)
+  local stats = { rows_in = 0, rows_out = 0, rejected = 0 }
+  -- rows taken by sinks so far (stats.rows_out counts a load once done)
+  local flowed, last_sent, sent_logs = 0, mono0, 0
+  local every = job.progress_every or PROGRESS_EVERY
+  local function send(m)
+    last_sent = m
+    local out = stats.rows_out > flowed and stats.rows_out or flowed
+    local lines
+    if sent_logs < #logs then
+      lines = {}
+      for i = sent_logs + 1, #logs do lines[#lines + 1] = logs[i] end
+      sent_logs = #logs
+    end
+    local text = ser.encode({ rows_in = stats.rows_in, rows_out = out,
+                              rejected = stats.rejected, log = lines })
+    if text then progress(text) end
+  end
+  stream.pulse = function(n)
+    flowed = flowed + n
+    local _, m = now()
+    if m - last_sent >= every then send(m) end
+  end
+  -- held: kept for the stored log, not streamed (the failure's trace)
+  local function log(line, held)
     if log_bytes + #line + 1 > log_max then
       dropped = true
       return
     end
     logs[#logs + 1] = line
     log_bytes = log_bytes + #line + 1
+    if not held then send(select(2, now())) end
   end
 
   -- datasets: the lineage entries the connectors add (weir.connectors)
-  local stats = { rows_in = 0, rows_out = 0, datasets = {} }
+  local stats = { rows_in = 0, rows_out = 0, rejected = 0, datasets = {} }
   -- Encode the task's output: runtime/json.c (C, exact numbers, never
   -- calls metamethods) is the fast path; when it refuses a value, weir.json
   -- says what and where (ADR 44).
@@ -119,17 +151,17 @@ function M.run(job)
          or (stats.permanent and find(out, stats.permanent, 1, true)) then
         res.retry = false
       end
-      if trace then log("error: " .. out .. trace) end
+      if trace then log("error: " .. out .. trace, true) end
     end
   end
   close_ctx()
   if dropped then logs[#logs + 1] = "[log truncated at " .. log_max .. " bytes]" end
   res.log = concat(logs, "\n")
-  res.rows_in, res.rows_out = stats.rows_in, stats.rows_out
+  res.rows_in, res.rows_out, res.rejected = stats.rows_in, stats.rows_out, stats.rejected
   if #stats.datasets > 0 then res.lineage = stats.datasets end
   local _, peak = native.memory()
   res.mem_peak = peak
-  res.started, res.finished = started, native.now()
+  res.started, res.finished = started, now()
   return res
 end
 

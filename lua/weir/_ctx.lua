@@ -67,7 +67,8 @@ function M.new(job, log, stats)
   function ctx.jsonl(p, opts) return io().jsonl(p, opts) end
   --- ctx.sqlite(path): a SQLite database (query, exec, into target).
   function ctx.sqlite(p, opts) return io().sqlite(p, opts) end
-  --- ctx.rows(list): a stream over a Lua array of row tables.
+  --- ctx.rows(list | fn): a stream over a Lua array of row tables, or
+  -- over fn's rows (one per call, nil at the end) in constant memory.
   function ctx.rows(list, opts) return io().rows(list, opts) end
   --- ctx.source(name) / ctx.sink(name): the connection called name in
   -- weir.yaml (PostgreSQL or Redis); the same object either way.
@@ -80,6 +81,32 @@ function M.new(job, log, stats)
   function ctx.check(db, tbl, rules) return io().check(db, tbl, rules) end
   --- ctx.fail(message): fail the attempt with a message.
   function ctx.fail(msg) error(tostring(msg), 2) end
+
+  -- a name ctx does not have (a typo) says what it has
+  local names = {}
+  for k in pairs(ctx) do names[#names + 1] = k end
+  table.sort(names)
+  setmetatable(ctx, { __metatable = false, __index = function(_, k)
+    local util = require("weir.util")
+    local near = type(k) == "string" and util.closest(k, names)
+    error(format("ctx.%s does not exist%s; ctx has: %s", tostring(k),
+                 near and format(" (did you mean ctx.%s?)", near) or "",
+                 table.concat(names, ", ")), 2)
+  end })
+  -- an input of a task this one does not run after says which it has;
+  -- one it runs after that returned nothing (or was skipped) is nil
+  local deps = {}
+  for _, d in ipairs(job.deps or {}) do deps[d] = true end
+  setmetatable(ctx.inputs, { __metatable = false, __index = function(_, k)
+    if deps[k] then return nil end
+    local have = {}
+    for d in pairs(deps) do have[#have + 1] = d end
+    table.sort(have)
+    error(format("ctx.inputs.%s: this task does not run after a task %s (%s)", tostring(k),
+                 tostring(k), #have > 0 and "inputs: " .. table.concat(have, ", ")
+                   .. "; add it to after = { ... } to use its output"
+                 or "it runs after no task: add after = { \"" .. tostring(k) .. "\" }"), 2)
+  end })
 
   local function close()
     for i = #opened, 1, -1 do

@@ -123,6 +123,13 @@ local function summary(tasks, run_id, status, e)
   local paint = require("weir.color").painter(2)
   eprintf("run %s %s in %s: %s\n", run_id, paint(status, status), util.human_duration(secs),
           concat(parts, ", "))
+  -- rows rejected to dead-letter files, by task (rows in = loaded + rejected)
+  local rejected = {}
+  for _, t in ipairs(tasks) do
+    local n = e.T[t.task] and e.T[t.task].rejected or 0
+    if n > 0 then rejected[#rejected + 1] = format("%s %d", t.task, n) end
+  end
+  if #rejected > 0 then eprintf("  rows rejected: %s\n", concat(rejected, ", ")) end
   local shown = 0
   for _, t in ipairs(tasks) do
     if t.state == "failed" and shown < 10 then
@@ -1140,6 +1147,30 @@ command {
   if not ok then eprintf("weir script: %s\n", tostring(res)); return 1 end
   io.stdout:flush()
   return type(res) == "number" and res or 0
+  end,
+}
+
+command {
+  name = "schema", args = { "pipeline|config" }, complete = { { "pipeline", "config" } },
+  summary = "print the JSON Schema of pipeline files or of weir.yaml (for editors: "
+    .. "docs/pipelines.md, Editors)",
+  run = function(_, pos)
+  local which = pos[1]
+  if which ~= "pipeline" and which ~= "config" then
+    eprintf("weir schema: expected pipeline or config, got %q\n", which); return 2
+  end
+  io.write(require("weir._native").resource("weir/schemas/" .. which .. ".schema.json"))
+  return 0
+  end,
+}
+
+command {
+  name = "stubs", args = {},
+  summary = "print the LuaLS definitions of pipeline, task, ctx and streams (---@meta), "
+    .. "for Lua editors",
+  run = function()
+  io.write(require("weir.stubs"))
+  return 0
   end,
 }
 

@@ -145,6 +145,7 @@ function M.new(o)
     T = {}, order = {},
     ready = {}, rq_head = 1, rq_tail = 0,
     retrying = {},
+    behind = 0, -- attempts waiting behind another job on their worker
     counts = { queued = 0, running = 0, success = 0, failed = 0, up_for_retry = 0,
                upstream_failed = 0, skipped = 0, cancelled = 0 },
     slots = pool.slots,
@@ -174,14 +175,15 @@ function M.new(o)
   return e
 end
 
--- the state in memory and the view; the caller records it in the store
-local function move(e, t, state)
+-- the state in memory and the view (shown: what the view is told, when
+-- not the state); the caller records it in the store
+local function move(e, t, state, shown)
   local counts = e.counts
   counts[t.state] = counts[t.state] - 1
   counts[state] = counts[state] + 1
   t.state = state
   local vt = e.view.task
-  if vt then vt(t, state) end
+  if vt then vt(t, shown or state) end
 end
 
 local function set_state(e, t, state, fields)
@@ -332,6 +334,8 @@ local function on_failure(e, t, msg, final)
     local delay = min(spec.retry_delay * spec.retry_backoff ^ (n - 1), spec.retry_max_delay)
     delay = delay * (0.8 + 0.4 * random())
     t.next_try = e.mono() + delay * 1000
+    -- what the view says: "retrying in 1.0s (attempt 2/3)"
+    t.retry_in, t.next_attempt, t.max_attempts = delay, n + 1, spec.retries + 1
     set_state(e, t, "up_for_retry", { error = msg, next_try_at = e.now() + delay * 1000 })
     e.retrying[#e.retrying + 1] = t
   else
@@ -363,7 +367,7 @@ local function build_job(e, t)
     t.job_task, t.job_task_n = part({
       fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
       chunkname = "=" .. e.P.file .. ":tasks." .. t.name, task = t.name,
-      output_max = spec.output_max, log_max = spec.log_max,
+      output_max = spec.output_max, log_max = spec.log_max, deps = t.deps,
     })
   end
   local own, own_n = part({ attempt = t.attempt, inputs = inputs,
@@ -428,10 +432,54 @@ local function cancel(e, why)
 end
 M.cancel = cancel
 
+-- The attempt now at the head of slot's queue starts running: until then
+-- it waited behind another job on that worker (prefetched, see
+-- pick_slot), shown as queued and not charged for the wait. The store's
+-- start times are moved only when the wait was long enough to matter (a
+-- stream of short tasks pays no extra write).
+local function head_starts(slot, tnow)
+  local h = slot.queue[1]
+  if not h or not h.behind then return end
+  h.behind = nil
+  local e = h.e
+  e.behind = e.behind - 1
+  if not h.dropped then
+    if tnow - h.sent_at >= 100 then
+      local started = e.now()
+      e.store:update_attempt(e.run_id, h.name, h.attempt, { started_at = started })
+      if h.first_start then
+        h.started_at = started
+        e.store:set_task(e.run_id, h.name, { started_at = started })
+      end
+    end
+    local vt = e.view.task
+    if vt then vt(h, "running") end
+  end
+end
+
+-- A progress frame of the attempt at the head of the slot: rows so far
+-- (the live view) and the log lines written since the last one.
+local function handle_progress(pool, ev)
+  local t = pool.slots[ev.slot].queue[1]
+  local r = ev.result
+  if not t or t.dropped or type(r) ~= "table" then return end
+  local e = t.e
+  t.rows_in, t.rows_out, t.rejected = r.rows_in, r.rows_out, r.rejected
+  local vp = e.view.progress
+  if vp then
+    local lines = type(r.log) == "table" and r.log or nil
+    if lines and e.redact then
+      for i = 1, #lines do lines[i] = e.redact(tostring(lines[i])) end
+    end
+    vp(t, lines)
+  end
+end
+
 local function handle_result(pool, ev)
   local slot = pool.slots[ev.slot]
   local t = remove(slot.queue, 1)
   slot.head_start = pool.mono()
+  head_starts(slot, slot.head_start)
   if not t or t.dropped then return end
   local e = t.e
   -- the result won the race against a deadline kill: the kill now hits
@@ -460,7 +508,7 @@ local function handle_result(pool, ev)
   end
   local store, run_id = e.store, e.run_id
   store:finish_attempt(run_id, t.name, t.attempt, res)
-  t.rows_in, t.rows_out = res.rows_in, res.rows_out
+  t.rows_in, t.rows_out, t.rejected = res.rows_in, res.rows_out, res.rejected
   local datasets = res.lineage
   if type(datasets) == "table" then
     -- names hold no credential by construction; a host or table that is
@@ -520,6 +568,7 @@ local function handle_exit(pool, ev)
   end
   for i = 2, #q do
     local t = q[i]
+    if t and t.behind then t.behind = nil; t.e.behind = t.e.behind - 1 end
     if t and not t.dropped then
       local e = t.e
       t.timed_out = nil
@@ -570,14 +619,24 @@ local function start_task(e, t, s, tnow, sends)
   -- what the views see of this attempt is its own, never the last one's
   t.error = nil
   local started = e.now()
+  t.first_start = t.started_at == nil
   t.started_at = t.started_at or started
   e.store:start_attempt(e.run_id, t.name, t.attempt, started, t.started_at, e.exec:pid(s))
   if e.lineage then e.lineage:started(e, t, started) end
-  move(e, t, "running")
   local slot = e.slots[s]
   local q = slot.queue
-  if #q == 0 then slot.head_start = tnow end
   t.e = e
+  t.rows_in, t.rows_out, t.rejected = nil, nil, nil
+  if #q == 0 then
+    slot.head_start = tnow
+    move(e, t, "running")
+  else
+    -- behind another job on this worker: counted as running (the run is
+    -- not over), shown as queued until it reaches the head
+    t.behind, t.sent_at = true, tnow
+    e.behind = e.behind + 1
+    move(e, t, "running", "queued")
+  end
   q[#q + 1] = t
   local parts, sizes = build_job(e, t)
   sends[#sends + 1] = { s, t.spec.memory, parts, sizes }
@@ -621,7 +680,7 @@ local function dispatch(pool, groups, tnow, sends)
     end
   end
 end
-M.handle = { result = handle_result, exit = handle_exit }
+M.handle = { result = handle_result, exit = handle_exit, progress = handle_progress }
 M.kill_overdue, M.due_retries, M.dispatch = kill_overdue, due_retries, dispatch
 
 --- One step, one store transaction: apply the executor's events (results,
@@ -636,6 +695,7 @@ function Engine:step(evs)
   for _, ev in ipairs(evs) do
     local kind = ev.kind
     if kind == "result" then handle_result(pool, ev)
+    elseif kind == "progress" then handle_progress(pool, ev)
     elseif kind == "exit" then handle_exit(pool, ev)
     elseif kind == "signal" and not self.cancelled_by then cancel(self, ev.status) end
   end

@@ -101,8 +101,9 @@ function Exec:sendv(slot, cap, list, sizes)
 end
 
 --- Wait up to timeout_ms for events. Returns an array of
--- { kind = "result"|"exit"|"signal"|"wake", slot, pid, status, result }: result
--- is what the worker sent, decoded as plain data where the executor read it
+-- { kind = "result"|"progress"|"exit"|"signal"|"wake", slot, pid, status,
+-- result }: result (also of a progress frame) is what the worker sent,
+-- decoded as plain data where the executor read it
 -- (no Lua string is made of it), or nil when it could not be.
 function Exec:poll(timeout_ms)
   local ok, err = check(C.weir_ffi_exec_poll(self.h, timeout_ms, self.evs, MAX_EVENTS,
@@ -114,9 +115,11 @@ function Exec:poll(timeout_ms)
     local kind = e.kind
     out[#out + 1] = {
       kind = kind == C.WEIR_EV_RESULT and "result" or kind == C.WEIR_EV_EXIT and "exit"
-             or kind == C.WEIR_EV_WAKE and "wake" or "signal",
+             or kind == C.WEIR_EV_WAKE and "wake" or kind == C.WEIR_EV_PROGRESS and "progress"
+             or "signal",
       slot = e.slot, pid = e.pid, status = e.status,
-      result = kind == C.WEIR_EV_RESULT and decode_ptr(e.data, tonumber(e.len)) or nil,
+      result = (kind == C.WEIR_EV_RESULT or kind == C.WEIR_EV_PROGRESS)
+               and decode_ptr(e.data, tonumber(e.len)) or nil,
     }
   end
   return out

@@ -259,7 +259,7 @@ local function escape(name)
 end
 
 local JSON_TYPE = { string = "string", integer = "number", number = "number",
-                    boolean = "boolean" }
+                    boolean = "boolean", date = "string", datetime = "string" }
 
 local function kind_of(v)
   if v == json.null then return "null" end
@@ -320,15 +320,16 @@ function M.params(decls, body, mapping)
   for name, v in pairs(given) do
     local p = decls[name]
     local want = JSON_TYPE[p.type]
-    if kind_of(v) ~= want then
-      add(where[name], format("param %q: expected %s, got %s", name, p.type, kind_of(v)))
+    -- a list param: a JSON array of items, or a comma-separated string
+    local kind = kind_of(v)
+    if p.list and (kind == "array" or kind == "string") then kind = want end
+    if kind ~= want then
+      add(where[name], format("param %q: expected %s%s, got %s", name,
+                              p.list and "a list of " or "", p.type, kind_of(v)))
     else
-      local cv = pipeline.coerce_param(p, v)
+      local cv, why = pipeline.coerce_param(p, v)
       if cv == nil then
-        local hint = p.enum and "one of the declared values"
-          or ({ integer = "an integer within +-2^53", number = "a finite number",
-                string = "valid UTF-8" })[p.type]
-        add(where[name], format("param %q: expected %s, got %s", name, hint, util.show(v)))
+        add(where[name], format("param %q: %s", name, why))
       else
         values[name] = cv
       end

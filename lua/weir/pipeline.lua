@@ -334,12 +334,13 @@ local function semantic(def, errs)
           end
         end
       end
+      if type(p) == "table" and type(p.pattern) == "string" then
+        local re, rerr = require("weir.regex").compile(p.pattern)
+        if not re then add("params." .. tostring(name) .. ".pattern", tostring(rerr)) end
+      end
       if type(p) == "table" and p.default ~= nil then
-        local ok = M.coerce_param(p, expand_default(def, p.default, 0))
-        if ok == nil then
-          add("params." .. tostring(name) .. ".default",
-              format("expected %s, got %s", tostring(p.type), util.show(p.default)))
-        end
+        local ok, why = M.coerce_param(p, expand_default(def, p.default, 0))
+        if ok == nil then add("params." .. tostring(name) .. ".default", why) end
       end
     end
   end
@@ -366,26 +367,107 @@ local function decimal(v, integer)
   return v
 end
 
-function M.coerce_param(p, v)
-  local t = p.type
-  if t == "string" then
-    if type(v) ~= "string" or json._utf8_invalid_at(v) then return nil end
-  elseif t == "integer" then
-    v = decimal(v, true)
-    if not v then return nil end
-  elseif t == "number" then
-    v = decimal(v, false)
-    if not v then return nil end
-  elseif t == "boolean" then
-    if v == "true" then v = true elseif v == "false" then v = false end
-    if type(v) ~= "boolean" then return nil end
+-- a date YYYY-MM-DD that exists in the calendar
+local function valid_date(y, m, d)
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m < 1 or m > 12 or d < 1 then return false end
+  local days = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[m]
+  if m == 2 and (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) then days = 29 end
+  return d <= days
+end
+
+-- dates and times: the text as given, when it is a real one
+local function date_text(v, with_time)
+  if type(v) ~= "string" then return nil end
+  local y, m, d, rest = v:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if not y or not valid_date(y, m, d) then return nil end
+  if not with_time then return rest == "" and v or nil end
+  local h, mi, sec, frac, zone = rest:match("^[T ](%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$")
+  if not h or frac == "." or tonumber(h) > 23 or tonumber(mi) > 59 or tonumber(sec) > 60 then
+    return nil
   end
+  if zone ~= "Z" then
+    local zh, zm = zone:match("^[+-](%d%d):(%d%d)$")
+    if not zh or tonumber(zh) > 23 or tonumber(zm) > 59 then return nil end
+  end
+  return v
+end
+
+M.PARAM_TYPES = { "string", "integer", "number", "boolean", "date", "datetime" }
+local HINT = { integer = "decimal digits, within +-2^53", number = "a finite decimal number",
+               string = "not valid UTF-8", date = "YYYY-MM-DD", boolean = "true or false",
+               datetime = "YYYY-MM-DDTHH:MM:SS with Z or an offset, RFC 3339" }
+
+-- one value of p's type (a list's item), or nil and why
+local function coerce_one(p, v)
+  local t = p.type
+  local ok = v
+  if t == "string" then
+    if type(v) ~= "string" or json._utf8_invalid_at(v) then ok = nil end
+  elseif t == "integer" or t == "number" then
+    ok = decimal(v, t == "integer")
+  elseif t == "boolean" then
+    if v == "true" then ok = true elseif v == "false" then ok = false end
+    if type(ok) ~= "boolean" then ok = nil end
+  elseif t == "date" or t == "datetime" then
+    ok = date_text(v, t == "datetime")
+  end
+  if ok == nil then
+    return nil, format("expected %s, got %s%s", tostring(t), util.show(v),
+                       HINT[t] and " (" .. HINT[t] .. ")" or "")
+  end
+  v = ok
   if type(p.enum) == "table" and #p.enum > 0 then
     local found = false
     for _, e in ipairs(p.enum) do if e == v then found = true end end
-    if not found then return nil end
+    if not found then
+      local opts = {}
+      for i, e in ipairs(p.enum) do opts[i] = util.show(e) end
+      return nil, format("must be one of %s, got %s", concat(opts, ", "), util.show(v))
+    end
+  end
+  -- dates and times compare as text (same length and form); numbers as numbers
+  if p.minimum ~= nil and type(v) == type(p.minimum) and v < p.minimum then
+    return nil, format("must be at least %s, got %s", util.show(p.minimum), util.show(v))
+  end
+  if p.maximum ~= nil and type(v) == type(p.maximum) and v > p.maximum then
+    return nil, format("must be at most %s, got %s", util.show(p.maximum), util.show(v))
+  end
+  if type(p.pattern) == "string" and type(v) == "string" then
+    local re, rerr = require("weir.regex").compile(p.pattern)
+    if not re then return nil, "bad pattern: " .. tostring(rerr) end
+    if not re:test(v) then
+      return nil, format("must match the pattern %s, got %s", util.show(p.pattern, 80),
+                         util.show(v))
+    end
   end
   return v
+end
+
+--- Coerce a parameter value (a string from the command line, or a
+-- default) to the parameter's type and check its constraints (enum,
+-- minimum, maximum, pattern); a list param takes comma-separated items
+-- (or an array as its default) and gives an array. Returns the value, or
+-- nil and why.
+function M.coerce_param(p, v)
+  if not p.list then return coerce_one(p, v) end
+  local items = {}
+  if type(v) == "string" then
+    if v ~= "" then
+      for item in (v .. ","):gmatch("([^,]*),") do items[#items + 1] = item:match("^%s*(.-)%s*$") end
+    end
+  elseif type(v) == "table" then
+    for i, x in ipairs(v) do items[i] = x end
+  else
+    return nil, format("expected a list of %s, got %s", tostring(p.type), util.show(v))
+  end
+  local out = setmetatable({}, json.array_mt)
+  for i, x in ipairs(items) do
+    local cv, why = coerce_one(p, x)
+    if cv == nil then return nil, format("item %d: %s", i, why) end
+    out[i] = cv
+  end
+  return out
 end
 
 --- Resolve run parameters from overrides (name -> string). Returns the
@@ -411,19 +493,8 @@ function M.resolve_params(P, overrides, lt)
     local p = defs[k]
     if not p then return nil, format("unknown param %q (the pipeline declares: %s)", k,
                                      concat(M.param_names(P), ", ")) end
-    local cv = M.coerce_param(p, v)
-    if cv == nil then
-      if type(p.enum) == "table" and M.coerce_param({ type = p.type }, v) ~= nil then
-        local opts = {}
-        for i, e in ipairs(p.enum) do opts[i] = util.show(e) end
-        return nil, format("param %q: must be one of %s, got %s", k, concat(opts, ", "),
-                           util.show(v))
-      end
-      local hint = ({ integer = " (decimal digits, within +-2^53)",
-                      number = " (a finite decimal number)",
-                      string = " (not valid UTF-8)" })[p.type] or ""
-      return nil, format("param %q: expected %s, got %s%s", k, p.type, util.show(v), hint)
-    end
+    local cv, why = M.coerce_param(p, v)
+    if cv == nil then return nil, format("param %q: %s", k, why) end
     out[k] = cv
   end
   for k, p in pairs(defs) do

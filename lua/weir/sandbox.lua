@@ -56,8 +56,47 @@ M.deny = {
   "os.exit", "os.getenv", "os.remove", "os.rename", "os.tmpname", "os.setlocale",
 }
 
--- A read-only view of t: reads go to t, writes raise.
+--- What to say when user code reaches for a name the sandbox leaves out:
+-- what to use instead. A global, or a library's member ("os.getenv").
+M.hints = {
+  io = "read and write files with ctx.csv, ctx.jsonl and ctx.sqlite, s:to_csv and "
+       .. "s:to_jsonl (ctx.path(p) gives a file's path)",
+  ["os.getenv"] = "put settings in weir.yaml (secrets as ${env:NAME} or ${file:PATH} "
+                  .. "references, reached with ctx.source/ctx.sink) or pass them as params "
+                  .. "(ctx.params)",
+  require = "weir's own functions come through ctx (ctx.csv, ctx.source, ...); share code "
+            .. "as local functions of the pipeline file",
+  package = "weir's own functions come through ctx; share code as local functions of the "
+            .. "pipeline file",
+  dofile = "share code as local functions of the pipeline file",
+  loadfile = "share code as local functions of the pipeline file",
+  ["os.execute"] = "tasks cannot start programs",
+  ["os.exit"] = "return from the task, or fail it with ctx.fail(message)",
+  ["os.remove"] = "file sinks replace their file whole (s:to_csv, s:to_jsonl)",
+  ["os.rename"] = "file sinks replace their file whole (s:to_csv, s:to_jsonl)",
+  ["os.tmpname"] = "write the file where it belongs: sinks write a temporary file and "
+                   .. "rename it themselves",
+  ["string.dump"] = "tasks run from source text",
+}
+local GENERIC = "it is removed from the sandbox (docs/security.md)"
+
+-- the error for a left-out name (nil when name is simply unknown)
+local function removed(name)
+  local hint = M.hints[name]
+  local denied = hint ~= nil
+  for _, d in ipairs(M.deny) do if d == name then denied = true end end
+  if not denied then return nil end
+  return name .. " is not available in tasks: " .. (hint or GENERIC)
+end
+M.removed = removed
+
+-- A read-only view of t: reads go to t, writes raise; reading a member
+-- the sandbox removed (os.getenv) says so and what to use instead.
 local function locked(name, t)
+  setmetatable(t, { __index = function(_, k)
+    local msg = type(k) == "string" and removed(name .. "." .. k)
+    if msg then error(msg, 2) end
+  end })
   return setmetatable({}, {
     __index = t,
     __newindex = function(_, k)
@@ -117,6 +156,10 @@ function M.new(extra, print_fn, phase)
         local lib = locked(k, copy)
         rawset(t, k, lib)
         return lib
+      end
+      local msg = removed(tostring(k))
+      if msg then
+        error(phase == "define" and (msg:gsub(" in tasks:", " in pipeline files:", 1)) or msg, 2)
       end
       if phase == "define" or phase == "repl" then
         error("undefined global '" .. tostring(k) .. "'", 2)

@@ -15,6 +15,12 @@ local sort = table.sort
 local M = {}
 
 M.BATCH = 1000
+
+--- Progress hook: the attempt sets it (weir._attempt); every batch a
+-- sink or a drain takes calls M.pulse(n) with its row count. It must be
+-- cheap: it only looks at the clock and, at most about once a second,
+-- reports progress.
+function M.pulse() end
 local priv = setmetatable({}, { __mode = "k" })
 local Stream = {}
 local stream_mt = { __index = Stream, __metatable = false }
@@ -71,10 +77,32 @@ function M.state(x) return priv[x] end
 -- target_state, ...) loads a stream into it (s:into(target, ...)).
 M.sinks = {}
 
+-- A sink's view of stream state p: its pull reports each batch to
+-- M.pulse (rows written so far, live); the sink's result gets the count
+-- of rows the source sent to its dead-letter file.
+local function sinking(p)
+  local up = p.pull
+  p.pull = function()
+    local b = up()
+    if b then M.pulse(#b) end
+    return b
+  end
+  return p
+end
+
+local function with_rejected(p, res, ...)
+  local dls = p.shared and p.shared.dl_state
+  if type(res) == "table" and dls and res.rejected == nil then res.rejected = dls.count end
+  return res, ...
+end
+
 --- A stream method a connector adds (the file connector's to_csv and
 -- to_jsonl): fn(stream_state, ...) with the stream's private state.
 function M.method(name, fn)
-  Stream[name] = function(s, ...) return fn(S(s, name), ...) end
+  Stream[name] = function(s, ...)
+    local p = sinking(S(s, name))
+    return with_rejected(p, fn(p, ...))
+  end
 end
 
 -- stream operators ----------------------------------------------------
@@ -101,7 +129,7 @@ local function row_op(s, what, fn, keep)
           r = keep(row, r)
           if r ~= nil then n = n + 1; out[n] = r end
         elseif dl then
-          dl(nil, what .. ": " .. describe(r), row)
+          dl(nil, what .. ": " .. describe(r), row, false)
         else
           error(what .. ": " .. describe(r), 0)
         end
@@ -189,10 +217,12 @@ end
 function Stream.each(s, fn)
   local p = S(s, "each")
   local n = 0
+  local pulse = M.pulse
   while true do
     local b = p.pull()
     if not b then return n end
     for i = 1, #b do fn(b[i]); n = n + 1 end
+    pulse(0)
   end
 end
 
@@ -206,9 +236,11 @@ function Stream.collect(s, limit)
   local p = S(s, "collect")
   limit = limit or 10000
   local out = {}
+  local pulse = M.pulse
   while true do
     local b = p.pull()
     if not b then return out end
+    pulse(0)
     for i = 1, #b do
       if #out >= limit then error("weir.stream.collect: more than " .. limit .. " rows", 2) end
       out[#out + 1] = b[i]
@@ -243,7 +275,7 @@ function Stream.into(s, target, ...)
   if not sink then
     error("weir.stream.into: bad 'target' (a database or connection from ctx expected)", 2)
   end
-  return sink(p, dp, ...)
+  return with_rejected(p, sink(sinking(p), dp, ...))
 end
 
 return M

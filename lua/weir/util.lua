@@ -209,6 +209,31 @@ function M.show(v, n)
   return t
 end
 
+--- The name of names closest to name by edit distance, when it is close
+-- enough to be a typo of it (at most a third of its letters differ), or
+-- nil: for "did you mean" hints.
+function M.closest(name, names)
+  local best, best_d
+  for _, c in ipairs(names) do
+    -- Levenshtein distance, one row at a time
+    local prev = {}
+    for j = 0, #c do prev[j] = j end
+    for i = 1, #name do
+      local cur = { [0] = i }
+      local a = name:byte(i)
+      for j = 1, #c do
+        local cost = a == c:byte(j) and 0 or 1
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      end
+      prev = cur
+    end
+    local d = prev[#c]
+    if not best_d or d < best_d then best, best_d = c, d end
+  end
+  if best and best_d <= math.max(1, math.floor(#name / 3)) then return best end
+  return nil
+end
+
 --- The line of path in lines (path -> line, as validation errors and the
 -- YAML decoder give them), or of its nearest prefix that has one
 -- ("tasks.a.retries" -> "tasks.a" -> "tasks" -> ""); nil when none has.

@@ -54,11 +54,10 @@ describe("files a task may not touch", function()
       sqlink = 'return ctx.sqlite("link.yaml"):exec("CREATE TABLE t (x)")',
       sqhard = 'return ctx.sqlite("hard.yaml"):exec("CREATE TABLE t (x)")',
       dl = 'return ctx.csv("bad.csv", { dead_letter = "weir.yaml" }):count()',
-      dllink = 'return ctx.csv("bad.csv", { dead_letter = "link.yaml" }):count()',
       dlhard = 'return ctx.csv("bad.csv", { dead_letter = "hard.yaml" }):count()',
       dlpipe = 'return ctx.csv("bad.csv", { dead_letter = "p.lua" }):count()',
     })
-    for _, name in ipairs({ "jsonl", "csv", "lock", "pipe", "dl", "dllink", "dlhard", "dlpipe" }) do
+    for _, name in ipairs({ "jsonl", "csv", "lock", "pipe", "dl", "dlhard", "dlpipe" }) do
       assert.matches("is protected", H.task(r, name).error, 1, true)
     end
     assert.equal(before, H.read(dir .. "/weir.yaml"))
@@ -66,6 +65,20 @@ describe("files a task may not touch", function()
     assert.matches('name = "evil"', H.read(dir .. "/p.lua"), 1, true)
     -- no temporary file of a refused sink is left behind
     assert.equal("", H.output("cd " .. H.q(dir) .. " && ls | grep tmp- || true"))
+  end)
+
+  it("a file sink named by a symbolic link replaces the link, never its target", function()
+    -- a dead-letter file is written like any file sink: a temporary file
+    -- renamed over the name, which here is a link to weir.yaml
+    local before = H.read(dir .. "/weir.yaml")
+    local code, r, err = H.run_pipeline(dir, 'return pipeline { name = "evil", tasks = { '
+      .. 'dllink = task { run = function(ctx) '
+      .. 'return ctx.csv("bad.csv", { dead_letter = "link.yaml" }):count() end } } }')
+    assert.equal(0, code, err)
+    assert.equal("success", H.task(r, "dllink").state)
+    assert.equal(before, H.read(dir .. "/weir.yaml"))
+    assert.matches("bad.csv", H.read(dir .. "/link.yaml"), 1, true)
+    assert.equal("", H.output("cd " .. H.q(dir) .. " && find . -maxdepth 1 -type l -name link.yaml"))
   end)
 
   it("refuses reading weir.yaml and its secret files, by any name and any reader", function()

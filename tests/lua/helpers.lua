@@ -91,7 +91,9 @@ function M.spawn(dir, args, logfile, env, codefile)
   local cmd = string.format("env %s %s %s >%s 2>&1", env_words(dir, env), sh_quote(M.bin),
                             args, sh_quote(logfile))
   if codefile then
-    cmd = string.format("(%s; echo $? >%s)", cmd, sh_quote(codefile))
+    -- the subshell's own output away too: it must not hold the pipe
+    -- M.output reads (which would wait for the command to end)
+    cmd = string.format("(%s; echo $? >%s) >/dev/null 2>&1 </dev/null", cmd, sh_quote(codefile))
   else
     cmd = "exec " .. cmd
   end

@@ -16,9 +16,9 @@ local format, concat, byte = string.format, table.concat, string.byte
 local M = {}
 
 local BATCH = stream.BATCH
-local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_CLOEXEC, O_TEMP =
-  C.WEIR_O_RDONLY, C.WEIR_O_WRONLY, C.WEIR_O_CREAT, C.WEIR_O_EXCL, C.WEIR_O_APPEND,
-  C.WEIR_O_CLOEXEC, C.WEIR_O_TEMP
+local O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_CLOEXEC, O_TEMP =
+  C.WEIR_O_RDONLY, C.WEIR_O_WRONLY, C.WEIR_O_CREAT, C.WEIR_O_EXCL, C.WEIR_O_CLOEXEC,
+  C.WEIR_O_TEMP
 local nread = ffi.new("int64_t[1]")
 
 -- the attempt whose ctx made the streams (one attempt per state)
@@ -120,30 +120,54 @@ local function inexact_number(l)
   return nil
 end
 
--- Dead letters: bad rows with the reason, as JSON Lines, appended.
+-- Dead letters: bad rows with the reason, as JSON Lines. The file is the
+-- attempt's own, written like a file sink (a temporary file renamed into
+-- place when the source has been read to its end), so a retry or a
+-- resume replaces it instead of appending the same rows again. Sources of
+-- one attempt naming the same file share it; it is renamed when the last
+-- of them ends. Each rejected row counts in A.stats.rejected, and, when
+-- the source rejected it (counted = true: it never reached rows_in),
+-- in rows_in: rows in = rows loaded + rows rejected. One log line per
+-- source says how many went where. Returns dl(line, reason, row,
+-- counted) and the state { count } the stream's sinks report, or nil.
 local function dead_letter_sink(A, p, source)
   if not p then return nil end
   local encode = require("weir._native").json_encode
-  local job, log = A.job, A.log
+  local job, stats = A.job, A.stats
   local abs = A.path(p)
-  local fd
-  local count = 0
-  A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
-  return function(line, reason, row)
-    if not fd then
-      A.mkdirs(abs)
-      fd = A.open_fd(abs, O_WRONLY + O_CREAT + O_APPEND + O_CLOEXEC, p)
-    end
-    count = count + 1
-    local s = encode({ source = source, line = line, reason = reason, row = row,
-                       run_id = job.run_id, task = job.task })
-      or encode({ source = source, line = line, reason = reason })
-    s = s .. "\n"
-    C.weir_ffi_file_write(fd, s, #s, F.errbuf, F.errlen)
-    log(format("dead letter: %s: %s", source, reason))
+  A.dead_letters = A.dead_letters or {}
+  local f = A.dead_letters[abs]
+  if not f then
+    f = { w = atomic_writer(A, p), users = 0 }
+    A.dead_letters[abs] = f
   end
+  f.users = f.users + 1
+  local st = { count = 0 }
+  local first
+  local function dl(line, reason, row, counted)
+    st.count = st.count + 1
+    stats.rejected = stats.rejected + 1
+    if counted ~= false then stats.rows_in = stats.rows_in + 1 end
+    first = first or reason
+    local s = encode({ source = source, line = line, reason = reason, row = row,
+                       run_id = job.run_id, task = job.task, attempt = job.attempt })
+      or encode({ source = source, line = line, reason = reason })
+    f.w.write(s .. "\n")
+  end
+  -- the source read to its end: the file is complete for this source
+  local function ended()
+    if st.ended then return end
+    st.ended = true
+    if st.count > 0 then
+      A.log(format("%s: %d row%s rejected, written to %s (first: %s)", source, st.count,
+                   st.count == 1 and "" or "s", p, first))
+    end
+    f.users = f.users - 1
+    if f.users == 0 then f.w.commit() end
+  end
+  st.ended_fn = ended
+  return dl, st
 end
-
 --- ctx.csv and ctx.jsonl for the attempt A (weir.connectors).
 function M.context(A, X)
   current = A
@@ -176,7 +200,7 @@ function M.context(A, X)
     local rawp = ffi.new("const char *[1]")
     local rawn = ffi.new("size_t[1]")
     local line = ffi.new("uint64_t[1]")
-    local dl = dead_letter_sink(A, opts.dead_letter, p)
+    local dl, dls = dead_letter_sink(A, opts.dead_letter, p)
     local types = opts.types
     local header
     local function next_row()
@@ -248,9 +272,10 @@ function M.context(A, X)
           return rows
         end
       end
+      if dls then dls.ended_fn() end
       return nil
     end
-    local s = stream.new_stream(pull, header, { dl = dl, source = p })
+    local s = stream.new_stream(pull, header, { dl = dl, dl_state = dls, source = p })
     if not dl and not types and opts.quote ~= "" then
       -- untouched (no operator applies to this very stream object), a CSV
       -- file can go to a database as it is: a PostgreSQL sink then sends
@@ -273,7 +298,7 @@ function M.context(A, X)
     local fd = A.open_fd(abs, O_RDONLY + O_CLOEXEC, p)
     A.opened[#A.opened + 1] = function() if fd then C.weir_ffi_file_close(fd); fd = nil end end
     local ds = A.dataset(lineage.file(abs, A.project), "input")
-    local dl = dead_letter_sink(A, opts.dead_letter, p)
+    local dl, dls = dead_letter_sink(A, opts.dead_letter, p)
     local buf = ffi.new("char[?]", 65536)
     local pending, eof, lineno = "", false, 0
     local lines, li = {}, 1
@@ -333,10 +358,13 @@ function M.context(A, X)
       end
       A.stats.rows_in = A.stats.rows_in + n
       ds.rows = ds.rows + n
-      if n == 0 then return nil end
+      if n == 0 then
+        if dls then dls.ended_fn() end
+        return nil
+      end
       return batch
     end
-    return stream.new_stream(pull, nil, { dl = dl, source = p })
+    return stream.new_stream(pull, nil, { dl = dl, dl_state = dls, source = p })
   end
 
 end

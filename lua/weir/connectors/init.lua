@@ -60,7 +60,7 @@ local fdp = F.ffi.new("int32_t[1]")
 
 --- The connector functions of one attempt (weir._ctx calls it once, on
 -- first use). Builds the attempt's context A, given to every connector:
--- job, stats (rows_in, rows_out), opened (closers run when the attempt
+-- job, stats (rows_in, rows_out, rejected), opened (closers run when the attempt
 -- ends), log(line), next_seq() (the attempt's load number, for ledgers),
 -- path(p) (p resolved against the pipeline's folder, or an error when it
 -- is outside the roots), open_fd(abs, flags, shown) (through the broker),
@@ -127,22 +127,46 @@ function M.context(job, stats, opened, log)
     return load_seq
   end
 
-  --- A stream over a Lua array of rows (small data, tests).
+  --- A stream over a Lua array of rows (small data, tests), or over a
+  -- generator function returning one row per call and nil at the end
+  -- (large synthetic inputs, in constant memory).
   function X.rows(list, opts)
-    if type(list) ~= "table" then error("ctx.rows: expected an array of rows", 3) end
-    local i, n = 1, #list
-    local pull = function()
-      if i > n then return nil end
-      local batch = {}
-      local last = math.min(n, i + stream.BATCH - 1)
-      for k = i, last do batch[#batch + 1] = list[k] end
-      stats.rows_in = stats.rows_in + (last - i + 1)
-      i = last + 1
-      return batch
+    local pull
+    if type(list) == "function" then
+      local gen, done = list, false
+      pull = function()
+        if done then return nil end
+        local batch, n = {}, 0
+        while n < stream.BATCH do
+          local row = gen()
+          if row == nil then done = true; break end
+          if type(row) ~= "table" then
+            error(format("ctx.rows: the generator returned a %s (a row table or nil expected)",
+                         type(row)), 0)
+          end
+          n = n + 1
+          batch[n] = row
+        end
+        stats.rows_in = stats.rows_in + n
+        if n == 0 then return nil end
+        return batch
+      end
+    elseif type(list) == "table" then
+      local i, n = 1, #list
+      pull = function()
+        if i > n then return nil end
+        local batch = {}
+        local last = math.min(n, i + stream.BATCH - 1)
+        for k = i, last do batch[#batch + 1] = list[k] end
+        stats.rows_in = stats.rows_in + (last - i + 1)
+        i = last + 1
+        return batch
+      end
+    else
+      error("ctx.rows: expected an array of rows or a generator function", 3)
     end
     return stream.new_stream(pull, opts and opts.columns, {})
   end
-
 
   --- A connection of weir.yaml by name (ctx.source and ctx.sink), one
   -- object per name and attempt.

@@ -6,7 +6,9 @@
  * retries, deadlines) lives in Lua; this unit only moves bytes, kills and
  * replaces processes.
  *
- * Frame: uint32 payload length, uint32 type, uint64 argument, payload.
+ * Frame: uint32 payload length, uint32 type, uint64 argument, payload. A
+ * worker may send progress frames (rows so far, log lines) before the
+ * result frame of a job.
  */
 #ifndef WEIR_EXEC_H
 #define WEIR_EXEC_H
@@ -15,6 +17,7 @@
 
 #define WEIR_FRAME_JOB 1u
 #define WEIR_FRAME_RESULT 2u
+#define WEIR_FRAME_PROGRESS 3u /* worker -> supervisor during an attempt */
 #define WEIR_FRAME_HDR 16u
 #define WEIR_FRAME_MAX (64u << 20) /* largest result frame accepted */
 /* Bit 63 of a job frame's argument: the worker keeps the job's Lua state
@@ -29,8 +32,10 @@ enum {
     WEIR_EV_RESULT = 1, /* a worker answered a job: data/len hold it */
     WEIR_EV_EXIT = 2,   /* a worker died; status = exit code, or -signal */
     WEIR_EV_SIGNAL = 3, /* the supervisor got SIGINT/SIGTERM/SIGHUP: status = sig */
-    WEIR_EV_WAKE = 4    /* the watched descriptor is readable (status = fd);
+    WEIR_EV_WAKE = 4,   /* the watched descriptor is readable (status = fd);
                          * reported, never read: its owner drains it */
+    WEIR_EV_PROGRESS = 5 /* a worker's progress frame during an attempt:
+                          * data/len hold it (the job is still running) */
 };
 
 typedef struct {

@@ -22,6 +22,9 @@
  *   Even where the string library no longer has it (attempt states).
  * NULL = lightuserdata NULL
  *   SQL NULL in rows, the same value as json.null.
+ * progress(payload) -> boolean
+ *   In a worker: send payload (weir._ser text) to the supervisor as a
+ *   progress frame on the job socket (exec.h); false elsewhere.
  * weir:native:end
  */
 #ifndef WEIR_LSTATE_H
@@ -69,6 +72,10 @@ void weir_state_snapshot_drop(void);
 /* Push the embedded module `name` compiled but not run; 0 or an error
  * status with the message pushed. */
 int weir_state_load_embedded(lua_State *L, const char *name);
+
+/* The descriptor weir._native.progress writes progress frames to (the
+ * worker's job socket, fd 3); -1 (the default) makes it a no-op. */
+void weir_state_progress_fd(int fd);
 
 /*
  * The pointer held by the pointer cdata at idx (an FFI object passed to a

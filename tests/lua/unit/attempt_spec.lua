@@ -116,13 +116,41 @@ describe("weir._attempt", function()
     -- one allocation past the cap: it fails, and nothing of it stays held
     local src = "local ctx = ... ctx.log('before') return #string.rep('m', 64 * 1024 * 1024)"
     assert.is_true(ex:send(0, 32 * 1024 * 1024, ser.encode(H.attempt_job(src, dir))))
-    local e = H.await_event(ex, function(ev) return ev.kind ~= "signal" end, 60)
+    local e, seen = H.await_event(ex, function(ev)
+      return ev.kind ~= "signal" and ev.kind ~= "progress"
+    end, 60)
     assert.truthy(e, "no event")
     assert.equal("result", e.kind) -- the worker survived
+    -- ctx.log's line came first, as a progress frame
+    assert.equal("progress", seen[1].kind)
+    assert.same({ "before" }, seen[1].result.log)
     local res = e.result
     assert.same({ "failed", "memory" }, { res.status, res.kind })
     assert.equal("not enough memory", res.error)
     assert.equal("before", res.log:match("^[^\n]*"))
     assert.is_true(res.mem_peak > 0)
+  end)
+
+  it("reports rows while the task streams them, before its result", function()
+    local ex = assert(executor.new({ workers = 1, roots = { dir } }))
+    finally(function() ex:close() end)
+    -- progress_every = 0: a report at every batch (1000 ms by default)
+    local src = "local ctx = ... local i = 0 "
+      .. "return ctx.rows(function() i = i + 1 if i <= 5000 then return { id = i } end end)"
+      .. ":to_jsonl('rows.jsonl')"
+    assert.is_true(ex:send(0, 0, ser.encode(H.attempt_job(src, dir, { progress_every = 0 }))))
+    local e, seen = H.await_event(ex, function(ev) return ev.kind == "result" end, 60)
+    assert.truthy(e, "no result")
+    assert.same({ "success", 5000, 5000 }, { e.result.status, e.result.rows_in, e.result.rows_out })
+    local reports = {}
+    for _, ev in ipairs(seen) do
+      if ev.kind == "progress" then reports[#reports + 1] = ev.result end
+    end
+    assert.is_true(#reports >= 4, "progress reports: " .. #reports)
+    for i = 2, #reports do
+      assert.is_true(reports[i].rows_in >= reports[i - 1].rows_in)
+      assert.is_true(reports[i].rows_out >= reports[i - 1].rows_out)
+    end
+    assert.is_true(reports[#reports].rows_out > 0)
   end)
 end)

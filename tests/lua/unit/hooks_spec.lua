@@ -196,6 +196,20 @@ describe("weir.hooks.params", function()
     mode = { type = "string", enum = { "fast", "slow" }, default = "fast" },
   }
 
+  it("takes dates and lists (a JSON array or a comma-separated string)", function()
+    local d = { day = { type = "date" }, ids = { type = "integer", list = true, default = { 1 } } }
+    assert.same({ day = "2026-12-07", ids = { 2, 3 } },
+                assert(hooks.params(d, '{"day":"2026-12-07","ids":[2,3]}')))
+    assert.same({ day = "2026-12-07", ids = { 4, 5 } },
+                assert(hooks.params(d, '{"day":"2026-12-07","ids":"4,5"}')))
+    local _, errs = hooks.params(d, '{"day":"2026-13-01","ids":[1,"x"]}')
+    assert.same({
+      { pointer = "/day", detail = 'param "day": expected date, got "2026-13-01" (YYYY-MM-DD)' },
+      { pointer = "/ids",
+        detail = 'param "ids": item 2: expected integer, got "x" (decimal digits, within +-2^53)' },
+    }, errs)
+  end)
+
   it("takes the top-level members, with defaults for the absent", function()
     local p = assert(hooks.params(decls, '{"day":"2026-12-07","n":3,"full":true}'))
     assert.same({ day = "2026-12-07", n = 3, ratio = 0.5, full = true, mode = "fast" }, p)
@@ -212,8 +226,9 @@ describe("weir.hooks.params", function()
     }, errs)
     _, errs = hooks.params(decls, '{"n":1.5,"day":"x","mode":"medium"}')
     assert.same({
-      { pointer = "/mode", detail = 'param "mode": expected one of the declared values, got "medium"' },
-      { pointer = "/n", detail = 'param "n": expected an integer within +-2^53, got 1.5' },
+      { pointer = "/mode", detail = 'param "mode": must be one of "fast", "slow", got "medium"' },
+      { pointer = "/n",
+        detail = 'param "n": expected integer, got 1.5 (decimal digits, within +-2^53)' },
     }, errs)
     _, errs = hooks.params(decls, '{"n":2}')
     assert.same({ { pointer = "/day", detail = 'param "day" is required (no default)' } }, errs)

@@ -248,4 +248,41 @@ describe("weir.pipeline.resolve_params", function()
     local _, err = pipeline.resolve_params(P, { nope = "1" })
     assert.matches('unknown param "nope"', err, 1, true)
   end)
+
+  it("takes dates, times, patterns, bounds and lists", function()
+    local Q = { def = { params = {
+      day = { type = "date", minimum = "2020-01-01", default = "2026-01-31" },
+      at = { type = "datetime", default = "2026-01-31T10:00:00Z" },
+      code = { type = "string", pattern = "^[A-Z]{3}$", default = "ABC" },
+      n = { type = "integer", minimum = 1, maximum = 10, default = 5 },
+      ids = { type = "integer", list = true, default = { 1, 2 } },
+    } } }
+    assert.same({ day = "2024-02-29", at = "2026-03-01T23:59:59.5+01:00", code = "XYZ", n = 10,
+                  ids = { 3, 4 } },
+                pipeline.resolve_params(Q, { day = "2024-02-29", code = "XYZ", n = "10",
+                                             at = "2026-03-01T23:59:59.5+01:00", ids = "3, 4" }))
+    assert.same({ 1, 2 }, pipeline.resolve_params(Q, {}).ids)
+    local function why(k, v) return select(2, pipeline.resolve_params(Q, { [k] = v })) end
+    assert.equal('param "day": expected date, got "2023-02-29" (YYYY-MM-DD)',
+                 why("day", "2023-02-29"))
+    assert.equal('param "day": must be at least "2020-01-01", got "2019-12-31"',
+                 why("day", "2019-12-31"))
+    assert.matches('param "at": expected datetime, got "2026-01-01T10:00:00"',
+                   why("at", "2026-01-01T10:00:00"), 1, true)
+    assert.equal('param "code": must match the pattern "^[A-Z]{3}$", got "abc"', why("code", "abc"))
+    assert.equal('param "n": must be at most 10, got 11', why("n", "11"))
+    assert.equal('param "n": must be at least 1, got 0', why("n", "0"))
+    assert.matches('param "ids": item 2: expected integer, got "x"', why("ids", "1,x"), 1, true)
+  end)
+
+  it("refuses a default that breaks its own param's rules when the file loads", function()
+    local P2, errs = pipeline.load("p.lua", { source = [[
+return pipeline { name = "p", params = { n = { type = "integer", maximum = 3, default = 5 },
+                                         c = { type = "string", pattern = "(" } },
+                  tasks = { a = task { run = function() end } } }]] })
+    assert.is_nil(P2)
+    local text = pipeline.format_errors(errs)
+    assert.matches("params.n.default: must be at most 3, got 5", text, 1, true)
+    assert.matches("params.c.pattern", text, 1, true)
+  end)
 end)

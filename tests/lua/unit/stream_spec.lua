@@ -36,7 +36,7 @@ describe("weir.stream", function()
 
   before_each(function()
     dir = H.tmpdir()
-    stats, opened, logs = { rows_in = 0, rows_out = 0 }, {}, {}
+    stats, opened, logs = { rows_in = 0, rows_out = 0, rejected = 0 }, {}, {}
     ctx = require("weir.connectors").context({ roots = { dir }, base_dir = dir, run_id = "run1", task = "t",
                            attempt = 1 }, stats, opened,
                          function(line) logs[#logs + 1] = line end)
@@ -56,8 +56,27 @@ describe("weir.stream", function()
       assert.same({}, batches(ctx.rows({})))
     end)
 
-    it("ctx.rows refuses anything but a table, blaming the caller", function()
-      assert.has_error(function() ctx.rows("x") end, "ctx.rows: expected an array of rows")
+    it("ctx.rows refuses anything but a table or a function, blaming the caller", function()
+      assert.has_error(function() ctx.rows("x") end,
+                       "ctx.rows: expected an array of rows or a generator function")
+    end)
+
+    it("ctx.rows streams a generator's rows in batches, holding one batch at a time", function()
+      local i = 0
+      local s = ctx.rows(function()
+        i = i + 1
+        if i <= 2500 then return { id = i } end
+      end)
+      assert.equal(0, i) -- nothing is generated before the stream is read
+      local p = require("weir.stream").state(s).pull
+      assert.equal(1000, #p())
+      assert.equal(1000, i) -- one batch generated, not the whole input
+      assert.equal(1000, #p())
+      assert.equal(500, #p())
+      assert.is_nil(p())
+      assert.equal(2500, stats.rows_in)
+      assert.has_error(function() ctx.rows(function() return 1 end):collect() end,
+                       "ctx.rows: the generator returned a number (a row table or nil expected)")
     end)
 
     it("ctx.csv reads the header as columns and converts the typed ones", function()
@@ -79,9 +98,37 @@ describe("weir.stream", function()
       for i = #opened, 1, -1 do opened[i]() end
       opened = {}
       local reason = 'line 3: column n: expected integer, got "x" (decimal digits, below 2^53)'
-      assert.same({ { source = "in.csv", line = 3, reason = reason, run_id = "run1", task = "t" } },
+      assert.same({ { source = "in.csv", line = 3, reason = reason, run_id = "run1", task = "t",
+                      attempt = 1 } },
                   json.decode("[" .. H.read(dir .. "/bad.jsonl"):gsub("\n$", "") .. "]"))
-      assert.same({ "dead letter: in.csv: " .. reason }, logs)
+      -- one line for the source, not one per row; rows in = loaded + rejected
+      assert.same({ "in.csv: 1 row rejected, written to bad.jsonl (first: " .. reason .. ")" },
+                  logs)
+      assert.same({ 3, 1 }, { stats.rows_in, stats.rejected })
+    end)
+
+    it("a dead-letter file is the attempt's own: replaced whole, never appended to", function()
+      H.write(dir .. "/in.csv", "id,n\n1,x\n2,y\n3,4\n")
+      H.write(dir .. "/bad.jsonl", "an earlier attempt's rows\n")
+      local s = ctx.csv("in.csv", { types = { n = "integer" }, dead_letter = "bad.jsonl" })
+      local p = require("weir.stream").state(s).pull
+      p()
+      -- not read to its end: the old file is still there, whole
+      assert.equal("an earlier attempt's rows\n", H.read(dir .. "/bad.jsonl"))
+      assert.is_nil(p())
+      local lines = {}
+      for l in H.read(dir .. "/bad.jsonl"):gmatch("[^\n]+") do lines[#lines + 1] = json.decode(l) end
+      assert.same({ 2, 3 }, { lines[1].line, lines[2].line })
+      assert.equal(2, #lines)
+      assert.same({ 3, 2 }, { stats.rows_in, stats.rejected })
+    end)
+
+    it("a sink's result says how many rows its source rejected", function()
+      H.write(dir .. "/in.csv", "id,n\n1,x\n2,2\n")
+      local res = ctx.csv("in.csv", { types = { n = "integer" }, dead_letter = "bad.jsonl" })
+        :to_jsonl("out.jsonl")
+      assert.same({ 1, 1 }, { res.rows, res.rejected })
+      assert.equal(res.rows + res.rejected, stats.rows_in)
     end)
 
     it("ctx.jsonl reads one object a line and refuses anything else", function()
