@@ -65,7 +65,8 @@ function M.run(job)
   collectgarbage("restart", -1)
   local started, mono0 = now()
   local logs, log_bytes, log_max, dropped = {}, 0, job.log_max or 65536, false
-  local stats = { rows_in = 0, rows_out = 0, rejected = 0 }
+  -- datasets: the lineage entries the connectors add (weir.connectors)
+  local stats = { rows_in = 0, rows_out = 0, rejected = 0, datasets = {} }
   -- rows taken by sinks so far (stats.rows_out counts a load once done)
   local flowed, last_sent, sent_logs = 0, mono0, 0
   local every = job.progress_every or PROGRESS_EVERY
@@ -98,8 +99,6 @@ function M.run(job)
     if not held then send(select(2, now())) end
   end
 
-  -- datasets: the lineage entries the connectors add (weir.connectors)
-  local stats = { rows_in = 0, rows_out = 0, rejected = 0, datasets = {} }
   -- Encode the task's output: runtime/json.c (C, exact numbers, never
   -- calls metamethods) is the fast path; when it refuses a value, weir.json
   -- says what and where (ADR 44).
