@@ -170,7 +170,8 @@ local function summary(tasks, run_id, status, e)
   for _, s in ipairs({ "success", "failed", "upstream_failed", "skipped", "cancelled" }) do
     if c[s] then parts[#parts + 1] = format("%d %s", c[s], s) end
   end
-  local secs = (require("weir.executor").mono() - e.started) / 1000
+  -- to the run's end (the OpenLineage export may deliver after it)
+  local secs = ((e.ended or require("weir.executor").mono()) - e.started) / 1000
   eprintf("run %s %s in %s: %s\n", run_id, status, util.human_duration(secs), concat(parts, ", "))
   local shown = 0
   for _, t in ipairs(tasks) do
@@ -577,14 +578,31 @@ function commands.health(args)
     local b = breakers.info(c)
     if b then res.breaker = b.state; res.breaker_retry_in_ms = b.state == "open" and b.retry_in_ms or nil end
   end
+  -- what the OpenLineage export sent and dropped (weir run and weir
+  -- serve add to these counters); shown, never a failure of health
+  local export = setmetatable({}, json.array_mt)
+  pcall(function()
+    local store = require("weir.store").open(run.home(), murl)
+    if not store then return end
+    for i, r in ipairs(store:export_stats()) do
+      export[i] = { target = r.target, sent = r.sent, dropped = r.dropped,
+                    last_error = r.last_error, updated_at = r.updated_at }
+    end
+    store:close()
+  end)
   if o.json then
-    io.write(json.encode({ ok = not failed, checks = checks }), "\n")
+    io.write(json.encode({ ok = not failed, checks = checks, openlineage = export }), "\n")
   else
     for _, c in ipairs(checks) do
       io.write(format("%-4s %-9s %-16s %s%s%s\n", c.ok and "ok" or "FAIL", c.kind, c.name,
                       c.ok and format("%.2f ms", c.latency_ms) or util.printable(c.error),
                       c.breaker and ("  breaker " .. c.breaker) or "",
                       "  (" .. c.target .. ")"))
+    end
+    for _, x in ipairs(export) do
+      io.write(format("openlineage: %d sent, %d dropped  (%s)%s\n", x.sent, x.dropped,
+                      util.printable(x.target),
+                      x.last_error and "  last error: " .. util.printable(x.last_error) or ""))
     end
   end
   return failed and 1 or 0

@@ -637,7 +637,7 @@ function Engine:finish()
   store:update_run(self.run_id, { status = status, finished_at = self.now() })
   store:commit()
   if not self.pool.shared then store:checkpoint() end
-  self.status = status
+  self.status, self.ended = status, self.mono()
   local vf = self.view.finish
   if vf then vf(self) end
   return status
