@@ -344,11 +344,11 @@ describe("the OpenLineage exporter", function()
   it("checks its weir.yaml settings", function()
     local errs = {}
     local function add(p, m) errs[#errs + 1] = p .. ": " .. m end
-    local s = ol.normalize({ transport = "http", url = "http://u:pw@c:5000" }, "/p", add)
+    assert.is_table(ol.normalize({ transport = "http", url = "http://u:pw@c:5000" }, "/p", add))
     assert.matches("openlineage.url: expected http://", errs[1])
     assert.is_nil(errs[1]:find("pw", 1, true))
     errs = {}
-    s = ol.normalize({ transport = "file", path = "ol/events.jsonl", timeout = "1s", retries = 0,
+    local s = ol.normalize({ transport = "file", path = "ol/events.jsonl", timeout = "1s", retries = 0,
                        max_queue = 5 }, "/p", add)
     assert.same({}, errs)
     assert.same({ "/p/ol/events.jsonl", 1000, 0, 5, "weir" },
