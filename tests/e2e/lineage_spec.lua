@@ -212,6 +212,46 @@ describe("the OpenLineage export", function()
   end)
 end)
 
+describe("lineage under weir serve", function()
+  local dir, pid
+  after_each(function()
+    if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null"); H.wait_dead(pid) end
+    pid = nil
+    H.cleanup(dir)
+  end)
+
+  it("records a triggered run's datasets and exports its events as it goes", function()
+    dir = setup("pipelines: [.]\nopenlineage:\n  transport: file\n  path: events.jsonl\n")
+    local code, out, err = H.weir(dir, "keys create ops --role operator")
+    assert.equal(0, code, err)
+    local key = out:match("(weir_%S+)")
+    local base
+    pid, base = H.serve(dir)
+    local status = H.output("curl -s -o /dev/null -w '%{http_code}' -X POST -H "
+                            .. H.q("Authorization: Bearer " .. key)
+                            .. " -H 'Content-Type: application/json' --data-binary '{}' "
+                            .. H.q(base .. "/api/v1/pipelines/people/runs?wait=30s"))
+    assert.equal("200", status) -- the run, waited for, is over
+    -- the events are in the file while the server runs
+    local events = H.wait_for(function()
+      local t = H.read(dir .. "/events.jsonl") or ""
+      local n = select(2, t:gsub("\n", ""))
+      return n >= 6 and t
+    end, 20)
+    assert.truthy(events, H.read(dir .. "/events.jsonl"))
+    assert.matches('"eventType":"COMPLETE"', events, 1, true)
+    local c2, tree = H.weir(dir, "lineage file:out/people.jsonl")
+    assert.equal(0, c2)
+    assert.matches("written by people.export", tree, 1, true)
+    os.execute("kill -TERM " .. pid)
+    assert.truthy(H.wait_dead(pid, 30))
+    pid = nil
+    local _, health = H.weir(dir, "health --json")
+    local h = json.decode(health)
+    assert.same({ 6, 0 }, { h.openlineage[1].sent, h.openlineage[1].dropped })
+  end)
+end)
+
 describe("pictures", function()
   local dir
   after_each(function() H.cleanup(dir) end)
