@@ -332,7 +332,13 @@ end
 function commands.show(args)
   local o, pos = parse(args, { json = "flag", server = "string", timeline = "flag" })
   if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json | --timeline]\n"); return 2 end
-  if o.timeline then return M.timeline(pos[1]) end
+  if o.timeline then
+    if o.server or os.getenv("WEIR_SERVER") then
+      eprintf("weir show: --timeline reads this host's metadata store, not weir serve's API\n")
+      return 2
+    end
+    return M.timeline(pos[1])
+  end
   if o.server or os.getenv("WEIR_SERVER") then
     local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(pos[1]),
                              nil, o)

@@ -813,13 +813,22 @@ local function dataset_of(h, t, cols)
 end
 
 -- The lineage entries a query reads: the tables it names, else the
--- database (docs/adr/0030).
+-- database (docs/adr/0030). The names of a statement are found once per
+-- attempt and connection (a task may run one query many times).
 local function reads_of(p, sql)
-  local A, out = p.A, {}
-  for i, t in ipairs(lineage.sql_tables(sql)) do
-    out[i] = A.dataset((dataset_of(p.h, t)), "input")
+  local A = p.A
+  local seen = A.pg_reads or {}
+  A.pg_reads = seen
+  local key = tostring(p.h.cfg.name) .. "\0" .. sql
+  local names = seen[key]
+  if not names then
+    names = {}
+    for i, t in ipairs(lineage.sql_tables(sql)) do names[i] = (dataset_of(p.h, t)) end
+    if #names == 0 then names[1] = lineage.postgres(p.h.cfg) end
+    seen[key] = names
   end
-  if #out == 0 then out[1] = A.dataset(lineage.postgres(p.h.cfg), "input") end
+  local out = {}
+  for i, n in ipairs(names) do out[i] = A.dataset(n, "input") end
   return out
 end
 
