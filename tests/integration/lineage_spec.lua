@@ -34,6 +34,10 @@ return pipeline {
       local one = ctx.source("wh"):rows("SELECT 1 AS x")
       return { keys = ctx.source("cache"):scan("user:*"):count(), one = one[1].x }
     end },
+    -- a CSV file untouched goes to COPY as it is: the server reads it all
+    raw = task { after = { "check" }, run = function(ctx)
+      return ctx.csv("big.csv"):into(ctx.sink("wh"), "lin.big")
+    end },
   },
 }
 ]]
@@ -62,6 +66,9 @@ H.describe_with("pg", "lineage on PostgreSQL and Redis", function()
                              REDIS.password, REDIS.port)
             .. "openlineage:\n  transport: file\n  path: events.jsonl\n")
     H.write(dir .. "/p.lua", PIPE)
+    local big = { "id,v" }
+    for i = 1, 2500 do big[#big + 1] = i .. ",v" .. i end
+    H.write(dir .. "/big.csv", table.concat(big, "\n") .. "\n")
     os.execute("redis-cli -p " .. REDIS.port .. " -a " .. H.q(REDIS.password)
                .. " --no-auth-warning -n 3 FLUSHDB >/dev/null")
     local code, _, err = H.weir(dir, "run p.lua", { WEIR_PW = PG.password })
@@ -81,6 +88,8 @@ H.describe_with("pg", "lineage on PostgreSQL and Redis", function()
       "cache output " .. rd .. "/user:* 2",
       "check input " .. pg .. " 1",
       "check input " .. rd .. "/user:* 2",
+      "raw input file:big.csv 2500",
+      "raw output " .. pg .. "/lin.big 2500",
     }, got)
     assert.same({ { name = "id", type = "integer" }, { name = "email", type = "text" } },
                 r.datasets[3].columns)
