@@ -57,6 +57,27 @@ H.describe_with("pg", "lineage on PostgreSQL and Redis", function()
     H.cleanup(dir)
   end)
 
+  it("never fails a task over a name it cannot resolve", function()
+    -- PostgreSQL cuts identifiers at 63 bytes; weir refuses such a name
+    -- for its own statements, but lineage keeps it as written
+    local long = string.rep("t", 63)
+    psql("DROP TABLE IF EXISTS " .. long .. "; CREATE TABLE " .. long .. " (id int); "
+         .. "INSERT INTO " .. long .. " VALUES (1)")
+    H.write(dir .. "/weir.yaml", H.yaml("pg", "wh", PG.port))
+    H.write(dir .. "/p.lua", ([[
+return pipeline { name = "longname", tasks = { t = task { run = function(ctx)
+  return ctx.source("wh"):query("SELECT id FROM %sxxxx"):count()
+end } } }]]):format(long))
+    local code, _, err = H.weir(dir, "run p.lua", { WEIR_PW = PG.password })
+    psql("DROP TABLE IF EXISTS " .. long)
+    assert.equal(0, code, err)
+    local _, out = H.weir(dir, "lineage --run " .. H.last_run(dir) .. " --json")
+    local d = json.decode(out).datasets[1]
+    assert.equal("postgres://127.0.0.1:" .. PG.port .. "/postgres/public." .. long .. "xxxx",
+                 d.dataset)
+    assert.equal(1, d.rows)
+  end)
+
   it("records tables and keys by name, never a credential", function()
     if not REDIS.url then pending("needs Redis (WEIR_TEST_REDIS_URL)"); return end
     -- the Redis password written in weir.yaml itself, the PostgreSQL one
