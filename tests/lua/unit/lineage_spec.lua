@@ -347,12 +347,12 @@ describe("the OpenLineage exporter", function()
     H.write(dir .. "/weir.yaml", "openlineage:\n  transport: http\n  url: http://127.0.0.1:5000/\n"
                                  .. "  api_key: plain-k3y-in-yaml\n  namespace: acme\n")
     local config = require("weir.config")
-    local cfg = assert(config.load(dir .. "/weir.yaml"))
+    local loaded = assert(config.load(dir .. "/weir.yaml"))
     H.cleanup(dir)
-    local s = cfg.openlineage
+    local s = loaded.openlineage
     assert.same({ "http", "http://127.0.0.1:5000", "/api/v1/lineage", "acme", "plain-k3y-in-yaml" },
                 { s.transport, s.url, s.endpoint, s.namespace, s.api_key })
-    assert.equal("key ***", config.redact(cfg, "key plain-k3y-in-yaml"))
+    assert.equal("key ***", config.redact(loaded, "key plain-k3y-in-yaml"))
     -- the schema refuses what it does not know
     local dir2 = H.tmpdir()
     H.write(dir2 .. "/weir.yaml", "openlineage:\n  transport: file\n  path: x\n  colour: red\n")
