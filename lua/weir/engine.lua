@@ -788,7 +788,7 @@ function Engine:finish()
                                   active_ms = self.active_base + (now - self.session_start) })
   store:commit()
   if not self.pool.shared then store:checkpoint() end
-  self.status = status
+  self.status, self.ended = status, self.mono()
   local vf = self.view.finish
   if vf then vf(self) end
   return status

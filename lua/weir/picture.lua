@@ -80,47 +80,57 @@ local function text(P)
 end
 
 local function dq(s) return '"' .. s:gsub('[\\"]', "\\%0") .. '"' end
+local function mq(s) return '"' .. s:gsub('"', "#quot;") .. '"' end
 
-local function dot(P)
+-- DOT and Mermaid share one layout: a block per stage holding its tasks,
+-- then one line per dependency. L: head (lines), open(stage), task(name,
+-- index), close, edge(from, to) (each gives a line), tail (lines).
+local function blocks(P, L)
   local names, stage, top = M.stages(P)
-  local out = { "digraph " .. dq(P.name) .. " {", "  rankdir=LR;",
-                "  node [shape=box, style=rounded, fontname=\"Helvetica\"];" }
+  local index = {}
+  for i, n in ipairs(names) do index[n] = i end
+  local out = { unpack(L.head) }
   for s = 1, top do
-    out[#out + 1] = format("  subgraph cluster_stage%d {", s)
-    out[#out + 1] = format("    label=%s; style=dashed; color=gray;", dq("stage " .. s))
+    out[#out + 1] = L.open(s)
     for _, n in ipairs(names) do
-      if stage[n] == s then out[#out + 1] = "    " .. dq(n) .. ";" end
+      if stage[n] == s then out[#out + 1] = L.task(n, index[n]) end
     end
-    out[#out + 1] = "  }"
+    out[#out + 1] = L.close
   end
   for _, n in ipairs(names) do
     local after = { unpack(P.tasks[n].after) }
     sort(after)
-    for _, a in ipairs(after) do out[#out + 1] = format("  %s -> %s;", dq(a), dq(n)) end
+    for _, a in ipairs(after) do out[#out + 1] = L.edge(a, n, index[a], index[n]) end
   end
-  out[#out + 1] = "}"
+  for _, l in ipairs(L.tail) do out[#out + 1] = l end
   return concat(out, "\n") .. "\n"
 end
 
+local function dot(P)
+  return blocks(P, {
+    head = { "digraph " .. dq(P.name) .. " {", "  rankdir=LR;",
+             "  node [shape=box, style=rounded, fontname=\"Helvetica\"];" },
+    open = function(s)
+      return format("  subgraph cluster_stage%d {\n    label=%s; style=dashed; color=gray;", s,
+                    dq("stage " .. s))
+    end,
+    task = function(n) return "    " .. dq(n) .. ";" end,
+    close = "  }",
+    edge = function(a, n) return format("  %s -> %s;", dq(a), dq(n)) end,
+    tail = { "}" },
+  })
+end
+
+-- Mermaid ids are t1, t2... (names by order): any name can be a label
 local function mermaid(P)
-  local names, stage, top = M.stages(P)
-  local id = {}
-  for i, n in ipairs(names) do id[n] = "t" .. i end
-  local function label(s) return '"' .. s:gsub('"', "#quot;") .. '"' end
-  local out = { "flowchart LR" }
-  for s = 1, top do
-    out[#out + 1] = format("  subgraph stage%d [%s]", s, label("stage " .. s))
-    for _, n in ipairs(names) do
-      if stage[n] == s then out[#out + 1] = format("    %s[%s]", id[n], label(n)) end
-    end
-    out[#out + 1] = "  end"
-  end
-  for _, n in ipairs(names) do
-    local after = { unpack(P.tasks[n].after) }
-    sort(after)
-    for _, a in ipairs(after) do out[#out + 1] = format("  %s --> %s", id[a], id[n]) end
-  end
-  return concat(out, "\n") .. "\n"
+  return blocks(P, {
+    head = { "flowchart LR" },
+    open = function(s) return format("  subgraph stage%d [%s]", s, mq("stage " .. s)) end,
+    task = function(n, i) return format("    t%d[%s]", i, mq(n)) end,
+    close = "  end",
+    edge = function(_, _, i, j) return format("  t%d --> t%d", i, j) end,
+    tail = {},
+  })
 end
 
 M.FORMATS = { text = text, dot = dot, mermaid = mermaid }

@@ -826,9 +826,18 @@ local RESOLVE_COLS_SQL = [[SELECT n.nspname AS s, c.relname AS r,
 
 -- The dataset name of table t ({ schema, name } or "schema.table") on
 -- handle h, resolved by the server; the columns too when cols. A table
--- the server does not know keeps the name as written (schema public).
-local function dataset_of(h, t, cols)
-  local ok, rows = pcall(h.all, h, cols and RESOLVE_COLS_SQL or RESOLVE_SQL, { qualified(t) })
+-- the server does not know keeps the name as written (schema public), as
+-- does every table of an attempt (A) once a lookup failed: a server that
+-- cannot be reached costs one more try, not one per query.
+local function dataset_of(h, t, cols, A)
+  local ok, rows = false, nil
+  -- a name read from SQL text may be no identifier PostgreSQL takes (too
+  -- long): it is kept as written, and is no error of the task's
+  local okq, q = pcall(qualified, t)
+  if okq and not A.pg_unresolved then
+    ok, rows = pcall(h.all, h, cols and RESOLVE_COLS_SQL or RESOLVE_SQL, { q })
+    if not ok then A.pg_unresolved = true end
+  end
   local r = ok and rows[1]
   if r then
     local columns
@@ -847,13 +856,22 @@ local function dataset_of(h, t, cols)
 end
 
 -- The lineage entries a query reads: the tables it names, else the
--- database (docs/adr/0030).
+-- database (docs/adr/0030). The names of a statement are found once per
+-- attempt and connection (a task may run one query many times).
 local function reads_of(p, sql)
-  local A, out = p.A, {}
-  for i, t in ipairs(lineage.sql_tables(sql)) do
-    out[i] = A.dataset((dataset_of(p.h, t)), "input")
+  local A = p.A
+  local seen = A.pg_reads or {}
+  A.pg_reads = seen
+  local key = tostring(p.h.cfg.name) .. "\0" .. sql
+  local names = seen[key]
+  if not names then
+    names = {}
+    for i, t in ipairs(lineage.sql_tables(sql)) do names[i] = (dataset_of(p.h, t, false, A)) end
+    if #names == 0 then names[1] = lineage.postgres(p.h.cfg) end
+    seen[key] = names
   end
-  if #out == 0 then out[1] = A.dataset(lineage.postgres(p.h.cfg), "input") end
+  local out = {}
+  for i, n in ipairs(names) do out[i] = A.dataset(n, "input") end
   return out
 end
 
@@ -1007,7 +1025,8 @@ local function sink(sp, dp, tbl, opts)
   end
   -- lineage: the table as the server names it, with its columns now (a
   -- skipped load stands for the earlier attempt's, so it counts its rows)
-  local name, columns = dataset_of(dp.h, tbl, true)
+  A.pg_unresolved = nil -- the load reached the server
+  local name, columns = dataset_of(dp.h, tbl, true, A)
   local d = A.dataset(name, "output")
   d.rows = d.rows + res.rows
   d.columns = columns or d.columns

@@ -341,14 +341,35 @@ describe("the OpenLineage exporter", function()
     assert.matches("password *** refused", bodies[1], 1, true)
   end)
 
+  it("takes its settings from weir.yaml, the api_key a secret like a password", function()
+    local H = require("helpers")
+    local dir = H.tmpdir()
+    H.write(dir .. "/weir.yaml", "openlineage:\n  transport: http\n  url: http://127.0.0.1:5000/\n"
+                                 .. "  api_key: plain-k3y-in-yaml\n  namespace: acme\n")
+    local config = require("weir.config")
+    local loaded = assert(config.load(dir .. "/weir.yaml"))
+    H.cleanup(dir)
+    local s = loaded.openlineage
+    assert.same({ "http", "http://127.0.0.1:5000", "/api/v1/lineage", "acme", "plain-k3y-in-yaml" },
+                { s.transport, s.url, s.endpoint, s.namespace, s.api_key })
+    assert.equal("key ***", config.redact(loaded, "key plain-k3y-in-yaml"))
+    -- the schema refuses what it does not know
+    local dir2 = H.tmpdir()
+    H.write(dir2 .. "/weir.yaml", "openlineage:\n  transport: file\n  path: x\n  colour: red\n")
+    local bad, errs = config.load(dir2 .. "/weir.yaml")
+    H.cleanup(dir2)
+    assert.is_nil(bad)
+    assert.matches("openlineage", table.concat(errs, "\n"))
+  end)
+
   it("checks its weir.yaml settings", function()
     local errs = {}
     local function add(p, m) errs[#errs + 1] = p .. ": " .. m end
-    local s = ol.normalize({ transport = "http", url = "http://u:pw@c:5000" }, "/p", add)
+    assert.is_table(ol.normalize({ transport = "http", url = "http://u:pw@c:5000" }, "/p", add))
     assert.matches("openlineage.url: expected http://", errs[1])
     assert.is_nil(errs[1]:find("pw", 1, true))
     errs = {}
-    s = ol.normalize({ transport = "file", path = "ol/events.jsonl", timeout = "1s", retries = 0,
+    local s = ol.normalize({ transport = "file", path = "ol/events.jsonl", timeout = "1s", retries = 0,
                        max_queue = 5 }, "/p", add)
     assert.same({}, errs)
     assert.same({ "/p/ol/events.jsonl", 1000, 0, 5, "weir" },
