@@ -318,6 +318,41 @@ function commands.runs(args)
   return 0
 end
 
+-- The check results of a run (store rows) on its attempts, as
+-- a.checks: { name, check, severity, status, dataset, observed, message,
+-- samples }, observed and samples decoded from their JSON text.
+local function attach_checks(attempts, rows)
+  local of = {}
+  for _, a in ipairs(attempts) do of[a.task .. "\0" .. a.attempt] = a end
+  for _, r in ipairs(rows) do
+    local a = of[r.task .. "\0" .. r.attempt]
+    if a then
+      a.checks = a.checks or setmetatable({}, json.array_mt)
+      a.checks[#a.checks + 1] = {
+        name = r.name, check = r.kind, severity = r.severity, status = r.status,
+        dataset = r.dataset, message = r.message,
+        observed = r.observed and json.decode(r.observed),
+        samples = r.samples and json.decode(r.samples) or nil,
+      }
+    end
+  end
+end
+
+-- The lines `weir show` prints for an attempt's checks.
+local function show_checks(a)
+  for _, c in ipairs(a.checks or {}) do
+    local obs = c.observed ~= nil and ("  observed " .. util.printable(json.encode(c.observed))) or ""
+    io.write(format("      check %-32s %-5s%s%s\n", c.name, c.status, obs,
+                    c.message and ("  " .. util.printable(c.message)) or ""))
+    if c.status ~= "pass" then io.write("        on ", util.printable(c.dataset or "?"), "\n") end
+    for _, row in ipairs(c.samples or {}) do
+      local text = json.encode(row)
+      if #text > 160 then text = text:sub(1, 160) .. "..." end
+      io.write("        | ", util.printable(text), "\n")
+    end
+  end
+end
+
 function commands.show(args)
   local o, pos = parse(args, { json = "flag", server = "string" })
   if not o or #pos ~= 1 then eprintf("usage: weir show RUN_ID [--json]\n"); return 2 end
@@ -338,6 +373,7 @@ function commands.show(args)
   local run = store:run(pos[1])
   if not run then store:close(); eprintf("weir show: no run %q\n", pos[1]); return 3 end
   local tasks, attempts = store:tasks(run.id), store:attempts(run.id)
+  local check_rows = store:checks(run.id)
   store:close()
   local by_task = {}
   for _, a in ipairs(attempts) do
@@ -345,6 +381,7 @@ function commands.show(args)
     local l = by_task[a.task]
     l[#l + 1] = a
   end
+  attach_checks(attempts, check_rows)
   if o.json then
     local list = setmetatable({}, json.array_mt)
     for _, t in ipairs(tasks) do
@@ -382,9 +419,10 @@ function commands.show(args)
       io.write("      output: ", util.printable(s), "\n")
     end
     for _, a in ipairs(by_task[t.task] or {}) do
-      if a.status ~= "success" or (a.log and a.log ~= "") then
+      if a.status ~= "success" or (a.log and a.log ~= "") or a.checks then
         io.write(format("      attempt %d %s%s\n", a.attempt, a.status,
                         a.error and (": " .. util.printable(a.error)) or ""))
+        show_checks(a)
         if a.log and a.log ~= "" then
           for line in (a.log .. "\n"):gmatch("(.-)\n") do
             io.write("        | ", util.printable(line), "\n")

@@ -195,7 +195,29 @@ M.MIGRATIONS = {
     );
     ALTER TABLE runs ADD COLUMN logical_time double precision;
   ]],
+  -- what each attempt's data-quality checks found (weir.checks)
+  [9] = [[
+    CREATE TABLE check_results (
+      run_id text NOT NULL REFERENCES runs(id),
+      task text NOT NULL,
+      attempt integer NOT NULL,
+      seq integer NOT NULL,
+      name text NOT NULL,
+      kind text NOT NULL,
+      severity text NOT NULL,
+      status text NOT NULL,
+      dataset text,
+      observed text,
+      message text,
+      samples text,
+      PRIMARY KEY (run_id, task, attempt, seq)
+    );
+  ]],
 }
+
+--- The newest migration's number (the list may have gaps: numbers are
+-- given out per change, and a gap is skipped).
+M.LATEST = table.maxn(M.MIGRATIONS)
 
 -- configuration ----------------------------------------------------------
 
@@ -588,11 +610,13 @@ function S:migrate()
     exec(self, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                .. "version integer PRIMARY KEY, applied_at double precision NOT NULL)")
     local current = rows_of(self, "SELECT max(version) AS v FROM schema_migrations")[1].v or 0
-    for v = current + 1, #M.MIGRATIONS do
-      local okm, merr = pcall(run_sql, self, M.MIGRATIONS[v])
-      if not okm then error("migration " .. v .. ": " .. tostring(merr), 0) end
-      exec(self, "INSERT INTO schema_migrations VALUES ($1, $2)", { v, os.time() }, 2)
-      changed = true
+    for v = current + 1, M.LATEST do
+      if M.MIGRATIONS[v] then
+        local okm, merr = pcall(run_sql, self, M.MIGRATIONS[v])
+        if not okm then error("migration " .. v .. ": " .. tostring(merr), 0) end
+        exec(self, "INSERT INTO schema_migrations VALUES ($1, $2)", { v, os.time() }, 2)
+        changed = true
+      end
     end
     if changed then
       local q = ident(self.schema)
@@ -811,6 +835,33 @@ function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
   q.nk = i
   put(c[18], i, output); put(c[19], i, finished_at); put(c[20], i, rows_in)
   put(c[21], i, rows_out); put(c[22], i, run_id); put(c[23], i, task)
+end
+
+--- The results of attempt n's checks (weir.checks: name, check,
+-- severity, status, dataset, observed and samples as JSON text, message):
+-- one statement over arrays.
+function S:add_checks(run_id, task, n, list)
+  local cols = {}
+  for i = 1, 9 do cols[i] = {} end
+  for i, c in ipairs(list) do
+    local row = { i, c.name, c.check, c.severity, c.status, c.dataset, c.observed, c.message,
+                  c.samples }
+    for j = 1, 9 do put(cols[j], i, j >= 6 and clean(row[j]) or row[j]) end
+  end
+  exec(self, "DELETE FROM check_results WHERE run_id = $1 AND task = $2 AND attempt = $3",
+       { run_id, task, n }, 3)
+  exec(self, "INSERT INTO check_results (run_id, task, attempt, seq, name, kind, severity, "
+             .. "status, dataset, observed, message, samples) SELECT $1, $2, $3, u.* FROM "
+             .. "unnest($4::integer[], $5::text[], $6::text[], $7::text[], $8::text[], "
+             .. "$9::text[], $10::text[], $11::text[], $12::text[]) AS u",
+       { run_id, task, n, cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7],
+         cols[8], cols[9] }, 12)
+end
+
+--- The check results of a run, by task, attempt and order.
+function S:checks(run_id)
+  return rows_of(self, "SELECT * FROM check_results WHERE run_id = $1 "
+                       .. "ORDER BY task COLLATE \"C\", attempt, seq", { run_id }, 1)
 end
 
 function S:update_attempt(run_id, task, attempt, fields)
