@@ -21,6 +21,7 @@ build = {
     ["weir.api"] = "lua/weir/api.lua",
     ["weir.auth"] = "lua/weir/auth.lua",
     ["weir.breaker"] = "lua/weir/breaker.lua",
+    ["weir.checks"] = "lua/weir/checks.lua",
     ["weir.cron"] = "lua/weir/cron.lua",
     ["weir.cli"] = "lua/weir/cli.lua",
     ["weir.client"] = "lua/weir/client.lua",
