@@ -81,9 +81,11 @@ describe("a run whose store fills up", function()
     home = dir .. "/home"
     os.execute("mkdir -p " .. H.q(home))
     mounted = H.succeeds("mount -t tmpfs -o size=600k tmpfs " .. H.q(home) .. " 2>/dev/null")
+    -- enough tasks to fill 600k while the run goes on, few enough that
+    -- their rows (one transaction, after the migrations) fit at its start
     H.write(dir .. "/p.lua", [[
       local tasks = {}
-      for i = 1, 3000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
+      for i = 1, 2000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
       return pipeline { name = "full", tasks = tasks }
     ]])
   end)
