@@ -602,8 +602,8 @@ end
 -- custom check's function (the attempt knows how). Returns the results.
 function M.run(D, list, call)
   local now_s = require("weir._native").now() / 1000
-  local dataset = { kind = D.kind, name = D.name, table = D.table, path = D.path, db = D.obj,
-                    rows = D.stream }
+  local dataset = D.kind ~= "none" and { kind = D.kind, name = D.name, table = D.table,
+                                         path = D.path, db = D.obj, rows = D.stream } or nil
   local function custom(c)
     return custom_result(call(c, dataset))
   end
@@ -648,6 +648,10 @@ function M.declared(list, X, call)
       key = dataset_key(d)
     elseif #written == 1 then
       d, key = written[1], dataset_key(written[1])
+    elseif #written == 0 and c.check == "custom" then
+      -- a custom check may be about no dataset at all (an API, a count
+      -- elsewhere): it gets none
+      key = "\0none"
     else
       local names = {}
       for j, w in ipairs(written) do names[j] = w.shown end
@@ -664,7 +668,12 @@ function M.declared(list, X, call)
   end
   for _, key in ipairs(order) do
     local g = groups[key]
-    local ok, D = pcall(X.dataset, g.d)
+    local ok, D
+    if g.d then
+      ok, D = pcall(X.dataset, g.d)
+    else
+      ok, D = true, { kind = "none", each = function() end }
+    end
     local res
     if ok then
       res = M.run(D, g.list, call)

@@ -318,26 +318,6 @@ function commands.runs(args)
   return 0
 end
 
--- The check results of a run (store rows) on its attempts, as
--- a.checks: { name, check, severity, status, dataset, observed, message,
--- samples }, observed and samples decoded from their JSON text.
-local function attach_checks(attempts, rows)
-  local of = {}
-  for _, a in ipairs(attempts) do of[a.task .. "\0" .. a.attempt] = a end
-  for _, r in ipairs(rows) do
-    local a = of[r.task .. "\0" .. r.attempt]
-    if a then
-      a.checks = a.checks or setmetatable({}, json.array_mt)
-      a.checks[#a.checks + 1] = {
-        name = r.name, check = r.kind, severity = r.severity, status = r.status,
-        dataset = r.dataset, message = r.message,
-        observed = r.observed and json.decode(r.observed),
-        samples = r.samples and json.decode(r.samples) or nil,
-      }
-    end
-  end
-end
-
 -- The lines `weir show` prints for an attempt's checks.
 local function show_checks(a)
   for _, c in ipairs(a.checks or {}) do
@@ -381,7 +361,8 @@ function commands.show(args)
     local l = by_task[a.task]
     l[#l + 1] = a
   end
-  attach_checks(attempts, check_rows)
+  local views = require("weir.store").check_views(check_rows)
+  for _, a in ipairs(attempts) do a.checks = views[a.task .. "\0" .. a.attempt] end
   if o.json then
     local list = setmetatable({}, json.array_mt)
     for _, t in ipairs(tasks) do
