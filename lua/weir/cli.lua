@@ -24,7 +24,8 @@ commands:
   runs [--json] [--limit N] [--pipeline NAME] [--server URL]
                          list recent runs (of weir serve with --server)
   show RUN_ID [--json] [--server URL]
-                         a run: status, tasks, attempts, errors, logs, outputs
+                         a run: status, tasks, attempts, errors, logs, outputs,
+                         check results
   resume RUN_ID [--workers N] [--log-format text|json] [--quiet] [--config FILE]
          [--force]       finish a run that was interrupted, re-running only
                          what did not succeed; --force takes over a run

@@ -101,15 +101,27 @@ describe("data-quality checks", function()
     local code, r, err = run([[
       return pipeline { name = "w", tasks = { load = task {
         run = function(ctx)
-          return ctx.rows({ { id = 1 }, { id = 1 } }):into(ctx.sqlite("out/w.db"), "t")
+          local db = ctx.sqlite("out/w.db")
+          db:exec("CREATE TABLE parent (pid INTEGER)")
+          db:exec("INSERT INTO parent VALUES (1)")
+          return ctx.rows({ { id = 1, k = "a" }, { id = 1, k = "b" }, { id = 1, k = "a" }, { id = 2, k = ctx.NULL } })
+            :into(db, "t")
         end,
-        checks = { { "unique", column = "id", severity = "warn" }, { "row_count", min = 2, max = 2 } },
+        checks = { { "unique", column = "id", severity = "warn" }, { "row_count", min = 4, max = 4 },
+                   { "unique", columns = { "id", "k" }, severity = "warn" },
+                   { "relationship", column = "id", to = "parent.pid", severity = "warn" } },
       } } }
     ]])
     assert.equal(0, code, err)
     local by = checks_of(r, "load")
-    assert.equal("warn", by["unique(id)"].status)
+    assert.same({ "warn", 2 }, { by["unique(id)"].status, by["unique(id)"].observed })
     assert.equal("pass", by.row_count.status)
+    -- (1, a) twice; (2, NULL) is left out
+    assert.same({ "warn", 1 }, { by["unique(id,k)"].status, by["unique(id,k)"].observed })
+    assert.same({ 1, "a", 2 }, { by["unique(id,k)"].samples[1].id, by["unique(id,k)"].samples[1].k,
+                                 by["unique(id,k)"].samples[1].weir_rows })
+    local rel = by["relationship(id->parent.pid)"]
+    assert.same({ "warn", 1, 2 }, { rel.status, rel.observed, rel.samples[1].id })
     assert.equal("success", H.task(r, "load").state)
   end)
 
