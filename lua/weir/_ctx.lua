@@ -90,6 +90,7 @@ function M.new(job, log, stats)
       error("ctx.check: bad 'db' (a database from ctx.sqlite or a connection from ctx.sink "
             .. "expected)", 2)
     end
+    if st.tx then error("ctx.check: bad 'db' (check on the connection, not a transaction)", 2) end
     if type(tbl) ~= "string" or tbl == "" then error("ctx.check: bad 'table' (string expected)", 2) end
     local list, err = checks.from_rules(rules)
     if not list then error("ctx.check: " .. err, 2) end

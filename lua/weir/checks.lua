@@ -383,8 +383,12 @@ local function on_table(T, list, now_s, custom)
   local scan, P, exprs = {}, params_of(T), {}
   for i, c in ipairs(list) do
     if c.check ~= "custom" and c.check ~= "sql" then
+      local before = P.n
       local ok, agg = pcall(aggregate, T, c, P)
       if not ok then
+        -- (a bad name, say) its parameters go: the next ones keep their numbers
+        for j = before + 1, P.n do P[j] = nil end
+        P.n = before
         results[i] = { status = "error", message = tostring(agg) }
       elseif agg then
         scan[#scan + 1] = i

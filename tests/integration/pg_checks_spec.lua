@@ -120,4 +120,27 @@ return pipeline { name = "pgck", tasks = {
     assert.equal(1, scans, text)
     pg.close_all()
   end)
+
+  it("keep the parameters of the other checks in place when one cannot be built", function()
+    psql([[DROP TABLE IF EXISTS ck_params; CREATE TABLE ck_params (a int, b text);
+           INSERT INTO ck_params VALUES (1, 'x'), (5, 'y')]])
+    local cfg = assert(require("weir.store.postgres").config(URL))
+    cfg.name = "wh"
+    local pg = require("weir.connectors.postgres")
+    local D = pg.dataset({ h = pg.connect(cfg), cfg = cfg }, "ck_params")
+    local sent, all = 0, D.T.all
+    D.T.all = function(...) sent = sent + 1; return all(...) end
+    local res = require("weir.checks").run(D, {
+      { check = "range", column = "a", min = 0, max = 3 },
+      { check = "accepted_values", column = string.rep("c", 64), values = { "p", "q" } },
+      { check = "accepted_values", column = "b", values = { "x", "y" } },
+    }, function() end)
+    assert.same({ "fail", "1" }, { res[1].status, res[1].observed })
+    assert.equal("error", res[2].status)
+    assert.matches("PostgreSQL's limit is 63", res[2].message, 1, true)
+    assert.same({ "pass", "0" }, { res[3].status, res[3].observed })
+    -- the scan of the two that can run, and the failing one's samples
+    assert.equal(2, sent)
+    pg.close_all()
+  end)
 end)
