@@ -117,7 +117,12 @@ function M.run(job)
           f, e = load(c.run, (job.chunkname or "=task") .. ".checks[" .. c._i .. "]", "t", env)
         end
         if not f then error(tostring(e), 0) end
-        return f(ctx, dataset)
+        -- what a check reads is not the task's rows in
+        local before = stats.rows_in
+        local r = { pcall(f, ctx, dataset) }
+        stats.rows_in = before
+        if not r[1] then error(r[2], 0) end
+        return unpack(r, 2, table.maxn(r))
       end
       declared = checks.declared(job.checks, side.io(), call)
       local why = checks.failure(declared)

@@ -97,7 +97,14 @@ function M.new(job, log, stats)
     local X = io()
     local D = X.dataset(st.kind == "db" and { sqlite = st.name, table = tbl, state = st }
                         or { connection = st.cfg.name, table = tbl, state = st })
-    local results = checks.run(D, list, function(c, dataset) return c.run(ctx, dataset) end)
+    local results = checks.run(D, list, function(c, dataset)
+      -- what a check reads is not the task's rows in
+      local before = stats.rows_in
+      local r = { pcall(c.run, ctx, dataset) }
+      stats.rows_in = before
+      if not r[1] then error(r[2], 0) end
+      return unpack(r, 2, table.maxn(r))
+    end)
     local all = X.attempt.check_results
     for _, r in ipairs(results) do all[#all + 1] = r end
     local why = checks.failure(results)

@@ -69,6 +69,8 @@ describe("data-quality checks", function()
                    .. "accepted_values(country): 1 row(s) with a value not accepted", t.error, 1, true)
     -- the load committed: the rows are there, once
     assert.equal("3", sqlite(dir .. "/out/q.db", "SELECT count(*) FROM orders"))
+    -- what the custom check read is not counted as the task's rows in
+    assert.same({ 3, 3 }, { t.attempt_list[1].rows_in, t.attempt_list[1].rows_out })
     local by, list = checks_of(r, "load")
     assert.equal(9, #list)
     assert.same({ "pass", 3 }, { by.row_count.status, by.row_count.observed })
