@@ -22,6 +22,7 @@ build = {
     ["weir.api"] = "lua/weir/api.lua",
     ["weir.auth"] = "lua/weir/auth.lua",
     ["weir.breaker"] = "lua/weir/breaker.lua",
+    ["weir.checks"] = "lua/weir/checks.lua",
     ["weir.cron"] = "lua/weir/cron.lua",
     ["weir.cli"] = "lua/weir/cli.lua",
     ["weir.clidoc"] = "lua/weir/clidoc.lua",

@@ -6,7 +6,7 @@
 -- and returns the result record. Everything costly (FFI declarations,
 -- connectors) is loaded only when a task asks for it, so a no-op attempt
 -- stays in the tens of microseconds.
-local xpcall, tostring, load, select = xpcall, tostring, load, select
+local xpcall, tostring, load, select, ipairs = xpcall, tostring, load, select, ipairs
 local find, sub, gsub = string.find, string.sub, string.gsub
 local getinfo = debug.getinfo
 local concat = table.concat
@@ -109,7 +109,7 @@ function M.run(job)
   end
 
   if job.seed then math.randomseed(job.seed) end
-  local ctx, close_ctx = require("weir._ctx").new(job, log, stats)
+  local ctx, close_ctx, side = require("weir._ctx").new(job, log, stats)
   local env, by_name = sandbox.new(nil, log)
 
   local fn, err
@@ -118,7 +118,7 @@ function M.run(job)
   else
     fn, err = load(job.src, job.chunkname, "t", env)
   end
-  local res
+  local res, declared
   if not fn then
     res = { status = "failed", kind = "load", error = tostring(err) }
   else
@@ -129,7 +129,37 @@ function M.run(job)
       raw = sandbox.describe_error(e)
       return blame_user(raw, e, fn)
     end, ctx)
-    if ok then
+    if ok and job.checks then
+      -- the task's loads have committed: its declared checks run now, on
+      -- what it wrote (weir.checks)
+      local checks = require("weir.checks")
+      local function call(c, dataset)
+        local f, e
+        local blob = job.check_fns and job.check_fns[c._i]
+        if blob then
+          f, e = ser.decode(blob, { builtins = by_name, env = env })
+        else
+          f, e = load(c.run, (job.chunkname or "=task") .. ".checks[" .. c._i .. "]", "t", env)
+        end
+        if not f then error(tostring(e), 0) end
+        -- what a check reads is not the task's rows in
+        local before = stats.rows_in
+        local r = { pcall(f, ctx, dataset) }
+        stats.rows_in = before
+        if not r[1] then error(r[2], 0) end
+        return unpack(r, 2, table.maxn(r))
+      end
+      declared = checks.declared(job.checks, side.io(), call)
+      local why = checks.failure(declared)
+      if why then
+        res = { status = "failed", kind = "check", error = "checks failed: " .. why }
+        -- a verdict on committed data: a retry would skip the load (its
+        -- ledger row is there) and find the same
+        if checks.final(declared) then res.retry = false end
+      end
+    end
+    if res then -- luacheck: ignore 542 (the checks failed it, above)
+    elseif ok then
       local text, eerr = "null", nil
       if out ~= nil then
         text, eerr = encode_output(out, job.output_max or 1048576)
@@ -153,6 +183,10 @@ function M.run(job)
       if trace then log("error: " .. out .. trace, true) end
     end
   end
+  -- what ctx.check found, then the declared checks: stored per attempt
+  local found = side.opened() and side.io().attempt.check_results or {}
+  for _, r in ipairs(declared or {}) do found[#found + 1] = r end
+  if #found > 0 then res.checks = found end
   close_ctx()
   if dropped then logs[#logs + 1] = "[log truncated at " .. log_max .. " bytes]" end
   res.log = concat(logs, "\n")

@@ -4,7 +4,8 @@
 -- sandbox; functions are closures over this attempt's private state, so
 -- user code can call them but never reach what they hold. Connectors are
 -- loaded on first use.
-local type, pairs, select, tostring, error = type, pairs, select, tostring, error
+local type, pairs, ipairs, select, tostring, tonumber, error =
+  type, pairs, ipairs, select, tostring, tonumber, error
 local format = string.format
 
 local M = {}
@@ -18,7 +19,9 @@ local function copy(v, null)
 end
 
 --- Build the ctx for job. log(line) records a log line; stats counts rows.
--- Returns ctx and a function that closes everything the task opened.
+-- Returns ctx, a function that closes everything the task opened, and
+-- the attempt's side for weir._attempt: io() (the connector functions,
+-- loaded on first use) and opened() (whether they were).
 function M.new(job, log, stats)
   local opened = {}
   local ctx = {
@@ -77,8 +80,42 @@ function M.new(job, log, stats)
   --- ctx.NULL: SQL NULL in rows of every connector (not nil: rows keep the
   -- key); the lightuserdata NULL, so also json.null.
   ctx.NULL = require("weir._native").NULL
-  --- ctx.check(db, table, rules): data quality checks; raises on failure.
-  function ctx.check(db, tbl, rules) return io().check(db, tbl, rules) end
+  --- ctx.check(db, table, checks): run data-quality checks on a table of
+  -- a database or connection from ctx, now; their results are stored
+  -- with the attempt's. Raises when a check of severity "fail" fails.
+  function ctx.check(db, tbl, rules)
+    local checks = require("weir.checks")
+    local st = require("weir.stream").state(db)
+    if not st or (st.kind ~= "db" and st.kind ~= "pg") then
+      error("ctx.check: bad 'db' (a database from ctx.sqlite or a connection from ctx.sink "
+            .. "expected)", 2)
+    end
+    if st.tx then error("ctx.check: bad 'db' (check on the connection, not a transaction)", 2) end
+    if type(tbl) ~= "string" or tbl == "" then error("ctx.check: bad 'table' (string expected)", 2) end
+    local list, err = checks.from_rules(rules)
+    if not list then error("ctx.check: " .. err, 2) end
+    local X = io()
+    local D = X.dataset(st.kind == "db" and { sqlite = st.name, table = tbl, state = st }
+                        or { connection = st.cfg.name, table = tbl, state = st })
+    local results = checks.run(D, list, function(c, dataset)
+      -- what a check reads is not the task's rows in
+      local before = stats.rows_in
+      local r = { pcall(c.run, ctx, dataset) }
+      stats.rows_in = before
+      if not r[1] then error(r[2], 0) end
+      return unpack(r, 2, table.maxn(r))
+    end)
+    local all = X.attempt.check_results
+    for _, r in ipairs(results) do all[#all + 1] = r end
+    local why = checks.failure(results)
+    if why then error(format("check %s failed: %s", tbl, why), 0) end
+    local summary = { checks = "passed" }
+    for i, r in ipairs(results) do
+      if list[i].check == "row_count" then summary.row_count = tonumber(r.observed) end
+      if r.status == "warn" then summary.warnings = (summary.warnings or 0) + 1 end
+    end
+    return summary
+  end
   --- ctx.fail(message): fail the attempt with a message.
   function ctx.fail(msg) error(tostring(msg), 2) end
 
@@ -114,7 +151,7 @@ function M.new(job, log, stats)
       opened[i] = nil
     end
   end
-  return ctx, close
+  return ctx, close, { io = io, opened = function() return io_mod ~= nil end }
 end
 
 return M

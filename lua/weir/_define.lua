@@ -8,7 +8,7 @@
 -- code: it only receives this data.
 local type, pairs, next, error, tostring, load, pcall = type, pairs, next, error, tostring,
   load, pcall
-local setmetatable, rawget, select = setmetatable, rawget, select
+local setmetatable, rawget, select, tonumber = setmetatable, rawget, select, tonumber
 local getinfo = debug.getinfo
 local sandbox = require("weir.sandbox")
 local ser = require("weir._ser")
@@ -62,6 +62,8 @@ function M.run(job)
   -- task name -> serialised run closure, kept apart from the data so that
   -- no value written in the file can ever pass for compiled code
   local fns = {}
+  -- task name -> { [i] = serialised run of its i-th check } (custom checks)
+  local check_fns = {}
 
   local function convert(v, path, depth)
     local t = type(v)
@@ -86,6 +88,13 @@ function M.run(job)
         if not blob then error(e, 0) end
         fns[task] = blob
       end
+      local ctask, ci = path:match("^tasks%.([^.]+)%.checks%[(%d+)%]%.run$")
+      if ctask and depth == 5 then
+        local blob, e = ser.encode(v, { builtins = names, env = env, name = path })
+        if not blob then error(e, 0) end
+        check_fns[ctask] = check_fns[ctask] or {}
+        check_fns[ctask][tonumber(ci)] = blob
+      end
       return "<function>"
     elseif t == "userdata" or t == "thread" or t == "cdata" then
       return "<" .. t .. ">"
@@ -104,7 +113,8 @@ function M.run(job)
   end
   local blob, e = ser.encode(data)
   if not blob then return { status = "failed", error = e } end
-  return { status = "success", def = blob, fns = fns, lines = lines, log = log,
+  return { status = "success", def = blob, fns = fns, check_fns = check_fns, lines = lines,
+           log = log,
            tasks_line = rawget(lines, "tasks") }
 end
 

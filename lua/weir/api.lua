@@ -309,14 +309,17 @@ end
 
 function H.attempt(api, _, caps, principal)
   local n = tonumber(caps[3])
-  local attempts = run_for(api, caps[1], principal) and api.s.store:attempts(caps[1]) or {}
+  local store = api.s.store
+  local attempts = run_for(api, caps[1], principal) and store:attempts(caps[1]) or {}
   for _, a in ipairs(attempts) do
     if a.task == caps[2] and a.attempt == n then
+      local checks = require("weir.store").check_views(store:checks(caps[1]))
       return ok({ run_id = caps[1], task = a.task, attempt = a.attempt, status = a.status,
                   started_at = a.started_at, finished_at = a.finished_at, error = a.error,
                   log = a.log, output = a.output and json.decode(a.output) or nil,
                   rows_in = a.rows_in, rows_out = a.rows_out, mem_peak = a.mem_peak,
-                  worker_pid = a.worker_pid })
+                  worker_pid = a.worker_pid,
+                  checks = checks[a.task .. "\0" .. a.attempt] })
     end
   end
   return fail(404, "no such attempt", format("%s/%s/%s", caps[1], caps[2], caps[3]))
@@ -1087,7 +1090,11 @@ M.SCHEMAS = {
   RunState = obj({ id = STR, status = STR }, { "id", "status" }),
   Attempt = obj({ run_id = STR, task = STR, attempt = INT, status = STR, error = STR, log = STR,
                   started_at = NUM, finished_at = NUM, rows_in = INT, rows_out = INT,
-                  mem_peak = INT, worker_pid = INT }, { "run_id", "task", "attempt", "status" }),
+                  mem_peak = INT, worker_pid = INT,
+                  checks = { type = "array", items = obj({ name = STR, check = STR,
+                    severity = STR, status = STR, dataset = STR, message = STR,
+                    samples = { type = "array" } }, { "name", "check", "severity", "status" }) } },
+                { "run_id", "task", "attempt", "status" }),
   Audit = obj({ entries = { type = "array", items = obj({ id = INT, at = NUM, principal = STR,
     address = STR, method = STR, path = STR, status = INT, outcome = STR, request_id = STR },
     { "id", "at", "method", "path" }) } }, { "entries" }),

@@ -451,9 +451,24 @@ local function show_remote(o, pos)
   return 0
 end
 
+-- The lines `weir show` prints for an attempt's checks.
+local function show_checks(a)
+  for _, c in ipairs(a.checks or {}) do
+    local obs = c.observed ~= nil and ("  observed " .. util.printable(json.encode(c.observed))) or ""
+    io.write(format("      check %-32s %-5s%s%s\n", c.name, c.status, obs,
+                    c.message and ("  " .. util.printable(c.message)) or ""))
+    if c.status ~= "pass" then io.write("        on ", util.printable(c.dataset or "?"), "\n") end
+    for _, row in ipairs(c.samples or {}) do
+      local text = json.encode(row)
+      if #text > 160 then text = text:sub(1, 160) .. "..." end
+      io.write("        | ", util.printable(text), "\n")
+    end
+  end
+end
+
 command {
   name = "show", args = { "RUN_ID" }, complete = { { "last" } },
-  summary = "a run: status, tasks, attempts, errors, logs, outputs",
+  summary = "a run: status, tasks, attempts, errors, logs, outputs, check results",
   help = "RUN_ID may be `last` (the newest run) or a unique prefix of a run id (4 characters "
     .. "or more). Tasks are listed in the order they started; an attempt names the version of "
     .. "the pipeline it ran when the run has more than one (weir retry --reload).",
@@ -479,6 +494,7 @@ command {
   local run, ferr = runm.find_run(store, pos[1])
   if not run then store:close(); eprintf("weir show: %s\n", ferr); return 3 end
   local tasks, attempts = start_order(store:tasks(run.id)), store:attempts(run.id)
+  local check_rows = store:checks(run.id)
   local versions = store:run_versions(run.id)
   local hash = store:version(run.version_id).hash
   store:close()
@@ -501,6 +517,8 @@ command {
     local l = by_task[a.task]
     l[#l + 1] = a
   end
+  local views = require("weir.store").check_views(check_rows)
+  for _, a in ipairs(attempts) do a.checks = views[a.task .. "\0" .. a.attempt] end
   local gone = runm.interrupted(run)
   if o.json then
     local v = run_json(run, gone)
@@ -526,7 +544,8 @@ command {
                         started_at = util.rfc3339(a.started_at),
                         finished_at = util.rfc3339(a.finished_at), error = a.error,
                         output = a.output and json.decode(a.output) or nil, log = a.log,
-                        mem_peak = a.mem_peak, rows_in = a.rows_in, rows_out = a.rows_out }
+                        mem_peak = a.mem_peak, rows_in = a.rows_in, rows_out = a.rows_out,
+                        checks = a.checks }
       end
       list[#list + 1] = { task = t.task, state = t.state, attempts = t.attempts,
                           error = t.error, output = t.output and json.decode(t.output) or nil,
@@ -572,10 +591,12 @@ command {
       io.write("      output: ", util.printable(s), "\n")
     end
     for _, a in ipairs(by_task[t.task] or {}) do
-      if o.task or a.status ~= "success" or (a.log and a.log ~= "") or #versions > 1 then
+      if o.task or a.status ~= "success" or (a.log and a.log ~= "") or #versions > 1
+         or a.checks then
         io.write(format("      attempt %d %s%s%s\n", a.attempt, paint(a.status, a.status),
                         #versions > 1 and format(" (version %d)", version_of(versions, a)) or "",
                         a.error and (": " .. util.printable(a.error)) or ""))
+        show_checks(a)
         if a.log and a.log ~= "" then
           for line in (a.log .. "\n"):gmatch("(.-)\n") do
             io.write("        | ", util.printable(line), "\n")

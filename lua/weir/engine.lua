@@ -368,6 +368,7 @@ local function build_job(e, t)
       fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
       chunkname = "=" .. e.P.file .. ":tasks." .. t.name, task = t.name,
       output_max = spec.output_max, log_max = spec.log_max, deps = t.deps,
+      checks = spec.checks, check_fns = spec.check_fns,
     })
   end
   local own, own_n = part({ attempt = t.attempt, inputs = inputs,
@@ -508,6 +509,18 @@ local function handle_result(pool, ev)
   end
   local store, run_id = e.store, e.run_id
   store:finish_attempt(run_id, t.name, t.attempt, res)
+  if type(res.checks) == "table" then
+    -- what the task's checks found; observed values and sample rows are
+    -- JSON text from the worker, masked here like its log
+    if redact then
+      for _, c in ipairs(res.checks) do
+        for _, k in ipairs({ "observed", "samples", "message" }) do
+          if type(c[k]) == "string" then c[k] = redact(c[k]) end
+        end
+      end
+    end
+    store:add_checks(run_id, t.name, t.attempt, res.checks)
+  end
   t.rows_in, t.rows_out, t.rejected = res.rows_in, res.rows_out, res.rejected
   local datasets = res.lineage
   if type(datasets) == "table" then

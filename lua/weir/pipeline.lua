@@ -14,6 +14,7 @@ local native = require("weir._native")
 local F = require("weir._ffi")
 local cron = require("weir.cron")
 local tz = require("weir.tz")
+local checks = require("weir.checks")
 local type, pairs, ipairs, tostring, format = type, pairs, ipairs, tostring, string.format
 local sort, concat = table.sort, table.concat
 
@@ -137,7 +138,7 @@ local function define_in_worker(exec, source, chunkname)
   local data, derr = native.ser_decode(result.def, 1, json.array_mt)
   if data == false then derr = chunkname:sub(2) .. ": the definition is not plain data" end
   if type(data) ~= "table" then return nil, derr or "the definition is not a table" end
-  return data, result.lines, result.fns or {}
+  return data, result.lines, result.fns or {}, result.check_fns or {}
 end
 
 
@@ -317,6 +318,7 @@ local function semantic(def, errs)
         end
       end
       check_options(t, base, add)
+      checks.validate(t.checks, base .. ".checks", add)
       check_result_size(t, type(def.defaults) == "table" and def.defaults or {}, base, add)
     end
   end
@@ -532,10 +534,10 @@ function M.load(path, opts)
     source = s
   end
 
-  local def, lines, blobs
+  local def, lines, blobs, check_blobs
   local chunkname = "=" .. path
   if kind == "lua" then
-    local d, l, b = define_in_worker(opts.exec, source, chunkname)
+    local d, l, b, cb = define_in_worker(opts.exec, source, chunkname)
     if not d then
       local msg = tostring(l)
       local quoted = path:gsub("%p", "%%%0")
@@ -543,7 +545,7 @@ function M.load(path, opts)
       rest = rest or msg:match("^" .. quoted .. ": (.*)$")
       return fail({ { path = "", message = rest or msg, line = tonumber(ln) } })
     end
-    def, lines, blobs = d, l, b
+    def, lines, blobs, check_blobs = d, l, b, cb
   else
     local v, l = document.decode(source, kind, path)
     if v == nil then return fail({ { path = "", message = l } }) end
@@ -576,6 +578,21 @@ function M.load(path, opts)
         end
         if t.after ~= nil and type(t.after) == "table" and next(t.after) == nil then
           setmetatable(t.after, json.array_mt)
+        end
+        if type(t.checks) == "table" then
+          checks.normalize(t.checks)
+          local cfns = kind == "lua" and type(name) == "string" and check_blobs[name] or {}
+          for i, c in ipairs(t.checks) do
+            if type(c) == "table" and c.check == "custom" then
+              local p = format("tasks.%s.checks[%d].run", tostring(name), i)
+              if kind == "lua" and type(cfns[i]) ~= "string" and c.run ~= nil then
+                errs[#errs + 1] = { path = p, message = "expected function, got " .. util.show(c.run) }
+              elseif kind ~= "lua" and type(c.run) == "string" then
+                local f, err = load(c.run, "=" .. path .. ":" .. p, "t", {})
+                if not f then errs[#errs + 1] = { path = p, message = err } end
+              end
+            end
+          end
         end
       end
     end
@@ -623,6 +640,8 @@ function M.load(path, opts)
       output_max = opt("output_max", util.size),
       log_max = opt("log_max", util.size),
       fn = fns[name],
+      checks = t.checks,
+      check_fns = kind == "lua" and t.checks and check_blobs[name] or nil,
     }
   end
   return P

@@ -85,7 +85,7 @@ describe("a run whose store fills up", function()
     mounted = H.succeeds("mount -t tmpfs -o size=800k tmpfs " .. H.q(home) .. " 2>/dev/null")
     H.write(dir .. "/p.lua", [[
       local tasks = {}
-      for i = 1, 3000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
+      for i = 1, 2000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
       return pipeline { name = "full", tasks = tasks }
     ]])
   end)

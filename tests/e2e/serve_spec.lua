@@ -383,7 +383,8 @@ serve:
 
   it("retries a failed run's unfinished tasks and uploads a new version", function()
     local src = [[return pipeline { name = "flaky", params = { ok = { type = "boolean", default = false } },
-      tasks = { a = task { run = function() return 1 end },
+      tasks = { a = task { run = function() return 1 end, checks = {
+                  { "custom", name = "seven", severity = "warn", run = function() return false, 7 end } } },
                 b = task { after = { "a" }, run = function(ctx)
                   if not ctx.params.ok then error("not yet") end return 2 end } } }]]
     local st, v = curl("POST", base .. "/api/v1/pipelines:validate", auth(admin),
@@ -399,6 +400,14 @@ serve:
     local st3, a = curl("GET", base .. "/api/v1/runs/" .. r.id .. "/tasks/b/attempts/1", auth(viewer))
     assert.equal(200, st3)
     assert.matches("not yet", a.error)
+    -- and an attempt's check results
+    local st4, a1 = curl("GET", base .. "/api/v1/runs/" .. r.id .. "/tasks/a/attempts/1", auth(viewer))
+    assert.equal(200, st4)
+    assert.same({ { name = "seven", check = "custom", severity = "warn", status = "warn",
+                    observed = 7, message = "7" } },
+                { { name = a1.checks[1].name, check = a1.checks[1].check,
+                    severity = a1.checks[1].severity, status = a1.checks[1].status,
+                    observed = a1.checks[1].observed, message = a1.checks[1].message } })
     -- retry: b runs again (and fails again: same params); a is kept
     st = curl("POST", base .. "/api/v1/runs/" .. r.id .. "/retry", auth(ops))
     assert.equal(202, st)

@@ -66,7 +66,7 @@ local function shape(v)
   for k, x in pairs(v) do out[k] = VARIABLE[k] and type(x) or shape(x) end
   return out
 end
-local shown = {}
+local shown, checked = {}, {}
 
 for _, B in ipairs(BACKENDS) do
   H.describe_with(B.needs, "the metadata store on " .. B.name, function()
@@ -222,6 +222,33 @@ for _, B in ipairs(BACKENDS) do
       local rows = B.raw(url, "SELECT count(*) AS n FROM schema_migrations")
       assert.equal(require("weir.util").count(require("weir.store." .. B.name).MIGRATIONS),
                    rows[1].n)
+    end)
+
+    it("keeps the check results of each attempt, replaced when the attempt is", function()
+      local s = open()
+      seed(s, "r1")
+      s:add_tasks("r1", { "load" })
+      s:start_attempt("r1", "load", 1, 1000, 1000, 1)
+      local function result(name, status, observed, samples)
+        return { name = name, check = "not_null", severity = "fail", status = status,
+                 dataset = "sqlite:x.db#t", observed = observed, message = "m",
+                 samples = samples }
+      end
+      s:add_checks("r1", "load", 1, { result("a", "pass", "0"), result("b", "fail", "2",
+                                                                  '[{"id":1}]') })
+      s:add_checks("r1", "load", 2, { result("c", "error") })
+      -- a requeued attempt 2 starts again: its results are replaced
+      s:add_checks("r1", "load", 2, { result("d", "warn", '"3s"') })
+      local rows = s:checks("r1")
+      assert.equal(3, #rows)
+      local got = {}
+      for i, r in ipairs(rows) do
+        got[i] = { r.task, r.attempt, r.seq, r.name, r.kind, r.status, r.observed, r.samples }
+      end
+      assert.same({ { "load", 1, 1, "a", "not_null", "pass", "0", nil },
+                    { "load", 1, 2, "b", "not_null", "fail", "2", '[{"id":1}]' },
+                    { "load", 2, 1, "d", "not_null", "warn", '"3s"', nil } }, got)
+      checked[B.name] = shape(rows)
     end)
 
     it("keeps pipeline versions immutable, keyed by source hash", function()
@@ -1275,5 +1302,13 @@ describe("the two metadata stores", function()
       return
     end
     assert.same(shown.sqlite, shown.postgres)
+  end)
+
+  it("keep check results in the same shape", function()
+    if not (checked.sqlite and checked.postgres) then
+      pending("needs both backends' specs to have passed (WEIR_TEST_PG_URL set)")
+      return
+    end
+    assert.same(checked.sqlite, checked.postgres)
   end)
 end)

@@ -402,6 +402,7 @@ stream.method("to_jsonl", function(p, path)
   w.commit()
   A.stats.rows_out = A.stats.rows_out + n
   wrote(A, path, n, cols)
+  A.written[#A.written + 1] = { jsonl = path, shown = "file:" .. path }
   return { rows = n, path = path }
 end)
 
@@ -477,7 +478,102 @@ stream.method("to_csv", function(p, path, opts)
   w.commit()
   A.stats.rows_out = A.stats.rows_out + n
   wrote(A, path, n, types or lineage.row_columns(cols, {}))
+  A.written[#A.written + 1] = { csv = path, shown = "file:" .. path }
   return { rows = n, path = path }
+end)
+
+--- A CSV or JSON Lines file to check (weir.checks): each(fn) calls fn
+-- on every row in one pass (not counted as the task's rows in).
+function M.dataset(A, X, kind, path)
+  local function open() if kind == "csv" then return X.csv(path) end return X.jsonl(path) end
+  local function each(fn)
+    local before = A.stats.rows_in
+    local pull = stream.state(open()).pull
+    while true do
+      local b = pull()
+      if not b then break end
+      for i = 1, #b do fn(b[i]) end
+    end
+    A.stats.rows_in = before
+  end
+  return { kind = kind, name = "file:" .. path, path = path, each = each, stream = open }
+end
+
+--- s:validate(rule, opts): keep the rows that pass rule, a JSON Schema
+-- (a table) or a function(row) returning true, or false and a reason (a
+-- raising function rejects the row with its error). opts.dead_letter =
+-- path: each rejected row goes there as a JSON line { n, reason, row,
+-- run_id, task }, the file written to a temporary name and renamed into
+-- place when the stream ends (replaced per attempt, like to_csv); without
+-- it a rejected row fails the task. Rows in = rows out + rows rejected.
+stream.method("validate", function(p, rule, opts)
+  opts = opts or {}
+  local A = current
+  local test
+  local describe = require("weir.sandbox").describe_error
+  if type(rule) == "function" then
+    test = function(row)
+      local ok, good, why = pcall(rule, row)
+      if not ok then return describe(good) end
+      if good then return nil end
+      return why ~= nil and tostring(why) or "rejected by the validation function"
+    end
+  elseif type(rule) == "table" then
+    local schema = require("weir.schema")
+    local v, err = schema.compile(rule)
+    if not v then error("weir.stream.validate: bad schema: " .. tostring(err), 2) end
+    test = function(row)
+      local ok, errs = v:validate(row)
+      if ok then return nil end
+      return schema.format_errors(errs):gsub("\n", "; ")
+    end
+  else
+    error("weir.stream.validate: bad 'rule' (a JSON Schema table or a function expected)", 2)
+  end
+  local dl_path = opts.dead_letter
+  if dl_path ~= nil and (type(dl_path) ~= "string" or dl_path == "") then
+    error("weir.stream.validate: bad 'dead_letter' (a path expected)", 2)
+  end
+  local w = dl_path and atomic_writer(A, dl_path)
+  local json = require("weir.json")
+  local job = A.job
+  local up, seen, rejected, ended = p.pull, 0, 0, false
+  return stream.new_stream(function()
+    while true do
+      local batch = up()
+      if not batch then
+        if not ended then
+          ended = true
+          if w then w.commit() end
+          A.log(format("validate: %d rows in, %d passed, %d rejected%s", seen, seen - rejected,
+                       rejected, dl_path and (" (to " .. dl_path .. ")") or ""))
+        end
+        return nil
+      end
+      local out, n = {}, 0
+      for i = 1, #batch do
+        local row = batch[i]
+        seen = seen + 1
+        local why = test(row)
+        if why == nil then
+          n = n + 1
+          out[n] = row
+        elseif w then
+          rejected = rejected + 1
+          local rec = { n = seen, reason = why, row = row, run_id = job.run_id, task = job.task }
+          local ok, s = pcall(json.encode, rec)
+          if not ok then
+            rec.row = nil
+            s = json.encode(rec)
+          end
+          w.write(s .. "\n")
+        else
+          error(format("validate: row %d: %s", seen, why), 0)
+        end
+      end
+      if n > 0 then return out end
+    end
+  end, p.columns, p.shared)
 end)
 
 return M

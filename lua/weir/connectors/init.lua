@@ -77,8 +77,13 @@ function M.context(job, stats, opened, log)
   for i, r in ipairs(job.roots or {}) do roots[i] = util.normalize(r) end
   local base = job.base_dir or "/"
   local load_seq = 0
-  local A = { job = job, stats = stats, opened = opened, log = log,
-              project = job.project_dir or base }
+  -- written: the datasets the task's loads committed ({ sqlite = name,
+  -- table, state } / { connection = name, table, state } / { csv = path }
+  -- / { jsonl = path }, and shown), for its declared checks;
+  -- check_results: what its checks found (weir.checks)
+  local A = { job = job, stats = stats, opened = opened, log = log, written = {},
+              check_results = {}, project = job.project_dir or base }
+  X.attempt = A
 
   local datasets, by_key = stats.datasets or {}, {}
   stats.datasets = datasets
@@ -195,6 +200,26 @@ function M.context(job, stats, opened, log)
     return c
   end
 
+
+  --- The dataset d names, for weir.checks: { sqlite = path, table } or
+  -- { connection = name, table } (a database's state given as d.state
+  -- when the task wrote it), { csv = path } or { jsonl = path }.
+  function X.dataset(d)
+    if d.sqlite then
+      local st = d.state or stream.state(X.sqlite(d.sqlite, { create = false }))
+      return require("weir.connectors.sqlite").dataset(st, d.table)
+    elseif d.connection then
+      local st = d.state or stream.state(X.connection(d.connection, "source"))
+      local mod = M.get(st.cfg and st.cfg.type or "")
+      if not (mod and mod.dataset) then
+        error(format("connection %s: checks run on PostgreSQL tables, SQLite tables, CSV and "
+                     .. "JSON Lines files", tostring(d.connection)), 0)
+      end
+      return mod.dataset(st, d.table)
+    end
+    return require("weir.connectors.file").dataset(A, X, d.csv and "csv" or "jsonl",
+                                                   d.csv or d.jsonl)
+  end
 
   for _, mod in ipairs(M.BUILTIN) do require(mod).context(A, X) end
   return X

@@ -987,6 +987,18 @@ function M.for_task(cfg, A, opened)
   return stream.new_object("pg", Db, { h = M.connect(cfg), A = A, opened = opened, cfg = cfg })
 end
 
+--- A table of connection state p (a task's connection object) to check
+-- (weir.checks): every check is a query the server runs.
+function M.dataset(p, tbl)
+  local h = p.h
+  local T = { dialect = "pg", q = quote, tbl = qualified(tbl), qualified = qualified }
+  function T.all(sql, params) return (h:all(sql, params)) end
+  local obj = stream.new_object("pg", Db, p)
+  return { kind = "postgres", name = "postgres:" .. p.cfg.name .. "#" .. tostring(tbl),
+           table = tbl, T = T, obj = obj,
+           stream = function() return Db.query(obj, "SELECT * FROM " .. qualified(tbl)) end }
+end
+
 -- s:into(db, table, opts) with a PostgreSQL target (weir.stream calls it).
 local function sink(sp, dp, tbl, opts)
   if dp.tx then error("weir.stream.into: load into the connection, not a transaction", 3) end
@@ -1030,6 +1042,8 @@ local function sink(sp, dp, tbl, opts)
   local d = A.dataset(name, "output")
   d.rows = d.rows + res.rows
   d.columns = columns or d.columns
+  A.written[#A.written + 1] = { connection = dp.cfg.name, table = tbl, state = dp,
+                                shown = "postgres:" .. dp.cfg.name .. "#" .. tostring(tbl) }
   return res
 end
 

@@ -1,7 +1,7 @@
 -- weir.connectors.sqlite: SQLite through the C primitive
 -- (connectors/sqlite.c, bulk.c): handles for trusted code (the metadata
 -- store uses them) and the connector of tasks: ctx.sqlite, database
--- objects (query, exec, rows, check) and s:into(db, table, opts), a load in
+-- objects (query, exec, rows) and s:into(db, table, opts), a load in
 -- one transaction with a ledger row. Values are always bound parameters;
 -- statements are cached per handle. Operational errors return nil, err;
 -- misuse raises.
@@ -240,43 +240,44 @@ function Db.rows(d, sql, params)
   return Db.query(d, sql, params):collect()
 end
 
---- Data quality checks on a table: rules.row_count = { min, max },
--- rules.not_null = { cols }, rules.unique = { cols }. Raises with every
--- failed rule; returns a summary table when all pass.
-function M.check(d, tbl, rules)
-  local p = D(d, "check")
+--- A table of database state p (a task's database object) to check
+-- (weir.checks): its queries, read with NULL kept, in constant memory.
+function M.dataset(p, tbl)
   local h, q = p.h, M.quote
-  rules = rules or {}
-  local failures, summary = {}, {}
-  local function one(sql)
-    local r, err = h:all(sql)
-    if not r then error(format("sqlite %s: %s", p.name, tostring(err)), 0) end
-    return r[1] and r[1].n or 0
+  local T = { dialect = "sqlite", q = q, tbl = q(tbl), qualified = q }
+  function T.rows(sql, params, fn)
+    local st, err = h:prepare_fresh(sql)
+    if not st then error(format("sqlite %s: %s", p.name, tostring(err)), 0) end
+    if params then M.bind(st, params, params.n or #params) end
+    local nc = C.weir_ffi_db_column_count(st)
+    local names = {}
+    for i = 0, nc - 1 do names[i] = ffi.string(C.weir_ffi_db_column_name(st, i)) end
+    while true do
+      local rc = C.weir_ffi_db_step(st, F.errbuf, F.errlen)
+      if rc == DONE then break end
+      if rc ~= ROW then
+        local msg = F.errmsg()
+        M.finalize(st)
+        error(format("sqlite %s: %s", p.name, msg), 0)
+      end
+      local row = {}
+      for i = 0, nc - 1 do row[names[i]] = column(st, i, NULL) end
+      fn(row)
+    end
+    M.finalize(st)
   end
-  local count = one("SELECT count(*) AS n FROM " .. q(tbl))
-  summary.row_count = count
-  if rules.row_count then
-    local lo, hi = rules.row_count.min, rules.row_count.max
-    if lo and count < lo then failures[#failures + 1] = format("row_count %d < min %d", count, lo) end
-    if hi and count > hi then failures[#failures + 1] = format("row_count %d > max %d", count, hi) end
+  function T.all(sql, params)
+    local out = {}
+    T.rows(sql, params, function(r) out[#out + 1] = r end)
+    return out
   end
-  for _, c in ipairs(rules.not_null or {}) do
-    local n = one("SELECT count(*) AS n FROM " .. q(tbl) .. " WHERE " .. q(c) .. " IS NULL")
-    if n > 0 then failures[#failures + 1] = format("not_null %s: %d null value(s)", c, n) end
-  end
-  for _, c in ipairs(rules.unique or {}) do
-    local n = one("SELECT count(*) AS n FROM (SELECT " .. q(c) .. " FROM " .. q(tbl)
-                  .. " GROUP BY " .. q(c) .. " HAVING count(*) > 1)")
-    if n > 0 then failures[#failures + 1] = format("unique %s: %d duplicated value(s)", c, n) end
-  end
-  if #failures > 0 then
-    error(format("check %s failed: %s", tbl, concat(failures, "; ")), 0)
-  end
-  summary.checks = "passed"
-  return summary
+  local obj = stream.new_object("db", Db, p)
+  return { kind = "sqlite", name = "sqlite:" .. p.name .. "#" .. tbl, table = tbl, T = T,
+           obj = obj,
+           stream = function() return Db.query(obj, "SELECT * FROM " .. q(tbl)) end }
 end
 
---- ctx.sqlite and ctx.check for the attempt A (weir.connectors).
+--- ctx.sqlite for the attempt A (weir.connectors).
 function M.context(A, X)
   current = A
   --- A SQLite database inside the roots (created if missing).
@@ -298,8 +299,6 @@ function M.context(A, X)
     A.opened[#A.opened + 1] = function() handle:close() end
     return stream.new_object("db", Db, { h = handle, name = p, abs = abs })
   end
-
-  X.check = function(d, tbl, rules) return M.check(d, tbl, rules) end
 end
 
 local function affinity(v)
@@ -463,6 +462,8 @@ local function sink(p, dp, tbl, opts)
     for i, c in ipairs(info) do cols[i] = { name = c.name, type = lower(c.type) } end
     d.columns = cols
   end
+  A.written[#A.written + 1] = { sqlite = dp.name, table = tbl, state = dp,
+                                shown = "sqlite:" .. dp.name .. "#" .. tbl }
   return res
 end
 stream.sinks.db = sink

@@ -81,9 +81,35 @@
 --   postgres://USER:PASSWORD@HOST:PORT/DB (or postgresql://)
 --                         PostgreSQL (weir.store.postgres); several
 --                         supervisors may share the database
+-- For checks (migration 9): add_checks(run_id, task, attempt, results)
+-- replaces that attempt's results (weir.checks: name, check, severity,
+-- status, dataset, message, observed and samples as JSON text);
+-- checks(run_id) -> rows by task, attempt, seq (the kind in `kind`);
+-- M.check_views(rows) turns them into what weir show and the API give.
+--
 -- begin()/commit() nest; inside them run(id) is a claim: on PostgreSQL
 -- the row stays locked until commit, on SQLite the write lock is held.
 local M = {}
+
+--- Check result rows (checks(run_id)) as shown: by "task\0attempt", a
+-- JSON array of { name, check, severity, status, dataset, message,
+-- observed, samples }, observed and samples decoded from their JSON text.
+function M.check_views(rows)
+  local json = require("weir.json")
+  local out = {}
+  for _, r in ipairs(rows) do
+    local key = r.task .. "\0" .. r.attempt
+    local list = out[key]
+    if not list then list = setmetatable({}, json.array_mt); out[key] = list end
+    list[#list + 1] = {
+      name = r.name, check = r.kind, severity = r.severity, status = r.status,
+      dataset = r.dataset, message = r.message,
+      observed = r.observed and json.decode(r.observed),
+      samples = r.samples and json.decode(r.samples) or nil,
+    }
+  end
+  return out
+end
 
 --- The columns update_run, set_task and update_attempt may change, per
 -- table: both backends build their UPDATE statements from these lists

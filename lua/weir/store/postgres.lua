@@ -241,6 +241,24 @@ M.MIGRATIONS = {
       updated_at double precision NOT NULL
     );
   ]],
+  -- what each attempt's data-quality checks found (weir.checks)
+  [9] = [[
+    CREATE TABLE check_results (
+      run_id text NOT NULL REFERENCES runs(id),
+      task text NOT NULL,
+      attempt integer NOT NULL,
+      seq integer NOT NULL,
+      name text NOT NULL,
+      kind text NOT NULL,
+      severity text NOT NULL,
+      status text NOT NULL,
+      dataset text,
+      observed text,
+      message text,
+      samples text,
+      PRIMARY KEY (run_id, task, attempt, seq)
+    );
+  ]],
   -- the versions of a pipeline a run ran (weir retry --reload)
   [10] = [[
     CREATE TABLE run_versions (
@@ -253,7 +271,8 @@ M.MIGRATIONS = {
     ALTER TABLE runs ADD COLUMN active_ms double precision;
   ]],
 }
--- the newest migration (numbers may have gaps while branches are merged)
+--- The newest migration's number (the list may have gaps: numbers are
+-- given out per change, and a gap is skipped).
 M.LATEST = table.maxn(M.MIGRATIONS)
 
 -- configuration ----------------------------------------------------------
@@ -888,6 +907,33 @@ function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
   q.nk = i
   put(c[18], i, output); put(c[19], i, finished_at); put(c[20], i, rows_in)
   put(c[21], i, rows_out); put(c[22], i, run_id); put(c[23], i, task)
+end
+
+--- The results of attempt n's checks (weir.checks: name, check,
+-- severity, status, dataset, observed and samples as JSON text, message):
+-- one statement over arrays.
+function S:add_checks(run_id, task, n, list)
+  local cols = {}
+  for i = 1, 9 do cols[i] = {} end
+  for i, c in ipairs(list) do
+    local row = { i, c.name, c.check, c.severity, c.status, c.dataset, c.observed, c.message,
+                  c.samples }
+    for j = 1, 9 do put(cols[j], i, j >= 6 and clean(row[j]) or row[j]) end
+  end
+  exec(self, "DELETE FROM check_results WHERE run_id = $1 AND task = $2 AND attempt = $3",
+       { run_id, task, n }, 3)
+  exec(self, "INSERT INTO check_results (run_id, task, attempt, seq, name, kind, severity, "
+             .. "status, dataset, observed, message, samples) SELECT $1, $2, $3, u.* FROM "
+             .. "unnest($4::integer[], $5::text[], $6::text[], $7::text[], $8::text[], "
+             .. "$9::text[], $10::text[], $11::text[], $12::text[]) AS u",
+       { run_id, task, n, cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7],
+         cols[8], cols[9] }, 12)
+end
+
+--- The check results of a run, by task, attempt and order.
+function S:checks(run_id)
+  return rows_of(self, "SELECT * FROM check_results WHERE run_id = $1 "
+                       .. "ORDER BY task COLLATE \"C\", attempt, seq", { run_id }, 1)
 end
 
 function S:update_attempt(run_id, task, attempt, fields)

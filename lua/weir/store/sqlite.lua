@@ -205,6 +205,24 @@ M.MIGRATIONS = {
       updated_at REAL NOT NULL
     );
   ]],
+  -- what each attempt's data-quality checks found (weir.checks)
+  [9] = [[
+    CREATE TABLE check_results (
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      task TEXT NOT NULL,
+      attempt INTEGER NOT NULL,
+      seq INTEGER NOT NULL,
+      name TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      severity TEXT NOT NULL,
+      status TEXT NOT NULL,
+      dataset TEXT,
+      observed TEXT,
+      message TEXT,
+      samples TEXT,
+      PRIMARY KEY (run_id, task, attempt, seq)
+    ) WITHOUT ROWID;
+  ]],
   -- the versions of a pipeline a run ran: weir retry --reload adds one
   -- (n 2, 3...; n 1 is the version the run was created with), and an
   -- attempt ran the latest one that started before it
@@ -219,7 +237,8 @@ M.MIGRATIONS = {
     ALTER TABLE runs ADD COLUMN active_ms REAL;
   ]],
 }
--- the newest migration (numbers may have gaps while branches are merged)
+--- The newest migration's number (the list may have gaps: numbers are
+-- given out per change, and a gap is skipped).
 M.LATEST = table.maxn(M.MIGRATIONS)
 
 -- A store error: code "store", and for a damaged file what to do.
@@ -427,6 +446,27 @@ function S:task_succeeded(run_id, task, output, finished_at, rows_in, rows_out)
   self:check(self.db:run("UPDATE task_runs SET state = 'success', output = ?, finished_at = ?, "
                     .. "error = NULL, rows_in = ?, rows_out = ? WHERE run_id = ? AND task = ?",
                     { output, finished_at, rows_in, rows_out, run_id, task, n = 6 }))
+end
+
+--- The results of attempt n's checks (weir.checks: name, check,
+-- severity, status, dataset, observed and samples as JSON text, message).
+function S:add_checks(run_id, task, n, list)
+  local db = self.db
+  self:check(db:run("DELETE FROM check_results WHERE run_id = ? AND task = ? AND attempt = ?",
+                    { run_id, task, n }))
+  for i, c in ipairs(list) do
+    self:check(db:run("INSERT INTO check_results (run_id, task, attempt, seq, name, kind, "
+                      .. "severity, status, dataset, observed, message, samples) "
+                      .. "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      { run_id, task, n, i, c.name, c.check, c.severity, c.status, c.dataset,
+                        c.observed, c.message, c.samples, n = 12 }))
+  end
+end
+
+--- The check results of a run, by task, attempt and order.
+function S:checks(run_id)
+  return self:check(self.db:all("SELECT * FROM check_results WHERE run_id = ? "
+                                .. "ORDER BY task, attempt, seq", { run_id }))
 end
 
 function S:update_attempt(run_id, task, attempt, fields)

@@ -93,13 +93,13 @@ describe("weir._attempt", function()
     local real_new = ctxm.new
     finally(function() ctxm.new = real_new end)
     ctxm.new = function(...)
-      local ctx, close = real_new(...)
+      local ctx, close, side = real_new(...)
       ctx.fail_with = function(transient)
         local e = errors.new("sql", "hopeless error")
         e.transient = transient
         error(e, 0)
       end
-      return ctx, close
+      return ctx, close, side
     end
     local r = run("local ctx = ... ctx.fail_with(false)")
     assert.same({ "failed", "error", "hopeless error", false }, { r.status, r.kind, r.error, r.retry })
