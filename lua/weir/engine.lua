@@ -279,6 +279,8 @@ local function build_job(e, t)
       fn = spec.fn and spec.fn.blob, src = spec.fn and spec.fn.src,
       chunkname = "=" .. e.P.file .. ":tasks." .. t.name, task = t.name,
       output_max = spec.output_max, log_max = spec.log_max,
+      -- a template's task: its `with` values replace the run's params
+      params = spec.params and require("weir.templates").task_params(spec, e.params),
     })
   end
   local own, own_n = part({ attempt = t.attempt, inputs = inputs,

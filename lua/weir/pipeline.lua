@@ -345,6 +345,12 @@ function M.coerce_param(p, v)
   elseif t == "boolean" then
     if v == "true" then v = true elseif v == "false" then v = false end
     if type(v) ~= "boolean" then return nil end
+  elseif t == "array" or t == "object" then
+    -- JSON text on the command line
+    if type(v) == "string" then v = json.decode(v) end
+    if type(v) ~= "table" or (getmetatable(v) == json.array_mt) ~= (t == "array") then
+      if not (type(v) == "table" and next(v) == nil) then return nil end
+    end
   end
   if type(p.enum) == "table" and #p.enum > 0 then
     local found = false
@@ -402,6 +408,19 @@ function M.load(path, opts)
   local kind = opts.kind or kind_of(path)
   local file = path
   local fail = function(list) list.file = file; return nil, list end
+  local templates = require("weir.templates")
+  local catalog = opts.catalog
+  local function get_catalog()
+    catalog = catalog or templates.default_catalog()
+    return catalog
+  end
+  if not opts.source and path:match("^template:") then
+    -- `weir run template:NAME[@PIN]`: the library's file, run from here
+    local entry, terr = templates.entry_for_path(path, get_catalog())
+    if not entry then return fail({ { path = "", message = terr } }) end
+    opts = setmetatable({ source = entry.source, kind = "lua" }, { __index = opts })
+    kind = "lua"
+  end
   if not kind then
     return fail({ { path = "", message = "unknown file type (expected .lua, .yaml, .yml or .json)" } })
   end
@@ -470,15 +489,41 @@ function M.load(path, opts)
 
   local _, serrs = document.validator(SCHEMA):validate(def)
   local own = {}
+  local tparams, used, trefs = {}, {}, {}
+  if type(def.tasks) == "table" then
+    for name, t in pairs(def.tasks) do
+      if type(t) == "table" and t.run == nil and t.uses == nil then
+        own[#own + 1] = { path = "tasks." .. tostring(name),
+                          message = "a task needs run (a function) or uses (a template, NAME@VERSION)" }
+      elseif type(t) == "table" and t.run ~= nil and t.uses ~= nil then
+        own[#own + 1] = { path = "tasks." .. tostring(name),
+                          message = "a task has either run or uses, not both" }
+      end
+    end
+  end
+  if type(def.tasks) == "table" and not is_array(def.tasks) then
+    tparams, used, trefs = templates.expand(def, fns, {
+      catalog = get_catalog(), exec = opts.exec, template_stack = opts.template_stack,
+      cache = opts.cache,
+    }, function(p, msg) own[#own + 1] = { path = p, message = msg } end)
+  end
   semantic(def, own)
   -- one error per path: the semantic check's message is the clearer one
   document.merge(errs, own, nil, true)
   document.merge(errs, serrs, nil, true)
   if #errs > 0 then return fail(document.locate(errs, lines)) end
 
+  -- a pipeline that uses templates is another version when one of them
+  -- changes: the hash covers theirs
+  local hash = M.sha256(source)
+  if #used > 0 then
+    local parts = { hash }
+    for i, u in ipairs(used) do parts[i + 1] = u.name .. "@" .. u.version .. ":" .. u.hash end
+    hash = M.sha256(concat(parts, "\n"))
+  end
   local P = {
     name = def.name, def = def, fns = fns, lines = lines or {}, source = source,
-    hash = M.sha256(source), kind = kind, path = abspath(path), file = path,
+    hash = hash, kind = kind, path = abspath(path), file = path, templates = used,
   }
   P.base_dir = util.dirname(P.path)
   P.schedule = M.normalize_schedule(def)
@@ -503,6 +548,8 @@ function M.load(path, opts)
       output_max = opt("output_max", util.size),
       log_max = opt("log_max", util.size),
       fn = fns[name],
+      params = tparams[name],
+      param_refs = trefs[name],
     }
   end
   return P
