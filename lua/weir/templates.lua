@@ -51,8 +51,8 @@ end
 -- version, read from the text (the file is loaded in a worker later). A
 -- template declares them as plain string literals.
 local function peek(source)
-  local name = source:match("\n%s*name%s*=%s*\"([A-Za-z_][A-Za-z0-9_]*)\"")
-  local version = source:match("\n%s*version%s*=%s*\"(%d+%.%d+%.%d+)\"")
+  local name = source:match("[^%w_]name%s*=%s*\"([A-Za-z_][A-Za-z0-9_]*)\"")
+  local version = source:match("[^%w_]version%s*=%s*\"(%d+%.%d+%.%d+)\"")
   return name, version
 end
 
@@ -166,8 +166,9 @@ function Catalog:find(ref, needs_pin)
     local names = {}
     for n in pairs(self.by_name) do names[#names + 1] = n end
     sort(names)
-    return nil, format("no template %q (known: %s)", name,
-                       #names > 0 and concat(names, ", ") or "none")
+    return nil, format("no template %q (known: %s)%s", name,
+                       #names > 0 and concat(names, ", ") or "none",
+                       #self.problems > 0 and "; " .. concat(self.problems, "; ") or "")
   end
   if not pin and needs_pin then
     return nil, format("pin a version: %s@%s (or %s@%s)", name,
@@ -213,18 +214,19 @@ end
 -- Returns the path and the number of templates, or nil, message.
 function Catalog:write_lock()
   if not self.dir then return nil, "no weir.yaml: weir.lock goes beside it" end
-  local t = {}
-  local n = 0
+  local lines = {}
   for _, e in ipairs(self:list(true)) do
     if e.origin == "folder" then
       local rel = e.path
       if rel:sub(1, #self.dir + 1) == self.dir .. "/" then rel = rel:sub(#self.dir + 2) end
-      t[e.name .. "@" .. e.version] = { sha256 = e.hash, path = rel }
-      n = n + 1
+      lines[#lines + 1] = "    " .. json.encode(e.name .. "@" .. e.version) .. ": "
+        .. json.encode({ sha256 = e.hash, path = rel })
     end
   end
+  local n = #lines
   local path = util.join(self.dir, M.LOCK)
-  local text = json.encode({ version = 1, templates = t }):gsub('},"', '},\n  "')
+  local text = "{\n  \"version\": 1,\n  \"templates\": {" .. (n > 0 and "\n" or "")
+    .. concat(lines, ",\n") .. (n > 0 and "\n  " or "") .. "}\n}"
   local f, err = io.open(path .. ".tmp", "wb")
   if not f then return nil, tostring(err) end
   f:write(text, "\n")
@@ -490,6 +492,39 @@ function M.entry_for_path(path, catalog)
   local ref = path:match("^template:(.+)$")
   if not ref then return nil end
   return catalog:find(ref, false)
+end
+
+--- A loaded template (weir.pipeline's P) in Markdown: summary, params,
+-- datasets, example, how to use it. level: the heading level.
+function M.describe(P, level)
+  local d, m = P.def, P.def.template
+  local h = string.rep("#", level or 2)
+  local out = { format("%s %s %s", h, d.name, m.version), "", m.summary, "" }
+  if m.description then out[#out + 1] = m.description:gsub("%s+$", ""); out[#out + 1] = "" end
+  out[#out + 1] = "Params:"
+  out[#out + 1] = ""
+  out[#out + 1] = M.params_table(d)
+  out[#out + 1] = ""
+  for _, k in ipairs({ "reads", "writes" }) do
+    if type(m[k]) == "table" and #m[k] > 0 then
+      out[#out + 1] = (k == "reads" and "Reads: " or "Writes: ") .. concat(m[k], "; ")
+    end
+  end
+  local tnames = {}
+  for n in pairs(d.tasks) do tnames[#tnames + 1] = n end
+  sort(tnames)
+  out[#out + 1] = "Tasks: " .. concat(tnames, ", ")
+  out[#out + 1] = ""
+  local major = m.version:match("^(%d+)")
+  out[#out + 1] = "```"
+  if m.example then out[#out + 1] = m.example end
+  if #tnames == 1 then
+    out[#out + 1] = format("-- in a pipeline: task { uses = \"%s@%s\", with = { ... } }", d.name, major)
+  end
+  out[#out + 1] = format("-- as a group: include = { %s = template(\"%s@%s\", { ... }) }", d.name,
+                         d.name, major)
+  out[#out + 1] = "```"
+  return concat(out, "\n")
 end
 
 --- Markdown: the params of a loaded template as a table.
