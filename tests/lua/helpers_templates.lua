@@ -35,12 +35,12 @@ function M.weir(dir, args)
 end
 
 function M.psql(sql)
-  return H.output("psql " .. H.q(PG.url) .. " -Atqc " .. H.q(sql) .. " 2>&1"):gsub("%s+$", "")
+  return (H.output("psql " .. H.q(PG.url) .. " -Atqc " .. H.q(sql) .. " 2>&1"):gsub("%s+$", ""))
 end
 
 function M.redis(args)
-  return H.output("redis-cli -p " .. RD.port .. " -a " .. H.q(RD.password) .. " -n 5 --no-auth-warning "
-                  .. args .. " 2>&1"):gsub("%s+$", "")
+  return (H.output("redis-cli -p " .. RD.port .. " -a " .. H.q(RD.password) .. " -n 5 --no-auth-warning "
+                   .. args .. " 2>&1"):gsub("%s+$", ""))
 end
 
 --- Write src as dir/p.lua, run it; returns code, the run (weir show),
