@@ -423,6 +423,8 @@ function M.expand(def, fns, o, add)
     local T = type(u) == "table" and resolve(u.uses, base)
     local with, wrefs
     if T then with, wrefs = check_with(T, u.with, base .. ".with", add, def.params) end
+    -- a group that failed is already reported: `after` it says no more
+    groups[g] = {}
     if with then
       local members = {}
       local tnames = {}

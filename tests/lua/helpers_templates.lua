@@ -70,9 +70,10 @@ M.FAIL_AFTER_COMMIT = 'retries = 2, retry_delay = "10ms", output_max = 1'
 --- Fault 2: the first attempt is SIGKILLed at its deadline in the middle
 -- of its load: a session holds `lock_sql` (e.g. LOCK TABLE t IN
 -- EXCLUSIVE MODE: reads pass, writes wait) for `hold` seconds; the retry
--- runs once it is gone. Returns the run's code, the run, stderr.
+-- runs once it is gone. args: more `weir run` arguments. Returns the
+-- run's code, the run, stderr.
 M.KILLED = 'timeout = "1500ms", retries = 3, retry_delay = "1500ms"'
-function M.run_with_lock(dir, src, lock_sql, hold)
+function M.run_with_lock(dir, src, lock_sql, hold, args)
   local marker = "weir-lock-" .. tostring(os.time()) .. tostring(math.random(1e6))
   H.output("(psql " .. H.q(PG.url) .. " -qc " .. H.q("BEGIN; " .. lock_sql .. "; SELECT '"
            .. marker .. "', pg_sleep(" .. (hold or 3) .. "); COMMIT") .. " >/dev/null 2>&1 &)")
@@ -80,7 +81,7 @@ function M.run_with_lock(dir, src, lock_sql, hold)
     return M.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%" .. marker
                   .. "%' AND pid <> pg_backend_pid() AND wait_event = 'PgSleep'") == "1"
   end, 10), "the lock was not taken")
-  return M.run(dir, src)
+  return M.run(dir, src, args)
 end
 
 --- The attempts of task name in run, and whether one was killed at its
