@@ -776,10 +776,13 @@ local function template_new(cat, load, name, dir)
   local with = {}
   for _, n in ipairs(names) do
     local p = P.def.params[n]
-    local v = p.examples and p.examples[1]
-    if v == nil then v = p.default end
-    with[#with + 1] = format("        %s = %s,%s", n, lua_literal(v),
-                             p.default == nil and "" or " -- default")
+    local v, note = p.examples and p.examples[1], p.default == nil and " -- required" or " -- default"
+    if p.default ~= nil then v = p.default end
+    if v == nil then
+      v = ({ string = "", integer = 0, number = 0, boolean = false })[p.type] or {}
+      note = " -- required: fill in"
+    end
+    with[#with + 1] = format("%%s%s = %s,%s", n, lua_literal(v), note)
   end
   local tnames = {}
   for n in pairs(P.def.tasks) do tnames[#tnames + 1] = n end
@@ -787,12 +790,13 @@ local function template_new(cat, load, name, dir)
   local body
   if #tnames == 1 then
     body = format("  tasks = {\n    %s = task {\n      uses = \"%s@%s\",\n      with = {\n%s\n      },\n"
-                  .. "    },\n  },\n", e.name, e.name, major, concat(with, "\n"))
+                  .. "    },\n  },\n", e.name, e.name, major,
+                  (concat(with, "\n"):gsub("%%s", "        ")))
   else
     body = format("  tasks = {\n    done = task { after = { \"%s\" }, run = function(ctx) "
                   .. "return ctx.inputs end },\n  },\n  include = {\n    %s = template(\"%s@%s\", "
                   .. "{\n%s\n    }),\n  },\n", e.name, e.name, e.name, major,
-                  concat(with, "\n"):gsub("\n  ", "\n"))
+                  (concat(with, "\n"):gsub("%%s", "      ")))
   end
   local F = require("weir._ffi")
   F.C.weir_ffi_file_mkdir(dir, F.errbuf, F.errlen)

@@ -271,7 +271,7 @@ local function build_job(e, t)
     local out = T[d].output
     if out then
       inputs = inputs or {}
-      inputs[d] = out
+      inputs[spec.input_names and spec.input_names[d] or d] = out
     end
   end
   if not t.job_task then

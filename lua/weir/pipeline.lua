@@ -489,7 +489,7 @@ function M.load(path, opts)
 
   local _, serrs = document.validator(SCHEMA):validate(def)
   local own = {}
-  local tparams, used, trefs = {}, {}, {}
+  local tparams, used, trefs, aliases = {}, {}, {}, {}
   if type(def.tasks) == "table" then
     for name, t in pairs(def.tasks) do
       if type(t) == "table" and t.run == nil and t.uses == nil then
@@ -502,7 +502,7 @@ function M.load(path, opts)
     end
   end
   if type(def.tasks) == "table" and not is_array(def.tasks) then
-    tparams, used, trefs = templates.expand(def, fns, {
+    tparams, used, trefs, aliases = templates.expand(def, fns, {
       catalog = get_catalog(), exec = opts.exec, template_stack = opts.template_stack,
       cache = opts.cache,
     }, function(p, msg) own[#own + 1] = { path = p, message = msg } end)
@@ -550,6 +550,7 @@ function M.load(path, opts)
       fn = fns[name],
       params = tparams[name],
       param_refs = trefs[name],
+      input_names = aliases[name],
     }
   end
   return P

@@ -358,10 +358,11 @@ end
 -- o: catalog, exec, template_stack, cache. Errors go to add(path, msg).
 -- Returns params (task name -> its `with` values), used (a list of
 -- { name, version, hash, origin } of the templates used) and refs (task
--- name -> { with key -> run param name }).
+-- name -> { with key -> run param name }) and aliases (a group's task ->
+-- { upstream task's full name -> its name inside the template }).
 function M.expand(def, fns, o, add)
   local tasks = def.tasks
-  local params, used, groups, defaults_of, refs = {}, {}, {}, {}, {}
+  local params, used, groups, defaults_of, refs, aliases = {}, {}, {}, {}, {}, {}
   if type(tasks) ~= "table" then return params, used end
   o.cache = o.cache or {}
   o.stack = o.template_stack or {}
@@ -436,7 +437,13 @@ function M.expand(def, fns, o, add)
         for k, v in pairs(tt) do if not TASK_KEYS[k] then copy[k] = v end end
         local after = setmetatable({}, json.array_mt)
         if type(tt.after) == "table" and #tt.after > 0 then
-          for i, d in ipairs(tt.after) do after[i] = g .. "." .. d end
+          -- the template's code reads ctx.inputs by its own task names
+          local own = {}
+          for i, d in ipairs(tt.after) do
+            after[i] = g .. "." .. d
+            own[g .. "." .. d] = d
+          end
+          aliases[full] = own
         else
           for i, d in ipairs(type(u.after) == "table" and u.after or {}) do after[i] = d end
         end
@@ -444,7 +451,7 @@ function M.expand(def, fns, o, add)
         tasks[full] = copy
         fns[full] = T.fns[tn]
         params[full] = task_params(T, tn, with)
-        refs[full] = wrefs
+        refs[full] = wrefs or nil
         defaults_of[full] = T.def.defaults
         members[#members + 1] = full
       end
@@ -476,7 +483,7 @@ function M.expand(def, fns, o, add)
       end
     end
   end
-  return params, used, refs
+  return params, used, refs, aliases
 end
 
 --- The params a template task starts with: its `with` values, and the

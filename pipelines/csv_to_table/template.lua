@@ -4,14 +4,15 @@
 -- Exactly once: the rows carry the file's name in a column (`_file`), and
 -- a file whose name the table already holds is skipped. That mark and
 -- the rows commit in the same transaction (the load itself), so neither a
--- retried attempt, a killed worker nor a re-run loads a file twice. Within
+-- retried attempt, a killed worker nor a re-run loads a file twice. In
 -- one run the load ledger (_weir_loads) also skips a committed load.
 return pipeline {
   name = "csv_to_table",
   description = "file-drop ingestion into a table, once per file",
   template = {
     version = "1.0.0",
-    summary = "Load a dropped CSV or JSON Lines file into SQLite or PostgreSQL, once per file, bad rows to dead letters",
+    summary = "Load a dropped CSV or JSON Lines file into SQLite or PostgreSQL, once per file, "
+      .. "bad rows to dead letters",
     description = [[
 Reads the file `path` (CSV with a header, or JSON Lines: `format`, by
 default from the file's extension) and appends its rows to `table` in
@@ -39,7 +40,8 @@ file with a files trigger (docs/scheduling.md) passing `${params.path}`.]],
     format = { type = "string", enum = { "auto", "csv", "jsonl" }, default = "auto",
                description = "the file's format; auto: .jsonl/.ndjson are JSON Lines, others CSV" },
     types = { type = "object", default = {},
-              description = "CSV column types (column -> number, integer or boolean); a value that does not fit is a bad row",
+              description = "CSV column types (column -> number, integer or boolean); "
+                .. "a value that does not fit is a bad row",
               examples = { { amount = "number", id = "integer" } } },
     dead_letter = { type = "string", default = "dead_letters/csv_to_table.jsonl",
                     description = "the JSON Lines file bad rows are appended to" },

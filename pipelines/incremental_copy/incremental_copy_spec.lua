@@ -23,9 +23,10 @@ H.describe_with("pg", "template incremental_copy", function()
   end
 
   it("copies everything, then changes and late rows, never twice", function()
-    local code, run, err = T.run(dir, T.uses("incremental_copy@1", WITH))
+    local code, _, err = T.run(dir, T.uses("incremental_copy@1", WITH))
     assert.equal(0, code, err)
     assert.equal("3|3|1a,2b,3c", dst())
+    local run
     -- a change, a new row, and a row committed now with an older
     -- watermark than the high-water mark (12:00): within the lookback
     T.psql("UPDATE ic_src SET v = 'A', updated_at = '2026-12-01 13:00Z' WHERE id = 1")

@@ -14,7 +14,8 @@ return pipeline {
   description = "incremental copy by a watermark column, upserted by key",
   template = {
     version = "1.0.0",
-    summary = "Copy new and changed rows of a PostgreSQL table by a watermark column, no gap and no overlap",
+    summary = "Copy new and changed rows of a PostgreSQL table by a watermark column, "
+      .. "no gap and no overlap",
     description = [[
 Each run reads the rows of `source_table` whose `watermark` is at least
 the largest `watermark` already in `target_table` minus `lookback`, and
@@ -43,7 +44,8 @@ numeric one a number (`"1000"`).]],
     watermark = { type = "string", description = "a column that grows when a row is written",
                   examples = { "updated_at" } },
     lookback = { type = "string", default = "0",
-                 description = "how far behind the high-water mark to read again: an interval for a timestamp watermark, a number otherwise" },
+                 description = "how far behind the high-water mark to read again: an interval "
+                   .. "for a timestamp watermark, a number otherwise" },
   },
   defaults = { retries = 2, retry_delay = "2s" },
   tasks = {

@@ -19,7 +19,7 @@ H.describe_with("pg", "template retention on PostgreSQL", function()
   local WITH = '{ target = "wh", table = "rt_events", column = "at", days = 30, batch = 10 }'
 
   it("deletes the old rows in batches, and only those", function()
-    local code, run, err = T.run(dir, T.uses("retention@1", WITH))
+    local code, run, err, _ = T.run(dir, T.uses("retention@1", WITH))
     assert.equal(0, code, err)
     local out = H.task(run, "t").attempt_list[1].output
     assert.equal(25, out.deleted)

@@ -4,7 +4,8 @@ return pipeline {
   description = "delete rows older than N days in bounded batches",
   template = {
     version = "1.0.0",
-    summary = "Delete rows older than N days from a SQLite or PostgreSQL table, in bounded batches",
+    summary = "Delete rows older than N days from a SQLite or PostgreSQL table, "
+      .. "in bounded batches",
     description = [[
 Deletes from `table` the rows whose `column` (a timestamp, or ISO 8601
 text in SQLite) is older than `days` days before the run's logical time
@@ -27,7 +28,8 @@ one).]],
     column = { type = "string", description = "the row's time", examples = { "received_at" } },
     days = { type = "integer", description = "rows older than this many days go", examples = { 90 } },
     batch = { type = "integer", default = 10000, description = "rows per DELETE" },
-    max_batches = { type = "integer", default = 100000, description = "stop after this many batches (the next run goes on)" },
+    max_batches = { type = "integer", default = 100000,
+                    description = "stop after this many batches (the next run goes on)" },
   },
   defaults = { retries = 2, retry_delay = "2s" },
   tasks = {
