@@ -169,6 +169,8 @@ function Catalog:find(ref, needs_pin)
     return nil, format("no template %q (known: %s)%s", name,
                        #names > 0 and concat(names, ", ") or "none",
                        #self.problems > 0 and "; " .. concat(self.problems, "; ") or "")
+      .. (self.config_error and "; the templates folders of weir.yaml were not read: "
+          .. self.config_error or "")
   end
   if not pin and needs_pin then
     return nil, format("pin a version: %s@%s (or %s@%s)", name,
