@@ -409,8 +409,12 @@ function M.load(path, opts)
   local file = path
   local fail = function(list) list.file = file; return nil, list end
   local templates = require("weir.templates")
+  -- the template catalog (weir.templates), built only when a file uses
+  -- a template: opts.catalog, or a function that makes it, or the one of
+  -- the weir.yaml found from here
   local catalog = opts.catalog
   local function get_catalog()
+    if type(catalog) == "function" then catalog = catalog() end
     catalog = catalog or templates.default_catalog()
     return catalog
   end
@@ -503,7 +507,7 @@ function M.load(path, opts)
   end
   if type(def.tasks) == "table" and not is_array(def.tasks) then
     tparams, used, trefs, aliases = templates.expand(def, fns, {
-      catalog = get_catalog(), exec = opts.exec, template_stack = opts.template_stack,
+      catalog = get_catalog, exec = opts.exec, template_stack = opts.template_stack,
       cache = opts.cache,
     }, function(p, msg) own[#own + 1] = { path = p, message = msg } end)
   end

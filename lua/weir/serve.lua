@@ -69,7 +69,9 @@ end
 -- Lua pipeline is run by a worker, never by the supervisor.
 function Service:define(path, source, kind)
   return pipeline.load(path, { exec = self.defexec, source = source, kind = kind,
-                               catalog = require("weir.templates").catalog(self.conf.cfg) })
+                               catalog = function()
+                                 return require("weir.templates").catalog(self.conf.cfg)
+                               end })
 end
 
 -- The files of the configured pipelines folders.

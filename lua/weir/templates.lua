@@ -337,7 +337,7 @@ local function load_template(entry, o)
   local stack = { unpack(o.stack) }
   stack[#stack + 1] = key
   local P, errs = require("weir.pipeline").load("template:" .. entry.name .. "@" .. entry.version,
-    { exec = o.exec, source = entry.source, kind = "lua", catalog = o.catalog,
+    { exec = o.exec, source = entry.source, kind = "lua", catalog = o.catalog(),
       template_stack = stack, cache = o.cache })
   if not P then
     return nil, format("template %s@%s does not load: %s", entry.name, entry.version,
@@ -357,7 +357,8 @@ end
 
 --- Replace the `uses` tasks and the `include` groups of def by the
 -- templates' tasks. fns: task name -> compiled function (filled in);
--- o: catalog, exec, template_stack, cache. Errors go to add(path, msg).
+-- o: catalog (a function returning it, called only when a template is
+-- used), exec, template_stack, cache. Errors go to add(path, msg).
 -- Returns params (task name -> its `with` values), used (a list of
 -- { name, version, hash, origin } of the templates used) and refs (task
 -- name -> { with key -> run param name }) and aliases (a group's task ->
@@ -369,7 +370,7 @@ function M.expand(def, fns, o, add)
   o.cache = o.cache or {}
   o.stack = o.template_stack or {}
   local function resolve(ref, base)
-    local entry, err = o.catalog:find(ref, true)
+    local entry, err = o.catalog():find(ref, true)
     if not entry then add(base .. ".uses", err); return nil end
     local T, lerr = load_template(entry, o)
     if not T then add(base .. ".uses", lerr); return nil end
