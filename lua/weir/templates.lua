@@ -519,13 +519,13 @@ function M.describe(P, level)
   out[#out + 1] = ""
   for _, k in ipairs({ "reads", "writes" }) do
     if type(m[k]) == "table" and #m[k] > 0 then
-      out[#out + 1] = (k == "reads" and "Reads: " or "Writes: ") .. concat(m[k], "; ")
+      out[#out + 1] = (k == "reads" and "- Reads: " or "- Writes: ") .. concat(m[k], "; ")
     end
   end
   local tnames = {}
   for n in pairs(d.tasks) do tnames[#tnames + 1] = n end
   sort(tnames)
-  out[#out + 1] = "Tasks: " .. concat(tnames, ", ")
+  out[#out + 1] = "- Tasks: " .. concat(tnames, ", ")
   out[#out + 1] = ""
   local major = m.version:match("^(%d+)")
   out[#out + 1] = "```"

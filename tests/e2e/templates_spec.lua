@@ -178,7 +178,7 @@ return pipeline {
     code, out = H.weir(dir, "templates show incremental_copy")
     assert.equal(0, code)
     assert.matches("| `watermark` | string | yes |", out, 1, true)
-    assert.matches("Writes: `target_table`", out, 1, true)
+    assert.matches("- Writes: `target_table`", out, 1, true)
     for _, name in ipairs({ "incremental_copy", "pair" }) do
       local err
       code, _, err = H.weir(dir, "templates new " .. name .. " new")
