@@ -56,9 +56,10 @@ commands:
                          these pipelines (default all)
   keys create NAME --role ROLE [--pipelines A,B] | keys list | keys revoke ID
                          API keys (shown once, stored hashed)
-  templates list | show NAME | new NAME DIR | lock | docs
+  templates list | show NAME [--json] | new NAME DIR | lock | docs
                          the template library (docs/templates.md): list,
-                         describe one, start a pipeline from one, pin the
+                         describe one (--json: with its params' JSON
+                         Schema), start a pipeline from one, pin the
                          weir.yaml templates folders' files in weir.lock,
                          print docs/templates.md; run one whole with
                          weir run template:NAME[@PIN] --param k=v
@@ -741,7 +742,8 @@ local function with_templates(fn)
   return code
 end
 
-local TEMPLATES_USAGE = "usage: weir templates list | show NAME[@PIN] | new NAME DIR | lock | docs\n"
+local TEMPLATES_USAGE =
+  "usage: weir templates list | show NAME[@PIN] [--json] | new NAME DIR | lock | docs\n"
 
 -- a value as Lua source (strings quoted, tables as constructors)
 local function lua_literal(v)
@@ -836,13 +838,23 @@ function commands.templates(args)
       end
       return 0
     end)
-  elseif sub == "show" and a1 then
+  elseif sub == "show" and a1 and (a2 == nil or a2 == "--json") then
     return with_templates(function(cat, load, templates)
       local e, err = cat:find(a1, false)
       if not e then eprintf("weir templates show: %s\n", err); return 1 end
       local P = load(e)
       if not P then return 1 end
-      io.write(templates.describe(P, 1), "\n")
+      if a2 == "--json" then
+        local m, tasks = P.def.template, setmetatable({}, json.array_mt)
+        for n in pairs(P.def.tasks) do tasks[#tasks + 1] = n end
+        table.sort(tasks)
+        io.write(json.encode({ name = e.name, version = e.version, origin = e.origin,
+                               sha256 = e.hash, summary = m.summary, description = m.description,
+                               reads = m.reads, writes = m.writes, example = m.example,
+                               tasks = tasks, params = templates.params_schema(P.def.params) }), "\n")
+      else
+        io.write(templates.describe(P, 1), "\n")
+      end
       return 0
     end)
   elseif sub == "new" and a1 and a2 then

@@ -179,6 +179,13 @@ return pipeline {
     assert.equal(0, code)
     assert.matches("| `watermark` | string | yes |", out, 1, true)
     assert.matches("- Writes: `target_table`", out, 1, true)
+    code, out = H.weir(dir, "templates show csv_to_table@1 --json")
+    assert.equal(0, code)
+    local doc = require("weir.json").decode(out)
+    assert.same({ "path", "table", "target" }, { unpack(doc.params.required) })
+    assert.same({ "auto", "csv", "jsonl" }, { unpack(doc.params.properties.format.enum) })
+    assert.is_false(doc.params.additionalProperties)
+    assert.matches("^%x+$", doc.sha256)
     for _, name in ipairs({ "incremental_copy", "pair" }) do
       local err
       code, _, err = H.weir(dir, "templates new " .. name .. " new")
