@@ -41,6 +41,24 @@ describe("template csv_to_table into SQLite", function()
     assert.equal("3|3", count("out/f.db", "t"))
   end)
 
+  it("loads once when the worker is killed in the middle of the load", function()
+    local db = H.q(dir .. "/out/k.db")
+    os.execute("mkdir -p " .. H.q(dir .. "/out"))
+    assert.is_true(H.succeeds("sqlite3 " .. db .. " 'CREATE TABLE t (id, amount, _file)'"))
+    -- another writer holds the database for 3 s: the load waits for it
+    -- and its deadline kills the worker; the retry loads
+    H.output("((echo 'BEGIN IMMEDIATE;'; sleep 3; echo 'COMMIT;') | sqlite3 " .. db .. " >/dev/null 2>&1 &)")
+    assert.truthy(H.wait_for(function()
+      return not H.succeeds("sqlite3 -cmd '.timeout 0' " .. db .. " 'BEGIN IMMEDIATE; ROLLBACK;' 2>/dev/null")
+    end, 5), "the database was not locked")
+    local code, run, err = T.run(dir, T.uses("csv_to_table@1",
+      '{ path = "in/a.csv", target = "sqlite:out/k.db", table = "t" }', T.KILLED))
+    assert.equal(0, code, err)
+    local n, killed = T.attempts(run)
+    assert.is_true(n >= 2 and killed, "the first attempt was not killed")
+    assert.equal("3|3", count("out/k.db", "t"))
+  end)
+
   it("refuses a wrong param, naming it", function()
     local code, _, err = T.weir(dir, "run template:csv_to_table --param path=in/a.csv "
                                 .. "--param target=sqlite:x.db --param table=t --param format=xml")
