@@ -155,6 +155,41 @@ return pipeline {
     end)
   end)
 
+  it("resume finishes an interrupted run that uses templates, loading nothing twice", function()
+    H.write(dir .. "/a.csv", "id,v\n1,a\n2,b\n")
+    H.write(dir .. "/p.lua", [[
+return pipeline {
+  name = "rs",
+  tasks = {
+    load = task { uses = "csv_to_table@1", with = { path = "a.csv", target = "sqlite:o.db", table = "t" } },
+    slow = task { after = { "load" }, run = function(ctx)
+      local t0 = os.clock()
+      while os.clock() - t0 < 2 do end
+      return ctx.inputs.load.rows
+    end },
+  },
+  include = { g = template("csv_to_table@1", { path = "a.csv", target = "sqlite:o.db", table = "t2" },
+                           { after = { "slow" } }) },
+}]])
+    local pid = H.spawn(dir, "run p.lua --quiet", dir .. "/run.log")
+    local id = H.wait_for(function()
+      local rid = H.last_run(dir)
+      local run = rid and H.show(dir, rid)
+      local t = run and H.task(run, "slow")
+      return t and t.state == "running" and rid
+    end, 30)
+    assert.truthy(id, "the slow task did not start")
+    os.execute("kill -9 " .. pid)
+    H.wait_dead(pid)
+    local code, _, err = H.weir(dir, "resume " .. id .. " --quiet")
+    assert.equal(0, code, err)
+    local run = H.show(dir, id)
+    assert.equal(2, output(run, "slow"))
+    assert.equal("success", H.task(run, "g.load").state)
+    assert.equal("2|2", H.output("sqlite3 " .. H.q(dir .. "/o.db")
+      .. " 'SELECT count(*) FROM t; SELECT count(*) FROM t2'"):gsub("\n", "|"):gsub("|$", ""))
+  end)
+
   it("runs a library template whole, refusing a missing param by name", function()
     H.write(dir .. "/in.csv", "id,v\n1,a\n")
     local code, _, err = H.weir(dir, "run template:csv_to_table --param path=in.csv --param target=sqlite:o.db")
