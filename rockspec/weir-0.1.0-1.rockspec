@@ -60,9 +60,12 @@ build = {
     ["weir.store.sqlite"] = "lua/weir/store/sqlite.lua",
     ["weir.stream"] = "lua/weir/stream.lua",
     ["weir.stubs"] = "lua/weir/stubs.lua",
+    ["weir.templates"] = "lua/weir/templates.lua",
     ["weir.tz"] = "lua/weir/tz.lua",
     ["weir.util"] = "lua/weir/util.lua",
     ["weir.view"] = "lua/weir/view.lua",
   },
-  copy_directories = { "lua/weir/schemas" },
+  -- the template library: pipeline files loaded as text (the weir binary
+  -- embeds the same files), with their specs
+  copy_directories = { "lua/weir/schemas", "pipelines" },
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 echo "== luacheck"
-luacheck -q lua tests scripts examples rockspec
+luacheck -q lua tests scripts examples rockspec pipelines
 
 # Real PostgreSQL and Redis for tests/integration (throwaway data, free ports,
 # stopped on exit whatever happens).

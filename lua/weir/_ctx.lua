@@ -115,6 +115,19 @@ function M.new(job, log, stats)
       if r.status == "warn" then summary.warnings = (summary.warnings or 0) + 1 end
     end
     return summary
+  --- ctx.ident(name): a SQL identifier quoted ("a.b" is schema a, table
+  -- b: each part quoted), for SQL a task builds from names it was given;
+  -- values go as bound parameters, never into the text.
+  function ctx.ident(name)
+    if type(name) ~= "string" or name == "" or name:find("%z") then
+      error("ctx.ident: bad name (non-empty string without NUL expected)", 2)
+    end
+    local parts = {}
+    for part in (name .. "."):gmatch("([^.]*)%.") do
+      if part == "" then error(format("ctx.ident: bad name %q (empty part)", name), 2) end
+      parts[#parts + 1] = '"' .. part:gsub('"', '""') .. '"'
+    end
+    return table.concat(parts, ".")
   end
   --- ctx.fail(message): fail the attempt with a message.
   function ctx.fail(msg) error(tostring(msg), 2) end

@@ -38,7 +38,22 @@ function M.run(job)
     end
   end
 
-  local env, _, names = sandbox.new({ pipeline = mark("pipeline"), task = mark("task") },
+  local template_use = mark("template")
+  --- template("name@1", { with }, { after = { ... } }): a group of tasks
+  -- from a template, for `include = { group = template(...) }`
+  local function template(ref, with, opts)
+    if type(ref) ~= "string" then
+      error("template(ref, with): bad 'ref' (string NAME@VERSION expected, got "
+            .. type(ref) .. ")", 2)
+    end
+    if with ~= nil and type(with) ~= "table" then
+      error("template(ref, with): bad 'with' (table expected, got " .. type(with) .. ")", 2)
+    end
+    return template_use({ uses = ref, with = with,
+                          after = type(opts) == "table" and opts.after or nil })
+  end
+  local env, _, names = sandbox.new({ pipeline = mark("pipeline"), task = mark("task"),
+                                      template = template },
     function(line) if #log < 100 then log[#log + 1] = line end end, "define")
 
   -- the state was created with the collector stopped (runtime/lstate.c)

@@ -1153,6 +1153,275 @@ command {
   end,
 }
 
+-- The template library (weir.templates): each template loaded in a
+-- worker (its code never runs here), with one pool for all of them.
+local function with_templates(fn)
+  local templates = require("weir.templates")
+  local cat = templates.default_catalog()
+  if cat.config_error then eprintf("weir templates: %s\n", cat.config_error); return 1 end
+  for _, p in ipairs(cat.problems) do eprintf("weir templates: %s\n", p) end
+  local exec, err = require("weir.executor").new({ workers = 1 })
+  if not exec then eprintf("weir templates: %s\n", tostring(err)); return 3 end
+  local function load(e)
+    local P, errs = pipeline.load("template:" .. e.name .. "@" .. e.version,
+                                  { exec = exec, source = e.source, kind = "lua", catalog = cat })
+    if not P then print_errors(errs) end
+    return P
+  end
+  local ok, code = pcall(fn, cat, load, templates)
+  exec:close()
+  if not ok then error(code, 0) end
+  return code
+end
+
+local TEMPLATES_USAGE =
+  "usage: weir templates list | show NAME[@PIN] [--json] | new NAME DIR | lock | docs\n"
+
+-- a value as Lua source (strings quoted, tables as constructors)
+local function lua_literal(v)
+  if type(v) == "string" then return format("%q", v) end
+  if type(v) ~= "table" then return tostring(v) end
+  local parts = {}
+  if getmetatable(v) == json.array_mt or #v > 0 then
+    for i, x in ipairs(v) do parts[i] = lua_literal(x) end
+  else
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for i, k in ipairs(keys) do parts[i] = k .. " = " .. lua_literal(v[k]) end
+  end
+  return #parts == 0 and "{}" or "{ " .. concat(parts, ", ") .. " }"
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function template_new(cat, load, name, dir)
+  local e, ferr = cat:find(name, false)
+  if not e then eprintf("weir templates new: %s\n", ferr); return 1 end
+  local P = load(e)
+  if not P then return 1 end
+  local names = {}
+  for n in pairs(P.def.params or {}) do names[#names + 1] = n end
+  table.sort(names)
+  local with = {}
+  for _, n in ipairs(names) do
+    local p = P.def.params[n]
+    local v, note = p.examples and p.examples[1], p.default == nil and " -- required" or " -- default"
+    if p.default ~= nil then v = p.default end
+    if v == nil then
+      v = ({ string = "", integer = 0, number = 0, boolean = false })[p.type] or {}
+      note = " -- required: fill in"
+    end
+    with[#with + 1] = format("%%s%s = %s,%s", n, lua_literal(v), note)
+  end
+  local tnames = {}
+  for n in pairs(P.def.tasks) do tnames[#tnames + 1] = n end
+  local major = P.def.template.version:match("^%d+")
+  local body
+  if #tnames == 1 then
+    body = format("  tasks = {\n    %s = task {\n      uses = \"%s@%s\",\n      with = {\n%s\n      },\n"
+                  .. "    },\n  },\n", e.name, e.name, major,
+                  (concat(with, "\n"):gsub("%%s", "        ")))
+  else
+    body = format("  tasks = {\n    done = task { after = { \"%s\" }, run = function(ctx) "
+                  .. "return ctx.inputs end },\n  },\n  include = {\n    %s = template(\"%s@%s\", "
+                  .. "{\n%s\n    }),\n  },\n", e.name, e.name, e.name, major,
+                  (concat(with, "\n"):gsub("%%s", "      ")))
+  end
+  local F = require("weir._ffi")
+  F.C.weir_ffi_file_mkdir(dir, F.errbuf, F.errlen)
+  local file = util.join(dir, e.name .. ".lua")
+  local yaml = util.join(dir, "weir.yaml")
+  if exists(file) then eprintf("weir templates new: %s exists\n", file); return 1 end
+  local out = assert(io.open(file, "wb"))
+  out:write(format("-- %s: %s\n-- (weir templates show %s; docs/templates.md)\n"
+                   .. "return pipeline {\n  name = \"%s\",\n%s}\n", e.name, P.def.template.summary,
+                   e.name, e.name, body))
+  out:close()
+  local had_yaml = exists(yaml)
+  if not had_yaml then
+    out = assert(io.open(yaml, "wb"))
+    out:write("# weir.yaml: connections tasks reach with ctx.source/ctx.sink (docs/connectors.md)\n"
+              .. "connections: {}\n"
+              .. "#  warehouse:\n#    type: postgres\n#    url: postgres://app@localhost:5432/app\n"
+              .. "#    password: ${env:PG_PASSWORD}\n"
+              .. "# folders of the team's own templates, pinned in weir.lock (weir templates lock)\n"
+              .. "# templates: [templates]\n")
+    out:close()
+  end
+  io.write(format("wrote %s (uses %s@%s)%s\n", file, e.name, e.version,
+                  had_yaml and "" or " and " .. yaml))
+  return 0
+end
+
+command {
+  name = "templates", args = { "list|show|new|lock|docs", "[NAME]", "[DIR]" }, raw = true,
+  complete = { { "list", "show", "new", "lock", "docs" } },
+  usage = { "list", "show NAME[@PIN] [--json]", "new NAME DIR", "lock", "docs" },
+  summary = "the template library (docs/templates.md): list, describe one (--json: with its "
+    .. "params' JSON Schema), start a pipeline from one, pin the weir.yaml templates folders' "
+    .. "files in weir.lock, print docs/templates.md; run one whole with weir run "
+    .. "template:NAME[@PIN] --param k=v",
+  run = function(args)
+  local sub, a1, a2 = args[1], args[2], args[3]
+  if sub == "list" then
+    return with_templates(function(cat, load)
+      for _, e in ipairs(cat:list(true)) do
+        local P = load(e)
+        io.write(format("%-22s %-8s %-8s %s\n", e.name, e.version,
+                        e.origin == "embedded" and "built-in" or "folder",
+                        P and P.def.template.summary or "(does not load)"))
+      end
+      return 0
+    end)
+  elseif sub == "show" and a1 and (a2 == nil or a2 == "--json") then
+    return with_templates(function(cat, load, templates)
+      local e, err = cat:find(a1, false)
+      if not e then eprintf("weir templates show: %s\n", err); return 1 end
+      local P = load(e)
+      if not P then return 1 end
+      if a2 == "--json" then
+        local m, tasks = P.def.template, setmetatable({}, json.array_mt)
+        for n in pairs(P.def.tasks) do tasks[#tasks + 1] = n end
+        table.sort(tasks)
+        io.write(json.encode({ name = e.name, version = e.version, origin = e.origin,
+                               sha256 = e.hash, summary = m.summary, description = m.description,
+                               reads = m.reads, writes = m.writes, example = m.example,
+                               tasks = tasks, params = templates.params_schema(P.def.params) }), "\n")
+      else
+        io.write(templates.describe(P, 1), "\n")
+      end
+      return 0
+    end)
+  elseif sub == "new" and a1 and a2 then
+    return with_templates(function(cat, load) return template_new(cat, load, a1, a2) end)
+  elseif sub == "lock" then
+    return with_templates(function(cat)
+      local path, n = cat:write_lock()
+      if not path then eprintf("weir templates lock: %s\n", n); return 1 end
+      io.write(format("%s: %d template%s pinned\n", path, n, n == 1 and "" or "s"))
+      return 0
+    end)
+  elseif sub == "docs" then
+    return with_templates(function(cat, load, templates)
+      io.write("# Template library\n\n<!-- generated by `weir templates docs` from the "
+               .. "templates' metadata; tests/e2e/templates_spec.lua fails when it is stale -->\n\n"
+               .. "Reusable, tested pipelines embedded in `weir`. Use one as a whole pipeline "
+               .. "(`weir run template:NAME --param k=v`), as one task (`task { uses = \"NAME@1\", "
+               .. "with = { ... } }`) or as a group of tasks (`include = { g = template(\"NAME@1\", "
+               .. "{ ... }) }`); [pipelines.md](pipelines.md#templates) says how.\n")
+      for _, e in ipairs(cat:list(false)) do
+        if e.origin == "embedded" then
+          local P = load(e)
+          if not P then return 1 end
+          io.write("\n", templates.describe(P, 2), "\n")
+        end
+      end
+      return 0
+    end)
+  end
+  eprintf(TEMPLATES_USAGE)
+  return 2
+end,
+}
+
+-- weir init DIR: the files of a new project
+local INIT_FILES = {
+  { "weir.yaml", [[
+# weir.yaml: connections tasks reach with ctx.source/ctx.sink, and settings
+# (docs/connectors.md, docs/operations.md)
+connections: {}
+#  warehouse:
+#    type: postgres
+#    url: postgres://app@localhost:5432/app
+#    password: ${env:PG_PASSWORD}
+# folders of the team's own templates, pinned in weir.lock (weir templates lock)
+# templates: [templates]
+]] },
+  { ".gitignore", ".weir/\nout/\ndead_letters/\n" },
+  { "pipelines/data/orders.csv", "id,customer,amount\n1,ada,12.5\n2,grace,7\n3,ada,30\n" },
+  { "pipelines/orders.lua", [[
+-- An example pipeline: load data/orders.csv into a SQLite table, then sum
+-- it per customer. Run it with `weir run pipelines/orders.lua`.
+return pipeline {
+  name = "orders",
+  params = { min_amount = { type = "number", default = 0 } },
+  tasks = {
+    load = task {
+      retries = 2,
+      run = function(ctx)
+        return ctx.csv("data/orders.csv", { types = { id = "integer", amount = "number" } })
+          :filter(function(r) return r.amount >= ctx.params.min_amount end)
+          :into(ctx.sqlite("out/orders.db"), "orders", { mode = "upsert", key = "id" })
+      end,
+    },
+    totals = task {
+      after = { "load" },
+      run = function(ctx)
+        return ctx.sqlite("out/orders.db"):rows(
+          "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer ORDER BY customer")
+      end,
+    },
+  },
+}
+]] },
+  { "pipelines/orders_test.lua", [[
+-- The example pipeline's test, beside it: `weir run pipelines/orders.lua
+-- && weir run pipelines/orders_test.lua`.
+return pipeline {
+  name = "orders_test",
+  tasks = {
+    totals = task {
+      run = function(ctx)
+        local rows = ctx.sqlite("out/orders.db", { create = false }):rows(
+          "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer ORDER BY customer")
+        if #rows ~= 2 or rows[1].customer ~= "ada" or rows[1].total ~= 42.5 then
+          ctx.fail("unexpected totals: " .. #rows .. " rows")
+        end
+        return "ok"
+      end,
+    },
+  },
+}
+]] },
+}
+
+command {
+  name = "init", args = { "DIR" }, raw = true, complete = { "file" },
+  summary = "a new project: weir.yaml, an example pipeline and its test, .gitignore",
+  run = function(args)
+  if #args ~= 1 then eprintf("usage: weir init DIR\n"); return 2 end
+  local dir = args[1]
+  for _, f in ipairs(INIT_FILES) do
+    if exists(util.join(dir, f[1])) then
+      eprintf("weir init: %s exists; nothing written\n", util.join(dir, f[1]))
+      return 1
+    end
+  end
+  local F = require("weir._ffi")
+  for _, f in ipairs(INIT_FILES) do
+    local path = util.join(dir, f[1])
+    local acc = path:sub(1, 1) == "/" and "" or "."
+    for part in util.dirname(path):gmatch("[^/]+") do
+      acc = acc .. "/" .. part
+      F.C.weir_ffi_file_mkdir(acc, F.errbuf, F.errlen)
+    end
+    local out, err = io.open(path, "wb")
+    if not out then eprintf("weir init: %s\n", tostring(err)); return 1 end
+    out:write(f[2])
+    out:close()
+  end
+  io.write(format("created %s: weir.yaml, pipelines/orders.lua and its test "
+                  .. "pipelines/orders_test.lua, .gitignore\n  cd %s && weir run "
+                  .. "pipelines/orders.lua && weir run pipelines/orders_test.lua\n", dir, dir))
+  return 0
+end,
+}
+
 command {
   name = "script", args = { "FILE", "[ARGS...]" }, raw = true, complete = { "file" },
   summary = "run a trusted Lua file with the runtime loaded",

@@ -784,6 +784,16 @@ function M.load(path, opts)
   if doc.openlineage ~= nil then
     cfg.openlineage = require("weir.openlineage").normalize(doc.openlineage, st.dir, st.add)
   end
+  -- folders of the team's own templates (weir.templates), pinned by the
+  -- content hashes in weir.lock beside this file
+  cfg.templates = {}
+  if type(doc.templates) == "table" then
+    for _, d in ipairs(doc.templates) do
+      if type(d) == "string" and d ~= "" then
+        cfg.templates[#cfg.templates + 1] = d:sub(1, 1) == "/" and d or util.join(st.dir, d)
+      end
+    end
+  end
 
   -- the schema sees failed expansions as empty strings
   local function unmark(t)

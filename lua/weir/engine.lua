@@ -360,7 +360,7 @@ local function build_job(e, t)
     local out = T[d].output
     if out then
       inputs = inputs or {}
-      inputs[d] = out
+      inputs[spec.input_names and spec.input_names[d] or d] = out
     end
   end
   if not t.job_task then
@@ -369,6 +369,8 @@ local function build_job(e, t)
       chunkname = "=" .. e.P.file .. ":tasks." .. t.name, task = t.name,
       output_max = spec.output_max, log_max = spec.log_max, deps = t.deps,
       checks = spec.checks, check_fns = spec.check_fns,
+      -- a template's task: its `with` values replace the run's params
+      params = spec.params and require("weir.templates").task_params(spec, e.params),
     })
   end
   local own, own_n = part({ attempt = t.attempt, inputs = inputs,

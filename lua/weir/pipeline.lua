@@ -395,10 +395,12 @@ local function date_text(v, with_time)
   return v
 end
 
-M.PARAM_TYPES = { "string", "integer", "number", "boolean", "date", "datetime" }
+M.PARAM_TYPES = { "string", "integer", "number", "boolean", "date", "datetime", "array",
+                  "object" }
 local HINT = { integer = "decimal digits, within +-2^53", number = "a finite decimal number",
                string = "not valid UTF-8", date = "YYYY-MM-DD", boolean = "true or false",
-               datetime = "YYYY-MM-DDTHH:MM:SS with Z or an offset, RFC 3339" }
+               datetime = "YYYY-MM-DDTHH:MM:SS with Z or an offset, RFC 3339",
+               array = "a JSON array", object = "a JSON object" }
 
 -- one value of p's type (a list's item), or nil and why
 local function coerce_one(p, v)
@@ -413,6 +415,13 @@ local function coerce_one(p, v)
     if type(ok) ~= "boolean" then ok = nil end
   elseif t == "date" or t == "datetime" then
     ok = date_text(v, t == "datetime")
+  elseif t == "array" or t == "object" then
+    -- JSON text on the command line (templates' array and object params)
+    if type(v) == "string" then ok = json.decode(v) end
+    if type(ok) ~= "table" or ((getmetatable(ok) == json.array_mt) ~= (t == "array")
+                                and next(ok) ~= nil) then
+      ok = nil
+    end
   end
   if ok == nil then
     return nil, format("expected %s, got %s%s", tostring(t), util.show(v),
@@ -524,6 +533,23 @@ function M.load(path, opts)
   local kind = opts.kind or kind_of(path)
   local file = path
   local fail = function(list) list.file = file; return nil, list end
+  local templates = require("weir.templates")
+  -- the template catalog (weir.templates), built only when a file uses
+  -- a template: opts.catalog, or a function that makes it, or the one of
+  -- the weir.yaml found from here
+  local catalog = opts.catalog
+  local function get_catalog()
+    if type(catalog) == "function" then catalog = catalog() end
+    catalog = catalog or templates.default_catalog()
+    return catalog
+  end
+  if not opts.source and path:match("^template:") then
+    -- `weir run template:NAME[@PIN]`: the library's file, run from here
+    local entry, terr = templates.entry_for_path(path, get_catalog())
+    if not entry then return fail({ { path = "", message = terr } }) end
+    opts = setmetatable({ source = entry.source, kind = "lua" }, { __index = opts })
+    kind = "lua"
+  end
   if not kind then
     return fail({ { path = "", message = "unknown file type (expected .lua, .yaml, .yml or .json)" } })
   end
@@ -607,15 +633,41 @@ function M.load(path, opts)
 
   local _, serrs = document.validator(SCHEMA):validate(def)
   local own = {}
+  local tparams, used, trefs, aliases = {}, {}, {}, {}
+  if type(def.tasks) == "table" then
+    for name, t in pairs(def.tasks) do
+      if type(t) == "table" and t.run == nil and t.uses == nil then
+        own[#own + 1] = { path = "tasks." .. tostring(name),
+                          message = "a task needs run (a function) or uses (a template, NAME@VERSION)" }
+      elseif type(t) == "table" and t.run ~= nil and t.uses ~= nil then
+        own[#own + 1] = { path = "tasks." .. tostring(name),
+                          message = "a task has either run or uses, not both" }
+      end
+    end
+  end
+  if type(def.tasks) == "table" and not is_array(def.tasks) then
+    tparams, used, trefs, aliases = templates.expand(def, fns, {
+      catalog = get_catalog, exec = opts.exec, template_stack = opts.template_stack,
+      cache = opts.cache,
+    }, function(p, msg) own[#own + 1] = { path = p, message = msg } end)
+  end
   semantic(def, own)
   -- one error per path: the semantic check's message is the clearer one
   document.merge(errs, own, nil, true)
   document.merge(errs, serrs, nil, true)
   if #errs > 0 then return fail(document.locate(errs, lines)) end
 
+  -- a pipeline that uses templates is another version when one of them
+  -- changes: the hash covers theirs
+  local hash = M.sha256(source)
+  if #used > 0 then
+    local parts = { hash }
+    for i, u in ipairs(used) do parts[i + 1] = u.name .. "@" .. u.version .. ":" .. u.hash end
+    hash = M.sha256(concat(parts, "\n"))
+  end
   local P = {
     name = def.name, def = def, fns = fns, lines = lines or {}, source = source,
-    hash = M.sha256(source), kind = kind, path = abspath(path), file = path,
+    hash = hash, kind = kind, path = abspath(path), file = path, templates = used,
   }
   P.base_dir = util.dirname(P.path)
   P.schedule = M.normalize_schedule(def)
@@ -642,6 +694,9 @@ function M.load(path, opts)
       fn = fns[name],
       checks = t.checks,
       check_fns = kind == "lua" and t.checks and check_blobs[name] or nil,
+      params = tparams[name],
+      param_refs = trefs[name],
+      input_names = aliases[name],
     }
   end
   return P

@@ -299,7 +299,10 @@ local function define(self, path, workers, source, kind)
                              self.conf, path)
   if not exec then return fail(3, "cannot start workers: %s", tostring(err)) end
   self.exec = exec
-  local P, errs = pipeline.load(path, { exec = exec, source = source, kind = kind })
+  local P, errs = pipeline.load(path, { exec = exec, source = source, kind = kind,
+                                        catalog = function()
+                                          return require("weir.templates").catalog(self.conf.cfg)
+                                        end })
   if not P then
     local code = pipeline.interrupted and 128 + pipeline.interrupted or 1
     return fail_list(code, pipeline.format_errors(errs))

@@ -68,7 +68,10 @@ end
 -- Evaluate a pipeline file (or stored source) in the definition pool: a
 -- Lua pipeline is run by a worker, never by the supervisor.
 function Service:define(path, source, kind)
-  return pipeline.load(path, { exec = self.defexec, source = source, kind = kind })
+  return pipeline.load(path, { exec = self.defexec, source = source, kind = kind,
+                               catalog = function()
+                                 return require("weir.templates").catalog(self.conf.cfg)
+                               end })
 end
 
 -- The files of the configured pipelines folders.

@@ -19,4 +19,12 @@ describe("the rockspec", function()
       assert.equal(mod, listed[path])
     end
   end)
+
+  it("ships the template library's folder", function()
+    local spec = {}
+    assert(load(H.read(H.src .. "/rockspec/weir-0.1.0-1.rockspec"), "=rockspec", "t", spec))()
+    local dirs = {}
+    for _, d in ipairs(spec.build.copy_directories) do dirs[d] = true end
+    assert.is_true(dirs.pipelines)
+  end)
 end)

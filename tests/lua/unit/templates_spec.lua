@@ -1,0 +1,45 @@
+-- weir.templates: references, the params' JSON Schema, the catalog.
+local templates = require("weir.templates")
+
+describe("weir.templates", function()
+  it("parses references with a major or an exact pin", function()
+    assert.same({ "scd2", { major = 1 } }, { templates.parse_ref("scd2@1") })
+    assert.same({ "scd2", { exact = "1.2.3" } }, { templates.parse_ref("scd2@1.2.3") })
+    assert.same({ "scd2" }, { templates.parse_ref("scd2") })
+    for _, bad in ipairs({ "scd2@1.2", "scd2@v1", "9x@1", "scd2@" }) do
+      local name, err = templates.parse_ref(bad)
+      assert.is_nil(name, bad)
+      assert.truthy(err)
+    end
+  end)
+
+  it("makes a JSON Schema of params: required without a default, nothing else allowed", function()
+    local s = templates.params_schema({
+      a = { type = "string" }, b = { type = "integer", default = 2, enum = { 1, 2 } },
+    })
+    assert.same({ "a" }, { unpack(s.required) })
+    assert.is_false(s.additionalProperties)
+    assert.same({ 1, 2 }, s.properties.b.enum)
+    local v = assert(require("weir.schema").compile(s))
+    assert.is_true((v:validate({ a = "x" })))
+    local ok, errs = v:validate({ b = 3, c = 1 })
+    assert.is_false(ok)
+    assert.equal(3, #errs)
+  end)
+
+  it("finds the embedded library by pin, newest of a major, and refuses no pin when asked", function()
+    local cat = templates.catalog(nil)
+    local e = assert(cat:find("csv_to_table@1", true))
+    assert.equal("embedded", e.origin)
+    assert.matches("^%d+%.%d+%.%d+$", e.version)
+    assert.equal(e, cat:find("csv_to_table@" .. e.version, true))
+    assert.equal(e, cat:find("csv_to_table", false))
+    local none, err = cat:find("csv_to_table", true)
+    assert.is_nil(none)
+    assert.matches("pin a version: csv_to_table@1", err)
+    none, err = cat:find("csv_to_table@99", true)
+    assert.is_nil(none)
+    assert.matches("no version of template csv_to_table matches 99", err)
+    assert.is_true(#cat:list() >= 10)
+  end)
+end)
