@@ -115,6 +115,7 @@ function M.new(job, log, stats)
       if r.status == "warn" then summary.warnings = (summary.warnings or 0) + 1 end
     end
     return summary
+  end
   --- ctx.ident(name): a SQL identifier quoted ("a.b" is schema a, table
   -- b: each part quoted), for SQL a task builds from names it was given;
   -- values go as bound parameters, never into the text.
