@@ -1447,7 +1447,7 @@ command {
   run = function(_, pos)
   local which = pos[1]
   if which ~= "pipeline" and which ~= "config" then
-    eprintf("weir schema: expected pipeline or config, got %q\n", which); return 2
+    eprintf("weir schema: got %q; usage: weir schema pipeline|config\n", which); return 2
   end
   io.write(require("weir._native").resource("weir/schemas/" .. which .. ".schema.json"))
   return 0

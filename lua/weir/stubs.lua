@@ -122,11 +122,20 @@ function Ctx.source(name) end
 ---@return weir.Db
 function Ctx.sink(name) end
 
---- Data quality checks on a table; raises on failure.
+--- Data-quality checks on a table of a database from ctx, now (the list
+--- form of a task's `checks`, or the older rules); results are stored with
+--- the attempt; raises when a check of severity "fail" fails.
 ---@param db weir.Db
 ---@param table string
 ---@param rules table
+---@return { checks: string, row_count?: integer, warnings?: integer }
 function Ctx.check(db, table, rules) end
+
+--- A SQL identifier quoted ("a.b": schema a, table b), for SQL built from
+--- names; values go as bound parameters.
+---@param name string
+---@return string
+function Ctx.ident(name) end
 
 --- Fail the attempt with a message.
 ---@param message any
@@ -191,4 +200,10 @@ function Stream:to_csv(path, opts) end
 ---@param path string
 ---@return weir.LoadResult
 function Stream:to_jsonl(path) end
+--- Rows that fail schema (a JSON Schema table) or fn (returns true, or
+--- false and why) go to opts.dead_letter with their reason; the rest flow on.
+---@param schema_or_fn table|fun(row: table): boolean, string?
+---@param opts? { dead_letter?: string }
+---@return weir.Stream
+function Stream:validate(schema_or_fn, opts) end
 ]==]
