@@ -80,9 +80,14 @@ describe("a run whose store fills up", function()
     dir = H.tmpdir()
     home = dir .. "/home"
     os.execute("mkdir -p " .. H.q(home))
-    -- room for the store's schema and the run's start (3000 tasks in one
-    -- transaction), not for its outputs: the store fills during the run
-    mounted = H.succeeds("mount -t tmpfs -o size=800k tmpfs " .. H.q(home) .. " 2>/dev/null")
+    -- room for the store's schema (measured: it grows with the
+    -- migrations) and the run's start (2000 tasks in one transaction), not
+    -- for its outputs: the store fills during the run
+    local empty = dir .. "/empty"
+    H.weir(dir, "runs", { WEIR_HOME = empty })
+    local kb = tonumber(H.output("du -sk " .. H.q(empty) .. " | cut -f1"):match("%d+"))
+    mounted = H.succeeds("mount -t tmpfs -o size=" .. (kb + 400) .. "k tmpfs " .. H.q(home)
+                         .. " 2>/dev/null")
     H.write(dir .. "/p.lua", [[
       local tasks = {}
       for i = 1, 2000 do tasks["t" .. i] = task { run = function() return string.rep("x", 200) end } end
