@@ -29,7 +29,8 @@ describe("template quality_gate", function()
     local code, run = T.run(dir, SRC:format("fail"))
     assert.equal(1, code)
     assert.equal("failed", H.task(run, "gate.check").state)
-    assert.matches("not_null email: 1 null value%(s%); unique id: 1 duplicated", H.task(run, "gate.check").error)
+    assert.matches("not_null%(email%): 1 row%(s%) with a null; unique%(id%): 1 row%(s%) repeat",
+                   H.task(run, "gate.check").error)
     assert.equal("upstream_failed", H.task(run, "publish").state)
   end)
 

@@ -267,7 +267,7 @@ describe("pictures", function()
     assert.matches("flowchart LR", mm, 1, true)
     local c2, _, e2 = H.weir(dir, "graph load.lua --format png")
     assert.equal(2, c2)
-    assert.matches("usage: weir graph", e2, 1, true)
+    assert.matches("--format must be text, dot, mermaid, svg", e2, 1, true)
   end)
 
   it("weir graph --format svg says clearly when Graphviz is not installed", function()

@@ -92,7 +92,7 @@ describe("data-quality checks", function()
     assert.equal("XX", by["accepted_values(country)"].samples[1].country)
     assert.is_nil(by.row_count.samples)
     -- and the text of weir show lists them
-    local _, text = H.weir(dir, "show " .. r.id)
+    local _, text = H.weir(dir, "show " .. r.run_id)
     assert.matches("check not_null%(email%)%s+fail%s+observed 1", text)
     assert.matches("check row_count%s+pass%s+observed 3", text)
     assert.matches('"password":"%[masked%]"', text)
