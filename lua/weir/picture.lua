@@ -2,9 +2,10 @@
 --
 -- graph(P, format): a loaded pipeline's DAG as a tree for a terminal, as
 -- Graphviz DOT or as Mermaid (weir graph; SVG is DOT through Graphviz).
--- Pipelines have no task groups of their own: tasks are grouped by stage
--- (stage k: the longest chain of dependencies above the task has k - 1
--- tasks), so the tasks of one stage are those that may run at once.
+-- A pipeline that includes template groups (`include`, task names
+-- GROUP.TASK) is drawn with a block per group; any other pipeline is drawn
+-- by stage (stage k: the longest chain of dependencies above the task has
+-- k - 1 tasks), so the tasks of one stage are those that may run at once.
 -- timeline(run, attempts): a text Gantt chart of a run's attempts (weir
 -- show --timeline). Pure functions; nothing here reads files or the store.
 local util = require("weir.util")
@@ -58,7 +59,9 @@ local function text(P)
       l[#l + 1] = n
     end
   end
-  local lines = { format("%s: %d tasks in %d stages", P.name, #names, top) }
+  local groups = M.groups(P)
+  local lines = { format("%s: %d tasks in %d stages%s", P.name, #names, top,
+                         #groups > 0 and ", groups " .. concat(groups, ", ") or "") }
   local function put(n, indent, last, root)
     local t = P.tasks[n]
     local after = { unpack(t.after) }
@@ -85,17 +88,44 @@ local function mq(s) return '"' .. s:gsub('"', "#quot;") .. '"' end
 -- DOT and Mermaid share one layout: a block per stage holding its tasks,
 -- then one line per dependency. L: head (lines), open(stage), task(name,
 -- index), close, edge(from, to) (each gives a line), tail (lines).
+--- The groups of P's tasks (GROUP.TASK names of `include`), sorted, or
+-- an empty list.
+function M.groups(P)
+  local seen, out = {}, {}
+  for name in pairs(P.tasks) do
+    local g = name:match("^([^.]+)%.")
+    if g and not seen[g] then seen[g] = true; out[#out + 1] = g end
+  end
+  sort(out)
+  return out
+end
+
 local function blocks(P, L)
   local names, stage, top = M.stages(P)
   local index = {}
   for i, n in ipairs(names) do index[n] = i end
   local out = { unpack(L.head) }
-  for s = 1, top do
-    out[#out + 1] = L.open(s)
+  local groups = M.groups(P)
+  if #groups > 0 then
+    -- a block per group; the pipeline's own tasks outside them
     for _, n in ipairs(names) do
-      if stage[n] == s then out[#out + 1] = L.task(n, index[n]) end
+      if not n:find(".", 1, true) then out[#out + 1] = L.task(n, index[n]) end
     end
-    out[#out + 1] = L.close
+    for gi, g in ipairs(groups) do
+      out[#out + 1] = L.open(gi, "group " .. g)
+      for _, n in ipairs(names) do
+        if n:sub(1, #g + 1) == g .. "." then out[#out + 1] = L.task(n, index[n]) end
+      end
+      out[#out + 1] = L.close
+    end
+  else
+    for s = 1, top do
+      out[#out + 1] = L.open(s, "stage " .. s)
+      for _, n in ipairs(names) do
+        if stage[n] == s then out[#out + 1] = L.task(n, index[n]) end
+      end
+      out[#out + 1] = L.close
+    end
   end
   for _, n in ipairs(names) do
     local after = { unpack(P.tasks[n].after) }
@@ -110,9 +140,9 @@ local function dot(P)
   return blocks(P, {
     head = { "digraph " .. dq(P.name) .. " {", "  rankdir=LR;",
              "  node [shape=box, style=rounded, fontname=\"Helvetica\"];" },
-    open = function(s)
-      return format("  subgraph cluster_stage%d {\n    label=%s; style=dashed; color=gray;", s,
-                    dq("stage " .. s))
+    open = function(s, label)
+      return format("  subgraph cluster_%d {\n    label=%s; style=dashed; color=gray;", s,
+                    dq(label))
     end,
     task = function(n) return "    " .. dq(n) .. ";" end,
     close = "  }",
@@ -125,7 +155,7 @@ end
 local function mermaid(P)
   return blocks(P, {
     head = { "flowchart LR" },
-    open = function(s) return format("  subgraph stage%d [%s]", s, mq("stage " .. s)) end,
+    open = function(s, label) return format("  subgraph b%d [%s]", s, mq(label)) end,
     task = function(n, i) return format("    t%d[%s]", i, mq(n)) end,
     close = "  end",
     edge = function(_, _, i, j) return format("  t%d --> t%d", i, j) end,

@@ -29,6 +29,14 @@ local function succeeded(list)
   return n
 end
 
+-- the runs of pipeline name once n of them succeeded (nil after 30 s)
+local function await_success(base, key, name, n)
+  return H.wait_for(function()
+    local l = runs_of(base, key, name)
+    return succeeded(l) == n and l
+  end, 30)
+end
+
 describe("triggers under weir serve", function()
   local dir, pid, key, base
   setup(function()
@@ -82,10 +90,7 @@ describe("triggers under weir serve", function()
     assert.equal(0, #runs_of(base, key, "down"))
     local r = curl("POST", base .. "/api/v1/pipelines/up/runs?wait=30s", key, "{}")
     assert.equal("success", r.status)
-    local down = H.wait_for(function()
-      local l = runs_of(base, key, "down")
-      return succeeded(l) == 1 and l
-    end, 30)
+    local down = await_success(base, key, "down", 1)
     assert.truthy(down, H.read(dir .. "/serve.log"))
     assert.equal("after up (run " .. r.id .. ")", down[1].trigger)
     local code, out = H.weir(dir, "show " .. down[1].id)
@@ -99,7 +104,7 @@ describe("triggers under weir serve", function()
     assert.equal(1, #runs_of(base, key, "down"))
     -- a new success upstream: one more
     curl("POST", base .. "/api/v1/pipelines/up/runs?wait=30s", key, "{}")
-    assert.truthy(H.wait_for(function() return succeeded(runs_of(base, key, "down")) == 2 end, 30))
+    assert.truthy(await_success(base, key, "down", 2))
     os.execute("sleep 2")
     assert.equal(2, #runs_of(base, key, "down"))
     assert.equal("2\n", sql(dir, "SELECT count(*) FROM trigger_fires WHERE kind = 'after'"))
@@ -109,10 +114,7 @@ describe("triggers under weir serve", function()
     assert.equal(0, #runs_of(base, key, "reader"))
     local r = curl("POST", base .. "/api/v1/pipelines/writer/runs?wait=30s", key, "{}")
     assert.equal("success", r.status)
-    local list = H.wait_for(function()
-      local l = runs_of(base, key, "reader")
-      return succeeded(l) == 1 and l
-    end, 30)
+    local list = await_success(base, key, "reader", 1)
     assert.truthy(list, H.read(dir .. "/serve.log"))
     assert.equal("dataset file:pipelines/out/data.csv written by writer (run " .. r.id .. ")",
                  list[1].trigger)
@@ -122,7 +124,7 @@ describe("triggers under weir serve", function()
     os.execute("sleep 2")
     assert.equal(1, #runs_of(base, key, "reader"))
     curl("POST", base .. "/api/v1/pipelines/writer/runs?wait=30s", key, "{}")
-    assert.truthy(H.wait_for(function() return succeeded(runs_of(base, key, "reader")) == 2 end, 30))
+    assert.truthy(await_success(base, key, "reader", 2))
   end)
 
   it("starts one run per complete new file, never for a half-written one", function()
@@ -162,7 +164,7 @@ describe("triggers under weir serve", function()
     assert.equal(2, #runs_of(base, key, "ingest"))
     -- a file that changed afterwards is a new arrival
     H.write(inbox .. "ready.csv", "id\n1\n2\n3\n4\n")
-    assert.truthy(H.wait_for(function() return succeeded(runs_of(base, key, "ingest")) == 3 end, 30))
+    assert.truthy(await_success(base, key, "ingest", 3))
   end)
 
   it("keeps a backfill within --max-active", function()

@@ -400,7 +400,7 @@ describe("weir.picture", function()
   it("writes Graphviz DOT with a cluster per stage and an edge per dependency", function()
     local dot = picture.graph(P, "dot")
     assert.matches('^digraph "orders" {', dot)
-    assert.matches('subgraph cluster_stage3 {%s+label="stage 3";[^}]+"load";', dot)
+    assert.matches('subgraph cluster_3 {%s+label="stage 3";[^}]+"load";', dot)
     for _, e in ipairs({ '"extract" -> "clean";', '"extract" -> "enrich";', '"clean" -> "load";',
                          '"enrich" -> "load";' }) do
       assert.matches(e, dot, 1, true)
@@ -416,7 +416,19 @@ describe("weir.picture", function()
     for _, e in ipairs({ "t3 --> t1", "t3 --> t2", "t1 --> t4", "t2 --> t4" }) do
       assert.matches(e, m, 1, true)
     end
-    assert.matches('subgraph stage2 %["stage 2"%]', m)
+    assert.matches('subgraph b2 %["stage 2"%]', m)
+  end)
+
+  it("draws a block per template group when the pipeline includes groups", function()
+    local function t(after) return { after = after or {}, retries = 0 } end
+    local G = { name = "shop", tasks = { ["scd.stage"] = t(), ["scd.merge"] = t({ "scd.stage" }),
+                                         publish = t({ "scd.merge" }) } }
+    local dot = picture.graph(G, "dot")
+    assert.matches('subgraph cluster_1 {%s+label="group scd";[^}]+"scd.merge";[^}]+"scd.stage";', dot)
+    assert.is_nil(dot:find('label="stage', 1, true))
+    assert.matches('"scd.merge" -> "publish";', dot, 1, true)
+    assert.matches('subgraph b1 %["group scd"%]', picture.graph(G, "mermaid"))
+    assert.matches("^shop: 3 tasks in 3 stages, groups scd\n", picture.graph(G, "text"))
   end)
 
   it("draws a run's attempts on one time scale, retries marked", function()
