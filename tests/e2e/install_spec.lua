@@ -15,6 +15,12 @@ describe("cmake --install", function()
                       .. " >/dev/null"))
     assert(H.succeeds("mv " .. H.q(dir .. "/p1") .. " " .. H.q(dir .. "/p2")))
     local bin = dir .. "/p2/bin/weir"
+    -- the man page and the completions, as weir prints them
+    assert.equal(H.output(H.q(bin) .. " man"), H.read(dir .. "/p2/share/man/man1/weir.1"))
+    assert.equal(H.output(H.q(bin) .. " completion bash"),
+                 H.read(dir .. "/p2/share/bash-completion/completions/weir"))
+    assert.truthy(H.read(dir .. "/p2/share/zsh/vendor-completions/_weir"))
+    assert.truthy(H.read(dir .. "/p2/share/fish/vendor_completions.d/weir.fish"))
     -- no RUNPATH or RPATH, let alone one into the build folder
     local dyn = H.output("readelf -d " .. H.q(bin) .. " " .. H.q(dir .. "/p2/lib/libweir.so"))
     assert.matches("NEEDED", dyn, 1, true)
