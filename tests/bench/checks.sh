@@ -103,9 +103,10 @@ HAND="SELECT count(*), count(*) FILTER (WHERE email IS NULL), count(id) - count(
 
 # task seconds of TASK in the last run: attempt finished_at - started_at (ms)
 task_secs() {
-  (cd "$W" && "$WEIR" show "$("$WEIR" runs --json --limit 1 | jq -r '.[0].id')" --json) \
+  (cd "$W" && "$WEIR" show last --json) \
     | jq -r --arg t "$1" '.tasks[] | select(.task == $t) | .attempt_list[-1]
-        | ((.finished_at - .started_at) / 1000)'
+        | def ms: (.[0:19] + "Z" | fromdateiso8601) * 1000 + (.[20:23] | tonumber);
+          (((.finished_at | ms) - (.started_at | ms)) / 1000)'
 }
 seq_scans() { qv "SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables WHERE relname = 'bench_orders'"; }
 

@@ -201,10 +201,10 @@ run_weir() {
   secs "$a" "$b"
 }
 # The last run's show --json.
-last_show() { "$WEIR" show "$("$WEIR" runs --json --limit 1 | jq -r '.[0].id')" --json; }
+last_show() { "$WEIR" show last --json; }
 # The last run's task duration in seconds (the attempt's own start to end).
 last_task_secs() {
-  last_show | jq -r '.tasks[0] | (.finished_at - .started_at) / 1000' | awk '{ printf "%.6f\n", $1 }'
+  last_show | jq -r '.tasks[0] | def ms: (.[0:19] + "Z" | fromdateiso8601) * 1000 + (.[20:23] | tonumber); ((.finished_at | ms) - (.started_at | ms)) / 1000' | awk '{ printf "%.6f\n", $1 }'
 }
 
 # mem_run FILE OUT: runs the pipeline in the background and polls every
