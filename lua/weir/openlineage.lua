@@ -312,9 +312,9 @@ function M.normalize(c, dir, add)
     end
   elseif c.transport == "http" then
     local url = type(c.url) == "string" and c.url or ""
-    local auth = url:match("^http://([^/]*)")
+    local auth = url:match("^https?://([^/]*)")
     if not auth or auth == "" or auth:find("@", 1, true) then
-      add("openlineage.url", "expected http://HOST[:PORT][/PATH] (no user or password in the "
+      add("openlineage.url", "expected http(s)://HOST[:PORT][/PATH] (no user or password in the "
                              .. "URL: put a token in api_key)")
     else
       s.url = url:gsub("/+$", "")

@@ -366,7 +366,7 @@ describe("the OpenLineage exporter", function()
     local errs = {}
     local function add(p, m) errs[#errs + 1] = p .. ": " .. m end
     assert.is_table(ol.normalize({ transport = "http", url = "http://u:pw@c:5000" }, "/p", add))
-    assert.matches("openlineage.url: expected http://", errs[1])
+    assert.matches("openlineage.url: expected http(s)://", errs[1], 1, true)
     assert.is_nil(errs[1]:find("pw", 1, true))
     errs = {}
     local s = ol.normalize({ transport = "file", path = "ol/events.jsonl", timeout = "1s", retries = 0,
