@@ -50,11 +50,16 @@ local function fail(status, title, detail, errors)
   return status, M.problem(status, title, detail, errors), PROBLEM_HEADERS
 end
 
--- A run row as the API shows it.
+-- Times as the API (and the CLI's JSON) shows them: RFC 3339, UTC, ms.
+local t3339 = require("weir.util").rfc3339
+
+-- A run row as the API shows it: run_id and RFC 3339 times, the shape of
+-- `weir runs --json` and `weir show --json` (docs/cli.md).
 local function run_view(row, tasks)
-  local v = { id = row.id, pipeline = row.pipeline, status = row.status,
-              version_id = row.version_id, created_at = row.created_at,
-              started_at = row.started_at, finished_at = row.finished_at, error = row.error,
+  local v = { run_id = row.id, pipeline = row.pipeline, status = row.status,
+              version_id = row.version_id, created_at = t3339(row.created_at),
+              started_at = t3339(row.started_at), finished_at = t3339(row.finished_at),
+              error = row.error,
               logical_time = row.logical_time and scheduler.iso(row.logical_time) or nil }
   v.trigger = row.options and require("weir.triggers").describe(row.options, v.logical_time)
   v.params = row.params and json.decode(row.params) or nil
@@ -62,7 +67,7 @@ local function run_view(row, tasks)
     local list = {}
     for i, t in ipairs(tasks) do
       list[i] = { task = t.task, state = t.state, attempts = t.attempts, error = t.error,
-                  started_at = t.started_at, finished_at = t.finished_at,
+                  started_at = t3339(t.started_at), finished_at = t3339(t.finished_at),
                   rows_in = t.rows_in, rows_out = t.rows_out,
                   output = t.output and json.decode(t.output) or nil }
     end
@@ -76,8 +81,8 @@ local function array(t) return setmetatable(t, json.array_mt) end
 -- A run just recorded queued (id, its pipeline, what Service:trigger says
 -- it wrote), as the API shows runs, without reading it back.
 local function queued_view(id, pipeline, info)
-  return { id = id, pipeline = pipeline, status = "queued", version_id = info.version_id,
-           created_at = info.created_at, params = info.params, tasks = array({}) }
+  return { run_id = id, pipeline = pipeline, status = "queued", version_id = info.version_id,
+           created_at = t3339(info.created_at), params = info.params, tasks = array({}) }
 end
 
 --- The set of pipeline names of a stored scope (JSON array text), or nil
@@ -195,6 +200,7 @@ local function pipeline_view(c, versions)
                           retries = t.retries, timeout = t.timeout }
   end
   table.sort(tasks, function(a, b) return a.name < b.name end)
+  for _, v in ipairs(versions) do v.created_at = t3339(v.created_at) end
   return { name = P.name, description = P.def.description, current_version_id = c.version_id,
            file = c.file, params = P.def.params or json.null, schedule = P.def.schedule,
            max_active_runs = P.def.max_active_runs, tasks = array(tasks),
@@ -304,7 +310,7 @@ function H.retry(api, _, caps, principal)
   if s.draining then return fail(503, "draining", "the service is stopping") end
   local okr, why = s:resume_run(row)
   if not okr then return fail(409, "not retryable", why) end
-  return ok({ id = row.id, status = "running" }, 202)
+  return ok({ run_id = row.id, status = "running" }, 202)
 end
 
 function H.attempt(api, _, caps, principal)
@@ -315,8 +321,8 @@ function H.attempt(api, _, caps, principal)
     if a.task == caps[2] and a.attempt == n then
       local checks = require("weir.store").check_views(store:checks(caps[1]))
       return ok({ run_id = caps[1], task = a.task, attempt = a.attempt, status = a.status,
-                  started_at = a.started_at, finished_at = a.finished_at, error = a.error,
-                  log = a.log, output = a.output and json.decode(a.output) or nil,
+                  started_at = t3339(a.started_at), finished_at = t3339(a.finished_at),
+                  error = a.error, log = a.log, output = a.output and json.decode(a.output) or nil,
                   rows_in = a.rows_in, rows_out = a.rows_out, mem_peak = a.mem_peak,
                   worker_pid = a.worker_pid,
                   checks = checks[a.task .. "\0" .. a.attempt] })
@@ -501,6 +507,13 @@ end
 function H.pause(api, _, caps, principal) return pause(api, caps, principal, true) end
 function H.unpause(api, _, caps, principal) return pause(api, caps, principal, false) end
 
+-- A time in a query (since, until): RFC 3339 (or YYYY-MM-DD), UTC, as ms;
+-- a number is taken as ms.
+local function api_time(text)
+  if text == nil then return nil end
+  return tonumber(text) or scheduler.parse_time(text)
+end
+
 function H.runs(api, req, _, principal)
   local q = M.query(req.query)
   local limit = tonumber(q.limit or 50)
@@ -508,8 +521,8 @@ function H.runs(api, req, _, principal)
     return fail(400, "bad limit", "limit: an integer 1..1000")
   end
   local rows, cursor = api.s.store:runs_page({ pipeline = q.pipeline, status = q.status,
-                                               since = tonumber(q.since),
-                                               until_ = tonumber(q["until"]), limit = limit,
+                                               since = api_time(q.since),
+                                               until_ = api_time(q["until"]), limit = limit,
                                                after = q.cursor })
   -- a scoped principal's page holds only what it may see (so it may be
   -- shorter than limit; next_cursor still goes on)
@@ -533,7 +546,7 @@ function H.cancel(api, _, caps, principal)
   if not row then return fail(404, "no such run", caps[1]) end
   local why = "cancelled by " .. principal.name
   if s.runner:cancel(row.id, why) then
-    return ok({ id = row.id, status = "cancelling" }, 202)
+    return ok({ run_id = row.id, status = "cancelling" }, 202)
   end
   if row.status == "queued" then
     s.store:begin()
@@ -541,7 +554,7 @@ function H.cancel(api, _, caps, principal)
                                  finished_at = executor.now() })
     s.store:commit()
     s:notify(row.id)
-    return ok({ id = row.id, status = "cancelled" })
+    return ok({ run_id = row.id, status = "cancelled" })
   end
   return fail(409, "not active", format("run %s is %s", row.id, row.status))
 end
@@ -571,7 +584,9 @@ end
 function H.audit(api, req)
   local q = M.query(req.query)
   local limit = math.min(tonumber(q.limit) or 100, 1000)
-  return ok({ entries = array(api.s.store:audit(limit, tonumber(q.before))) })
+  local rows = api.s.store:audit(limit, tonumber(q.before))
+  for _, r in ipairs(rows) do r.at = t3339(r.at) end
+  return ok({ entries = array(rows) })
 end
 
 local NAME = "^[%w_.@-]+$"
@@ -610,6 +625,7 @@ end
 local function scoped_rows(rows)
   for _, r in ipairs(rows) do
     if r.pipelines then r.pipelines = json.decode(r.pipelines) end
+    for _, k in ipairs({ "created_at", "revoked_at", "last_used_at" }) do r[k] = t3339(r[k]) end
   end
   return array(rows)
 end
@@ -1048,7 +1064,6 @@ end
 local STR, INT, NUM, BOOL = { type = "string" }, { type = "integer" }, { type = "number" },
   { type = "boolean" }
 local OPT_STR = { type = array({ "string", "null" }) }
-local OPT_NUM = { type = array({ "number", "null" }) }
 local function list_of(ref) return { type = "array", items = { ["$ref"] = "#/components/schemas/" .. ref } } end
 local RUN_STATUS = { enum = array({ "queued", "running", "success", "failed", "cancelled" }) }
 M.SCHEMAS = {
@@ -1070,7 +1085,7 @@ M.SCHEMAS = {
                    tasks = { type = "array", items = obj({ name = STR, after = { type = "array",
                      items = STR }, retries = INT, timeout = NUM }, { "name", "after" }) },
                    versions = { type = "array", items = obj({ id = INT, hash = STR, kind = STR,
-                     created_at = NUM }, { "id", "hash" }) } },
+                     created_at = STR }, { "id", "hash" }) } },
                  { "name", "current_version_id", "tasks", "versions" }),
   Version = obj({ pipeline = STR, version_id = INT, hash = STR, kind = STR, source = STR },
                 { "pipeline", "version_id", "hash", "source" }),
@@ -1079,31 +1094,31 @@ M.SCHEMAS = {
                { "pipelines", "errors" }),
   Validation = obj({ valid = BOOL, name = STR, errors = { type = "array" } },
                    { "valid", "errors" }),
-  Task = obj({ task = STR, state = STR, attempts = INT, error = OPT_STR, started_at = OPT_NUM,
-               finished_at = OPT_NUM, rows_in = INT, rows_out = INT }, { "task", "state" }),
-  Run = obj({ id = STR, pipeline = STR, status = RUN_STATUS, version_id = INT,
+  Task = obj({ task = STR, state = STR, attempts = INT, error = OPT_STR, started_at = STR,
+               finished_at = STR, rows_in = INT, rows_out = INT }, { "task", "state" }),
+  Run = obj({ run_id = STR, pipeline = STR, status = RUN_STATUS, version_id = INT,
               logical_time = STR, trigger = STR,
-              created_at = NUM, started_at = NUM, finished_at = NUM, error = STR,
+              created_at = STR, started_at = STR, finished_at = STR, error = STR,
               params = { type = "object" },
-              tasks = list_of("Task") }, { "id", "pipeline", "status", "created_at" }),
+              tasks = list_of("Task") }, { "run_id", "pipeline", "status", "created_at" }),
   RunList = obj({ runs = list_of("Run"), next_cursor = STR }, { "runs" }),
-  RunState = obj({ id = STR, status = STR }, { "id", "status" }),
+  RunState = obj({ run_id = STR, status = STR }, { "run_id", "status" }),
   Attempt = obj({ run_id = STR, task = STR, attempt = INT, status = STR, error = STR, log = STR,
-                  started_at = NUM, finished_at = NUM, rows_in = INT, rows_out = INT,
+                  started_at = STR, finished_at = STR, rows_in = INT, rows_out = INT,
                   mem_peak = INT, worker_pid = INT,
                   checks = { type = "array", items = obj({ name = STR, check = STR,
                     severity = STR, status = STR, dataset = STR, message = STR,
                     samples = { type = "array" } }, { "name", "check", "severity", "status" }) } },
                 { "run_id", "task", "attempt", "status" }),
-  Audit = obj({ entries = { type = "array", items = obj({ id = INT, at = NUM, principal = STR,
+  Audit = obj({ entries = { type = "array", items = obj({ id = INT, at = STR, principal = STR,
     address = STR, method = STR, path = STR, status = INT, outcome = STR, request_id = STR },
     { "id", "at", "method", "path" }) } }, { "entries" }),
   User = obj({ name = STR, role = STR, disabled = BOOL }, { "name" }),
   UserList = obj({ users = { type = "array", items = obj({ name = STR, role = STR,
-    disabled = BOOL, created_at = NUM, pipelines = { type = "array", items = STR } },
+    disabled = BOOL, created_at = STR, pipelines = { type = "array", items = STR } },
     { "name", "role" }) } }, { "users" }),
   KeyList = obj({ keys = { type = "array", items = obj({ id = STR, name = STR, role = STR,
-    created_at = NUM, revoked_at = NUM, last_used_at = NUM,
+    created_at = STR, revoked_at = STR, last_used_at = STR,
     pipelines = { type = "array", items = STR } }, { "id", "name", "role" }) } },
     { "keys" }),
   NewKey = obj({ id = STR, name = STR, role = STR, key = STR }, { "id", "name", "role", "key" }),

@@ -303,6 +303,18 @@ local function run_duration(r)
   return nil
 end
 
+-- A run (or task) of the API (run_id, RFC 3339 times) in the store's
+-- shape (id, ms), so one printer serves both.
+local function from_api(r)
+  local parse = require("weir.scheduler").parse_time
+  r.id = r.id or r.run_id
+  for _, k in ipairs({ "created_at", "started_at", "finished_at" }) do
+    if type(r[k]) == "string" then r[k] = parse(r[k]) end
+  end
+  for _, t in ipairs(r.tasks or {}) do from_api(t) end
+  return r
+end
+
 local function run_json(r, gone)
   local d = run_duration(r)
   return { run_id = r.run_id or r.id, pipeline = r.pipeline, status = r.status,
@@ -348,6 +360,7 @@ command {
     local res, code = remote("weir runs", "GET", "/api/v1/runs" .. q, nil, o)
     if not res then return code end
     runs = res.runs
+    for _, r in ipairs(runs) do from_api(r) end
   else
     local store = open_store()
     if not store then return 3 end
@@ -417,11 +430,12 @@ local function show_remote(o, pos)
     local list, lcode = remote("weir show", "GET", "/api/v1/runs?limit=1", nil, o)
     if not list then return lcode end
     if not list.runs[1] then eprintf("weir show: no runs yet\n"); return 3 end
-    id = list.runs[1].id
+    id = list.runs[1].run_id
   end
   local res, code = remote("weir show", "GET", "/api/v1/runs/" .. require("weir.client").pct(id),
                            nil, o)
   if not res then return code end
+  from_api(res)
   local keep = {}
   for _, t in ipairs(res.tasks or {}) do
     if (not o.task or t.task == o.task)
@@ -874,13 +888,13 @@ command {
                            { params = o.params }, o)
   if not res then return code end
   while o.wait and (res.status == "queued" or res.status == "running") do
-    res, code = remote("weir trigger", "GET", "/api/v1/runs/" .. client.pct(res.id), nil, o)
+    res, code = remote("weir trigger", "GET", "/api/v1/runs/" .. client.pct(res.run_id), nil, o)
     if not res then return code end
     if res.status == "queued" or res.status == "running" then
       require("weir.executor").sleep(500)
     end
   end
-  if o.json then io.write(json.encode(res), "\n") else io.write(res.id, " ", res.status, "\n") end
+  if o.json then io.write(json.encode(res), "\n") else io.write(res.run_id, " ", res.status, "\n") end
   if o.wait then return res.status == "success" and 0 or 1 end
   return 0
   end,
@@ -967,7 +981,7 @@ command {
   local res, code = remote("weir cancel", "POST", "/api/v1/runs/"
                            .. require("weir.client").pct(pos[1]) .. "/cancel", nil, o)
   if not res then return code end
-  io.write(res.id, " ", res.status, "\n")
+  io.write(res.run_id, " ", res.status, "\n")
   return 0
   end,
 }

@@ -126,10 +126,10 @@ function M.parse_time(s)
   if type(s) ~= "string" then return nil end
   local y, mo, d, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
   if not y then return nil end
-  local h, mi, se = 0, 0, 0
+  local h, mi, se, frac = 0, 0, 0, ""
   if rest ~= "" then
-    h, mi, se = rest:match("^T(%d%d):(%d%d):?(%d?%d?)Z$")
-    if not h then return nil end
+    h, mi, se, frac = rest:match("^T(%d%d):(%d%d):?(%d?%d?)(%.?%d*)Z$")
+    if not h or frac == "." or (frac ~= "" and se == "") then return nil end
     se = se == "" and 0 or se
   end
   y, mo, d, h, mi, se = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi),
@@ -138,7 +138,9 @@ function M.parse_time(s)
     return nil
   end
   local t = tz.load("UTC"):local_to_utc(y, mo, d, h, mi, se)
-  return t and t[1] and t[1] * 1000
+  -- a fraction of a second (RFC 3339 as weir writes it: .123) in ms
+  local ms = frac ~= "" and math.floor(tonumber("0" .. frac) * 1000 + 0.5) or 0
+  return t and t[1] and t[1] * 1000 + ms
 end
 
 --- ISO 8601 UTC text of t (ms).

@@ -71,7 +71,7 @@ describe("schedules under weir serve", function()
       assert.is_nil(seen[x.logical_time], "fired twice: " .. x.logical_time)
       seen[x.logical_time] = true
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:00Z$", x.logical_time)
-      local full = curl("GET", base .. "/api/v1/runs/" .. x.id, key)
+      local full = curl("GET", base .. "/api/v1/runs/" .. x.run_id, key)
       assert.equal(x.logical_time, full.tasks[1].output) -- ctx.run.logical_time
       -- a default naming the logical date: the day in Berlin
       local tz = require("weir.tz")

@@ -145,7 +145,7 @@ serve:
     assert.equal("success", body.status)
     assert.same({ hello = "weir", n = 3 }, body.tasks[1].output)
     -- the run is in the store, the same one weir show reads
-    assert.equal("success", H.show(dir, body.id).status)
+    assert.equal("success", H.show(dir, body.run_id).status)
   end)
 
   it("refuses without credentials, with a wrong key, and below the route's role", function()
@@ -185,7 +185,7 @@ serve:
     local st2, r2 = curl("POST", base .. "/api/v1/pipelines/hello/runs", h, '{"params":{"n":1}}')
     assert.equal(201, st1)
     assert.equal(200, st2)
-    assert.equal(r1.id, r2.id)
+    assert.equal(r1.run_id, r2.run_id)
     local st3 = curl("POST", base .. "/api/v1/pipelines/hello/runs", h, '{"params":{"n":2}}')
     assert.equal(422, st3)
   end)
@@ -195,7 +195,7 @@ serve:
     for i = 1, 3 do
       local st, r = curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(ops), "{}")
       assert.equal(201, st)
-      ids[i] = r.id
+      ids[i] = r.run_id
     end
     local running = H.wait_for(function()
       local _, r = curl("GET", base .. "/api/v1/runs/" .. ids[1], auth(viewer))
@@ -228,7 +228,7 @@ serve:
     for _ = 1, 5 do
       local st, r = curl("POST", base .. "/api/v1/pipelines/hello/runs", auth(ops), "{}")
       assert.equal(201, st)
-      made[r.id] = true
+      made[r.run_id] = true
     end
     local seen, cursor, pages = {}, nil, 0
     repeat
@@ -237,14 +237,26 @@ serve:
       assert.equal(200, st)
       assert.is_true(#page.runs <= 2)
       for _, r in ipairs(page.runs) do
-        assert.is_nil(seen[r.id])
-        seen[r.id] = true
+        assert.is_nil(seen[r.run_id])
+        seen[r.run_id] = true
         assert.equal("hello", r.pipeline)
       end
       cursor, pages = page.next_cursor, pages + 1
     until not cursor or pages > 20
     for id in pairs(made) do assert.is_true(seen[id], id) end
     assert.is_true(pages >= 3)
+    -- run_id and RFC 3339 times, the shape of weir runs --json; a time
+    -- range in the same form
+    local _, all = curl("GET", base .. "/api/v1/runs?pipeline=hello&limit=100", auth(viewer))
+    local newest = all.runs[1]
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", newest.created_at)
+    local _, after = curl("GET", base .. "/api/v1/runs?pipeline=hello&limit=100&since="
+                                 .. newest.created_at, auth(viewer))
+    assert.is_true(#after.runs >= 1 and #after.runs < #all.runs, #after.runs .. " of " .. #all.runs)
+    for _, r in ipairs(after.runs) do assert.is_true(r.created_at >= newest.created_at) end
+    local _, before = curl("GET", base .. "/api/v1/runs?pipeline=hello&limit=100&until=2000-01-01",
+                           auth(viewer))
+    assert.equal(0, #before.runs)
   end)
 
   it("answers problems as JSON: unknown routes, methods and ids", function()
@@ -373,7 +385,7 @@ serve:
                        '{"params":{"ms":500}}')
     assert.equal(201, st)
     local out = H.output("curl -sN --max-time 30 -H " .. H.q("Authorization: Bearer " .. viewer)
-                         .. " " .. H.q(base .. "/api/v1/runs/" .. r.id .. "/events"))
+                         .. " " .. H.q(base .. "/api/v1/runs/" .. r.run_id .. "/events"))
     assert.matches("^event: run\ndata: {", out)
     assert.matches('event: task\ndata: {[^\n]*"state":"success"', out)
     local last = out:match("event: run\ndata: ([^\n]*)\n\n$")
@@ -397,11 +409,11 @@ serve:
     assert.equal(200, st2)
     assert.equal("failed", r.status)
     -- the attempt's error and log are there
-    local st3, a = curl("GET", base .. "/api/v1/runs/" .. r.id .. "/tasks/b/attempts/1", auth(viewer))
+    local st3, a = curl("GET", base .. "/api/v1/runs/" .. r.run_id .. "/tasks/b/attempts/1", auth(viewer))
     assert.equal(200, st3)
     assert.matches("not yet", a.error)
     -- and an attempt's check results
-    local st4, a1 = curl("GET", base .. "/api/v1/runs/" .. r.id .. "/tasks/a/attempts/1", auth(viewer))
+    local st4, a1 = curl("GET", base .. "/api/v1/runs/" .. r.run_id .. "/tasks/a/attempts/1", auth(viewer))
     assert.equal(200, st4)
     assert.same({ { name = "seven", check = "custom", severity = "warn", status = "warn",
                     observed = 7, message = "7" } },
@@ -409,13 +421,13 @@ serve:
                     severity = a1.checks[1].severity, status = a1.checks[1].status,
                     observed = a1.checks[1].observed, message = a1.checks[1].message } })
     -- retry: b runs again (and fails again: same params); a is kept
-    st = curl("POST", base .. "/api/v1/runs/" .. r.id .. "/retry", auth(ops))
+    st = curl("POST", base .. "/api/v1/runs/" .. r.run_id .. "/retry", auth(ops))
     assert.equal(202, st)
     assert.truthy(H.wait_for(function()
-      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(viewer))
+      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.run_id, auth(viewer))
       return x.status == "failed" and x
     end, 20))
-    local _, x = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(viewer))
+    local _, x = curl("GET", base .. "/api/v1/runs/" .. r.run_id, auth(viewer))
     for _, t in ipairs(x.tasks) do
       if t.task == "a" then assert.equal(1, t.attempts) else assert.equal(2, t.attempts) end
     end
@@ -453,15 +465,15 @@ serve:
     assert.same({ hello = "cli", n = 7 }, r.tasks[1].output)
     code, out = H.weir(other, "runs --pipeline hello --limit 50", env)
     assert.equal(0, code)
-    assert.matches(r.id, out, 1, true)
-    code, out = H.weir(other, "show " .. r.id, env)
+    assert.matches(r.run_id, out, 1, true)
+    code, out = H.weir(other, "show " .. r.run_id, env)
     assert.equal(0, code)
     assert.matches("greet%s+success", out)
     -- last is the server's newest run; --failed leaves out what succeeded
     code, out = H.weir(other, "show last --json --failed", env)
     assert.equal(0, code)
     local last = json.decode(out)
-    assert.equal(r.id, last.run_id)
+    assert.equal(r.run_id, last.run_id)
     assert.equal(0, #last.tasks)
     -- errors come back as the server's problem, exit 1
     local _
@@ -495,12 +507,12 @@ serve:
     assert.equal(404, (curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(scoped), "{}")))
     -- and so does a run of it
     local _, r = curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(ops), '{"params":{"ms":1}}')
-    local st3, b3 = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(scoped))
+    local st3, b3 = curl("GET", base .. "/api/v1/runs/" .. r.run_id, auth(scoped))
     local st4, b4 = curl("GET", base .. "/api/v1/runs/20261207T000000-000000000000", auth(scoped))
     assert.equal(404, st3)
     assert.equal(st4, st3)
     assert.equal(b4.title, b3.title)
-    assert.equal(404, (curl("POST", base .. "/api/v1/runs/" .. r.id .. "/cancel", auth(scoped))))
+    assert.equal(404, (curl("POST", base .. "/api/v1/runs/" .. r.run_id .. "/cancel", auth(scoped))))
     local _, page = curl("GET", base .. "/api/v1/runs?limit=200", auth(scoped))
     for _, x in ipairs(page.runs) do assert.equal("hello", x.pipeline) end
     -- in scope: works
@@ -534,7 +546,7 @@ serve:
     assert.equal(202, st)
     assert.equal("queued", r.status)
     assert.truthy(H.wait_for(function()
-      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(viewer))
+      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.run_id, auth(viewer))
       return x.status == "success" and x.tasks[1].output == "2026-12-07"
     end, 20))
     local st2, p2 = post(sig, body)
@@ -566,25 +578,25 @@ serve:
                         '{"params":{"ms":100}}')
     assert.equal(201, st2)
     assert.truthy(H.wait_for(function()
-      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.id, auth(viewer))
+      local _, x = curl("GET", base .. "/api/v1/runs/" .. r.run_id, auth(viewer))
       return x.status == "running"
     end, 20))
     os.execute("kill -TERM " .. pid)
     -- draining: new triggers are refused, the active run ends
     assert.truthy(H.wait_dead(pid, 30))
-    assert.equal("success", H.show(dir, r.id).status)
-    assert.equal("queued", H.show(dir, q.id).status)
+    assert.equal("success", H.show(dir, r.run_id).status)
+    assert.equal("queued", H.show(dir, q.run_id).status)
     pid, base, log = start(dir)
-    assert.truthy(H.wait_for(function() return H.show(dir, q.id).status == "success" end, 30))
+    assert.truthy(H.wait_for(function() return H.show(dir, q.run_id).status == "success" end, 30))
     -- kill -9 with a run active: the next start takes it over
     st, r = curl("POST", base .. "/api/v1/pipelines/slow/runs", auth(ops),
                  '{"params":{"ms":2000}}')
     assert.equal(201, st)
-    assert.truthy(H.wait_for(function() return H.show(dir, r.id).status == "running" end, 20))
+    assert.truthy(H.wait_for(function() return H.show(dir, r.run_id).status == "running" end, 20))
     os.execute("kill -9 " .. pid)
     H.wait_dead(pid)
     pid, base, log = start(dir)
-    assert.truthy(H.wait_for(function() return H.show(dir, r.id).status == "success" end, 30),
+    assert.truthy(H.wait_for(function() return H.show(dir, r.run_id).status == "success" end, 30),
                   H.read(log))
   end)
 

@@ -92,10 +92,10 @@ describe("triggers under weir serve", function()
     assert.equal("success", r.status)
     local down = await_success(base, key, "down", 1)
     assert.truthy(down, H.read(dir .. "/serve.log"))
-    assert.equal("after up (run " .. r.id .. ")", down[1].trigger)
-    local code, out = H.weir(dir, "show " .. down[1].id)
+    assert.equal("after up (run " .. r.run_id .. ")", down[1].trigger)
+    local code, out = H.weir(dir, "show " .. down[1].run_id)
     assert.equal(0, code)
-    assert.matches("trigger: after up %(run " .. r.id:gsub("%-", "%%-") .. "%)", out)
+    assert.matches("trigger: after up %(run " .. r.run_id:gsub("%-", "%%-") .. "%)", out)
     -- nothing new upstream: no second run, also not after a restart
     os.execute("kill -9 " .. pid)
     H.wait_dead(pid)
@@ -116,9 +116,9 @@ describe("triggers under weir serve", function()
     assert.equal("success", r.status)
     local list = await_success(base, key, "reader", 1)
     assert.truthy(list, H.read(dir .. "/serve.log"))
-    assert.equal("dataset file:pipelines/out/data.csv written by writer (run " .. r.id .. ")",
+    assert.equal("dataset file:pipelines/out/data.csv written by writer (run " .. r.run_id .. ")",
                  list[1].trigger)
-    local full = curl("GET", base .. "/api/v1/runs/" .. list[1].id, key)
+    local full = curl("GET", base .. "/api/v1/runs/" .. list[1].run_id, key)
     assert.equal(2, full.tasks[1].output)
     -- the reader's own read is no write; nothing more happens
     os.execute("sleep 2")
@@ -151,7 +151,7 @@ describe("triggers under weir serve", function()
     assert.truthy(list, H.read(dir .. "/serve.log"))
     local rows = {}
     for _, x in ipairs(list) do
-      local full = curl("GET", base .. "/api/v1/runs/" .. x.id, key)
+      local full = curl("GET", base .. "/api/v1/runs/" .. x.run_id, key)
       rows[x.params.path] = full.tasks[1].output
       assert.equal("file " .. x.params.path, x.trigger)
     end
@@ -182,7 +182,7 @@ describe("triggers under weir serve", function()
         WHERE q.name = 'hourly' AND b.started_at <= a.started_at AND b.finished_at > a.started_at) AS n
         FROM runs a JOIN pipelines p ON p.id = a.pipeline_id WHERE p.name = 'hourly')]]):match("%d+"))
     assert.truthy(most >= 1 and most <= 2, "runs active at once: " .. tostring(most))
-    code, out = H.weir(dir, "show " .. runs_of(base, key, "hourly")[1].id)
+    code, out = H.weir(dir, "show " .. runs_of(base, key, "hourly")[1].run_id)
     assert.equal(0, code)
     assert.matches("trigger: backfill by key:ops, logical time 2026%-01%-01T0%d:00:00Z", out)
     code, out, err = H.weir(dir, "backfill hourly --from 2026-01-01 --to 2026-01-02 --max-active 0",

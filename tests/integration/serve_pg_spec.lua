@@ -56,8 +56,8 @@ H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", fun
     for i = 1, 30 do
       local r = curl("POST", base .. "/api/v1/pipelines/work/runs", key,
                      json.encode({ params = { i = i } }))
-      assert.truthy(r.id, json.encode(r))
-      ids[i] = r.id
+      assert.truthy(r.run_id, json.encode(r))
+      ids[i] = r.run_id
     end
     os.execute("kill -9 " .. pid)
     H.wait_dead(pid)
@@ -98,7 +98,7 @@ H.describe_with("pg", "weir serve with two servers on one PostgreSQL store", fun
         local st = tonumber(H.read(outs[j] .. ".code"))
         assert.truthy(st == 200 or st == 201 or st == 409, tostring(st))
         local body = json.decode(H.read(outs[j]))
-        if st ~= 409 then seen[body.id] = true end
+        if st ~= 409 then seen[body.run_id] = true end
       end
       local n = 0
       for _ in pairs(seen) do n = n + 1 end

@@ -114,6 +114,11 @@ describe("weir.scheduler.plan", function()
     assert.equal(T0 + H + 30 * M, scheduler.parse_time("2026-01-05T01:30Z"))
     assert.is_nil(scheduler.parse_time("2026-02-30"))
     assert.is_nil(scheduler.parse_time("2026-01-05T01:30:00+02:00"))
+    -- RFC 3339 as weir writes it (the API's times), milliseconds kept
+    assert.equal(T0 + H + 250, scheduler.parse_time("2026-01-05T01:00:00.250Z"))
+    assert.equal(T0 + H, scheduler.parse_time(require("weir.util").rfc3339(T0 + H)))
+    assert.is_nil(scheduler.parse_time("2026-01-05T01:00:00.Z"))
+    assert.is_nil(scheduler.parse_time("2026-01-05T01:00.5Z"))
   end)
 
   it("lists the next fires in the zone and in UTC", function()
