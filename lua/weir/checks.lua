@@ -17,7 +17,6 @@
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack, next =
   type, pairs, ipairs, tostring, tonumber, error, pcall, select, unpack, next
 local format, concat = string.format, table.concat
-local floor = math.floor
 local util = require("weir.util")
 local NULL = require("weir._native").NULL
 
@@ -478,15 +477,7 @@ local function epoch(v)
   elseif rest ~= "" then
     return nil
   end
-  -- days from the civil date (proleptic Gregorian), no time zone database
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (mo + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  local days = era * 146097 + doe - 719468
+  local days = require("weir.tz").days_from_civil(tonumber(y), tonumber(mo), tonumber(d))
   return days * 86400 + (tonumber(h) or 0) * 3600 + (tonumber(mi) or 0) * 60
          + (tonumber(s) or 0) - off
 end

@@ -372,10 +372,7 @@ end
 -- a date YYYY-MM-DD that exists in the calendar
 local function valid_date(y, m, d)
   y, m, d = tonumber(y), tonumber(m), tonumber(d)
-  if m < 1 or m > 12 or d < 1 then return false end
-  local days = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[m]
-  if m == 2 and (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) then days = 29 end
-  return d <= days
+  return m >= 1 and m <= 12 and d >= 1 and d <= tz.month_days(y, m)
 end
 
 -- dates and times: the text as given, when it is a real one
