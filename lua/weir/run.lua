@@ -332,16 +332,22 @@ function M.check_connections(P, conf)
   return #out > 0 and out or nil
 end
 
+-- The connections P names that conf lacks, one "FILE:LINE: message" line
+-- each, or nil.
+local function unknown_connections(P, conf)
+  local bad = M.check_connections(P, conf)
+  if not bad then return nil end
+  local lines = {}
+  for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
+  return concat(lines, "\n")
+end
+
 local function prepare_new(self)
   local o = self.o
   local P, err = define(self, self.file, o.workers)
   if not P then return nil, err end
-  local bad = M.check_connections(P, self.conf)
-  if bad then
-    local lines = {}
-    for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
-    return fail_list(1, concat(lines, "\n"))
-  end
+  local bad = unknown_connections(P, self.conf)
+  if bad then return fail_list(1, bad) end
   for _, flag in ipairs({ "only", "from" }) do
     if o[flag] and not P.tasks[o[flag]] then
       return fail(2, "--%s: unknown task %q", flag, o[flag])
@@ -474,12 +480,8 @@ local function prepare_resume(self)
                   concat(names, ", "))
     end
   end
-  local bad = M.check_connections(P, self.conf)
-  if bad then
-    local lines = {}
-    for k, b in ipairs(bad) do lines[k] = format("%s:%d: %s", b.file, b.line, b.message) end
-    return fail_list(1, concat(lines, "\n"))
-  end
+  local bad = unknown_connections(P, self.conf)
+  if bad then return fail_list(1, bad) end
   local run, cerr = M.claim(store, row.id, o.force, o.tasks ~= nil)
   if not run then return nil, cerr end
   if o.reload and P.hash ~= v.hash then
