@@ -185,6 +185,18 @@ local function option_label(opt)
   return s
 end
 
+-- Append to out a label and its text wrapped in a column from 27: beside
+-- the label when it is short, else on the lines below it.
+local function two_columns(out, label, text)
+  text = wrap(text, 50, rep(" ", 26))
+  if #label < 25 then
+    out[#out + 1] = label .. rep(" ", 26 - #label) .. text:sub(27)
+  else
+    out[#out + 1] = label
+    out[#out + 1] = text
+  end
+end
+
 --- `weir help CMD` / `weir CMD --help`.
 function M.command_help(def)
   local out = { "usage: " .. concat(M.usage(def), "\n   or: "), "", wrap(def.summary, 76, "") }
@@ -196,14 +208,7 @@ function M.command_help(def)
   out[#out + 1] = ""
   out[#out + 1] = "options:"
   for _, opt in ipairs(options_of(def)) do
-    local label = "  " .. option_label(opt)
-    local text = wrap(opt.help, 50, rep(" ", 26))
-    if #label < 25 then
-      out[#out + 1] = label .. rep(" ", 26 - #label) .. text:sub(27)
-    else
-      out[#out + 1] = label
-      out[#out + 1] = text
-    end
+    two_columns(out, "  " .. option_label(opt), opt.help)
   end
   return concat(out, "\n") .. "\n"
 end
@@ -213,15 +218,9 @@ function M.overview(defs)
   local out = {}
   for _, def in ipairs(defs) do
     if not def.hidden then
-      local head = "  " .. def.name .. (def.args and #def.args > 0
-                                         and " " .. concat(def.args, " ") or "")
-      local text = wrap(def.summary, 50, rep(" ", 26))
-      if #head < 25 then
-        out[#out + 1] = head .. rep(" ", 26 - #head) .. text:sub(27)
-      else
-        out[#out + 1] = head
-        out[#out + 1] = text
-      end
+      two_columns(out, "  " .. def.name .. (def.args and #def.args > 0
+                                             and " " .. concat(def.args, " ") or ""),
+                  def.summary)
     end
   end
   return concat(out, "\n") .. "\n"
