@@ -1227,7 +1227,7 @@ local function template_new(cat, load, name, dir)
     local v, note = p.examples and p.examples[1], p.default == nil and " -- required" or " -- default"
     if p.default ~= nil then v = p.default end
     if v == nil then
-      v = ({ string = "", integer = 0, number = 0, boolean = false })[p.type] or {}
+      v = require("weir.templates").blank(p.type)
       note = " -- required: fill in"
     end
     with[#with + 1] = format("%%s%s = %s,%s", n, lua_literal(v), note)

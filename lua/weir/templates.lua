@@ -256,7 +256,12 @@ function M.params_schema(params)
            additionalProperties = false }
 end
 
-local PLACEHOLDER = { string = "", integer = 0, number = 0, boolean = false }
+--- A value of a param's type when nothing better is known (a checked
+-- reference's stand-in, a skeleton's "fill in").
+function M.blank(ptype)
+  return ({ string = "", integer = 0, number = 0, boolean = false })[ptype]
+         or setmetatable({}, json.array_mt)
+end
 
 -- the `with` values checked against the template's params; defaults
 -- filled in. A value "${params.NAME}" stands for the run's param NAME
@@ -286,7 +291,7 @@ local function check_with(T, with, base, add, pipeline_params)
       refs = refs or {}
       refs[k] = ref
       x = type(tp.enum) == "table" and tp.enum[1] or tp.default
-      if x == nil then x = PLACEHOLDER[tp.type] or setmetatable({}, json.array_mt) end
+      if x == nil then x = M.blank(tp.type) end
     end
     checked[k] = x
   end
