@@ -23,14 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define WEIR_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WEIR_ASAN 1
-#endif
-#endif
-
 /* What a worker does all day. */
 static const char *const allowed[] = {
     /* its descriptors: fds 3 and 4, stderr, the broker's files and

@@ -12,6 +12,16 @@
 
 #define WEIR_API __attribute__((visibility("default")))
 
+/* WEIR_ASAN: built with AddressSanitizer (gcc or clang); the worker's
+ * system-call filter lets LeakSanitizer do its work at exit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WEIR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEIR_ASAN 1
+#endif
+#endif
+
 /* weir:cdef:begin */
 enum {
     WEIR_ABI_VERSION = 3
