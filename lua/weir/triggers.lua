@@ -104,11 +104,25 @@ function M.check_config(def, add)
   end
 end
 
+local of_cache = setmetatable({}, { __mode = "k" }) -- P -> project -> triggers or false
+
 --- The triggers a server watches for pipeline P (nil when none):
 -- { after = { names }, files = { dir, pattern (Lua), param, settle (ms) },
 -- datasets = { [normalized name] = true } }. project: the folder relative
 -- dataset paths are taken from (weir.yaml's).
 function M.of(P, project)
+  local by = of_cache[P]
+  if not by then
+    by = {}
+    of_cache[P] = by
+  end
+  local key = project or ""
+  if by[key] == nil then by[key] = M.compile(P, project) or false end
+  return by[key] or nil
+end
+
+--- M.of without the cache (each look of a server would redo it).
+function M.compile(P, project)
   local t = P.def and P.def.triggers
   if type(t) ~= "table" or (not t.after and not t.files and not t.datasets) then return nil end
   local out = { after = t.after }
